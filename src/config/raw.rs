@@ -1,0 +1,124 @@
+//! The config file as written: serde structs that keep source spans so that every later
+//! semantic error can point at FILE:LINE:COL. Nothing here is validated beyond TOML types.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMain {
+    pub user: Option<S<String>>,
+    pub group: Option<S<String>>,
+    pub worker_processes: Option<S<toml::Value>>,
+    pub worker_connections: Option<S<i64>>,
+    pub pid_file: Option<S<String>>,
+    pub control_socket: Option<S<String>>,
+    pub error_log: Option<S<RawErrorLog>>,
+    pub access_log: Option<S<String>>,
+    pub shutdown_timeout: Option<S<toml::Value>>,
+    pub include: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub server: Vec<S<RawServer>>,
+    #[serde(default)]
+    pub upstream: Vec<S<RawUpstream>>,
+}
+
+/// An included file holds only servers and upstreams; globals belong to the main file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInclude {
+    #[serde(default)]
+    pub server: Vec<S<RawServer>>,
+    #[serde(default)]
+    pub upstream: Vec<S<RawUpstream>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawErrorLog {
+    Path(String),
+    Table(RawErrorLogTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorLogTable {
+    pub path: Option<S<String>>,
+    pub level: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<S<StringOrList>>,
+    pub server_name: Option<S<StringOrList>>,
+    pub default_server: Option<bool>,
+    pub access_log: Option<S<String>>,
+    pub client_header_timeout: Option<S<toml::Value>>,
+    pub client_body_timeout: Option<S<toml::Value>>,
+    pub keepalive_timeout: Option<S<toml::Value>>,
+    pub send_timeout: Option<S<toml::Value>>,
+    pub keepalive_requests: Option<S<i64>>,
+    pub client_header_buffer_size: Option<S<toml::Value>>,
+    #[serde(default)]
+    pub route: Vec<S<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StringOrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StringOrList {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            StringOrList::One(s) => vec![s.clone()],
+            StringOrList::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub host: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub upstream: Option<S<String>>,
+    #[serde(rename = "return")]
+    pub return_status: Option<S<i64>>,
+    pub body: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub name: S<String>,
+    pub peers: S<Vec<S<RawPeer>>>,
+    pub keepalive: Option<S<i64>>,
+    pub keepalive_timeout: Option<S<toml::Value>>,
+    pub keepalive_requests: Option<S<i64>>,
+    pub connect_timeout: Option<S<toml::Value>>,
+    pub read_timeout: Option<S<toml::Value>>,
+    pub send_timeout: Option<S<toml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawPeer {
+    Addr(String),
+    Table(RawPeerTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPeerTable {
+    pub addr: String,
+    pub weight: Option<i64>,
+}

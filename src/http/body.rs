@@ -1,0 +1,332 @@
+//! Body framing for HTTP/1.x messages (RFC 9112 section 6 and 7.1), sans I/O.
+//!
+//! A `Framer` is fed raw bytes as they arrive and says which of them belong to the body and
+//! where the message ends. The proxy forwards the raw bytes untouched (chunked stays chunked)
+//! unless it must decode, so the framer also reports where each run of payload data lies.
+
+use std::ops::Range;
+
+/// Longest chunk-size line (with extensions) and trailer section we accept.
+const MAX_CHUNK_LINE: u32 = 4096;
+const MAX_TRAILERS: u32 = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    BadChunkSize,
+    BadChunkDelimiter,
+    ChunkLineTooLong,
+    TrailersTooLarge,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Framer {
+    /// Exactly this many more bytes.
+    Length(u64),
+    Chunked(Chunked),
+    /// Everything until the peer closes (responses only).
+    UntilClose,
+    /// The message is complete.
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunked {
+    Size {
+        value: u64,
+        digits: u8,
+        line: u32,
+    },
+    Ext {
+        value: u64,
+        line: u32,
+    },
+    SizeLf {
+        value: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// In the trailer section; `at_line_start` tells whether an empty line would end it.
+    Trailer {
+        at_line_start: bool,
+        total: u32,
+    },
+    TrailerLf,
+}
+
+/// Result of one `Framer::step`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Bytes of the input that belong to this message (framing and data).
+    pub consumed: usize,
+    /// The payload bytes among them (a sub-range of `0..consumed`), possibly empty.
+    pub data: Range<usize>,
+    pub done: bool,
+}
+
+impl Framer {
+    pub fn chunked() -> Framer {
+        Framer::Chunked(Chunked::Size {
+            value: 0,
+            digits: 0,
+            line: 0,
+        })
+    }
+
+    pub fn is_done(&self) -> bool {
+        matches!(self, Framer::Done)
+    }
+
+    /// Advances over `input`, stopping after at most one run of payload data, so a decoder
+    /// can copy that run out. Call again with the rest of the input to continue.
+    pub fn step(&mut self, input: &[u8]) -> Result<Step, FrameError> {
+        match self {
+            Framer::Done => Ok(Step {
+                consumed: 0,
+                data: 0..0,
+                done: true,
+            }),
+            Framer::UntilClose => Ok(Step {
+                consumed: input.len(),
+                data: 0..input.len(),
+                done: false,
+            }),
+            Framer::Length(rem) => {
+                let n = (*rem).min(input.len() as u64) as usize;
+                *rem -= n as u64;
+                let done = *rem == 0;
+                if done {
+                    *self = Framer::Done;
+                }
+                Ok(Step {
+                    consumed: n,
+                    data: 0..n,
+                    done,
+                })
+            }
+            Framer::Chunked(state) => {
+                let (consumed, data, done) = chunked_step(state, input)?;
+                if done {
+                    *self = Framer::Done;
+                }
+                Ok(Step {
+                    consumed,
+                    data,
+                    done,
+                })
+            }
+        }
+    }
+
+    /// How many leading bytes of `input` belong to this message, for raw forwarding.
+    pub fn advance_raw(&mut self, input: &[u8]) -> Result<(usize, bool), FrameError> {
+        let mut pos = 0;
+        loop {
+            let s = self.step(&input[pos..])?;
+            pos += s.consumed;
+            if s.done || s.consumed == 0 || pos == input.len() {
+                return Ok((pos, s.done));
+            }
+        }
+    }
+}
+
+fn hex(b: u8) -> Option<u64> {
+    match b {
+        b'0'..=b'9' => Some((b - b'0') as u64),
+        b'a'..=b'f' => Some((b - b'a' + 10) as u64),
+        b'A'..=b'F' => Some((b - b'A' + 10) as u64),
+        _ => None,
+    }
+}
+
+fn chunked_step(st: &mut Chunked, input: &[u8]) -> Result<(usize, Range<usize>, bool), FrameError> {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        match *st {
+            Chunked::Data(rem) => {
+                let n = rem.min((input.len() - i) as u64) as usize;
+                let left = rem - n as u64;
+                *st = if left == 0 {
+                    Chunked::DataCr
+                } else {
+                    Chunked::Data(left)
+                };
+                return Ok((i + n, i..i + n, false));
+            }
+            Chunked::Size {
+                value,
+                digits,
+                line,
+            } => {
+                if line >= MAX_CHUNK_LINE {
+                    return Err(FrameError::ChunkLineTooLong);
+                }
+                if let Some(h) = hex(b) {
+                    if digits >= 15 {
+                        return Err(FrameError::BadChunkSize);
+                    }
+                    *st = Chunked::Size {
+                        value: value * 16 + h,
+                        digits: digits + 1,
+                        line: line + 1,
+                    };
+                } else if digits == 0 {
+                    return Err(FrameError::BadChunkSize);
+                } else {
+                    match b {
+                        b';' | b' ' | b'\t' => {
+                            *st = Chunked::Ext {
+                                value,
+                                line: line + 1,
+                            }
+                        }
+                        b'\r' => *st = Chunked::SizeLf { value },
+                        _ => return Err(FrameError::BadChunkSize),
+                    }
+                }
+            }
+            Chunked::Ext { value, line } => {
+                if line >= MAX_CHUNK_LINE {
+                    return Err(FrameError::ChunkLineTooLong);
+                }
+                match b {
+                    b'\r' => *st = Chunked::SizeLf { value },
+                    b'\n' => return Err(FrameError::BadChunkDelimiter),
+                    _ => {
+                        *st = Chunked::Ext {
+                            value,
+                            line: line + 1,
+                        }
+                    }
+                }
+            }
+            Chunked::SizeLf { value } => {
+                if b != b'\n' {
+                    return Err(FrameError::BadChunkDelimiter);
+                }
+                *st = if value == 0 {
+                    Chunked::Trailer {
+                        at_line_start: true,
+                        total: 0,
+                    }
+                } else {
+                    Chunked::Data(value)
+                };
+            }
+            Chunked::DataCr => {
+                if b != b'\r' {
+                    return Err(FrameError::BadChunkDelimiter);
+                }
+                *st = Chunked::DataLf;
+            }
+            Chunked::DataLf => {
+                if b != b'\n' {
+                    return Err(FrameError::BadChunkDelimiter);
+                }
+                *st = Chunked::Size {
+                    value: 0,
+                    digits: 0,
+                    line: 0,
+                };
+            }
+            Chunked::Trailer {
+                at_line_start,
+                total,
+            } => {
+                if total >= MAX_TRAILERS {
+                    return Err(FrameError::TrailersTooLarge);
+                }
+                *st = match b {
+                    b'\r' if at_line_start => Chunked::TrailerLf,
+                    b'\n' if at_line_start => return Ok((i + 1, i..i, true)),
+                    b'\n' => Chunked::Trailer {
+                        at_line_start: true,
+                        total: total + 1,
+                    },
+                    _ => Chunked::Trailer {
+                        at_line_start: false,
+                        total: total + 1,
+                    },
+                };
+            }
+            Chunked::TrailerLf => {
+                if b != b'\n' {
+                    return Err(FrameError::BadChunkDelimiter);
+                }
+                return Ok((i + 1, i..i, true));
+            }
+        }
+        i += 1;
+    }
+    Ok((i, i..i, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` split at every position and collects the decoded payload.
+    fn decode_split(input: &[u8], split: usize) -> Result<(Vec<u8>, usize, bool), FrameError> {
+        let mut f = Framer::chunked();
+        let mut out = Vec::new();
+        let mut total = 0;
+        for part in [&input[..split], &input[split..]] {
+            let mut pos = 0;
+            loop {
+                let s = f.step(&part[pos..])?;
+                out.extend_from_slice(&part[pos..][s.data.clone()]);
+                pos += s.consumed;
+                total += s.consumed;
+                if s.done {
+                    return Ok((out, total, true));
+                }
+                if s.consumed == 0 || pos == part.len() {
+                    break;
+                }
+            }
+        }
+        Ok((out, total, false))
+    }
+
+    #[test]
+    fn chunked_any_split() {
+        let msg = b"5\r\nhello\r\na;ext=1\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for split in 0..msg.len() {
+            let (data, consumed, done) = decode_split(msg, split).unwrap();
+            assert!(done, "split {split}");
+            assert_eq!(data, b"hello0123456789");
+            assert_eq!(consumed, msg.len() - 4, "split {split}");
+        }
+    }
+
+    #[test]
+    fn chunked_errors() {
+        assert_eq!(
+            Framer::chunked().advance_raw(b"x\r\n"),
+            Err(FrameError::BadChunkSize)
+        );
+        assert_eq!(
+            Framer::chunked().advance_raw(b"2\r\nabX"),
+            Err(FrameError::BadChunkDelimiter)
+        );
+        assert_eq!(
+            Framer::chunked().advance_raw(b"fffffffffffffffff\r\n"),
+            Err(FrameError::BadChunkSize)
+        );
+    }
+
+    #[test]
+    fn length_and_raw() {
+        let mut f = Framer::Length(5);
+        assert_eq!(f.advance_raw(b"abc").unwrap(), (3, false));
+        assert_eq!(f.advance_raw(b"defgh").unwrap(), (2, true));
+        assert!(f.is_done());
+        let mut c = Framer::chunked();
+        assert_eq!(
+            c.advance_raw(b"3\r\nabc\r\n0\r\n\r\nGET").unwrap(),
+            (13, true)
+        );
+    }
+}

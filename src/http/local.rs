@@ -1,0 +1,85 @@
+//! Responses proxyd makes itself: configured `return` routes and error pages.
+
+/// The standard reason phrase for a status code.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Writes a complete response. A HEAD request gets the headers only.
+pub fn write(
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+    head_only: bool,
+    close: bool,
+    keep_alive_1_0: bool,
+    out: &mut Vec<u8>,
+) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\nServer: proxyd\r\nDate: {}\r\n",
+        status,
+        reason(status),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
+    let mut has_type = false;
+    for (k, v) in headers {
+        has_type |= k.eq_ignore_ascii_case("content-type");
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if !has_type && !body.is_empty() {
+        out.extend_from_slice(b"Content-Type: text/plain\r\n");
+    }
+    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if keep_alive_1_0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+/// The small HTML page sent with an error status.
+pub fn error_page(status: u16) -> Vec<u8> {
+    format!(
+        "<html>\r\n<head><title>{s} {r}</title></head>\r\n<body>\r\n<center><h1>{s} {r}</h1></center>\r\n<hr><center>proxyd</center>\r\n</body>\r\n</html>\r\n",
+        s = status,
+        r = reason(status)
+    )
+    .into_bytes()
+}
+
+pub fn error_headers() -> Vec<(String, String)> {
+    vec![("Content-Type".into(), "text/html".into())]
+}

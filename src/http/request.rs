@@ -1,0 +1,280 @@
+//! Request heads: parse what the client sent (httparse) and write the head we send upstream.
+
+use super::body::Framer;
+use super::{is_hop_by_hop, token_list_contains, MAX_HEADERS};
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    /// Malformed head: 400.
+    Malformed,
+    /// Head larger than the buffer: 431.
+    TooLarge,
+    /// A transfer coding we cannot frame: 501.
+    UnsupportedEncoding,
+}
+
+impl RequestError {
+    pub fn status(self) -> u16 {
+        match self {
+            RequestError::Malformed => 400,
+            RequestError::TooLarge => 431,
+            RequestError::UnsupportedEncoding => 501,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: String,
+    pub uri: String,
+    /// HTTP/1.x minor version.
+    pub minor: u8,
+    pub host: Option<String>,
+    pub keep_alive: bool,
+    pub body: Framer,
+    pub has_body: bool,
+    pub referer: Option<String>,
+    pub user_agent: Option<String>,
+    /// Bytes of the head, including the final empty line.
+    pub head_len: usize,
+    /// Name and value ranges of every header inside the head bytes.
+    headers: Vec<(Range<usize>, Range<usize>)>,
+}
+
+fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + part.len()
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)` means more bytes are needed.
+pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut storage);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooLarge),
+        Err(_) => return Err(RequestError::Malformed),
+    };
+    let minor = req.version.unwrap_or(1);
+    let mut head = RequestHead {
+        method: req.method.unwrap_or("").to_string(),
+        uri: req.path.unwrap_or("").to_string(),
+        minor,
+        host: None,
+        keep_alive: minor >= 1,
+        body: Framer::Done,
+        has_body: false,
+        referer: None,
+        user_agent: None,
+        head_len,
+        headers: Vec::with_capacity(req.headers.len()),
+    };
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    for h in req.headers.iter() {
+        head.headers
+            .push((offset(buf, h.name.as_bytes()), offset(buf, h.value)));
+        let name = h.name;
+        if name.eq_ignore_ascii_case("host") {
+            if head.host.is_some() {
+                return Err(RequestError::Malformed);
+            }
+            let v = std::str::from_utf8(h.value).map_err(|_| RequestError::Malformed)?;
+            head.host = Some(v.trim().to_string());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let v = parse_content_length(h.value).ok_or(RequestError::Malformed)?;
+            if content_length.is_some_and(|c| c != v) {
+                return Err(RequestError::Malformed);
+            }
+            content_length = Some(v);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // Only "chunked" as the final (and here only) coding can be framed.
+            let v = std::str::from_utf8(h.value).map_err(|_| RequestError::Malformed)?;
+            let last = v.rsplit(',').next().unwrap_or("").trim();
+            if !last.eq_ignore_ascii_case("chunked") || chunked {
+                return Err(RequestError::UnsupportedEncoding);
+            }
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            if token_list_contains(h.value, "close") {
+                head.keep_alive = false;
+            } else if minor == 0 && token_list_contains(h.value, "keep-alive") {
+                head.keep_alive = true;
+            }
+        } else if name.eq_ignore_ascii_case("referer") {
+            head.referer = Some(String::from_utf8_lossy(h.value).into_owned());
+        } else if name.eq_ignore_ascii_case("user-agent") {
+            head.user_agent = Some(String::from_utf8_lossy(h.value).into_owned());
+        }
+    }
+    if transfer_encoding {
+        // Both framings at once is the classic smuggling vector; HTTP/1.0 has no chunked.
+        if content_length.is_some() || minor == 0 {
+            return Err(RequestError::Malformed);
+        }
+        head.body = Framer::chunked();
+        head.has_body = true;
+    } else if let Some(n) = content_length {
+        head.body = if n == 0 {
+            Framer::Done
+        } else {
+            Framer::Length(n)
+        };
+        head.has_body = n > 0;
+    }
+    if minor >= 1 && head.host.is_none() {
+        return Err(RequestError::Malformed);
+    }
+    Ok(Some(head))
+}
+
+pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
+    let v = std::str::from_utf8(v).ok()?.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
+        return None;
+    }
+    v.parse().ok()
+}
+
+impl RequestHead {
+    /// The path without the query string, for routing.
+    pub fn path(&self) -> &str {
+        self.uri.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// Host without port, lowercased, for routing.
+    pub fn host_name(&self) -> Option<String> {
+        let h = self.host.as_deref()?;
+        let name = if h.starts_with('[') {
+            h.split(']')
+                .next()
+                .map(|s| format!("{s}]"))
+                .unwrap_or_default()
+        } else {
+            h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h).to_string()
+        };
+        Some(name.to_ascii_lowercase())
+    }
+
+    /// Writes the head sent upstream: always HTTP/1.1 (so the upstream connection can be
+    /// kept alive), hop-by-hop headers removed, X-Forwarded-For/-Proto added.
+    pub fn write_upstream(&self, raw: &[u8], client_ip: &str, proto: &str, out: &mut Vec<u8>) {
+        out.clear();
+        out.extend_from_slice(self.method.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.uri.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let connection_tokens: Vec<&[u8]> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| raw[n.clone()].eq_ignore_ascii_case(b"connection"))
+            .map(|(_, v)| &raw[v.clone()])
+            .collect();
+        let mut xff: Option<&[u8]> = None;
+        for (n, v) in &self.headers {
+            let name = &raw[n.clone()];
+            if is_hop_by_hop(name)
+                || connection_tokens
+                    .iter()
+                    .any(|t| token_list_contains(t, std::str::from_utf8(name).unwrap_or("")))
+                || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+                xff = Some(&raw[v.clone()]);
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(&raw[v.clone()]);
+            out.extend_from_slice(b"\r\n");
+        }
+        if matches!(self.body, Framer::Chunked(_)) {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        if let Some(prev) = xff {
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(client_ip.as_bytes());
+        out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
+        out.extend_from_slice(proto.as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+    }
+
+    /// Whether a request may be replayed on another connection after a failure.
+    pub fn idempotent(&self) -> bool {
+        matches!(
+            self.method.as_str(),
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rewrites() {
+        let raw = b"POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4\r\nKeep-Alive: 5\r\n\r\nabc";
+        let h = parse(raw).unwrap().unwrap();
+        assert_eq!(h.head_len, raw.len() - 3);
+        assert_eq!(h.path(), "/a");
+        assert_eq!(h.host_name().as_deref(), Some("ex.com"));
+        assert!(h.keep_alive);
+        assert_eq!(h.body, Framer::Length(3));
+        let mut out = Vec::new();
+        h.write_upstream(&raw[..h.head_len], "10.0.0.1", "http", &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\n"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("X-Drop") && !s.contains("Keep-Alive") && !s.contains("Connection"),
+            "{s}"
+        );
+        assert!(s.contains("X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n"), "{s}");
+        assert!(s.ends_with("X-Forwarded-Proto: http\r\n\r\n"), "{s}");
+    }
+
+    #[test]
+    fn framing_rules() {
+        let p = |s: &str| parse(s.as_bytes());
+        assert!(p("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        assert_eq!(
+            p("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
+            RequestError::Malformed
+        );
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err(),
+            RequestError::Malformed
+        );
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+                .unwrap_err(),
+            RequestError::Malformed
+        );
+        assert_eq!(
+            p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n").unwrap_err(),
+            RequestError::UnsupportedEncoding
+        );
+        let h = p("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
+        assert!(!h.keep_alive);
+        let h = p("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.keep_alive);
+        let h = p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(h.has_body);
+    }
+}

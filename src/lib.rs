@@ -1,0 +1,4 @@
+//! proxyd: a reverse proxy and HTTP server in the NGINX process model.
+
+pub mod config;
+pub mod http;
