@@ -2,3 +2,7 @@
 
 pub mod config;
 pub mod http;
+pub mod channel;
+pub mod logging;
+pub mod router;
+pub mod worker;

@@ -1,0 +1,121 @@
+//! Request routing: pick the server by listen address and Host, then the route by host and
+//! longest path prefix.
+
+use crate::config::{Config, Route};
+use std::net::SocketAddr;
+
+fn name_matches(pattern: &str, host: &str) -> bool {
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+        None => pattern == host,
+    }
+}
+
+/// The server for a request that arrived on `listen` with `host` (lowercase, no port).
+pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> usize {
+    let on_addr = || cfg.server.iter().enumerate().filter(|(_, s)| s.listen.contains(&listen));
+    if let Some(host) = host {
+        if let Some((i, _)) = on_addr().find(|(_, s)| s.server_name.iter().any(|n| !n.starts_with("*.") && n == host)) {
+            return i;
+        }
+        if let Some((i, _)) = on_addr().find(|(_, s)| s.server_name.iter().any(|n| name_matches(n, host))) {
+            return i;
+        }
+    }
+    on_addr()
+        .find(|(_, s)| s.default_server)
+        .or_else(|| on_addr().next())
+        .map(|(i, _)| i)
+        .unwrap_or(0)
+}
+
+/// The route whose path is the longest prefix of `path`; a route naming the host wins a tie.
+pub fn select_route<'a>(cfg: &'a Config, server: usize, host: Option<&str>, path: &str) -> Option<&'a Route> {
+    let mut best: Option<&Route> = None;
+    for r in &cfg.server[server].route {
+        let host_ok = match (&r.host, host) {
+            (None, _) => true,
+            (Some(p), Some(h)) => name_matches(p, h),
+            (Some(_), None) => false,
+        };
+        if !host_ok || !path.starts_with(r.path.as_str()) {
+            continue;
+        }
+        let better = match best {
+            None => true,
+            Some(b) => r.path.len() > b.path.len() || (r.path.len() == b.path.len() && b.host.is_none() && r.host.is_some()),
+        };
+        if better {
+            best = Some(r);
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Action;
+
+    fn cfg() -> Config {
+        let dir = std::env::temp_dir().join(format!("proxyd-router-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("r.toml");
+        std::fs::write(
+            &p,
+            r#"
+[[server]]
+listen = "127.0.0.1:1"
+[[server.route]]
+path = "/"
+return = 200
+body = "default"
+[[server.route]]
+path = "/api/"
+return = 200
+body = "api"
+[[server.route]]
+path = "/api/"
+host = "*.example.com"
+return = 200
+body = "api-host"
+[[server.route]]
+path = "/api/v2/"
+return = 200
+body = "v2"
+
+[[server]]
+listen = "127.0.0.1:1"
+server_name = ["b.test", "*.wild.test"]
+[[server.route]]
+return = 200
+body = "b"
+"#,
+        )
+        .unwrap();
+        let c = crate::config::load(&p).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        c
+    }
+
+    fn body(r: Option<&Route>) -> &str {
+        match &r.unwrap().action {
+            Action::Return { body, .. } => body,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn servers_and_routes() {
+        let c = cfg();
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert_eq!(select_server(&c, a, Some("b.test")), 1);
+        assert_eq!(select_server(&c, a, Some("x.wild.test")), 1);
+        assert_eq!(select_server(&c, a, Some("wild.test")), 0);
+        assert_eq!(select_server(&c, a, None), 0);
+        assert_eq!(body(select_route(&c, 0, None, "/x")), "default");
+        assert_eq!(body(select_route(&c, 0, None, "/api/x")), "api");
+        assert_eq!(body(select_route(&c, 0, Some("a.example.com"), "/api/x")), "api-host");
+        assert_eq!(body(select_route(&c, 0, Some("a.example.com"), "/api/v2/x")), "v2");
+    }
+}

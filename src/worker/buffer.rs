@@ -1,0 +1,170 @@
+//! Fixed-size byte buffers taken from a per-worker pool, so an idle keep-alive connection
+//! holds none and memory per connection stays bounded whatever the body size.
+
+use std::io::{self, Read};
+
+pub const BUF_SIZE: usize = 16 * 1024;
+/// Free buffers kept for reuse; more are returned to the allocator.
+const POOL_MAX: usize = 512;
+
+/// Bytes flow in at `end` and out at `start`. Between them, `start..ready` may be sent,
+/// `ready..parsed` is framing already understood but not forwarded (decoded chunk headers
+/// are squeezed out), and `parsed..end` has not been looked at yet.
+pub struct Buf {
+    data: Box<[u8]>,
+    pub start: usize,
+    pub ready: usize,
+    pub parsed: usize,
+    pub end: usize,
+}
+
+impl Buf {
+    fn new(data: Box<[u8]>) -> Buf {
+        Buf { data, start: 0, ready: 0, parsed: 0, end: 0 }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Everything held, sent or not.
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.start == 0 && self.end == self.data.len()
+    }
+
+    /// Bytes that may be sent now.
+    pub fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.ready]
+    }
+
+    pub fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.ready);
+        if self.start == self.end {
+            self.start = 0;
+            self.ready = 0;
+            self.parsed = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Bytes received but not yet examined by a parser or framer.
+    pub fn unparsed(&self) -> &[u8] {
+        &self.data[self.parsed..self.end]
+    }
+
+    /// Everything not yet sent (for head parsing, where nothing was sent yet).
+    pub fn held(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    /// Marks `n` unparsed bytes as forwardable as they are.
+    pub fn pass(&mut self, n: usize) {
+        debug_assert_eq!(self.ready, self.parsed);
+        self.parsed += n;
+        self.ready = self.parsed;
+    }
+
+    /// Marks `n` unparsed bytes as framing, then moves the payload run `data` (relative to
+    /// the unparsed region) down to `ready`. Used to strip chunked framing in place.
+    pub fn pass_decoded(&mut self, n: usize, data: std::ops::Range<usize>) {
+        let from = self.parsed + data.start;
+        let len = data.len();
+        self.data.copy_within(from..from + len, self.ready);
+        self.ready += len;
+        self.parsed += n;
+    }
+
+    /// Drops `n` bytes at the front that were parsed (a head) and will not be sent as is.
+    pub fn skip_head(&mut self, n: usize) {
+        self.start += n;
+        self.ready = self.start;
+        self.parsed = self.start;
+        if self.start == self.end {
+            self.consume(0);
+        }
+    }
+
+    /// Room for more input, compacting first when that helps.
+    fn make_room(&mut self) -> usize {
+        if self.end == self.data.len() && self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.ready -= self.start;
+            self.parsed -= self.start;
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.data.len() - self.end
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.end < self.data.len() || self.start > 0
+    }
+
+    /// One read into the free space; Ok(0) means end of stream (or no room: check has_room).
+    pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<usize> {
+        if self.make_room() == 0 {
+            return Ok(0);
+        }
+        loop {
+            match r.read(&mut self.data[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Box<[u8]>>,
+}
+
+impl BufPool {
+    /// A buffer of at least `size` bytes (pooled when `size` is the standard size).
+    pub fn get(&mut self, size: usize) -> Buf {
+        if size <= BUF_SIZE {
+            if let Some(b) = self.free.pop() {
+                return Buf::new(b);
+            }
+            return Buf::new(vec![0u8; BUF_SIZE].into_boxed_slice());
+        }
+        Buf::new(vec![0u8; size].into_boxed_slice())
+    }
+
+    pub fn put(&mut self, b: Buf) {
+        if b.data.len() == BUF_SIZE && self.free.len() < POOL_MAX {
+            self.free.push(b.data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_in_place_and_compact() {
+        let mut pool = BufPool::default();
+        let mut b = pool.get(BUF_SIZE);
+        let mut src: &[u8] = b"3\r\nabc\r\n";
+        b.read_from(&mut src).unwrap();
+        b.pass_decoded(3, 3..3); // "3\r\n" is framing
+        b.pass_decoded(3, 0..3); // "abc"
+        assert_eq!(b.pending(), b"abc");
+        b.pass_decoded(2, 2..2);
+        assert_eq!(b.unparsed(), b"");
+        b.consume(3);
+        assert!(b.is_empty());
+        pool.put(b);
+        assert_eq!(pool.free.len(), 1);
+    }
+}

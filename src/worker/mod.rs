@@ -1,0 +1,420 @@
+//! A worker process: one mio (epoll) event loop that accepts clients on the inherited
+//! listeners, runs their sessions, keeps idle upstream connections, and obeys the master.
+
+mod access_log;
+pub mod buffer;
+mod session;
+mod timer;
+mod upstream;
+
+use crate::channel::{self, Msg};
+use crate::config::{Config, LogTarget};
+use access_log::AccessLog;
+use buffer::BufPool;
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
+use session::Session;
+use slab::Slab;
+use std::fs::File;
+use std::io::{self, Read};
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use timer::Timers;
+use upstream::{Balancer, IdleConn, Pool};
+
+const CHANNEL: Token = Token(usize::MAX - 1);
+/// Listener i has token `LISTENER_BASE - i`.
+const LISTENER_BASE: usize = usize::MAX - 2;
+/// Most connections accepted per listener wakeup, so one busy listener cannot starve the rest.
+const ACCEPT_BATCH: usize = 64;
+
+/// What a token's low bits say about the connection it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Client = 0,
+    Upstream = 1,
+    Idle = 2,
+}
+
+/// Everything a session may touch besides itself.
+pub struct Ctx {
+    pub cfg: Rc<Config>,
+    pub registry: Registry,
+    pub timers: Timers,
+    pub bufs: BufPool,
+    pub balancer: Balancer,
+    pub pool: Pool,
+    pub draining: bool,
+    pub now: Instant,
+    pub listen_addrs: Vec<SocketAddr>,
+    /// Sessions that ran out of budget in `drive` and must run again soon.
+    pub again: Vec<(usize, u64)>,
+    next_id: u64,
+    access: AccessLog,
+}
+
+/// The token (and timer key) of a connection: slab slot and kind.
+pub fn key(slot: usize, kind: Kind) -> usize {
+    (slot << 2) | kind as usize
+}
+
+impl Ctx {
+    fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// The one way an upstream connection goes back to the pool (nginx
+    /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
+    /// pool and request limits, in a worker that is not draining.
+    pub fn release(&mut self, mut stream: TcpStream, upstream: usize, peer: usize, requests: u64, reusable: bool, cfg: &Config) {
+        let u = &cfg.upstream[upstream];
+        if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
+            let _ = self.registry.deregister(&mut stream);
+            return;
+        }
+        let id = self.next_id();
+        let expires = self.now + u.keepalive_timeout;
+        let conn = IdleConn { stream, upstream, peer, requests, id, expires };
+        let (slot, evicted) = self.pool.put(conn, u.keepalive);
+        if let Some(mut old) = evicted {
+            let _ = self.registry.deregister(&mut old.stream);
+        }
+        let key = key(slot, Kind::Idle);
+        let c = &mut self.pool.conns[slot];
+        if self.registry.reregister(&mut c.stream, Token(key), Interest::READABLE).is_err() {
+            if let Some(mut c) = self.pool.remove(slot) {
+                let _ = self.registry.deregister(&mut c.stream);
+            }
+            return;
+        }
+        self.timers.add(expires, key, id);
+    }
+
+    pub fn log_access(&mut self, req: &crate::http::request::RequestHead, server: usize, ip: &str, status: u16, bytes: u64, _start: Instant) {
+        if let Some(idx) = self.cfg.server[server].access_log {
+            let line = format!("{} {} HTTP/1.{}", req.method, req.uri, req.minor);
+            self.access.write(idx, ip, &line, status, bytes, req.referer.as_deref(), req.user_agent.as_deref());
+        }
+    }
+
+    /// Logs a request that could not be parsed (no request line to show).
+    pub fn log_raw(&mut self, listener: usize, ip: &str, request: &str, status: u16, bytes: u64) {
+        let server = crate::router::select_server(&self.cfg, self.listen_addrs[listener], None);
+        if let Some(idx) = self.cfg.server[server].access_log {
+            self.access.write(idx, ip, request, status, bytes, None, None);
+        }
+    }
+}
+
+/// What the master hands a new worker.
+pub struct WorkerSetup {
+    pub cfg: Config,
+    pub generation: u64,
+    /// Listening sockets, in the order of `cfg.listeners`.
+    pub listeners: Vec<std::net::TcpListener>,
+    pub channel: OwnedFd,
+    pub access_logs: Vec<Option<File>>,
+}
+
+struct Worker {
+    poll: Poll,
+    ctx: Ctx,
+    sessions: Slab<Session>,
+    listeners: Vec<Option<TcpListener>>,
+    /// Listener had a connection waiting when the connection limit stopped accepting.
+    listener_ready: Vec<bool>,
+    channel: OwnedFd,
+    drain_deadline: Option<Instant>,
+    master_gone: bool,
+}
+
+/// Runs the worker until it is told to stop (or the master dies). Returns the exit code.
+pub fn run(setup: WorkerSetup) -> i32 {
+    match Worker::new(setup).and_then(|mut w| w.run()) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("worker: {e}");
+            1
+        }
+    }
+}
+
+impl Worker {
+    fn new(s: WorkerSetup) -> io::Result<Worker> {
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let mut listeners = Vec::new();
+        for (i, l) in s.listeners.into_iter().enumerate() {
+            l.set_nonblocking(true)?;
+            let mut l = TcpListener::from_std(l);
+            registry.register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
+            listeners.push(Some(l));
+        }
+        registry.register(&mut SourceFd(&s.channel.as_raw_fd()), CHANNEL, Interest::READABLE)?;
+        let cfg = Rc::new(s.cfg);
+        let n = listeners.len();
+        let ctx = Ctx {
+            balancer: Balancer::new(&cfg.upstream),
+            pool: Pool::new(cfg.upstream.len()),
+            listen_addrs: cfg.listeners.clone(),
+            access: AccessLog::new(&cfg.access_logs, s.access_logs),
+            cfg,
+            registry,
+            timers: Timers::default(),
+            bufs: BufPool::default(),
+            draining: false,
+            now: Instant::now(),
+            again: Vec::new(),
+            next_id: 0,
+        };
+        log::set_max_level(ctx.cfg.error_log.level_filter());
+        log::debug!("worker of generation {} started", s.generation);
+        Ok(Worker {
+            poll,
+            ctx,
+            sessions: Slab::with_capacity(1024),
+            listeners,
+            listener_ready: vec![false; n],
+            channel: s.channel,
+            drain_deadline: None,
+            master_gone: false,
+        })
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        channel::send(self.channel.as_raw_fd(), &Msg::Ready)?;
+        let mut events = Events::with_capacity(1024);
+        loop {
+            self.ctx.now = Instant::now();
+            let timeout = if !self.ctx.again.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                let next = [self.ctx.timers.next(), self.drain_deadline].into_iter().flatten().min();
+                next.map(|t| t.saturating_duration_since(self.ctx.now) + Duration::from_millis(1))
+            };
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            self.ctx.now = Instant::now();
+            for ev in events.iter() {
+                let t = ev.token();
+                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
+                if t == CHANNEL {
+                    if self.on_channel()? {
+                        return Ok(());
+                    }
+                } else if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
+                    let i = LISTENER_BASE - t.0;
+                    self.listener_ready[i] = true;
+                    self.accept(i);
+                } else {
+                    self.on_conn_event(t.0, readable, writable);
+                }
+            }
+            for (slot, id) in std::mem::take(&mut self.ctx.again) {
+                if self.sessions.get(slot).is_some_and(|s| s.id == id) {
+                    self.drive(slot);
+                }
+            }
+            self.expire_timers();
+            if self.ctx.draining {
+                if self.sessions.is_empty() {
+                    log::debug!("worker drained");
+                    return Ok(());
+                }
+                if self.drain_deadline.is_some_and(|d| d <= self.ctx.now) {
+                    log::warn!("shutdown timeout: closing {} connections", self.sessions.len());
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn on_conn_event(&mut self, token: usize, readable: bool, writable: bool) {
+        let slot = token >> 2;
+        match token & 3 {
+            0 => {
+                if let Some(s) = self.sessions.get_mut(slot) {
+                    s.client_event(readable, writable);
+                    self.drive(slot);
+                }
+            }
+            1 => {
+                if let Some(s) = self.sessions.get_mut(slot) {
+                    s.upstream_event(readable, writable);
+                    self.drive(slot);
+                }
+            }
+            _ => {
+                // An idle upstream connection spoke or closed: it cannot be reused.
+                if readable {
+                    if let Some(c) = self.ctx.pool.conns.get_mut(slot) {
+                        let mut probe = [0u8; 1];
+                        match c.stream.read(&mut probe) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                            _ => {}
+                        }
+                    }
+                    if let Some(mut c) = self.ctx.pool.remove(slot) {
+                        let _ = self.ctx.registry.deregister(&mut c.stream);
+                    }
+                }
+            }
+        }
+    }
+
+    fn drive(&mut self, slot: usize) {
+        let keep = self.sessions[slot].drive(&mut self.ctx);
+        if !keep {
+            self.close(slot);
+        }
+    }
+
+    fn close(&mut self, slot: usize) {
+        let mut s = self.sessions.remove(slot);
+        s.release_all(&mut self.ctx);
+        let _ = self.ctx.registry.deregister(s.client_mut());
+        drop(s);
+        // A slot is free again: accept what waited for it.
+        for i in 0..self.listeners.len() {
+            if self.listener_ready[i] {
+                self.accept(i);
+            }
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        for _ in 0..ACCEPT_BATCH {
+            if self.sessions.len() + self.ctx.pool.len() >= self.ctx.cfg.worker_connections {
+                return;
+            }
+            let Some(l) = &self.listeners[i] else { return };
+            match l.accept() {
+                Ok((mut stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let id = self.ctx.next_id();
+                    let entry = self.sessions.vacant_entry();
+                    let slot = entry.key();
+                    let token = Token(key(slot, Kind::Client));
+                    if self.ctx.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).is_err() {
+                        continue;
+                    }
+                    let mut s = Session::new(id, slot, stream, addr, i);
+                    s.deadline.set(
+                        self.ctx.now + self.ctx.cfg.server[crate::router::select_server(&self.ctx.cfg, self.ctx.listen_addrs[i], None)].client_header_timeout,
+                        &mut self.ctx.timers,
+                        token.0,
+                        id,
+                    );
+                    entry.insert(s);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready[i] = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e) => {
+                    // EMFILE and friends: stop for now; the next event or a freed slot retries.
+                    log::error!("accept() failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn expire_timers(&mut self) {
+        let now = self.ctx.now;
+        while let Some((at, key, id)) = self.ctx.timers.pop_due(now) {
+            let slot = key >> 2;
+            match key & 3 {
+                0 => {
+                    let Some(s) = self.sessions.get_mut(slot) else { continue };
+                    if s.id != id {
+                        continue;
+                    }
+                    let mut d = s.deadline;
+                    let fired = d.fire(at, now, &mut self.ctx.timers, key, id);
+                    s.deadline = d;
+                    if fired && !s.on_timeout(&mut self.ctx) {
+                        self.close(slot);
+                    }
+                }
+                2 => {
+                    if self.ctx.pool.conns.get(slot).is_some_and(|c| c.id == id && c.expires <= now) {
+                        if let Some(mut c) = self.ctx.pool.remove(slot) {
+                            let _ = self.ctx.registry.deregister(&mut c.stream);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Handles master messages; returns true when the worker must exit now.
+    fn on_channel(&mut self) -> io::Result<bool> {
+        loop {
+            match channel::recv(self.channel.as_raw_fd()) {
+                Ok(Some(Msg::Drain)) => self.start_drain(),
+                Ok(Some(Msg::Terminate)) => return Ok(true),
+                Ok(Some(Msg::Reopen(fds))) => self.reopen(fds),
+                Ok(Some(Msg::Ready)) => {}
+                Ok(None) => {
+                    if !self.master_gone {
+                        log::warn!("master process is gone; draining and exiting");
+                        self.master_gone = true;
+                        let _ = self.ctx.registry.deregister(&mut SourceFd(&self.channel.as_raw_fd()));
+                        self.start_drain();
+                    }
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stop accepting (the listening sockets live on in the master and the new generation,
+    /// so nothing queued is lost), answer in-flight requests with `Connection: close`, give
+    /// idle keep-alive connections a short grace, and exit when empty or at the deadline.
+    fn start_drain(&mut self) {
+        if self.ctx.draining {
+            return;
+        }
+        self.ctx.draining = true;
+        self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
+        for l in self.listeners.iter_mut() {
+            if let Some(mut l) = l.take() {
+                // Deregister explicitly: other processes hold the same socket, so closing our
+                // descriptor alone would leave it in this epoll set.
+                let _ = self.ctx.registry.deregister(&mut l);
+            }
+        }
+        for mut c in self.ctx.pool.drain_all() {
+            let _ = self.ctx.registry.deregister(&mut c.stream);
+        }
+        let slots: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
+        for slot in slots {
+            self.sessions[slot].start_drain(&mut self.ctx);
+        }
+        log::debug!("draining {} connections", self.sessions.len());
+    }
+
+    fn reopen(&mut self, fds: Vec<OwnedFd>) {
+        let mut fds = fds.into_iter();
+        if matches!(self.ctx.cfg.error_log.path, LogTarget::File(_)) {
+            if let Some(f) = fds.next() {
+                let _ = crate::logging::redirect_stderr(&f);
+            }
+        }
+        self.ctx.access.reopen(&self.ctx.cfg.access_logs, fds.map(File::from));
+        log::info!("reopened log files");
+    }
+}
