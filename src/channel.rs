@@ -3,7 +3,8 @@
 //! EOF when the master dies, and exits.
 
 use nix::sys::socket::{
-    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
 };
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -79,6 +80,11 @@ pub fn recv(fd: RawFd) -> io::Result<Option<Msg>> {
         b'Q' => Msg::Drain,
         b'T' => Msg::Terminate,
         b'R' => Msg::Reopen(fds),
-        other => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad channel message {other}"))),
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad channel message {other}"),
+            ))
+        }
     }))
 }

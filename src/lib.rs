@@ -1,8 +1,13 @@
 //! proxyd: a reverse proxy and HTTP server in the NGINX process model.
 
-pub mod config;
-pub mod http;
 pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod control;
+pub mod http;
+pub mod listeners;
 pub mod logging;
+pub mod master;
+pub mod privileges;
 pub mod router;
 pub mod worker;

@@ -29,22 +29,31 @@ pub fn init(level: log::LevelFilter) {
 }
 
 pub fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new().create(true).append(true).mode(0o644).open(path)
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o644)
+        .open(path)
 }
 
 /// Opens the configured error log file (if it is one).
 pub fn open_error_log(cfg: &Config) -> io::Result<Option<File>> {
     match &cfg.error_log.path {
-        LogTarget::File(p) => open_append(p)
-            .map(Some)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open error log {}: {e}", p.display()))),
+        LogTarget::File(p) => open_append(p).map(Some).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot open error log {}: {e}", p.display()),
+            )
+        }),
         _ => Ok(None),
     }
 }
 
 /// Points this process's stderr at `file`.
 pub fn redirect_stderr(file: &impl AsRawFd) -> io::Result<()> {
-    nix::unistd::dup2(file.as_raw_fd(), 2).map(|_| ()).map_err(io::Error::from)
+    nix::unistd::dup2(file.as_raw_fd(), 2)
+        .map(|_| ())
+        .map_err(io::Error::from)
 }
 
 /// Opens every access log file of the config, in order (None for stdout/stderr targets).
@@ -52,9 +61,12 @@ pub fn open_access_logs(cfg: &Config) -> io::Result<Vec<Option<File>>> {
     cfg.access_logs
         .iter()
         .map(|t| match t {
-            LogTarget::File(p) => open_append(p)
-                .map(Some)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot open access log {}: {e}", p.display()))),
+            LogTarget::File(p) => open_append(p).map(Some).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot open access log {}: {e}", p.display()),
+                )
+            }),
             _ => Ok(None),
         })
         .collect()

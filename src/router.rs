@@ -6,19 +6,34 @@ use std::net::SocketAddr;
 
 fn name_matches(pattern: &str, host: &str) -> bool {
     match pattern.strip_prefix("*.") {
-        Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(suffix) && host.as_bytes()[host.len() - suffix.len() - 1] == b'.',
+        Some(suffix) => {
+            host.len() > suffix.len() + 1
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
         None => pattern == host,
     }
 }
 
 /// The server for a request that arrived on `listen` with `host` (lowercase, no port).
 pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> usize {
-    let on_addr = || cfg.server.iter().enumerate().filter(|(_, s)| s.listen.contains(&listen));
+    let on_addr = || {
+        cfg.server
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.listen.contains(&listen))
+    };
     if let Some(host) = host {
-        if let Some((i, _)) = on_addr().find(|(_, s)| s.server_name.iter().any(|n| !n.starts_with("*.") && n == host)) {
+        if let Some((i, _)) = on_addr().find(|(_, s)| {
+            s.server_name
+                .iter()
+                .any(|n| !n.starts_with("*.") && n == host)
+        }) {
             return i;
         }
-        if let Some((i, _)) = on_addr().find(|(_, s)| s.server_name.iter().any(|n| name_matches(n, host))) {
+        if let Some((i, _)) =
+            on_addr().find(|(_, s)| s.server_name.iter().any(|n| name_matches(n, host)))
+        {
             return i;
         }
     }
@@ -30,7 +45,12 @@ pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> us
 }
 
 /// The route whose path is the longest prefix of `path`; a route naming the host wins a tie.
-pub fn select_route<'a>(cfg: &'a Config, server: usize, host: Option<&str>, path: &str) -> Option<&'a Route> {
+pub fn select_route<'a>(
+    cfg: &'a Config,
+    server: usize,
+    host: Option<&str>,
+    path: &str,
+) -> Option<&'a Route> {
     let mut best: Option<&Route> = None;
     for r in &cfg.server[server].route {
         let host_ok = match (&r.host, host) {
@@ -43,7 +63,10 @@ pub fn select_route<'a>(cfg: &'a Config, server: usize, host: Option<&str>, path
         }
         let better = match best {
             None => true,
-            Some(b) => r.path.len() > b.path.len() || (r.path.len() == b.path.len() && b.host.is_none() && r.host.is_some()),
+            Some(b) => {
+                r.path.len() > b.path.len()
+                    || (r.path.len() == b.path.len() && b.host.is_none() && r.host.is_some())
+            }
         };
         if better {
             best = Some(r);
@@ -115,7 +138,13 @@ body = "b"
         assert_eq!(select_server(&c, a, None), 0);
         assert_eq!(body(select_route(&c, 0, None, "/x")), "default");
         assert_eq!(body(select_route(&c, 0, None, "/api/x")), "api");
-        assert_eq!(body(select_route(&c, 0, Some("a.example.com"), "/api/x")), "api-host");
-        assert_eq!(body(select_route(&c, 0, Some("a.example.com"), "/api/v2/x")), "v2");
+        assert_eq!(
+            body(select_route(&c, 0, Some("a.example.com"), "/api/x")),
+            "api-host"
+        );
+        assert_eq!(
+            body(select_route(&c, 0, Some("a.example.com"), "/api/v2/x")),
+            "v2"
+        );
     }
 }

@@ -1,1 +1,91 @@
-fn main() {}
+//! proxyctl: test the configuration and control a running proxyd master.
+
+use proxyd::{cli, config, control};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
+  -t                 test the configuration and exit (0 ok, 1 errors)
+  -T                 test and print the effective configuration
+  reload             reload the configuration; waits until the new workers serve
+  quit               graceful stop: finish in-flight requests, then exit
+  stop               fast stop
+  reopen             reopen log files (after rotation)
+  status             master pid, generation, worker pids, uptime, config path
+  -c FILE            configuration file (default /etc/proxyd/proxyd.toml)
+  -p PIDFILE         find the master by its pid file instead";
+
+fn main() {
+    let mut path = PathBuf::from(config::DEFAULT_PATH);
+    let mut pid_file: Option<PathBuf> = None;
+    let mut command: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" => {
+                path = args
+                    .next()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| fail("option -c needs a file"))
+            }
+            "-p" => {
+                pid_file = Some(
+                    args.next()
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| fail("option -p needs a file")),
+                )
+            }
+            "-t" | "-T" => command = Some(a.clone()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            "-v" | "--version" => {
+                println!("proxyctl {}", env!("CARGO_PKG_VERSION"));
+                return;
+            }
+            c if control::COMMANDS.contains(&c) => command = Some(c.to_string()),
+            other => fail(&format!("unknown argument \"{other}\"")),
+        }
+    }
+    let Some(command) = command else {
+        fail("no command given")
+    };
+    if command == "-t" || command == "-T" {
+        std::process::exit(cli::config_test("proxyctl", &path, command == "-T"));
+    }
+    let socket = match &pid_file {
+        Some(p) => config::control_socket_for_pid_file(p),
+        None => config::control_paths(&path).1,
+    };
+    let wait = if command == "status" || command == "reopen" {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_secs(600)
+    };
+    match control::request(&socket, &command, wait) {
+        Ok(reply) if reply.ok => {
+            let msg = reply.message.trim_end();
+            if command == "status" {
+                println!("{msg}");
+            } else {
+                println!("proxyctl: {command}: {msg}");
+            }
+        }
+        Ok(reply) => {
+            for line in reply.message.lines() {
+                eprintln!("proxyctl: {command} failed: {line}");
+            }
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("proxyctl: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("proxyctl: {msg}\n{USAGE}");
+    std::process::exit(2);
+}

@@ -1,1 +1,59 @@
-fn main() {}
+//! proxyd: the server. Runs the master in the foreground (systemd style).
+
+use proxyd::{cli, config, logging, master};
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: proxyd [-c FILE] [-t | -T] [-v] [-h]
+  -c FILE   configuration file (default /etc/proxyd/proxyd.toml)
+  -t        test the configuration and exit
+  -T        test the configuration, print the effective configuration and exit
+  -v        print the version and exit
+  -h        this help";
+
+fn main() {
+    let mut path = PathBuf::from(config::DEFAULT_PATH);
+    let mut test = false;
+    let mut dump = false;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-c" => match args.next() {
+                Some(p) => path = PathBuf::from(p),
+                None => fail("option -c needs a file"),
+            },
+            "-t" => test = true,
+            "-T" => {
+                test = true;
+                dump = true;
+            }
+            "-v" | "--version" => {
+                println!("proxyd {}", env!("CARGO_PKG_VERSION"));
+                return;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
+            other => fail(&format!("unknown option \"{other}\"")),
+        }
+    }
+    if test {
+        std::process::exit(cli::config_test("proxyd", &path, dump));
+    }
+    let cfg = match config::load(&path) {
+        Ok(c) => c,
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("proxyd: [emerg] {e}");
+            }
+            std::process::exit(1);
+        }
+    };
+    logging::init(cfg.error_log.level_filter());
+    std::process::exit(master::run(cfg));
+}
+
+fn fail(msg: &str) -> ! {
+    eprintln!("proxyd: {msg}\n{USAGE}");
+    std::process::exit(2);
+}

@@ -423,12 +423,12 @@ impl Validator {
                     let path = t
                         .path
                         .as_ref()
-                        .map(|p| self.log_target(base, p.get_ref()))
+                        .map(|p| self.log_target(base, p))
                         .unwrap_or(LogTarget::Stderr);
                     let level = match &t.level {
                         None => "info".to_string(),
                         Some(l) => {
-                            let name = l.get_ref().to_ascii_lowercase();
+                            let name = l.to_ascii_lowercase();
                             let name = if name == "warning" {
                                 "warn".to_string()
                             } else {
@@ -440,8 +440,8 @@ impl Validator {
                                 name
                             } else {
                                 self.errors.push(src.err(
-                                    l.span(),
-                                    format!("unknown log level \"{}\" (use error, warn, info, debug, trace)", l.get_ref()),
+                                    e.span(),
+                                    format!("unknown log level \"{l}\" (use error, warn, info, debug, trace)"),
                                 ));
                                 "info".into()
                             }
@@ -452,6 +452,18 @@ impl Validator {
             },
         };
         let shutdown_timeout = self.duration(src, &main.shutdown_timeout, Duration::from_secs(30));
+        if let Some(u) = &main.user {
+            if !matches!(nix::unistd::User::from_name(u.get_ref()), Ok(Some(_))) {
+                self.errors
+                    .push(src.err(u.span(), format!("unknown user \"{}\"", u.get_ref())));
+            }
+        }
+        if let Some(g) = &main.group {
+            if !matches!(nix::unistd::Group::from_name(g.get_ref()), Ok(Some(_))) {
+                self.errors
+                    .push(src.err(g.span(), format!("unknown group \"{}\"", g.get_ref())));
+            }
+        }
         let mut access_logs: Vec<LogTarget> = Vec::new();
         let global_access = main
             .access_log
@@ -731,6 +743,26 @@ impl Validator {
             logs.len() - 1
         }))
     }
+}
+
+/// The pid file and control socket a config names, read leniently (no validation), so
+/// `proxyctl reload` can reach the master even when the new config is broken.
+pub fn control_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let path = absolute(path);
+    let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let table: toml::Table = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
+    let get = |k: &str| {
+        table
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(|s| resolve(&base, s))
+    };
+    let pid = get("pid_file").unwrap_or_else(|| PathBuf::from("/run/proxyd.pid"));
+    let sock = get("control_socket").unwrap_or_else(|| control_socket_for_pid_file(&pid));
+    (pid, sock)
 }
 
 /// The control socket sits next to the pid file unless configured.

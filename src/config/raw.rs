@@ -46,8 +46,9 @@ pub enum RawErrorLog {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawErrorLogTable {
-    pub path: Option<S<String>>,
-    pub level: Option<S<String>>,
+    // No spans here: untagged enums buffer their input and lose them.
+    pub path: Option<String>,
+    pub level: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

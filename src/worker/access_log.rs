@@ -29,7 +29,11 @@ impl AccessLog {
                 _ => Output::Stdout,
             })
             .collect();
-        AccessLog { outputs, time: (0, String::new()), line: Vec::with_capacity(256) }
+        AccessLog {
+            outputs,
+            time: (0, String::new()),
+            line: Vec::with_capacity(256),
+        }
     }
 
     /// Replaces the file outputs, in order, with freshly opened ones.
@@ -44,7 +48,16 @@ impl AccessLog {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn write(&mut self, idx: usize, ip: &str, request: &str, status: u16, bytes: u64, referer: Option<&str>, ua: Option<&str>) {
+    pub fn write(
+        &mut self,
+        idx: usize,
+        ip: &str,
+        request: &str,
+        status: u16,
+        bytes: u64,
+        referer: Option<&str>,
+        ua: Option<&str>,
+    ) {
         let now = chrono::Local::now();
         let secs = now.timestamp();
         if self.time.0 != secs {

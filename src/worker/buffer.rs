@@ -20,7 +20,13 @@ pub struct Buf {
 
 impl Buf {
     fn new(data: Box<[u8]>) -> Buf {
-        Buf { data, start: 0, ready: 0, parsed: 0, end: 0 }
+        Buf {
+            data,
+            start: 0,
+            ready: 0,
+            parsed: 0,
+            end: 0,
+        }
     }
 
     pub fn capacity(&self) -> usize {

@@ -70,7 +70,15 @@ impl Ctx {
     /// The one way an upstream connection goes back to the pool (nginx
     /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
     /// pool and request limits, in a worker that is not draining.
-    pub fn release(&mut self, mut stream: TcpStream, upstream: usize, peer: usize, requests: u64, reusable: bool, cfg: &Config) {
+    pub fn release(
+        &mut self,
+        mut stream: TcpStream,
+        upstream: usize,
+        peer: usize,
+        requests: u64,
+        reusable: bool,
+        cfg: &Config,
+    ) {
         let u = &cfg.upstream[upstream];
         if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
             let _ = self.registry.deregister(&mut stream);
@@ -78,14 +86,25 @@ impl Ctx {
         }
         let id = self.next_id();
         let expires = self.now + u.keepalive_timeout;
-        let conn = IdleConn { stream, upstream, peer, requests, id, expires };
+        let conn = IdleConn {
+            stream,
+            upstream,
+            peer,
+            requests,
+            id,
+            expires,
+        };
         let (slot, evicted) = self.pool.put(conn, u.keepalive);
         if let Some(mut old) = evicted {
             let _ = self.registry.deregister(&mut old.stream);
         }
         let key = key(slot, Kind::Idle);
         let c = &mut self.pool.conns[slot];
-        if self.registry.reregister(&mut c.stream, Token(key), Interest::READABLE).is_err() {
+        if self
+            .registry
+            .reregister(&mut c.stream, Token(key), Interest::READABLE)
+            .is_err()
+        {
             if let Some(mut c) = self.pool.remove(slot) {
                 let _ = self.registry.deregister(&mut c.stream);
             }
@@ -94,10 +113,26 @@ impl Ctx {
         self.timers.add(expires, key, id);
     }
 
-    pub fn log_access(&mut self, req: &crate::http::request::RequestHead, server: usize, ip: &str, status: u16, bytes: u64, _start: Instant) {
+    pub fn log_access(
+        &mut self,
+        req: &crate::http::request::RequestHead,
+        server: usize,
+        ip: &str,
+        status: u16,
+        bytes: u64,
+        _start: Instant,
+    ) {
         if let Some(idx) = self.cfg.server[server].access_log {
             let line = format!("{} {} HTTP/1.{}", req.method, req.uri, req.minor);
-            self.access.write(idx, ip, &line, status, bytes, req.referer.as_deref(), req.user_agent.as_deref());
+            self.access.write(
+                idx,
+                ip,
+                &line,
+                status,
+                bytes,
+                req.referer.as_deref(),
+                req.user_agent.as_deref(),
+            );
         }
     }
 
@@ -105,7 +140,8 @@ impl Ctx {
     pub fn log_raw(&mut self, listener: usize, ip: &str, request: &str, status: u16, bytes: u64) {
         let server = crate::router::select_server(&self.cfg, self.listen_addrs[listener], None);
         if let Some(idx) = self.cfg.server[server].access_log {
-            self.access.write(idx, ip, request, status, bytes, None, None);
+            self.access
+                .write(idx, ip, request, status, bytes, None, None);
         }
     }
 }
@@ -154,7 +190,11 @@ impl Worker {
             registry.register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
             listeners.push(Some(l));
         }
-        registry.register(&mut SourceFd(&s.channel.as_raw_fd()), CHANNEL, Interest::READABLE)?;
+        registry.register(
+            &mut SourceFd(&s.channel.as_raw_fd()),
+            CHANNEL,
+            Interest::READABLE,
+        )?;
         let cfg = Rc::new(s.cfg);
         let n = listeners.len();
         let ctx = Ctx {
@@ -193,7 +233,10 @@ impl Worker {
             let timeout = if !self.ctx.again.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                let next = [self.ctx.timers.next(), self.drain_deadline].into_iter().flatten().min();
+                let next = [self.ctx.timers.next(), self.drain_deadline]
+                    .into_iter()
+                    .flatten()
+                    .min();
                 next.map(|t| t.saturating_duration_since(self.ctx.now) + Duration::from_millis(1))
             };
             match self.poll.poll(&mut events, timeout) {
@@ -230,7 +273,10 @@ impl Worker {
                     return Ok(());
                 }
                 if self.drain_deadline.is_some_and(|d| d <= self.ctx.now) {
-                    log::warn!("shutdown timeout: closing {} connections", self.sessions.len());
+                    log::warn!(
+                        "shutdown timeout: closing {} connections",
+                        self.sessions.len()
+                    );
                     return Ok(());
                 }
             }
@@ -303,12 +349,23 @@ impl Worker {
                     let entry = self.sessions.vacant_entry();
                     let slot = entry.key();
                     let token = Token(key(slot, Kind::Client));
-                    if self.ctx.registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE).is_err() {
+                    if self
+                        .ctx
+                        .registry
+                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_err()
+                    {
                         continue;
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);
                     s.deadline.set(
-                        self.ctx.now + self.ctx.cfg.server[crate::router::select_server(&self.ctx.cfg, self.ctx.listen_addrs[i], None)].client_header_timeout,
+                        self.ctx.now
+                            + self.ctx.cfg.server[crate::router::select_server(
+                                &self.ctx.cfg,
+                                self.ctx.listen_addrs[i],
+                                None,
+                            )]
+                            .client_header_timeout,
                         &mut self.ctx.timers,
                         token.0,
                         id,
@@ -319,7 +376,9 @@ impl Worker {
                     self.listener_ready[i] = false;
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted || e.kind() == io::ErrorKind::ConnectionAborted => {}
+                Err(e)
+                    if e.kind() == io::ErrorKind::Interrupted
+                        || e.kind() == io::ErrorKind::ConnectionAborted => {}
                 Err(e) => {
                     // EMFILE and friends: stop for now; the next event or a freed slot retries.
                     log::error!("accept() failed: {e}");
@@ -335,7 +394,9 @@ impl Worker {
             let slot = key >> 2;
             match key & 3 {
                 0 => {
-                    let Some(s) = self.sessions.get_mut(slot) else { continue };
+                    let Some(s) = self.sessions.get_mut(slot) else {
+                        continue;
+                    };
                     if s.id != id {
                         continue;
                     }
@@ -347,7 +408,13 @@ impl Worker {
                     }
                 }
                 2 => {
-                    if self.ctx.pool.conns.get(slot).is_some_and(|c| c.id == id && c.expires <= now) {
+                    if self
+                        .ctx
+                        .pool
+                        .conns
+                        .get(slot)
+                        .is_some_and(|c| c.id == id && c.expires <= now)
+                    {
                         if let Some(mut c) = self.ctx.pool.remove(slot) {
                             let _ = self.ctx.registry.deregister(&mut c.stream);
                         }
@@ -370,7 +437,10 @@ impl Worker {
                     if !self.master_gone {
                         log::warn!("master process is gone; draining and exiting");
                         self.master_gone = true;
-                        let _ = self.ctx.registry.deregister(&mut SourceFd(&self.channel.as_raw_fd()));
+                        let _ = self
+                            .ctx
+                            .registry
+                            .deregister(&mut SourceFd(&self.channel.as_raw_fd()));
                         self.start_drain();
                     }
                     return Ok(false);
@@ -414,7 +484,9 @@ impl Worker {
                 let _ = crate::logging::redirect_stderr(&f);
             }
         }
-        self.ctx.access.reopen(&self.ctx.cfg.access_logs, fds.map(File::from));
+        self.ctx
+            .access
+            .reopen(&self.ctx.cfg.access_logs, fds.map(File::from));
         log::info!("reopened log files");
     }
 }

@@ -115,7 +115,13 @@ fn write_some(s: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
 }
 
 impl Session {
-    pub fn new(id: u64, slot: usize, client: TcpStream, addr: SocketAddr, listener: usize) -> Session {
+    pub fn new(
+        id: u64,
+        slot: usize,
+        client: TcpStream,
+        addr: SocketAddr,
+        listener: usize,
+    ) -> Session {
         Session {
             id,
             slot,
@@ -142,7 +148,9 @@ impl Session {
 
     /// Idle keep-alive: between requests with nothing buffered.
     pub fn is_idle(&self) -> bool {
-        self.phase == Phase::Head && self.served > 0 && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
+        self.phase == Phase::Head
+            && self.served > 0
+            && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
     }
 
     pub fn client_event(&mut self, readable: bool, writable: bool) {
@@ -192,7 +200,8 @@ impl Session {
         let cfg = w.cfg.clone();
         let timeout = match self.phase {
             Phase::Head => {
-                let srv = &cfg.server[router::select_server(&cfg, w.listen_addrs[self.listener], None)];
+                let srv =
+                    &cfg.server[router::select_server(&cfg, w.listen_addrs[self.listener], None)];
                 if self.served == 0 || !self.is_idle() {
                     srv.client_header_timeout
                 } else if w.draining {
@@ -206,7 +215,9 @@ impl Session {
                 let up = &cfg.upstream[x.upstream];
                 match &self.up {
                     Some(u) if !u.connected => up.connect_timeout,
-                    _ if self.out_pos < self.out.len() && !self.cw => cfg.server[x.server].send_timeout,
+                    _ if self.out_pos < self.out.len() && !self.cw => {
+                        cfg.server[x.server].send_timeout
+                    }
                     _ if x.resp.is_none() => up.read_timeout,
                     _ => up.read_timeout.max(cfg.server[x.server].send_timeout),
                 }
@@ -314,8 +325,22 @@ impl Session {
         }
         self.out.clear();
         self.out_pos = 0;
-        local::write(status, &local::error_headers(), &local::error_page(status), false, true, false, &mut self.out);
-        w.log_raw(self.listener, &self.peer_ip, "-", status, local::error_page(status).len() as u64);
+        local::write(
+            status,
+            &local::error_headers(),
+            &local::error_page(status),
+            false,
+            true,
+            false,
+            &mut self.out,
+        );
+        w.log_raw(
+            self.listener,
+            &self.peer_ip,
+            "-",
+            status,
+            local::error_page(status).len() as u64,
+        );
         self.x = None;
         self.phase = Phase::Local;
         Ok(true)
@@ -327,9 +352,15 @@ impl Session {
         let server = router::select_server(&cfg, w.listen_addrs[self.listener], host.as_deref());
         let srv = &cfg.server[server];
         self.served += 1;
-        let keep_alive = head.keep_alive && !w.draining && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let route = router::select_route(&cfg, server, host.as_deref(), head.path()).map(|r| r.action.clone());
-        let buf = self.req_buf.as_mut().expect("head was parsed from the buffer");
+        let keep_alive = head.keep_alive
+            && !w.draining
+            && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
+        let route = router::select_route(&cfg, server, host.as_deref(), head.path())
+            .map(|r| r.action.clone());
+        let buf = self
+            .req_buf
+            .as_mut()
+            .expect("head was parsed from the buffer");
         let mut x = Box::new(Exchange {
             req_body: head.body.clone(),
             req: head,
@@ -352,7 +383,12 @@ impl Session {
         match route {
             Some(Action::Proxy { index, .. }) => {
                 x.upstream = index;
-                x.req.write_upstream(&buf.held()[..x.req.head_len], &self.peer_ip, "http", &mut x.up_head);
+                x.req.write_upstream(
+                    &buf.held()[..x.req.head_len],
+                    &self.peer_ip,
+                    "http",
+                    &mut x.up_head,
+                );
                 buf.skip_head(x.req.head_len);
                 self.x = Some(x);
                 self.phase = Phase::Proxy;
@@ -360,7 +396,11 @@ impl Session {
             }
             other => {
                 let (status, headers, body) = match other {
-                    Some(Action::Return { status, headers, body }) => (status, headers, body.into_bytes()),
+                    Some(Action::Return {
+                        status,
+                        headers,
+                        body,
+                    }) => (status, headers, body.into_bytes()),
                     _ => (404, local::error_headers(), local::error_page(404)),
                 };
                 buf.skip_head(x.req.head_len);
@@ -372,7 +412,15 @@ impl Session {
                 x.bytes_sent = if head_only { 0 } else { body.len() as u64 };
                 self.out.clear();
                 self.out_pos = 0;
-                local::write(status, &headers, &body, head_only, close, x.req.minor == 0 && !close, &mut self.out);
+                local::write(
+                    status,
+                    &headers,
+                    &body,
+                    head_only,
+                    close,
+                    x.req.minor == 0 && !close,
+                    &mut self.out,
+                );
                 self.x = Some(x);
                 self.phase = Phase::Local;
                 Ok(())
@@ -396,7 +444,14 @@ impl Session {
             x.up_head_pos = 0;
             let token = Token(super::key(self.slot, Kind::Upstream));
             if let Some(mut idle) = w.pool.take(u, peer) {
-                if w.registry.reregister(&mut idle.stream, token, Interest::READABLE | Interest::WRITABLE).is_ok() {
+                if w.registry
+                    .reregister(
+                        &mut idle.stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .is_ok()
+                {
                     self.up = Some(UpConn {
                         stream: idle.stream,
                         upstream: u,
@@ -414,13 +469,29 @@ impl Session {
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
                     let _ = s.set_nodelay(true);
-                    if w.registry.register(&mut s, token, Interest::READABLE | Interest::WRITABLE).is_ok() {
-                        self.up = Some(UpConn { stream: s, upstream: u, peer, reused: false, requests: 0, connected: false, r: false, w: false });
+                    if w.registry
+                        .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        self.up = Some(UpConn {
+                            stream: s,
+                            upstream: u,
+                            peer,
+                            reused: false,
+                            requests: 0,
+                            connected: false,
+                            r: false,
+                            w: false,
+                        });
                         return Ok(());
                     }
                 }
                 Err(e) => {
-                    log::error!("connect() to {} failed: {e} (upstream \"{}\")", cfg.upstream[u].peers[peer].name, cfg.upstream[u].name);
+                    log::error!(
+                        "connect() to {} failed: {e} (upstream \"{}\")",
+                        cfg.upstream[u].peers[peer].name,
+                        cfg.upstream[u].name
+                    );
                     w.balancer.failed(u, peer, w.now);
                 }
             }
@@ -435,7 +506,11 @@ impl Session {
         let cfg = w.cfg.clone();
         let up = self.up.take().expect("connecting upstream");
         let peer = &cfg.upstream[up.upstream].peers[up.peer];
-        log::error!("connect() to {} failed: {why} (upstream \"{}\")", peer.name, cfg.upstream[up.upstream].name);
+        log::error!(
+            "connect() to {} failed: {why} (upstream \"{}\")",
+            peer.name,
+            cfg.upstream[up.upstream].name
+        );
         w.balancer.failed(up.upstream, up.peer, w.now);
         drop(up);
         let x = self.x.as_ref().expect("exchange");
@@ -458,7 +533,10 @@ impl Session {
             "{why} while proxying \"{} {}\" to upstream \"{}\", client {}",
             x.req.method,
             x.req.uri,
-            cfg.upstream.get(x.upstream).map(|u| u.name.as_str()).unwrap_or("-"),
+            cfg.upstream
+                .get(x.upstream)
+                .map(|u| u.name.as_str())
+                .unwrap_or("-"),
             self.peer_ip
         );
         if x.resp.is_some() {
@@ -480,7 +558,15 @@ impl Session {
         x.bytes_sent = if head_only { 0 } else { page.len() as u64 };
         self.out.clear();
         self.out_pos = 0;
-        local::write(status, &local::error_headers(), &page, head_only, close, x.req.minor == 0 && !close, &mut self.out);
+        local::write(
+            status,
+            &local::error_headers(),
+            &page,
+            head_only,
+            close,
+            x.req.minor == 0 && !close,
+            &mut self.out,
+        );
         self.phase = Phase::Local;
         Ok(())
     }
@@ -544,7 +630,10 @@ impl Session {
         let x = self.x.as_ref().expect("exchange");
         x.resp.as_ref().is_some_and(|r| r.body.is_done())
             && self.out_pos == self.out.len()
-            && self.resp_buf.as_ref().is_none_or(|b| b.pending().is_empty())
+            && self
+                .resp_buf
+                .as_ref()
+                .is_none_or(|b| b.pending().is_empty())
     }
 
     /// Sends the request head, then streams the body from the client as it arrives.
@@ -643,7 +732,15 @@ impl Session {
         x.bytes_sent = page.len() as u64;
         self.out.clear();
         self.out_pos = 0;
-        local::write(status, &local::error_headers(), &page, false, true, false, &mut self.out);
+        local::write(
+            status,
+            &local::error_headers(),
+            &page,
+            false,
+            true,
+            false,
+            &mut self.out,
+        );
         if let Some(b) = self.resp_buf.take() {
             w.bufs.put(b);
         }
@@ -656,7 +753,9 @@ impl Session {
         loop {
             let x = self.x.as_mut().expect("exchange");
             let up = self.up.as_mut().expect("upstream");
-            let buf = self.resp_buf.get_or_insert_with(|| w.bufs.get(super::buffer::BUF_SIZE));
+            let buf = self
+                .resp_buf
+                .get_or_insert_with(|| w.bufs.get(super::buffer::BUF_SIZE));
             if x.resp.is_none() && !buf.is_empty() {
                 match response::parse(buf.held(), x.req.method == "HEAD") {
                     Ok(Some(h)) if h.is_interim() => {
@@ -668,23 +767,33 @@ impl Session {
                         continue;
                     }
                     Ok(Some(h)) if h.status == 101 => {
-                        return self.upstream_failed(w, 502, "upstream switched protocols unasked").map(|_| true);
+                        return self
+                            .upstream_failed(w, 502, "upstream switched protocols unasked")
+                            .map(|_| true);
                     }
                     Ok(Some(h)) => {
                         let keep = x.keep_alive && !w.draining;
                         let framing = h.write_client(buf.held(), x.req.minor, keep, &mut self.out);
                         x.status = h.status;
                         x.close_after = framing.close;
-                        x.resp = Some(RespState { body: h.body.clone(), decode: framing.decode_chunked, reusable: h.reusable });
+                        x.resp = Some(RespState {
+                            body: h.body.clone(),
+                            decode: framing.decode_chunked,
+                            reusable: h.reusable,
+                        });
                         buf.skip_head(h.head_len);
                         progress = true;
                     }
                     Ok(None) if buf.is_full() => {
-                        return self.upstream_failed(w, 502, "upstream sent too big a header").map(|_| true);
+                        return self
+                            .upstream_failed(w, 502, "upstream sent too big a header")
+                            .map(|_| true);
                     }
                     Ok(None) => {}
                     Err(_) => {
-                        return self.upstream_failed(w, 502, "upstream sent an invalid header").map(|_| true);
+                        return self
+                            .upstream_failed(w, 502, "upstream sent an invalid header")
+                            .map(|_| true);
                     }
                 }
             }
@@ -694,10 +803,14 @@ impl Session {
                     let res = if resp.decode {
                         decode_into(&mut resp.body, buf)
                     } else {
-                        resp.body.advance_raw(buf.unparsed()).map(|(n, _)| buf.pass(n))
+                        resp.body
+                            .advance_raw(buf.unparsed())
+                            .map(|(n, _)| buf.pass(n))
                     };
                     if res.is_err() {
-                        return self.upstream_failed(w, 502, "upstream sent an invalid chunked body").map(|_| true);
+                        return self
+                            .upstream_failed(w, 502, "upstream sent an invalid chunked body")
+                            .map(|_| true);
                     }
                     progress |= buf.parsed != before;
                 }
@@ -803,7 +916,14 @@ impl Session {
                 && !x.send_failed
                 && !w.draining
                 && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
-            w.release(up.stream, up.upstream, up.peer, up.requests + 1, reusable, &cfg);
+            w.release(
+                up.stream,
+                up.upstream,
+                up.peer,
+                up.requests + 1,
+                reusable,
+                &cfg,
+            );
         }
         if let Some(b) = self.resp_buf.take() {
             w.bufs.put(b);
@@ -814,7 +934,14 @@ impl Session {
 
     fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
         if let Some(x) = self.x.take() {
-            w.log_access(&x.req, x.server, &self.peer_ip, x.status, x.bytes_sent, x.start);
+            w.log_access(
+                &x.req,
+                x.server,
+                &self.peer_ip,
+                x.status,
+                x.bytes_sent,
+                x.start,
+            );
         }
         self.out = Vec::new();
         self.out_pos = 0;
@@ -879,7 +1006,14 @@ impl Session {
     fn abort(&mut self, w: &mut Ctx) {
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
-            w.log_access(&x.req, x.server, &self.peer_ip, status, x.bytes_sent, x.start);
+            w.log_access(
+                &x.req,
+                x.server,
+                &self.peer_ip,
+                status,
+                x.bytes_sent,
+                x.start,
+            );
         }
         self.release_all(w);
     }

@@ -56,7 +56,14 @@ impl Deadline {
 
     /// Called when this owner's heap entry for `entry_at` fires. Returns true when the
     /// deadline really passed; otherwise re-arms for the later deadline.
-    pub fn fire(&mut self, entry_at: Instant, now: Instant, timers: &mut Timers, key: usize, id: u64) -> bool {
+    pub fn fire(
+        &mut self,
+        entry_at: Instant,
+        now: Instant,
+        timers: &mut Timers,
+        key: usize,
+        id: u64,
+    ) -> bool {
         if self.armed != Some(entry_at) {
             return false;
         }

@@ -22,16 +22,35 @@ pub struct Balancer {
 
 impl Balancer {
     pub fn new(upstreams: &[Upstream]) -> Balancer {
-        Balancer { peers: upstreams.iter().map(|u| vec![PeerState::default(); u.peers.len()]).collect() }
+        Balancer {
+            peers: upstreams
+                .iter()
+                .map(|u| vec![PeerState::default(); u.peers.len()])
+                .collect(),
+        }
     }
 
     /// Picks a peer of upstream `u` not in `tried`; peers marked down are used only when
     /// every untried peer is down.
-    pub fn pick(&mut self, ups: &[Upstream], u: usize, tried: &[usize], now: Instant) -> Option<usize> {
-        self.pick_inner(ups, u, tried, now, true).or_else(|| self.pick_inner(ups, u, tried, now, false))
+    pub fn pick(
+        &mut self,
+        ups: &[Upstream],
+        u: usize,
+        tried: &[usize],
+        now: Instant,
+    ) -> Option<usize> {
+        self.pick_inner(ups, u, tried, now, true)
+            .or_else(|| self.pick_inner(ups, u, tried, now, false))
     }
 
-    fn pick_inner(&mut self, ups: &[Upstream], u: usize, tried: &[usize], now: Instant, skip_down: bool) -> Option<usize> {
+    fn pick_inner(
+        &mut self,
+        ups: &[Upstream],
+        u: usize,
+        tried: &[usize],
+        now: Instant,
+        skip_down: bool,
+    ) -> Option<usize> {
         let states = &mut self.peers[u];
         let mut total = 0i64;
         let mut best: Option<usize> = None;
@@ -78,7 +97,10 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(n_upstreams: usize) -> Pool {
-        Pool { conns: Slab::new(), lru: vec![VecDeque::new(); n_upstreams] }
+        Pool {
+            conns: Slab::new(),
+            lru: vec![VecDeque::new(); n_upstreams],
+        }
     }
 
     /// The most recently used idle connection to this peer.
@@ -136,7 +158,11 @@ mod tests {
             peers: weights
                 .iter()
                 .enumerate()
-                .map(|(i, &w)| Peer { name: format!("p{i}"), addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(), weight: w })
+                .map(|(i, &w)| Peer {
+                    name: format!("p{i}"),
+                    addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                    weight: w,
+                })
                 .collect(),
             keepalive: 1,
             keepalive_timeout: Duration::from_secs(1),
@@ -156,7 +182,11 @@ mod tests {
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
         b.failed(0, 0, now);
         assert_ne!(b.pick(&u, 0, &[], now), Some(0));
-        assert_eq!(b.pick(&u, 0, &[1, 2], now), Some(0), "a down peer is used as last resort");
+        assert_eq!(
+            b.pick(&u, 0, &[1, 2], now),
+            Some(0),
+            "a down peer is used as last resort"
+        );
         assert_eq!(b.pick(&u, 0, &[0, 1, 2], now), None);
     }
 }

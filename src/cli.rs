@@ -1,0 +1,40 @@
+//! Command-line pieces shared by `proxyd` and `proxyctl`.
+
+use crate::config;
+use std::path::Path;
+
+/// `-t` / `-T`: load the config exactly as startup and reload do, print the verdict
+/// (and with `dump` the effective config), and return the exit code.
+pub fn config_test(prog: &str, path: &Path, dump: bool) -> i32 {
+    match config::load(path) {
+        Ok(cfg) => {
+            println!(
+                "{prog}: the configuration file {} syntax is ok",
+                path.display()
+            );
+            println!(
+                "{prog}: configuration file {} test is successful",
+                path.display()
+            );
+            if dump {
+                for f in &cfg.files {
+                    println!("# configuration file {}", f.display());
+                }
+                print!("{}", cfg.to_toml());
+            }
+            0
+        }
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("{prog}: [emerg] {e}");
+            }
+            eprintln!(
+                "{prog}: configuration file {} test failed ({} error{})",
+                path.display(),
+                errs.len(),
+                if errs.len() == 1 { "" } else { "s" }
+            );
+            1
+        }
+    }
+}

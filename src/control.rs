@@ -1,0 +1,54 @@
+//! The master's control socket: a unix stream socket (mode 0600) where `proxyctl` sends one
+//! command line and reads one JSON reply line. A reply to `reload` is sent only once the new
+//! generation serves (or the reload failed), which makes `proxyctl reload` synchronous.
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+pub const COMMANDS: [&str; 5] = ["reload", "quit", "stop", "reopen", "status"];
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub message: String,
+}
+
+impl Reply {
+    pub fn line(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+}
+
+/// Sends `cmd` to the master at `socket` and returns its reply. For `quit` and `stop` it
+/// also waits (up to `wait`) until the master has exited and closed the socket.
+pub fn request(socket: &Path, cmd: &str, wait: Duration) -> Result<Reply, String> {
+    let mut s = UnixStream::connect(socket).map_err(|e| {
+        format!(
+            "cannot connect to the master at {}: {e} (is proxyd running?)",
+            socket.display()
+        )
+    })?;
+    s.set_read_timeout(Some(wait)).map_err(|e| e.to_string())?;
+    s.write_all(format!("{cmd}\n").as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)
+        .map_err(|e| format!("no reply from the master: {e}"))?;
+    if line.is_empty() {
+        return Err("the master closed the connection without a reply".into());
+    }
+    let reply: Reply =
+        serde_json::from_str(&line).map_err(|e| format!("bad reply from the master: {e}"))?;
+    if reply.ok && (cmd == "quit" || cmd == "stop") {
+        // The master holds the connection open until it exits.
+        let mut rest = String::new();
+        let _ = r.read_line(&mut rest);
+    }
+    Ok(reply)
+}

@@ -1,0 +1,27 @@
+//! Dropping root in workers: the master keeps privileges to bind ports and open logs;
+//! workers switch to the configured user and group right after fork.
+
+use nix::unistd::{setgid, setgroups, setuid, Gid, Group, User};
+
+pub fn drop_to(user: Option<&str>, group: Option<&str>) -> Result<(), String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    let name = user.unwrap_or("nobody");
+    let u = User::from_name(name)
+        .map_err(|e| format!("getpwnam(\"{name}\") failed: {e}"))?
+        .ok_or_else(|| format!("unknown user \"{name}\""))?;
+    let gid: Gid = match group {
+        Some(g) => {
+            Group::from_name(g)
+                .map_err(|e| format!("getgrnam(\"{g}\") failed: {e}"))?
+                .ok_or_else(|| format!("unknown group \"{g}\""))?
+                .gid
+        }
+        None => u.gid,
+    };
+    setgroups(&[gid]).map_err(|e| format!("setgroups() failed: {e}"))?;
+    setgid(gid).map_err(|e| format!("setgid({gid}) failed: {e}"))?;
+    setuid(u.uid).map_err(|e| format!("setuid({}) failed: {e}", u.uid))?;
+    Ok(())
+}
