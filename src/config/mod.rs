@@ -207,7 +207,7 @@ fn file_error(path: &Path, msg: impl Into<String>) -> ConfigError {
 
 fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
     toml::from_str(&src.text).map_err(|e| {
-        let msg = e.message().trim().to_string();
+        let msg = e.message().trim().replace('\n', "; ");
         match e.span() {
             Some(span) => src.err(span, msg),
             None => src.err(0..0, msg),

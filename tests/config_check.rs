@@ -1,0 +1,157 @@
+//! `proxyctl -t` / `proxyd -t` on the shipped configs and on broken ones: each broken config
+//! must exit 1 and name the right FILE:LINE.
+
+mod common;
+
+use common::*;
+
+fn check(dir: &TempDir, file: &std::path::Path) -> (i32, String, String) {
+    let _ = dir;
+    let out = proxyctl(&["-t", "-c", file.to_str().unwrap()]);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SERVER: &str = "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 200\n";
+
+#[test]
+fn shipped_configs_pass() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut n = 0;
+    for e in std::fs::read_dir(&root).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            n += 1;
+            for bin_name in ["proxyctl", "proxyd"] {
+                let out = std::process::Command::new(bin(bin_name))
+                    .args(["-t", "-c", p.to_str().unwrap()])
+                    .output()
+                    .unwrap();
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                assert!(
+                    out.status.success(),
+                    "{}: {}",
+                    p.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    stdout.contains(&format!(
+                        "{bin_name}: the configuration file {} syntax is ok",
+                        p.display()
+                    )),
+                    "{stdout}"
+                );
+                assert!(
+                    stdout.contains(&format!(
+                        "{bin_name}: configuration file {} test is successful",
+                        p.display()
+                    )),
+                    "{stdout}"
+                );
+            }
+        }
+    }
+    assert!(n >= 1);
+}
+
+#[test]
+fn dump_shows_effective_config() {
+    let dir = TempDir::new("cfg");
+    let f = dir.write(
+        "main.toml",
+        &format!("include = [\"conf.d/*.toml\"]\n{SERVER}"),
+    );
+    dir.write(
+        "conf.d/up.toml",
+        "[[upstream]]\nname = \"inc\"\npeers = [\"127.0.0.1:9\"]\n",
+    );
+    let out = proxyctl(&["-T", "-c", f.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(text.contains("conf.d/up.toml"), "{text}");
+    assert!(text.contains("name = \"inc\""), "{text}");
+    assert!(
+        text.contains("keepalive_timeout = \"75s\""),
+        "defaults are shown: {text}"
+    );
+}
+
+/// (name, main file text, optional included file, expected "FILE:LINE:" suffix, expected message part)
+#[test]
+fn broken_configs_fail_with_location() {
+    let cases: Vec<(&str, String, Option<&str>, &str, &str)> = vec![
+        ("syntax error", format!("worker_processes = \n{SERVER}"), None, "main.toml:1:", "invalid"),
+        ("unknown key", format!("worker_processes = 1\nbogus_key = 1\n{SERVER}"), None, "main.toml:2:", "bogus_key"),
+        ("unknown key in server", "[[server]]\nlisten = \"127.0.0.1:8080\"\nlisen = 1\n".into(), None, "main.toml:", "lisen"),
+        ("bad address", "[[server]]\nlisten = \"300.1.1.1:80\"\n[[server.route]]\nreturn = 200\n".into(), None, "main.toml:2:", "invalid listen address"),
+        ("unknown upstream", "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nupstream = \"nope\"\n".into(), None, "main.toml:4:", "unknown upstream \"nope\""),
+        ("bad duration", format!("shutdown_timeout = \"5x\"\n{SERVER}"), None, "main.toml:1:", "invalid duration"),
+        ("bad size", "[[server]]\nlisten = \"127.0.0.1:8080\"\nclient_header_buffer_size = \"12q\"\n".into(), None, "main.toml:3:", "invalid size"),
+        (
+            "duplicate upstream",
+            format!("[[upstream]]\nname = \"a\"\npeers = [\"127.0.0.1:1\"]\n[[upstream]]\nname = \"a\"\npeers = [\"127.0.0.1:2\"]\n{SERVER}"),
+            None,
+            "main.toml:5:",
+            "duplicate upstream \"a\"",
+        ),
+        ("missing include", format!("include = [\"nothere.toml\"]\n{SERVER}"), None, "main.toml:1:", "no such file"),
+        ("syntax error in include", format!("include = [\"conf.d/*.toml\"]\n{SERVER}"), Some("[[upstream]]\nname = \"x\"\npeers = [\"127.0.0.1:1\"]\nweight = = 2\n"), "conf.d/bad.toml:4:", ""),
+        (
+            "semantic error in include",
+            format!("include = [\"conf.d/*.toml\"]\n{SERVER}"),
+            Some("# comment\n[[server]]\nlisten = \"127.0.0.1:8081\"\n[[server.route]]\nupstream = \"ghost\"\n"),
+            "conf.d/bad.toml:5:",
+            "unknown upstream \"ghost\"",
+        ),
+        ("global key in include", format!("include = [\"conf.d/*.toml\"]\n{SERVER}"), Some("worker_processes = 2\n"), "conf.d/bad.toml:1:", "worker_processes"),
+        ("upstream and return", "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 200\nupstream = \"x\"\n".into(), None, "main.toml:3:", "exactly one"),
+        ("bad worker_processes", format!("worker_processes = \"many\"\n{SERVER}"), None, "main.toml:1:", "worker_processes"),
+        ("unknown user", format!("user = \"no-such-user-xyz\"\n{SERVER}"), None, "main.toml:1:", "unknown user"),
+        ("peer without port", format!("[[upstream]]\nname = \"a\"\npeers = [\"localhost\"]\n{SERVER}"), None, "main.toml:3:", "invalid peer address"),
+        ("duplicate server", format!("{SERVER}{SERVER}"), None, "main.toml:5:", "duplicate server"),
+        ("bad status", "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 999\n".into(), None, "main.toml:4:", "out of range"),
+    ];
+    assert!(cases.len() >= 10);
+    for (name, main, include, loc, msg) in cases {
+        let dir = TempDir::new("cfg");
+        let f = dir.write("main.toml", &main);
+        if let Some(inc) = include {
+            dir.write("conf.d/bad.toml", inc);
+        }
+        let (code, _out, err) = check(&dir, &f);
+        assert_eq!(code, 1, "{name}: expected failure, got {code}: {err}");
+        let line = err
+            .lines()
+            .find(|l| l.contains(loc))
+            .unwrap_or_else(|| panic!("{name}: no {loc} in: {err}"));
+        assert!(line.contains(msg), "{name}: {line}");
+        assert!(
+            line.contains(dir.path().to_str().unwrap()),
+            "{name}: full path expected: {line}"
+        );
+        assert!(err.contains("test failed"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn all_errors_are_reported_at_once() {
+    let dir = TempDir::new("cfg");
+    let f = dir.write(
+        "main.toml",
+        "shutdown_timeout = \"soon\"\n[[server]]\nlisten = [\"127.0.0.1:80800\"]\n[[server.route]]\nupstream = \"a\"\n[[server.route]]\npath = \"/x\"\nupstream = \"b\"\n",
+    );
+    let (code, _, err) = check(&dir, &f);
+    assert_eq!(code, 1);
+    for loc in [
+        "main.toml:1:",
+        "main.toml:3:",
+        "main.toml:5:",
+        "main.toml:8:",
+    ] {
+        assert!(err.contains(loc), "missing {loc}: {err}");
+    }
+    assert!(err.contains("(4 errors)"), "{err}");
+}

@@ -1,0 +1,219 @@
+//! The process model: master and workers, privilege drop, respawn, master death, signals.
+
+mod common;
+
+use common::client::{get, Body, Client};
+use common::upstream::Upstream;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn conf(up: &Upstream) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+[[server.route]]
+path = "/"
+upstream = "app"
+[[server.route]]
+path = "/fixed"
+return = 200
+body = "fixed"
+"#,
+        up.addr()
+    )
+}
+
+fn uid_of(pid: u32) -> u32 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn master_and_two_workers_with_privilege_drop() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start_with(2, "user = \"nobody\"", &conf(&up));
+    let workers = p.worker_pids();
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let root = unsafe { libc::geteuid() } == 0;
+    let nobody = nix_uid("nobody");
+    for w in &workers {
+        if root {
+            assert_eq!(uid_of(*w), nobody, "worker {w} must run as nobody");
+        }
+    }
+    if root {
+        assert_eq!(uid_of(p.pid()), 0, "the master keeps root");
+    } else {
+        eprintln!("not root: privilege drop not checked");
+    }
+    assert_eq!(get(&p.addr(), "/x").unwrap().text(), "up /x");
+    let st = p.status();
+    assert!(st.contains(&format!("master pid: {}", p.pid())), "{st}");
+    assert!(st.contains("generation: 1"), "{st}");
+    assert!(st.contains("uptime: "), "{st}");
+    assert!(
+        st.contains(&format!("config: {}", p.conf.display())),
+        "{st}"
+    );
+    for w in &workers {
+        assert!(st.contains(&w.to_string()), "{st}");
+    }
+}
+
+fn nix_uid(name: &str) -> u32 {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    passwd
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}:")))
+        .unwrap()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn killed_worker_is_replaced_within_a_second() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(2, &conf(&up));
+    let before = p.worker_pids();
+    let victim = before[0];
+    unsafe {
+        libc::kill(victim as i32, libc::SIGKILL);
+    }
+    let start = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(1), || {
+            let now = p.worker_pids();
+            now.len() == 2 && !now.contains(&victim)
+        }),
+        "no replacement within 1s: {:?}",
+        p.worker_pids()
+    );
+    eprintln!("worker replaced after {:?}", start.elapsed());
+    for i in 0..50 {
+        let r = get(&p.addr(), &format!("/after{i}")).unwrap();
+        assert_eq!(r.status, 200);
+    }
+    assert!(p.error_log().contains("unexpectedly"), "{}", p.error_log());
+}
+
+#[test]
+fn workers_exit_when_master_is_killed() {
+    let up = Upstream::start("up");
+    let mut p = Proxyd::start(2, &conf(&up));
+    let workers = p.worker_pids();
+    p.child.as_mut().unwrap().kill().unwrap();
+    p.child.as_mut().unwrap().wait().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || workers
+            .iter()
+            .all(|w| !alive(*w))),
+        "workers still alive after master death"
+    );
+}
+
+#[test]
+fn quit_waits_for_in_flight_request() {
+    let up = Upstream::start("up");
+    let mut p = Proxyd::start(1, &conf(&up));
+    let addr = p.addr();
+    let t = std::thread::spawn(move || get(&addr, "/sleep?ms=1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    p.signal(libc::SIGQUIT);
+    let r = t.join().unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "slept");
+    assert!(
+        r.closes(),
+        "a draining worker answers with Connection: close"
+    );
+    assert!(
+        p.wait_exit(Duration::from_secs(5)).is_some(),
+        "master did not exit after QUIT"
+    );
+    assert!(
+        !p.dir.path().join("proxyd.pid").exists(),
+        "pid file removed"
+    );
+}
+
+#[test]
+fn term_exits_within_a_second() {
+    let up = Upstream::start("up");
+    let mut p = Proxyd::start(2, &conf(&up));
+    let workers = p.worker_pids();
+    let addr = p.addr();
+    let _slow = std::thread::spawn(move || get(&addr, "/sleep?ms=5000"));
+    std::thread::sleep(Duration::from_millis(200));
+    p.signal(libc::SIGTERM);
+    let took = p
+        .wait_exit(Duration::from_secs(3))
+        .expect("master did not exit after TERM");
+    eprintln!("TERM: master exited after {took:?}");
+    assert!(took < Duration::from_secs(1), "TERM took {took:?}");
+    assert!(workers.iter().all(|w| !alive(*w)));
+}
+
+#[test]
+fn usr1_reopens_access_log() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(2, &conf(&up));
+    assert_eq!(get(&p.addr(), "/one").unwrap().status, 200);
+    let log = p.dir.path().join("access.log");
+    let rotated = p.dir.path().join("access.log.1");
+    assert!(wait_until(Duration::from_secs(2), || p
+        .access_log()
+        .contains("/one")));
+    std::fs::rename(&log, &rotated).unwrap();
+    p.signal(libc::SIGUSR1);
+    assert!(
+        wait_until(Duration::from_secs(2), || log.exists()),
+        "log not recreated"
+    );
+    // Every worker must have switched: send enough requests to reach both.
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..20 {
+        assert_eq!(get(&p.addr(), &format!("/two{i}")).unwrap().status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_secs(2), || p.access_log().lines().count()
+            == 20),
+        "{}",
+        p.access_log()
+    );
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(old.contains("/one") && !old.contains("/two"), "{old}");
+    assert!(p.error_log().contains("reopen"), "{}", p.error_log());
+    // proxyctl reopen works the same way.
+    let out = p.ctl("reopen");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn keep_alive_client_survives_many_requests() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for i in 0..100 {
+        let r = c.request("GET", "/fixed", Body::None).unwrap();
+        assert_eq!(r.text(), "fixed", "request {i}");
+    }
+}

@@ -1,0 +1,237 @@
+//! Reloads: in-flight requests survive, new config applies, broken configs are refused, and
+//! nothing is lost under load.
+
+mod common;
+
+use common::client::{get, Body, Client};
+use common::upstream::Upstream;
+use common::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn conf(up: &Upstream, fixed_body: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+read_timeout = "10s"
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+[[server.route]]
+path = "/"
+upstream = "app"
+[[server.route]]
+path = "/fixed"
+return = 200
+body = "{fixed_body}"
+"#,
+        up.addr()
+    )
+}
+
+#[test]
+fn sighup_keeps_in_flight_request_and_applies_new_config() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(2, &conf(&up, "old"));
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "old");
+    let old_workers = p.worker_pids();
+    let addr = p.addr();
+    let slow = std::thread::spawn(move || get(&addr, "/sleep?ms=3000"));
+    std::thread::sleep(Duration::from_millis(300));
+    p.rewrite(2, "", &conf(&up, "new"));
+    p.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(5), || get(&p.addr(), "/fixed")
+            .map(|r| r.text() == "new")
+            .unwrap_or(false)),
+        "new route not applied"
+    );
+    let new_workers = p.serving_pids();
+    assert_eq!(new_workers.len(), 2);
+    assert!(
+        new_workers.iter().all(|w| !old_workers.contains(w)),
+        "worker pids must change"
+    );
+    let r = slow.join().unwrap().unwrap();
+    assert_eq!(r.status, 200, "in-flight request across reload");
+    assert_eq!(r.text(), "slept");
+    assert!(
+        wait_until(Duration::from_secs(5), || old_workers
+            .iter()
+            .all(|w| !alive(*w))),
+        "old workers did not exit after draining"
+    );
+    assert_eq!(p.worker_pids(), {
+        let mut v = new_workers.clone();
+        v.sort();
+        v
+    });
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
+
+#[test]
+fn broken_config_reload_is_refused() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, "good"));
+    let workers = p.worker_pids();
+    let good = std::fs::read_to_string(&p.conf).unwrap();
+    std::fs::write(
+        &p.conf,
+        good.replace("upstream = \"app\"", "upstream = \"missing\""),
+    )
+    .unwrap();
+    let out = p.ctl("reload");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("unknown upstream \"missing\""), "{err}");
+    assert!(err.contains("proxyd.toml:"), "error names the file: {err}");
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "good");
+    assert_eq!(get(&p.addr(), "/x").unwrap().text(), "up /x");
+    assert_eq!(p.worker_pids(), workers, "old generation keeps serving");
+    assert!(p.error_log().contains("reload failed"), "{}", p.error_log());
+    assert!(
+        p.error_log().contains("unknown upstream \"missing\""),
+        "{}",
+        p.error_log()
+    );
+    // A listener that cannot be bound also fails the reload as a whole.
+    let blocker = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = blocker.local_addr().unwrap().port();
+    let text = good
+        .replace(
+            "listen = \"127.0.0.1:",
+            &format!("listen = [\"127.0.0.1:{busy}\", \"127.0.0.1:"),
+        )
+        .replacen(&format!("{}\"\n", p.port), &format!("{}\"]\n", p.port), 1);
+    std::fs::write(&p.conf, text).unwrap();
+    let out = p.ctl("reload");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bind()"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "good");
+    // And a good config reloads synchronously: when proxyctl returns, it serves.
+    std::fs::write(
+        &p.conf,
+        good.replace("body = \"good\"", "body = \"better\""),
+    )
+    .unwrap();
+    let out = p.ctl("reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("generation 2 serving"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "better");
+}
+
+/// 50 clients (half keep-alive, half a new connection per request) during 10 reloads.
+#[test]
+fn no_request_fails_during_reloads() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(2, &conf(&up, "gen0"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut threads = Vec::new();
+    for i in 0..50 {
+        let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), p.addr());
+        threads.push(std::thread::spawn(move || {
+            let keep_alive = i % 2 == 0;
+            let mut conn: Option<Client> = None;
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let path = if n % 3 == 0 {
+                    "/fixed".to_string()
+                } else {
+                    format!("/c{i}/{n}")
+                };
+                let result = (|| -> std::io::Result<(bool, bool)> {
+                    if conn.is_none() {
+                        conn = Some(Client::connect(&addr)?);
+                    }
+                    let c = conn.as_mut().unwrap();
+                    let headers: &[(&str, &str)] = if keep_alive {
+                        &[]
+                    } else {
+                        &[("Connection", "close")]
+                    };
+                    c.send("GET", &path, headers, Body::None)?;
+                    let r = c.recv(false)?;
+                    let good =
+                        r.status == 200 && (path == "/fixed" || r.text() == format!("up {path}"));
+                    Ok((good, r.closes()))
+                })();
+                match result {
+                    Ok((true, closes)) => {
+                        ok.fetch_add(1, Ordering::SeqCst);
+                        if closes || !keep_alive {
+                            conn = None;
+                        }
+                    }
+                    Ok((false, _)) => {
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("client {i} {path}: bad response"));
+                        conn = None;
+                    }
+                    Err(e) => {
+                        failed
+                            .lock()
+                            .unwrap()
+                            .push(format!("client {i} {path}: {e}"));
+                        conn = None;
+                    }
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for gen in 1..=10 {
+        p.rewrite(2, "", &conf(&up, &format!("gen{gen}")));
+        let out = p.ctl("reload");
+        assert!(
+            out.status.success(),
+            "reload {gen}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    let ok = ok.load(Ordering::SeqCst);
+    eprintln!(
+        "reload stress: {ok} requests succeeded, {} failed over 10 reloads",
+        failed.len()
+    );
+    assert!(
+        failed.is_empty(),
+        "{} failures, first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(ok > 1000, "only {ok} requests");
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "gen10");
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
