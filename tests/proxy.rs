@@ -307,3 +307,21 @@ fn bad_requests_get_4xx_and_worker_lives() {
     assert_eq!(p.worker_pids(), worker);
     assert_eq!(get(&p.addr(), "/ok").unwrap().status, 200);
 }
+
+#[test]
+fn slow_request_body_gets_408() {
+    let up = Upstream::start("up1");
+    let conf = proxy_conf(&up, "read_timeout = \"5s\"").replace(
+        "keepalive_requests = 10000",
+        "keepalive_requests = 10000\nclient_body_timeout = \"500ms\"",
+    );
+    let p = Proxyd::start(1, &conf);
+    let mut c = Client::connect(&p.addr()).unwrap();
+    c.raw(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nonly part")
+        .unwrap();
+    let start = Instant::now();
+    let r = c.recv(false).unwrap();
+    assert_eq!(r.status, 408);
+    assert!(start.elapsed() >= Duration::from_millis(400));
+    assert_eq!(get(&p.addr(), "/ok").unwrap().status, 200);
+}

@@ -157,7 +157,7 @@ fn no_request_fails_during_reloads() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let path = if n % 3 == 0 {
+                let path = if n.is_multiple_of(3) {
                     "/fixed".to_string()
                 } else {
                     format!("/c{i}/{n}")

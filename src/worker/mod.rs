@@ -407,17 +407,15 @@ impl Worker {
                         self.close(slot);
                     }
                 }
-                2 => {
-                    if self
-                        .ctx
-                        .pool
-                        .conns
-                        .get(slot)
-                        .is_some_and(|c| c.id == id && c.expires <= now)
-                    {
-                        if let Some(mut c) = self.ctx.pool.remove(slot) {
-                            let _ = self.ctx.registry.deregister(&mut c.stream);
-                        }
+                2 if self
+                    .ctx
+                    .pool
+                    .conns
+                    .get(slot)
+                    .is_some_and(|c| c.id == id && c.expires <= now) =>
+                {
+                    if let Some(mut c) = self.ctx.pool.remove(slot) {
+                        let _ = self.ctx.registry.deregister(&mut c.stream);
                     }
                 }
                 _ => {}

@@ -215,6 +215,7 @@ impl Session {
                 let up = &cfg.upstream[x.upstream];
                 match &self.up {
                     Some(u) if !u.connected => up.connect_timeout,
+                    _ if self.waiting_for_body() => cfg.server[x.server].client_body_timeout,
                     _ if self.out_pos < self.out.len() && !self.cw => {
                         cfg.server[x.server].send_timeout
                     }
@@ -245,7 +246,15 @@ impl Session {
             }
             Phase::Proxy => {
                 let connecting = self.up.as_ref().is_some_and(|u| !u.connected);
-                let result = if connecting {
+                let result = if self.waiting_for_body() {
+                    log::info!("client {} timed out sending the request body", self.peer_ip);
+                    if self.x.as_ref().is_some_and(|x| x.resp.is_some()) {
+                        Err(Close)
+                    } else {
+                        self.upstream_failed_client_side(w, 408);
+                        Ok(())
+                    }
+                } else if connecting {
                     self.connect_failed(w, "timed out".into())
                 } else {
                     self.upstream_failed(w, 504, "upstream timed out")
@@ -617,6 +626,16 @@ impl Session {
             return Ok(true);
         }
         Ok(progress)
+    }
+
+    /// Stalled on the client: the upstream could take more body but none has arrived.
+    fn waiting_for_body(&self) -> bool {
+        let Some(x) = &self.x else { return false };
+        self.up.as_ref().is_some_and(|u| u.connected)
+            && x.up_head_pos == x.up_head.len()
+            && !x.req_body.is_done()
+            && !self.cr
+            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
     }
 
     fn request_done(&self) -> bool {
