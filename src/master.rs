@@ -771,7 +771,11 @@ impl Master {
         if let Some(c) = self.clients.get_mut(key) {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
-        log::info!("control command \"{cmd}\"");
+        if cmd == "status" {
+            log::debug!("control command \"{cmd}\"");
+        } else {
+            log::info!("control command \"{cmd}\"");
+        }
         match cmd.as_str() {
             "reload" => self.begin_reload(Some(key)),
             "quit" => {

@@ -325,3 +325,29 @@ fn slow_request_body_gets_408() {
     assert!(start.elapsed() >= Duration::from_millis(400));
     assert_eq!(get(&p.addr(), "/ok").unwrap().status, 200);
 }
+
+#[test]
+fn listens_on_ipv4_and_ipv6() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    }
+    let up = Upstream::start("up1");
+    let v6 = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let conf = proxy_conf(&up, "read_timeout = \"5s\"").replace(
+        "listen = \"127.0.0.1:{port}\"",
+        &format!("listen = [\"127.0.0.1:{{port}}\", \"[::1]:{v6}\"]"),
+    );
+    let p = Proxyd::start(1, &conf);
+    assert_eq!(get(&p.addr(), "/v4").unwrap().text(), "up1 /v4");
+    let r = get(&format!("[::1]:{v6}"), "/headers").unwrap();
+    assert!(
+        r.text().contains("X-Forwarded-For: ::1\r\n"),
+        "{}",
+        r.text()
+    );
+}

@@ -50,6 +50,11 @@ impl Buf {
     pub fn consume(&mut self, n: usize) {
         self.start += n;
         debug_assert!(self.start <= self.ready);
+        if self.start == self.ready {
+            // Everything sendable is gone; decoded framing in ready..parsed is dead weight.
+            self.start = self.parsed;
+            self.ready = self.parsed;
+        }
         if self.start == self.end {
             self.start = 0;
             self.ready = 0;

@@ -216,6 +216,16 @@ impl Session {
                 match &self.up {
                     Some(u) if !u.connected => up.connect_timeout,
                     _ if self.waiting_for_body() => cfg.server[x.server].client_body_timeout,
+                    Some(u)
+                        if !u.w
+                            && (x.up_head_pos < x.up_head.len()
+                                || self
+                                    .req_buf
+                                    .as_ref()
+                                    .is_some_and(|b| !b.pending().is_empty())) =>
+                    {
+                        up.send_timeout
+                    }
                     _ if self.out_pos < self.out.len() && !self.cw => {
                         cfg.server[x.server].send_timeout
                     }
