@@ -6,6 +6,39 @@ pub mod local;
 pub mod request;
 pub mod response;
 
+use std::ops::Range;
+
+/// Where each header's name and value lie inside the raw head bytes.
+pub type HeaderSpans = Vec<(Range<usize>, Range<usize>)>;
+
+/// Copies the end-to-end headers of a head to `out` as `Name: value` lines, dropping
+/// hop-by-hop headers and those named in `Connection`. `claim` sees each surviving header
+/// first and returns true to take it over (it is then not copied).
+pub fn copy_end_to_end(
+    raw: &[u8],
+    headers: &[(Range<usize>, Range<usize>)],
+    out: &mut Vec<u8>,
+    mut claim: impl FnMut(&[u8], &[u8]) -> bool,
+) {
+    let named_in_connection = |name: &[u8]| {
+        let name = std::str::from_utf8(name).unwrap_or("");
+        headers.iter().any(|(n, v)| {
+            raw[n.clone()].eq_ignore_ascii_case(b"connection")
+                && token_list_contains(&raw[v.clone()], name)
+        })
+    };
+    for (n, v) in headers {
+        let (name, value) = (&raw[n.clone()], &raw[v.clone()]);
+        if is_hop_by_hop(name) || named_in_connection(name) || claim(name, value) {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// Most headers accepted in one head (request or response).
 pub const MAX_HEADERS: usize = 100;
 

@@ -1,7 +1,7 @@
 //! Request heads: parse what the client sent (httparse) and write the head we send upstream.
 
 use super::body::Framer;
-use super::{is_hop_by_hop, token_list_contains, MAX_HEADERS};
+use super::{copy_end_to_end, token_list_contains, HeaderSpans, MAX_HEADERS};
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct RequestHead {
     /// Bytes of the head, including the final empty line.
     pub head_len: usize,
     /// Name and value ranges of every header inside the head bytes.
-    headers: Vec<(Range<usize>, Range<usize>)>,
+    headers: HeaderSpans,
 }
 
 fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
@@ -168,40 +168,23 @@ impl RequestHead {
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let connection_tokens: Vec<&[u8]> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| raw[n.clone()].eq_ignore_ascii_case(b"connection"))
-            .map(|(_, v)| &raw[v.clone()])
-            .collect();
-        let mut xff: Option<&[u8]> = None;
-        for (n, v) in &self.headers {
-            let name = &raw[n.clone()];
-            if is_hop_by_hop(name)
-                || connection_tokens
-                    .iter()
-                    .any(|t| token_list_contains(t, std::str::from_utf8(name).unwrap_or("")))
-                || name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            {
-                continue;
-            }
+        // Every X-Forwarded-For value (there may be several lines) is folded into one line
+        // with the client appended; a client's X-Forwarded-Proto is replaced, not trusted.
+        let mut xff: Vec<u8> = Vec::new();
+        copy_end_to_end(raw, &self.headers, out, |name, value| {
             if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-                xff = Some(&raw[v.clone()]);
-                continue;
+                xff.extend_from_slice(value);
+                xff.extend_from_slice(b", ");
+                true
+            } else {
+                name.eq_ignore_ascii_case(b"x-forwarded-proto")
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&raw[v.clone()]);
-            out.extend_from_slice(b"\r\n");
-        }
+        });
         if matches!(self.body, Framer::Chunked(_)) {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         out.extend_from_slice(b"X-Forwarded-For: ");
-        if let Some(prev) = xff {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
+        out.extend_from_slice(&xff);
         out.extend_from_slice(client_ip.as_bytes());
         out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
         out.extend_from_slice(proto.as_bytes());
@@ -243,6 +226,24 @@ mod tests {
         );
         assert!(s.contains("X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n"), "{s}");
         assert!(s.ends_with("X-Forwarded-Proto: http\r\n\r\n"), "{s}");
+    }
+
+    #[test]
+    fn folds_forwarded_for_lines_and_replaces_proto() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 2.2.2.2\r\n\r\n";
+        let h = parse(raw).unwrap().unwrap();
+        let mut out = Vec::new();
+        h.write_upstream(raw, "3.3.3.3", "http", &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\r\n"),
+            "{s}"
+        );
+        assert_eq!(s.matches("orwarded-For").count(), 1, "{s}");
+        assert!(
+            s.contains("X-Forwarded-Proto: http\r\n") && !s.contains("https"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::body::Framer;
 use super::request::parse_content_length;
-use super::{is_hop_by_hop, token_list_contains, MAX_HEADERS};
+use super::{copy_end_to_end, token_list_contains, HeaderSpans, MAX_HEADERS};
 use std::ops::Range;
 
 /// The upstream sent something that is not a valid HTTP/1.x response head.
@@ -18,7 +18,7 @@ pub struct ResponseHead {
     pub body: Framer,
     pub head_len: usize,
     reason: Range<usize>,
-    headers: Vec<(Range<usize>, Range<usize>)>,
+    headers: HeaderSpans,
 }
 
 /// How the body goes to the client, decided by `write_client`.
@@ -130,26 +130,7 @@ impl ResponseHead {
         out.push(b' ');
         out.extend_from_slice(&raw[self.reason.clone()]);
         out.extend_from_slice(b"\r\n");
-        let connection_tokens: Vec<&[u8]> = self
-            .headers
-            .iter()
-            .filter(|(n, _)| raw[n.clone()].eq_ignore_ascii_case(b"connection"))
-            .map(|(_, v)| &raw[v.clone()])
-            .collect();
-        for (n, v) in &self.headers {
-            let name = &raw[n.clone()];
-            if is_hop_by_hop(name)
-                || connection_tokens
-                    .iter()
-                    .any(|t| token_list_contains(t, std::str::from_utf8(name).unwrap_or("")))
-            {
-                continue;
-            }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(&raw[v.clone()]);
-            out.extend_from_slice(b"\r\n");
-        }
+        copy_end_to_end(raw, &self.headers, out, |_, _| false);
         if chunked && !decode_chunked {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }

@@ -3,6 +3,7 @@
 
 mod access_log;
 pub mod buffer;
+mod proxy;
 mod session;
 mod timer;
 mod upstream;

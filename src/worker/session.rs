@@ -8,10 +8,9 @@ use super::buffer::Buf;
 use super::{Ctx, Kind};
 use crate::config::Action;
 use crate::http::body::Framer;
-use crate::http::{local, request, response};
+use crate::http::{local, request};
 use crate::router;
 use mio::net::TcpStream;
-use mio::{Interest, Token};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
@@ -40,70 +39,70 @@ pub enum Phase {
 /// The session must be closed now.
 pub struct Close;
 
-type Step = Result<bool, Close>;
+pub(super) type Step = Result<bool, Close>;
 
-struct UpConn {
-    stream: TcpStream,
-    upstream: usize,
-    peer: usize,
-    reused: bool,
-    requests: u64,
-    connected: bool,
-    r: bool,
-    w: bool,
+pub(super) struct UpConn {
+    pub(super) stream: TcpStream,
+    pub(super) upstream: usize,
+    pub(super) peer: usize,
+    pub(super) reused: bool,
+    pub(super) requests: u64,
+    pub(super) connected: bool,
+    pub(super) r: bool,
+    pub(super) w: bool,
 }
 
-struct RespState {
-    body: Framer,
-    decode: bool,
-    reusable: bool,
+pub(super) struct RespState {
+    pub(super) body: Framer,
+    pub(super) decode: bool,
+    pub(super) reusable: bool,
 }
 
 /// The request in progress and what the access log needs about it.
-struct Exchange {
-    req: request::RequestHead,
-    server: usize,
-    upstream: usize,
-    start: Instant,
-    keep_alive: bool,
-    up_head: Vec<u8>,
-    up_head_pos: usize,
-    req_body: Framer,
-    body_sent: u64,
-    send_failed: bool,
-    resp: Option<RespState>,
-    resp_seen: bool,
-    tried: Vec<usize>,
-    attempts: usize,
-    status: u16,
-    bytes_sent: u64,
-    close_after: bool,
+pub(super) struct Exchange {
+    pub(super) req: request::RequestHead,
+    pub(super) server: usize,
+    pub(super) upstream: usize,
+    pub(super) start: Instant,
+    pub(super) keep_alive: bool,
+    pub(super) up_head: Vec<u8>,
+    pub(super) up_head_pos: usize,
+    pub(super) req_body: Framer,
+    pub(super) body_sent: u64,
+    pub(super) send_failed: bool,
+    pub(super) resp: Option<RespState>,
+    pub(super) resp_seen: bool,
+    pub(super) tried: Vec<usize>,
+    pub(super) attempts: usize,
+    pub(super) status: u16,
+    pub(super) bytes_sent: u64,
+    pub(super) close_after: bool,
 }
 
 pub struct Session {
     pub id: u64,
-    slot: usize,
-    client: TcpStream,
-    peer_ip: String,
-    listener: usize,
-    cr: bool,
-    cw: bool,
+    pub(super) slot: usize,
+    pub(super) client: TcpStream,
+    pub(super) peer_ip: String,
+    pub(super) listener: usize,
+    pub(super) cr: bool,
+    pub(super) cw: bool,
     pub phase: Phase,
-    req_buf: Option<Buf>,
-    resp_buf: Option<Buf>,
-    out: Vec<u8>,
-    out_pos: usize,
-    up: Option<UpConn>,
-    x: Option<Box<Exchange>>,
-    served: u64,
+    pub(super) req_buf: Option<Buf>,
+    pub(super) resp_buf: Option<Buf>,
+    pub(super) out: Vec<u8>,
+    pub(super) out_pos: usize,
+    pub(super) up: Option<UpConn>,
+    pub(super) x: Option<Box<Exchange>>,
+    pub(super) served: u64,
     pub deadline: super::timer::Deadline,
 }
 
-fn would_block(e: &io::Error) -> bool {
+pub(super) fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
 
-fn write_some(s: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
+pub(super) fn write_some(s: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
     loop {
         match s.write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -342,27 +341,56 @@ impl Session {
         if let Some(b) = self.req_buf.take() {
             w.bufs.put(b);
         }
+        self.x = None;
+        let page = local::error_page(status);
+        w.log_raw(self.listener, &self.peer_ip, "-", status, page.len() as u64);
+        self.respond(w, status, &local::error_headers(), &page, true);
+        Ok(true)
+    }
+
+    /// Queues a response made here (fixed route or error page) and switches to writing it.
+    pub(super) fn respond(
+        &mut self,
+        w: &mut Ctx,
+        status: u16,
+        headers: &[(String, String)],
+        body: &[u8],
+        close: bool,
+    ) {
+        if let Some(b) = self.resp_buf.take() {
+            w.bufs.put(b);
+        }
+        let (head_only, minor) = self
+            .x
+            .as_ref()
+            .map_or((false, 1), |x| (x.req.method == "HEAD", x.req.minor));
+        if let Some(x) = &mut self.x {
+            x.status = status;
+            x.close_after = close;
+            x.bytes_sent = if head_only { 0 } else { body.len() as u64 };
+        }
         self.out.clear();
         self.out_pos = 0;
         local::write(
             status,
-            &local::error_headers(),
-            &local::error_page(status),
-            false,
-            true,
-            false,
+            headers,
+            body,
+            head_only,
+            close,
+            minor == 0 && !close,
             &mut self.out,
         );
-        w.log_raw(
-            self.listener,
-            &self.peer_ip,
-            "-",
-            status,
-            local::error_page(status).len() as u64,
-        );
-        self.x = None;
         self.phase = Phase::Local;
-        Ok(true)
+    }
+
+    pub(super) fn respond_error(&mut self, w: &mut Ctx, status: u16, close: bool) {
+        self.respond(
+            w,
+            status,
+            &local::error_headers(),
+            &local::error_page(status),
+            close,
+        );
     }
 
     fn start_request(&mut self, head: request::RequestHead, w: &mut Ctx) -> Result<(), Close> {
@@ -425,543 +453,14 @@ impl Session {
                 buf.skip_head(x.req.head_len);
                 // The body of a request answered here is not read; closing discards it.
                 let close = !x.keep_alive || x.req.has_body;
-                x.close_after = close;
-                x.status = status;
-                let head_only = x.req.method == "HEAD";
-                x.bytes_sent = if head_only { 0 } else { body.len() as u64 };
-                self.out.clear();
-                self.out_pos = 0;
-                local::write(
-                    status,
-                    &headers,
-                    &body,
-                    head_only,
-                    close,
-                    x.req.minor == 0 && !close,
-                    &mut self.out,
-                );
                 self.x = Some(x);
-                self.phase = Phase::Local;
+                self.respond(w, status, &headers, &body, close);
                 Ok(())
             }
         }
     }
 
-    // ---- upstream connection ------------------------------------------------------
-
-    /// Gets an upstream connection for the exchange: idle from the pool, or a new connect.
-    fn connect(&mut self, w: &mut Ctx) -> Result<(), Close> {
-        let cfg = w.cfg.clone();
-        let x = self.x.as_mut().expect("exchange");
-        let u = x.upstream;
-        loop {
-            let Some(peer) = w.balancer.pick(&cfg.upstream, u, &x.tried, w.now) else {
-                return self.upstream_failed(w, 502, "no live upstreams");
-            };
-            x.tried.push(peer);
-            x.attempts += 1;
-            x.up_head_pos = 0;
-            let token = Token(super::key(self.slot, Kind::Upstream));
-            if let Some(mut idle) = w.pool.take(u, peer) {
-                if w.registry
-                    .reregister(
-                        &mut idle.stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_ok()
-                {
-                    self.up = Some(UpConn {
-                        stream: idle.stream,
-                        upstream: u,
-                        peer,
-                        reused: true,
-                        requests: idle.requests,
-                        connected: true,
-                        r: false,
-                        w: true,
-                    });
-                    return Ok(());
-                }
-            }
-            let addr = cfg.upstream[u].peers[peer].addr;
-            match TcpStream::connect(addr) {
-                Ok(mut s) => {
-                    let _ = s.set_nodelay(true);
-                    if w.registry
-                        .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
-                        self.up = Some(UpConn {
-                            stream: s,
-                            upstream: u,
-                            peer,
-                            reused: false,
-                            requests: 0,
-                            connected: false,
-                            r: false,
-                            w: false,
-                        });
-                        return Ok(());
-                    }
-                }
-                Err(e) => {
-                    log::error!(
-                        "connect() to {} failed: {e} (upstream \"{}\")",
-                        cfg.upstream[u].peers[peer].name,
-                        cfg.upstream[u].name
-                    );
-                    w.balancer.failed(u, peer, w.now);
-                }
-            }
-            if x.tried.len() >= cfg.upstream[u].peers.len() {
-                return self.upstream_failed(w, 502, "all upstream peers failed");
-            }
-        }
-    }
-
-    /// A connect attempt failed: mark the peer and try the next one, or give up with 502/504.
-    fn connect_failed(&mut self, w: &mut Ctx, why: String) -> Result<(), Close> {
-        let cfg = w.cfg.clone();
-        let up = self.up.take().expect("connecting upstream");
-        let peer = &cfg.upstream[up.upstream].peers[up.peer];
-        log::error!(
-            "connect() to {} failed: {why} (upstream \"{}\")",
-            peer.name,
-            cfg.upstream[up.upstream].name
-        );
-        w.balancer.failed(up.upstream, up.peer, w.now);
-        drop(up);
-        let x = self.x.as_ref().expect("exchange");
-        if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
-            return self.connect(w);
-        }
-        let status = if why == "timed out" { 504 } else { 502 };
-        self.upstream_failed(w, status, "cannot connect to upstream")
-    }
-
-    /// The upstream failed. Before the response head went out the client gets `status`;
-    /// after it, the client connection is cut (nothing else can tell it the body is short).
-    fn upstream_failed(&mut self, w: &mut Ctx, status: u16, why: &str) -> Result<(), Close> {
-        if let Some(mut up) = self.up.take() {
-            let _ = w.registry.deregister(&mut up.stream);
-        }
-        let x = self.x.as_mut().expect("exchange");
-        let cfg = w.cfg.clone();
-        log::error!(
-            "{why} while proxying \"{} {}\" to upstream \"{}\", client {}",
-            x.req.method,
-            x.req.uri,
-            cfg.upstream
-                .get(x.upstream)
-                .map(|u| u.name.as_str())
-                .unwrap_or("-"),
-            self.peer_ip
-        );
-        if x.resp.is_some() {
-            return Err(Close);
-        }
-        if let Some(b) = self.resp_buf.take() {
-            w.bufs.put(b);
-        }
-        let body_left = !x.req_body.is_done();
-        if let Some(b) = &mut self.req_buf {
-            let n = b.pending().len();
-            b.consume(n);
-        }
-        let close = !x.keep_alive || body_left;
-        x.close_after = close;
-        x.status = status;
-        let page = local::error_page(status);
-        let head_only = x.req.method == "HEAD";
-        x.bytes_sent = if head_only { 0 } else { page.len() as u64 };
-        self.out.clear();
-        self.out_pos = 0;
-        local::write(
-            status,
-            &local::error_headers(),
-            &page,
-            head_only,
-            close,
-            x.req.minor == 0 && !close,
-            &mut self.out,
-        );
-        self.phase = Phase::Local;
-        Ok(())
-    }
-
-    // ---- proxying -----------------------------------------------------------------
-
-    fn step_proxy(&mut self, w: &mut Ctx) -> Step {
-        let mut progress = false;
-        let up = self.up.as_mut().expect("proxy phase has an upstream");
-        if !up.connected {
-            if !(up.r || up.w) {
-                return Ok(false);
-            }
-            match up.stream.take_error() {
-                Ok(None) => match up.stream.peer_addr() {
-                    Ok(_) => {
-                        up.connected = true;
-                        w.balancer.succeeded(up.upstream, up.peer);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        up.r = false;
-                        up.w = false;
-                        return Ok(false);
-                    }
-                    Err(e) => {
-                        self.connect_failed(w, e.to_string())?;
-                        return Ok(true);
-                    }
-                },
-                Ok(Some(e)) | Err(e) => {
-                    self.connect_failed(w, e.to_string())?;
-                    return Ok(true);
-                }
-            }
-        }
-        progress |= self.send_request(w)?;
-        if self.phase != Phase::Proxy {
-            return Ok(true);
-        }
-        progress |= self.recv_response(w)?;
-        if self.phase != Phase::Proxy {
-            return Ok(true);
-        }
-        progress |= self.send_client(w)?;
-        if self.response_done() {
-            self.finish(w)?;
-            return Ok(true);
-        }
-        Ok(progress)
-    }
-
-    /// Stalled on the client: the upstream could take more body but none has arrived.
-    fn waiting_for_body(&self) -> bool {
-        let Some(x) = &self.x else { return false };
-        self.up.as_ref().is_some_and(|u| u.connected)
-            && x.up_head_pos == x.up_head.len()
-            && !x.req_body.is_done()
-            && !self.cr
-            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
-    }
-
-    fn request_done(&self) -> bool {
-        let x = self.x.as_ref().expect("exchange");
-        x.up_head_pos == x.up_head.len()
-            && x.req_body.is_done()
-            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
-    }
-
-    fn response_done(&self) -> bool {
-        let x = self.x.as_ref().expect("exchange");
-        x.resp.as_ref().is_some_and(|r| r.body.is_done())
-            && self.out_pos == self.out.len()
-            && self
-                .resp_buf
-                .as_ref()
-                .is_none_or(|b| b.pending().is_empty())
-    }
-
-    /// Sends the request head, then streams the body from the client as it arrives.
-    fn send_request(&mut self, w: &mut Ctx) -> Step {
-        let mut progress = false;
-        let x = self.x.as_mut().expect("exchange");
-        let up = self.up.as_mut().expect("upstream");
-        if x.send_failed {
-            return Ok(false);
-        }
-        while x.up_head_pos < x.up_head.len() && up.w {
-            match write_some(&mut up.stream, &x.up_head[x.up_head_pos..]) {
-                Ok(n) => {
-                    x.up_head_pos += n;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => up.w = false,
-                Err(_) => {
-                    x.send_failed = true;
-                    return Ok(true);
-                }
-            }
-        }
-        if x.up_head_pos < x.up_head.len() {
-            return Ok(progress);
-        }
-        loop {
-            let buf = match &mut self.req_buf {
-                Some(b) => b,
-                None if x.req_body.is_done() => return Ok(progress),
-                None => self.req_buf.insert(w.bufs.get(super::buffer::BUF_SIZE)),
-            };
-            let mut moved = false;
-            if !buf.pending().is_empty() && up.w {
-                match write_some(&mut up.stream, buf.pending()) {
-                    Ok(n) => {
-                        buf.consume(n);
-                        x.body_sent += n as u64;
-                        moved = true;
-                    }
-                    Err(e) if would_block(&e) => up.w = false,
-                    Err(_) => {
-                        x.send_failed = true;
-                        return Ok(true);
-                    }
-                }
-            }
-            if !x.req_body.is_done() && !buf.unparsed().is_empty() {
-                match x.req_body.advance_raw(buf.unparsed()) {
-                    Ok((n, _)) => {
-                        buf.pass(n);
-                        moved |= n > 0;
-                    }
-                    Err(_) => {
-                        log::info!("client {} sent an invalid chunked body", self.peer_ip);
-                        if x.resp.is_some() {
-                            return Err(Close);
-                        }
-                        x.req_body = Framer::Done;
-                        self.upstream_failed_client_side(w, 400);
-                        return Ok(true);
-                    }
-                }
-            }
-            // Read from the client: body bytes, or after the body, pipelined input and EOF.
-            if self.cr && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
-                match buf.read_from(&mut self.client) {
-                    Ok(0) => {
-                        // The client went away (or half-closed) before its response: abort.
-                        return Err(Close);
-                    }
-                    Ok(_) => moved = true,
-                    Err(e) if would_block(&e) => self.cr = false,
-                    Err(_) => return Err(Close),
-                }
-            }
-            if buf.is_empty() && x.req_body.is_done() {
-                w.bufs.put(self.req_buf.take().expect("buffer present"));
-            }
-            if !moved {
-                return Ok(progress);
-            }
-            progress = true;
-        }
-    }
-
-    /// The client sent a bad body while proxying: answer it and drop the upstream.
-    fn upstream_failed_client_side(&mut self, w: &mut Ctx, status: u16) {
-        if let Some(mut up) = self.up.take() {
-            let _ = w.registry.deregister(&mut up.stream);
-        }
-        let x = self.x.as_mut().expect("exchange");
-        x.status = status;
-        x.close_after = true;
-        let page = local::error_page(status);
-        x.bytes_sent = page.len() as u64;
-        self.out.clear();
-        self.out_pos = 0;
-        local::write(
-            status,
-            &local::error_headers(),
-            &page,
-            false,
-            true,
-            false,
-            &mut self.out,
-        );
-        if let Some(b) = self.resp_buf.take() {
-            w.bufs.put(b);
-        }
-        self.phase = Phase::Local;
-    }
-
-    /// Reads the response: interim heads, the final head, then body bytes as room allows.
-    fn recv_response(&mut self, w: &mut Ctx) -> Step {
-        let mut progress = false;
-        loop {
-            let x = self.x.as_mut().expect("exchange");
-            let up = self.up.as_mut().expect("upstream");
-            let buf = self
-                .resp_buf
-                .get_or_insert_with(|| w.bufs.get(super::buffer::BUF_SIZE));
-            if x.resp.is_none() && !buf.is_empty() {
-                match response::parse(buf.held(), x.req.method == "HEAD") {
-                    Ok(Some(h)) if h.is_interim() => {
-                        if x.req.minor >= 1 {
-                            h.write_interim(buf.held(), &mut self.out);
-                        }
-                        buf.skip_head(h.head_len);
-                        progress = true;
-                        continue;
-                    }
-                    Ok(Some(h)) if h.status == 101 => {
-                        return self
-                            .upstream_failed(w, 502, "upstream switched protocols unasked")
-                            .map(|_| true);
-                    }
-                    Ok(Some(h)) => {
-                        let keep = x.keep_alive && !w.draining;
-                        let framing = h.write_client(buf.held(), x.req.minor, keep, &mut self.out);
-                        x.status = h.status;
-                        x.close_after = framing.close;
-                        x.resp = Some(RespState {
-                            body: h.body.clone(),
-                            decode: framing.decode_chunked,
-                            reusable: h.reusable,
-                        });
-                        buf.skip_head(h.head_len);
-                        progress = true;
-                    }
-                    Ok(None) if buf.is_full() => {
-                        return self
-                            .upstream_failed(w, 502, "upstream sent too big a header")
-                            .map(|_| true);
-                    }
-                    Ok(None) => {}
-                    Err(_) => {
-                        return self
-                            .upstream_failed(w, 502, "upstream sent an invalid header")
-                            .map(|_| true);
-                    }
-                }
-            }
-            if let Some(resp) = &mut x.resp {
-                if !resp.body.is_done() && !buf.unparsed().is_empty() {
-                    let before = buf.parsed;
-                    let res = if resp.decode {
-                        decode_into(&mut resp.body, buf)
-                    } else {
-                        resp.body
-                            .advance_raw(buf.unparsed())
-                            .map(|(n, _)| buf.pass(n))
-                    };
-                    if res.is_err() {
-                        return self
-                            .upstream_failed(w, 502, "upstream sent an invalid chunked body")
-                            .map(|_| true);
-                    }
-                    progress |= buf.parsed != before;
-                }
-                if resp.body.is_done() {
-                    if !buf.unparsed().is_empty() {
-                        // Bytes past the end of the response: that connection is not reusable.
-                        resp.reusable = false;
-                    }
-                    return Ok(progress);
-                }
-            }
-            if !up.r || !buf.has_room() {
-                return Ok(progress);
-            }
-            match buf.read_from(&mut up.stream) {
-                Ok(0) => return self.upstream_eof(w).map(|_| true),
-                Ok(_) => {
-                    x.resp_seen = true;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => {
-                    up.r = false;
-                    return Ok(progress);
-                }
-                Err(e) => {
-                    log::debug!("upstream read error: {e}");
-                    return self.upstream_eof(w).map(|_| true);
-                }
-            }
-        }
-    }
-
-    /// The upstream closed its side. Retries a request that died on a reused connection
-    /// before any answer (the keep-alive race), ends a close-delimited body, else fails.
-    fn upstream_eof(&mut self, w: &mut Ctx) -> Result<(), Close> {
-        let x = self.x.as_mut().expect("exchange");
-        let up = self.up.as_ref().expect("upstream");
-        if let Some(resp) = &mut x.resp {
-            if resp.body == Framer::UntilClose {
-                resp.body = Framer::Done;
-                resp.reusable = false;
-                return Ok(());
-            }
-            return self.upstream_failed(w, 502, "upstream prematurely closed connection");
-        }
-        let nothing_back = !x.resp_seen && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
-        if up.reused && nothing_back && x.body_sent == 0 && x.attempts < 8 {
-            if let Some(mut up) = self.up.take() {
-                let _ = w.registry.deregister(&mut up.stream);
-            }
-            // A stale pooled connection says nothing about the peer: try it again.
-            x.tried.pop();
-            return self.connect(w);
-        }
-        self.upstream_failed(w, 502, "upstream prematurely closed connection")
-    }
-
-    /// Writes pending head bytes, then body bytes, to the client.
-    fn send_client(&mut self, _w: &mut Ctx) -> Step {
-        let mut progress = false;
-        while self.out_pos < self.out.len() && self.cw {
-            match write_some(&mut self.client, &self.out[self.out_pos..]) {
-                Ok(n) => {
-                    self.out_pos += n;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => self.cw = false,
-                Err(_) => return Err(Close),
-            }
-        }
-        if self.out_pos < self.out.len() {
-            return Ok(progress);
-        }
-        if !self.out.is_empty() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
-        let x = self.x.as_mut().expect("exchange");
-        if let Some(buf) = &mut self.resp_buf {
-            while !buf.pending().is_empty() && self.cw {
-                match write_some(&mut self.client, buf.pending()) {
-                    Ok(n) => {
-                        buf.consume(n);
-                        x.bytes_sent += n as u64;
-                        progress = true;
-                    }
-                    Err(e) if would_block(&e) => self.cw = false,
-                    Err(_) => return Err(Close),
-                }
-            }
-        }
-        Ok(progress)
-    }
-
-    /// The response is complete: release the upstream, log, then keep alive or close.
-    fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
-        let request_done = self.request_done();
-        let x = self.x.as_ref().expect("exchange");
-        let cfg = w.cfg.clone();
-        if let Some(up) = self.up.take() {
-            let reusable = x.resp.as_ref().is_some_and(|r| r.reusable)
-                && request_done
-                && !x.send_failed
-                && !w.draining
-                && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
-            w.release(
-                up.stream,
-                up.upstream,
-                up.peer,
-                up.requests + 1,
-                reusable,
-                &cfg,
-            );
-        }
-        if let Some(b) = self.resp_buf.take() {
-            w.bufs.put(b);
-        }
-        let keep = !x.close_after && request_done;
-        self.end_exchange(w, keep)
-    }
-
-    fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
+    pub(super) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
         if let Some(x) = self.x.take() {
             w.log_access(
                 &x.req,
@@ -987,7 +486,9 @@ impl Session {
 
     // ---- local responses and closing ----------------------------------------------
 
-    fn step_local(&mut self, w: &mut Ctx) -> Step {
+    /// Writes what is queued in `out` (a head or a whole local response) to the client.
+    /// Ok(true) when something was written; `out` is empty afterwards when all of it went.
+    pub(super) fn flush_out(&mut self) -> Step {
         let mut progress = false;
         while self.out_pos < self.out.len() && self.cw {
             match write_some(&mut self.client, &self.out[self.out_pos..]) {
@@ -999,7 +500,16 @@ impl Session {
                 Err(_) => return Err(Close),
             }
         }
-        if self.out_pos < self.out.len() {
+        if self.out_pos == self.out.len() && !self.out.is_empty() {
+            self.out.clear();
+            self.out_pos = 0;
+        }
+        Ok(progress)
+    }
+
+    fn step_local(&mut self, w: &mut Ctx) -> Step {
+        let progress = self.flush_out()?;
+        if !self.out.is_empty() {
             return Ok(progress);
         }
         let keep = self.x.as_ref().is_some_and(|x| !x.close_after);
@@ -1052,17 +562,6 @@ impl Session {
     pub fn start_drain(&mut self, w: &mut Ctx) {
         if self.is_idle() {
             self.set_deadline(w, w.now + DRAIN_IDLE);
-        }
-    }
-}
-
-/// Strips chunked framing in place: payload runs move down to `ready`.
-fn decode_into(f: &mut Framer, buf: &mut Buf) -> Result<(), crate::http::body::FrameError> {
-    loop {
-        let s = f.step(buf.unparsed())?;
-        buf.pass_decoded(s.consumed, s.data);
-        if s.done || s.consumed == 0 {
-            return Ok(());
         }
     }
 }

@@ -1,0 +1,488 @@
+//! The proxying half of a session: getting an upstream connection, streaming the request
+//! to it and the response back, and giving the connection back to the pool.
+
+use super::buffer::{Buf, BUF_SIZE};
+use super::session::{would_block, write_some, Close, Phase, RespState, Session, Step, UpConn};
+use super::{Ctx, Kind};
+use crate::http::body::Framer;
+use crate::http::response;
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+use std::io;
+
+impl Session {
+    // ---- upstream connection ------------------------------------------------------
+
+    /// Gets an upstream connection for the exchange: idle from the pool, or a new connect.
+    pub(super) fn connect(&mut self, w: &mut Ctx) -> Result<(), Close> {
+        let cfg = w.cfg.clone();
+        let x = self.x.as_mut().expect("exchange");
+        let u = x.upstream;
+        loop {
+            let Some(peer) = w.balancer.pick(&cfg.upstream, u, &x.tried, w.now) else {
+                return self.upstream_failed(w, 502, "no live upstreams");
+            };
+            x.tried.push(peer);
+            x.attempts += 1;
+            x.up_head_pos = 0;
+            let token = Token(super::key(self.slot, Kind::Upstream));
+            if let Some(mut idle) = w.pool.take(u, peer) {
+                if w.registry
+                    .reregister(
+                        &mut idle.stream,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
+                    .is_ok()
+                {
+                    self.up = Some(UpConn {
+                        stream: idle.stream,
+                        upstream: u,
+                        peer,
+                        reused: true,
+                        requests: idle.requests,
+                        connected: true,
+                        r: false,
+                        w: true,
+                    });
+                    return Ok(());
+                }
+            }
+            let addr = cfg.upstream[u].peers[peer].addr;
+            match TcpStream::connect(addr) {
+                Ok(mut s) => {
+                    let _ = s.set_nodelay(true);
+                    if w.registry
+                        .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        self.up = Some(UpConn {
+                            stream: s,
+                            upstream: u,
+                            peer,
+                            reused: false,
+                            requests: 0,
+                            connected: false,
+                            r: false,
+                            w: false,
+                        });
+                        return Ok(());
+                    }
+                }
+                Err(e) => {
+                    log::error!(
+                        "connect() to {} failed: {e} (upstream \"{}\")",
+                        cfg.upstream[u].peers[peer].name,
+                        cfg.upstream[u].name
+                    );
+                    w.balancer.failed(u, peer, w.now);
+                }
+            }
+            if x.tried.len() >= cfg.upstream[u].peers.len() {
+                return self.upstream_failed(w, 502, "all upstream peers failed");
+            }
+        }
+    }
+
+    /// A connect attempt failed: mark the peer and try the next one, or give up with 502/504.
+    pub(super) fn connect_failed(&mut self, w: &mut Ctx, why: String) -> Result<(), Close> {
+        let cfg = w.cfg.clone();
+        let up = self.up.take().expect("connecting upstream");
+        let peer = &cfg.upstream[up.upstream].peers[up.peer];
+        log::error!(
+            "connect() to {} failed: {why} (upstream \"{}\")",
+            peer.name,
+            cfg.upstream[up.upstream].name
+        );
+        w.balancer.failed(up.upstream, up.peer, w.now);
+        drop(up);
+        let x = self.x.as_ref().expect("exchange");
+        if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
+            return self.connect(w);
+        }
+        let status = if why == "timed out" { 504 } else { 502 };
+        self.upstream_failed(w, status, "cannot connect to upstream")
+    }
+
+    /// The upstream failed. Before the response head went out the client gets `status`;
+    /// after it, the client connection is cut (nothing else can tell it the body is short).
+    pub(super) fn upstream_failed(
+        &mut self,
+        w: &mut Ctx,
+        status: u16,
+        why: &str,
+    ) -> Result<(), Close> {
+        if let Some(mut up) = self.up.take() {
+            let _ = w.registry.deregister(&mut up.stream);
+        }
+        let x = self.x.as_mut().expect("exchange");
+        let cfg = w.cfg.clone();
+        log::error!(
+            "{why} while proxying \"{} {}\" to upstream \"{}\", client {}",
+            x.req.method,
+            x.req.uri,
+            cfg.upstream
+                .get(x.upstream)
+                .map(|u| u.name.as_str())
+                .unwrap_or("-"),
+            self.peer_ip
+        );
+        if x.resp.is_some() {
+            return Err(Close);
+        }
+        let close = !x.keep_alive || !x.req_body.is_done();
+        if let Some(b) = &mut self.req_buf {
+            let n = b.pending().len();
+            b.consume(n);
+        }
+        self.respond_error(w, status, close);
+        Ok(())
+    }
+
+    // ---- proxying -----------------------------------------------------------------
+
+    pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
+        let mut progress = false;
+        let up = self.up.as_mut().expect("proxy phase has an upstream");
+        if !up.connected {
+            if !(up.r || up.w) {
+                return Ok(false);
+            }
+            match up.stream.take_error() {
+                Ok(None) => match up.stream.peer_addr() {
+                    Ok(_) => {
+                        up.connected = true;
+                        w.balancer.succeeded(up.upstream, up.peer);
+                        progress = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                        up.r = false;
+                        up.w = false;
+                        return Ok(false);
+                    }
+                    Err(e) => {
+                        self.connect_failed(w, e.to_string())?;
+                        return Ok(true);
+                    }
+                },
+                Ok(Some(e)) | Err(e) => {
+                    self.connect_failed(w, e.to_string())?;
+                    return Ok(true);
+                }
+            }
+        }
+        progress |= self.send_request(w)?;
+        if self.phase != Phase::Proxy {
+            return Ok(true);
+        }
+        progress |= self.recv_response(w)?;
+        if self.phase != Phase::Proxy {
+            return Ok(true);
+        }
+        progress |= self.send_client()?;
+        if self.response_done() {
+            self.finish(w)?;
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    /// Stalled on the client: the upstream could take more body but none has arrived.
+    pub(super) fn waiting_for_body(&self) -> bool {
+        let Some(x) = &self.x else { return false };
+        self.up.as_ref().is_some_and(|u| u.connected)
+            && x.up_head_pos == x.up_head.len()
+            && !x.req_body.is_done()
+            && !self.cr
+            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
+    }
+
+    fn request_done(&self) -> bool {
+        let x = self.x.as_ref().expect("exchange");
+        x.up_head_pos == x.up_head.len()
+            && x.req_body.is_done()
+            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
+    }
+
+    fn response_done(&self) -> bool {
+        let x = self.x.as_ref().expect("exchange");
+        x.resp.as_ref().is_some_and(|r| r.body.is_done())
+            && self.out_pos == self.out.len()
+            && self
+                .resp_buf
+                .as_ref()
+                .is_none_or(|b| b.pending().is_empty())
+    }
+
+    /// Sends the request head, then streams the body from the client as it arrives.
+    fn send_request(&mut self, w: &mut Ctx) -> Step {
+        let mut progress = false;
+        let x = self.x.as_mut().expect("exchange");
+        let up = self.up.as_mut().expect("upstream");
+        if x.send_failed {
+            return Ok(false);
+        }
+        while x.up_head_pos < x.up_head.len() && up.w {
+            match write_some(&mut up.stream, &x.up_head[x.up_head_pos..]) {
+                Ok(n) => {
+                    x.up_head_pos += n;
+                    progress = true;
+                }
+                Err(e) if would_block(&e) => up.w = false,
+                Err(_) => {
+                    x.send_failed = true;
+                    return Ok(true);
+                }
+            }
+        }
+        if x.up_head_pos < x.up_head.len() {
+            return Ok(progress);
+        }
+        loop {
+            let buf = match &mut self.req_buf {
+                Some(b) => b,
+                None if x.req_body.is_done() => return Ok(progress),
+                None => self.req_buf.insert(w.bufs.get(BUF_SIZE)),
+            };
+            let mut moved = false;
+            if !buf.pending().is_empty() && up.w {
+                match write_some(&mut up.stream, buf.pending()) {
+                    Ok(n) => {
+                        buf.consume(n);
+                        x.body_sent += n as u64;
+                        moved = true;
+                    }
+                    Err(e) if would_block(&e) => up.w = false,
+                    Err(_) => {
+                        x.send_failed = true;
+                        return Ok(true);
+                    }
+                }
+            }
+            if !x.req_body.is_done() && !buf.unparsed().is_empty() {
+                match x.req_body.advance_raw(buf.unparsed()) {
+                    Ok((n, _)) => {
+                        buf.pass(n);
+                        moved |= n > 0;
+                    }
+                    Err(_) => {
+                        log::info!("client {} sent an invalid chunked body", self.peer_ip);
+                        if x.resp.is_some() {
+                            return Err(Close);
+                        }
+                        x.req_body = Framer::Done;
+                        self.upstream_failed_client_side(w, 400);
+                        return Ok(true);
+                    }
+                }
+            }
+            // Read from the client: body bytes, or after the body, pipelined input and EOF.
+            if self.cr && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
+                match buf.read_from(&mut self.client) {
+                    Ok(0) => {
+                        // The client went away (or half-closed) before its response: abort.
+                        return Err(Close);
+                    }
+                    Ok(_) => moved = true,
+                    Err(e) if would_block(&e) => self.cr = false,
+                    Err(_) => return Err(Close),
+                }
+            }
+            if buf.is_empty() && x.req_body.is_done() {
+                w.bufs.put(self.req_buf.take().expect("buffer present"));
+            }
+            if !moved {
+                return Ok(progress);
+            }
+            progress = true;
+        }
+    }
+
+    /// The client sent a bad body while proxying: answer it and drop the upstream.
+    pub(super) fn upstream_failed_client_side(&mut self, w: &mut Ctx, status: u16) {
+        if let Some(mut up) = self.up.take() {
+            let _ = w.registry.deregister(&mut up.stream);
+        }
+        self.respond_error(w, status, true);
+    }
+
+    /// Reads the response: interim heads, the final head, then body bytes as room allows.
+    fn recv_response(&mut self, w: &mut Ctx) -> Step {
+        let mut progress = false;
+        loop {
+            let x = self.x.as_mut().expect("exchange");
+            let up = self.up.as_mut().expect("upstream");
+            let buf = self.resp_buf.get_or_insert_with(|| w.bufs.get(BUF_SIZE));
+            if x.resp.is_none() && !buf.is_empty() {
+                match response::parse(buf.held(), x.req.method == "HEAD") {
+                    Ok(Some(h)) if h.is_interim() => {
+                        if x.req.minor >= 1 {
+                            h.write_interim(buf.held(), &mut self.out);
+                        }
+                        buf.skip_head(h.head_len);
+                        progress = true;
+                        continue;
+                    }
+                    Ok(Some(h)) if h.status == 101 => {
+                        return self
+                            .upstream_failed(w, 502, "upstream switched protocols unasked")
+                            .map(|_| true);
+                    }
+                    Ok(Some(h)) => {
+                        let keep = x.keep_alive && !w.draining;
+                        let framing = h.write_client(buf.held(), x.req.minor, keep, &mut self.out);
+                        x.status = h.status;
+                        x.close_after = framing.close;
+                        x.resp = Some(RespState {
+                            body: h.body.clone(),
+                            decode: framing.decode_chunked,
+                            reusable: h.reusable,
+                        });
+                        buf.skip_head(h.head_len);
+                        progress = true;
+                    }
+                    Ok(None) if buf.is_full() => {
+                        return self
+                            .upstream_failed(w, 502, "upstream sent too big a header")
+                            .map(|_| true);
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        return self
+                            .upstream_failed(w, 502, "upstream sent an invalid header")
+                            .map(|_| true);
+                    }
+                }
+            }
+            if let Some(resp) = &mut x.resp {
+                if !resp.body.is_done() && !buf.unparsed().is_empty() {
+                    let before = buf.parsed;
+                    let res = if resp.decode {
+                        decode_into(&mut resp.body, buf)
+                    } else {
+                        resp.body
+                            .advance_raw(buf.unparsed())
+                            .map(|(n, _)| buf.pass(n))
+                    };
+                    if res.is_err() {
+                        return self
+                            .upstream_failed(w, 502, "upstream sent an invalid chunked body")
+                            .map(|_| true);
+                    }
+                    progress |= buf.parsed != before;
+                }
+                if resp.body.is_done() {
+                    if !buf.unparsed().is_empty() {
+                        // Bytes past the end of the response: that connection is not reusable.
+                        resp.reusable = false;
+                    }
+                    return Ok(progress);
+                }
+            }
+            if !up.r || !buf.has_room() {
+                return Ok(progress);
+            }
+            match buf.read_from(&mut up.stream) {
+                Ok(0) => return self.upstream_eof(w).map(|_| true),
+                Ok(_) => {
+                    x.resp_seen = true;
+                    progress = true;
+                }
+                Err(e) if would_block(&e) => {
+                    up.r = false;
+                    return Ok(progress);
+                }
+                Err(e) => {
+                    log::debug!("upstream read error: {e}");
+                    return self.upstream_eof(w).map(|_| true);
+                }
+            }
+        }
+    }
+
+    /// The upstream closed its side. Retries a request that died on a reused connection
+    /// before any answer (the keep-alive race), ends a close-delimited body, else fails.
+    fn upstream_eof(&mut self, w: &mut Ctx) -> Result<(), Close> {
+        let x = self.x.as_mut().expect("exchange");
+        let up = self.up.as_ref().expect("upstream");
+        if let Some(resp) = &mut x.resp {
+            if resp.body == Framer::UntilClose {
+                resp.body = Framer::Done;
+                resp.reusable = false;
+                return Ok(());
+            }
+            return self.upstream_failed(w, 502, "upstream prematurely closed connection");
+        }
+        let nothing_back = !x.resp_seen && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
+        if up.reused && nothing_back && x.body_sent == 0 && x.attempts < 8 {
+            if let Some(mut up) = self.up.take() {
+                let _ = w.registry.deregister(&mut up.stream);
+            }
+            // A stale pooled connection says nothing about the peer: try it again.
+            x.tried.pop();
+            return self.connect(w);
+        }
+        self.upstream_failed(w, 502, "upstream prematurely closed connection")
+    }
+
+    /// Writes pending head bytes, then body bytes, to the client.
+    fn send_client(&mut self) -> Step {
+        let mut progress = self.flush_out()?;
+        if !self.out.is_empty() {
+            return Ok(progress);
+        }
+        let x = self.x.as_mut().expect("exchange");
+        if let Some(buf) = &mut self.resp_buf {
+            while !buf.pending().is_empty() && self.cw {
+                match write_some(&mut self.client, buf.pending()) {
+                    Ok(n) => {
+                        buf.consume(n);
+                        x.bytes_sent += n as u64;
+                        progress = true;
+                    }
+                    Err(e) if would_block(&e) => self.cw = false,
+                    Err(_) => return Err(Close),
+                }
+            }
+        }
+        Ok(progress)
+    }
+
+    /// The response is complete: release the upstream, log, then keep alive or close.
+    fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
+        let request_done = self.request_done();
+        let x = self.x.as_ref().expect("exchange");
+        let cfg = w.cfg.clone();
+        if let Some(up) = self.up.take() {
+            let reusable = x.resp.as_ref().is_some_and(|r| r.reusable)
+                && request_done
+                && !x.send_failed
+                && !w.draining
+                && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
+            w.release(
+                up.stream,
+                up.upstream,
+                up.peer,
+                up.requests + 1,
+                reusable,
+                &cfg,
+            );
+        }
+        if let Some(b) = self.resp_buf.take() {
+            w.bufs.put(b);
+        }
+        let keep = !x.close_after && request_done;
+        self.end_exchange(w, keep)
+    }
+}
+
+/// Strips chunked framing in place: payload runs move down to `ready`.
+fn decode_into(f: &mut Framer, buf: &mut Buf) -> Result<(), crate::http::body::FrameError> {
+    loop {
+        let s = f.step(buf.unparsed())?;
+        buf.pass_decoded(s.consumed, s.data);
+        if s.done || s.consumed == 0 {
+            return Ok(());
+        }
+    }
+}
