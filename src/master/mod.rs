@@ -2,9 +2,11 @@
 //! workers. Signal handlers only set flags; this loop acts on them in a fixed order.
 
 use crate::channel::{self, Msg};
-use crate::config::{self, Config};
-use crate::control::Reply;
+use crate::config::Config;
 use crate::{listeners, logging, privileges, worker};
+
+mod commands;
+mod reload;
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -15,7 +17,7 @@ use signal_hook::consts::*;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -25,10 +27,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 const WAKE: Token = Token(0);
 const CONTROL: Token = Token(1);
-const CLIENT_BASE: usize = 1 << 20;
+pub(super) const CLIENT_BASE: usize = 1 << 20;
 const WORKER_BASE: usize = 1 << 30;
 /// A new generation must report ready within this time or the reload is rolled back.
-const READY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// After TERM, workers get this long before SIGKILL.
 const FAST_STOP: Duration = Duration::from_millis(500);
 
@@ -42,58 +44,58 @@ const SIGNALS: [(i32, &str); 6] = [
     (SIGUSR1, "USR1"),
 ];
 
-struct WorkerProc {
-    pid: Pid,
-    generation: u64,
-    index: usize,
-    channel: OwnedFd,
-    ready: bool,
-    draining: bool,
-    kill_at: Option<Instant>,
+pub(super) struct WorkerProc {
+    pub(super) pid: Pid,
+    pub(super) generation: u64,
+    pub(super) index: usize,
+    pub(super) channel: OwnedFd,
+    pub(super) ready: bool,
+    pub(super) draining: bool,
+    pub(super) kill_at: Option<Instant>,
 }
 
 /// A reload in progress: the new generation is starting; the old one still serves.
-struct PendingReload {
-    generation: u64,
-    cfg: Config,
-    access_logs: Vec<Option<File>>,
-    new_listeners: Vec<SocketAddr>,
-    deadline: Instant,
-    waiters: Vec<usize>,
+pub(super) struct PendingReload {
+    pub(super) generation: u64,
+    pub(super) cfg: Config,
+    pub(super) access_logs: Vec<Option<File>>,
+    pub(super) new_listeners: Vec<SocketAddr>,
+    pub(super) deadline: Instant,
+    pub(super) waiters: Vec<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Stop {
+pub(super) enum Stop {
     Graceful,
     Fast,
 }
 
-struct ControlClient {
-    stream: UnixStream,
-    input: Vec<u8>,
+pub(super) struct ControlClient {
+    pub(super) stream: UnixStream,
+    pub(super) input: Vec<u8>,
 }
 
 pub struct Master {
-    cfg: Config,
-    generation: u64,
-    access_logs: Vec<Option<File>>,
-    listeners: HashMap<SocketAddr, TcpListener>,
-    workers: Slab<WorkerProc>,
+    pub(super) cfg: Config,
+    pub(super) generation: u64,
+    pub(super) access_logs: Vec<Option<File>>,
+    pub(super) listeners: HashMap<SocketAddr, TcpListener>,
+    pub(super) workers: Slab<WorkerProc>,
     /// Recent crash times per worker index, for respawn backoff.
-    crashes: HashMap<usize, VecDeque<Instant>>,
-    respawn: Vec<(usize, Instant)>,
-    pending: Option<PendingReload>,
-    stop: Option<(Stop, Instant)>,
+    pub(super) crashes: HashMap<usize, VecDeque<Instant>>,
+    pub(super) respawn: Vec<(usize, Instant)>,
+    pub(super) pending: Option<PendingReload>,
+    pub(super) stop: Option<(Stop, Instant)>,
     /// Control clients waiting for the master to exit (quit/stop).
-    exit_waiters: Vec<usize>,
-    poll: Poll,
-    wake_rx: UnixStream,
-    _wake_tx: UnixStream,
-    flags: Vec<(i32, &'static str, Arc<AtomicBool>)>,
-    sig_ids: Vec<signal_hook::SigId>,
-    control: UnixListener,
-    clients: Slab<ControlClient>,
-    started: SystemTime,
+    pub(super) exit_waiters: Vec<usize>,
+    pub(super) poll: Poll,
+    pub(super) wake_rx: UnixStream,
+    pub(super) _wake_tx: UnixStream,
+    pub(super) flags: Vec<(i32, &'static str, Arc<AtomicBool>)>,
+    pub(super) sig_ids: Vec<signal_hook::SigId>,
+    pub(super) control: UnixListener,
+    pub(super) clients: Slab<ControlClient>,
+    pub(super) started: SystemTime,
 }
 
 /// Starts the master on a validated config; returns the process exit code.
@@ -266,7 +268,7 @@ impl Master {
     // ---- workers ------------------------------------------------------------------
 
     /// Forks one worker of `generation` running `cfg`.
-    fn spawn(
+    pub(super) fn spawn(
         &mut self,
         cfg: &Config,
         generation: u64,
@@ -427,7 +429,7 @@ impl Master {
     }
 
     /// Respawns at once, then backs off while a worker keeps crashing (up to 10 s).
-    fn schedule_respawn(&mut self, index: usize) {
+    pub(super) fn schedule_respawn(&mut self, index: usize) {
         let now = Instant::now();
         let hist = self.crashes.entry(index).or_default();
         hist.retain(|t| now.duration_since(*t) < Duration::from_secs(60));
@@ -475,7 +477,7 @@ impl Master {
         }
     }
 
-    fn begin_stop(&mut self, how: Stop) {
+    pub(super) fn begin_stop(&mut self, how: Stop) {
         if self.stop.is_some_and(|(s, _)| s == Stop::Fast) {
             return;
         }
@@ -506,346 +508,6 @@ impl Master {
     fn cleanup(&mut self) {
         let _ = std::fs::remove_file(&self.cfg.pid_file);
         let _ = std::fs::remove_file(&self.cfg.control_socket);
-    }
-
-    // ---- reload -------------------------------------------------------------------
-
-    /// Reload as a transaction: load and validate, bind new listeners, open logs, start the
-    /// new generation; only when all of it is ready does the old generation drain.
-    fn begin_reload(&mut self, waiter: Option<usize>) {
-        if self.stop.is_some() {
-            if let Some(c) = waiter {
-                self.reply(c, false, "the master is shutting down".into());
-            }
-            return;
-        }
-        if let Some(p) = &mut self.pending {
-            p.waiters.extend(waiter);
-            return;
-        }
-        match self.prepare_reload() {
-            Ok(mut p) => {
-                p.waiters.extend(waiter);
-                self.pending = Some(p);
-            }
-            Err(msg) => {
-                for line in msg.lines() {
-                    log::error!("reload failed: {line}");
-                }
-                if let Some(c) = waiter {
-                    self.reply(c, false, msg);
-                }
-            }
-        }
-    }
-
-    fn prepare_reload(&mut self) -> Result<PendingReload, String> {
-        let cfg = config::load(&self.cfg.path).map_err(|errs| {
-            errs.iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("\n")
-        })?;
-        if cfg.pid_file != self.cfg.pid_file || cfg.control_socket != self.cfg.control_socket {
-            log::warn!("changes to pid_file and control_socket take effect on restart only");
-        }
-        let mut new_listeners = Vec::new();
-        for addr in &cfg.listeners {
-            if self.listeners.contains_key(addr) {
-                continue;
-            }
-            match listeners::bind(*addr) {
-                Ok(l) => {
-                    self.listeners.insert(*addr, l);
-                    new_listeners.push(*addr);
-                }
-                Err(e) => {
-                    for a in &new_listeners {
-                        self.listeners.remove(a);
-                    }
-                    return Err(e.to_string());
-                }
-            }
-        }
-        let rollback = |m: &mut Master, new: &[SocketAddr]| {
-            for a in new {
-                m.listeners.remove(a);
-            }
-        };
-        let access_logs = match logging::open_access_logs(&cfg) {
-            Ok(l) => l,
-            Err(e) => {
-                rollback(self, &new_listeners);
-                return Err(e.to_string());
-            }
-        };
-        let generation = self.generation + 1;
-        for i in 0..cfg.worker_processes {
-            if let Err(e) = self.spawn(&cfg, generation, i, Some(&access_logs)) {
-                self.kill_generation(generation);
-                rollback(self, &new_listeners);
-                return Err(format!("cannot start worker: {e}"));
-            }
-        }
-        Ok(PendingReload {
-            generation,
-            cfg,
-            access_logs,
-            new_listeners,
-            deadline: Instant::now() + READY_TIMEOUT,
-            waiters: Vec::new(),
-        })
-    }
-
-    fn kill_generation(&mut self, generation: u64) {
-        for (_, w) in self
-            .workers
-            .iter_mut()
-            .filter(|(_, w)| w.generation == generation)
-        {
-            let _ = kill(w.pid, Signal::SIGKILL);
-            w.draining = true;
-        }
-    }
-
-    fn fail_reload(&mut self, why: String) {
-        let Some(p) = self.pending.take() else { return };
-        log::error!(
-            "reload failed: {why}; keeping generation {}",
-            self.generation
-        );
-        self.kill_generation(p.generation);
-        for a in &p.new_listeners {
-            self.listeners.remove(a);
-        }
-        for c in p.waiters {
-            self.reply(c, false, why.clone());
-        }
-    }
-
-    /// Commits a pending reload once every new worker reported ready.
-    fn check_reload(&mut self) {
-        let Some(p) = &self.pending else { return };
-        let gen = p.generation;
-        let ready = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == gen && w.ready)
-            .count();
-        if ready < p.cfg.worker_processes {
-            return;
-        }
-        let p = self.pending.take().expect("pending reload");
-        let now = Instant::now();
-        let drain_bound = self.cfg.shutdown_timeout + Duration::from_secs(5);
-        for (_, w) in self
-            .workers
-            .iter_mut()
-            .filter(|(_, w)| w.generation < gen && !w.draining)
-        {
-            let _ = channel::send(w.channel.as_raw_fd(), &Msg::Drain);
-            w.draining = true;
-            w.kill_at = Some(now + drain_bound);
-        }
-        self.listeners.retain(|a, _| p.cfg.listeners.contains(a));
-        if p.cfg.error_log.path != self.cfg.error_log.path {
-            match logging::open_error_log(&p.cfg) {
-                Ok(Some(f)) => {
-                    let _ = logging::redirect_stderr(&f);
-                }
-                Ok(None) => {}
-                Err(e) => log::error!("{e}"),
-            }
-        }
-        log::set_max_level(p.cfg.error_log.level_filter());
-        self.cfg = p.cfg;
-        self.access_logs = p.access_logs;
-        self.generation = gen;
-        self.respawn.clear();
-        self.crashes.clear();
-        let pids = self.worker_pids(gen);
-        log::info!("reload complete: generation {gen} serving (workers {pids})");
-        for c in p.waiters {
-            self.reply(c, true, format!("generation {gen} serving, workers {pids}"));
-        }
-    }
-
-    fn worker_pids(&self, gen: u64) -> String {
-        let pids: Vec<String> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == gen)
-            .map(|(_, w)| w.pid.to_string())
-            .collect();
-        pids.join(" ")
-    }
-
-    /// Reopens every log file (after rotation) and hands the new files to the workers.
-    fn reopen(&mut self) -> Result<(), String> {
-        let err = logging::open_error_log(&self.cfg).map_err(|e| e.to_string())?;
-        if let Some(f) = &err {
-            logging::redirect_stderr(f).map_err(|e| e.to_string())?;
-        }
-        self.access_logs = logging::open_access_logs(&self.cfg).map_err(|e| e.to_string())?;
-        let mut files: Vec<&File> = err.iter().collect();
-        files.extend(self.access_logs.iter().flatten());
-        for (_, w) in self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == self.generation)
-        {
-            let dup: Vec<OwnedFd> = files
-                .iter()
-                .filter_map(|f| f.try_clone().ok().map(OwnedFd::from))
-                .collect();
-            if let Err(e) = channel::send(w.channel.as_raw_fd(), &Msg::Reopen(dup)) {
-                log::error!("cannot send reopen to worker {}: {e}", w.pid);
-            }
-        }
-        log::info!("reopened log files");
-        Ok(())
-    }
-
-    // ---- control socket -----------------------------------------------------------
-
-    fn accept_control(&mut self) {
-        loop {
-            match self.control.accept() {
-                Ok((mut stream, _)) => {
-                    let entry = self.clients.vacant_entry();
-                    if self
-                        .poll
-                        .registry()
-                        .register(
-                            &mut stream,
-                            Token(CLIENT_BASE + entry.key()),
-                            Interest::READABLE,
-                        )
-                        .is_ok()
-                    {
-                        entry.insert(ControlClient {
-                            stream,
-                            input: Vec::new(),
-                        });
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::error!("control accept failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_control_client(&mut self, key: usize) {
-        let mut buf = [0u8; 256];
-        let cmd = loop {
-            let Some(c) = self.clients.get_mut(key) else {
-                return;
-            };
-            match c.stream.read(&mut buf) {
-                Ok(0) => {
-                    self.drop_client(key);
-                    return;
-                }
-                Ok(n) => {
-                    c.input.extend_from_slice(&buf[..n]);
-                    if c.input.len() > 1024 {
-                        self.drop_client(key);
-                        return;
-                    }
-                    if let Some(pos) = c.input.iter().position(|&b| b == b'\n') {
-                        break String::from_utf8_lossy(&c.input[..pos]).trim().to_string();
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    self.drop_client(key);
-                    return;
-                }
-            }
-        };
-        if let Some(c) = self.clients.get_mut(key) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
-        }
-        if cmd == "status" {
-            log::debug!("control command \"{cmd}\"");
-        } else {
-            log::info!("control command \"{cmd}\"");
-        }
-        match cmd.as_str() {
-            "reload" => self.begin_reload(Some(key)),
-            "quit" => {
-                self.begin_stop(Stop::Graceful);
-                self.reply_keep(key, "stopping gracefully");
-            }
-            "stop" => {
-                self.begin_stop(Stop::Fast);
-                self.reply_keep(key, "stopping");
-            }
-            "reopen" => match self.reopen() {
-                Ok(()) => self.reply(key, true, "log files reopened".into()),
-                Err(e) => self.reply(key, false, e),
-            },
-            "status" => {
-                let msg = self.status();
-                self.reply(key, true, msg)
-            }
-            other => self.reply(key, false, format!("unknown command \"{other}\"")),
-        }
-    }
-
-    fn status(&self) -> String {
-        let uptime = self.started.elapsed().unwrap_or_default().as_secs();
-        let mut s = format!(
-            "master pid: {}\ngeneration: {}\nworkers: {}\nuptime: {}\nconfig: {}\n",
-            std::process::id(),
-            self.generation,
-            self.worker_pids(self.generation),
-            config::units::format_duration(Duration::from_secs(uptime)),
-            self.cfg.path.display()
-        );
-        let draining: Vec<String> = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.draining)
-            .map(|(_, w)| w.pid.to_string())
-            .collect();
-        if !draining.is_empty() {
-            s.push_str(&format!("draining: {}\n", draining.join(" ")));
-        }
-        s
-    }
-
-    /// Replies and closes the client connection.
-    fn reply(&mut self, key: usize, ok: bool, message: String) {
-        if let Some(mut c) = self.clients.try_remove(key) {
-            let _ = c.stream.write_all(&Reply { ok, message }.line());
-            let _ = self.poll.registry().deregister(&mut c.stream);
-        }
-    }
-
-    /// Replies and keeps the connection open until the master exits.
-    fn reply_keep(&mut self, key: usize, message: &str) {
-        if let Some(c) = self.clients.get_mut(key) {
-            let _ = c.stream.write_all(
-                &Reply {
-                    ok: true,
-                    message: message.into(),
-                }
-                .line(),
-            );
-            self.exit_waiters.push(key);
-        }
-    }
-
-    fn drop_client(&mut self, key: usize) {
-        if let Some(mut c) = self.clients.try_remove(key) {
-            let _ = self.poll.registry().deregister(&mut c.stream);
-        }
     }
 }
 

@@ -1,0 +1,478 @@
+//! Semantic validation: raw structs in, one `Config` out, every error collected with its
+//! location rather than stopping at the first.
+
+use super::raw::*;
+use super::*;
+
+pub(super) struct Validator {
+    pub(super) errors: Vec<ConfigError>,
+}
+
+impl Validator {
+    fn duration(
+        &mut self,
+        src: &Source,
+        v: &Option<S<toml::Value>>,
+        default: Duration,
+    ) -> Duration {
+        let Some(v) = v else { return default };
+        let parsed = match v.get_ref() {
+            toml::Value::String(s) => units::parse_duration(s),
+            toml::Value::Integer(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
+            other => Err(format!(
+                "expected a duration such as \"30s\", found {}",
+                other.type_str()
+            )),
+        };
+        parsed.unwrap_or_else(|e| {
+            self.errors.push(src.err(v.span(), e));
+            default
+        })
+    }
+
+    fn size(&mut self, src: &Source, v: &Option<S<toml::Value>>, default: u64) -> u64 {
+        let Some(v) = v else { return default };
+        let parsed = match v.get_ref() {
+            toml::Value::String(s) => units::parse_size(s),
+            toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+            other => Err(format!(
+                "expected a size such as \"16k\", found {}",
+                other.type_str()
+            )),
+        };
+        parsed.unwrap_or_else(|e| {
+            self.errors.push(src.err(v.span(), e));
+            default
+        })
+    }
+
+    fn count(&mut self, src: &Source, v: &Option<S<i64>>, min: i64, max: i64, default: u64) -> u64 {
+        let Some(v) = v else { return default };
+        let n = *v.get_ref();
+        if n < min || n > max {
+            self.errors
+                .push(src.err(v.span(), format!("value {n} out of range {min}..={max}")));
+            return default;
+        }
+        n as u64
+    }
+
+    fn log_target(&mut self, base: &Path, s: &str) -> LogTarget {
+        match s {
+            "stderr" => LogTarget::Stderr,
+            "stdout" => LogTarget::Stdout,
+            p => LogTarget::File(resolve(base, p)),
+        }
+    }
+
+    pub(super) fn build(
+        &mut self,
+        sources: &[Source],
+        base: &Path,
+        main: RawMain,
+        servers_raw: Vec<(usize, S<RawServer>)>,
+        upstreams_raw: Vec<(usize, S<RawUpstream>)>,
+        files: Vec<PathBuf>,
+    ) -> Config {
+        let src = &sources[0];
+        let worker_processes = match &main.worker_processes {
+            None => 1,
+            Some(v) => match v.get_ref() {
+                toml::Value::String(s) if s == "auto" => std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1),
+                toml::Value::Integer(n) if (1..=1024).contains(n) => *n as usize,
+                _ => {
+                    self.errors.push(src.err(
+                        v.span(),
+                        "worker_processes must be \"auto\" or a number from 1 to 1024",
+                    ));
+                    1
+                }
+            },
+        };
+        let worker_connections =
+            self.count(src, &main.worker_connections, 1, 1 << 20, 1024) as usize;
+        let pid_file = main
+            .pid_file
+            .as_ref()
+            .map(|p| resolve(base, p.get_ref()))
+            .unwrap_or_else(|| PathBuf::from("/run/proxyd.pid"));
+        let control_socket = main
+            .control_socket
+            .as_ref()
+            .map(|p| resolve(base, p.get_ref()))
+            .unwrap_or_else(|| control_socket_for_pid_file(&pid_file));
+        let error_log = match &main.error_log {
+            None => ErrorLog {
+                path: LogTarget::Stderr,
+                level: "info".into(),
+            },
+            Some(e) => match e.get_ref() {
+                RawErrorLog::Path(p) => ErrorLog {
+                    path: self.log_target(base, p),
+                    level: "info".into(),
+                },
+                RawErrorLog::Table(t) => {
+                    let path = t
+                        .path
+                        .as_ref()
+                        .map(|p| self.log_target(base, p))
+                        .unwrap_or(LogTarget::Stderr);
+                    let level = match &t.level {
+                        None => "info".to_string(),
+                        Some(l) => {
+                            let name = l.to_ascii_lowercase();
+                            let name = if name == "warning" {
+                                "warn".to_string()
+                            } else {
+                                name
+                            };
+                            if ["error", "warn", "info", "debug", "trace", "off"]
+                                .contains(&name.as_str())
+                            {
+                                name
+                            } else {
+                                self.errors.push(src.err(
+                                    e.span(),
+                                    format!("unknown log level \"{l}\" (use error, warn, info, debug, trace)"),
+                                ));
+                                "info".into()
+                            }
+                        }
+                    };
+                    ErrorLog { path, level }
+                }
+            },
+        };
+        let shutdown_timeout = self.duration(src, &main.shutdown_timeout, Duration::from_secs(30));
+        if let Some(u) = &main.user {
+            if !matches!(nix::unistd::User::from_name(u.get_ref()), Ok(Some(_))) {
+                self.errors
+                    .push(src.err(u.span(), format!("unknown user \"{}\"", u.get_ref())));
+            }
+        }
+        if let Some(g) = &main.group {
+            if !matches!(nix::unistd::Group::from_name(g.get_ref()), Ok(Some(_))) {
+                self.errors
+                    .push(src.err(g.span(), format!("unknown group \"{}\"", g.get_ref())));
+            }
+        }
+        let mut access_logs: Vec<LogTarget> = Vec::new();
+        let global_access = main
+            .access_log
+            .as_ref()
+            .and_then(|a| self.access_log(base, a.get_ref(), &mut access_logs));
+
+        let mut upstream = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (si, u) in &upstreams_raw {
+            let usrc = &sources[*si];
+            let u = u.get_ref();
+            let name = u.name.get_ref().clone();
+            if names.contains_key(&name) {
+                self.errors
+                    .push(usrc.err(u.name.span(), format!("duplicate upstream \"{name}\"")));
+                continue;
+            }
+            if name.is_empty() {
+                self.errors
+                    .push(usrc.err(u.name.span(), "upstream name must not be empty"));
+            }
+            let mut peers = Vec::new();
+            for p in u.peers.get_ref() {
+                let (addr_s, weight) = match p.get_ref() {
+                    RawPeer::Addr(a) => (a.clone(), 1),
+                    RawPeer::Table(t) => (t.addr.clone(), t.weight.unwrap_or(1)),
+                };
+                if !(1..=1000).contains(&weight) {
+                    self.errors.push(usrc.err(
+                        p.span(),
+                        format!("peer weight {weight} out of range 1..=1000"),
+                    ));
+                    continue;
+                }
+                match resolve_peer(&addr_s) {
+                    Ok(addr) => peers.push(Peer {
+                        name: addr_s,
+                        addr,
+                        weight: weight as u32,
+                    }),
+                    Err(e) => self.errors.push(usrc.err(p.span(), e)),
+                }
+            }
+            if u.peers.get_ref().is_empty() {
+                self.errors
+                    .push(usrc.err(u.peers.span(), format!("upstream \"{name}\" has no peers")));
+            }
+            names.insert(name.clone(), upstream.len());
+            upstream.push(Upstream {
+                name,
+                peers,
+                keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
+                keepalive_timeout: self.duration(
+                    usrc,
+                    &u.keepalive_timeout,
+                    Duration::from_secs(60),
+                ),
+                keepalive_requests: self.count(usrc, &u.keepalive_requests, 1, i64::MAX, 1000),
+                connect_timeout: self.duration(usrc, &u.connect_timeout, Duration::from_secs(5)),
+                read_timeout: self.duration(usrc, &u.read_timeout, Duration::from_secs(60)),
+                send_timeout: self.duration(usrc, &u.send_timeout, Duration::from_secs(60)),
+            });
+        }
+
+        let mut server = Vec::new();
+        let mut listeners: Vec<SocketAddr> = Vec::new();
+        let mut vhosts: HashSet<(SocketAddr, String)> = HashSet::new();
+        let mut defaults: HashSet<SocketAddr> = HashSet::new();
+        for (si, s) in &servers_raw {
+            let ssrc = &sources[*si];
+            let span = s.span();
+            let s = s.get_ref();
+            let mut listen = Vec::new();
+            match &s.listen {
+                None => self
+                    .errors
+                    .push(ssrc.err(span.clone(), "server has no \"listen\" address")),
+                Some(l) => {
+                    for a in l.get_ref().items() {
+                        match parse_listen(&a) {
+                            Ok(addr) => {
+                                if listen.contains(&addr) {
+                                    self.errors.push(
+                                        ssrc.err(l.span(), format!("duplicate listen address {a}")),
+                                    );
+                                    continue;
+                                }
+                                listen.push(addr);
+                                if !listeners.contains(&addr) {
+                                    listeners.push(addr);
+                                }
+                            }
+                            Err(e) => self.errors.push(ssrc.err(l.span(), e)),
+                        }
+                    }
+                }
+            }
+            let server_name: Vec<String> = s
+                .server_name
+                .as_ref()
+                .map(|n| {
+                    n.get_ref()
+                        .items()
+                        .into_iter()
+                        .map(|n| n.to_ascii_lowercase())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for addr in &listen {
+                let names = if server_name.is_empty() {
+                    vec![String::new()]
+                } else {
+                    server_name.clone()
+                };
+                for n in names {
+                    if !vhosts.insert((*addr, n.clone())) {
+                        let at = s
+                            .server_name
+                            .as_ref()
+                            .map(|n| n.span())
+                            .unwrap_or(span.clone());
+                        self.errors
+                            .push(ssrc.err(at, format!("duplicate server \"{n}\" on {addr}")));
+                    }
+                }
+            }
+            let default_server = s.default_server.unwrap_or(false);
+            if default_server {
+                for addr in &listen {
+                    if !defaults.insert(*addr) {
+                        self.errors.push(
+                            ssrc.err(span.clone(), format!("a second default_server for {addr}")),
+                        );
+                    }
+                }
+            }
+            let access_log = match &s.access_log {
+                Some(a) => self.access_log(base, a.get_ref(), &mut access_logs),
+                None => global_access,
+            };
+            let mut route = Vec::new();
+            let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
+            for r in &s.route {
+                let rspan = r.span();
+                let r = r.get_ref();
+                let path = r
+                    .path
+                    .as_ref()
+                    .map(|p| p.get_ref().clone())
+                    .unwrap_or_else(|| "/".into());
+                if !path.starts_with('/') {
+                    let at = r.path.as_ref().map(|p| p.span()).unwrap_or(rspan.clone());
+                    self.errors
+                        .push(ssrc.err(at, format!("route path \"{path}\" must start with '/'")));
+                }
+                let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
+                if !seen.insert((host.clone(), path.clone())) {
+                    self.errors.push(ssrc.err(
+                        rspan.clone(),
+                        format!("duplicate route for path \"{path}\""),
+                    ));
+                }
+                let action = match (&r.upstream, &r.return_status) {
+                    (Some(u), None) => {
+                        if r.body.is_some() || !r.headers.is_empty() {
+                            self.errors.push(ssrc.err(
+                                rspan.clone(),
+                                "\"body\" and \"headers\" need \"return\", not \"upstream\"",
+                            ));
+                        }
+                        match names.get(u.get_ref()) {
+                            Some(&index) => Action::Proxy {
+                                upstream: u.get_ref().clone(),
+                                index,
+                            },
+                            None => {
+                                self.errors.push(ssrc.err(
+                                    u.span(),
+                                    format!("unknown upstream \"{}\"", u.get_ref()),
+                                ));
+                                continue;
+                            }
+                        }
+                    }
+                    (None, Some(st)) => {
+                        let status = *st.get_ref();
+                        if !(200..=599).contains(&status) {
+                            self.errors.push(ssrc.err(
+                                st.span(),
+                                format!("return status {status} out of range 200..=599"),
+                            ));
+                            continue;
+                        }
+                        let mut headers = Vec::new();
+                        for (k, val) in &r.headers {
+                            if httparse_token(k) && !val.get_ref().contains(['\r', '\n']) {
+                                headers.push((k.clone(), val.get_ref().clone()));
+                            } else {
+                                self.errors
+                                    .push(ssrc.err(val.span(), format!("invalid header \"{k}\"")));
+                            }
+                        }
+                        Action::Return {
+                            status: status as u16,
+                            body: r.body.clone().unwrap_or_default(),
+                            headers,
+                        }
+                    }
+                    _ => {
+                        self.errors.push(ssrc.err(
+                            rspan.clone(),
+                            "a route needs exactly one of \"upstream\" or \"return\"",
+                        ));
+                        continue;
+                    }
+                };
+                route.push(Route { host, path, action });
+            }
+            server.push(Server {
+                listen,
+                server_name,
+                default_server,
+                access_log,
+                client_header_timeout: self.duration(
+                    ssrc,
+                    &s.client_header_timeout,
+                    Duration::from_secs(60),
+                ),
+                client_body_timeout: self.duration(
+                    ssrc,
+                    &s.client_body_timeout,
+                    Duration::from_secs(60),
+                ),
+                keepalive_timeout: self.duration(
+                    ssrc,
+                    &s.keepalive_timeout,
+                    Duration::from_secs(75),
+                ),
+                send_timeout: self.duration(ssrc, &s.send_timeout, Duration::from_secs(60)),
+                keepalive_requests: self.count(ssrc, &s.keepalive_requests, 0, i64::MAX, 1000),
+                client_header_buffer_size: self
+                    .size(ssrc, &s.client_header_buffer_size, 16 * 1024)
+                    .clamp(1024, 1 << 20) as usize,
+                route,
+            });
+        }
+        if server.is_empty() && self.errors.is_empty() {
+            self.errors
+                .push(file_error(&src.path, "no [[server]] defined"));
+        }
+
+        Config {
+            path: src.path.clone(),
+            files,
+            user: main.user.map(|u| u.into_inner()),
+            group: main.group.map(|g| g.into_inner()),
+            worker_processes,
+            worker_connections,
+            pid_file,
+            control_socket,
+            error_log,
+            shutdown_timeout,
+            access_logs,
+            server,
+            upstream,
+            listeners,
+        }
+    }
+
+    fn access_log(&mut self, base: &Path, s: &str, logs: &mut Vec<LogTarget>) -> Option<usize> {
+        if s == "off" {
+            return None;
+        }
+        let t = self.log_target(base, s);
+        Some(logs.iter().position(|l| *l == t).unwrap_or_else(|| {
+            logs.push(t);
+            logs.len() - 1
+        }))
+    }
+}
+
+fn httparse_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Listen addresses: "127.0.0.1:8080", "[::1]:8080", "*:8080", ":8080" or "8080".
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let normalized = if let Some(port) = s.strip_prefix("*:").or_else(|| s.strip_prefix(':')) {
+        format!("0.0.0.0:{port}")
+    } else if s.bytes().all(|b| b.is_ascii_digit()) {
+        format!("0.0.0.0:{s}")
+    } else {
+        s.to_string()
+    };
+    normalized
+        .parse()
+        .map_err(|_| format!("invalid listen address \"{s}\" (expected IP:PORT or [IPv6]:PORT)"))
+}
+
+/// Peers are `host:port`; host names are resolved once, when the config is loaded.
+fn resolve_peer(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("invalid peer address \"{s}\" (expected HOST:PORT)"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("invalid peer address \"{s}\" (expected HOST:PORT)"));
+    }
+    (host, port.parse::<u16>().unwrap())
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve peer \"{s}\": {e}"))?
+        .next()
+        .ok_or_else(|| format!("peer \"{s}\" resolves to no address"))
+}

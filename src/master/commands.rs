@@ -1,0 +1,151 @@
+//! The control socket side of the master: accept `proxyctl` connections, read one
+//! command line, act, and reply with one JSON line.
+
+use super::{ControlClient, Master, Stop, CLIENT_BASE};
+use crate::config;
+use crate::control::Reply;
+use mio::{Interest, Token};
+use std::io::{self, Read, Write};
+use std::time::Duration;
+
+impl Master {
+    pub(super) fn accept_control(&mut self) {
+        loop {
+            match self.control.accept() {
+                Ok((mut stream, _)) => {
+                    let entry = self.clients.vacant_entry();
+                    if self
+                        .poll
+                        .registry()
+                        .register(
+                            &mut stream,
+                            Token(CLIENT_BASE + entry.key()),
+                            Interest::READABLE,
+                        )
+                        .is_ok()
+                    {
+                        entry.insert(ControlClient {
+                            stream,
+                            input: Vec::new(),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("control accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_control_client(&mut self, key: usize) {
+        let mut buf = [0u8; 256];
+        let cmd = loop {
+            let Some(c) = self.clients.get_mut(key) else {
+                return;
+            };
+            match c.stream.read(&mut buf) {
+                Ok(0) => {
+                    self.drop_client(key);
+                    return;
+                }
+                Ok(n) => {
+                    c.input.extend_from_slice(&buf[..n]);
+                    if c.input.len() > 1024 {
+                        self.drop_client(key);
+                        return;
+                    }
+                    if let Some(pos) = c.input.iter().position(|&b| b == b'\n') {
+                        break String::from_utf8_lossy(&c.input[..pos]).trim().to_string();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.drop_client(key);
+                    return;
+                }
+            }
+        };
+        if let Some(c) = self.clients.get_mut(key) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+        if cmd == "status" {
+            log::debug!("control command \"{cmd}\"");
+        } else {
+            log::info!("control command \"{cmd}\"");
+        }
+        match cmd.as_str() {
+            "reload" => self.begin_reload(Some(key)),
+            "quit" => {
+                self.begin_stop(Stop::Graceful);
+                self.reply_keep(key, "stopping gracefully");
+            }
+            "stop" => {
+                self.begin_stop(Stop::Fast);
+                self.reply_keep(key, "stopping");
+            }
+            "reopen" => match self.reopen() {
+                Ok(()) => self.reply(key, true, "log files reopened".into()),
+                Err(e) => self.reply(key, false, e),
+            },
+            "status" => {
+                let msg = self.status();
+                self.reply(key, true, msg)
+            }
+            other => self.reply(key, false, format!("unknown command \"{other}\"")),
+        }
+    }
+
+    pub(super) fn status(&self) -> String {
+        let uptime = self.started.elapsed().unwrap_or_default().as_secs();
+        let mut s = format!(
+            "master pid: {}\ngeneration: {}\nworkers: {}\nuptime: {}\nconfig: {}\n",
+            std::process::id(),
+            self.generation,
+            self.worker_pids(self.generation),
+            config::units::format_duration(Duration::from_secs(uptime)),
+            self.cfg.path.display()
+        );
+        let draining: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.draining)
+            .map(|(_, w)| w.pid.to_string())
+            .collect();
+        if !draining.is_empty() {
+            s.push_str(&format!("draining: {}\n", draining.join(" ")));
+        }
+        s
+    }
+
+    /// Replies and closes the client connection.
+    pub(super) fn reply(&mut self, key: usize, ok: bool, message: String) {
+        if let Some(mut c) = self.clients.try_remove(key) {
+            let _ = c.stream.write_all(&Reply { ok, message }.line());
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+
+    /// Replies and keeps the connection open until the master exits.
+    pub(super) fn reply_keep(&mut self, key: usize, message: &str) {
+        if let Some(c) = self.clients.get_mut(key) {
+            let _ = c.stream.write_all(
+                &Reply {
+                    ok: true,
+                    message: message.into(),
+                }
+                .line(),
+            );
+            self.exit_waiters.push(key);
+        }
+    }
+
+    pub(super) fn drop_client(&mut self, key: usize) {
+        if let Some(mut c) = self.clients.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Reload as a transaction: build and validate everything for the new generation first;
+//! commit (drain the old generation) only when every new worker reported ready.
+
+use super::{Master, PendingReload, READY_TIMEOUT};
+use crate::channel::{self, Msg};
+use crate::config;
+use crate::{listeners, logging};
+use nix::sys::signal::{kill, Signal};
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+impl Master {
+    /// Reload as a transaction: load and validate, bind new listeners, open logs, start the
+    /// new generation; only when all of it is ready does the old generation drain.
+    pub(super) fn begin_reload(&mut self, waiter: Option<usize>) {
+        if self.stop.is_some() {
+            if let Some(c) = waiter {
+                self.reply(c, false, "the master is shutting down".into());
+            }
+            return;
+        }
+        if let Some(p) = &mut self.pending {
+            p.waiters.extend(waiter);
+            return;
+        }
+        match self.prepare_reload() {
+            Ok(mut p) => {
+                p.waiters.extend(waiter);
+                self.pending = Some(p);
+            }
+            Err(msg) => {
+                for line in msg.lines() {
+                    log::error!("reload failed: {line}");
+                }
+                if let Some(c) = waiter {
+                    self.reply(c, false, msg);
+                }
+            }
+        }
+    }
+
+    pub(super) fn prepare_reload(&mut self) -> Result<PendingReload, String> {
+        let cfg = config::load(&self.cfg.path).map_err(|errs| {
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        })?;
+        if cfg.pid_file != self.cfg.pid_file || cfg.control_socket != self.cfg.control_socket {
+            log::warn!("changes to pid_file and control_socket take effect on restart only");
+        }
+        let mut new_listeners = Vec::new();
+        for addr in &cfg.listeners {
+            if self.listeners.contains_key(addr) {
+                continue;
+            }
+            match listeners::bind(*addr) {
+                Ok(l) => {
+                    self.listeners.insert(*addr, l);
+                    new_listeners.push(*addr);
+                }
+                Err(e) => {
+                    for a in &new_listeners {
+                        self.listeners.remove(a);
+                    }
+                    return Err(e.to_string());
+                }
+            }
+        }
+        let rollback = |m: &mut Master, new: &[SocketAddr]| {
+            for a in new {
+                m.listeners.remove(a);
+            }
+        };
+        let access_logs = match logging::open_access_logs(&cfg) {
+            Ok(l) => l,
+            Err(e) => {
+                rollback(self, &new_listeners);
+                return Err(e.to_string());
+            }
+        };
+        let generation = self.generation + 1;
+        for i in 0..cfg.worker_processes {
+            if let Err(e) = self.spawn(&cfg, generation, i, Some(&access_logs)) {
+                self.kill_generation(generation);
+                rollback(self, &new_listeners);
+                return Err(format!("cannot start worker: {e}"));
+            }
+        }
+        Ok(PendingReload {
+            generation,
+            cfg,
+            access_logs,
+            new_listeners,
+            deadline: Instant::now() + READY_TIMEOUT,
+            waiters: Vec::new(),
+        })
+    }
+
+    pub(super) fn kill_generation(&mut self, generation: u64) {
+        for (_, w) in self
+            .workers
+            .iter_mut()
+            .filter(|(_, w)| w.generation == generation)
+        {
+            let _ = kill(w.pid, Signal::SIGKILL);
+            w.draining = true;
+        }
+    }
+
+    pub(super) fn fail_reload(&mut self, why: String) {
+        let Some(p) = self.pending.take() else { return };
+        log::error!(
+            "reload failed: {why}; keeping generation {}",
+            self.generation
+        );
+        self.kill_generation(p.generation);
+        for a in &p.new_listeners {
+            self.listeners.remove(a);
+        }
+        for c in p.waiters {
+            self.reply(c, false, why.clone());
+        }
+    }
+
+    /// Commits a pending reload once every new worker reported ready.
+    pub(super) fn check_reload(&mut self) {
+        let Some(p) = &self.pending else { return };
+        let gen = p.generation;
+        let ready = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == gen && w.ready)
+            .count();
+        if ready < p.cfg.worker_processes {
+            return;
+        }
+        let p = self.pending.take().expect("pending reload");
+        let now = Instant::now();
+        let drain_bound = self.cfg.shutdown_timeout + Duration::from_secs(5);
+        for (_, w) in self
+            .workers
+            .iter_mut()
+            .filter(|(_, w)| w.generation < gen && !w.draining)
+        {
+            let _ = channel::send(w.channel.as_raw_fd(), &Msg::Drain);
+            w.draining = true;
+            w.kill_at = Some(now + drain_bound);
+        }
+        self.listeners.retain(|a, _| p.cfg.listeners.contains(a));
+        if p.cfg.error_log.path != self.cfg.error_log.path {
+            match logging::open_error_log(&p.cfg) {
+                Ok(Some(f)) => {
+                    let _ = logging::redirect_stderr(&f);
+                }
+                Ok(None) => {}
+                Err(e) => log::error!("{e}"),
+            }
+        }
+        log::set_max_level(p.cfg.error_log.level_filter());
+        self.cfg = p.cfg;
+        self.access_logs = p.access_logs;
+        self.generation = gen;
+        self.respawn.clear();
+        self.crashes.clear();
+        let pids = self.worker_pids(gen);
+        log::info!("reload complete: generation {gen} serving (workers {pids})");
+        for c in p.waiters {
+            self.reply(c, true, format!("generation {gen} serving, workers {pids}"));
+        }
+    }
+
+    pub(super) fn worker_pids(&self, gen: u64) -> String {
+        let pids: Vec<String> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == gen)
+            .map(|(_, w)| w.pid.to_string())
+            .collect();
+        pids.join(" ")
+    }
+
+    /// Reopens every log file (after rotation) and hands the new files to the workers.
+    pub(super) fn reopen(&mut self) -> Result<(), String> {
+        let err = logging::open_error_log(&self.cfg).map_err(|e| e.to_string())?;
+        if let Some(f) = &err {
+            logging::redirect_stderr(f).map_err(|e| e.to_string())?;
+        }
+        self.access_logs = logging::open_access_logs(&self.cfg).map_err(|e| e.to_string())?;
+        let mut files: Vec<&File> = err.iter().collect();
+        files.extend(self.access_logs.iter().flatten());
+        for (_, w) in self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == self.generation)
+        {
+            let dup: Vec<OwnedFd> = files
+                .iter()
+                .filter_map(|f| f.try_clone().ok().map(OwnedFd::from))
+                .collect();
+            if let Err(e) = channel::send(w.channel.as_raw_fd(), &Msg::Reopen(dup)) {
+                log::error!("cannot send reopen to worker {}: {e}", w.pid);
+            }
+        }
+        log::info!("reopened log files");
+        Ok(())
+    }
+}
