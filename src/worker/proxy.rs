@@ -128,7 +128,9 @@ impl Session {
             self.peer_ip
         );
         if x.resp.is_some() {
-            return Err(Close);
+            // Too late for an error page: send what arrived intact, then cut the client.
+            x.truncated = true;
+            return Ok(());
         }
         let close = !x.keep_alive || !x.req_body.is_done();
         if let Some(b) = &mut self.req_buf {
@@ -142,6 +144,18 @@ impl Session {
     // ---- proxying -----------------------------------------------------------------
 
     pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
+        if self.x.as_ref().is_some_and(|x| x.truncated) {
+            let progress = self.send_client()?;
+            if self.out.is_empty()
+                && self
+                    .resp_buf
+                    .as_ref()
+                    .is_none_or(|b| b.pending().is_empty())
+            {
+                return Err(Close);
+            }
+            return Ok(progress);
+        }
         let mut progress = false;
         let up = self.up.as_mut().expect("proxy phase has an upstream");
         if !up.connected {
@@ -241,7 +255,8 @@ impl Session {
         loop {
             let buf = match &mut self.req_buf {
                 Some(b) => b,
-                None if x.req_body.is_done() => return Ok(progress),
+                // A readable client during the exchange: pipelined input or EOF (an abort).
+                None if x.req_body.is_done() && !self.cr => return Ok(progress),
                 None => self.req_buf.insert(w.bufs.get(BUF_SIZE)),
             };
             let mut moved = false;

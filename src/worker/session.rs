@@ -77,6 +77,8 @@ pub(super) struct Exchange {
     pub(super) status: u16,
     pub(super) bytes_sent: u64,
     pub(super) close_after: bool,
+    /// The upstream failed after the response head went out: flush, then cut the client.
+    pub(super) truncated: bool,
 }
 
 pub struct Session {
@@ -426,6 +428,7 @@ impl Session {
             status: 0,
             bytes_sent: 0,
             close_after: false,
+            truncated: false,
         });
         match route {
             Some(Action::Proxy { index, .. }) => {

@@ -7,6 +7,8 @@
 //!   /sleep?ms=M       -> waits M ms, then "slept"
 //!   /silent           -> reads the request and never answers
 //!   /close            -> answers with Connection: close and closes
+//!   /truncate         -> promises 1000 bytes, sends 500 and closes
+//!   /garbage          -> answers with something that is not HTTP
 //!   anything else     -> "NAME PATH" (NAME identifies this upstream)
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -185,6 +187,21 @@ fn serve(
             extra.push_str("Connection: close\r\n");
         }
         match route {
+            "/truncate" => {
+                // Promises 1000 bytes, sends 500, closes.
+                write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n{}",
+                    "t".repeat(500)
+                )?;
+                w.flush()?;
+                return Ok(());
+            }
+            "/garbage" => {
+                w.write_all(b"NOT HTTP AT ALL\r\n\r\n")?;
+                w.flush()?;
+                return Ok(());
+            }
             "/silent" => {
                 std::thread::sleep(Duration::from_secs(3600));
                 return Ok(());

@@ -1,0 +1,212 @@
+//! Client keep-alive, pipelining, request limits, aborts, draining, and upstream failures
+//! in the middle of a response.
+
+mod common;
+
+use common::client::{get, Body, Client};
+use common::upstream::Upstream;
+use common::*;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn conf(up: &Upstream, server_extra: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+read_timeout = "5s"
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+{server_extra}
+[[server.route]]
+path = "/"
+upstream = "app"
+[[server.route]]
+path = "/fixed"
+return = 200
+body = "fixed"
+"#,
+        up.addr()
+    )
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    c.raw(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /fixed HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(c.recv(false).unwrap().text(), "up /a");
+    assert_eq!(c.recv(false).unwrap().text(), "fixed");
+    assert!(c
+        .recv(false)
+        .unwrap()
+        .text()
+        .starts_with("POST /echo len=3 "));
+    assert_eq!(c.recv(false).unwrap().text(), "up /b");
+}
+
+#[test]
+fn keepalive_requests_limit_closes_the_connection() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, "keepalive_requests = 3"));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    assert!(!c.request("GET", "/1", Body::None).unwrap().closes());
+    assert!(!c.request("GET", "/fixed", Body::None).unwrap().closes());
+    let r = c.request("GET", "/3", Body::None).unwrap();
+    assert_eq!(r.text(), "up /3");
+    assert!(
+        r.closes(),
+        "the last allowed request gets Connection: close"
+    );
+    assert!(c.is_closed());
+}
+
+#[test]
+fn idle_keepalive_connection_is_closed_after_timeout() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, "keepalive_timeout = \"300ms\""));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 200);
+    c.set_timeout(Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    assert!(c.is_closed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn client_abort_is_logged_as_499_and_worker_lives() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    let worker = p.worker_pids();
+    {
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        s.write_all(b"GET /sleep?ms=500 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        s.shutdown(std::net::Shutdown::Both).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(3), || p
+            .access_log()
+            .contains("\" 499 ")),
+        "{}",
+        p.access_log()
+    );
+    assert_eq!(p.worker_pids(), worker);
+    assert_eq!(get(&p.addr(), "/ok").unwrap().text(), "up /ok");
+}
+
+#[test]
+fn upstream_failing_mid_response_cuts_the_client_and_worker_lives() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    let worker = p.worker_pids();
+    let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET /truncate HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("Content-Length: 1000"));
+    let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(
+        body.len(),
+        500,
+        "the client sees a short body and a closed connection"
+    );
+    assert!(
+        p.error_log().contains("prematurely closed"),
+        "{}",
+        p.error_log()
+    );
+    let r = get(&p.addr(), "/garbage").unwrap();
+    assert_eq!(r.status, 502);
+    assert!(
+        p.error_log().contains("invalid header"),
+        "{}",
+        p.error_log()
+    );
+    assert_eq!(p.worker_pids(), worker);
+    assert_eq!(get(&p.addr(), "/ok").unwrap().text(), "up /ok");
+}
+
+#[test]
+fn draining_worker_answers_idle_connection_instead_of_dropping_it() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    assert!(!c.request("GET", "/fixed", Body::None).unwrap().closes());
+    // The connection is idle in the old worker when the reload starts.
+    let out = p.ctl("reload");
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let r = c.request("GET", "/late", Body::None).unwrap();
+    assert_eq!(r.text(), "up /late");
+    assert!(
+        r.closes(),
+        "a draining worker answers with Connection: close"
+    );
+    // An idle connection that sends nothing is closed after the grace period.
+    let mut idle = Client::connect(&p.addr()).unwrap();
+    assert!(!idle.request("GET", "/fixed", Body::None).unwrap().closes());
+    let out = p.ctl("reload");
+    assert!(out.status.success());
+    idle.set_timeout(Duration::from_secs(5));
+    assert!(idle.is_closed());
+}
+
+#[test]
+fn host_header_selects_the_server() {
+    let p = Proxyd::start(
+        1,
+        r#"
+[[server]]
+listen = "127.0.0.1:{port}"
+server_name = ["a.test"]
+[[server.route]]
+return = 200
+body = "server a"
+
+[[server]]
+listen = "127.0.0.1:{port}"
+server_name = ["*.b.test"]
+[[server.route]]
+return = 200
+body = "server b"
+[[server.route]]
+path = "/only-x"
+host = "x.b.test"
+return = 200
+body = "route x"
+"#,
+    );
+    let ask = |host: &str, path: &str| {
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut all = String::new();
+        s.read_to_string(&mut all).unwrap();
+        all[all.find("\r\n\r\n").unwrap() + 4..].to_string()
+    };
+    assert_eq!(ask("a.test", "/"), "server a");
+    assert_eq!(ask("A.TEST:80", "/"), "server a");
+    assert_eq!(ask("y.b.test", "/only-x"), "server b");
+    assert_eq!(ask("x.b.test", "/only-x"), "route x");
+    assert_eq!(
+        ask("unknown", "/"),
+        "server a",
+        "first server is the default"
+    );
+}
