@@ -63,7 +63,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
-    upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
+    upstream app { server 127.0.0.1:$UP_PORT; keepalive 512; }
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
@@ -86,7 +86,7 @@ error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
 [[upstream]]
 name = "app"
 peers = ["127.0.0.1:$UP_PORT"]
-keepalive = 64
+keepalive = 512
 
 [[server]]
 listen = "127.0.0.1:$PROXYD_PORT"

@@ -101,7 +101,7 @@ impl Buf {
     }
 
     /// Room for more input, compacting first when that helps.
-    fn make_room(&mut self) -> usize {
+    pub fn make_room(&mut self) -> usize {
         if self.end == self.data.len() && self.start > 0 {
             self.data.copy_within(self.start..self.end, 0);
             self.ready -= self.start;

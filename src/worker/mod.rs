@@ -5,6 +5,7 @@ mod access_log;
 pub mod buffer;
 mod proxy;
 mod session;
+mod sockio;
 mod timer;
 mod upstream;
 
@@ -24,7 +25,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use timer::Timers;
-use upstream::{Balancer, IdleConn, Pool};
+use upstream::{Balancer, IdleConn, Owner, Pool};
 
 const CHANNEL: Token = Token(usize::MAX - 1);
 /// Listener i has token `LISTENER_BASE - i`.
@@ -48,6 +49,8 @@ pub struct Ctx {
     pub bufs: BufPool,
     pub balancer: Balancer,
     pub pool: Pool,
+    /// Who holds each upstream connection (indexed by the connection's token slot).
+    pub upconns: Slab<Owner>,
     pub draining: bool,
     pub now: Instant,
     pub listen_addrs: Vec<SocketAddr>,
@@ -71,9 +74,11 @@ impl Ctx {
     /// The one way an upstream connection goes back to the pool (nginx
     /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
     /// pool and request limits, in a worker that is not draining.
+    #[allow(clippy::too_many_arguments)]
     pub fn release(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
+        conn: usize,
         upstream: usize,
         peer: usize,
         requests: u64,
@@ -82,36 +87,33 @@ impl Ctx {
     ) {
         let u = &cfg.upstream[upstream];
         if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
-            let _ = self.registry.deregister(&mut stream);
+            self.upconns.try_remove(conn);
             return;
         }
         let id = self.next_id();
         let expires = self.now + u.keepalive_timeout;
-        let conn = IdleConn {
+        let idle = IdleConn {
             stream,
+            conn,
             upstream,
             peer,
             requests,
             id,
             expires,
         };
-        let (slot, evicted) = self.pool.put(conn, u.keepalive);
-        if let Some(mut old) = evicted {
-            let _ = self.registry.deregister(&mut old.stream);
+        let (slot, evicted) = self.pool.put(idle, u.keepalive);
+        if let Some(old) = evicted {
+            self.upconns.try_remove(old.conn);
         }
-        let key = key(slot, Kind::Idle);
-        let c = &mut self.pool.conns[slot];
-        if self
-            .registry
-            .reregister(&mut c.stream, Token(key), Interest::READABLE)
-            .is_err()
-        {
-            if let Some(mut c) = self.pool.remove(slot) {
-                let _ = self.registry.deregister(&mut c.stream);
-            }
-            return;
+        self.upconns[conn] = Owner::Idle(slot);
+        self.timers.add(expires, key(slot, Kind::Idle), id);
+    }
+
+    /// Closes an idle pooled connection.
+    fn drop_idle(&mut self, slot: usize) {
+        if let Some(c) = self.pool.remove(slot) {
+            self.upconns.try_remove(c.conn);
         }
-        self.timers.add(expires, key, id);
     }
 
     pub fn log_access(
@@ -201,6 +203,7 @@ impl Worker {
         let ctx = Ctx {
             balancer: Balancer::new(&cfg.upstream),
             pool: Pool::new(cfg.upstream.len()),
+            upconns: Slab::new(),
             listen_addrs: cfg.listeners.clone(),
             access: AccessLog::new(&cfg.access_logs, s.access_logs),
             cfg,
@@ -248,7 +251,8 @@ impl Worker {
             self.ctx.now = Instant::now();
             for ev in events.iter() {
                 let t = ev.token();
-                let readable = ev.is_readable() || ev.is_read_closed() || ev.is_error();
+                let hup = ev.is_read_closed() || ev.is_error();
+                let readable = ev.is_readable() || hup;
                 let writable = ev.is_writable() || ev.is_write_closed() || ev.is_error();
                 if t == CHANNEL {
                     if self.on_channel()? {
@@ -259,7 +263,7 @@ impl Worker {
                     self.listener_ready[i] = true;
                     self.accept(i);
                 } else {
-                    self.on_conn_event(t.0, readable, writable);
+                    self.on_conn_event(t.0, readable, writable, hup);
                 }
             }
             for (slot, id) in std::mem::take(&mut self.ctx.again) {
@@ -284,36 +288,36 @@ impl Worker {
         }
     }
 
-    fn on_conn_event(&mut self, token: usize, readable: bool, writable: bool) {
+    fn on_conn_event(&mut self, token: usize, readable: bool, writable: bool, hup: bool) {
         let slot = token >> 2;
         match token & 3 {
             0 => {
                 if let Some(s) = self.sessions.get_mut(slot) {
-                    s.client_event(readable, writable);
+                    s.client_event(readable, writable, hup);
                     self.drive(slot);
                 }
             }
-            1 => {
-                if let Some(s) = self.sessions.get_mut(slot) {
-                    s.upstream_event(readable, writable);
-                    self.drive(slot);
+            1 => match self.ctx.upconns.get(slot) {
+                Some(&Owner::Session(owner)) => {
+                    if let Some(s) = self.sessions.get_mut(owner) {
+                        s.upstream_event(readable, writable, hup);
+                        self.drive(owner);
+                    }
                 }
-            }
-            _ => {
-                // An idle upstream connection spoke or closed: it cannot be reused.
-                if readable {
-                    if let Some(c) = self.ctx.pool.conns.get_mut(slot) {
+                Some(&Owner::Idle(idle)) if readable => {
+                    // An idle upstream connection spoke or closed: it cannot be reused.
+                    if let Some(c) = self.ctx.pool.conns.get_mut(idle) {
                         let mut probe = [0u8; 1];
-                        match c.stream.read(&mut probe) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                            _ => {}
+                        if matches!(c.stream.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+                        {
+                            return;
                         }
                     }
-                    if let Some(mut c) = self.ctx.pool.remove(slot) {
-                        let _ = self.ctx.registry.deregister(&mut c.stream);
-                    }
+                    self.ctx.drop_idle(idle);
                 }
-            }
+                _ => {}
+            },
+            _ => {}
         }
     }
 
@@ -327,7 +331,7 @@ impl Worker {
     fn close(&mut self, slot: usize) {
         let mut s = self.sessions.remove(slot);
         s.release_all(&mut self.ctx);
-        let _ = self.ctx.registry.deregister(s.client_mut());
+        // Client sockets belong to this process alone: closing removes them from epoll.
         drop(s);
         // A slot is free again: accept what waited for it.
         for i in 0..self.listeners.len() {
@@ -339,7 +343,7 @@ impl Worker {
 
     fn accept(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.sessions.len() + self.ctx.pool.len() >= self.ctx.cfg.worker_connections {
+            if self.sessions.len() + self.ctx.upconns.len() >= self.ctx.cfg.worker_connections {
                 return;
             }
             let Some(l) = &self.listeners[i] else { return };
@@ -415,9 +419,7 @@ impl Worker {
                     .get(slot)
                     .is_some_and(|c| c.id == id && c.expires <= now) =>
                 {
-                    if let Some(mut c) = self.ctx.pool.remove(slot) {
-                        let _ = self.ctx.registry.deregister(&mut c.stream);
-                    }
+                    self.ctx.drop_idle(slot);
                 }
                 _ => {}
             }
@@ -466,8 +468,8 @@ impl Worker {
                 let _ = self.ctx.registry.deregister(&mut l);
             }
         }
-        for mut c in self.ctx.pool.drain_all() {
-            let _ = self.ctx.registry.deregister(&mut c.stream);
+        for c in self.ctx.pool.drain_all() {
+            self.ctx.upconns.try_remove(c.conn);
         }
         let slots: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
         for slot in slots {

@@ -2,7 +2,9 @@
 //! to it and the response back, and giving the connection back to the pool.
 
 use super::buffer::{Buf, BUF_SIZE};
-use super::session::{would_block, write_some, Close, Phase, RespState, Session, Step, UpConn};
+use super::session::{Close, Phase, RespState, Session, Step, UpConn};
+use super::sockio::{read_into, would_block, write_pair, Ready};
+use super::upstream::Owner;
 use super::{Ctx, Kind};
 use crate::http::body::Framer;
 use crate::http::response;
@@ -25,49 +27,48 @@ impl Session {
             x.tried.push(peer);
             x.attempts += 1;
             x.up_head_pos = 0;
-            let token = Token(super::key(self.slot, Kind::Upstream));
-            if let Some(mut idle) = w.pool.take(u, peer) {
-                if w.registry
-                    .reregister(
-                        &mut idle.stream,
-                        token,
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
-                    .is_ok()
-                {
-                    self.up = Some(UpConn {
-                        stream: idle.stream,
-                        upstream: u,
-                        peer,
-                        reused: true,
-                        requests: idle.requests,
-                        connected: true,
+            if let Some(idle) = w.pool.take(u, peer) {
+                w.upconns[idle.conn] = Owner::Session(self.slot);
+                self.up = Some(UpConn {
+                    stream: idle.stream,
+                    conn: idle.conn,
+                    upstream: u,
+                    peer,
+                    reused: true,
+                    requests: idle.requests,
+                    connected: true,
+                    // Registered long ago: nothing announces that it is writable, and it is.
+                    io: Ready {
                         r: false,
                         w: true,
-                    });
-                    return Ok(());
-                }
+                        hup: false,
+                    },
+                });
+                return Ok(());
             }
             let addr = cfg.upstream[u].peers[peer].addr;
             match TcpStream::connect(addr) {
                 Ok(mut s) => {
                     let _ = s.set_nodelay(true);
+                    let conn = w.upconns.insert(Owner::Session(self.slot));
+                    let token = Token(super::key(conn, Kind::Upstream));
                     if w.registry
                         .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
                         .is_ok()
                     {
                         self.up = Some(UpConn {
                             stream: s,
+                            conn,
                             upstream: u,
                             peer,
                             reused: false,
                             requests: 0,
                             connected: false,
-                            r: false,
-                            w: false,
+                            io: Ready::default(),
                         });
                         return Ok(());
                     }
+                    w.upconns.remove(conn);
                 }
                 Err(e) => {
                     log::error!(
@@ -95,6 +96,7 @@ impl Session {
             cfg.upstream[up.upstream].name
         );
         w.balancer.failed(up.upstream, up.peer, w.now);
+        w.upconns.try_remove(up.conn);
         drop(up);
         let x = self.x.as_ref().expect("exchange");
         if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
@@ -112,8 +114,8 @@ impl Session {
         status: u16,
         why: &str,
     ) -> Result<(), Close> {
-        if let Some(mut up) = self.up.take() {
-            let _ = w.registry.deregister(&mut up.stream);
+        if let Some(up) = self.up.take() {
+            w.upconns.try_remove(up.conn);
         }
         let x = self.x.as_mut().expect("exchange");
         let cfg = w.cfg.clone();
@@ -159,7 +161,7 @@ impl Session {
         let mut progress = false;
         let up = self.up.as_mut().expect("proxy phase has an upstream");
         if !up.connected {
-            if !(up.r || up.w) {
+            if !(up.io.r || up.io.w) {
                 return Ok(false);
             }
             match up.stream.take_error() {
@@ -170,8 +172,8 @@ impl Session {
                         progress = true;
                     }
                     Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        up.r = false;
-                        up.w = false;
+                        up.io.r = false;
+                        up.io.w = false;
                         return Ok(false);
                     }
                     Err(e) => {
@@ -207,7 +209,7 @@ impl Session {
         self.up.as_ref().is_some_and(|u| u.connected)
             && x.up_head_pos == x.up_head.len()
             && !x.req_body.is_done()
-            && !self.cr
+            && !self.c.r
             && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
     }
 
@@ -228,7 +230,8 @@ impl Session {
                 .is_none_or(|b| b.pending().is_empty())
     }
 
-    /// Sends the request head, then streams the body from the client as it arrives.
+    /// Sends the request head, then streams the body from the client as it arrives (head
+    /// and the first body bytes go out in one system call).
     fn send_request(&mut self, w: &mut Ctx) -> Step {
         let mut progress = false;
         let x = self.x.as_mut().expect("exchange");
@@ -236,44 +239,35 @@ impl Session {
         if x.send_failed {
             return Ok(false);
         }
-        while x.up_head_pos < x.up_head.len() && up.w {
-            match write_some(&mut up.stream, &x.up_head[x.up_head_pos..]) {
-                Ok(n) => {
-                    x.up_head_pos += n;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => up.w = false,
-                Err(_) => {
-                    x.send_failed = true;
-                    return Ok(true);
-                }
-            }
-        }
-        if x.up_head_pos < x.up_head.len() {
-            return Ok(progress);
-        }
         loop {
             let buf = match &mut self.req_buf {
                 Some(b) => b,
                 // A readable client during the exchange: pipelined input or EOF (an abort).
-                None if x.req_body.is_done() && !self.cr => return Ok(progress),
+                None if x.req_body.is_done() && !self.c.r => {
+                    if x.up_head_pos < x.up_head.len() && up.io.w {
+                        match write_pair(
+                            &mut up.stream,
+                            &x.up_head[x.up_head_pos..],
+                            &[],
+                            &mut up.io,
+                        ) {
+                            Ok(n) => {
+                                x.up_head_pos += n;
+                                progress = true;
+                                continue;
+                            }
+                            Err(e) if would_block(&e) => {}
+                            Err(_) => {
+                                x.send_failed = true;
+                                return Ok(true);
+                            }
+                        }
+                    }
+                    return Ok(progress);
+                }
                 None => self.req_buf.insert(w.bufs.get(BUF_SIZE)),
             };
             let mut moved = false;
-            if !buf.pending().is_empty() && up.w {
-                match write_some(&mut up.stream, buf.pending()) {
-                    Ok(n) => {
-                        buf.consume(n);
-                        x.body_sent += n as u64;
-                        moved = true;
-                    }
-                    Err(e) if would_block(&e) => up.w = false,
-                    Err(_) => {
-                        x.send_failed = true;
-                        return Ok(true);
-                    }
-                }
-            }
             if !x.req_body.is_done() && !buf.unparsed().is_empty() {
                 match x.req_body.advance_raw(buf.unparsed()) {
                     Ok((n, _)) => {
@@ -291,15 +285,30 @@ impl Session {
                     }
                 }
             }
-            // Read from the client: body bytes, or after the body, pipelined input and EOF.
-            if self.cr && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
-                match buf.read_from(&mut self.client) {
-                    Ok(0) => {
-                        // The client went away (or half-closed) before its response: abort.
-                        return Err(Close);
+            let head = &x.up_head[x.up_head_pos..];
+            if (!head.is_empty() || !buf.pending().is_empty()) && up.io.w {
+                match write_pair(&mut up.stream, head, buf.pending(), &mut up.io) {
+                    Ok(n) => {
+                        let from_head = n.min(head.len());
+                        x.up_head_pos += from_head;
+                        buf.consume(n - from_head);
+                        x.body_sent += (n - from_head) as u64;
+                        moved = true;
                     }
+                    Err(e) if would_block(&e) => {}
+                    Err(_) => {
+                        x.send_failed = true;
+                        return Ok(true);
+                    }
+                }
+            }
+            // Read from the client: body bytes, or after the body, pipelined input and EOF.
+            if self.c.r && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
+                match read_into(&mut self.client, buf, &mut self.c) {
+                    // The client went away (or half-closed) before its response: abort.
+                    Ok(0) => return Err(Close),
                     Ok(_) => moved = true,
-                    Err(e) if would_block(&e) => self.cr = false,
+                    Err(e) if would_block(&e) => {}
                     Err(_) => return Err(Close),
                 }
             }
@@ -315,8 +324,8 @@ impl Session {
 
     /// The client sent a bad body while proxying: answer it and drop the upstream.
     pub(super) fn upstream_failed_client_side(&mut self, w: &mut Ctx, status: u16) {
-        if let Some(mut up) = self.up.take() {
-            let _ = w.registry.deregister(&mut up.stream);
+        if let Some(up) = self.up.take() {
+            w.upconns.try_remove(up.conn);
         }
         self.respond_error(w, status, true);
     }
@@ -394,19 +403,16 @@ impl Session {
                     return Ok(progress);
                 }
             }
-            if !up.r || !buf.has_room() {
+            if !up.io.r || !buf.has_room() {
                 return Ok(progress);
             }
-            match buf.read_from(&mut up.stream) {
+            match read_into(&mut up.stream, buf, &mut up.io) {
                 Ok(0) => return self.upstream_eof(w).map(|_| true),
                 Ok(_) => {
                     x.resp_seen = true;
                     progress = true;
                 }
-                Err(e) if would_block(&e) => {
-                    up.r = false;
-                    return Ok(progress);
-                }
+                Err(e) if would_block(&e) => return Ok(progress),
                 Err(e) => {
                     log::debug!("upstream read error: {e}");
                     return self.upstream_eof(w).map(|_| true);
@@ -430,8 +436,8 @@ impl Session {
         }
         let nothing_back = !x.resp_seen && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
         if up.reused && nothing_back && x.body_sent == 0 && x.attempts < 8 {
-            if let Some(mut up) = self.up.take() {
-                let _ = w.registry.deregister(&mut up.stream);
+            if let Some(up) = self.up.take() {
+                w.upconns.try_remove(up.conn);
             }
             // A stale pooled connection says nothing about the peer: try it again.
             x.tried.pop();
@@ -440,25 +446,33 @@ impl Session {
         self.upstream_failed(w, 502, "upstream prematurely closed connection")
     }
 
-    /// Writes pending head bytes, then body bytes, to the client.
+    /// Writes the pending head, then body bytes, to the client (together when both wait).
     fn send_client(&mut self) -> Step {
-        let mut progress = self.flush_out()?;
-        if !self.out.is_empty() {
-            return Ok(progress);
-        }
+        let mut progress = false;
         let x = self.x.as_mut().expect("exchange");
-        if let Some(buf) = &mut self.resp_buf {
-            while !buf.pending().is_empty() && self.cw {
-                match write_some(&mut self.client, buf.pending()) {
-                    Ok(n) => {
-                        buf.consume(n);
-                        x.bytes_sent += n as u64;
-                        progress = true;
-                    }
-                    Err(e) if would_block(&e) => self.cw = false,
-                    Err(_) => return Err(Close),
-                }
+        while self.c.w {
+            let head = &self.out[self.out_pos..];
+            let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
+            if head.is_empty() && body.is_empty() {
+                break;
             }
+            match write_pair(&mut self.client, head, body, &mut self.c) {
+                Ok(n) => {
+                    let from_head = n.min(head.len());
+                    self.out_pos += from_head;
+                    if let Some(b) = &mut self.resp_buf {
+                        b.consume(n - from_head);
+                    }
+                    x.bytes_sent += (n - from_head) as u64;
+                    progress = true;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Err(Close),
+            }
+        }
+        if self.out_pos == self.out.len() && !self.out.is_empty() {
+            self.out.clear();
+            self.out_pos = 0;
         }
         Ok(progress)
     }
@@ -476,6 +490,7 @@ impl Session {
                 && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
             w.release(
                 up.stream,
+                up.conn,
                 up.upstream,
                 up.peer,
                 up.requests + 1,

@@ -5,13 +5,14 @@
 //! until none is left, so interest never has to be toggled by hand.
 
 use super::buffer::Buf;
+use super::sockio::{read_into, would_block, write_pair, Ready};
 use super::{Ctx, Kind};
 use crate::config::Action;
 use crate::http::body::Framer;
 use crate::http::{local, request};
 use crate::router;
 use mio::net::TcpStream;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -43,13 +44,14 @@ pub(super) type Step = Result<bool, Close>;
 
 pub(super) struct UpConn {
     pub(super) stream: TcpStream,
+    /// Slot in the owner table; the socket's token.
+    pub(super) conn: usize,
     pub(super) upstream: usize,
     pub(super) peer: usize,
     pub(super) reused: bool,
     pub(super) requests: u64,
     pub(super) connected: bool,
-    pub(super) r: bool,
-    pub(super) w: bool,
+    pub(super) io: Ready,
 }
 
 pub(super) struct RespState {
@@ -87,8 +89,7 @@ pub struct Session {
     pub(super) client: TcpStream,
     pub(super) peer_ip: String,
     pub(super) listener: usize,
-    pub(super) cr: bool,
-    pub(super) cw: bool,
+    pub(super) c: Ready,
     pub phase: Phase,
     pub(super) req_buf: Option<Buf>,
     pub(super) resp_buf: Option<Buf>,
@@ -98,21 +99,6 @@ pub struct Session {
     pub(super) x: Option<Box<Exchange>>,
     pub(super) served: u64,
     pub deadline: super::timer::Deadline,
-}
-
-pub(super) fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
-pub(super) fn write_some(s: &mut TcpStream, data: &[u8]) -> io::Result<usize> {
-    loop {
-        match s.write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => return Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
 }
 
 impl Session {
@@ -129,8 +115,7 @@ impl Session {
             client,
             peer_ip: addr.ip().to_string(),
             listener,
-            cr: false,
-            cw: false,
+            c: Ready::default(),
             phase: Phase::Head,
             req_buf: None,
             resp_buf: None,
@@ -143,10 +128,6 @@ impl Session {
         }
     }
 
-    pub fn client_mut(&mut self) -> &mut TcpStream {
-        &mut self.client
-    }
-
     /// Idle keep-alive: between requests with nothing buffered.
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Head
@@ -154,15 +135,13 @@ impl Session {
             && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
     }
 
-    pub fn client_event(&mut self, readable: bool, writable: bool) {
-        self.cr |= readable;
-        self.cw |= writable;
+    pub fn client_event(&mut self, readable: bool, writable: bool, hup: bool) {
+        self.c.on_event(readable, writable, hup);
     }
 
-    pub fn upstream_event(&mut self, readable: bool, writable: bool) {
+    pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
         if let Some(up) = &mut self.up {
-            up.r |= readable;
-            up.w |= writable;
+            up.io.on_event(readable, writable, hup);
         }
     }
 
@@ -218,7 +197,7 @@ impl Session {
                     Some(u) if !u.connected => up.connect_timeout,
                     _ if self.waiting_for_body() => cfg.server[x.server].client_body_timeout,
                     Some(u)
-                        if !u.w
+                        if !u.io.w
                             && (x.up_head_pos < x.up_head.len()
                                 || self
                                     .req_buf
@@ -227,7 +206,7 @@ impl Session {
                     {
                         up.send_timeout
                     }
-                    _ if self.out_pos < self.out.len() && !self.cw => {
+                    _ if self.out_pos < self.out.len() && !self.c.w => {
                         cfg.server[x.server].send_timeout
                     }
                     _ if x.resp.is_none() => up.read_timeout,
@@ -289,8 +268,8 @@ impl Session {
         if let Some(b) = self.resp_buf.take() {
             w.bufs.put(b);
         }
-        if let Some(mut up) = self.up.take() {
-            let _ = w.registry.deregister(&mut up.stream);
+        if let Some(up) = self.up.take() {
+            w.upconns.try_remove(up.conn);
         }
     }
 
@@ -315,7 +294,7 @@ impl Session {
                 }
             }
         }
-        if !self.cr {
+        if !self.c.r {
             return Ok(false);
         }
         let size = {
@@ -324,11 +303,10 @@ impl Session {
             cfg.server[srv].client_header_buffer_size
         };
         let buf = self.req_buf.get_or_insert_with(|| w.bufs.get(size));
-        match buf.read_from(&mut self.client) {
+        match read_into(&mut self.client, buf, &mut self.c) {
             Ok(0) => Err(Close),
             Ok(_) => Ok(true),
             Err(e) if would_block(&e) => {
-                self.cr = false;
                 if buf.is_empty() {
                     w.bufs.put(self.req_buf.take().expect("buffer present"));
                 }
@@ -493,13 +471,18 @@ impl Session {
     /// Ok(true) when something was written; `out` is empty afterwards when all of it went.
     pub(super) fn flush_out(&mut self) -> Step {
         let mut progress = false;
-        while self.out_pos < self.out.len() && self.cw {
-            match write_some(&mut self.client, &self.out[self.out_pos..]) {
+        while self.out_pos < self.out.len() && self.c.w {
+            match write_pair(
+                &mut self.client,
+                &self.out[self.out_pos..],
+                &[],
+                &mut self.c,
+            ) {
                 Ok(n) => {
                     self.out_pos += n;
                     progress = true;
                 }
-                Err(e) if would_block(&e) => self.cw = false,
+                Err(e) if would_block(&e) => {}
                 Err(_) => return Err(Close),
             }
         }
@@ -532,11 +515,11 @@ impl Session {
 
     fn step_linger(&mut self) -> Step {
         let mut scratch = [0u8; 4096];
-        while self.cr {
+        while self.c.r {
             match self.client.read(&mut scratch) {
                 Ok(0) => return Err(Close),
                 Ok(_) => {}
-                Err(e) if would_block(&e) => self.cr = false,
+                Err(e) if would_block(&e) => self.c.r = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(Close),
             }

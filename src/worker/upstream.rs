@@ -78,9 +78,20 @@ impl Balancer {
     }
 }
 
+/// Who holds an upstream connection now. Upstream sockets are registered once with a
+/// token naming their slot in this table, so moving a connection between a session and the
+/// pool is a table update, not an `epoll_ctl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Session(usize),
+    Idle(usize),
+}
+
 /// An idle upstream connection waiting in the pool.
 pub struct IdleConn {
     pub stream: TcpStream,
+    /// Its slot in the owner table (and its token).
+    pub conn: usize,
     pub upstream: usize,
     pub peer: usize,
     pub requests: u64,
