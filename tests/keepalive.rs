@@ -210,3 +210,36 @@ body = "route x"
         "first server is the default"
     );
 }
+
+#[test]
+fn request_head_arriving_byte_by_byte_is_served() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    {
+        s.write_all(&[*b]).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("POST /echo len=3 "), "{text}");
+}
+
+#[test]
+fn slow_request_head_is_dropped_after_header_timeout() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, "client_header_timeout = \"300ms\""));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    c.raw(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    c.set_timeout(Duration::from_secs(3));
+    let start = std::time::Instant::now();
+    assert!(c.is_closed());
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "fixed");
+}

@@ -217,3 +217,79 @@ fn keep_alive_client_survives_many_requests() {
         assert_eq!(r.text(), "fixed", "request {i}");
     }
 }
+
+#[test]
+fn crashing_worker_is_respawned_with_backoff() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up));
+    for round in 0..4 {
+        let pids = p.worker_pids();
+        assert_eq!(pids.len(), 1, "round {round}: {pids:?}");
+        unsafe {
+            libc::kill(pids[0] as i32, libc::SIGKILL);
+        }
+        assert!(
+            wait_until(Duration::from_secs(5), || {
+                let now = p.worker_pids();
+                now.len() == 1 && now[0] != pids[0]
+            }),
+            "round {round}: not respawned"
+        );
+    }
+    assert!(
+        p.error_log().contains("keeps crashing: respawning in"),
+        "{}",
+        p.error_log()
+    );
+    assert_eq!(get(&p.addr(), "/x").unwrap().status, 200);
+}
+
+#[test]
+fn proxyctl_quit_and_stop_return_after_exit() {
+    let up = Upstream::start("up");
+    let mut p = Proxyd::start(2, &conf(&up));
+    let out = proxyctl(&[
+        "-p",
+        p.dir.path().join("proxyd.pid").to_str().unwrap(),
+        "status",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("master pid: {}", p.pid())));
+    let out = p.ctl("quit");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        p.wait_exit(Duration::from_millis(500)).is_some(),
+        "proxyctl quit returned before the master exited"
+    );
+    let out = p.ctl("status");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is proxyd running?"));
+
+    let mut q = Proxyd::start(1, &conf(&up));
+    let out = q.ctl("stop");
+    assert!(out.status.success());
+    assert!(q.wait_exit(Duration::from_millis(500)).is_some());
+}
+
+#[test]
+fn second_instance_on_same_config_is_refused() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up));
+    let out = std::process::Command::new(bin("proxyd"))
+        .arg("-c")
+        .arg(&p.conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bind()") || err.contains("another master"),
+        "{err}"
+    );
+    // The first one is untouched.
+    assert_eq!(get(&p.addr(), "/x").unwrap().status, 200);
+    assert!(p.dir.path().join("proxyd.pid").exists());
+}

@@ -24,6 +24,15 @@ impl RequestError {
     }
 }
 
+/// What the proxy adds to a forwarded request head.
+pub struct Forwarding<'a> {
+    pub client_ip: &'a str,
+    /// "http" or "https", for X-Forwarded-Proto.
+    pub proto: &'a str,
+    /// Host sent when the client gave none (HTTP/1.0).
+    pub default_host: &'a str,
+}
+
 #[derive(Debug)]
 pub struct RequestHead {
     pub method: String,
@@ -161,13 +170,19 @@ impl RequestHead {
     }
 
     /// Writes the head sent upstream: always HTTP/1.1 (so the upstream connection can be
-    /// kept alive), hop-by-hop headers removed, X-Forwarded-For/-Proto added.
-    pub fn write_upstream(&self, raw: &[u8], client_ip: &str, proto: &str, out: &mut Vec<u8>) {
+    /// kept alive), hop-by-hop headers removed, X-Forwarded-For/-Proto added, and a Host
+    /// (the upstream's name, as nginx does) for HTTP/1.0 requests that had none.
+    pub fn write_upstream(&self, raw: &[u8], fwd: &Forwarding, out: &mut Vec<u8>) {
         out.clear();
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
+        if self.host.is_none() {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(fwd.default_host.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         // Every X-Forwarded-For value (there may be several lines) is folded into one line
         // with the client appended; a client's X-Forwarded-Proto is replaced, not trusted.
         let mut xff: Vec<u8> = Vec::new();
@@ -185,9 +200,9 @@ impl RequestHead {
         }
         out.extend_from_slice(b"X-Forwarded-For: ");
         out.extend_from_slice(&xff);
-        out.extend_from_slice(client_ip.as_bytes());
+        out.extend_from_slice(fwd.client_ip.as_bytes());
         out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-        out.extend_from_slice(proto.as_bytes());
+        out.extend_from_slice(fwd.proto.as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
     }
 
@@ -214,7 +229,12 @@ mod tests {
         assert!(h.keep_alive);
         assert_eq!(h.body, Framer::Length(3));
         let mut out = Vec::new();
-        h.write_upstream(&raw[..h.head_len], "10.0.0.1", "http", &mut out);
+        let fwd = Forwarding {
+            client_ip: "10.0.0.1",
+            proto: "http",
+            default_host: "app",
+        };
+        h.write_upstream(&raw[..h.head_len], &fwd, &mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.starts_with("POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\n"),
@@ -233,7 +253,12 @@ mod tests {
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 2.2.2.2\r\n\r\n";
         let h = parse(raw).unwrap().unwrap();
         let mut out = Vec::new();
-        h.write_upstream(raw, "3.3.3.3", "http", &mut out);
+        let fwd = Forwarding {
+            client_ip: "3.3.3.3",
+            proto: "http",
+            default_host: "app",
+        };
+        h.write_upstream(raw, &fwd, &mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\r\n"),
@@ -269,6 +294,16 @@ mod tests {
         );
         let h = p("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
+        let mut out = Vec::new();
+        let fwd = Forwarding {
+            client_ip: "1.1.1.1",
+            proto: "http",
+            default_host: "app",
+        };
+        h.write_upstream(b"GET / HTTP/1.0\r\n\r\n", &fwd, &mut out);
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .starts_with("GET / HTTP/1.1\r\nHost: app\r\n"));
         let h = p("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
             .unwrap()
             .unwrap();

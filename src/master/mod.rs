@@ -17,7 +17,7 @@ use signal_hook::consts::*;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -100,11 +100,22 @@ pub struct Master {
 
 /// Starts the master on a validated config; returns the process exit code.
 pub fn run(cfg: Config) -> i32 {
+    let error_log = cfg.error_log.clone();
     match Master::start(cfg) {
         Ok(mut m) => m.run(),
         Err(e) => {
-            log::error!("{e}");
-            eprintln!("proxyd: {e}");
+            // stderr is still the terminal (or journal) here; the error log gets it too.
+            eprintln!("proxyd: [emerg] {e}");
+            if let crate::config::LogTarget::File(p) = &error_log.path {
+                if let Ok(mut f) = logging::open_append(p) {
+                    let _ = writeln!(
+                        f,
+                        "{} [error] {}: {e}",
+                        chrono::Local::now().format("%Y/%m/%d %H:%M:%S"),
+                        std::process::id()
+                    );
+                }
+            }
             1
         }
     }
@@ -112,9 +123,7 @@ pub fn run(cfg: Config) -> i32 {
 
 impl Master {
     fn start(cfg: Config) -> Result<Master, String> {
-        if let Some(f) = logging::open_error_log(&cfg).map_err(|e| e.to_string())? {
-            logging::redirect_stderr(&f).map_err(|e| e.to_string())?;
-        }
+        let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
         let mut bound = HashMap::new();
         for addr in &cfg.listeners {
             bound.insert(*addr, listeners::bind(*addr).map_err(|e| e.to_string())?);
@@ -138,9 +147,7 @@ impl Master {
             flags.push((sig, name, flag));
         }
         let sock = &cfg.control_socket;
-        if UnixStream::connect(sock).is_ok()
-            && std::os::unix::net::UnixStream::connect(sock).is_ok()
-        {
+        if std::os::unix::net::UnixStream::connect(sock).is_ok() {
             return Err(format!("another master answers on {}", sock.display()));
         }
         let _ = std::fs::remove_file(sock);
@@ -152,6 +159,10 @@ impl Master {
             .map_err(|e| e.to_string())?;
         std::fs::write(&cfg.pid_file, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write pid file {}: {e}", cfg.pid_file.display()))?;
+        // From here on everything, workers included, logs to the error log file.
+        if let Some(f) = &error_file {
+            logging::redirect_stderr(f).map_err(|e| e.to_string())?;
+        }
         if cfg.user.is_some() && !nix::unistd::geteuid().is_root() {
             log::warn!("\"user\" is ignored: the master does not run as root");
         }

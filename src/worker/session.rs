@@ -411,12 +411,13 @@ impl Session {
         match route {
             Some(Action::Proxy { index, .. }) => {
                 x.upstream = index;
-                x.req.write_upstream(
-                    &buf.held()[..x.req.head_len],
-                    &self.peer_ip,
-                    "http",
-                    &mut x.up_head,
-                );
+                let fwd = request::Forwarding {
+                    client_ip: &self.peer_ip,
+                    proto: "http",
+                    default_host: &cfg.upstream[index].name,
+                };
+                x.req
+                    .write_upstream(&buf.held()[..x.req.head_len], &fwd, &mut x.up_head);
                 buf.skip_head(x.req.head_len);
                 self.x = Some(x);
                 self.phase = Phase::Proxy;
