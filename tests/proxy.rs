@@ -351,3 +351,35 @@ fn listens_on_ipv4_and_ipv6() {
         r.text()
     );
 }
+
+#[test]
+fn idle_keepalive_connections_hold_no_buffers() {
+    let up = Upstream::start("up1");
+    let conf = proxy_conf(&up, "read_timeout = \"5s\"");
+    let p = Proxyd::start_with(1, "worker_connections = 4096", &conf);
+    let worker = p.worker_pids()[0];
+    // Warm up: buffers, pools and the slab's first growth.
+    let mut warm: Vec<Client> = (0..50)
+        .map(|_| Client::connect(&p.addr()).unwrap())
+        .collect();
+    for c in &mut warm {
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 201);
+    }
+    let before = rss_kib(worker);
+    let n = 1000;
+    let mut idle = Vec::with_capacity(n);
+    for _ in 0..n {
+        let mut c = Client::connect(&p.addr()).unwrap();
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 201);
+        idle.push(c);
+    }
+    let after = rss_kib(worker);
+    let per_conn = (after.saturating_sub(before)) * 1024 / n as u64;
+    eprintln!("worker RSS KiB: {before} -> {after} with {n} idle keep-alive connections ({per_conn} bytes each)");
+    // A 16 KiB buffer per idle connection would be 16 MB here.
+    assert!(per_conn < 2048, "{per_conn} bytes per idle connection");
+    // They are all still usable.
+    for c in idle.iter_mut().step_by(100) {
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 201);
+    }
+}

@@ -235,3 +235,42 @@ fn no_request_fails_during_reloads() {
     assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "gen10");
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
 }
+
+#[test]
+fn reload_adds_and_removes_listeners() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, "one"));
+    let second = free_port();
+    let both = conf(&up, "two").replace(
+        "listen = \"127.0.0.1:{port}\"",
+        &format!("listen = [\"127.0.0.1:{{port}}\", \"127.0.0.1:{second}\"]"),
+    );
+    p.rewrite(1, "", &both);
+    assert!(p.ctl("reload").status.success());
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "two");
+    assert_eq!(
+        get(&format!("127.0.0.1:{second}"), "/fixed")
+            .unwrap()
+            .text(),
+        "two"
+    );
+    let only_second = conf(&up, "three").replace(
+        "listen = \"127.0.0.1:{port}\"",
+        &format!("listen = \"127.0.0.1:{second}\""),
+    );
+    p.rewrite(1, "", &only_second);
+    assert!(p.ctl("reload").status.success());
+    assert_eq!(
+        get(&format!("127.0.0.1:{second}"), "/fixed")
+            .unwrap()
+            .text(),
+        "three"
+    );
+    assert!(
+        wait_until(Duration::from_secs(3), || std::net::TcpStream::connect(
+            p.addr()
+        )
+        .is_err()),
+        "the removed listener must be closed"
+    );
+}

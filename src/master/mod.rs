@@ -123,6 +123,7 @@ pub fn run(cfg: Config) -> i32 {
 
 impl Master {
     fn start(cfg: Config) -> Result<Master, String> {
+        raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
         let mut bound = HashMap::new();
         for addr in &cfg.listeners {
@@ -519,6 +520,37 @@ impl Master {
     fn cleanup(&mut self) {
         let _ = std::fs::remove_file(&self.cfg.pid_file);
         let _ = std::fs::remove_file(&self.cfg.control_socket);
+    }
+}
+
+/// Raises the soft open-file limit to the hard one (workers inherit it): every connection is
+/// a descriptor, and the common default soft limit of 1024 is far below what a proxy needs.
+fn raise_fd_limit(worker_connections: usize) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim = raised;
+            }
+        }
+    }
+    // A proxied request holds two descriptors.
+    if (lim.rlim_cur as usize) < worker_connections + 64 {
+        log::warn!(
+            "open file limit {} is below worker_connections {worker_connections}",
+            lim.rlim_cur
+        );
     }
 }
 
