@@ -47,6 +47,8 @@ pub struct RequestHead {
     pub user_agent: Option<String>,
     /// Bytes of the head, including the final empty line.
     pub head_len: usize,
+    /// The request line carried an absolute URI; `host` came from it.
+    pub absolute_form: bool,
     /// Name and value ranges of every header inside the head bytes.
     headers: HeaderSpans,
 }
@@ -78,6 +80,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
         referer: None,
         user_agent: None,
         head_len,
+        absolute_form: false,
         headers: Vec::with_capacity(req.headers.len()),
     };
     let mut content_length: Option<u64> = None;
@@ -135,6 +138,21 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
         };
         head.has_body = n > 0;
     }
+    // Absolute-form ("GET http://host/path"): the authority replaces Host (RFC 9112
+    // section 3.2.2) and the upstream gets the origin form.
+    let lower = head.uri.get(..8).unwrap_or("").to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
+        let rest = &head.uri[head.uri.find("://").map_or(0, |i| i + 3)..];
+        let (authority, path) = rest
+            .find('/')
+            .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+        if authority.is_empty() || authority.contains('@') {
+            return Err(RequestError::Malformed);
+        }
+        head.host = Some(authority.to_string());
+        head.uri = path.to_string();
+        head.absolute_form = true;
+    }
     if minor >= 1 && head.host.is_none() {
         return Err(RequestError::Malformed);
     }
@@ -178,15 +196,27 @@ impl RequestHead {
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        if self.host.is_none() {
-            out.extend_from_slice(b"Host: ");
-            out.extend_from_slice(fwd.default_host.as_bytes());
-            out.extend_from_slice(b"\r\n");
+        match (&self.host, self.absolute_form) {
+            (None, _) => {
+                out.extend_from_slice(b"Host: ");
+                out.extend_from_slice(fwd.default_host.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            (Some(authority), true) => {
+                out.extend_from_slice(b"Host: ");
+                out.extend_from_slice(authority.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            (Some(_), false) => {}
         }
+        let absolute_form = self.absolute_form;
         // Every X-Forwarded-For value (there may be several lines) is folded into one line
         // with the client appended; a client's X-Forwarded-Proto is replaced, not trusted.
         let mut xff: Vec<u8> = Vec::new();
         copy_end_to_end(raw, &self.headers, out, |name, value| {
+            if absolute_form && name.eq_ignore_ascii_case(b"host") {
+                return true;
+            }
             if name.eq_ignore_ascii_case(b"x-forwarded-for") {
                 xff.extend_from_slice(value);
                 xff.extend_from_slice(b", ");
@@ -268,6 +298,31 @@ mod tests {
         assert!(
             s.contains("X-Forwarded-Proto: http\r\n") && !s.contains("https"),
             "{s}"
+        );
+    }
+
+    #[test]
+    fn absolute_form_sets_host_and_origin_form() {
+        let raw = b"GET http://Example.com:81/a/b?q HTTP/1.1\r\nHost: other\r\n\r\n";
+        let h = parse(raw).unwrap().unwrap();
+        assert_eq!(h.uri, "/a/b?q");
+        assert_eq!(h.host_name().as_deref(), Some("example.com"));
+        let mut out = Vec::new();
+        let fwd = Forwarding {
+            client_ip: "1.1.1.1",
+            proto: "http",
+            default_host: "app",
+        };
+        h.write_upstream(raw, &fwd, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("GET /a/b?q HTTP/1.1\r\nHost: Example.com:81\r\n"),
+            "{s}"
+        );
+        assert!(!s.contains("other"), "{s}");
+        assert_eq!(
+            parse(b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err(),
+            RequestError::Malformed
         );
     }
 
