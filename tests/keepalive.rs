@@ -243,3 +243,28 @@ fn slow_request_head_is_dropped_after_header_timeout() {
     assert!(start.elapsed() >= Duration::from_millis(250));
     assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "fixed");
 }
+
+#[test]
+fn interim_100_continue_is_forwarded() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(
+        &buf[..n],
+        b"HTTP/1.1 100 Continue\r\n\r\n",
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    s.write_all(b"hello").unwrap();
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(text.contains("POST /echo len=5 "), "{text}");
+}

@@ -1,8 +1,10 @@
 //! One client connection and, while it proxies, its upstream connection.
 //!
 //! Readiness is tracked per socket (mio is edge-triggered): a flag is set by an event and
-//! cleared only by WouldBlock. `drive` then makes every move the phase and buffers allow
-//! until none is left, so interest never has to be toggled by hand.
+//! cleared when the kernel has no more (see `sockio`). `drive` then makes every move the
+//! phase and buffers allow until none is left, so interest never has to be toggled by hand.
+//! Phases change in four places only: `start_request` (to Proxy), `respond` (to Local) and
+//! `end_exchange` (back to Head, or to Linger).
 
 use super::buffer::Buf;
 use super::sockio::{read_into, would_block, write_pair, Ready};
@@ -67,17 +69,26 @@ pub(super) struct Exchange {
     pub(super) upstream: usize,
     pub(super) start: Instant,
     pub(super) keep_alive: bool,
+    /// The head sent upstream, and how much of it went out on the current connection.
     pub(super) up_head: Vec<u8>,
     pub(super) up_head_pos: usize,
+    /// Framing of the request body, advanced as its bytes are forwarded.
     pub(super) req_body: Framer,
+    /// Request body bytes written upstream; nonzero makes a retry impossible.
     pub(super) body_sent: u64,
+    /// Writing to the upstream failed; its response may still come.
     pub(super) send_failed: bool,
+    /// Set once the final response head is parsed.
     pub(super) resp: Option<RespState>,
+    /// Any byte came back from the upstream for this request.
     pub(super) resp_seen: bool,
+    /// Peers tried for this request, and connection attempts in all.
     pub(super) tried: Vec<usize>,
     pub(super) attempts: usize,
+    /// For the access log: status sent and body bytes written to the client.
     pub(super) status: u16,
     pub(super) bytes_sent: u64,
+    /// The client connection closes after this response.
     pub(super) close_after: bool,
     /// The upstream failed after the response head went out: flush, then cut the client.
     pub(super) truncated: bool,

@@ -1,5 +1,6 @@
 //! A small real HTTP/1.1 upstream on 127.0.0.1 (a thread per connection) that counts the
 //! connections it accepts. Endpoints:
+//!   (a request with Expect: 100-continue first gets an interim 100 Continue)
 //!   /echo             -> body = "METHOD PATH len=N sum=S" of the request body it read
 //!   /headers          -> body = the request head as received
 //!   /big?n=N          -> N bytes (Content-Length), generated
@@ -123,6 +124,7 @@ fn serve(
         let mut len: Option<u64> = None;
         let mut chunked = false;
         let mut close = false;
+        let mut expect_continue = false;
         for l in lines {
             let (k, v) = l.split_once(':').unwrap_or((l, ""));
             let v = v.trim();
@@ -130,8 +132,13 @@ fn serve(
                 "content-length" => len = v.parse().ok(),
                 "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
                 "connection" => close = v.eq_ignore_ascii_case("close"),
+                "expect" => expect_continue = v.eq_ignore_ascii_case("100-continue"),
                 _ => {}
             }
+        }
+        if expect_continue {
+            w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+            w.flush()?;
         }
         // Read the request body, keeping a length and a checksum.
         let (mut n, mut sum) = (0u64, 0u64);
