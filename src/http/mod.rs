@@ -20,12 +20,17 @@ pub fn copy_end_to_end(
     out: &mut Vec<u8>,
     mut claim: impl FnMut(&[u8], &[u8]) -> bool,
 ) {
+    // Usually there is no Connection header at all; look them up once, not per header.
+    let connection: Vec<&[u8]> = headers
+        .iter()
+        .filter(|(n, _)| raw[n.clone()].eq_ignore_ascii_case(b"connection"))
+        .map(|(_, v)| &raw[v.clone()])
+        .collect();
     let named_in_connection = |name: &[u8]| {
-        let name = std::str::from_utf8(name).unwrap_or("");
-        headers.iter().any(|(n, v)| {
-            raw[n.clone()].eq_ignore_ascii_case(b"connection")
-                && token_list_contains(&raw[v.clone()], name)
-        })
+        !connection.is_empty() && {
+            let name = std::str::from_utf8(name).unwrap_or("");
+            connection.iter().any(|v| token_list_contains(v, name))
+        }
     };
     for (n, v) in headers {
         let (name, value) = (&raw[n.clone()], &raw[v.clone()]);
