@@ -61,6 +61,7 @@ pub struct Config {
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_timeout: Duration,
     /// Distinct access log destinations; servers refer to them by index.
+    #[serde(skip)]
     pub access_logs: Vec<LogTarget>,
     pub server: Vec<Server>,
     pub upstream: Vec<Upstream>,
@@ -105,7 +106,11 @@ pub struct Server {
     pub server_name: Vec<String>,
     pub default_server: bool,
     /// Index into `Config::access_logs`, or None for `access_log = "off"`.
+    #[serde(skip)]
     pub access_log: Option<usize>,
+    /// The same, as written, for `-T`.
+    #[serde(rename = "access_log")]
+    pub access_log_shown: String,
     #[serde(serialize_with = "ser_duration")]
     pub client_header_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]

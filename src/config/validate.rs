@@ -380,6 +380,8 @@ impl Validator {
                 listen,
                 server_name,
                 default_server,
+                access_log_shown: access_log
+                    .map_or("off".to_string(), |i| String::from(access_logs[i].clone())),
                 access_log,
                 client_header_timeout: self.duration(
                     ssrc,
