@@ -112,6 +112,7 @@ fn broken_configs_fail_with_location() {
         ("unknown user", format!("user = \"no-such-user-xyz\"\n{SERVER}"), None, "main.toml:1:", "unknown user"),
         ("peer without port", format!("[[upstream]]\nname = \"a\"\npeers = [\"localhost\"]\n{SERVER}"), None, "main.toml:3:", "invalid peer address"),
         ("duplicate server", format!("{SERVER}{SERVER}"), None, "main.toml:5:", "duplicate server"),
+        ("missing log directory", format!("access_log = \"no/such/dir/access.log\"\n{SERVER}"), None, "main.toml:1:", "log directory"),
         ("bad status", "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 999\n".into(), None, "main.toml:4:", "out of range"),
     ];
     assert!(cases.len() >= 10);

@@ -3,6 +3,7 @@
 
 use super::raw::*;
 use super::*;
+use std::ops::Range;
 
 pub(super) struct Validator {
     pub(super) errors: Vec<ConfigError>,
@@ -57,11 +58,21 @@ impl Validator {
         n as u64
     }
 
-    fn log_target(&mut self, base: &Path, s: &str) -> LogTarget {
+    /// A log destination; a file's directory must exist (the file itself is created).
+    fn log_target(&mut self, src: &Source, span: Range<usize>, base: &Path, s: &str) -> LogTarget {
         match s {
             "stderr" => LogTarget::Stderr,
             "stdout" => LogTarget::Stdout,
-            p => LogTarget::File(resolve(base, p)),
+            p => {
+                let path = resolve(base, p);
+                if !path.parent().is_some_and(|d| d.is_dir()) {
+                    self.errors.push(src.err(
+                        span,
+                        format!("log directory of \"{}\" does not exist", path.display()),
+                    ));
+                }
+                LogTarget::File(path)
+            }
         }
     }
 
@@ -110,14 +121,14 @@ impl Validator {
             },
             Some(e) => match e.get_ref() {
                 RawErrorLog::Path(p) => ErrorLog {
-                    path: self.log_target(base, p),
+                    path: self.log_target(src, e.span(), base, p),
                     level: "info".into(),
                 },
                 RawErrorLog::Table(t) => {
                     let path = t
                         .path
                         .as_ref()
-                        .map(|p| self.log_target(base, p))
+                        .map(|p| self.log_target(src, e.span(), base, p))
                         .unwrap_or(LogTarget::Stderr);
                     let level = match &t.level {
                         None => "info".to_string(),
@@ -162,7 +173,7 @@ impl Validator {
         let global_access = main
             .access_log
             .as_ref()
-            .and_then(|a| self.access_log(base, a.get_ref(), &mut access_logs));
+            .and_then(|a| self.access_log(src, a, base, &mut access_logs));
 
         let mut upstream = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
@@ -295,7 +306,7 @@ impl Validator {
                 }
             }
             let access_log = match &s.access_log {
-                Some(a) => self.access_log(base, a.get_ref(), &mut access_logs),
+                Some(a) => self.access_log(ssrc, a, base, &mut access_logs),
                 None => global_access,
             };
             let mut route = Vec::new();
@@ -429,11 +440,17 @@ impl Validator {
         }
     }
 
-    fn access_log(&mut self, base: &Path, s: &str, logs: &mut Vec<LogTarget>) -> Option<usize> {
-        if s == "off" {
+    fn access_log(
+        &mut self,
+        src: &Source,
+        s: &S<String>,
+        base: &Path,
+        logs: &mut Vec<LogTarget>,
+    ) -> Option<usize> {
+        if s.get_ref() == "off" {
             return None;
         }
-        let t = self.log_target(base, s);
+        let t = self.log_target(src, s.span(), base, s.get_ref());
         Some(logs.iter().position(|l| *l == t).unwrap_or_else(|| {
             logs.push(t);
             logs.len() - 1
