@@ -25,24 +25,11 @@ fn random_and_mutated_requests_never_kill_the_worker() {
     let up = Upstream::start("up");
     let p = Proxyd::start(
         1,
-        &format!(
-            r#"
-[[upstream]]
-name = "app"
-peers = ["{}"]
-read_timeout = "2s"
-[[server]]
-listen = "127.0.0.1:{{port}}"
-client_header_timeout = "1s"
-client_body_timeout = "1s"
-[[server.route]]
-upstream = "app"
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "fixed"
-"#,
-            up.addr()
+        &app_conf(
+            &up,
+            "read_timeout = \"2s\"",
+            "client_header_timeout = \"1s\"\nclient_body_timeout = \"1s\"",
+            "fixed",
         ),
     );
     let worker = p.worker_pids();

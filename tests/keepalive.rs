@@ -10,26 +10,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 fn conf(up: &Upstream, server_extra: &str) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "app"
-peers = ["{}"]
-read_timeout = "5s"
-
-[[server]]
-listen = "127.0.0.1:{{port}}"
-{server_extra}
-[[server.route]]
-path = "/"
-upstream = "app"
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "fixed"
-"#,
-        up.addr()
-    )
+    app_conf(up, "read_timeout = \"5s\"", server_extra, "fixed")
 }
 
 #[test]

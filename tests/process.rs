@@ -8,24 +8,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn conf(up: &Upstream) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "app"
-peers = ["{}"]
-
-[[server]]
-listen = "127.0.0.1:{{port}}"
-[[server.route]]
-path = "/"
-upstream = "app"
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "fixed"
-"#,
-        up.addr()
-    )
+    app_conf(up, "", "", "fixed")
 }
 
 fn uid_of(pid: u32) -> u32 {

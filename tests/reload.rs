@@ -11,25 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn conf(up: &Upstream, fixed_body: &str) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "app"
-peers = ["{}"]
-read_timeout = "10s"
-
-[[server]]
-listen = "127.0.0.1:{{port}}"
-[[server.route]]
-path = "/"
-upstream = "app"
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "{fixed_body}"
-"#,
-        up.addr()
-    )
+    app_conf(up, "read_timeout = \"10s\"", "", fixed_body)
 }
 
 #[test]

@@ -446,37 +446,6 @@ impl Session {
         self.upstream_failed(w, 502, "upstream prematurely closed connection")
     }
 
-    /// Writes the pending head, then body bytes, to the client (together when both wait).
-    fn send_client(&mut self) -> Step {
-        let mut progress = false;
-        let x = self.x.as_mut().expect("exchange");
-        while self.c.w {
-            let head = &self.out[self.out_pos..];
-            let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
-            if head.is_empty() && body.is_empty() {
-                break;
-            }
-            match write_pair(&mut self.client, head, body, &mut self.c) {
-                Ok(n) => {
-                    let from_head = n.min(head.len());
-                    self.out_pos += from_head;
-                    if let Some(b) = &mut self.resp_buf {
-                        b.consume(n - from_head);
-                    }
-                    x.bytes_sent += (n - from_head) as u64;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => return Err(Close),
-            }
-        }
-        if self.out_pos == self.out.len() && !self.out.is_empty() {
-            self.out.clear();
-            self.out_pos = 0;
-        }
-        Ok(progress)
-    }
-
     /// The response is complete: release the upstream, log, then keep alive or close.
     fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
         let request_done = self.request_done();

@@ -479,19 +479,26 @@ impl Session {
 
     // ---- local responses and closing ----------------------------------------------
 
-    /// Writes what is queued in `out` (a head or a whole local response) to the client.
-    /// Ok(true) when something was written; `out` is empty afterwards when all of it went.
-    pub(super) fn flush_out(&mut self) -> Step {
+    /// Writes what waits for the client: `out` (a head, or a whole local response), then
+    /// proxied body bytes, in one system call when both wait.
+    pub(super) fn send_client(&mut self) -> Step {
         let mut progress = false;
-        while self.out_pos < self.out.len() && self.c.w {
-            match write_pair(
-                &mut self.client,
-                &self.out[self.out_pos..],
-                &[],
-                &mut self.c,
-            ) {
+        while self.c.w {
+            let head = &self.out[self.out_pos..];
+            let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
+            if head.is_empty() && body.is_empty() {
+                break;
+            }
+            match write_pair(&mut self.client, head, body, &mut self.c) {
                 Ok(n) => {
-                    self.out_pos += n;
+                    let from_head = n.min(head.len());
+                    self.out_pos += from_head;
+                    if let Some(b) = &mut self.resp_buf {
+                        b.consume(n - from_head);
+                    }
+                    if let Some(x) = &mut self.x {
+                        x.bytes_sent += (n - from_head) as u64;
+                    }
                     progress = true;
                 }
                 Err(e) if would_block(&e) => {}
@@ -506,7 +513,7 @@ impl Session {
     }
 
     fn step_local(&mut self, w: &mut Ctx) -> Step {
-        let progress = self.flush_out()?;
+        let progress = self.send_client()?;
         if !self.out.is_empty() {
             return Ok(progress);
         }

@@ -54,6 +54,39 @@ impl Drop for TempDir {
     }
 }
 
+/// The config most tests use: upstream "app" on `up`, a server on {port} proxying "/" to
+/// it, and "/fixed" answered by proxyd with `fixed_body`. The extras go into the upstream
+/// and server tables.
+pub fn app_conf(
+    up: &upstream::Upstream,
+    upstream_extra: &str,
+    server_extra: &str,
+    fixed_body: &str,
+) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+{upstream_extra}
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+{server_extra}
+
+[[server.route]]
+path = "/"
+upstream = "app"
+
+[[server.route]]
+path = "/fixed"
+return = 200
+body = "{fixed_body}"
+"#,
+        up.addr()
+    )
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
