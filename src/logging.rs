@@ -71,3 +71,15 @@ pub fn open_access_logs(cfg: &Config) -> io::Result<Vec<Option<File>>> {
         })
         .collect()
 }
+
+/// The log files of a config in the order a reopen carries them: the error log (if it is a
+/// file), then every access log file.
+pub fn file_paths(cfg: &Config) -> Vec<std::path::PathBuf> {
+    std::iter::once(&cfg.error_log.path)
+        .chain(cfg.access_logs.iter())
+        .filter_map(|t| match t {
+            LogTarget::File(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect()
+}

@@ -276,3 +276,25 @@ fn second_instance_on_same_config_is_refused() {
     assert_eq!(get(&p.addr(), "/x").unwrap().status, 200);
     assert!(p.dir.path().join("proxyd.pid").exists());
 }
+
+#[test]
+fn usr1_reaches_draining_workers_too() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up));
+    let addr = p.addr();
+    let slow = std::thread::spawn(move || get(&addr, "/sleep?ms=1500"));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.ctl("reload").status.success());
+    let log = p.dir.path().join("access.log");
+    std::fs::rename(&log, p.dir.path().join("access.log.1")).unwrap();
+    p.signal(libc::SIGUSR1);
+    assert!(wait_until(Duration::from_secs(2), || log.exists()));
+    assert_eq!(slow.join().unwrap().unwrap().status, 200);
+    assert!(
+        wait_until(Duration::from_secs(2), || p
+            .access_log()
+            .contains("/sleep?ms=1500")),
+        "the draining worker must log into the new file: {}",
+        p.access_log()
+    );
+}

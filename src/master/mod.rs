@@ -21,6 +21,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -52,6 +54,8 @@ pub(super) struct WorkerProc {
     pub(super) ready: bool,
     pub(super) draining: bool,
     pub(super) kill_at: Option<Instant>,
+    /// The log files this worker writes, in the order a reopen message carries them.
+    pub(super) log_files: Rc<Vec<PathBuf>>,
 }
 
 /// A reload in progress: the new generation is starting; the old one still serves.
@@ -311,6 +315,7 @@ impl Master {
                     Interest::READABLE,
                 )?;
                 entry.insert(WorkerProc {
+                    log_files: Rc::new(logging::file_paths(cfg)),
                     pid: child,
                     generation,
                     index,

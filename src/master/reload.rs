@@ -6,9 +6,11 @@ use crate::channel::{self, Msg};
 use crate::config;
 use crate::{listeners, logging};
 use nix::sys::signal::{kill, Signal};
+use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 impl Master {
@@ -189,20 +191,38 @@ impl Master {
             logging::redirect_stderr(f).map_err(|e| e.to_string())?;
         }
         self.access_logs = logging::open_access_logs(&self.cfg).map_err(|e| e.to_string())?;
-        let mut files: Vec<&File> = err.iter().collect();
-        files.extend(self.access_logs.iter().flatten());
-        for (_, w) in self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == self.generation)
-        {
-            let dup: Vec<OwnedFd> = files
-                .iter()
-                .filter_map(|f| f.try_clone().ok().map(OwnedFd::from))
-                .collect();
-            if let Err(e) = channel::send(w.channel.as_raw_fd(), &Msg::Reopen(dup)) {
+        // Draining workers of older generations get theirs too, so nothing keeps writing
+        // into a rotated file. Each path is opened once.
+        let mut opened: HashMap<PathBuf, File> = HashMap::new();
+        let mut failed = Vec::new();
+        for (_, w) in self.workers.iter() {
+            let mut fds: Vec<OwnedFd> = Vec::new();
+            for path in w.log_files.iter() {
+                if !opened.contains_key(path) {
+                    match logging::open_append(path) {
+                        Ok(f) => {
+                            opened.insert(path.clone(), f);
+                        }
+                        Err(e) => {
+                            failed.push(format!("cannot open {}: {e}", path.display()));
+                            break;
+                        }
+                    }
+                }
+                if let Some(f) = opened.get(path).and_then(|f| f.try_clone().ok()) {
+                    fds.push(OwnedFd::from(f));
+                }
+            }
+            if fds.len() != w.log_files.len() {
+                continue;
+            }
+            if let Err(e) = channel::send(w.channel.as_raw_fd(), &Msg::Reopen(fds)) {
                 log::error!("cannot send reopen to worker {}: {e}", w.pid);
             }
+        }
+        if !failed.is_empty() {
+            failed.dedup();
+            return Err(failed.join("; "));
         }
         log::info!("reopened log files");
         Ok(())
