@@ -12,6 +12,7 @@ set -euo pipefail
 DURATION=${1:-10s}
 CONNS=${2:-50}
 BODY_SIZE=${BODY_SIZE:-1024}
+KEEPALIVE=${KEEPALIVE:-512}   # idle upstream connections kept per worker, both proxies
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d /tmp/proxyd-bench.XXXXXX)
 chmod 755 "$WORK"   # nginx workers run as nobody
@@ -63,7 +64,7 @@ events { worker_connections 4096; }
 http {
     access_log off;
     keepalive_requests 1000000;
-    upstream app { server 127.0.0.1:$UP_PORT; keepalive 512; }
+    upstream app { server 127.0.0.1:$UP_PORT; keepalive $KEEPALIVE; }
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
@@ -86,7 +87,7 @@ error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
 [[upstream]]
 name = "app"
 peers = ["127.0.0.1:$UP_PORT"]
-keepalive = 512
+keepalive = $KEEPALIVE
 
 [[server]]
 listen = "127.0.0.1:$PROXYD_PORT"

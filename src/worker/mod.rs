@@ -234,7 +234,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             self.ctx.now = Instant::now();
-            let timeout = if !self.ctx.again.is_empty() {
+            let timeout = if !self.ctx.again.is_empty() || self.accept_pending() {
                 Some(Duration::ZERO)
             } else {
                 let next = [self.ctx.timers.next(), self.drain_deadline]
@@ -269,6 +269,14 @@ impl Worker {
             for (slot, id) in std::mem::take(&mut self.ctx.again) {
                 if self.sessions.get(slot).is_some_and(|s| s.id == id) {
                     self.drive(slot);
+                }
+            }
+            // A listener left with a queue after its batch: no new edge will come for it.
+            if self.accept_pending() {
+                for i in 0..self.listeners.len() {
+                    if self.listener_ready[i] {
+                        self.accept(i);
+                    }
                 }
             }
             self.expire_timers();
@@ -339,6 +347,12 @@ impl Worker {
                 self.accept(i);
             }
         }
+    }
+
+    /// A listener still has connections queued and there is room to take them.
+    fn accept_pending(&self) -> bool {
+        self.listener_ready.iter().any(|&r| r)
+            && self.sessions.len() + self.ctx.upconns.len() < self.ctx.cfg.worker_connections
     }
 
     fn accept(&mut self, i: usize) {
