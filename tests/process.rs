@@ -55,6 +55,15 @@ fn master_and_two_workers_with_privilege_drop() {
     }
 }
 
+/// User plus system CPU time of a process, in clock ticks (normally 1/100 s).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
 fn nix_uid(name: &str) -> u32 {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
     passwd
@@ -114,9 +123,18 @@ fn quit_waits_for_in_flight_request() {
     let up = Upstream::start("up");
     let mut p = Proxyd::start(1, &conf(&up));
     let addr = p.addr();
+    let worker = p.worker_pids()[0];
     let t = std::thread::spawn(move || get(&addr, "/sleep?ms=1500"));
     std::thread::sleep(Duration::from_millis(300));
     p.signal(libc::SIGQUIT);
+    let cpu_before = cpu_ticks(worker);
+    std::thread::sleep(Duration::from_millis(1000));
+    // A draining worker waits in epoll; one that spins would burn the whole second.
+    let spent = cpu_ticks(worker) - cpu_before;
+    assert!(
+        spent < 50,
+        "draining worker used {spent} ticks of CPU in 1s"
+    );
     let r = t.join().unwrap().unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.text(), "slept");

@@ -360,7 +360,10 @@ impl Worker {
             if self.sessions.len() + self.ctx.upconns.len() >= self.ctx.cfg.worker_connections {
                 return;
             }
-            let Some(l) = &self.listeners[i] else { return };
+            let Some(l) = &self.listeners[i] else {
+                self.listener_ready[i] = false;
+                return;
+            };
             match l.accept() {
                 Ok((mut stream, addr)) => {
                     let _ = stream.set_nodelay(true);
@@ -475,6 +478,7 @@ impl Worker {
         }
         self.ctx.draining = true;
         self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
+        self.listener_ready.iter_mut().for_each(|r| *r = false);
         for l in self.listeners.iter_mut() {
             if let Some(mut l) = l.take() {
                 // Deregister explicitly: other processes hold the same socket, so closing our
