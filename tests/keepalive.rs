@@ -249,3 +249,25 @@ fn interim_100_continue_is_forwarded() {
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.contains("POST /echo len=5 "), "{text}");
 }
+
+#[test]
+fn connection_limit_pauses_accepting_until_a_slot_frees() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start_with(1, "worker_connections = 4", &conf(&up, ""));
+    let mut held: Vec<Client> = (0..4)
+        .map(|_| Client::connect(&p.addr()).unwrap())
+        .collect();
+    for c in &mut held {
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 200);
+    }
+    let mut waiting = Client::connect(&p.addr()).unwrap();
+    waiting.send("GET", "/fixed", &[], Body::None).unwrap();
+    waiting.set_timeout(Duration::from_millis(300));
+    assert!(
+        waiting.recv(false).is_err(),
+        "a fifth connection must wait in the accept queue"
+    );
+    drop(held.pop());
+    waiting.set_timeout(Duration::from_secs(3));
+    assert_eq!(waiting.recv(false).unwrap().text(), "fixed");
+}
