@@ -13,121 +13,18 @@ DURATION=${1:-10s}
 CONNS=${2:-50}
 BODY_SIZE=${BODY_SIZE:-1024}
 KEEPALIVE=${KEEPALIVE:-512}   # idle upstream connections kept per worker, both proxies
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /tmp/proxyd-bench.XXXXXX)
-chmod 755 "$WORK"   # nginx workers run as nobody
 UP_PORT=${UP_PORT:-18090}
 PROXYD_PORT=${PROXYD_PORT:-18091}
 NGINX_PORT=${NGINX_PORT:-18092}
 HAPROXY_PORT=${HAPROXY_PORT:-18093}
-PIDS=()
 
-for tool in nginx wrk; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool not found (apt-get install -y nginx wrk)" >&2; exit 2; }
-done
-
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$WORK/up.pid" ] && kill "$(cat "$WORK/up.pid")" 2>/dev/null || true
-    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-    sleep 0.3
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-(cd "$ROOT" && cargo build --release --quiet)
-
-head -c "$BODY_SIZE" /dev/zero | tr '\0' 'x' > "$WORK/body.txt"
-
-# The upstream: nginx serving a static file, 1 worker, keep-alive.
-cat > "$WORK/up.conf" <<CONF
-worker_processes 1;
-pid $WORK/up.pid;
-error_log $WORK/up-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    server {
-        listen 127.0.0.1:$UP_PORT;
-        location / { root $WORK; try_files /body.txt =404; }
-    }
-}
-CONF
-
-# nginx as the proxy under test, configured like proxyd: 1 worker, upstream keep-alive.
-cat > "$WORK/nginx.conf" <<CONF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    upstream app { server 127.0.0.1:$UP_PORT; keepalive $KEEPALIVE; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_buffering off;
-        }
-    }
-}
-CONF
-
-cat > "$WORK/proxyd.toml" <<CONF
-worker_processes = 1
-worker_connections = 4096
-pid_file = "$WORK/proxyd.pid"
-error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
-
-[[upstream]]
-name = "app"
-peers = ["127.0.0.1:$UP_PORT"]
-keepalive = $KEEPALIVE
-
-[[server]]
-listen = "127.0.0.1:$PROXYD_PORT"
-keepalive_requests = 1000000
-[[server.route]]
-path = "/"
-upstream = "app"
-CONF
-
-nginx -c "$WORK/up.conf" -e "$WORK/up-error.log"
-nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-"$ROOT/target/release/proxyd" -c "$WORK/proxyd.toml" 2>"$WORK/proxyd-stderr.log" &
-PIDS+=($!)
-
-if command -v haproxy >/dev/null; then
-    cat > "$WORK/haproxy.cfg" <<CONF
-global
-    nbthread 1
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-frontend fe
-    bind 127.0.0.1:$HAPROXY_PORT
-    default_backend be
-backend be
-    server s1 127.0.0.1:$UP_PORT
-CONF
-    haproxy -f "$WORK/haproxy.cfg" -q &
-    PIDS+=($!)
-fi
-
-for port in $UP_PORT $PROXYD_PORT $NGINX_PORT; do
-    for _ in $(seq 100); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
-        sleep 0.05
-    done
-done
+. "$(dirname "$0")/common.sh"
+bench_setup bench
+start_upstream "$UP_PORT" "$BODY_SIZE"
+start_nginx 1 "$NGINX_PORT" "$UP_PORT" "$KEEPALIVE"
+start_proxyd 1 "$PROXYD_PORT" "$UP_PORT" "$KEEPALIVE"
+start_haproxy 1 "$HAPROXY_PORT" "$UP_PORT"
+wait_ready "$UP_PORT" "$PROXYD_PORT" "$NGINX_PORT"
 
 # wrk output -> "rps p50 p90 p99" (latencies in ms)
 measure() {

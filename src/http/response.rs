@@ -3,6 +3,7 @@
 use super::body::Framer;
 use super::request::parse_content_length;
 use super::{copy_end_to_end, token_list_contains, HeaderSpans, MAX_HEADERS};
+use std::io::Write;
 use std::ops::Range;
 
 /// The upstream sent something that is not a valid HTTP/1.x response head.
@@ -125,9 +126,7 @@ impl ResponseHead {
         let chunked = matches!(self.body, Framer::Chunked(_));
         let decode_chunked = chunked && client_minor == 0;
         let close = !client_keep_alive || self.body == Framer::UntilClose || decode_chunked;
-        out.extend_from_slice(b"HTTP/1.1 ");
-        out.extend_from_slice(self.status.to_string().as_bytes());
-        out.push(b' ');
+        let _ = write!(out, "HTTP/1.1 {} ", self.status);
         out.extend_from_slice(&raw[self.reason.clone()]);
         out.extend_from_slice(b"\r\n");
         copy_end_to_end(raw, &self.headers, out, |_, _| false);

@@ -196,8 +196,8 @@ impl Master {
             clients: Slab::new(),
             started: SystemTime::now(),
         };
-        for i in 0..m.cfg.worker_processes {
-            let cfg = m.cfg.clone();
+        let cfg = m.cfg.clone();
+        for i in 0..cfg.worker_processes {
             m.spawn(&cfg, 1, i, None)
                 .map_err(|e| format!("cannot start worker: {e}"))?;
         }

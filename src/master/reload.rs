@@ -190,7 +190,6 @@ impl Master {
         if let Some(f) = &err {
             logging::redirect_stderr(f).map_err(|e| e.to_string())?;
         }
-        self.access_logs = logging::open_access_logs(&self.cfg).map_err(|e| e.to_string())?;
         // Draining workers of older generations get theirs too, so nothing keeps writing
         // into a rotated file. Each path is opened once.
         let mut opened: HashMap<PathBuf, File> = HashMap::new();
@@ -224,6 +223,19 @@ impl Master {
             failed.dedup();
             return Err(failed.join("; "));
         }
+        // Future workers of this generation start with the files just opened.
+        self.access_logs = self
+            .cfg
+            .access_logs
+            .iter()
+            .map(|t| match t {
+                crate::config::LogTarget::File(p) => match opened.get(p) {
+                    Some(f) => f.try_clone().map(Some).map_err(|e| e.to_string()),
+                    None => logging::open_append(p).map(Some).map_err(|e| e.to_string()),
+                },
+                _ => Ok(None),
+            })
+            .collect::<Result<_, _>>()?;
         log::info!("reopened log files");
         Ok(())
     }

@@ -20,7 +20,6 @@ use session::Session;
 use slab::Slab;
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -53,7 +52,9 @@ pub struct Ctx {
     pub upconns: Slab<Owner>,
     pub draining: bool,
     pub now: Instant,
-    pub listen_addrs: Vec<SocketAddr>,
+    /// The server a request on listener i belongs to before its Host is known (computed
+    /// once here, not per event).
+    pub default_server: Vec<usize>,
     /// Sessions that ran out of budget in `drive` and must run again soon.
     pub again: Vec<(usize, u64)>,
     next_id: u64,
@@ -123,7 +124,6 @@ impl Ctx {
         ip: &str,
         status: u16,
         bytes: u64,
-        _start: Instant,
     ) {
         if let Some(idx) = self.cfg.server[server].access_log {
             let line = format!("{} {} HTTP/1.{}", req.method, req.uri, req.minor);
@@ -139,10 +139,13 @@ impl Ctx {
         }
     }
 
+    pub fn listener_server(&self, listener: usize) -> &crate::config::Server {
+        &self.cfg.server[self.default_server[listener]]
+    }
+
     /// Logs a request that could not be parsed (no request line to show).
     pub fn log_raw(&mut self, listener: usize, ip: &str, request: &str, status: u16, bytes: u64) {
-        let server = crate::router::select_server(&self.cfg, self.listen_addrs[listener], None);
-        if let Some(idx) = self.cfg.server[server].access_log {
+        if let Some(idx) = self.listener_server(listener).access_log {
             self.access
                 .write(idx, ip, request, status, bytes, None, None);
         }
@@ -204,7 +207,11 @@ impl Worker {
             balancer: Balancer::new(&cfg.upstream),
             pool: Pool::new(cfg.upstream.len()),
             upconns: Slab::new(),
-            listen_addrs: cfg.listeners.clone(),
+            default_server: cfg
+                .listeners
+                .iter()
+                .map(|a| crate::router::select_server(&cfg, *a, None))
+                .collect(),
             access: AccessLog::new(&cfg.access_logs, s.access_logs),
             cfg,
             registry,
@@ -381,13 +388,7 @@ impl Worker {
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);
                     s.deadline.set(
-                        self.ctx.now
-                            + self.ctx.cfg.server[crate::router::select_server(
-                                &self.ctx.cfg,
-                                self.ctx.listen_addrs[i],
-                                None,
-                            )]
-                            .client_header_timeout,
+                        self.ctx.now + self.ctx.listener_server(i).client_header_timeout,
                         &mut self.ctx.timers,
                         token.0,
                         id,

@@ -67,7 +67,6 @@ pub(super) struct Exchange {
     pub(super) req: request::RequestHead,
     pub(super) server: usize,
     pub(super) upstream: usize,
-    pub(super) start: Instant,
     pub(super) keep_alive: bool,
     /// The head sent upstream, and how much of it went out on the current connection.
     pub(super) up_head: Vec<u8>,
@@ -191,8 +190,7 @@ impl Session {
         let cfg = w.cfg.clone();
         let timeout = match self.phase {
             Phase::Head => {
-                let srv =
-                    &cfg.server[router::select_server(&cfg, w.listen_addrs[self.listener], None)];
+                let srv = w.listener_server(self.listener);
                 if self.served == 0 || !self.is_idle() {
                     srv.client_header_timeout
                 } else if w.draining {
@@ -289,9 +287,7 @@ impl Session {
     fn step_head(&mut self, w: &mut Ctx) -> Step {
         if let Some(buf) = &self.req_buf {
             if !buf.is_empty() {
-                let cfg = w.cfg.clone();
-                let srv = router::select_server(&cfg, w.listen_addrs[self.listener], None);
-                let limit = cfg.server[srv].client_header_buffer_size;
+                let limit = w.listener_server(self.listener).client_header_buffer_size;
                 match request::parse(buf.held()) {
                     Ok(Some(head)) => {
                         self.start_request(head, w)?;
@@ -308,11 +304,7 @@ impl Session {
         if !self.c.r {
             return Ok(false);
         }
-        let size = {
-            let cfg = &w.cfg;
-            let srv = router::select_server(cfg, w.listen_addrs[self.listener], None);
-            cfg.server[srv].client_header_buffer_size
-        };
+        let size = w.listener_server(self.listener).client_header_buffer_size;
         let buf = self.req_buf.get_or_insert_with(|| w.bufs.get(size));
         match read_into(&mut self.client, buf, &mut self.c) {
             Ok(0) => Err(Close),
@@ -387,14 +379,14 @@ impl Session {
     fn start_request(&mut self, head: request::RequestHead, w: &mut Ctx) -> Result<(), Close> {
         let cfg = w.cfg.clone();
         let host = head.host_name();
-        let server = router::select_server(&cfg, w.listen_addrs[self.listener], host.as_deref());
+        let server = router::select_server(&cfg, cfg.listeners[self.listener], host.as_deref());
         let srv = &cfg.server[server];
         self.served += 1;
         let keep_alive = head.keep_alive
             && !w.draining
             && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let route = router::select_route(&cfg, server, host.as_deref(), head.path())
-            .map(|r| r.action.clone());
+        let route =
+            router::select_route(&cfg, server, host.as_deref(), head.path()).map(|r| &r.action);
         let buf = self
             .req_buf
             .as_mut()
@@ -404,7 +396,6 @@ impl Session {
             req: head,
             server,
             upstream: usize::MAX,
-            start: w.now,
             keep_alive,
             up_head: Vec::new(),
             up_head_pos: 0,
@@ -420,7 +411,7 @@ impl Session {
             truncated: false,
         });
         match route {
-            Some(Action::Proxy { index, .. }) => {
+            Some(&Action::Proxy { index, .. }) => {
                 x.upstream = index;
                 let fwd = request::Forwarding {
                     client_ip: &self.peer_ip,
@@ -435,19 +426,18 @@ impl Session {
                 self.connect(w)
             }
             other => {
-                let (status, headers, body) = match other {
-                    Some(Action::Return {
-                        status,
-                        headers,
-                        body,
-                    }) => (status, headers, body.into_bytes()),
-                    _ => (404, local::error_headers(), local::error_page(404)),
-                };
                 buf.skip_head(x.req.head_len);
                 // The body of a request answered here is not read; closing discards it.
                 let close = !x.keep_alive || x.req.has_body;
                 self.x = Some(x);
-                self.respond(w, status, &headers, &body, close);
+                match other {
+                    Some(Action::Return {
+                        status,
+                        headers,
+                        body,
+                    }) => self.respond(w, *status, headers, body.as_bytes(), close),
+                    _ => self.respond_error(w, 404, close),
+                }
                 Ok(())
             }
         }
@@ -455,14 +445,7 @@ impl Session {
 
     pub(super) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
         if let Some(x) = self.x.take() {
-            w.log_access(
-                &x.req,
-                x.server,
-                &self.peer_ip,
-                x.status,
-                x.bytes_sent,
-                x.start,
-            );
+            w.log_access(&x.req, x.server, &self.peer_ip, x.status, x.bytes_sent);
         }
         self.out = Vec::new();
         self.out_pos = 0;
@@ -550,14 +533,7 @@ impl Session {
     fn abort(&mut self, w: &mut Ctx) {
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
-            w.log_access(
-                &x.req,
-                x.server,
-                &self.peer_ip,
-                status,
-                x.bytes_sent,
-                x.start,
-            );
+            w.log_access(&x.req, x.server, &self.peer_ip, status, x.bytes_sent);
         }
         self.release_all(w);
     }

@@ -1,0 +1,127 @@
+# Shared by bench/run.sh and bench/reload.sh: a work dir cleaned up on exit, the release
+# build, one nginx upstream serving a static body, and proxyd / nginx / HAProxy configured
+# alike in front of it. Everything listens on 127.0.0.1.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PIDS=()
+
+# bench_setup TAG: checks tools, makes $WORK, builds proxyd, arranges cleanup.
+bench_setup() {
+    for tool in nginx wrk; do
+        command -v "$tool" >/dev/null || { echo "$1: $tool not found (apt-get install -y nginx wrk)" >&2; exit 2; }
+    done
+    WORK=$(mktemp -d "/tmp/proxyd-$1.XXXXXX")
+    chmod 755 "$WORK"   # nginx workers run as nobody
+    trap bench_cleanup EXIT
+    (cd "$ROOT" && cargo build --release --quiet)
+}
+
+bench_cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for f in up nginx haproxy; do
+        [ -f "$WORK/$f.pid" ] && kill "$(cat "$WORK/$f.pid")" 2>/dev/null || true
+    done
+    sleep 0.3
+    rm -rf "$WORK"
+}
+
+# start_upstream PORT BODY_SIZE: nginx with one worker serving BODY_SIZE bytes, keep-alive.
+start_upstream() {
+    head -c "$2" /dev/zero | tr '\0' 'x' > "$WORK/body.txt"
+    cat > "$WORK/up.conf" <<CONF
+worker_processes 1;
+pid $WORK/up.pid;
+error_log $WORK/up-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$1;
+        location / { root $WORK; try_files /body.txt =404; }
+    }
+}
+CONF
+    nginx -c "$WORK/up.conf" -e "$WORK/up-error.log"
+}
+
+# start_proxyd WORKERS PORT UPSTREAM_PORT KEEPALIVE
+start_proxyd() {
+    cat > "$WORK/proxyd.toml" <<CONF
+worker_processes = $1
+worker_connections = 4096
+pid_file = "$WORK/proxyd.pid"
+error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
+
+[[upstream]]
+name = "app"
+peers = ["127.0.0.1:$3"]
+keepalive = $4
+
+[[server]]
+listen = "127.0.0.1:$2"
+keepalive_requests = 1000000
+[[server.route]]
+path = "/"
+upstream = "app"
+CONF
+    "$ROOT/target/release/proxyd" -c "$WORK/proxyd.toml" 2>"$WORK/proxyd-stderr.log" &
+    PIDS+=($!)
+}
+
+# start_nginx WORKERS PORT UPSTREAM_PORT KEEPALIVE
+start_nginx() {
+    cat > "$WORK/nginx.conf" <<CONF
+worker_processes $1;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    upstream app { server 127.0.0.1:$3; keepalive $4; }
+    server {
+        listen 127.0.0.1:$2;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_buffering off;
+        }
+    }
+}
+CONF
+    nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+}
+
+# start_haproxy THREADS PORT UPSTREAM_PORT (does nothing when HAProxy is not installed)
+start_haproxy() {
+    command -v haproxy >/dev/null || return 0
+    cat > "$WORK/haproxy.cfg" <<CONF
+global
+    nbthread $1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$2
+    default_backend be
+backend be
+    server s1 127.0.0.1:$3
+CONF
+    haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+}
+
+# wait_ready PORT...: until each answers HTTP.
+wait_ready() {
+    for port in "$@"; do
+        for _ in $(seq 100); do
+            curl -sf -o /dev/null "http://127.0.0.1:$port/" && break
+            sleep 0.05
+        done
+    done
+}
