@@ -85,8 +85,21 @@ impl Session {
         }
     }
 
-    /// A connect attempt failed: mark the peer and try the next one, or give up with 502/504.
-    pub(super) fn connect_failed(&mut self, w: &mut Ctx, why: String) -> Result<(), Close> {
+    /// Closes the upstream connection of this session, if any (never back to the pool).
+    pub(super) fn drop_upstream(&mut self, w: &mut Ctx) {
+        if let Some(up) = self.up.take() {
+            w.upconns.try_remove(up.conn);
+        }
+    }
+
+    /// A connect attempt failed: mark the peer and try the next one, or give up with 502
+    /// (504 when it timed out).
+    pub(super) fn connect_failed(
+        &mut self,
+        w: &mut Ctx,
+        why: &str,
+        timed_out: bool,
+    ) -> Result<(), Close> {
         let cfg = w.cfg.clone();
         let up = self.up.take().expect("connecting upstream");
         let peer = &cfg.upstream[up.upstream].peers[up.peer];
@@ -97,12 +110,11 @@ impl Session {
         );
         w.balancer.failed(up.upstream, up.peer, w.now);
         w.upconns.try_remove(up.conn);
-        drop(up);
         let x = self.x.as_ref().expect("exchange");
         if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
             return self.connect(w);
         }
-        let status = if why == "timed out" { 504 } else { 502 };
+        let status = if timed_out { 504 } else { 502 };
         self.upstream_failed(w, status, "cannot connect to upstream")
     }
 
@@ -114,9 +126,7 @@ impl Session {
         status: u16,
         why: &str,
     ) -> Result<(), Close> {
-        if let Some(up) = self.up.take() {
-            w.upconns.try_remove(up.conn);
-        }
+        self.drop_upstream(w);
         let x = self.x.as_mut().expect("exchange");
         let cfg = w.cfg.clone();
         log::error!(
@@ -177,12 +187,12 @@ impl Session {
                         return Ok(false);
                     }
                     Err(e) => {
-                        self.connect_failed(w, e.to_string())?;
+                        self.connect_failed(w, &e.to_string(), false)?;
                         return Ok(true);
                     }
                 },
                 Ok(Some(e)) | Err(e) => {
-                    self.connect_failed(w, e.to_string())?;
+                    self.connect_failed(w, &e.to_string(), false)?;
                     return Ok(true);
                 }
             }
@@ -324,9 +334,7 @@ impl Session {
 
     /// The client sent a bad body while proxying: answer it and drop the upstream.
     pub(super) fn upstream_failed_client_side(&mut self, w: &mut Ctx, status: u16) {
-        if let Some(up) = self.up.take() {
-            w.upconns.try_remove(up.conn);
-        }
+        self.drop_upstream(w);
         self.respond_error(w, status, true);
     }
 
@@ -436,11 +444,9 @@ impl Session {
         }
         let nothing_back = !x.resp_seen && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
         if up.reused && nothing_back && x.body_sent == 0 && x.attempts < 8 {
-            if let Some(up) = self.up.take() {
-                w.upconns.try_remove(up.conn);
-            }
             // A stale pooled connection says nothing about the peer: try it again.
             x.tried.pop();
+            self.drop_upstream(w);
             return self.connect(w);
         }
         self.upstream_failed(w, 502, "upstream prematurely closed connection")

@@ -191,7 +191,7 @@ impl Session {
         let timeout = match self.phase {
             Phase::Head => {
                 let srv = w.listener_server(self.listener);
-                if self.served == 0 || !self.is_idle() {
+                if !self.is_idle() {
                     srv.client_header_timeout
                 } else if w.draining {
                     DRAIN_IDLE.min(srv.keepalive_timeout)
@@ -254,7 +254,7 @@ impl Session {
                         Ok(())
                     }
                 } else if connecting {
-                    self.connect_failed(w, "timed out".into())
+                    self.connect_failed(w, "timed out", true)
                 } else {
                     self.upstream_failed(w, 504, "upstream timed out")
                 };
@@ -277,9 +277,7 @@ impl Session {
         if let Some(b) = self.resp_buf.take() {
             w.bufs.put(b);
         }
-        if let Some(up) = self.up.take() {
-            w.upconns.try_remove(up.conn);
-        }
+        self.drop_upstream(w);
     }
 
     // ---- request head -------------------------------------------------------------
