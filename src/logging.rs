@@ -9,21 +9,27 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+/// One error log line: `2026/11/23 04:09:32 [error] 5095: message`.
+pub fn write_line(
+    out: &mut impl Write,
+    level: log::Level,
+    msg: &dyn std::fmt::Display,
+) -> io::Result<()> {
+    writeln!(
+        out,
+        "{} [{}] {}: {msg}",
+        chrono::Local::now().format("%Y/%m/%d %H:%M:%S"),
+        level.as_str().to_ascii_lowercase(),
+        std::process::id()
+    )
+}
+
 /// Installs the logger once per process (workers inherit it across fork).
 pub fn init(level: log::LevelFilter) {
     let mut b = env_logger::Builder::new();
     b.filter_level(log::LevelFilter::Trace)
         .target(env_logger::Target::Stderr)
-        .format(|buf, record| {
-            writeln!(
-                buf,
-                "{} [{}] {}: {}",
-                chrono::Local::now().format("%Y/%m/%d %H:%M:%S"),
-                record.level().as_str().to_ascii_lowercase(),
-                std::process::id(),
-                record.args()
-            )
-        });
+        .format(|buf, record| write_line(buf, record.level(), record.args()));
     let _ = b.try_init();
     log::set_max_level(level);
 }

@@ -32,23 +32,33 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// Writes a complete response. A HEAD request gets the headers only.
+/// What the `Connection` header of a response says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// Nothing: HTTP/1.1 keep-alive is the default.
+    Default,
+    Close,
+    /// An HTTP/1.0 client that asked for keep-alive must be told.
+    KeepAlive,
+}
+
+/// Writes a complete response. A HEAD request gets the headers only. `date` is the
+/// current HTTP-date (formatted once per second by the caller).
 pub fn write(
     status: u16,
     headers: &[(String, String)],
     body: &[u8],
     head_only: bool,
-    close: bool,
-    keep_alive_1_0: bool,
+    connection: Connection,
+    date: &str,
     out: &mut Vec<u8>,
 ) {
     use std::io::Write;
     let _ = write!(
         out,
-        "HTTP/1.1 {} {}\r\nServer: proxyd\r\nDate: {}\r\n",
+        "HTTP/1.1 {} {}\r\nServer: proxyd\r\nDate: {date}\r\n",
         status,
-        reason(status),
-        httpdate::fmt_http_date(std::time::SystemTime::now())
+        reason(status)
     );
     let mut has_type = false;
     for (k, v) in headers {
@@ -59,10 +69,10 @@ pub fn write(
         out.extend_from_slice(b"Content-Type: text/plain\r\n");
     }
     let _ = write!(out, "Content-Length: {}\r\n", body.len());
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if keep_alive_1_0 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    match connection {
+        Connection::Default => {}
+        Connection::Close => out.extend_from_slice(b"Connection: close\r\n"),
+        Connection::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
     if !head_only {

@@ -17,7 +17,7 @@ use signal_hook::consts::*;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
@@ -112,12 +112,7 @@ pub fn run(cfg: Config) -> i32 {
             eprintln!("proxyd: [emerg] {e}");
             if let crate::config::LogTarget::File(p) = &error_log.path {
                 if let Ok(mut f) = logging::open_append(p) {
-                    let _ = writeln!(
-                        f,
-                        "{} [error] {}: {e}",
-                        chrono::Local::now().format("%Y/%m/%d %H:%M:%S"),
-                        std::process::id()
-                    );
+                    let _ = logging::write_line(&mut f, log::Level::Error, &e);
                 }
             }
             1

@@ -5,10 +5,20 @@ use crate::config::LogTarget;
 use std::fs::File;
 use std::io::Write;
 
+/// One access log line's fields.
+pub struct Entry<'a> {
+    pub ip: &'a str,
+    pub time: &'a str,
+    /// Method, URI and minor version; None for a request that could not be parsed.
+    pub request: Option<(&'a str, &'a str, u8)>,
+    pub status: u16,
+    pub bytes: u64,
+    pub referer: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
 pub struct AccessLog {
     outputs: Vec<Output>,
-    /// Local time formatted for the current second, reused by every line in that second.
-    time: (i64, String),
     line: Vec<u8>,
 }
 
@@ -31,7 +41,6 @@ impl AccessLog {
             .collect();
         AccessLog {
             outputs,
-            time: (0, String::new()),
             line: Vec::with_capacity(256),
         }
     }
@@ -47,30 +56,23 @@ impl AccessLog {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn write(
-        &mut self,
-        idx: usize,
-        ip: &str,
-        request: &str,
-        status: u16,
-        bytes: u64,
-        referer: Option<&str>,
-        ua: Option<&str>,
-    ) {
-        let now = chrono::Local::now();
-        let secs = now.timestamp();
-        if self.time.0 != secs {
-            self.time = (secs, now.format("%d/%b/%Y:%H:%M:%S %z").to_string());
-        }
+    pub fn write(&mut self, idx: usize, e: &Entry) {
         let l = &mut self.line;
         l.clear();
-        let _ = write!(l, "{ip} - - [{}] \"", self.time.1);
-        escape(l, request);
-        let _ = write!(l, "\" {status} {bytes} \"");
-        escape(l, referer.unwrap_or("-"));
+        let _ = write!(l, "{} - - [{}] \"", e.ip, e.time);
+        match e.request {
+            Some((method, uri, minor)) => {
+                escape(l, method);
+                l.push(b' ');
+                escape(l, uri);
+                let _ = write!(l, " HTTP/1.{minor}");
+            }
+            None => l.push(b'-'),
+        }
+        let _ = write!(l, "\" {} {} \"", e.status, e.bytes);
+        escape(l, e.referer.unwrap_or("-"));
         l.extend_from_slice(b"\" \"");
-        escape(l, ua.unwrap_or("-"));
+        escape(l, e.user_agent.unwrap_or("-"));
         l.extend_from_slice(b"\"\n");
         let _ = match &mut self.outputs[idx] {
             Output::File(f) => f.write_all(l),

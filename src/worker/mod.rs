@@ -3,6 +3,7 @@
 
 mod access_log;
 pub mod buffer;
+mod clock;
 mod proxy;
 mod session;
 mod sockio;
@@ -11,8 +12,9 @@ mod upstream;
 
 use crate::channel::{self, Msg};
 use crate::config::{Config, LogTarget};
-use access_log::AccessLog;
+use access_log::{AccessLog, Entry};
 use buffer::BufPool;
+use clock::Clock;
 use mio::net::{TcpListener, TcpStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
@@ -59,6 +61,7 @@ pub struct Ctx {
     pub again: Vec<(usize, u64)>,
     next_id: u64,
     access: AccessLog,
+    pub clock: Clock,
 }
 
 /// The token (and timer key) of a connection: slab slot and kind.
@@ -126,16 +129,16 @@ impl Ctx {
         bytes: u64,
     ) {
         if let Some(idx) = self.cfg.server[server].access_log {
-            let line = format!("{} {} HTTP/1.{}", req.method, req.uri, req.minor);
-            self.access.write(
-                idx,
+            let entry = Entry {
                 ip,
-                &line,
+                time: &self.clock.log_time,
+                request: Some((&req.method, &req.uri, req.minor)),
                 status,
                 bytes,
-                req.referer.as_deref(),
-                req.user_agent.as_deref(),
-            );
+                referer: req.referer.as_deref(),
+                user_agent: req.user_agent.as_deref(),
+            };
+            self.access.write(idx, &entry);
         }
     }
 
@@ -144,10 +147,18 @@ impl Ctx {
     }
 
     /// Logs a request that could not be parsed (no request line to show).
-    pub fn log_raw(&mut self, listener: usize, ip: &str, request: &str, status: u16, bytes: u64) {
+    pub fn log_unparsed(&mut self, listener: usize, ip: &str, status: u16, bytes: u64) {
         if let Some(idx) = self.listener_server(listener).access_log {
-            self.access
-                .write(idx, ip, request, status, bytes, None, None);
+            let entry = Entry {
+                ip,
+                time: &self.clock.log_time,
+                request: None,
+                status,
+                bytes,
+                referer: None,
+                user_agent: None,
+            };
+            self.access.write(idx, &entry);
         }
     }
 }
@@ -221,6 +232,7 @@ impl Worker {
             now: Instant::now(),
             again: Vec::new(),
             next_id: 0,
+            clock: Clock::default(),
         };
         log::set_max_level(ctx.cfg.error_log.level_filter());
         log::debug!("worker of generation {} started", s.generation);
@@ -256,6 +268,7 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.ctx.now = Instant::now();
+            self.ctx.clock.tick();
             for ev in events.iter() {
                 let t = ev.token();
                 let hup = ev.is_read_closed() || ev.is_error();

@@ -324,7 +324,7 @@ impl Session {
         }
         self.x = None;
         let page = local::error_page(status);
-        w.log_raw(self.listener, &self.peer_ip, "-", status, page.len() as u64);
+        w.log_unparsed(self.listener, &self.peer_ip, status, page.len() as u64);
         self.respond(w, status, &local::error_headers(), &page, true);
         Ok(true)
     }
@@ -352,13 +352,18 @@ impl Session {
         }
         self.out.clear();
         self.out_pos = 0;
+        let connection = match (close, minor) {
+            (true, _) => local::Connection::Close,
+            (false, 0) => local::Connection::KeepAlive,
+            (false, _) => local::Connection::Default,
+        };
         local::write(
             status,
             headers,
             body,
             head_only,
-            close,
-            minor == 0 && !close,
+            connection,
+            &w.clock.http_date,
             &mut self.out,
         );
         self.phase = Phase::Local;
