@@ -244,28 +244,28 @@ impl Master {
     }
 
     fn handle_signals(&mut self) {
-        let raised: Vec<&str> = self
+        let raised: Vec<(i32, &str)> = self
             .flags
             .iter()
             .filter(|(_, _, f)| f.swap(false, Ordering::SeqCst))
-            .map(|(_, n, _)| *n)
+            .map(|(sig, name, _)| (*sig, *name))
             .collect();
-        for name in raised {
-            match name {
-                "CHLD" => self.reap(),
-                "TERM" | "INT" => {
+        for (sig, name) in raised {
+            match sig {
+                SIGCHLD => self.reap(),
+                SIGTERM | SIGINT => {
                     log::info!("SIG{name} received: fast shutdown");
                     self.begin_stop(Stop::Fast);
                 }
-                "QUIT" => {
+                SIGQUIT => {
                     log::info!("SIGQUIT received: graceful shutdown");
                     self.begin_stop(Stop::Graceful);
                 }
-                "HUP" => {
+                SIGHUP => {
                     log::info!("SIGHUP received: reloading configuration");
                     self.begin_reload(None);
                 }
-                "USR1" => {
+                SIGUSR1 => {
                     log::info!("SIGUSR1 received: reopening log files");
                     if let Err(e) = self.reopen() {
                         log::error!("reopen failed: {e}");

@@ -15,10 +15,10 @@ use crate::config::{Config, LogTarget};
 use access_log::{AccessLog, Entry};
 use buffer::BufPool;
 use clock::Clock;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
-use session::Session;
+use session::{Session, UpConn};
 use slab::Slab;
 use std::fs::File;
 use std::io::{self, Read};
@@ -78,34 +78,27 @@ impl Ctx {
     /// The one way an upstream connection goes back to the pool (nginx
     /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
     /// pool and request limits, in a worker that is not draining.
-    #[allow(clippy::too_many_arguments)]
-    pub fn release(
-        &mut self,
-        stream: TcpStream,
-        conn: usize,
-        upstream: usize,
-        peer: usize,
-        requests: u64,
-        reusable: bool,
-        cfg: &Config,
-    ) {
-        let u = &cfg.upstream[upstream];
+    /// `up` has just carried one more request; `reusable` is the session's verdict on it.
+    fn release(&mut self, up: UpConn, reusable: bool) {
+        let u = &self.cfg.upstream[up.upstream];
+        let requests = up.requests + 1;
         if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
-            self.upconns.try_remove(conn);
+            self.upconns.try_remove(up.conn);
             return;
         }
+        let (expires, max_idle) = (self.now + u.keepalive_timeout, u.keepalive);
         let id = self.next_id();
-        let expires = self.now + u.keepalive_timeout;
+        let conn = up.conn;
         let idle = IdleConn {
-            stream,
+            stream: up.stream,
             conn,
-            upstream,
-            peer,
+            upstream: up.upstream,
+            peer: up.peer,
             requests,
             id,
             expires,
         };
-        let (slot, evicted) = self.pool.put(idle, u.keepalive);
+        let (slot, evicted) = self.pool.put(idle, max_idle);
         if let Some(old) = evicted {
             self.upconns.try_remove(old.conn);
         }

@@ -456,22 +456,13 @@ impl Session {
     fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
         let request_done = self.request_done();
         let x = self.x.as_ref().expect("exchange");
-        let cfg = w.cfg.clone();
         if let Some(up) = self.up.take() {
             let reusable = x.resp.as_ref().is_some_and(|r| r.reusable)
                 && request_done
                 && !x.send_failed
                 && !w.draining
                 && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
-            w.release(
-                up.stream,
-                up.conn,
-                up.upstream,
-                up.peer,
-                up.requests + 1,
-                reusable,
-                &cfg,
-            );
+            w.release(up, reusable);
         }
         if let Some(b) = self.resp_buf.take() {
             w.bufs.put(b);
