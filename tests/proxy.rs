@@ -20,6 +20,7 @@ connect_timeout = "1s"
 [[server]]
 listen = "127.0.0.1:{{port}}"
 keepalive_requests = 10000
+client_max_body_size = 0
 
 [[server.route]]
 path = "/"

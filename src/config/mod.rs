@@ -121,6 +121,13 @@ pub struct Server {
     pub send_timeout: Duration,
     pub keepalive_requests: u64,
     pub client_header_buffer_size: usize,
+    pub max_headers: usize,
+    pub max_uri_length: usize,
+    /// 0: no limit.
+    pub client_max_body_size: u64,
+    /// Idle time allowed on an upgraded (tunnelled) connection.
+    #[serde(serialize_with = "ser_duration")]
+    pub tunnel_timeout: Duration,
     pub route: Vec<Route>,
 }
 
@@ -170,6 +177,17 @@ pub struct Peer {
     pub name: String,
     pub addr: SocketAddr,
     pub weight: u32,
+}
+
+impl Server {
+    /// The bounds a request head on this server is checked against.
+    pub fn limits(&self) -> crate::http::request::Limits {
+        crate::http::request::Limits {
+            max_headers: self.max_headers,
+            max_uri: self.max_uri_length,
+            max_body: self.client_max_body_size,
+        }
+    }
 }
 
 fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

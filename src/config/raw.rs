@@ -64,6 +64,10 @@ pub struct RawServer {
     pub send_timeout: Option<S<toml::Value>>,
     pub keepalive_requests: Option<S<i64>>,
     pub client_header_buffer_size: Option<S<toml::Value>>,
+    pub max_headers: Option<S<i64>>,
+    pub max_uri_length: Option<S<toml::Value>>,
+    pub client_max_body_size: Option<S<toml::Value>>,
+    pub tunnel_timeout: Option<S<toml::Value>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
 }

@@ -5,6 +5,9 @@ use super::raw::*;
 use super::*;
 use std::ops::Range;
 
+/// The longest duration any key accepts.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+
 pub(super) struct Validator {
     pub(super) errors: Vec<ConfigError>,
 }
@@ -25,6 +28,18 @@ impl Validator {
                 other.type_str()
             )),
         };
+        // Deadlines are `now + duration`: an absurd value must be an error here, not an
+        // overflow in a worker.
+        let parsed = parsed.and_then(|d| {
+            if d > MAX_DURATION {
+                Err(format!(
+                    "duration {} is out of range (at most 365d)",
+                    units::format_duration(d)
+                ))
+            } else {
+                Ok(d)
+            }
+        });
         parsed.unwrap_or_else(|e| {
             self.errors.push(src.err(v.span(), e));
             default
@@ -45,6 +60,24 @@ impl Validator {
             self.errors.push(src.err(v.span(), e));
             default
         })
+    }
+
+    /// A size that must lie in `min..=max`.
+    fn size_in(
+        &mut self,
+        src: &Source,
+        v: &Option<S<toml::Value>>,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> u64 {
+        let n = self.size(src, v, default);
+        if let (Some(v), false) = (v, (min..=max).contains(&n)) {
+            self.errors
+                .push(src.err(v.span(), format!("size {n} out of range {min}..={max}")));
+            return default;
+        }
+        n
     }
 
     fn count(&mut self, src: &Source, v: &Option<S<i64>>, min: i64, max: i64, default: u64) -> u64 {
@@ -414,6 +447,17 @@ impl Validator {
                 client_header_buffer_size: self
                     .size(ssrc, &s.client_header_buffer_size, 16 * 1024)
                     .clamp(1024, 1 << 20) as usize,
+                max_headers: self.count(
+                    ssrc,
+                    &s.max_headers,
+                    1,
+                    crate::http::MAX_HEADERS as i64,
+                    100,
+                ) as usize,
+                max_uri_length: self.size_in(ssrc, &s.max_uri_length, 256, 1 << 20, 8 * 1024)
+                    as usize,
+                client_max_body_size: self.size(ssrc, &s.client_max_body_size, 1 << 20),
+                tunnel_timeout: self.duration(ssrc, &s.tunnel_timeout, Duration::from_secs(3600)),
                 route,
             });
         }

@@ -118,6 +118,19 @@ impl Framer {
         }
     }
 
+    /// Like `advance_raw`, also counting the payload bytes among those consumed.
+    pub fn advance_counted(&mut self, input: &[u8]) -> Result<(usize, u64), FrameError> {
+        let (mut pos, mut payload) = (0, 0u64);
+        loop {
+            let s = self.step(&input[pos..])?;
+            pos += s.consumed;
+            payload += s.data.len() as u64;
+            if s.done || s.consumed == 0 || pos == input.len() {
+                return Ok((pos, payload));
+            }
+        }
+    }
+
     /// How many leading bytes of `input` belong to this message, for raw forwarding.
     pub fn advance_raw(&mut self, input: &[u8]) -> Result<(usize, bool), FrameError> {
         let mut pos = 0;

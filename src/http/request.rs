@@ -1,15 +1,19 @@
 //! Request heads: parse what the client sent (httparse) and write the head we send upstream.
 
 use super::body::Framer;
-use super::{copy_end_to_end, token_list_contains, HeaderSpans, MAX_HEADERS};
-use std::ops::Range;
+use super::{copy_end_to_end, path, span, strict, token_list_contains, HeaderSpans, MAX_HEADERS};
+use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RequestError {
-    /// Malformed head: 400.
+    /// Malformed or ambiguous head: 400.
     Malformed,
-    /// Head larger than the buffer: 431.
+    /// Head larger than the buffer, or too many header lines: 431.
     TooLarge,
+    /// Request target longer than the limit: 414.
+    UriTooLong,
+    /// Declared body larger than `client_max_body_size`: 413.
+    BodyTooLarge,
     /// A transfer coding we cannot frame: 501.
     UnsupportedEncoding,
 }
@@ -19,7 +23,28 @@ impl RequestError {
         match self {
             RequestError::Malformed => 400,
             RequestError::TooLarge => 431,
+            RequestError::UriTooLong => 414,
+            RequestError::BodyTooLarge => 413,
             RequestError::UnsupportedEncoding => 501,
+        }
+    }
+}
+
+/// Per-server bounds a head is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_headers: usize,
+    pub max_uri: usize,
+    /// 0 means no limit.
+    pub max_body: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_headers: MAX_HEADERS,
+            max_uri: 8192,
+            max_body: 0,
         }
     }
 }
@@ -37,12 +62,16 @@ pub struct Forwarding<'a> {
 pub struct RequestHead {
     pub method: String,
     pub uri: String,
+    /// The path routes match against: normalized (see `path::normalize`), no query.
+    pub route_path: String,
     /// HTTP/1.x minor version.
     pub minor: u8,
     pub host: Option<String>,
     pub keep_alive: bool,
     pub body: Framer,
     pub has_body: bool,
+    /// The validated `Content-Length`, which the proxy writes itself when forwarding.
+    pub content_length: Option<u64>,
     pub referer: Option<String>,
     pub user_agent: Option<String>,
     /// Bytes of the head, including the final empty line.
@@ -53,30 +82,48 @@ pub struct RequestHead {
     headers: HeaderSpans,
 }
 
-fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    start..start + part.len()
-}
-
 /// Parses a request head from the start of `buf`. `Ok(None)` means more bytes are needed.
-pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut storage);
-    let head_len = match req.parse(buf) {
+pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, RequestError> {
+    let mut storage = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let head_len = match req.parse_with_uninit_headers(buf, &mut storage) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) => {
+            // A request line that alone outgrows the URI limit will never fit.
+            if !buf.contains(&b'\n') && buf.len() > limits.max_uri + 32 {
+                return Err(RequestError::UriTooLong);
+            }
+            return Ok(None);
+        }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooLarge),
         Err(_) => return Err(RequestError::Malformed),
     };
-    let minor = req.version.unwrap_or(1);
+    let raw = &buf[..head_len];
+    if !strict::line_endings_ok(raw) {
+        return Err(RequestError::Malformed);
+    }
+    if req.headers.len() > limits.max_headers {
+        return Err(RequestError::TooLarge);
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(RequestError::Malformed);
+    };
+    if target.len() > limits.max_uri {
+        return Err(RequestError::UriTooLong);
+    }
+    if !strict::target_ok(target.as_bytes()) {
+        return Err(RequestError::Malformed);
+    }
     let mut head = RequestHead {
-        method: req.method.unwrap_or("").to_string(),
-        uri: req.path.unwrap_or("").to_string(),
+        method: method.to_string(),
+        uri: target.to_string(),
+        route_path: String::new(),
         minor,
         host: None,
         keep_alive: minor >= 1,
         body: Framer::Done,
         has_body: false,
+        content_length: None,
         referer: None,
         user_agent: None,
         head_len,
@@ -84,33 +131,32 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
         headers: Vec::with_capacity(req.headers.len()),
     };
     let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
+    let mut coding: Option<strict::Coding> = None;
     for h in req.headers.iter() {
-        head.headers
-            .push((offset(buf, h.name.as_bytes()), offset(buf, h.value)));
+        let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
+            return Err(RequestError::Malformed);
+        };
+        head.headers.push((n, v));
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
-            if head.host.is_some() {
+            let v = strict::trim_ows(h.value);
+            if head.host.is_some() || !strict::host_ok(v) {
                 return Err(RequestError::Malformed);
             }
-            let v = std::str::from_utf8(h.value).map_err(|_| RequestError::Malformed)?;
-            head.host = Some(v.trim().to_string());
+            // host_ok admits ASCII only.
+            head.host = Some(String::from_utf8_lossy(v).into_owned());
         } else if name.eq_ignore_ascii_case("content-length") {
-            let v = parse_content_length(h.value).ok_or(RequestError::Malformed)?;
+            let v = strict::content_length(h.value).ok_or(RequestError::Malformed)?;
             if content_length.is_some_and(|c| c != v) {
                 return Err(RequestError::Malformed);
             }
             content_length = Some(v);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            // Only "chunked" as the final (and here only) coding can be framed.
-            let v = std::str::from_utf8(h.value).map_err(|_| RequestError::Malformed)?;
-            let last = v.rsplit(',').next().unwrap_or("").trim();
-            if !last.eq_ignore_ascii_case("chunked") || chunked {
-                return Err(RequestError::UnsupportedEncoding);
-            }
-            chunked = true;
+            // Several lines are one list; a second "chunked" makes it unframeable.
+            coding = Some(match (coding, strict::transfer_coding(h.value)) {
+                (None, c) => c,
+                _ => strict::Coding::Unsupported,
+            });
         } else if name.eq_ignore_ascii_case("connection") {
             if token_list_contains(h.value, "close") {
                 head.keep_alive = false;
@@ -123,20 +169,29 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
             head.user_agent = Some(String::from_utf8_lossy(h.value).into_owned());
         }
     }
-    if transfer_encoding {
-        // Both framings at once is the classic smuggling vector; HTTP/1.0 has no chunked.
-        if content_length.is_some() || minor == 0 {
-            return Err(RequestError::Malformed);
+    match coding {
+        // Both framings at once is the classic smuggling vector (RFC 9112 section 6.1 lets
+        // us reject it); HTTP/1.0 has no chunked.
+        Some(_) if content_length.is_some() || minor == 0 => return Err(RequestError::Malformed),
+        Some(strict::Coding::Chunked) => {
+            head.body = Framer::chunked();
+            head.has_body = true;
         }
-        head.body = Framer::chunked();
-        head.has_body = true;
-    } else if let Some(n) = content_length {
-        head.body = if n == 0 {
-            Framer::Done
-        } else {
-            Framer::Length(n)
-        };
-        head.has_body = n > 0;
+        Some(_) => return Err(RequestError::UnsupportedEncoding),
+        None => {
+            if let Some(n) = content_length {
+                if limits.max_body > 0 && n > limits.max_body {
+                    return Err(RequestError::BodyTooLarge);
+                }
+                head.body = if n == 0 {
+                    Framer::Done
+                } else {
+                    Framer::Length(n)
+                };
+                head.has_body = n > 0;
+                head.content_length = Some(n);
+            }
+        }
     }
     // Absolute-form ("GET http://host/path"): the authority replaces Host (RFC 9112
     // section 3.2.2) and the upstream gets the origin form.
@@ -146,7 +201,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
         let (authority, path) = rest
             .find('/')
             .map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
-        if authority.is_empty() || authority.contains('@') {
+        if !strict::host_ok(authority.as_bytes()) {
             return Err(RequestError::Malformed);
         }
         head.host = Some(authority.to_string());
@@ -156,21 +211,19 @@ pub fn parse(buf: &[u8]) -> Result<Option<RequestHead>, RequestError> {
     if minor >= 1 && head.host.is_none() {
         return Err(RequestError::Malformed);
     }
+    head.route_path = if head.uri == "*" && head.method == "OPTIONS" {
+        "*".to_string()
+    } else {
+        let path = head.uri.split(['?', '#']).next().unwrap_or("");
+        path::normalize(path).ok_or(RequestError::Malformed)?
+    };
     Ok(Some(head))
 }
 
-pub(crate) fn parse_content_length(v: &[u8]) -> Option<u64> {
-    let v = std::str::from_utf8(v).ok()?.trim();
-    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || v.len() > 18 {
-        return None;
-    }
-    v.parse().ok()
-}
-
 impl RequestHead {
-    /// The path without the query string, for routing.
+    /// The normalized path, for routing.
     pub fn path(&self) -> &str {
-        self.uri.split(['?', '#']).next().unwrap_or("")
+        &self.route_path
     }
 
     /// Host without port, lowercased, for routing.
@@ -225,8 +278,11 @@ impl RequestHead {
                 name.eq_ignore_ascii_case(b"x-forwarded-proto")
             }
         });
+        // Framing is the proxy's own decision, never a copied header.
         if matches!(self.body, Framer::Chunked(_)) {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if let Some(n) = self.content_length {
+            let _ = write!(out, "Content-Length: {n}\r\n");
         }
         out.extend_from_slice(b"X-Forwarded-For: ");
         out.extend_from_slice(&xff);
@@ -252,7 +308,7 @@ mod tests {
     #[test]
     fn parses_and_rewrites() {
         let raw = b"POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4\r\nKeep-Alive: 5\r\n\r\nabc";
-        let h = parse(raw).unwrap().unwrap();
+        let h = parse(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.head_len, raw.len() - 3);
         assert_eq!(h.path(), "/a");
         assert_eq!(h.host_name().as_deref(), Some("ex.com"));
@@ -281,7 +337,7 @@ mod tests {
     #[test]
     fn folds_forwarded_for_lines_and_replaces_proto() {
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 2.2.2.2\r\n\r\n";
-        let h = parse(raw).unwrap().unwrap();
+        let h = parse(raw, &Limits::default()).unwrap().unwrap();
         let mut out = Vec::new();
         let fwd = Forwarding {
             client_ip: "3.3.3.3",
@@ -304,7 +360,7 @@ mod tests {
     #[test]
     fn absolute_form_sets_host_and_origin_form() {
         let raw = b"GET http://Example.com:81/a/b?q HTTP/1.1\r\nHost: other\r\n\r\n";
-        let h = parse(raw).unwrap().unwrap();
+        let h = parse(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.uri, "/a/b?q");
         assert_eq!(h.host_name().as_deref(), Some("example.com"));
         let mut out = Vec::new();
@@ -321,14 +377,18 @@ mod tests {
         );
         assert!(!s.contains("other"), "{s}");
         assert_eq!(
-            parse(b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap_err(),
+            parse(
+                b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+                &Limits::default()
+            )
+            .unwrap_err(),
             RequestError::Malformed
         );
     }
 
     #[test]
     fn framing_rules() {
-        let p = |s: &str| parse(s.as_bytes());
+        let p = |s: &str| parse(s.as_bytes(), &Limits::default());
         assert!(p("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
         assert_eq!(
             p("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
@@ -367,5 +427,65 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(h.has_body);
+    }
+
+    #[test]
+    fn connection_cannot_remove_framing() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 4\r\n\r\n";
+        let h = parse(raw, &Limits::default()).unwrap().unwrap();
+        assert_eq!(h.body, Framer::Length(4));
+        let mut out = Vec::new();
+        let fwd = Forwarding {
+            client_ip: "1.1.1.1",
+            proto: "http",
+            default_host: "app",
+        };
+        h.write_upstream(raw, &fwd, &mut out);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.contains("\r\nHost: a\r\n") && s.contains("\r\nContent-Length: 4\r\n"),
+            "{s}"
+        );
+        assert_eq!(s.matches("Content-Length").count(), 1, "{s}");
+    }
+
+    #[test]
+    fn strict_heads() {
+        let l = Limits {
+            max_headers: 3,
+            max_uri: 300,
+            max_body: 1000,
+        };
+        let p = |s: &[u8]| parse(s, &l).map(|h| h.map(|h| h.route_path));
+        use RequestError::*;
+        for (raw, want) in [
+            (&b"GET / HTTP/1.1\nHost: a\r\n\r\n"[..], Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\rX\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x00\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: \r\n\r\n", Malformed),
+            (b"GET /\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET /../x HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\xc2\xa0\r\n\r\n", Malformed),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", Malformed),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", UnsupportedEncoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", UnsupportedEncoding),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", Malformed),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", BodyTooLarge),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", TooLarge),
+        ] {
+            assert_eq!(p(raw), Err(want), "{:?}", String::from_utf8_lossy(raw));
+        }
+        let long = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(300));
+        assert_eq!(p(long.as_bytes()), Err(UriTooLong));
+        let partial = format!("GET /{}", "a".repeat(400));
+        assert_eq!(p(partial.as_bytes()), Err(UriTooLong));
+        assert_eq!(
+            p(b"GET //%61dmin/./x/../?q=/../.. HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Ok(Some("/admin/".to_string()))
+        );
     }
 }

@@ -1,14 +1,16 @@
 //! Response heads: parse what the upstream sent and write the head the client gets.
 
 use super::body::Framer;
-use super::request::parse_content_length;
-use super::{copy_end_to_end, token_list_contains, HeaderSpans, MAX_HEADERS};
+use super::{copy_end_to_end, local, span, strict, token_list_contains, HeaderSpans};
 use std::io::Write;
 use std::ops::Range;
 
 /// The upstream sent something that is not a valid HTTP/1.x response head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadResponse;
+
+/// Most header lines accepted from an upstream.
+const MAX_RESPONSE_HEADERS: usize = 100;
 
 #[derive(Debug)]
 pub struct ResponseHead {
@@ -17,8 +19,11 @@ pub struct ResponseHead {
     /// The upstream connection may carry another request after this response.
     pub reusable: bool,
     pub body: Framer,
+    /// The validated `Content-Length`; the proxy writes the client's framing itself.
+    pub content_length: Option<u64>,
     pub head_len: usize,
-    reason: Range<usize>,
+    /// The reason phrase as sent, when it is one we can pass on (visible ASCII, spaces).
+    reason: Option<Range<usize>>,
     headers: HeaderSpans,
 }
 
@@ -31,45 +36,53 @@ pub struct ClientFraming {
     pub close: bool,
 }
 
-fn offset(base: &[u8], part: &[u8]) -> Range<usize> {
-    let start = part.as_ptr() as usize - base.as_ptr() as usize;
-    start..start + part.len()
-}
-
 /// Parses a response head at the start of `buf`; `head_request` tells that no body follows.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
-    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
     let head_len = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err(BadResponse),
     };
-    let status = resp.code.ok_or(BadResponse)?;
-    let minor = resp.version.unwrap_or(1);
-    let reason = offset(buf, resp.reason.unwrap_or("").as_bytes());
+    let raw = &buf[..head_len];
+    if !strict::line_endings_ok(raw) {
+        return Err(BadResponse);
+    }
+    let (Some(status), Some(minor)) = (resp.code, resp.version) else {
+        return Err(BadResponse);
+    };
+    if status < 100 {
+        return Err(BadResponse);
+    }
+    // "HTTP/1.1 200 OK": the reason starts after the second space. httparse returns a static
+    // "" for an empty or non-UTF-8 reason, so it is located in the raw line instead.
+    let line_end = raw.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+    let reason = (line_end > 13).then_some(13..line_end).filter(|r| {
+        raw[r.clone()]
+            .iter()
+            .all(|&b| b == b' ' || b == b'\t' || b.is_ascii_graphic())
+    });
     let mut reusable = minor >= 1;
     let mut content_length = None;
-    let mut chunked = false;
-    let mut transfer_encoding = false;
+    let mut coding = None;
     let mut headers = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
-        headers.push((offset(buf, h.name.as_bytes()), offset(buf, h.value)));
+        let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
+            return Err(BadResponse);
+        };
+        headers.push((n, v));
         if h.name.eq_ignore_ascii_case("content-length") {
-            let v = parse_content_length(h.value).ok_or(BadResponse)?;
+            let v = strict::content_length(h.value).ok_or(BadResponse)?;
             if content_length.is_some_and(|c| c != v) {
                 return Err(BadResponse);
             }
             content_length = Some(v);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            transfer_encoding = true;
-            let v = String::from_utf8_lossy(h.value);
-            chunked = v
-                .rsplit(',')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .eq_ignore_ascii_case("chunked");
+            coding = Some(match (coding, strict::transfer_coding(h.value)) {
+                (None, c) => c,
+                _ => strict::Coding::Unsupported,
+            });
         } else if h.name.eq_ignore_ascii_case("connection") {
             if token_list_contains(h.value, "close") {
                 reusable = false;
@@ -78,22 +91,20 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
             }
         }
     }
-    let body = if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
-        Framer::Done
-    } else if transfer_encoding {
-        if chunked {
-            Framer::chunked()
-        } else {
-            Framer::UntilClose
-        }
-    } else if let Some(n) = content_length {
-        if n == 0 {
-            Framer::Done
-        } else {
-            Framer::Length(n)
-        }
-    } else {
-        Framer::UntilClose
+    let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+    let body = match coding {
+        // Both framings (nginx refuses the same), or a coding we would have to pass on
+        // undecoded: nothing safe can be sent to the client.
+        Some(_) if content_length.is_some() => return Err(BadResponse),
+        Some(strict::Coding::Chunked) if !no_body => Framer::chunked(),
+        Some(strict::Coding::Chunked) => Framer::Done,
+        Some(_) => return Err(BadResponse),
+        None if no_body => Framer::Done,
+        None => match content_length {
+            Some(0) => Framer::Done,
+            Some(n) => Framer::Length(n),
+            None => Framer::UntilClose,
+        },
     };
     if body == Framer::UntilClose {
         reusable = false;
@@ -103,6 +114,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
         minor,
         reusable,
         body,
+        content_length,
         head_len,
         reason,
         headers,
@@ -127,11 +139,21 @@ impl ResponseHead {
         let decode_chunked = chunked && client_minor == 0;
         let close = !client_keep_alive || self.body == Framer::UntilClose || decode_chunked;
         let _ = write!(out, "HTTP/1.1 {} ", self.status);
-        out.extend_from_slice(&raw[self.reason.clone()]);
+        match &self.reason {
+            Some(r) => out.extend_from_slice(&raw[r.clone()]),
+            None => out.extend_from_slice(local::reason(self.status).as_bytes()),
+        }
         out.extend_from_slice(b"\r\n");
         copy_end_to_end(raw, &self.headers, out, |_, _| false);
+        // Framing is decided here, never copied: chunked passes through as chunked (or is
+        // decoded for HTTP/1.0), a length is the validated one. HEAD and 304 keep the length
+        // they announce; 1xx and 204 carry none.
         if chunked && !decode_chunked {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if let Some(n) = self.content_length {
+            if !(100..200).contains(&self.status) && self.status != 204 {
+                let _ = write!(out, "Content-Length: {n}\r\n");
+            }
         }
         if close {
             out.extend_from_slice(b"Connection: close\r\n");
@@ -172,7 +194,7 @@ mod tests {
         );
         assert_eq!(
             out,
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nServer: up\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\n\r\n"
         );
 
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -190,5 +212,71 @@ mod tests {
             .unwrap();
         assert_eq!(h.body, Framer::Done);
         assert!(parse(b"HTTP/1.1 abc\r\n\r\n", false).is_err());
+    }
+
+    #[test]
+    fn reason_phrases_never_panic() {
+        for raw in [
+            &b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"[..],
+            b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 \xff\xfe\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 Caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n",
+        ] {
+            let h = parse(raw, false).unwrap().unwrap();
+            let mut out = Vec::new();
+            h.write_client(raw, 1, true, &mut out);
+            assert!(
+                out.starts_with(b"HTTP/1.1 200 OK\r\n"),
+                "{:?}",
+                String::from_utf8_lossy(&out)
+            );
+        }
+        let raw = b"HTTP/1.1 404 Nope Nope\r\n\r\n";
+        let mut out = Vec::new();
+        parse(raw, true)
+            .unwrap()
+            .unwrap()
+            .write_client(raw, 1, true, &mut out);
+        assert!(out.starts_with(b"HTTP/1.1 404 Nope Nope\r\n"));
+    }
+
+    #[test]
+    fn framing_is_strict_and_rewritten() {
+        let bad: [&[u8]; 7] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\xc2\xa0\r\n\r\n",
+            b"HTTP/1.1 200 OK\nContent-Length: 5\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+            b"HTTP/1.1 099 OK\r\n\r\n",
+        ];
+        for raw in bad {
+            assert!(
+                parse(raw, false).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        // "Connection: Content-Length" cannot take the framing away from the client.
+        let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length, X-A\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n";
+        let h = parse(raw, false).unwrap().unwrap();
+        let mut out = Vec::new();
+        h.write_client(raw, 1, true, &mut out);
+        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
+        // HEAD and 304 keep the announced length; 204 loses it.
+        let raw = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n";
+        let h = parse(raw, false).unwrap().unwrap();
+        assert_eq!(h.body, Framer::Done);
+        let mut out = Vec::new();
+        h.write_client(raw, 1, true, &mut out);
+        assert!(out.ends_with(b"Content-Length: 10\r\n\r\n"));
+        let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n";
+        let mut out = Vec::new();
+        parse(raw, false)
+            .unwrap()
+            .unwrap()
+            .write_client(raw, 1, true, &mut out);
+        assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
     }
 }

@@ -20,6 +20,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 use session::{Session, UpConn};
 use slab::Slab;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -33,6 +34,9 @@ const CHANNEL: Token = Token(usize::MAX - 1);
 const LISTENER_BASE: usize = usize::MAX - 2;
 /// Most connections accepted per listener wakeup, so one busy listener cannot starve the rest.
 const ACCEPT_BATCH: usize = 64;
+/// Idle keep-alive connections closed at once when `worker_connections` runs out (nginx
+/// closes 32 the same way).
+const REUSE_BATCH: usize = 32;
 
 /// What a token's low bits say about the connection it names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +63,9 @@ pub struct Ctx {
     pub default_server: Vec<usize>,
     /// Sessions that ran out of budget in `drive` and must run again soon.
     pub again: Vec<(usize, u64)>,
+    /// Sessions as they went idle (slot, id, requests served then), oldest first. An entry
+    /// is stale unless the session still has that id and count and is idle.
+    pub idle: VecDeque<(usize, u64, u64)>,
     next_id: u64,
     access: AccessLog,
     pub clock: Clock,
@@ -176,6 +183,8 @@ struct Worker {
     channel: OwnedFd,
     drain_deadline: Option<Instant>,
     master_gone: bool,
+    /// When "worker_connections are not enough" was last logged (once a second at most).
+    reuse_logged: Option<Instant>,
 }
 
 /// Runs the worker until it is told to stop (or the master dies). Returns the exit code.
@@ -224,6 +233,7 @@ impl Worker {
             draining: false,
             now: Instant::now(),
             again: Vec::new(),
+            idle: VecDeque::new(),
             next_id: 0,
             clock: Clock::default(),
         };
@@ -238,6 +248,7 @@ impl Worker {
             channel: s.channel,
             drain_deadline: None,
             master_gone: false,
+            reuse_logged: None,
         })
     }
 
@@ -293,6 +304,7 @@ impl Worker {
                 }
             }
             self.expire_timers();
+            self.compact();
             if self.ctx.draining {
                 if self.sessions.is_empty() {
                     log::debug!("worker drained");
@@ -370,7 +382,9 @@ impl Worker {
 
     fn accept(&mut self, i: usize) {
         for _ in 0..ACCEPT_BATCH {
-            if self.sessions.len() + self.ctx.upconns.len() >= self.ctx.cfg.worker_connections {
+            if self.sessions.len() + self.ctx.upconns.len() >= self.ctx.cfg.worker_connections
+                && !self.reclaim()
+            {
                 return;
             }
             let Some(l) = &self.listeners[i] else {
@@ -393,12 +407,9 @@ impl Worker {
                         continue;
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);
-                    s.deadline.set(
-                        self.ctx.now + self.ctx.listener_server(i).client_header_timeout,
-                        &mut self.ctx.timers,
-                        token.0,
-                        id,
-                    );
+                    let head_by = self.ctx.now + self.ctx.listener_server(i).client_header_timeout;
+                    s.head_by = Some(head_by);
+                    s.deadline.set(head_by, &mut self.ctx.timers, token.0, id);
                     entry.insert(s);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -414,6 +425,68 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// At `worker_connections`, makes room for new clients: idle upstream connections go
+    /// first, then the oldest idle keep-alive clients. Returns whether anything was freed.
+    fn reclaim(&mut self) -> bool {
+        if self.ctx.draining {
+            return false;
+        }
+        let mut freed = 0;
+        for c in self.ctx.pool.drain_all() {
+            self.ctx.upconns.try_remove(c.conn);
+            freed += 1;
+        }
+        while freed < REUSE_BATCH {
+            let Some((slot, id, served)) = self.ctx.idle.pop_front() else {
+                break;
+            };
+            let live = self
+                .sessions
+                .get(slot)
+                .is_some_and(|s| s.id == id && s.served == served && s.is_idle());
+            if live {
+                self.sessions.remove(slot).release_all(&mut self.ctx);
+                freed += 1;
+            }
+        }
+        if freed > 0
+            && self
+                .reuse_logged
+                .is_none_or(|t| self.ctx.now >= t + Duration::from_secs(1))
+        {
+            log::warn!(
+                "{} worker_connections are not enough, reusing connections",
+                self.ctx.cfg.worker_connections
+            );
+            self.reuse_logged = Some(self.ctx.now);
+        }
+        freed > 0
+    }
+
+    /// Drops stale entries from the timer heap and the idle queue once they outnumber the
+    /// live connections, so neither grows with the connections served.
+    fn compact(&mut self) {
+        let live = self.sessions.len() + self.ctx.pool.len();
+        if self.ctx.timers.len() > 2 * live + 1024 {
+            let (sessions, pool) = (&self.sessions, &self.ctx.pool);
+            self.ctx.timers.retain(|at, key, id| match key & 3 {
+                0 => sessions
+                    .get(key >> 2)
+                    .is_some_and(|s| s.id == id && s.deadline.is_armed_at(at)),
+                2 => pool.conns.get(key >> 2).is_some_and(|c| c.id == id),
+                _ => false,
+            });
+        }
+        if self.ctx.idle.len() > 2 * self.sessions.len() + 1024 {
+            let sessions = &self.sessions;
+            self.ctx.idle.retain(|&(slot, id, served)| {
+                sessions
+                    .get(slot)
+                    .is_some_and(|s| s.id == id && s.served == served)
+            });
         }
     }
 

@@ -12,6 +12,11 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use std::io;
 
+/// Rounds of reading the client and writing the upstream in one `send_request`.
+const SEND_ROUNDS: usize = 8;
+/// Interim (1xx) responses passed on per request before the upstream is deemed broken.
+const MAX_INTERIM: u32 = 16;
+
 impl Session {
     // ---- upstream connection ------------------------------------------------------
 
@@ -201,6 +206,12 @@ impl Session {
         if self.phase != Phase::Proxy {
             return Ok(true);
         }
+        if self.request_done() {
+            let x = self.x.as_mut().expect("exchange");
+            if x.head_by.is_none() {
+                x.head_by = Some(w.now + w.cfg.upstream[x.upstream].read_timeout);
+            }
+        }
         progress |= self.recv_response(w)?;
         if self.phase != Phase::Proxy {
             return Ok(true);
@@ -249,7 +260,9 @@ impl Session {
         if x.send_failed {
             return Ok(false);
         }
-        loop {
+        let max_body = w.cfg.server[x.server].client_max_body_size;
+        // Bounded, so a fast client uploading to a fast upstream yields to the others.
+        for _ in 0..SEND_ROUNDS {
             let buf = match &mut self.req_buf {
                 Some(b) => b,
                 // A readable client during the exchange: pipelined input or EOF (an abort).
@@ -279,20 +292,35 @@ impl Session {
             };
             let mut moved = false;
             if !x.req_body.is_done() && !buf.unparsed().is_empty() {
-                match x.req_body.advance_raw(buf.unparsed()) {
-                    Ok((n, _)) => {
+                let verdict = match x.req_body.advance_counted(buf.unparsed()) {
+                    Ok((n, payload)) => {
                         buf.pass(n);
                         moved |= n > 0;
-                    }
-                    Err(_) => {
-                        log::info!("client {} sent an invalid chunked body", self.peer_ip);
-                        if x.resp.is_some() {
-                            return Err(Close);
+                        x.body_read += payload;
+                        if max_body > 0 && x.body_read > max_body {
+                            Some(413)
+                        } else {
+                            None
                         }
-                        x.req_body = Framer::Done;
-                        self.upstream_failed_client_side(w, 400);
-                        return Ok(true);
                     }
+                    Err(_) => Some(400),
+                };
+                if let Some(status) = verdict {
+                    log::info!(
+                        "client {} sent {}",
+                        self.peer_ip,
+                        if status == 413 {
+                            "too large a body"
+                        } else {
+                            "an invalid chunked body"
+                        }
+                    );
+                    if x.resp.is_some() {
+                        return Err(Close);
+                    }
+                    x.req_body = Framer::Done;
+                    self.upstream_failed_client_side(w, status);
+                    return Ok(true);
                 }
             }
             let head = &x.up_head[x.up_head_pos..];
@@ -330,6 +358,7 @@ impl Session {
             }
             progress = true;
         }
+        Ok(progress)
     }
 
     /// The client sent a bad body while proxying: answer it and drop the upstream.
@@ -345,9 +374,18 @@ impl Session {
             let x = self.x.as_mut().expect("exchange");
             let up = self.up.as_mut().expect("upstream");
             let buf = self.resp_buf.get_or_insert_with(|| w.bufs.get(BUF_SIZE));
-            if x.resp.is_none() && !buf.is_empty() {
+            // An interim head still unsent to the client holds back the next one: a flood of
+            // 1xx to a client that does not read stays within the buffers.
+            let interim_pending = self.out_pos < self.out.len();
+            if x.resp.is_none() && !buf.is_empty() && !interim_pending {
                 match response::parse(buf.held(), x.req.method == "HEAD") {
                     Ok(Some(h)) if h.is_interim() => {
+                        x.interim += 1;
+                        if x.interim > MAX_INTERIM {
+                            return self
+                                .upstream_failed(w, 502, "upstream sent too many interim responses")
+                                .map(|_| true);
+                        }
                         if x.req.minor >= 1 {
                             h.write_interim(buf.held(), &mut self.out);
                         }
@@ -361,7 +399,8 @@ impl Session {
                             .map(|_| true);
                     }
                     Ok(Some(h)) => {
-                        let keep = x.keep_alive && !w.draining;
+                        // Unread request body bytes would be taken for the next request.
+                        let keep = x.keep_alive && !w.draining && x.req_body.is_done();
                         let framing = h.write_client(buf.held(), x.req.minor, keep, &mut self.out);
                         x.status = h.status;
                         x.close_after = framing.close;
@@ -404,14 +443,16 @@ impl Session {
                     progress |= buf.parsed != before;
                 }
                 if resp.body.is_done() {
-                    if !buf.unparsed().is_empty() {
-                        // Bytes past the end of the response: that connection is not reusable.
+                    if !buf.unparsed().is_empty() && resp.reusable {
+                        // Bytes past the end of the response are never passed on, and the
+                        // connection that carried them is never reused.
+                        log::warn!("upstream sent more data than specified; closing it");
                         resp.reusable = false;
                     }
                     return Ok(progress);
                 }
             }
-            if !up.io.r || !buf.has_room() {
+            if !up.io.r || !buf.has_room() || (x.resp.is_none() && interim_pending) {
                 return Ok(progress);
             }
             match read_into(&mut up.stream, buf, &mut up.io) {
@@ -443,7 +484,10 @@ impl Session {
             return self.upstream_failed(w, 502, "upstream prematurely closed connection");
         }
         let nothing_back = !x.resp_seen && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
-        if up.reused && nothing_back && x.body_sent == 0 && x.attempts < 8 {
+        // Replaying is safe only for an idempotent request or one of which no byte went out
+        // (the upstream may have acted on a POST before it closed).
+        let replayable = x.body_sent == 0 && (x.req.idempotent() || x.up_head_pos == 0);
+        if up.reused && nothing_back && replayable && x.attempts < 8 {
             // A stale pooled connection says nothing about the peer: try it again.
             x.tried.pop();
             self.drop_upstream(w);
@@ -461,7 +505,8 @@ impl Session {
                 && request_done
                 && !x.send_failed
                 && !w.draining
-                && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
+                && self.resp_buf.as_ref().is_none_or(|b| b.is_empty())
+                && nothing_unread(&up);
             w.release(up, reusable);
         }
         if let Some(b) = self.resp_buf.take() {
@@ -469,6 +514,25 @@ impl Session {
         }
         let keep = !x.close_after && request_done;
         self.end_exchange(w, keep)
+    }
+}
+
+/// Whether the kernel holds nothing more from this upstream connection. Only asked when the
+/// last read did not prove it (it filled the buffer exactly), so it costs a system call only
+/// then; bytes past the response would otherwise reach the next client of the connection.
+fn nothing_unread(up: &UpConn) -> bool {
+    if !up.io.r {
+        return true;
+    }
+    let mut probe = [0u8; 1];
+    match up.stream.peek(&mut probe) {
+        Err(e) if would_block(&e) => true,
+        Ok(0) => false,
+        Ok(_) => {
+            log::warn!("upstream sent more data than specified; closing it");
+            false
+        }
+        Err(_) => false,
     }
 }
 

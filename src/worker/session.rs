@@ -91,6 +91,13 @@ pub(super) struct Exchange {
     pub(super) close_after: bool,
     /// The upstream failed after the response head went out: flush, then cut the client.
     pub(super) truncated: bool,
+    /// Interim (1xx) responses passed on so far; bounded.
+    pub(super) interim: u32,
+    /// Request body payload bytes read from the client (for `client_max_body_size`).
+    pub(super) body_read: u64,
+    /// The whole response head must arrive by then (set once the request is sent, so a
+    /// head trickled one byte at a time cannot push it back).
+    pub(super) head_by: Option<Instant>,
 }
 
 pub struct Session {
@@ -108,6 +115,9 @@ pub struct Session {
     pub(super) up: Option<UpConn>,
     pub(super) x: Option<Box<Exchange>>,
     pub(super) served: u64,
+    /// The request head being read must be complete by then: a deadline for the whole head,
+    /// not reset by each byte (slowloris).
+    pub(super) head_by: Option<Instant>,
     pub deadline: super::timer::Deadline,
 }
 
@@ -134,6 +144,7 @@ impl Session {
             up: None,
             x: None,
             served: 0,
+            head_by: None,
             deadline: Default::default(),
         }
     }
@@ -188,23 +199,24 @@ impl Session {
 
     fn arm_timer(&mut self, w: &mut Ctx) {
         let cfg = w.cfg.clone();
-        let timeout = match self.phase {
+        let now = w.now;
+        let at = match self.phase {
             Phase::Head => {
                 let srv = w.listener_server(self.listener);
                 if !self.is_idle() {
-                    srv.client_header_timeout
+                    *self.head_by.get_or_insert(now + srv.client_header_timeout)
                 } else if w.draining {
-                    DRAIN_IDLE.min(srv.keepalive_timeout)
+                    now + DRAIN_IDLE.min(srv.keepalive_timeout)
                 } else {
-                    srv.keepalive_timeout
+                    now + srv.keepalive_timeout
                 }
             }
             Phase::Proxy => {
                 let x = self.x.as_ref().expect("proxy phase has an exchange");
                 let up = &cfg.upstream[x.upstream];
                 match &self.up {
-                    Some(u) if !u.connected => up.connect_timeout,
-                    _ if self.waiting_for_body() => cfg.server[x.server].client_body_timeout,
+                    Some(u) if !u.connected => now + up.connect_timeout,
+                    _ if self.waiting_for_body() => now + cfg.server[x.server].client_body_timeout,
                     Some(u)
                         if !u.io.w
                             && (x.up_head_pos < x.up_head.len()
@@ -213,22 +225,22 @@ impl Session {
                                     .as_ref()
                                     .is_some_and(|b| !b.pending().is_empty())) =>
                     {
-                        up.send_timeout
+                        now + up.send_timeout
                     }
                     _ if self.out_pos < self.out.len() && !self.c.w => {
-                        cfg.server[x.server].send_timeout
+                        now + cfg.server[x.server].send_timeout
                     }
-                    _ if x.resp.is_none() => up.read_timeout,
-                    _ => up.read_timeout.max(cfg.server[x.server].send_timeout),
+                    _ if x.resp.is_none() => x.head_by.unwrap_or(now + up.read_timeout),
+                    _ => now + up.read_timeout.max(cfg.server[x.server].send_timeout),
                 }
             }
             Phase::Local => {
                 let srv = self.x.as_ref().map(|x| x.server).unwrap_or(0);
-                cfg.server[srv].send_timeout
+                now + cfg.server[srv].send_timeout
             }
             Phase::Linger => return,
         };
-        self.set_deadline(w, w.now + timeout);
+        self.set_deadline(w, at);
     }
 
     fn set_deadline(&mut self, w: &mut Ctx, at: Instant) {
@@ -239,6 +251,15 @@ impl Session {
     /// The session's deadline passed.
     pub fn on_timeout(&mut self, w: &mut Ctx) -> bool {
         match self.phase {
+            // Part of a head arrived but not all of it in time: 408 (an idle or silent
+            // connection is just closed).
+            Phase::Head
+                if !self.is_idle() && self.req_buf.as_ref().is_some_and(|b| !b.is_empty()) =>
+            {
+                log::info!("client {} timed out sending its request head", self.peer_ip);
+                let _ = self.reject(w, 408);
+                self.drive(w)
+            }
             Phase::Head | Phase::Local | Phase::Linger => {
                 self.abort(w);
                 false
@@ -285,9 +306,11 @@ impl Session {
     fn step_head(&mut self, w: &mut Ctx) -> Step {
         if let Some(buf) = &self.req_buf {
             if !buf.is_empty() {
-                let limit = w.listener_server(self.listener).client_header_buffer_size;
-                match request::parse(buf.held()) {
+                let srv = w.listener_server(self.listener);
+                let limit = srv.client_header_buffer_size;
+                match request::parse(buf.held(), &srv.limits()) {
                     Ok(Some(head)) => {
+                        self.head_by = None;
                         self.start_request(head, w)?;
                         return Ok(true);
                     }
@@ -412,6 +435,9 @@ impl Session {
             bytes_sent: 0,
             close_after: false,
             truncated: false,
+            interim: 0,
+            body_read: 0,
+            head_by: None,
         });
         match route {
             Some(&Action::Proxy { index, .. }) => {
@@ -457,6 +483,8 @@ impl Session {
             if self.req_buf.as_ref().is_some_and(|b| b.is_empty()) {
                 w.bufs.put(self.req_buf.take().expect("buffer present"));
             }
+            // Oldest idle first when connections run short (checked when popped).
+            w.idle.push_back((self.slot, self.id, self.served));
             Ok(())
         } else {
             self.linger(w)

@@ -32,6 +32,12 @@ impl Timers {
         self.heap.len()
     }
 
+    /// Keeps only the entries `keep(at, key, id)` approves (rebuilds the heap: O(n)).
+    pub fn retain(&mut self, mut keep: impl FnMut(Instant, usize, u64) -> bool) {
+        self.heap
+            .retain(|Reverse((at, key, id))| keep(*at, *key, *id));
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -52,6 +58,11 @@ impl Deadline {
             self.armed = Some(at);
             timers.add(at, key, id);
         }
+    }
+
+    /// Whether this owner's live heap entry is the one due at `at`.
+    pub fn is_armed_at(&self, at: Instant) -> bool {
+        self.armed == Some(at)
     }
 
     /// Called when this owner's heap entry for `entry_at` fires. Returns true when the

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod raw;
 pub mod upstream;
 
 use std::io::Read;

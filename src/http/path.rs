@@ -1,0 +1,94 @@
+//! The path a request is routed on (RFC 3986 section 6.2.2): percent-encoded unreserved
+//! characters decoded, dot segments removed, runs of slashes merged. `/%61dmin`, `//admin`
+//! and `/./admin` all route as `/admin`. The original target is what goes upstream.
+
+/// Normalizes the path part of an origin-form target (no query). `None` for a path that is
+/// not origin-form, has a malformed percent escape, or climbs above the root.
+pub fn normalize(path: &str) -> Option<String> {
+    let raw = path.as_bytes();
+    if raw.first() != Some(&b'/') {
+        return None;
+    }
+    // Decode only unreserved characters: `%2F` stays an escaped byte of one segment.
+    let mut decoded = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        if raw[i] == b'%' {
+            let hi = hex(*raw.get(i + 1)?)?;
+            let lo = hex(*raw.get(i + 2)?)?;
+            let c = hi * 16 + lo;
+            if c.is_ascii_alphanumeric() || b"-._~".contains(&c) {
+                decoded.push(c);
+            } else {
+                decoded.push(b'%');
+                decoded.extend_from_slice(&[
+                    raw[i + 1].to_ascii_uppercase(),
+                    raw[i + 2].to_ascii_uppercase(),
+                ]);
+            }
+            i += 3;
+        } else {
+            decoded.push(raw[i]);
+            i += 1;
+        }
+    }
+    let mut out: Vec<&[u8]> = Vec::new();
+    let segments: Vec<&[u8]> = decoded[1..].split(|&b| b == b'/').collect();
+    let last = segments.len() - 1;
+    let mut trailing_slash = false;
+    for (n, seg) in segments.iter().enumerate() {
+        match *seg {
+            b"" => trailing_slash = n == last,
+            b"." => trailing_slash = true,
+            b".." => {
+                out.pop()?;
+                trailing_slash = true;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut s = Vec::with_capacity(decoded.len());
+    for seg in &out {
+        s.push(b'/');
+        s.extend_from_slice(seg);
+    }
+    if trailing_slash || out.is_empty() {
+        s.push(b'/');
+    }
+    String::from_utf8(s).ok()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normal_forms() {
+        for (input, want) in [
+            ("/", "/"),
+            ("/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("//admin", "/admin"),
+            ("/./admin", "/admin"),
+            ("/a/../admin", "/admin"),
+            ("/a/b/", "/a/b/"),
+            ("/a//b//", "/a/b/"),
+            ("/a/.", "/a/"),
+            ("/a/b/..", "/a/"),
+            ("/a%2fb", "/a%2Fb"),
+            ("/%7Euser", "/~user"),
+        ] {
+            assert_eq!(normalize(input).as_deref(), Some(want), "{input}");
+        }
+        for bad in ["", "x", "/..", "/a/../..", "/%zz", "/%4", "*", "/%2e%2e/x"] {
+            assert_eq!(normalize(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,314 @@
+//! Regression tests for the defects found by using proxyd as a hostile client and upstream
+//! would: each one failed before its fix.
+
+mod common;
+
+use common::client::{Body, Client};
+use common::raw::{bytes, ok, RawUpstream, Reply};
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn conf(up: &str, upstream_extra: &str, server_extra: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{up}"]
+{upstream_extra}
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+{server_extra}
+
+[[server.route]]
+path = "/"
+upstream = "app"
+
+[[server.route]]
+path = "/fixed"
+return = 200
+body = "fixed"
+"#
+    )
+}
+
+/// Reads one response off a raw stream: (status line, head, body) for Content-Length ones.
+fn read_response(s: &mut TcpStream) -> (String, String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut b = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => buf.push(b[0]),
+            _ => panic!("eof in head: {:?}", String::from_utf8_lossy(&buf)),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse::<usize>().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    (head.lines().next().unwrap().to_string(), head, body)
+}
+
+#[test]
+fn response_without_reason_phrase_does_not_kill_the_worker() {
+    let up = RawUpstream::start(|r| match r.path() {
+        "/none" => vec![bytes("HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok")],
+        "/space" => vec![bytes("HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok")],
+        "/latin1" => vec![bytes(
+            b"HTTP/1.1 200 \xc9t\xe9\r\nContent-Length: 2\r\n\r\nok",
+        )],
+        "/utf8" => vec![bytes("HTTP/1.1 200 Ça va\r\nContent-Length: 2\r\n\r\nok")],
+        _ => ok("x"),
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "", ""));
+    let workers = p.worker_pids();
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for path in ["/none", "/space", "/latin1", "/utf8", "/none"] {
+        let r = c.request("GET", path, Body::None).unwrap();
+        assert_eq!((r.status, r.text().as_str()), (200, "ok"), "{path}");
+    }
+    assert_eq!(p.worker_pids(), workers, "the worker must survive");
+}
+
+#[test]
+fn connection_header_cannot_strip_request_framing() {
+    let up = RawUpstream::start(|_| ok("seen"));
+    let p = Proxyd::start(1, &conf(&up.addr(), "", ""));
+    let smuggled = "GET /admin HTTP/1.1\r\nHost: a\r\nX-Pad: 1234\r\n\r\n";
+    assert_eq!(smuggled.len(), 45);
+    let attack = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length\r\nContent-Length: 45\r\n\r\n{smuggled}"
+    );
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(attack.as_bytes()).unwrap();
+    let (line, _, body) = read_response(&mut s);
+    assert_eq!(line, "HTTP/1.1 200 OK");
+    assert_eq!(body, b"seen");
+    // A second, innocent request on another connection.
+    let mut c = Client::connect(&p.addr()).unwrap();
+    assert_eq!(
+        c.request("GET", "/next", Body::None).unwrap().text(),
+        "seen"
+    );
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 2, "{reqs:#?}");
+    assert_eq!(reqs[0].path(), "/");
+    assert_eq!(reqs[0].header("content-length"), Some("45"));
+    assert_eq!(reqs[0].body, smuggled.as_bytes());
+    assert_eq!(reqs[1].path(), "/next");
+    assert!(reqs.iter().all(|r| r.path() != "/admin"));
+}
+
+#[test]
+fn connection_header_cannot_strip_response_framing() {
+    let up = RawUpstream::start(|_| {
+        vec![bytes(
+            "HTTP/1.1 200 OK\r\nConnection: Content-Length, Transfer-Encoding\r\nContent-Length: 5\r\n\r\nhello",
+        )]
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "", ""));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for _ in 0..3 {
+        let r = c.request("GET", "/", Body::None).unwrap();
+        assert_eq!(r.header("content-length"), Some("5"));
+        assert_eq!(r.text(), "hello");
+    }
+}
+
+#[test]
+fn bytes_after_a_full_buffer_never_reach_the_next_client() {
+    // Head plus body fill the 16 KiB buffer exactly; the upstream then writes a forged
+    // response that must never be read as the answer to another request.
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: ";
+    let body_len = 16 * 1024 - head.len() - 5 - 4;
+    let fill = format!("{head}{body_len}\r\n\r\n{}", "a".repeat(body_len));
+    assert_eq!(fill.len(), 16 * 1024);
+    let forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";
+    let up = RawUpstream::start(move |r| match r.path() {
+        "/fill" => vec![bytes(format!("{fill}{forged}"))],
+        _ => ok("genuine"),
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "keepalive = 4", ""));
+    for _ in 0..5 {
+        let mut c = Client::connect(&p.addr()).unwrap();
+        let r = c.request("GET", "/fill", Body::None).unwrap();
+        assert_eq!(r.len as usize, body_len);
+        let mut c = Client::connect(&p.addr()).unwrap();
+        assert_eq!(
+            c.request("GET", "/x", Body::None).unwrap().text(),
+            "genuine"
+        );
+    }
+    assert!(
+        p.error_log()
+            .contains("upstream sent more data than specified"),
+        "{}",
+        p.error_log()
+    );
+}
+
+#[test]
+fn bytes_after_the_body_in_the_same_read_are_dropped() {
+    let up = RawUpstream::start(|r| {
+        match r.path() {
+        "/extra" => vec![bytes(
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged",
+        )],
+        _ => ok("genuine"),
+    }
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "keepalive = 4", ""));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(c.request("GET", "/extra", Body::None).unwrap().text(), "ok");
+        assert_eq!(
+            c.request("GET", "/y", Body::None).unwrap().text(),
+            "genuine"
+        );
+    }
+}
+
+#[test]
+fn interim_flood_is_bounded() {
+    let up = RawUpstream::start(|_| {
+        vec![Reply::Flood(
+            b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+            Duration::from_secs(3),
+        )]
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "", ""));
+    let worker = p.worker_pids()[0];
+    let before = rss_kib(worker);
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    // Do not read for a while: the flood must not pile up in the worker.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = rss_kib(worker);
+    assert!(
+        after < before + 8 * 1024,
+        "RSS grew from {before} KiB to {after} KiB"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.matches("100 Continue").count() <= 16, "{text}");
+    assert!(text.contains("HTTP/1.1 502 "), "{text}");
+    assert_eq!(p.worker_pids(), vec![worker]);
+}
+
+#[test]
+fn idle_keepalive_connections_make_room_for_new_clients() {
+    let up = RawUpstream::start(|_| ok("x"));
+    let p = Proxyd::start_with(1, "worker_connections = 4", &conf(&up.addr(), "", ""));
+    let mut idle: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = Client::connect(&p.addr()).unwrap();
+            assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 200);
+            std::thread::sleep(Duration::from_millis(20));
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    let mut fresh = Client::connect(&p.addr()).unwrap();
+    fresh.set_timeout(Duration::from_secs(5));
+    assert_eq!(
+        fresh.request("GET", "/fixed", Body::None).unwrap().text(),
+        "fixed"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The oldest idle connection was closed to make room.
+    idle[0].set_timeout(Duration::from_secs(2));
+    assert!(idle[0].is_closed());
+    assert!(
+        wait_until(Duration::from_secs(2), || p
+            .error_log()
+            .contains("worker_connections are not enough, reusing connections")),
+        "{}",
+        p.error_log()
+    );
+}
+
+#[test]
+fn busy_connections_still_make_new_clients_wait() {
+    let up = RawUpstream::start(|_| ok("x"));
+    let p = Proxyd::start_with(1, "worker_connections = 4", &conf(&up.addr(), "", ""));
+    // Four connections in the middle of a request head are not idle.
+    let mut held: Vec<Client> = (0..4)
+        .map(|_| {
+            let mut c = Client::connect(&p.addr()).unwrap();
+            c.raw(b"GET /fixed HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut waiting = Client::connect(&p.addr()).unwrap();
+    waiting.send("GET", "/fixed", &[], Body::None).unwrap();
+    waiting.set_timeout(Duration::from_millis(300));
+    assert!(waiting.recv(false).is_err(), "a fifth connection waits");
+    held[0]
+        .raw(b"Host: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    assert_eq!(held[0].recv(false).unwrap().status, 200);
+    waiting.set_timeout(Duration::from_secs(3));
+    assert_eq!(waiting.recv(false).unwrap().text(), "fixed");
+}
+
+#[test]
+fn trickled_request_head_gets_408_at_the_deadline() {
+    let up = RawUpstream::start(|_| ok("x"));
+    let p = Proxyd::start(1, &conf(&up.addr(), "", "client_header_timeout = \"1s\""));
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let start = Instant::now();
+    let head =
+        b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let mut got = Vec::new();
+    for b in head {
+        if s.write_all(&[*b]).is_err() {
+            break;
+        }
+        let mut tmp = [0u8; 1024];
+        match s.read(&mut tmp) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&tmp[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let elapsed = start.elapsed();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 408 "), "{text}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(up.requests().is_empty());
+}
+
+#[test]
+fn trickled_response_head_gets_504_at_the_deadline() {
+    let up = RawUpstream::start(|_| {
+        vec![Reply::Trickle(
+            b"HTTP/1.1 200 OK\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            Duration::from_millis(100),
+        )]
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "read_timeout = \"1s\"", ""));
+    let start = Instant::now();
+    let mut c = Client::connect(&p.addr()).unwrap();
+    let r = c.request("GET", "/", Body::None).unwrap();
+    assert_eq!(r.status, 504);
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+}
