@@ -4,6 +4,7 @@
 //! where the message ends. The proxy forwards the raw bytes untouched (chunked stays chunked)
 //! unless it must decode, so the framer also reports where each run of payload data lies.
 
+use super::strict::is_tchar;
 use std::ops::Range;
 
 /// Longest chunk-size line (with extensions) and trailer section we accept.
@@ -16,6 +17,7 @@ pub enum FrameError {
     BadChunkDelimiter,
     ChunkLineTooLong,
     TrailersTooLarge,
+    BadTrailer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +38,12 @@ pub enum Chunked {
         digits: u8,
         line: u32,
     },
+    /// Whitespace after the size (BWS): only more of it, `;` or CR may follow.
+    SizeWs {
+        value: u64,
+        line: u32,
+    },
+    /// After the first `;`: extension names, values and quoted strings, no controls.
     Ext {
         value: u64,
         line: u32,
@@ -46,12 +54,22 @@ pub enum Chunked {
     Data(u64),
     DataCr,
     DataLf,
-    /// In the trailer section; `at_line_start` tells whether an empty line would end it.
-    Trailer {
-        at_line_start: bool,
+    /// The trailer section, line by line: a field name, then its value, each line ending in
+    /// CRLF; an empty line ends the message. `total` bounds its size.
+    TrailerStart {
         total: u32,
     },
-    TrailerLf,
+    TrailerName {
+        total: u32,
+    },
+    TrailerValue {
+        total: u32,
+    },
+    /// Expecting the LF of a CRLF; `last` when the line was empty (end of message).
+    TrailerLf {
+        last: bool,
+        total: u32,
+    },
 }
 
 /// Result of one `Framer::step`.
@@ -133,12 +151,24 @@ impl Framer {
 
     /// How many leading bytes of `input` belong to this message, for raw forwarding.
     pub fn advance_raw(&mut self, input: &[u8]) -> Result<(usize, bool), FrameError> {
+        match self.advance_valid(input) {
+            (n, Ok(done)) => Ok((n, done)),
+            (_, Err(e)) => Err(e),
+        }
+    }
+
+    /// Like `advance_raw`, but on an error also says how many bytes before it were valid,
+    /// so what arrived intact can still be passed on before the connection is cut.
+    pub fn advance_valid(&mut self, input: &[u8]) -> (usize, Result<bool, FrameError>) {
         let mut pos = 0;
         loop {
-            let s = self.step(&input[pos..])?;
+            let s = match self.step(&input[pos..]) {
+                Ok(s) => s,
+                Err(e) => return (pos, Err(e)),
+            };
             pos += s.consumed;
             if s.done || s.consumed == 0 || pos == input.len() {
-                return Ok((pos, s.done));
+                return (pos, Ok(s.done));
             }
         }
     }
@@ -151,6 +181,22 @@ fn hex(b: u8) -> Option<u64> {
         b'A'..=b'F' => Some((b - b'A' + 10) as u64),
         _ => None,
     }
+}
+
+/// The byte after a chunk size (or the whitespace after it).
+fn after_size(b: u8, value: u64, line: u32) -> Result<Chunked, FrameError> {
+    Ok(match b {
+        b';' => Chunked::Ext {
+            value,
+            line: line + 1,
+        },
+        b' ' | b'\t' => Chunked::SizeWs {
+            value,
+            line: line + 1,
+        },
+        b'\r' => Chunked::SizeLf { value },
+        _ => return Err(FrameError::BadChunkSize),
+    })
 }
 
 fn chunked_step(st: &mut Chunked, input: &[u8]) -> Result<(usize, Range<usize>, bool), FrameError> {
@@ -188,42 +234,34 @@ fn chunked_step(st: &mut Chunked, input: &[u8]) -> Result<(usize, Range<usize>, 
                 } else if digits == 0 {
                     return Err(FrameError::BadChunkSize);
                 } else {
-                    match b {
-                        b';' | b' ' | b'\t' => {
-                            *st = Chunked::Ext {
-                                value,
-                                line: line + 1,
-                            }
-                        }
-                        b'\r' => *st = Chunked::SizeLf { value },
-                        _ => return Err(FrameError::BadChunkSize),
-                    }
+                    *st = after_size(b, value, line)?;
                 }
+            }
+            Chunked::SizeWs { value, line } => {
+                if line >= MAX_CHUNK_LINE {
+                    return Err(FrameError::ChunkLineTooLong);
+                }
+                *st = after_size(b, value, line)?;
             }
             Chunked::Ext { value, line } => {
                 if line >= MAX_CHUNK_LINE {
                     return Err(FrameError::ChunkLineTooLong);
                 }
-                match b {
-                    b'\r' => *st = Chunked::SizeLf { value },
-                    b'\n' => return Err(FrameError::BadChunkDelimiter),
-                    _ => {
-                        *st = Chunked::Ext {
-                            value,
-                            line: line + 1,
-                        }
-                    }
-                }
+                *st = match b {
+                    b'\r' => Chunked::SizeLf { value },
+                    b'\t' | b' '..=b'~' => Chunked::Ext {
+                        value,
+                        line: line + 1,
+                    },
+                    _ => return Err(FrameError::BadChunkDelimiter),
+                };
             }
             Chunked::SizeLf { value } => {
                 if b != b'\n' {
                     return Err(FrameError::BadChunkDelimiter);
                 }
                 *st = if value == 0 {
-                    Chunked::Trailer {
-                        at_line_start: true,
-                        total: 0,
-                    }
+                    Chunked::TrailerStart { total: 0 }
                 } else {
                     Chunked::Data(value)
                 };
@@ -244,31 +282,41 @@ fn chunked_step(st: &mut Chunked, input: &[u8]) -> Result<(usize, Range<usize>, 
                     line: 0,
                 };
             }
-            Chunked::Trailer {
-                at_line_start,
-                total,
-            } => {
+            Chunked::TrailerStart { total }
+            | Chunked::TrailerName { total }
+            | Chunked::TrailerValue { total } => {
                 if total >= MAX_TRAILERS {
                     return Err(FrameError::TrailersTooLarge);
                 }
-                *st = match b {
-                    b'\r' if at_line_start => Chunked::TrailerLf,
-                    b'\n' if at_line_start => return Ok((i + 1, i..i, true)),
-                    b'\n' => Chunked::Trailer {
-                        at_line_start: true,
-                        total: total + 1,
-                    },
-                    _ => Chunked::Trailer {
-                        at_line_start: false,
-                        total: total + 1,
-                    },
+                let total = total + 1;
+                *st = match (*st, b) {
+                    (Chunked::TrailerStart { .. }, b'\r') => {
+                        Chunked::TrailerLf { last: true, total }
+                    }
+                    // A field name first (no obs-fold, no empty name), then ':' and a value.
+                    (Chunked::TrailerStart { .. } | Chunked::TrailerName { .. }, c)
+                        if is_tchar(c) =>
+                    {
+                        Chunked::TrailerName { total }
+                    }
+                    (Chunked::TrailerName { .. }, b':') => Chunked::TrailerValue { total },
+                    (Chunked::TrailerValue { .. }, b'\r') => {
+                        Chunked::TrailerLf { last: false, total }
+                    }
+                    (Chunked::TrailerValue { .. }, b'\t' | b' '..=b'~' | 0x80..=0xff) => {
+                        Chunked::TrailerValue { total }
+                    }
+                    _ => return Err(FrameError::BadTrailer),
                 };
             }
-            Chunked::TrailerLf => {
+            Chunked::TrailerLf { last, total } => {
                 if b != b'\n' {
                     return Err(FrameError::BadChunkDelimiter);
                 }
-                return Ok((i + 1, i..i, true));
+                if last {
+                    return Ok((i + 1, i..i, true));
+                }
+                *st = Chunked::TrailerStart { total };
             }
         }
         i += 1;
@@ -328,6 +376,40 @@ mod tests {
             Framer::chunked().advance_raw(b"fffffffffffffffff\r\n"),
             Err(FrameError::BadChunkSize)
         );
+        for bad in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"5;a\x00\r\nhello\r\n0\r\n\r\n",
+            b"5;a\nb\r\nhello\r\n0\r\n\r\n",
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXY0\r\n\r\n",
+            b"0\r\nX: 1\n\r\n",
+            b"0\r\n X: 1\r\n\r\n",
+            b"0\r\n: 1\r\n\r\n",
+            b"0\r\nX 1\r\n\r\n",
+            b"0\r\n\n",
+            b"0\r\nX: a\x01\r\n\r\n",
+        ] {
+            assert!(
+                Framer::chunked().advance_raw(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        for good in [
+            &b"5 ;a=b\r\nhello\r\n0\r\n\r\n"[..],
+            b"5;a=\"x y\";c\r\nhello\r\n0\r\nX-T: 1\r\nY:\r\n\r\n",
+            b"000005\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert_eq!(
+                Framer::chunked().advance_raw(good).map(|r| r.1),
+                Ok(true),
+                "{:?}",
+                String::from_utf8_lossy(good)
+            );
+        }
     }
 
     #[test]

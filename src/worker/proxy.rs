@@ -431,9 +431,10 @@ impl Session {
                     let res = if resp.decode {
                         decode_into(&mut resp.body, buf)
                     } else {
-                        resp.body
-                            .advance_raw(buf.unparsed())
-                            .map(|(n, _)| buf.pass(n))
+                        // What is valid before an error still goes out before the cut.
+                        let (n, res) = resp.body.advance_valid(buf.unparsed());
+                        buf.pass(n);
+                        res.map(|_| ())
                     };
                     if res.is_err() {
                         return self
