@@ -3,6 +3,16 @@
 use crate::config;
 use std::path::Path;
 
+/// A command-line tool whose output goes into a pipe (`proxyctl status | head`) should end
+/// quietly when the pipe closes, as Unix tools do, not panic in `println!`. Rust ignores
+/// SIGPIPE by default; put it back for the CLI paths only (never for the server).
+pub fn quiet_on_closed_pipe() {
+    // SAFETY: setting a signal disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// `-t` / `-T`: load the config exactly as startup and reload do, print the verdict
 /// (and with `dump` the effective config), and return the exit code.
 pub fn config_test(prog: &str, path: &Path, dump: bool) -> i32 {

@@ -16,9 +16,32 @@ pub struct Reply {
     pub message: String,
 }
 
+/// Longest reply message. The master writes replies without blocking, so a reply must fit
+/// in the socket buffer; longer ones (a reload with thousands of errors) are cut at a line
+/// with a count of what was left out.
+const MAX_MESSAGE: usize = 48 * 1024;
+
 impl Reply {
     pub fn line(&self) -> Vec<u8> {
-        let mut v = serde_json::to_vec(self).unwrap_or_default();
+        let mut v = if self.message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !self.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            let cut = self.message[..end].rfind('\n').unwrap_or(0);
+            let left = self.message[cut..]
+                .lines()
+                .filter(|l| !l.is_empty())
+                .count();
+            let message = format!("{}\n... and {left} more lines", &self.message[..cut]);
+            serde_json::to_vec(&Reply {
+                ok: self.ok,
+                message,
+            })
+        } else {
+            serde_json::to_vec(self)
+        }
+        .unwrap_or_default();
         v.push(b'\n');
         v
     }

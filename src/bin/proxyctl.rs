@@ -16,6 +16,7 @@ const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
   -p PIDFILE         find the master by its pid file instead";
 
 fn main() {
+    cli::quiet_on_closed_pipe();
     let mut path = PathBuf::from(config::DEFAULT_PATH);
     let mut pid_file: Option<PathBuf> = None;
     let mut command: Option<String> = None;

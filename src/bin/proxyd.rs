@@ -27,6 +27,7 @@ fn main() {
                 dump = true;
             }
             "-v" | "--version" => {
+                cli::quiet_on_closed_pipe();
                 println!("proxyd {}", env!("CARGO_PKG_VERSION"));
                 return;
             }
@@ -38,6 +39,7 @@ fn main() {
         }
     }
     if test {
+        cli::quiet_on_closed_pipe();
         std::process::exit(cli::config_test("proxyd", &path, dump));
     }
     let cfg = match config::load(&path) {

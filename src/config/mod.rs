@@ -240,11 +240,44 @@ fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, ConfigE
     })
 }
 
+/// Largest config file read (main or included).
+const MAX_FILE: u64 = 16 << 20;
+/// Most files the `include` patterns may expand to, all together.
+const MAX_INCLUDES: usize = 1024;
+
+/// Reads a config file that must be a regular file of bounded size: a FIFO would block the
+/// master forever, `/dev/zero` would eat its memory. Opened non-blocking so that even a FIFO
+/// swapped in after the check cannot block the open.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = f.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_FILE {
+        return Err(format!("larger than {} MiB", MAX_FILE >> 20));
+    }
+    let mut text = String::new();
+    f.take(MAX_FILE + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_FILE {
+        return Err(format!("larger than {} MiB", MAX_FILE >> 20));
+    }
+    Ok(text)
+}
+
 /// Reads, parses and validates the config at `path` and everything it includes.
 pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let path = absolute(path);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| vec![file_error(&path, format!("cannot read: {e}"))])?;
+    let text =
+        read_bounded(&path).map_err(|e| vec![file_error(&path, format!("cannot read: {e}"))])?;
     let main_src = Source {
         path: path.clone(),
         text,
@@ -261,16 +294,37 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut upstreams_raw: Vec<(usize, S<RawUpstream>)> =
         main.upstream.drain(..).map(|u| (0, u)).collect();
     let mut inc_paths = Vec::new();
+    // The same file reached twice (a symlink to a directory already matched) is read once.
+    let mut seen: HashSet<PathBuf> =
+        HashSet::from([std::fs::canonicalize(&path).unwrap_or(path.clone())]);
     for pat in main.include.as_deref().unwrap_or(&[]) {
         let pattern = resolve(&base, pat.get_ref()).display().to_string();
         let is_glob = pattern.contains(['*', '?', '[']);
+        if pattern.contains("**") {
+            // A recursive pattern over a symlink loop never ends.
+            v.errors.push(main_src.err(
+                pat.span(),
+                "recursive \"**\" patterns are not supported in include; name each directory level",
+            ));
+            continue;
+        }
         match glob::glob(&pattern) {
             Err(e) => v
                 .errors
                 .push(main_src.err(pat.span(), format!("bad include pattern: {e}"))),
             Ok(paths) => {
-                let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+                let room = MAX_INCLUDES.saturating_sub(inc_paths.len());
+                let mut matched: Vec<PathBuf> =
+                    paths.filter_map(Result::ok).take(room + 1).collect();
+                if matched.len() > room {
+                    v.errors.push(main_src.err(
+                        pat.span(),
+                        format!("include expands to more than {MAX_INCLUDES} files in all"),
+                    ));
+                    matched.truncate(room);
+                }
                 matched.sort();
+                matched.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or(p.clone())));
                 if matched.is_empty() && !is_glob {
                     v.errors.push(main_src.err(
                         pat.span(),
@@ -283,7 +337,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     }
     let mut sources = vec![main_src];
     for (p, span) in inc_paths {
-        match std::fs::read_to_string(&p) {
+        match read_bounded(&p) {
             Err(e) => {
                 let err = sources[0].err(span, format!("cannot read include {}: {e}", p.display()));
                 v.errors.push(err)

@@ -1,0 +1,181 @@
+//! Config and control input an operator (or a mistake) can throw at the master: include
+//! loops, FIFOs, devices, absurd values, replies too long for one socket buffer, output into
+//! a closed pipe. Each must end promptly with a clear error and leave the service running.
+
+mod common;
+
+use common::client::get;
+use common::upstream::Upstream;
+use common::*;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs a command and kills it if it is still running after `limit` (then panics).
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn test_config(file: &std::path::Path) -> (i32, String) {
+    let out = run_bounded(
+        Command::new(bin("proxyctl")).args(["-t", "-c", file.to_str().unwrap()]),
+        Duration::from_secs(10),
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const SERVER: &str = "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 200\n";
+
+#[test]
+fn recursive_include_over_a_symlink_loop_is_refused() {
+    let dir = TempDir::new("incloop");
+    dir.write("conf.d/a.toml", "");
+    std::os::unix::fs::symlink(".", dir.path().join("conf.d/loop")).unwrap();
+    std::os::unix::fs::symlink(".", dir.path().join("conf.d/loop2")).unwrap();
+    let main = dir.write(
+        "proxyd.toml",
+        &format!("include = [\"conf.d/**/*.toml\"]\n{SERVER}"),
+    );
+    let (code, err) = test_config(&main);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("proxyd.toml:1:"), "{err}");
+    assert!(err.contains("\"**\""), "{err}");
+}
+
+#[test]
+fn include_through_a_symlink_loop_reads_each_file_once() {
+    let dir = TempDir::new("incdedupe");
+    dir.write(
+        "conf.d/up.toml",
+        "[[upstream]]\nname = \"u\"\npeers = [\"127.0.0.1:9\"]\n",
+    );
+    std::os::unix::fs::symlink(".", dir.path().join("conf.d/loop")).unwrap();
+    // conf.d/*.toml and conf.d/loop/*.toml name the same file: a duplicate upstream would be
+    // an error if it were read twice.
+    let main = dir.write(
+        "proxyd.toml",
+        &format!("include = [\"conf.d/*.toml\", \"conf.d/*/*.toml\"]\n{SERVER}"),
+    );
+    let (code, err) = test_config(&main);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn include_of_a_fifo_or_device_is_an_error_not_a_hang() {
+    let dir = TempDir::new("incfifo");
+    let fifo = dir.path().join("fifo.toml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    for target in [fifo.to_str().unwrap(), "/dev/zero"] {
+        let main = dir.write(
+            "proxyd.toml",
+            &format!("include = [\"{target}\"]\n{SERVER}"),
+        );
+        let (code, err) = test_config(&main);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(err.contains("proxyd.toml:1:"), "{err}");
+    }
+    let (code, err) = test_config(std::path::Path::new("/dev/zero"));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn absurd_durations_and_sizes_are_config_errors() {
+    let dir = TempDir::new("absurd");
+    let main = dir.write(
+        "proxyd.toml",
+        "[[server]]\nlisten = \"127.0.0.1:8080\"\nclient_header_timeout = \"99999999999d\"\nkeepalive_timeout = 9223372036854775807\nmax_uri_length = \"1g\"\nmax_headers = 100000\n[[server.route]]\nreturn = 200\n",
+    );
+    let (code, err) = test_config(&main);
+    assert_eq!(code, 1, "{err}");
+    for line in [3, 4, 5, 6] {
+        assert!(
+            err.contains(&format!("proxyd.toml:{line}:")),
+            "line {line}: {err}"
+        );
+    }
+    assert!(err.contains("at most 365d"), "{err}");
+}
+
+#[test]
+fn reload_with_thousands_of_errors_reports_them_and_keeps_serving() {
+    let up = Upstream::start("up");
+    let good = app_conf(&up, "", "", "fixed");
+    let mut p = Proxyd::start(1, &good);
+    let bad: String = (0..5000)
+        .map(|i| format!("[[upstream]]\nname = \"u{i}\"\npeers = [\"not an address {i}\"]\n"))
+        .collect();
+    p.rewrite(1, "", &format!("{good}\n{bad}"));
+    let out = run_bounded(
+        Command::new(bin("proxyctl")).args(["-c", p.conf.to_str().unwrap(), "reload"]),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("bad reply"), "{err}");
+    assert!(
+        err.contains("proxyd.toml:"),
+        "{}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(
+        err.contains("more lines"),
+        "{}",
+        &err[err.len().saturating_sub(2000)..]
+    );
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "fixed");
+    let st = run_bounded(
+        Command::new(bin("proxyctl")).args(["-c", p.conf.to_str().unwrap(), "status"]),
+        Duration::from_secs(10),
+    );
+    assert!(st.status.success());
+    assert!(p.wait_exit(Duration::ZERO).is_none());
+}
+
+#[test]
+fn cli_output_into_a_closed_pipe_is_quiet() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &app_conf(&up, "", "", "fixed"));
+    for args in [
+        format!(
+            "{} -c {} status | head -c 1",
+            bin("proxyctl").display(),
+            p.conf.display()
+        ),
+        format!(
+            "{} -T -c {} | head -c 1",
+            bin("proxyctl").display(),
+            p.conf.display()
+        ),
+        format!(
+            "{} -T -c {} | head -c 1",
+            bin("proxyd").display(),
+            p.conf.display()
+        ),
+    ] {
+        let out = run_bounded(
+            Command::new("bash").args(["-c", &format!("set -o pipefail; {args}; echo rc=$?")]),
+            Duration::from_secs(10),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
+        assert!(!stderr.contains("Broken pipe"), "{args}: {stderr}");
+    }
+}
