@@ -24,12 +24,53 @@ pub fn write_line(
     )
 }
 
+/// Most error-log lines a process writes per second. An upstream outage logs one line per
+/// failed request; past this the lines are counted, not written, and the count is logged
+/// when the next second starts, so the disk cannot fill from the data path.
+const LINES_PER_SECOND: u32 = 200;
+
+/// The per-second line budget: (second, lines written in it, lines dropped in it).
+static BUDGET: std::sync::Mutex<(u64, u32, u64)> = std::sync::Mutex::new((0, 0, 0));
+
+/// Whether one more line fits in this second's budget; also returns the count dropped in the
+/// previous second when a new one begins.
+fn take_budget() -> (bool, u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Ok(mut b) = BUDGET.lock() else {
+        return (true, 0);
+    };
+    let mut dropped_before = 0;
+    if b.0 != now {
+        dropped_before = b.2;
+        *b = (now, 0, 0);
+    }
+    if b.1 >= LINES_PER_SECOND {
+        b.2 += 1;
+        return (false, dropped_before);
+    }
+    b.1 += 1;
+    (true, dropped_before)
+}
+
 /// Installs the logger once per process (workers inherit it across fork).
 pub fn init(level: log::LevelFilter) {
     let mut b = env_logger::Builder::new();
     b.filter_level(log::LevelFilter::Trace)
         .target(env_logger::Target::Stderr)
-        .format(|buf, record| write_line(buf, record.level(), record.args()));
+        .format(|buf, record| {
+            let (write, dropped) = take_budget();
+            if dropped > 0 {
+                let note = format!("{dropped} error log lines suppressed in the last second");
+                write_line(buf, log::Level::Warn, &note)?;
+            }
+            if write {
+                write_line(buf, record.level(), record.args())
+            } else {
+                Ok(())
+            }
+        });
     let _ = b.try_init();
     log::set_max_level(level);
 }

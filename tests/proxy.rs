@@ -250,7 +250,9 @@ upstream = "dead"
         p.error_log()
     );
     assert!(
-        p.access_log().contains("\"GET / HTTP/1.1\" 502 "),
+        wait_until(Duration::from_secs(3), || p
+            .access_log()
+            .contains("\"GET / HTTP/1.1\" 502 ")),
         "{}",
         p.access_log()
     );

@@ -1,5 +1,7 @@
-//! The access log in nginx "combined" format, one write per line (O_APPEND, so lines from
-//! several workers never interleave).
+//! The access log in nginx "combined" format. Lines are buffered per destination and written
+//! in whole lines (O_APPEND, so lines from several workers never interleave) when the buffer
+//! fills, once a second, before a reopen and at exit: a busy worker makes one write per
+//! 64 KiB of log, not one per request.
 
 use crate::config::LogTarget;
 use std::fs::File;
@@ -17,9 +19,13 @@ pub struct Entry<'a> {
     pub user_agent: Option<&'a str>,
 }
 
+/// Buffered bytes per destination that trigger a write.
+const FLUSH_AT: usize = 64 * 1024;
+
 pub struct AccessLog {
     outputs: Vec<Output>,
-    line: Vec<u8>,
+    /// Pending whole lines per output.
+    pending: Vec<Vec<u8>>,
 }
 
 enum Output {
@@ -39,14 +45,40 @@ impl AccessLog {
                 _ => Output::Stdout,
             })
             .collect();
-        AccessLog {
-            outputs,
-            line: Vec::with_capacity(256),
+        let pending = vec![Vec::new(); targets.len()];
+        AccessLog { outputs, pending }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        self.pending.iter().any(|p| !p.is_empty())
+    }
+
+    /// Writes everything pending.
+    pub fn flush(&mut self) {
+        for i in 0..self.outputs.len() {
+            self.flush_one(i);
         }
+    }
+
+    fn flush_one(&mut self, i: usize) {
+        let l = &mut self.pending[i];
+        if l.is_empty() {
+            return;
+        }
+        let res = match &mut self.outputs[i] {
+            Output::File(f) => f.write_all(l),
+            Output::Stdout => std::io::stdout().write_all(l),
+            Output::Stderr => std::io::stderr().write_all(l),
+        };
+        if let Err(e) = res {
+            log::error!("access log write failed: {e}");
+        }
+        l.clear();
     }
 
     /// Replaces the file outputs, in order, with freshly opened ones.
     pub fn reopen(&mut self, targets: &[LogTarget], mut files: impl Iterator<Item = File>) {
+        self.flush();
         for (i, t) in targets.iter().enumerate() {
             if matches!(t, LogTarget::File(_)) {
                 if let Some(f) = files.next() {
@@ -57,8 +89,7 @@ impl AccessLog {
     }
 
     pub fn write(&mut self, idx: usize, e: &Entry) {
-        let l = &mut self.line;
-        l.clear();
+        let l = &mut self.pending[idx];
         let _ = write!(l, "{} - - [{}] \"", e.ip, e.time);
         match e.request {
             Some((method, uri, minor)) => {
@@ -74,11 +105,15 @@ impl AccessLog {
         l.extend_from_slice(b"\" \"");
         escape(l, e.user_agent.unwrap_or("-"));
         l.extend_from_slice(b"\"\n");
-        let _ = match &mut self.outputs[idx] {
-            Output::File(f) => f.write_all(l),
-            Output::Stdout => std::io::stdout().write_all(l),
-            Output::Stderr => std::io::stderr().write_all(l),
-        };
+        if l.len() >= FLUSH_AT {
+            self.flush_one(idx);
+        }
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

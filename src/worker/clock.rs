@@ -13,8 +13,8 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// Called once per event-loop turn; formats only when the second changed.
-    pub fn tick(&mut self) {
+    /// Called once per event-loop turn; formats only when the second changed, and says so.
+    pub fn tick(&mut self) -> bool {
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs || self.http_date.is_empty() {
@@ -23,6 +23,8 @@ impl Clock {
             self.log_time = chrono::Local::now()
                 .format("%d/%b/%Y:%H:%M:%S %z")
                 .to_string();
+            return true;
         }
+        false
     }
 }

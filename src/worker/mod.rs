@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 use timer::Timers;
 use upstream::{Balancer, IdleConn, Owner, Pool};
 
+/// Longest a buffered access-log line waits.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const CHANNEL: Token = Token(usize::MAX - 1);
 /// Listener i has token `LISTENER_BASE - i`.
 const LISTENER_BASE: usize = usize::MAX - 2;
@@ -264,7 +266,14 @@ impl Worker {
                     .into_iter()
                     .flatten()
                     .min();
-                next.map(|t| t.saturating_duration_since(self.ctx.now) + Duration::from_millis(1))
+                let next = next
+                    .map(|t| t.saturating_duration_since(self.ctx.now) + Duration::from_millis(1));
+                if self.ctx.access.has_pending() {
+                    // Buffered access-log lines go out within a second even when idle.
+                    Some(next.map_or(FLUSH_EVERY, |n| n.min(FLUSH_EVERY)))
+                } else {
+                    next
+                }
             };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
@@ -272,7 +281,9 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.ctx.now = Instant::now();
-            self.ctx.clock.tick();
+            if self.ctx.clock.tick() {
+                self.ctx.access.flush();
+            }
             for ev in events.iter() {
                 let t = ev.token();
                 let hup = ev.is_read_closed() || ev.is_error();

@@ -1,0 +1,66 @@
+//! Logs never block or flood: access-log lines are buffered and flushed within about a
+//! second, at reopen and at exit; error-log lines from the data path are rate-limited.
+
+mod common;
+
+use common::client::{Body, Client};
+use common::upstream::Upstream;
+use common::*;
+use std::time::Duration;
+
+#[test]
+fn buffered_access_lines_reach_the_file_within_a_second_and_at_exit() {
+    let up = Upstream::start("up");
+    let mut p = Proxyd::start(1, &app_conf(&up, "", "", "fixed"));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for _ in 0..50 {
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 200);
+    }
+    assert!(
+        wait_until(Duration::from_millis(1500), || p
+            .access_log()
+            .lines()
+            .count()
+            == 50),
+        "{}",
+        p.access_log().lines().count()
+    );
+    // Lines still buffered when the worker exits are written on the way out.
+    for _ in 0..30 {
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 200);
+    }
+    drop(c);
+    p.signal(libc::SIGQUIT);
+    assert!(p.wait_exit(Duration::from_secs(10)).is_some());
+    assert_eq!(p.access_log().lines().count(), 80);
+}
+
+#[test]
+fn upstream_outage_does_not_flood_the_error_log() {
+    let dead = free_port();
+    let conf = format!(
+        "[[upstream]]\nname = \"dead\"\npeers = [\"127.0.0.1:{dead}\"]\n\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nkeepalive_requests = 100000\n[[server.route]]\npath = \"/\"\nupstream = \"dead\"\n"
+    );
+    let p = Proxyd::start(1, &conf);
+    let mut c = Client::connect(&p.addr()).unwrap();
+    let start = std::time::Instant::now();
+    let mut n = 0;
+    while start.elapsed() < Duration::from_millis(1500) {
+        assert_eq!(c.request("GET", "/", Body::None).unwrap().status, 502);
+        n += 1;
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    // Another request starts a new second, which reports what was dropped.
+    assert_eq!(c.request("GET", "/", Body::None).unwrap().status, 502);
+    let log = p.error_log();
+    let lines = log.lines().count();
+    assert!(
+        n > 500,
+        "only {n} requests; the test needs more to mean anything"
+    );
+    assert!(lines < n, "{lines} error-log lines for {n} failed requests");
+    assert!(
+        log.contains("error log lines suppressed in the last second"),
+        "{log}"
+    );
+}
