@@ -6,8 +6,8 @@ pub mod buffer;
 mod clock;
 mod proxy;
 mod session;
-mod sockio;
 mod timer;
+mod transport;
 mod upstream;
 
 use crate::channel::{self, Msg};
@@ -22,11 +22,12 @@ use session::{Session, UpConn};
 use slab::Slab;
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use timer::Timers;
+use transport::Transport;
 use upstream::{Balancer, IdleConn, Owner, Pool};
 
 /// Longest a buffered access-log line waits.
@@ -351,9 +352,7 @@ impl Worker {
                 Some(&Owner::Idle(idle)) if readable => {
                     // An idle upstream connection spoke or closed: it cannot be reused.
                     if let Some(c) = self.ctx.pool.conns.get_mut(idle) {
-                        let mut probe = [0u8; 1];
-                        if matches!(c.stream.read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
-                        {
+                        if c.stream.idle_and_open() {
                             return;
                         }
                     }
@@ -403,18 +402,13 @@ impl Worker {
                 return;
             };
             match l.accept() {
-                Ok((mut stream, addr)) => {
-                    let _ = stream.set_nodelay(true);
+                Ok((stream, addr)) => {
+                    let mut stream = Transport::accepted(stream);
                     let id = self.ctx.next_id();
                     let entry = self.sessions.vacant_entry();
                     let slot = entry.key();
                     let token = Token(key(slot, Kind::Client));
-                    if self
-                        .ctx
-                        .registry
-                        .register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_err()
-                    {
+                    if stream.register(&self.ctx.registry, token).is_err() {
                         continue;
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);

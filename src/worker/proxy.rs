@@ -3,14 +3,12 @@
 
 use super::buffer::{Buf, BUF_SIZE};
 use super::session::{Close, Phase, RespState, Session, Step, UpConn};
-use super::sockio::{read_into, would_block, write_pair, Ready};
+use super::transport::{would_block, Connect, Ready, Transport, Unread};
 use super::upstream::Owner;
 use super::{Ctx, Kind};
 use crate::http::body::Framer;
 use crate::http::response;
-use mio::net::TcpStream;
-use mio::{Interest, Token};
-use std::io;
+use mio::Token;
 
 /// Rounds of reading the client and writing the upstream in one `send_request`.
 const SEND_ROUNDS: usize = 8;
@@ -32,8 +30,14 @@ impl Session {
             x.tried.push(peer);
             x.attempts += 1;
             x.up_head_pos = 0;
-            if let Some(idle) = w.pool.take(u, peer) {
+            if let Some(mut idle) = w.pool.take(u, peer) {
                 w.upconns[idle.conn] = Owner::Session(self.slot);
+                // Registered long ago: nothing announces that it is writable, and it is.
+                idle.stream.ready = Ready {
+                    r: false,
+                    w: true,
+                    hup: false,
+                };
                 self.up = Some(UpConn {
                     stream: idle.stream,
                     conn: idle.conn,
@@ -42,25 +46,15 @@ impl Session {
                     reused: true,
                     requests: idle.requests,
                     connected: true,
-                    // Registered long ago: nothing announces that it is writable, and it is.
-                    io: Ready {
-                        r: false,
-                        w: true,
-                        hup: false,
-                    },
                 });
                 return Ok(());
             }
             let addr = cfg.upstream[u].peers[peer].addr;
-            match TcpStream::connect(addr) {
+            match Transport::connect(addr) {
                 Ok(mut s) => {
-                    let _ = s.set_nodelay(true);
                     let conn = w.upconns.insert(Owner::Session(self.slot));
                     let token = Token(super::key(conn, Kind::Upstream));
-                    if w.registry
-                        .register(&mut s, token, Interest::READABLE | Interest::WRITABLE)
-                        .is_ok()
-                    {
+                    if s.register(&w.registry, token).is_ok() {
                         self.up = Some(UpConn {
                             stream: s,
                             conn,
@@ -69,7 +63,6 @@ impl Session {
                             reused: false,
                             requests: 0,
                             connected: false,
-                            io: Ready::default(),
                         });
                         return Ok(());
                     }
@@ -176,27 +169,17 @@ impl Session {
         let mut progress = false;
         let up = self.up.as_mut().expect("proxy phase has an upstream");
         if !up.connected {
-            if !(up.io.r || up.io.w) {
+            if !(up.stream.ready.r || up.stream.ready.w) {
                 return Ok(false);
             }
-            match up.stream.take_error() {
-                Ok(None) => match up.stream.peer_addr() {
-                    Ok(_) => {
-                        up.connected = true;
-                        w.balancer.succeeded(up.upstream, up.peer);
-                        progress = true;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                        up.io.r = false;
-                        up.io.w = false;
-                        return Ok(false);
-                    }
-                    Err(e) => {
-                        self.connect_failed(w, &e.to_string(), false)?;
-                        return Ok(true);
-                    }
-                },
-                Ok(Some(e)) | Err(e) => {
+            match up.stream.connect_state() {
+                Connect::Done => {
+                    up.connected = true;
+                    w.balancer.succeeded(up.upstream, up.peer);
+                    progress = true;
+                }
+                Connect::InProgress => return Ok(false),
+                Connect::Failed(e) => {
                     self.connect_failed(w, &e.to_string(), false)?;
                     return Ok(true);
                 }
@@ -230,7 +213,7 @@ impl Session {
         self.up.as_ref().is_some_and(|u| u.connected)
             && x.up_head_pos == x.up_head.len()
             && !x.req_body.is_done()
-            && !self.c.r
+            && !self.client.ready.r
             && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
     }
 
@@ -266,14 +249,9 @@ impl Session {
             let buf = match &mut self.req_buf {
                 Some(b) => b,
                 // A readable client during the exchange: pipelined input or EOF (an abort).
-                None if x.req_body.is_done() && !self.c.r => {
-                    if x.up_head_pos < x.up_head.len() && up.io.w {
-                        match write_pair(
-                            &mut up.stream,
-                            &x.up_head[x.up_head_pos..],
-                            &[],
-                            &mut up.io,
-                        ) {
+                None if x.req_body.is_done() && !self.client.ready.r => {
+                    if x.up_head_pos < x.up_head.len() && up.stream.ready.w {
+                        match up.stream.write_pair(&x.up_head[x.up_head_pos..], &[]) {
                             Ok(n) => {
                                 x.up_head_pos += n;
                                 progress = true;
@@ -324,8 +302,8 @@ impl Session {
                 }
             }
             let head = &x.up_head[x.up_head_pos..];
-            if (!head.is_empty() || !buf.pending().is_empty()) && up.io.w {
-                match write_pair(&mut up.stream, head, buf.pending(), &mut up.io) {
+            if (!head.is_empty() || !buf.pending().is_empty()) && up.stream.ready.w {
+                match up.stream.write_pair(head, buf.pending()) {
                     Ok(n) => {
                         let from_head = n.min(head.len());
                         x.up_head_pos += from_head;
@@ -341,8 +319,8 @@ impl Session {
                 }
             }
             // Read from the client: body bytes, or after the body, pipelined input and EOF.
-            if self.c.r && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
-                match read_into(&mut self.client, buf, &mut self.c) {
+            if self.client.ready.r && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
+                match self.client.read_into(buf) {
                     // The client went away (or half-closed) before its response: abort.
                     Ok(0) => return Err(Close),
                     Ok(_) => moved = true,
@@ -453,10 +431,10 @@ impl Session {
                     return Ok(progress);
                 }
             }
-            if !up.io.r || !buf.has_room() || (x.resp.is_none() && interim_pending) {
+            if !up.stream.ready.r || !buf.has_room() || (x.resp.is_none() && interim_pending) {
                 return Ok(progress);
             }
-            match read_into(&mut up.stream, buf, &mut up.io) {
+            match up.stream.read_into(buf) {
                 Ok(0) => return self.upstream_eof(w).map(|_| true),
                 Ok(_) => {
                     x.resp_seen = true;
@@ -518,22 +496,16 @@ impl Session {
     }
 }
 
-/// Whether the kernel holds nothing more from this upstream connection. Only asked when the
-/// last read did not prove it (it filled the buffer exactly), so it costs a system call only
-/// then; bytes past the response would otherwise reach the next client of the connection.
+/// Whether the kernel holds nothing more from this upstream connection: bytes past the
+/// response would otherwise reach the next client of the connection.
 fn nothing_unread(up: &UpConn) -> bool {
-    if !up.io.r {
-        return true;
-    }
-    let mut probe = [0u8; 1];
-    match up.stream.peek(&mut probe) {
-        Err(e) if would_block(&e) => true,
-        Ok(0) => false,
-        Ok(_) => {
+    match up.stream.unread() {
+        Unread::Nothing => true,
+        Unread::Closed => false,
+        Unread::Bytes => {
             log::warn!("upstream sent more data than specified; closing it");
             false
         }
-        Err(_) => false,
     }
 }
 

@@ -1,21 +1,19 @@
 //! One client connection and, while it proxies, its upstream connection.
 //!
-//! Readiness is tracked per socket (mio is edge-triggered): a flag is set by an event and
-//! cleared when the kernel has no more (see `sockio`). `drive` then makes every move the
+//! Readiness is tracked per transport (mio is edge-triggered): a flag is set by an event and
+//! cleared when the kernel has no more (see `transport`). `drive` then makes every move the
 //! phase and buffers allow until none is left, so interest never has to be toggled by hand.
 //! Phases change in four places only: `start_request` (to Proxy), `respond` (to Local) and
 //! `end_exchange` (back to Head, or to Linger).
 
 use super::buffer::Buf;
-use super::sockio::{read_into, would_block, write_pair, Ready};
+use super::transport::{would_block, Transport};
 use super::{Ctx, Kind};
 use crate::config::Action;
 use crate::http::body::Framer;
 use crate::http::{local, request};
 use crate::router;
-use mio::net::TcpStream;
-use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// Rounds of `drive` per wakeup before yielding to other connections.
@@ -45,7 +43,7 @@ pub struct Close;
 pub(super) type Step = Result<bool, Close>;
 
 pub(super) struct UpConn {
-    pub(super) stream: TcpStream,
+    pub(super) stream: Transport,
     /// Slot in the owner table; the socket's token.
     pub(super) conn: usize,
     pub(super) upstream: usize,
@@ -53,7 +51,6 @@ pub(super) struct UpConn {
     pub(super) reused: bool,
     pub(super) requests: u64,
     pub(super) connected: bool,
-    pub(super) io: Ready,
 }
 
 pub(super) struct RespState {
@@ -103,10 +100,9 @@ pub(super) struct Exchange {
 pub struct Session {
     pub id: u64,
     pub(super) slot: usize,
-    pub(super) client: TcpStream,
+    pub(super) client: Transport,
     pub(super) peer_ip: String,
     pub(super) listener: usize,
-    pub(super) c: Ready,
     pub phase: Phase,
     pub(super) req_buf: Option<Buf>,
     pub(super) resp_buf: Option<Buf>,
@@ -125,7 +121,7 @@ impl Session {
     pub fn new(
         id: u64,
         slot: usize,
-        client: TcpStream,
+        client: Transport,
         addr: SocketAddr,
         listener: usize,
     ) -> Session {
@@ -135,7 +131,6 @@ impl Session {
             client,
             peer_ip: addr.ip().to_string(),
             listener,
-            c: Ready::default(),
             phase: Phase::Head,
             req_buf: None,
             resp_buf: None,
@@ -157,12 +152,12 @@ impl Session {
     }
 
     pub fn client_event(&mut self, readable: bool, writable: bool, hup: bool) {
-        self.c.on_event(readable, writable, hup);
+        self.client.ready.on_event(readable, writable, hup);
     }
 
     pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
         if let Some(up) = &mut self.up {
-            up.io.on_event(readable, writable, hup);
+            up.stream.ready.on_event(readable, writable, hup);
         }
     }
 
@@ -218,7 +213,7 @@ impl Session {
                     Some(u) if !u.connected => now + up.connect_timeout,
                     _ if self.waiting_for_body() => now + cfg.server[x.server].client_body_timeout,
                     Some(u)
-                        if !u.io.w
+                        if !u.stream.ready.w
                             && (x.up_head_pos < x.up_head.len()
                                 || self
                                     .req_buf
@@ -227,7 +222,7 @@ impl Session {
                     {
                         now + up.send_timeout
                     }
-                    _ if self.out_pos < self.out.len() && !self.c.w => {
+                    _ if self.out_pos < self.out.len() && !self.client.ready.w => {
                         now + cfg.server[x.server].send_timeout
                     }
                     _ if x.resp.is_none() => x.head_by.unwrap_or(now + up.read_timeout),
@@ -322,12 +317,12 @@ impl Session {
                 }
             }
         }
-        if !self.c.r {
+        if !self.client.ready.r {
             return Ok(false);
         }
         let size = w.listener_server(self.listener).client_header_buffer_size;
         let buf = self.req_buf.get_or_insert_with(|| w.bufs.get(size));
-        match read_into(&mut self.client, buf, &mut self.c) {
+        match self.client.read_into(buf) {
             Ok(0) => Err(Close),
             Ok(_) => Ok(true),
             Err(e) if would_block(&e) => {
@@ -497,13 +492,13 @@ impl Session {
     /// proxied body bytes, in one system call when both wait.
     pub(super) fn send_client(&mut self) -> Step {
         let mut progress = false;
-        while self.c.w {
+        while self.client.ready.w {
             let head = &self.out[self.out_pos..];
             let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
             if head.is_empty() && body.is_empty() {
                 break;
             }
-            match write_pair(&mut self.client, head, body, &mut self.c) {
+            match self.client.write_pair(head, body) {
                 Ok(n) => {
                     let from_head = n.min(head.len());
                     self.out_pos += from_head;
@@ -538,7 +533,7 @@ impl Session {
 
     fn linger(&mut self, w: &mut Ctx) -> Result<(), Close> {
         self.release_all(w);
-        if self.client.shutdown(Shutdown::Write).is_err() {
+        if self.client.shutdown_write().is_err() {
             return Err(Close);
         }
         self.phase = Phase::Linger;
@@ -547,17 +542,10 @@ impl Session {
     }
 
     fn step_linger(&mut self) -> Step {
-        let mut scratch = [0u8; 4096];
-        while self.c.r {
-            match self.client.read(&mut scratch) {
-                Ok(0) => return Err(Close),
-                Ok(_) => {}
-                Err(e) if would_block(&e) => self.c.r = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Err(Close),
-            }
+        match self.client.discard() {
+            Ok(false) => Ok(false),
+            Ok(true) | Err(_) => Err(Close),
         }
-        Ok(false)
     }
 
     /// Logs an exchange cut short (client gone, upstream broke mid-body, timeout).

@@ -1,8 +1,8 @@
 //! Per-worker upstream state: the smooth weighted round-robin balancer with passive failure
 //! marking, and the pool of idle keep-alive connections to peers.
 
+use super::transport::Transport;
 use crate::config::Upstream;
-use mio::net::TcpStream;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -89,7 +89,7 @@ pub enum Owner {
 
 /// An idle upstream connection waiting in the pool.
 pub struct IdleConn {
-    pub stream: TcpStream,
+    pub stream: Transport,
     /// Its slot in the owner table (and its token).
     pub conn: usize,
     pub upstream: usize,

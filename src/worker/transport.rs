@@ -1,0 +1,210 @@
+//! Layer 2: a connection's bytes. A socket plus its readiness (and, with TLS, the record
+//! layer): read into a buffer, write two slices in one call, shut down, probe. Nothing above
+//! this file names `TcpStream`.
+//!
+//! mio is edge-triggered, so readiness is remembered here: set by an event, cleared when the
+//! kernel says there is no more (WouldBlock, or a short read or write, which means the same
+//! without the extra call).
+
+use super::buffer::Buf;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ready {
+    pub r: bool,
+    pub w: bool,
+    /// The peer's FIN (or an error) is queued: keep reading until 0 even after short reads,
+    /// since no new edge will announce it.
+    pub hup: bool,
+}
+
+impl Ready {
+    pub fn on_event(&mut self, readable: bool, writable: bool, hup: bool) {
+        self.r |= readable;
+        self.w |= writable;
+        self.hup |= hup;
+    }
+}
+
+/// What a non-blocking connect has come to.
+pub enum Connect {
+    Done,
+    InProgress,
+    Failed(io::Error),
+}
+
+/// See `Transport::unread`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unread {
+    Nothing,
+    Bytes,
+    /// FIN or an error.
+    Closed,
+}
+
+/// The socket kinds a transport can carry.
+enum Sock {
+    Plain(TcpStream),
+}
+
+pub struct Transport {
+    sock: Sock,
+    pub ready: Ready,
+}
+
+pub fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+impl Transport {
+    /// An accepted client connection; it announces its own readiness.
+    pub fn accepted(s: TcpStream) -> Transport {
+        let _ = s.set_nodelay(true);
+        Transport {
+            sock: Sock::Plain(s),
+            ready: Ready::default(),
+        }
+    }
+
+    /// Starts a non-blocking connect.
+    pub fn connect(addr: SocketAddr) -> io::Result<Transport> {
+        let s = TcpStream::connect(addr)?;
+        let _ = s.set_nodelay(true);
+        Ok(Transport {
+            sock: Sock::Plain(s),
+            ready: Ready::default(),
+        })
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match &self.sock {
+            Sock::Plain(s) => s,
+        }
+    }
+
+    fn tcp_mut(&mut self) -> &mut TcpStream {
+        match &mut self.sock {
+            Sock::Plain(s) => s,
+        }
+    }
+
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(
+            self.tcp_mut(),
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )
+    }
+
+    /// Where a non-blocking connect stands, once an event came for it.
+    pub fn connect_state(&mut self) -> Connect {
+        let s = self.tcp();
+        match s.take_error() {
+            Ok(None) => match s.peer_addr() {
+                Ok(_) => Connect::Done,
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                    self.ready.r = false;
+                    self.ready.w = false;
+                    Connect::InProgress
+                }
+                Err(e) => Connect::Failed(e),
+            },
+            Ok(Some(e)) | Err(e) => Connect::Failed(e),
+        }
+    }
+
+    /// One read into `buf`. Ok(0) is end of stream (or no room: check `has_room` first).
+    pub fn read_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        let room = buf.make_room();
+        let hup = self.ready.hup;
+        match buf.read_from(self.tcp_mut()) {
+            Ok(n) => {
+                if n > 0 && n < room && !hup {
+                    self.ready.r = false;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if would_block(&e) {
+                    self.ready.r = false;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads and throws away what is there (a closing connection's unread input).
+    /// Ok(true) at end of stream.
+    pub fn discard(&mut self) -> io::Result<bool> {
+        let mut scratch = [0u8; 4096];
+        while self.ready.r {
+            match self.tcp_mut().read(&mut scratch) {
+                Ok(0) => return Ok(true),
+                Ok(_) => {}
+                Err(e) if would_block(&e) => self.ready.r = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Writes `a` then `b` with one system call where both have bytes. Returns the count.
+    pub fn write_pair(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
+        let total = a.len() + b.len();
+        loop {
+            let s = self.tcp_mut();
+            let res = if b.is_empty() {
+                s.write(a)
+            } else if a.is_empty() {
+                s.write(b)
+            } else {
+                s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+            };
+            return match res {
+                Ok(0) if total > 0 => Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    if n < total {
+                        self.ready.w = false;
+                    }
+                    Ok(n)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if would_block(&e) {
+                        self.ready.w = false;
+                    }
+                    Err(e)
+                }
+            };
+        }
+    }
+
+    /// Sends FIN: we will write no more.
+    pub fn shutdown_write(&mut self) -> io::Result<()> {
+        self.tcp().shutdown(Shutdown::Write)
+    }
+
+    /// What the kernel still holds for us. Asked only when the last read did not prove it
+    /// empty (it filled the buffer exactly), so it costs a system call only then.
+    pub fn unread(&self) -> Unread {
+        if !self.ready.r {
+            return Unread::Nothing;
+        }
+        let mut probe = [0u8; 1];
+        match self.tcp().peek(&mut probe) {
+            Err(e) if would_block(&e) => Unread::Nothing,
+            Ok(n) if n > 0 => Unread::Bytes,
+            _ => Unread::Closed,
+        }
+    }
+
+    /// For a pooled idle connection that got an event: still silent and open?
+    pub fn idle_and_open(&mut self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.tcp_mut().read(&mut probe), Err(e) if would_block(&e))
+    }
+}
