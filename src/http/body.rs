@@ -91,6 +91,10 @@ impl Framer {
         })
     }
 
+    pub fn is_chunked(&self) -> bool {
+        matches!(self, Framer::Chunked(_))
+    }
+
     pub fn is_done(&self) -> bool {
         matches!(self, Framer::Done)
     }

@@ -2,6 +2,8 @@
 //! heads, framing decisions or bytes to send.
 
 pub mod body;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod local;
 pub mod path;
 pub mod request;

@@ -78,6 +78,9 @@ pub struct RequestHead {
     pub head_len: usize,
     /// The request line carried an absolute URI; `host` came from it.
     pub absolute_form: bool,
+    /// `Connection: upgrade` with an `Upgrade` protocol list, on a request without a body:
+    /// passed upstream, and a 101 answer turns the connection into a tunnel.
+    pub upgrade: Option<String>,
     /// Name and value ranges of every header inside the head bytes.
     headers: HeaderSpans,
 }
@@ -128,10 +131,13 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
         user_agent: None,
         head_len,
         absolute_form: false,
+        upgrade: None,
         headers: Vec::with_capacity(req.headers.len()),
     };
     let mut content_length: Option<u64> = None;
     let mut coding: Option<strict::Coding> = None;
+    let mut connection_upgrade = false;
+    let mut upgrade: Option<&[u8]> = None;
     for h in req.headers.iter() {
         let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
             return Err(RequestError::Malformed);
@@ -163,6 +169,14 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
             } else if minor == 0 && token_list_contains(h.value, "keep-alive") {
                 head.keep_alive = true;
             }
+            connection_upgrade |= token_list_contains(h.value, "upgrade");
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            // Two Upgrade lines are ambiguous: no upgrade at all.
+            upgrade = if upgrade.is_none() {
+                Some(h.value)
+            } else {
+                Some(b"")
+            };
         } else if name.eq_ignore_ascii_case("referer") {
             head.referer = Some(String::from_utf8_lossy(h.value).into_owned());
         } else if name.eq_ignore_ascii_case("user-agent") {
@@ -210,6 +224,15 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
     }
     if minor >= 1 && head.host.is_none() {
         return Err(RequestError::Malformed);
+    }
+    if let (true, Some(protocols), false, 1) = (connection_upgrade, upgrade, head.has_body, minor) {
+        let protocols = strict::trim_ows(protocols);
+        let valid = protocols
+            .iter()
+            .all(|&b| strict::is_tchar(b) || b"/, \t".contains(&b));
+        if valid && !protocols.is_empty() && !head.body.is_chunked() {
+            head.upgrade = Some(String::from_utf8_lossy(protocols).into_owned());
+        }
     }
     head.route_path = if head.uri == "*" && head.method == "OPTIONS" {
         "*".to_string()
@@ -278,6 +301,11 @@ impl RequestHead {
                 name.eq_ignore_ascii_case(b"x-forwarded-proto")
             }
         });
+        if let Some(protocols) = &self.upgrade {
+            out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+            out.extend_from_slice(protocols.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
         // Framing is the proxy's own decision, never a copied header.
         if matches!(self.body, Framer::Chunked(_)) {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");

@@ -24,6 +24,8 @@ pub struct ResponseHead {
     pub head_len: usize,
     /// The reason phrase as sent, when it is one we can pass on (visible ASCII, spaces).
     reason: Option<Range<usize>>,
+    /// The `Upgrade` value of a 101.
+    upgrade: Option<Range<usize>>,
     headers: HeaderSpans,
 }
 
@@ -66,6 +68,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
     let mut reusable = minor >= 1;
     let mut content_length = None;
     let mut coding = None;
+    let mut upgrade = None;
     let mut headers = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
@@ -83,6 +86,8 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
                 (None, c) => c,
                 _ => strict::Coding::Unsupported,
             });
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = span(raw, strict::trim_ows(h.value));
         } else if h.name.eq_ignore_ascii_case("connection") {
             if token_list_contains(h.value, "close") {
                 reusable = false;
@@ -117,6 +122,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
         content_length,
         head_len,
         reason,
+        upgrade,
         headers,
     }))
 }
@@ -165,6 +171,21 @@ impl ResponseHead {
             decode_chunked,
             close,
         }
+    }
+
+    /// Writes the `101 Switching Protocols` that turns the connection into a tunnel, with the
+    /// upstream's `Upgrade` value. None when the upstream named no protocol.
+    pub fn write_upgrade(&self, raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+        let protocols = &raw[self.upgrade.clone()?];
+        if protocols.is_empty() || self.status != 101 {
+            return None;
+        }
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        copy_end_to_end(raw, &self.headers, out, |_, _| false);
+        out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
+        out.extend_from_slice(protocols);
+        out.extend_from_slice(b"\r\n\r\n");
+        Some(())
     }
 
     /// Writes an interim (1xx) head through unchanged apart from hop-by-hop headers.

@@ -18,7 +18,8 @@ use clock::Clock;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
-use session::{Session, UpConn};
+use session::http1::UpConn;
+use session::Session;
 use slab::Slab;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -413,8 +414,7 @@ impl Worker {
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);
                     let head_by = self.ctx.now + self.ctx.listener_server(i).client_header_timeout;
-                    s.head_by = Some(head_by);
-                    s.deadline.set(head_by, &mut self.ctx.timers, token.0, id);
+                    s.start(head_by, &mut self.ctx);
                     entry.insert(s);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -451,7 +451,7 @@ impl Worker {
             let live = self
                 .sessions
                 .get(slot)
-                .is_some_and(|s| s.id == id && s.served == served && s.is_idle());
+                .is_some_and(|s| s.id == id && s.idle_since() == Some(served));
             if live {
                 self.sessions.remove(slot).release_all(&mut self.ctx);
                 freed += 1;
@@ -480,7 +480,7 @@ impl Worker {
             self.ctx.timers.retain(|at, key, id| match key & 3 {
                 0 => sessions
                     .get(key >> 2)
-                    .is_some_and(|s| s.id == id && s.deadline.is_armed_at(at)),
+                    .is_some_and(|s| s.id == id && s.deadline_armed_at(at)),
                 2 => pool.conns.get(key >> 2).is_some_and(|c| c.id == id),
                 _ => false,
             });
@@ -490,7 +490,7 @@ impl Worker {
             self.ctx.idle.retain(|&(slot, id, served)| {
                 sessions
                     .get(slot)
-                    .is_some_and(|s| s.id == id && s.served == served)
+                    .is_some_and(|s| s.id == id && s.served() == served)
             });
         }
     }
@@ -507,9 +507,7 @@ impl Worker {
                     if s.id != id {
                         continue;
                     }
-                    let mut d = s.deadline;
-                    let fired = d.fire(at, now, &mut self.ctx.timers, key, id);
-                    s.deadline = d;
+                    let fired = s.deadline().fire(at, now, &mut self.ctx.timers, key, id);
                     if fired && !s.on_timeout(&mut self.ctx) {
                         self.close(slot);
                     }

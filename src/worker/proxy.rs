@@ -2,7 +2,7 @@
 //! to it and the response back, and giving the connection back to the pool.
 
 use super::buffer::{Buf, BUF_SIZE};
-use super::session::{Close, Phase, RespState, Session, Step, UpConn};
+use super::session::http1::{Close, Http1, Phase, RespState, Step, UpConn};
 use super::transport::{would_block, Connect, Ready, Transport, Unread};
 use super::upstream::Owner;
 use super::{Ctx, Kind};
@@ -15,7 +15,7 @@ const SEND_ROUNDS: usize = 8;
 /// Interim (1xx) responses passed on per request before the upstream is deemed broken.
 const MAX_INTERIM: u32 = 16;
 
-impl Session {
+impl Http1 {
     // ---- upstream connection ------------------------------------------------------
 
     /// Gets an upstream connection for the exchange: idle from the pool, or a new connect.
@@ -372,9 +372,21 @@ impl Session {
                         continue;
                     }
                     Ok(Some(h)) if h.status == 101 => {
-                        return self
-                            .upstream_failed(w, 502, "upstream switched protocols unasked")
-                            .map(|_| true);
+                        if x.req.upgrade.is_none() {
+                            return self
+                                .upstream_failed(w, 502, "upstream switched protocols unasked")
+                                .map(|_| true);
+                        }
+                        if h.write_upgrade(buf.held(), &mut self.out).is_none() {
+                            return self
+                                .upstream_failed(w, 502, "upstream sent 101 without Upgrade")
+                                .map(|_| true);
+                        }
+                        // What follows the 101 head is already tunnel data; it stays put.
+                        x.status = 101;
+                        buf.skip_head(h.head_len);
+                        self.phase = Phase::Switching;
+                        return Ok(true);
                     }
                     Ok(Some(h)) => {
                         // Unread request body bytes would be taken for the next request.

@@ -1,4 +1,6 @@
-//! One client connection and, while it proxies, its upstream connection.
+//! An HTTP/1.x client connection: request heads, one exchange at a time (proxied or
+//! answered here), keep-alive, lingering close; and, while it proxies, its upstream
+//! connection. A successful upgrade hands both connections to a `Tunnel`.
 //!
 //! Readiness is tracked per transport (mio is edge-triggered): a flag is set by an event and
 //! cleared when the kernel has no more (see `transport`). `drive` then makes every move the
@@ -6,13 +8,16 @@
 //! Phases change in four places only: `start_request` (to Proxy), `respond` (to Local) and
 //! `end_exchange` (back to Head, or to Linger).
 
-use super::buffer::Buf;
-use super::transport::{would_block, Transport};
-use super::{Ctx, Kind};
+use super::tunnel::Tunnel;
+use super::Drive;
 use crate::config::Action;
 use crate::http::body::Framer;
 use crate::http::{local, request};
 use crate::router;
+use crate::worker::buffer::Buf;
+use crate::worker::timer::Deadline;
+use crate::worker::transport::{would_block, Transport};
+use crate::worker::{Ctx, Kind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -35,97 +40,101 @@ pub enum Phase {
     Local,
     /// Response done, write side shut; reading until the client closes.
     Linger,
+    /// The upstream switched protocols: writing the 101 to the client.
+    Switching,
+    /// The 101 went out: the session becomes a tunnel.
+    Upgraded,
 }
 
 /// The session must be closed now.
 pub struct Close;
 
-pub(super) type Step = Result<bool, Close>;
+pub(crate) type Step = Result<bool, Close>;
 
-pub(super) struct UpConn {
-    pub(super) stream: Transport,
+pub(crate) struct UpConn {
+    pub(crate) stream: Transport,
     /// Slot in the owner table; the socket's token.
-    pub(super) conn: usize,
-    pub(super) upstream: usize,
-    pub(super) peer: usize,
-    pub(super) reused: bool,
-    pub(super) requests: u64,
-    pub(super) connected: bool,
+    pub(crate) conn: usize,
+    pub(crate) upstream: usize,
+    pub(crate) peer: usize,
+    pub(crate) reused: bool,
+    pub(crate) requests: u64,
+    pub(crate) connected: bool,
 }
 
-pub(super) struct RespState {
-    pub(super) body: Framer,
-    pub(super) decode: bool,
-    pub(super) reusable: bool,
+pub(crate) struct RespState {
+    pub(crate) body: Framer,
+    pub(crate) decode: bool,
+    pub(crate) reusable: bool,
 }
 
 /// The request in progress and what the access log needs about it.
-pub(super) struct Exchange {
-    pub(super) req: request::RequestHead,
-    pub(super) server: usize,
-    pub(super) upstream: usize,
-    pub(super) keep_alive: bool,
+pub(crate) struct Exchange {
+    pub(crate) req: request::RequestHead,
+    pub(crate) server: usize,
+    pub(crate) upstream: usize,
+    pub(crate) keep_alive: bool,
     /// The head sent upstream, and how much of it went out on the current connection.
-    pub(super) up_head: Vec<u8>,
-    pub(super) up_head_pos: usize,
+    pub(crate) up_head: Vec<u8>,
+    pub(crate) up_head_pos: usize,
     /// Framing of the request body, advanced as its bytes are forwarded.
-    pub(super) req_body: Framer,
+    pub(crate) req_body: Framer,
     /// Request body bytes written upstream; nonzero makes a retry impossible.
-    pub(super) body_sent: u64,
+    pub(crate) body_sent: u64,
     /// Writing to the upstream failed; its response may still come.
-    pub(super) send_failed: bool,
+    pub(crate) send_failed: bool,
     /// Set once the final response head is parsed.
-    pub(super) resp: Option<RespState>,
+    pub(crate) resp: Option<RespState>,
     /// Any byte came back from the upstream for this request.
-    pub(super) resp_seen: bool,
+    pub(crate) resp_seen: bool,
     /// Peers tried for this request, and connection attempts in all.
-    pub(super) tried: Vec<usize>,
-    pub(super) attempts: usize,
+    pub(crate) tried: Vec<usize>,
+    pub(crate) attempts: usize,
     /// For the access log: status sent and body bytes written to the client.
-    pub(super) status: u16,
-    pub(super) bytes_sent: u64,
+    pub(crate) status: u16,
+    pub(crate) bytes_sent: u64,
     /// The client connection closes after this response.
-    pub(super) close_after: bool,
+    pub(crate) close_after: bool,
     /// The upstream failed after the response head went out: flush, then cut the client.
-    pub(super) truncated: bool,
+    pub(crate) truncated: bool,
     /// Interim (1xx) responses passed on so far; bounded.
-    pub(super) interim: u32,
+    pub(crate) interim: u32,
     /// Request body payload bytes read from the client (for `client_max_body_size`).
-    pub(super) body_read: u64,
+    pub(crate) body_read: u64,
     /// The whole response head must arrive by then (set once the request is sent, so a
     /// head trickled one byte at a time cannot push it back).
-    pub(super) head_by: Option<Instant>,
+    pub(crate) head_by: Option<Instant>,
 }
 
-pub struct Session {
+pub struct Http1 {
     pub id: u64,
-    pub(super) slot: usize,
-    pub(super) client: Transport,
-    pub(super) peer_ip: String,
-    pub(super) listener: usize,
+    pub(crate) slot: usize,
+    pub(crate) client: Transport,
+    pub(crate) peer_ip: String,
+    pub(crate) listener: usize,
     pub phase: Phase,
-    pub(super) req_buf: Option<Buf>,
-    pub(super) resp_buf: Option<Buf>,
-    pub(super) out: Vec<u8>,
-    pub(super) out_pos: usize,
-    pub(super) up: Option<UpConn>,
-    pub(super) x: Option<Box<Exchange>>,
-    pub(super) served: u64,
+    pub(crate) req_buf: Option<Buf>,
+    pub(crate) resp_buf: Option<Buf>,
+    pub(crate) out: Vec<u8>,
+    pub(crate) out_pos: usize,
+    pub(crate) up: Option<UpConn>,
+    pub(crate) x: Option<Box<Exchange>>,
+    pub(crate) served: u64,
     /// The request head being read must be complete by then: a deadline for the whole head,
     /// not reset by each byte (slowloris).
-    pub(super) head_by: Option<Instant>,
-    pub deadline: super::timer::Deadline,
+    pub(crate) head_by: Option<Instant>,
+    pub deadline: Deadline,
 }
 
-impl Session {
+impl Http1 {
     pub fn new(
         id: u64,
         slot: usize,
         client: Transport,
         addr: SocketAddr,
         listener: usize,
-    ) -> Session {
-        Session {
+    ) -> Http1 {
+        Http1 {
             id,
             slot,
             client,
@@ -151,18 +160,20 @@ impl Session {
             && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
     }
 
-    pub fn client_event(&mut self, readable: bool, writable: bool, hup: bool) {
-        self.client.ready.on_event(readable, writable, hup);
-    }
-
     pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
         if let Some(up) = &mut self.up {
             up.stream.ready.on_event(readable, writable, hup);
         }
     }
 
-    /// Makes all the progress possible now. Returns false when the session must be closed.
-    pub fn drive(&mut self, w: &mut Ctx) -> bool {
+    /// A new connection: its first head must be complete by `head_by`.
+    pub fn start(&mut self, head_by: Instant, w: &mut Ctx) {
+        self.head_by = Some(head_by);
+        self.set_deadline(w, head_by);
+    }
+
+    /// Makes all the progress possible now.
+    pub fn drive(&mut self, w: &mut Ctx) -> Drive {
         let mut moved = false;
         for _ in 0..MAX_ROUNDS {
             let before = self.phase;
@@ -171,25 +182,27 @@ impl Session {
                 Phase::Proxy => self.step_proxy(w),
                 Phase::Local => self.step_local(w),
                 Phase::Linger => self.step_linger(),
+                Phase::Switching => self.step_switching(),
+                Phase::Upgraded => return Drive::Upgrade,
             };
             match step {
                 Err(Close) => {
                     self.abort(w);
-                    return false;
+                    return Drive::Close;
                 }
                 Ok(true) => moved = true,
                 Ok(false) => {
                     if moved || before != self.phase {
                         self.arm_timer(w);
                     }
-                    return true;
+                    return Drive::Keep;
                 }
             }
         }
         // Out of budget: come back after other connections had their turn.
         self.arm_timer(w);
         w.again.push((self.slot, self.id));
-        true
+        Drive::Keep
     }
 
     fn arm_timer(&mut self, w: &mut Ctx) {
@@ -229,21 +242,21 @@ impl Session {
                     _ => now + up.read_timeout.max(cfg.server[x.server].send_timeout),
                 }
             }
-            Phase::Local => {
+            Phase::Local | Phase::Switching => {
                 let srv = self.x.as_ref().map(|x| x.server).unwrap_or(0);
                 now + cfg.server[srv].send_timeout
             }
-            Phase::Linger => return,
+            Phase::Linger | Phase::Upgraded => return,
         };
         self.set_deadline(w, at);
     }
 
     fn set_deadline(&mut self, w: &mut Ctx, at: Instant) {
-        let key = super::key(self.slot, Kind::Client);
+        let key = crate::worker::key(self.slot, Kind::Client);
         self.deadline.set(at, &mut w.timers, key, self.id);
     }
 
-    /// The session's deadline passed.
+    /// The session's deadline passed. Returns whether it lives on (then drive it).
     pub fn on_timeout(&mut self, w: &mut Ctx) -> bool {
         match self.phase {
             // Part of a head arrived but not all of it in time: 408 (an idle or silent
@@ -253,9 +266,9 @@ impl Session {
             {
                 log::info!("client {} timed out sending its request head", self.peer_ip);
                 let _ = self.reject(w, 408);
-                self.drive(w)
+                true
             }
-            Phase::Head | Phase::Local | Phase::Linger => {
+            Phase::Head | Phase::Local | Phase::Linger | Phase::Switching | Phase::Upgraded => {
                 self.abort(w);
                 false
             }
@@ -275,7 +288,7 @@ impl Session {
                     self.upstream_failed(w, 504, "upstream timed out")
                 };
                 match result {
-                    Ok(_) => self.drive(w),
+                    Ok(_) => true,
                     Err(Close) => {
                         self.abort(w);
                         false
@@ -348,7 +361,7 @@ impl Session {
     }
 
     /// Queues a response made here (fixed route or error page) and switches to writing it.
-    pub(super) fn respond(
+    pub(crate) fn respond(
         &mut self,
         w: &mut Ctx,
         status: u16,
@@ -387,7 +400,7 @@ impl Session {
         self.phase = Phase::Local;
     }
 
-    pub(super) fn respond_error(&mut self, w: &mut Ctx, status: u16, close: bool) {
+    pub(crate) fn respond_error(&mut self, w: &mut Ctx, status: u16, close: bool) {
         self.respond(
             w,
             status,
@@ -467,7 +480,7 @@ impl Session {
         }
     }
 
-    pub(super) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
+    pub(crate) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
         if let Some(x) = self.x.take() {
             w.log_access(&x.req, x.server, &self.peer_ip, x.status, x.bytes_sent);
         }
@@ -490,7 +503,7 @@ impl Session {
 
     /// Writes what waits for the client: `out` (a head, or a whole local response), then
     /// proxied body bytes, in one system call when both wait.
-    pub(super) fn send_client(&mut self) -> Step {
+    pub(crate) fn send_client(&mut self) -> Step {
         let mut progress = false;
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
@@ -531,6 +544,38 @@ impl Session {
         Ok(true)
     }
 
+    /// Flushes the 101 head; then the connection is a tunnel.
+    fn step_switching(&mut self) -> Step {
+        let progress = self.send_client()?;
+        if self.out.is_empty() {
+            self.phase = Phase::Upgraded;
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    /// Hands the client and upstream connections, and the bytes each already sent past the
+    /// heads, to a tunnel.
+    pub fn into_tunnel(self: Box<Self>, w: &mut Ctx) -> Option<Tunnel> {
+        let mut h = *self;
+        let (Some(up), Some(x)) = (h.up.take(), h.x.take()) else {
+            h.abort(w);
+            return None;
+        };
+        Some(Tunnel::new(
+            h.id,
+            h.slot,
+            h.client,
+            up,
+            h.deadline,
+            h.req_buf.take(),
+            h.resp_buf.take(),
+            h.peer_ip,
+            x,
+            w,
+        ))
+    }
+
     fn linger(&mut self, w: &mut Ctx) -> Result<(), Close> {
         self.release_all(w);
         if self.client.shutdown_write().is_err() {
@@ -548,8 +593,9 @@ impl Session {
         }
     }
 
-    /// Logs an exchange cut short (client gone, upstream broke mid-body, timeout).
-    fn abort(&mut self, w: &mut Ctx) {
+    /// Logs an exchange cut short (client gone, upstream broke mid-body, timeout) and gives
+    /// back everything the session holds.
+    pub fn abort(&mut self, w: &mut Ctx) {
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
             w.log_access(&x.req, x.server, &self.peer_ip, status, x.bytes_sent);

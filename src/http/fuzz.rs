@@ -1,0 +1,97 @@
+//! Entry points for the fuzz targets (`tests/fuzz`) and for the test that replays their
+//! corpus under `cargo test`. Each runs one codec on arbitrary bytes and checks invariants;
+//! any panic is a bug (in the worker it would abort every connection).
+
+use super::body::Framer;
+use super::request::{self, Forwarding, Limits};
+use super::response;
+
+pub fn request_head(data: &[u8]) {
+    let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
+    let limits = Limits {
+        max_headers: 1 + usize::from(cfg & 0x3f),
+        max_uri: 64 + usize::from(cfg) * 16,
+        max_body: u64::from(cfg) * 100,
+    };
+    if let Ok(Some(head)) = request::parse(data, &limits) {
+        assert!(head.head_len <= data.len());
+        assert!(head.path().starts_with('/') || head.path() == "*");
+        let fwd = Forwarding {
+            client_ip: "192.0.2.1",
+            proto: "http",
+            default_host: "app",
+        };
+        let mut out = Vec::new();
+        head.write_upstream(&data[..head.head_len], &fwd, &mut out);
+        // What goes upstream is itself one valid request with the same framing.
+        let again = request::parse(&out, &Limits::default())
+            .expect("the forwarded head parses")
+            .expect("the forwarded head is complete");
+        assert_eq!(again.head_len, out.len());
+        assert_eq!(again.body, head.body);
+    }
+}
+
+pub fn response_head(data: &[u8]) {
+    let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
+    if let Ok(Some(head)) = response::parse(data, cfg & 1 == 1) {
+        assert!(head.head_len <= data.len());
+        for minor in [0, 1] {
+            let mut out = Vec::new();
+            let framing = head.write_client(&data[..head.head_len], minor, cfg & 2 == 2, &mut out);
+            let again = response::parse(&out, cfg & 1 == 1)
+                .expect("the forwarded head parses")
+                .expect("the forwarded head is complete");
+            assert_eq!(again.status, head.status);
+            if !framing.decode_chunked {
+                assert_eq!(again.body, head.body);
+            }
+        }
+    }
+}
+
+pub fn chunked(data: &[u8]) {
+    let (split, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
+    // Whole input at once.
+    let mut whole = Framer::chunked();
+    let whole_result = whole.advance_raw(data);
+    // The same input in pieces of `split` bytes must reach the same verdict.
+    let piece = usize::from(split).max(1);
+    let mut f = Framer::chunked();
+    let mut pos = 0;
+    let mut pieces_result = Ok((0, false));
+    while pos < data.len() {
+        let end = (pos + piece).min(data.len());
+        match f.advance_raw(&data[pos..end]) {
+            Ok((n, done)) => {
+                pos += n;
+                pieces_result = Ok((pos, done));
+                if done || n < end - (pos - n) {
+                    break;
+                }
+            }
+            Err(e) => {
+                pieces_result = Err(e);
+                break;
+            }
+        }
+    }
+    match (&whole_result, &pieces_result) {
+        (Ok((a, true)), Ok((b, true))) => assert_eq!(a, b),
+        (Ok((_, true)), other) => panic!("pieces disagree: {other:?}"),
+        (Err(_), Ok((_, true))) => panic!("pieces accepted what the whole refused"),
+        _ => {}
+    }
+    // Decoding yields no more payload than input.
+    let mut d = Framer::chunked();
+    let mut rest = data;
+    let mut payload = 0;
+    while let Ok(step) = d.step(rest) {
+        payload += step.data.len();
+        rest = &rest[step.consumed..];
+        if step.done || step.consumed == 0 {
+            break;
+        }
+    }
+    assert!(payload <= data.len());
+}

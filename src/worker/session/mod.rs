@@ -1,0 +1,164 @@
+//! Layer 3: one client connection, whatever protocol it speaks now. The protocol is an enum
+//! upgraded by ownership (Sozu style): an `Http1` session whose upstream answered 101 is
+//! taken out whole and turned into a `Tunnel`, so no half-moved state can exist. The event
+//! loop sees only `Session`.
+
+pub mod http1;
+pub mod tunnel;
+
+use super::timer::Deadline;
+use super::transport::Transport;
+use super::Ctx;
+use http1::Http1;
+use std::net::SocketAddr;
+use std::time::Instant;
+use tunnel::Tunnel;
+
+/// What a round of driving a protocol decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drive {
+    /// Keep the connection; wait for events.
+    Keep,
+    /// Close it now.
+    Close,
+    /// HTTP/1 switched protocols: become a tunnel.
+    Upgrade,
+}
+
+enum Proto {
+    Http1(Box<Http1>),
+    Tunnel(Box<Tunnel>),
+    /// Only while `upgrade` moves the connection from one protocol to the next.
+    Switching,
+}
+
+pub struct Session {
+    pub id: u64,
+    proto: Proto,
+}
+
+impl Session {
+    pub fn new(
+        id: u64,
+        slot: usize,
+        client: Transport,
+        addr: SocketAddr,
+        listener: usize,
+    ) -> Session {
+        Session {
+            id,
+            proto: Proto::Http1(Box::new(Http1::new(id, slot, client, addr, listener))),
+        }
+    }
+
+    pub fn deadline(&mut self) -> &mut Deadline {
+        match &mut self.proto {
+            Proto::Http1(h) => &mut h.deadline,
+            Proto::Tunnel(t) => &mut t.deadline,
+            Proto::Switching => unreachable!("no session is left switching"),
+        }
+    }
+
+    pub fn deadline_armed_at(&self, at: Instant) -> bool {
+        match &self.proto {
+            Proto::Http1(h) => h.deadline.is_armed_at(at),
+            Proto::Tunnel(t) => t.deadline.is_armed_at(at),
+            Proto::Switching => false,
+        }
+    }
+
+    /// An idle keep-alive connection (closed first when connections run short), with the
+    /// number of requests it has served (tells one idle spell from the next).
+    pub fn idle_since(&self) -> Option<u64> {
+        match &self.proto {
+            Proto::Http1(h) if h.is_idle() => Some(h.served),
+            _ => None,
+        }
+    }
+
+    pub fn served(&self) -> u64 {
+        match &self.proto {
+            Proto::Http1(h) => h.served,
+            _ => 0,
+        }
+    }
+
+    /// The deadline for the first request head of a new connection.
+    pub fn start(&mut self, head_by: Instant, w: &mut Ctx) {
+        if let Proto::Http1(h) = &mut self.proto {
+            h.start(head_by, w);
+        }
+    }
+
+    pub fn client_event(&mut self, readable: bool, writable: bool, hup: bool) {
+        match &mut self.proto {
+            Proto::Http1(h) => h.client.ready.on_event(readable, writable, hup),
+            Proto::Tunnel(t) => t.client.ready.on_event(readable, writable, hup),
+            Proto::Switching => {}
+        }
+    }
+
+    pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
+        match &mut self.proto {
+            Proto::Http1(h) => h.upstream_event(readable, writable, hup),
+            Proto::Tunnel(t) => t.up.stream.ready.on_event(readable, writable, hup),
+            Proto::Switching => {}
+        }
+    }
+
+    /// Makes all the progress possible now. Returns false when the session must be closed.
+    pub fn drive(&mut self, w: &mut Ctx) -> bool {
+        loop {
+            let d = match &mut self.proto {
+                Proto::Http1(h) => h.drive(w),
+                Proto::Tunnel(t) => t.drive(w),
+                Proto::Switching => Drive::Close,
+            };
+            match d {
+                Drive::Keep => return true,
+                Drive::Close => return false,
+                Drive::Upgrade => self.upgrade(w),
+            }
+        }
+    }
+
+    /// The one place a protocol changes: take the HTTP/1 session out, build the tunnel.
+    fn upgrade(&mut self, w: &mut Ctx) {
+        self.proto = match std::mem::replace(&mut self.proto, Proto::Switching) {
+            Proto::Http1(h) => match h.into_tunnel(w) {
+                Some(t) => Proto::Tunnel(Box::new(t)),
+                None => Proto::Switching,
+            },
+            other => other,
+        };
+    }
+
+    /// The session's deadline passed. Returns false when it must be closed.
+    pub fn on_timeout(&mut self, w: &mut Ctx) -> bool {
+        match &mut self.proto {
+            Proto::Http1(h) => h.on_timeout(w) && self.drive(w),
+            Proto::Tunnel(t) => {
+                t.on_timeout(w);
+                false
+            }
+            Proto::Switching => false,
+        }
+    }
+
+    /// Returns buffers and upstream connections before the session is dropped.
+    pub fn release_all(&mut self, w: &mut Ctx) {
+        match &mut self.proto {
+            Proto::Http1(h) => h.abort(w),
+            Proto::Tunnel(t) => t.release_all(w),
+            Proto::Switching => {}
+        }
+    }
+
+    /// Draining: HTTP/1 answers what is in flight with `Connection: close`; a tunnel stays
+    /// until it ends or the shutdown timeout.
+    pub fn start_drain(&mut self, w: &mut Ctx) {
+        if let Proto::Http1(h) = &mut self.proto {
+            h.start_drain(w);
+        }
+    }
+}
