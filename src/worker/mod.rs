@@ -4,7 +4,7 @@
 mod access_log;
 pub mod buffer;
 mod clock;
-mod proxy;
+mod exchange;
 mod session;
 mod timer;
 mod transport;
@@ -18,7 +18,6 @@ use clock::Clock;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
-use session::http1::UpConn;
 use session::Session;
 use slab::Slab;
 use std::collections::VecDeque;
@@ -29,7 +28,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 use timer::Timers;
 use transport::Transport;
-use upstream::{Balancer, IdleConn, Owner, Pool};
+use upstream::{Balancer, Owner, Pool};
 
 /// Longest a buffered access-log line waits.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -84,37 +83,6 @@ impl Ctx {
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
-    }
-
-    /// The one way an upstream connection goes back to the pool (nginx
-    /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
-    /// pool and request limits, in a worker that is not draining.
-    /// `up` has just carried one more request; `reusable` is the session's verdict on it.
-    fn release(&mut self, up: UpConn, reusable: bool) {
-        let u = &self.cfg.upstream[up.upstream];
-        let requests = up.requests + 1;
-        if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
-            self.upconns.try_remove(up.conn);
-            return;
-        }
-        let (expires, max_idle) = (self.now + u.keepalive_timeout, u.keepalive);
-        let id = self.next_id();
-        let conn = up.conn;
-        let idle = IdleConn {
-            stream: up.stream,
-            conn,
-            upstream: up.upstream,
-            peer: up.peer,
-            requests,
-            id,
-            expires,
-        };
-        let (slot, evicted) = self.pool.put(idle, max_idle);
-        if let Some(old) = evicted {
-            self.upconns.try_remove(old.conn);
-        }
-        self.upconns[conn] = Owner::Idle(slot);
-        self.timers.add(expires, key(slot, Kind::Idle), id);
     }
 
     /// Closes an idle pooled connection.

@@ -11,12 +11,14 @@
 use super::tunnel::Tunnel;
 use super::Drive;
 use crate::config::Action;
-use crate::http::body::Framer;
 use crate::http::{local, request};
 use crate::router;
 use crate::worker::buffer::Buf;
+pub(crate) use crate::worker::exchange::Exchange;
+use crate::worker::exchange::Recv;
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
+pub(crate) use crate::worker::upstream::UpConn;
 use crate::worker::{Ctx, Kind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,61 +52,6 @@ pub enum Phase {
 pub struct Close;
 
 pub(crate) type Step = Result<bool, Close>;
-
-pub(crate) struct UpConn {
-    pub(crate) stream: Transport,
-    /// Slot in the owner table; the socket's token.
-    pub(crate) conn: usize,
-    pub(crate) upstream: usize,
-    pub(crate) peer: usize,
-    pub(crate) reused: bool,
-    pub(crate) requests: u64,
-    pub(crate) connected: bool,
-}
-
-pub(crate) struct RespState {
-    pub(crate) body: Framer,
-    pub(crate) decode: bool,
-    pub(crate) reusable: bool,
-}
-
-/// The request in progress and what the access log needs about it.
-pub(crate) struct Exchange {
-    pub(crate) req: request::RequestHead,
-    pub(crate) server: usize,
-    pub(crate) upstream: usize,
-    pub(crate) keep_alive: bool,
-    /// The head sent upstream, and how much of it went out on the current connection.
-    pub(crate) up_head: Vec<u8>,
-    pub(crate) up_head_pos: usize,
-    /// Framing of the request body, advanced as its bytes are forwarded.
-    pub(crate) req_body: Framer,
-    /// Request body bytes written upstream; nonzero makes a retry impossible.
-    pub(crate) body_sent: u64,
-    /// Writing to the upstream failed; its response may still come.
-    pub(crate) send_failed: bool,
-    /// Set once the final response head is parsed.
-    pub(crate) resp: Option<RespState>,
-    /// Any byte came back from the upstream for this request.
-    pub(crate) resp_seen: bool,
-    /// Peers tried for this request, and connection attempts in all.
-    pub(crate) tried: Vec<usize>,
-    pub(crate) attempts: usize,
-    /// For the access log: status sent and body bytes written to the client.
-    pub(crate) status: u16,
-    pub(crate) bytes_sent: u64,
-    /// The client connection closes after this response.
-    pub(crate) close_after: bool,
-    /// The upstream failed after the response head went out: flush, then cut the client.
-    pub(crate) truncated: bool,
-    /// Interim (1xx) responses passed on so far; bounded.
-    pub(crate) interim: u32,
-    /// Request body payload bytes read from the client (for `client_max_body_size`).
-    pub(crate) body_read: u64,
-    /// The whole response head must arrive by then (set once the request is sent, so a
-    /// head trickled one byte at a time cannot push it back).
-    pub(crate) head_by: Option<Instant>,
-}
 
 pub struct Http1 {
     pub id: u64,
@@ -238,7 +185,10 @@ impl Http1 {
                     _ if self.out_pos < self.out.len() && !self.client.ready.w => {
                         now + cfg.server[x.server].send_timeout
                     }
-                    _ if x.resp.is_none() => x.head_by.unwrap_or(now + up.read_timeout),
+                    _ if !x.head_sent() => match x.recv {
+                        Recv::Head { by: Some(by), .. } => by,
+                        _ => now + up.read_timeout,
+                    },
                     _ => now + up.read_timeout.max(cfg.server[x.server].send_timeout),
                 }
             }
@@ -276,7 +226,7 @@ impl Http1 {
                 let connecting = self.up.as_ref().is_some_and(|u| !u.connected);
                 let result = if self.waiting_for_body() {
                     log::info!("client {} timed out sending the request body", self.peer_ip);
-                    if self.x.as_ref().is_some_and(|x| x.resp.is_some()) {
+                    if self.x.as_ref().is_some_and(|x| x.head_sent()) {
                         Err(Close)
                     } else {
                         self.upstream_failed_client_side(w, 408);
@@ -425,28 +375,7 @@ impl Http1 {
             .req_buf
             .as_mut()
             .expect("head was parsed from the buffer");
-        let mut x = Box::new(Exchange {
-            req_body: head.body.clone(),
-            req: head,
-            server,
-            upstream: usize::MAX,
-            keep_alive,
-            up_head: Vec::new(),
-            up_head_pos: 0,
-            body_sent: 0,
-            send_failed: false,
-            resp: None,
-            resp_seen: false,
-            tried: Vec::new(),
-            attempts: 0,
-            status: 0,
-            bytes_sent: 0,
-            close_after: false,
-            truncated: false,
-            interim: 0,
-            body_read: 0,
-            head_by: None,
-        });
+        let mut x = Box::new(Exchange::new(head, server, keep_alive));
         match route {
             Some(&Action::Proxy { index, .. }) => {
                 x.upstream = index;

@@ -1,14 +1,34 @@
-//! The proxying half of a session: getting an upstream connection, streaming the request
-//! to it and the response back, and giving the connection back to the pool.
+//! Layer 7: upstreams, in nginx's lifecycle order: balance -> pool take or connect -> send
+//! the request -> read the response head -> stream the response -> release. Owns the idle
+//! pool, the balancer, retries (an idempotent request, or one of which no byte went out) and
+//! the one `release()` checklist.
+
+mod balancer;
+mod pool;
+
+pub use balancer::Balancer;
+pub use pool::{IdleConn, Owner, Pool};
 
 use super::buffer::{Buf, BUF_SIZE};
-use super::session::http1::{Close, Http1, Phase, RespState, Step, UpConn};
+use super::exchange::{Recv, RespState, Send};
+use super::session::http1::{Close, Http1, Phase, Step};
 use super::transport::{would_block, Connect, Ready, Transport, Unread};
-use super::upstream::Owner;
-use super::{Ctx, Kind};
+use super::{key, Ctx, Kind};
 use crate::http::body::Framer;
 use crate::http::response;
 use mio::Token;
+
+/// A session's connection to a peer while it carries an exchange (or a tunnel).
+pub struct UpConn {
+    pub stream: Transport,
+    /// Slot in the owner table; the socket's token.
+    pub conn: usize,
+    pub upstream: usize,
+    pub peer: usize,
+    pub reused: bool,
+    pub requests: u64,
+    pub connected: bool,
+}
 
 /// Rounds of reading the client and writing the upstream in one `send_request`.
 const SEND_ROUNDS: usize = 8;
@@ -137,9 +157,9 @@ impl Http1 {
                 .unwrap_or("-"),
             self.peer_ip
         );
-        if x.resp.is_some() {
+        if x.head_sent() {
             // Too late for an error page: send what arrived intact, then cut the client.
-            x.truncated = true;
+            x.recv = Recv::Truncated;
             return Ok(());
         }
         let close = !x.keep_alive || !x.req_body.is_done();
@@ -154,7 +174,11 @@ impl Http1 {
     // ---- proxying -----------------------------------------------------------------
 
     pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
-        if self.x.as_ref().is_some_and(|x| x.truncated) {
+        if self
+            .x
+            .as_ref()
+            .is_some_and(|x| matches!(x.recv, Recv::Truncated))
+        {
             let progress = self.send_client()?;
             if self.out.is_empty()
                 && self
@@ -191,8 +215,8 @@ impl Http1 {
         }
         if self.request_done() {
             let x = self.x.as_mut().expect("exchange");
-            if x.head_by.is_none() {
-                x.head_by = Some(w.now + w.cfg.upstream[x.upstream].read_timeout);
+            if let Recv::Head { by: by @ None, .. } = &mut x.recv {
+                *by = Some(w.now + w.cfg.upstream[x.upstream].read_timeout);
             }
         }
         progress |= self.recv_response(w)?;
@@ -226,7 +250,7 @@ impl Http1 {
 
     fn response_done(&self) -> bool {
         let x = self.x.as_ref().expect("exchange");
-        x.resp.as_ref().is_some_and(|r| r.body.is_done())
+        matches!(&x.recv, Recv::Body(r) if r.body.is_done())
             && self.out_pos == self.out.len()
             && self
                 .resp_buf
@@ -240,7 +264,7 @@ impl Http1 {
         let mut progress = false;
         let x = self.x.as_mut().expect("exchange");
         let up = self.up.as_mut().expect("upstream");
-        if x.send_failed {
+        if x.send == Send::Failed {
             return Ok(false);
         }
         let max_body = w.cfg.server[x.server].client_max_body_size;
@@ -259,7 +283,7 @@ impl Http1 {
                             }
                             Err(e) if would_block(&e) => {}
                             Err(_) => {
-                                x.send_failed = true;
+                                x.send = Send::Failed;
                                 return Ok(true);
                             }
                         }
@@ -293,7 +317,7 @@ impl Http1 {
                             "an invalid chunked body"
                         }
                     );
-                    if x.resp.is_some() {
+                    if x.head_sent() {
                         return Err(Close);
                     }
                     x.req_body = Framer::Done;
@@ -313,7 +337,7 @@ impl Http1 {
                     }
                     Err(e) if would_block(&e) => {}
                     Err(_) => {
-                        x.send_failed = true;
+                        x.send = Send::Failed;
                         return Ok(true);
                     }
                 }
@@ -355,11 +379,13 @@ impl Http1 {
             // An interim head still unsent to the client holds back the next one: a flood of
             // 1xx to a client that does not read stays within the buffers.
             let interim_pending = self.out_pos < self.out.len();
-            if x.resp.is_none() && !buf.is_empty() && !interim_pending {
+            if !x.head_sent() && !buf.is_empty() && !interim_pending {
                 match response::parse(buf.held(), x.req.method == "HEAD") {
                     Ok(Some(h)) if h.is_interim() => {
-                        x.interim += 1;
-                        if x.interim > MAX_INTERIM {
+                        if let Recv::Head { interim, .. } = &mut x.recv {
+                            *interim += 1;
+                        }
+                        if matches!(x.recv, Recv::Head { interim, .. } if interim > MAX_INTERIM) {
                             return self
                                 .upstream_failed(w, 502, "upstream sent too many interim responses")
                                 .map(|_| true);
@@ -394,7 +420,7 @@ impl Http1 {
                         let framing = h.write_client(buf.held(), x.req.minor, keep, &mut self.out);
                         x.status = h.status;
                         x.close_after = framing.close;
-                        x.resp = Some(RespState {
+                        x.recv = Recv::Body(RespState {
                             body: h.body.clone(),
                             decode: framing.decode_chunked,
                             reusable: h.reusable,
@@ -415,7 +441,7 @@ impl Http1 {
                     }
                 }
             }
-            if let Some(resp) = &mut x.resp {
+            if let Recv::Body(resp) = &mut x.recv {
                 if !resp.body.is_done() && !buf.unparsed().is_empty() {
                     let before = buf.parsed;
                     let res = if resp.decode {
@@ -443,13 +469,15 @@ impl Http1 {
                     return Ok(progress);
                 }
             }
-            if !up.stream.ready.r || !buf.has_room() || (x.resp.is_none() && interim_pending) {
+            if !up.stream.ready.r || !buf.has_room() || (!x.head_sent() && interim_pending) {
                 return Ok(progress);
             }
             match up.stream.read_into(buf) {
                 Ok(0) => return self.upstream_eof(w).map(|_| true),
                 Ok(_) => {
-                    x.resp_seen = true;
+                    if let Recv::Head { seen, .. } = &mut x.recv {
+                        *seen = true;
+                    }
                     progress = true;
                 }
                 Err(e) if would_block(&e) => return Ok(progress),
@@ -466,7 +494,7 @@ impl Http1 {
     fn upstream_eof(&mut self, w: &mut Ctx) -> Result<(), Close> {
         let x = self.x.as_mut().expect("exchange");
         let up = self.up.as_ref().expect("upstream");
-        if let Some(resp) = &mut x.resp {
+        if let Recv::Body(resp) = &mut x.recv {
             if resp.body == Framer::UntilClose {
                 resp.body = Framer::Done;
                 resp.reusable = false;
@@ -474,7 +502,8 @@ impl Http1 {
             }
             return self.upstream_failed(w, 502, "upstream prematurely closed connection");
         }
-        let nothing_back = !x.resp_seen && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
+        let nothing_back =
+            !x.response_seen() && self.resp_buf.as_ref().is_none_or(|b| b.is_empty());
         // Replaying is safe only for an idempotent request or one of which no byte went out
         // (the upstream may have acted on a POST before it closed).
         let replayable = x.body_sent == 0 && (x.req.idempotent() || x.up_head_pos == 0);
@@ -492,9 +521,9 @@ impl Http1 {
         let request_done = self.request_done();
         let x = self.x.as_ref().expect("exchange");
         if let Some(up) = self.up.take() {
-            let reusable = x.resp.as_ref().is_some_and(|r| r.reusable)
+            let reusable = matches!(&x.recv, Recv::Body(r) if r.reusable)
                 && request_done
-                && !x.send_failed
+                && x.send != Send::Failed
                 && !w.draining
                 && self.resp_buf.as_ref().is_none_or(|b| b.is_empty())
                 && nothing_unread(&up);
@@ -505,6 +534,39 @@ impl Http1 {
         }
         let keep = !x.close_after && request_done;
         self.end_exchange(w, keep)
+    }
+}
+
+impl Ctx {
+    /// The one way an upstream connection goes back to the pool (nginx
+    /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
+    /// pool and request limits, in a worker that is not draining.
+    /// `up` has just carried one more request; `reusable` is the session's verdict on it.
+    pub(crate) fn release(&mut self, up: UpConn, reusable: bool) {
+        let u = &self.cfg.upstream[up.upstream];
+        let requests = up.requests + 1;
+        if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
+            self.upconns.try_remove(up.conn);
+            return;
+        }
+        let (expires, max_idle) = (self.now + u.keepalive_timeout, u.keepalive);
+        let id = self.next_id();
+        let conn = up.conn;
+        let idle = IdleConn {
+            stream: up.stream,
+            conn,
+            upstream: up.upstream,
+            peer: up.peer,
+            requests,
+            id,
+            expires,
+        };
+        let (slot, evicted) = self.pool.put(idle, max_idle);
+        if let Some(old) = evicted {
+            self.upconns.try_remove(old.conn);
+        }
+        self.upconns[conn] = Owner::Idle(slot);
+        self.timers.add(expires, key(slot, Kind::Idle), id);
     }
 }
 

@@ -1,10 +1,6 @@
-//! Per-worker upstream state: the smooth weighted round-robin balancer with passive failure
-//! marking, and the pool of idle keep-alive connections to peers.
+//! Choosing a peer: smooth weighted round-robin (nginx's) with passive failure marking.
 
-use super::transport::Transport;
 use crate::config::Upstream;
-use slab::Slab;
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// A peer that failed is skipped for this long (nginx `fail_timeout` default).
@@ -75,86 +71,6 @@ impl Balancer {
 
     pub fn succeeded(&mut self, u: usize, peer: usize) {
         self.peers[u][peer].down_until = None;
-    }
-}
-
-/// Who holds an upstream connection now. Upstream sockets are registered once with a
-/// token naming their slot in this table, so moving a connection between a session and the
-/// pool is a table update, not an `epoll_ctl`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Owner {
-    Session(usize),
-    Idle(usize),
-}
-
-/// An idle upstream connection waiting in the pool.
-pub struct IdleConn {
-    pub stream: Transport,
-    /// Its slot in the owner table (and its token).
-    pub conn: usize,
-    pub upstream: usize,
-    pub peer: usize,
-    pub requests: u64,
-    pub id: u64,
-    pub expires: Instant,
-}
-
-/// Idle connections per upstream, oldest first; the slab key is their token slot.
-#[derive(Default)]
-pub struct Pool {
-    pub conns: Slab<IdleConn>,
-    lru: Vec<VecDeque<usize>>,
-}
-
-impl Pool {
-    pub fn new(n_upstreams: usize) -> Pool {
-        Pool {
-            conns: Slab::new(),
-            lru: vec![VecDeque::new(); n_upstreams],
-        }
-    }
-
-    /// The most recently used idle connection to this peer.
-    pub fn take(&mut self, upstream: usize, peer: usize) -> Option<IdleConn> {
-        let q = &mut self.lru[upstream];
-        let pos = q.iter().rposition(|&k| self.conns[k].peer == peer)?;
-        let key = q.remove(pos)?;
-        Some(self.conns.remove(key))
-    }
-
-    /// Adds a connection; returns its key and the connection evicted to make room, if any.
-    pub fn put(&mut self, conn: IdleConn, max: usize) -> (usize, Option<IdleConn>) {
-        let u = conn.upstream;
-        let evicted = if self.lru[u].len() >= max {
-            self.lru[u].pop_front().map(|k| self.conns.remove(k))
-        } else {
-            None
-        };
-        let key = self.conns.insert(conn);
-        self.lru[u].push_back(key);
-        (key, evicted)
-    }
-
-    /// Removes a connection that closed or expired while idle.
-    pub fn remove(&mut self, key: usize) -> Option<IdleConn> {
-        let c = self.conns.try_remove(key)?;
-        self.lru[c.upstream].retain(|&k| k != key);
-        Some(c)
-    }
-
-    pub fn len(&self) -> usize {
-        self.conns.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
-    pub fn drain_all(&mut self) -> Vec<IdleConn> {
-        for q in &mut self.lru {
-            q.clear();
-        }
-        self.conns.drain().collect()
     }
 }
 

@@ -1,0 +1,111 @@
+//! Layer 4: one request/response exchange, as an HTTP/1 session (and later an HTTP/2
+//! stream) carries it. Its two halves overlap in HTTP/1.1 (an upstream may answer, say 413,
+//! before the request body is all sent), so each half has its own state enum rather than
+//! one line of phases or a set of flags.
+
+use crate::http::body::Framer;
+use crate::http::request::RequestHead;
+use std::time::Instant;
+
+/// The request half, toward the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Send {
+    /// Head, then body, as the client delivers it (done when both are out).
+    Sending,
+    /// Writing to the upstream failed; its response may still come.
+    Failed,
+}
+
+/// The response half, toward the client.
+#[derive(Debug)]
+pub enum Recv {
+    /// Waiting for the final head. `interim` 1xx heads passed on so far (bounded), `seen`
+    /// whether any byte came back (a stale pooled connection sends none), and `by` the
+    /// deadline for the whole head, set once the request is sent so a head trickled a byte
+    /// at a time cannot push it back.
+    Head {
+        interim: u32,
+        seen: bool,
+        by: Option<Instant>,
+    },
+    /// The head went to the client; the body streams.
+    Body(RespState),
+    /// The upstream failed after the head went out: flush what arrived, then cut the client
+    /// (nothing else can tell it the body is short).
+    Truncated,
+}
+
+#[derive(Debug)]
+pub struct RespState {
+    pub body: Framer,
+    /// Strip chunked framing (HTTP/1.0 client).
+    pub decode: bool,
+    /// The upstream connection may carry another request afterwards (so far).
+    pub reusable: bool,
+}
+
+/// The request in progress and what the access log needs about it.
+pub struct Exchange {
+    pub req: RequestHead,
+    pub server: usize,
+    /// Index of the upstream; `usize::MAX` for a response made here.
+    pub upstream: usize,
+    /// The client connection may stay open after this exchange (so far).
+    pub keep_alive: bool,
+    /// The head sent upstream, and how much of it went out on the current connection.
+    pub up_head: Vec<u8>,
+    pub up_head_pos: usize,
+    /// Framing of the request body, advanced as its bytes are forwarded.
+    pub req_body: Framer,
+    /// Request body payload bytes read from the client (for `client_max_body_size`).
+    pub body_read: u64,
+    /// Request body bytes written upstream; nonzero makes a retry impossible.
+    pub body_sent: u64,
+    /// Peers tried for this request, and connection attempts in all.
+    pub tried: Vec<usize>,
+    pub attempts: usize,
+    pub send: Send,
+    pub recv: Recv,
+    /// For the access log: status sent and body bytes written to the client.
+    pub status: u16,
+    pub bytes_sent: u64,
+    /// The client connection closes after this response.
+    pub close_after: bool,
+}
+
+impl Exchange {
+    pub fn new(req: RequestHead, server: usize, keep_alive: bool) -> Exchange {
+        Exchange {
+            req_body: req.body.clone(),
+            req,
+            server,
+            upstream: usize::MAX,
+            keep_alive,
+            up_head: Vec::new(),
+            up_head_pos: 0,
+            body_read: 0,
+            body_sent: 0,
+            tried: Vec::new(),
+            attempts: 0,
+            send: Send::Sending,
+            recv: Recv::Head {
+                interim: 0,
+                seen: false,
+                by: None,
+            },
+            status: 0,
+            bytes_sent: 0,
+            close_after: false,
+        }
+    }
+
+    /// The final response head has gone to the client (an error page can no longer).
+    pub fn head_sent(&self) -> bool {
+        !matches!(self.recv, Recv::Head { .. })
+    }
+
+    /// Any byte of a response came back on the current connection.
+    pub fn response_seen(&self) -> bool {
+        !matches!(self.recv, Recv::Head { seen: false, .. })
+    }
+}
