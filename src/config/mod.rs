@@ -137,6 +137,9 @@ pub struct Route {
     pub path: String,
     #[serde(flatten)]
     pub action: Action,
+    /// The filter chain run over heads on this route, compiled here once.
+    #[serde(skip)]
+    pub filters: Vec<crate::http::filters::Filter>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -418,7 +418,16 @@ impl Validator {
                         continue;
                     }
                 };
-                route.push(Route { host, path, action });
+                let filters = match action {
+                    Action::Proxy { .. } => crate::http::filters::proxy_defaults(),
+                    Action::Return { .. } => Vec::new(),
+                };
+                route.push(Route {
+                    host,
+                    path,
+                    action,
+                    filters,
+                });
             }
             server.push(Server {
                 listen,

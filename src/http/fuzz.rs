@@ -3,6 +3,7 @@
 //! any panic is a bug (in the worker it would abort every connection).
 
 use super::body::Framer;
+use super::filters;
 use super::request::{self, Forwarding, Limits};
 use super::response;
 
@@ -22,7 +23,13 @@ pub fn request_head(data: &[u8]) {
             default_host: "app",
         };
         let mut out = Vec::new();
-        head.write_upstream(&data[..head.head_len], &fwd, &mut out);
+        let verdict = head.write_upstream(
+            &data[..head.head_len],
+            &fwd,
+            &filters::proxy_defaults(),
+            &mut out,
+        );
+        assert_eq!(verdict, filters::Verdict::Continue);
         // What goes upstream is itself one valid request with the same framing.
         let again = request::parse(&out, &Limits::default())
             .expect("the forwarded head parses")
@@ -38,7 +45,15 @@ pub fn response_head(data: &[u8]) {
         assert!(head.head_len <= data.len());
         for minor in [0, 1] {
             let mut out = Vec::new();
-            let framing = head.write_client(&data[..head.head_len], minor, cfg & 2 == 2, &mut out);
+            let framing = head
+                .write_client(
+                    &data[..head.head_len],
+                    minor,
+                    cfg & 2 == 2,
+                    &filters::proxy_defaults(),
+                    &mut out,
+                )
+                .expect("the built-in response filters never refuse");
             let again = response::parse(&out, cfg & 1 == 1)
                 .expect("the forwarded head parses")
                 .expect("the forwarded head is complete");

@@ -2,14 +2,17 @@
 //! heads, framing decisions or bytes to send.
 
 pub mod body;
+pub mod filters;
 #[doc(hidden)]
 pub mod fuzz;
+pub mod headers;
 pub mod local;
 pub mod path;
 pub mod request;
 pub mod response;
 pub mod strict;
 
+use headers::Headers;
 use std::ops::Range;
 
 /// Where each header's name and value lie inside the raw head bytes.
@@ -26,50 +29,14 @@ pub fn span(base: &[u8], part: &[u8]) -> Option<Range<usize>> {
     (end <= base.len()).then_some(start..end)
 }
 
-/// Headers a `Connection` token can never remove: the message's own framing and target.
-/// Letting a client or upstream name them is how `Connection: Content-Length` smuggles.
-fn protected(name: &[u8]) -> bool {
-    [&b"host"[..], b"content-length", b"transfer-encoding"]
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(name))
-}
-
-/// Copies the end-to-end headers of a head to `out` as `Name: value` lines, dropping
-/// hop-by-hop headers, the framing headers (the proxy writes its own), and those named in
-/// `Connection`. `claim` sees each surviving header first and returns true to take it over
-/// (it is then not copied).
-pub fn copy_end_to_end(
-    raw: &[u8],
-    headers: &[(Range<usize>, Range<usize>)],
-    out: &mut Vec<u8>,
-    mut claim: impl FnMut(&[u8], &[u8]) -> bool,
-) {
-    // Usually there is no Connection header at all; look them up once, not per header.
-    let connection: Vec<&[u8]> = headers
-        .iter()
-        .filter(|(n, _)| raw[n.clone()].eq_ignore_ascii_case(b"connection"))
-        .map(|(_, v)| &raw[v.clone()])
-        .collect();
-    let named_in_connection = |name: &[u8]| {
-        !connection.is_empty() && {
-            let name = std::str::from_utf8(name).unwrap_or("");
-            connection.iter().any(|v| token_list_contains(v, name))
-        }
-    };
-    for (n, v) in headers {
-        let (name, value) = (&raw[n.clone()], &raw[v.clone()]);
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case(b"content-length")
-            || (named_in_connection(name) && !protected(name))
-            || claim(name, value)
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    }
+/// The fields of a head as an editable list, without the framing headers: the codecs write
+/// `Content-Length` and `Transfer-Encoding` from their own decision, never copied.
+pub fn editable(raw: &[u8], spans: &HeaderSpans) -> Headers {
+    let mut h = Headers::from_spans(spans);
+    h.retain(raw, |n, _| {
+        !n.eq_ignore_ascii_case(b"content-length") && !n.eq_ignore_ascii_case(b"transfer-encoding")
+    });
+    h
 }
 
 /// Most header lines one head can hold (request or response); `max_headers` in the config

@@ -1,7 +1,8 @@
 //! Request heads: parse what the client sent (httparse) and write the head we send upstream.
 
 use super::body::Framer;
-use super::{copy_end_to_end, path, span, strict, token_list_contains, HeaderSpans, MAX_HEADERS};
+use super::filters::{self, Filter, RequestInfo, Verdict};
+use super::{editable, path, span, strict, token_list_contains, HeaderSpans, MAX_HEADERS};
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,60 +265,52 @@ impl RequestHead {
     }
 
     /// Writes the head sent upstream: always HTTP/1.1 (so the upstream connection can be
-    /// kept alive), hop-by-hop headers removed, X-Forwarded-For/-Proto added, and a Host
-    /// (the upstream's name, as nginx does) for HTTP/1.0 requests that had none.
-    pub fn write_upstream(&self, raw: &[u8], fwd: &Forwarding, out: &mut Vec<u8>) {
+    /// kept alive), with the route's filter chain run over the headers (hop-by-hop removal,
+    /// forwarding headers...), the absolute-form authority or, for an HTTP/1.0 request
+    /// without one, the upstream's name as `Host` (as nginx does), and framing written from
+    /// the proxy's own decision. A filter may stop the request instead.
+    pub fn write_upstream(
+        &self,
+        raw: &[u8],
+        fwd: &Forwarding,
+        chain: &[Filter],
+        out: &mut Vec<u8>,
+    ) -> Verdict {
+        let mut h = editable(raw, &self.headers);
+        match (&self.host, self.absolute_form) {
+            (None, _) => h.prepend("Host", fwd.default_host.as_bytes().to_vec()),
+            (Some(authority), true) => {
+                h.remove(raw, b"host");
+                h.prepend("Host", authority.as_bytes().to_vec());
+            }
+            (Some(_), false) => {}
+        }
+        let info = RequestInfo {
+            client_ip: fwd.client_ip,
+            proto: fwd.proto,
+        };
+        let verdict = filters::on_request(chain, raw, &mut h, &info);
+        if verdict != Verdict::Continue {
+            return verdict;
+        }
         out.clear();
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        match (&self.host, self.absolute_form) {
-            (None, _) => {
-                out.extend_from_slice(b"Host: ");
-                out.extend_from_slice(fwd.default_host.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-            (Some(authority), true) => {
-                out.extend_from_slice(b"Host: ");
-                out.extend_from_slice(authority.as_bytes());
-                out.extend_from_slice(b"\r\n");
-            }
-            (Some(_), false) => {}
-        }
-        let absolute_form = self.absolute_form;
-        // Every X-Forwarded-For value (there may be several lines) is folded into one line
-        // with the client appended; a client's X-Forwarded-Proto is replaced, not trusted.
-        let mut xff: Vec<u8> = Vec::new();
-        copy_end_to_end(raw, &self.headers, out, |name, value| {
-            if absolute_form && name.eq_ignore_ascii_case(b"host") {
-                return true;
-            }
-            if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-                xff.extend_from_slice(value);
-                xff.extend_from_slice(b", ");
-                true
-            } else {
-                name.eq_ignore_ascii_case(b"x-forwarded-proto")
-            }
-        });
+        h.write(raw, out);
         if let Some(protocols) = &self.upgrade {
             out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
             out.extend_from_slice(protocols.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        // Framing is the proxy's own decision, never a copied header.
         if matches!(self.body, Framer::Chunked(_)) {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         } else if let Some(n) = self.content_length {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
-        out.extend_from_slice(b"X-Forwarded-For: ");
-        out.extend_from_slice(&xff);
-        out.extend_from_slice(fwd.client_ip.as_bytes());
-        out.extend_from_slice(b"\r\nX-Forwarded-Proto: ");
-        out.extend_from_slice(fwd.proto.as_bytes());
-        out.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(b"\r\n");
+        Verdict::Continue
     }
 
     /// Whether a request may be replayed on another connection after a failure.
@@ -348,7 +341,12 @@ mod tests {
             proto: "http",
             default_host: "app",
         };
-        h.write_upstream(&raw[..h.head_len], &fwd, &mut out);
+        h.write_upstream(
+            &raw[..h.head_len],
+            &fwd,
+            &filters::proxy_defaults(),
+            &mut out,
+        );
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.starts_with("POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\n"),
@@ -359,7 +357,10 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n"), "{s}");
-        assert!(s.ends_with("X-Forwarded-Proto: http\r\n\r\n"), "{s}");
+        assert!(
+            s.ends_with("X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -372,7 +373,7 @@ mod tests {
             proto: "http",
             default_host: "app",
         };
-        h.write_upstream(raw, &fwd, &mut out);
+        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\r\n"),
@@ -397,7 +398,7 @@ mod tests {
             proto: "http",
             default_host: "app",
         };
-        h.write_upstream(raw, &fwd, &mut out);
+        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.starts_with("GET /a/b?q HTTP/1.1\r\nHost: Example.com:81\r\n"),
@@ -443,7 +444,12 @@ mod tests {
             proto: "http",
             default_host: "app",
         };
-        h.write_upstream(b"GET / HTTP/1.0\r\n\r\n", &fwd, &mut out);
+        h.write_upstream(
+            b"GET / HTTP/1.0\r\n\r\n",
+            &fwd,
+            &filters::proxy_defaults(),
+            &mut out,
+        );
         assert!(String::from_utf8(out)
             .unwrap()
             .starts_with("GET / HTTP/1.1\r\nHost: app\r\n"));
@@ -468,7 +474,7 @@ mod tests {
             proto: "http",
             default_host: "app",
         };
-        h.write_upstream(raw, &fwd, &mut out);
+        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.contains("\r\nHost: a\r\n") && s.contains("\r\nContent-Length: 4\r\n"),

@@ -1,7 +1,8 @@
 //! Response heads: parse what the upstream sent and write the head the client gets.
 
 use super::body::Framer;
-use super::{copy_end_to_end, local, span, strict, token_list_contains, HeaderSpans};
+use super::filters::{self, Filter, Verdict};
+use super::{editable, local, span, strict, token_list_contains, HeaderSpans};
 use std::io::Write;
 use std::ops::Range;
 
@@ -133,14 +134,21 @@ impl ResponseHead {
         (100..200).contains(&self.status) && self.status != 101
     }
 
-    /// Writes the head sent to the client and returns how the body must be framed.
+    /// Writes the head sent to the client, with the route's filter chain run over the
+    /// headers, and returns how the body must be framed (or the status a filter answers
+    /// with instead).
     pub fn write_client(
         &self,
         raw: &[u8],
         client_minor: u8,
         client_keep_alive: bool,
+        chain: &[Filter],
         out: &mut Vec<u8>,
-    ) -> ClientFraming {
+    ) -> Result<ClientFraming, u16> {
+        let mut h = editable(raw, &self.headers);
+        if let Verdict::Respond(status) = filters::on_response(chain, raw, &mut h) {
+            return Err(status);
+        }
         let chunked = matches!(self.body, Framer::Chunked(_));
         let decode_chunked = chunked && client_minor == 0;
         let close = !client_keep_alive || self.body == Framer::UntilClose || decode_chunked;
@@ -150,7 +158,7 @@ impl ResponseHead {
             None => out.extend_from_slice(local::reason(self.status).as_bytes()),
         }
         out.extend_from_slice(b"\r\n");
-        copy_end_to_end(raw, &self.headers, out, |_, _| false);
+        h.write(raw, out);
         // Framing is decided here, never copied: chunked passes through as chunked (or is
         // decoded for HTTP/1.0), a length is the validated one. HEAD and 304 keep the length
         // they announce; 1xx and 204 carry none.
@@ -167,30 +175,37 @@ impl ResponseHead {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        ClientFraming {
+        Ok(ClientFraming {
             decode_chunked,
             close,
-        }
+        })
     }
 
     /// Writes the `101 Switching Protocols` that turns the connection into a tunnel, with the
     /// upstream's `Upgrade` value. None when the upstream named no protocol.
-    pub fn write_upgrade(&self, raw: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    pub fn write_upgrade(&self, raw: &[u8], chain: &[Filter], out: &mut Vec<u8>) -> Option<()> {
         let protocols = &raw[self.upgrade.clone()?];
         if protocols.is_empty() || self.status != 101 {
             return None;
         }
+        let mut h = editable(raw, &self.headers);
+        if filters::on_response(chain, raw, &mut h) != Verdict::Continue {
+            return None;
+        }
         out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
-        copy_end_to_end(raw, &self.headers, out, |_, _| false);
+        h.write(raw, out);
         out.extend_from_slice(b"Connection: upgrade\r\nUpgrade: ");
         out.extend_from_slice(protocols);
         out.extend_from_slice(b"\r\n\r\n");
         Some(())
     }
 
-    /// Writes an interim (1xx) head through unchanged apart from hop-by-hop headers.
-    pub fn write_interim(&self, raw: &[u8], out: &mut Vec<u8>) {
-        let _ = self.write_client(raw, 1, true, out);
+    /// Writes an interim (1xx) head through the response filters.
+    pub fn write_interim(&self, raw: &[u8], chain: &[Filter], out: &mut Vec<u8>) {
+        let mark = out.len();
+        if self.write_client(raw, 1, true, chain, out).is_err() {
+            out.truncate(mark);
+        }
     }
 }
 
@@ -205,7 +220,9 @@ mod tests {
         assert_eq!(h.body, Framer::Length(5));
         assert!(h.reusable);
         let mut out = Vec::new();
-        let f = h.write_client(raw, 1, true, &mut out);
+        let f = h
+            .write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .unwrap();
         assert_eq!(
             f,
             ClientFraming {
@@ -221,7 +238,9 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
         let h = parse(raw, false).unwrap().unwrap();
         let mut out = Vec::new();
-        let f = h.write_client(raw, 0, true, &mut out);
+        let f = h
+            .write_client(raw, 0, true, &filters::proxy_defaults(), &mut out)
+            .unwrap();
         assert!(f.decode_chunked && f.close);
         assert!(!String::from_utf8(out).unwrap().contains("chunked"));
 
@@ -245,7 +264,8 @@ mod tests {
         ] {
             let h = parse(raw, false).unwrap().unwrap();
             let mut out = Vec::new();
-            h.write_client(raw, 1, true, &mut out);
+            h.write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+                .unwrap();
             assert!(
                 out.starts_with(b"HTTP/1.1 200 OK\r\n"),
                 "{:?}",
@@ -257,7 +277,8 @@ mod tests {
         parse(raw, true)
             .unwrap()
             .unwrap()
-            .write_client(raw, 1, true, &mut out);
+            .write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .unwrap();
         assert!(out.starts_with(b"HTTP/1.1 404 Nope Nope\r\n"));
     }
 
@@ -283,21 +304,24 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length, X-A\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n";
         let h = parse(raw, false).unwrap().unwrap();
         let mut out = Vec::new();
-        h.write_client(raw, 1, true, &mut out);
+        h.write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .unwrap();
         assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
         // HEAD and 304 keep the announced length; 204 loses it.
         let raw = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n";
         let h = parse(raw, false).unwrap().unwrap();
         assert_eq!(h.body, Framer::Done);
         let mut out = Vec::new();
-        h.write_client(raw, 1, true, &mut out);
+        h.write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .unwrap();
         assert!(out.ends_with(b"Content-Length: 10\r\n\r\n"));
         let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n";
         let mut out = Vec::new();
         parse(raw, false)
             .unwrap()
             .unwrap()
-            .write_client(raw, 1, true, &mut out);
+            .write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .unwrap();
         assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
     }
 }

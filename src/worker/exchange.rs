@@ -3,7 +3,9 @@
 //! before the request body is all sent), so each half has its own state enum rather than
 //! one line of phases or a set of flags.
 
+use crate::config::Config;
 use crate::http::body::Framer;
+use crate::http::filters::Filter;
 use crate::http::request::RequestHead;
 use std::time::Instant;
 
@@ -48,6 +50,8 @@ pub struct RespState {
 pub struct Exchange {
     pub req: RequestHead,
     pub server: usize,
+    /// The route it matched (index among the server's routes).
+    pub route: Option<usize>,
     /// Index of the upstream; `usize::MAX` for a response made here.
     pub upstream: usize,
     /// The client connection may stay open after this exchange (so far).
@@ -79,6 +83,7 @@ impl Exchange {
             req_body: req.body.clone(),
             req,
             server,
+            route: None,
             upstream: usize::MAX,
             keep_alive,
             up_head: Vec::new(),
@@ -97,6 +102,13 @@ impl Exchange {
             bytes_sent: 0,
             close_after: false,
         }
+    }
+
+    /// The route's filter chain.
+    pub fn filters<'a>(&self, cfg: &'a Config) -> &'a [Filter] {
+        self.route
+            .and_then(|r| cfg.server[self.server].route.get(r))
+            .map_or(&[], |r| &r.filters)
     }
 
     /// The final response head has gone to the client (an error page can no longer).

@@ -11,6 +11,7 @@
 use super::tunnel::Tunnel;
 use super::Drive;
 use crate::config::Action;
+use crate::http::filters::Verdict;
 use crate::http::{local, request};
 use crate::router;
 use crate::worker::buffer::Buf;
@@ -369,13 +370,14 @@ impl Http1 {
         let keep_alive = head.keep_alive
             && !w.draining
             && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let route =
-            router::select_route(&cfg, server, host.as_deref(), head.path()).map(|r| &r.action);
+        let found = router::select_route(&cfg, server, host.as_deref(), head.path());
+        let route = found.map(|r| &r.action);
         let buf = self
             .req_buf
             .as_mut()
             .expect("head was parsed from the buffer");
         let mut x = Box::new(Exchange::new(head, server, keep_alive));
+        x.route = found.and_then(|f| srv.route.iter().position(|r| std::ptr::eq(r, f)));
         match route {
             Some(&Action::Proxy { index, .. }) => {
                 x.upstream = index;
@@ -384,9 +386,19 @@ impl Http1 {
                     proto: "http",
                     default_host: &cfg.upstream[index].name,
                 };
-                x.req
-                    .write_upstream(&buf.held()[..x.req.head_len], &fwd, &mut x.up_head);
+                let verdict = x.req.write_upstream(
+                    &buf.held()[..x.req.head_len],
+                    &fwd,
+                    x.filters(&cfg),
+                    &mut x.up_head,
+                );
                 buf.skip_head(x.req.head_len);
+                if let Verdict::Respond(status) = verdict {
+                    let close = !x.keep_alive || x.req.has_body;
+                    self.x = Some(x);
+                    self.respond_error(w, status, close);
+                    return Ok(());
+                }
                 self.x = Some(x);
                 self.phase = Phase::Proxy;
                 self.connect(w)

@@ -391,7 +391,7 @@ impl Http1 {
                                 .map(|_| true);
                         }
                         if x.req.minor >= 1 {
-                            h.write_interim(buf.held(), &mut self.out);
+                            h.write_interim(buf.held(), x.filters(&w.cfg), &mut self.out);
                         }
                         buf.skip_head(h.head_len);
                         progress = true;
@@ -403,7 +403,9 @@ impl Http1 {
                                 .upstream_failed(w, 502, "upstream switched protocols unasked")
                                 .map(|_| true);
                         }
-                        if h.write_upgrade(buf.held(), &mut self.out).is_none() {
+                        if h.write_upgrade(buf.held(), x.filters(&w.cfg), &mut self.out)
+                            .is_none()
+                        {
                             return self
                                 .upstream_failed(w, 502, "upstream sent 101 without Upgrade")
                                 .map(|_| true);
@@ -417,7 +419,25 @@ impl Http1 {
                     Ok(Some(h)) => {
                         // Unread request body bytes would be taken for the next request.
                         let keep = x.keep_alive && !w.draining && x.req_body.is_done();
-                        let framing = h.write_client(buf.held(), x.req.minor, keep, &mut self.out);
+                        let cfg = w.cfg.clone();
+                        let framing = match h.write_client(
+                            buf.held(),
+                            x.req.minor,
+                            keep,
+                            x.filters(&cfg),
+                            &mut self.out,
+                        ) {
+                            Ok(f) => f,
+                            Err(status) => {
+                                return self
+                                    .upstream_failed(
+                                        w,
+                                        status,
+                                        "a response filter refused the response",
+                                    )
+                                    .map(|_| true);
+                            }
+                        };
                         x.status = h.status;
                         x.close_after = framing.close;
                         x.recv = Recv::Body(RespState {

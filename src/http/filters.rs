@@ -1,0 +1,136 @@
+//! Layer 6: filters. An ordered chain per route, compiled at config load, run over the
+//! editable request head before it goes upstream and over the response head before it goes
+//! to the client. Each filter owns one policy and returns a verdict; the chain is data, not
+//! code paths in the session, and dispatch is static (a `match`, no trait objects).
+//! Hop-by-hop removal and the forwarding headers are the first built-ins; header edits,
+//! auth, rate limits, CORS and compression come as more variants.
+
+use super::headers::Headers;
+use super::{is_hop_by_hop, token_list_contains};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Drops hop-by-hop headers and those the `Connection` header names (RFC 9110 7.6.1),
+    /// never `Host` or the framing headers.
+    HopByHop,
+    /// `X-Forwarded-For` (every incoming value folded into one line, the client appended)
+    /// and `X-Forwarded-Proto` (replaced, never trusted from the client).
+    Forwarded,
+}
+
+/// What a filter decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// Answer the client with this status instead of going on.
+    Respond(u16),
+}
+
+/// What request filters may know about the connection.
+pub struct RequestInfo<'a> {
+    pub client_ip: &'a str,
+    /// "http" or "https".
+    pub proto: &'a str,
+}
+
+/// The chain every proxy route starts with.
+pub fn proxy_defaults() -> Vec<Filter> {
+    vec![Filter::HopByHop, Filter::Forwarded]
+}
+
+/// Runs the request-head hooks in order; the first verdict other than `Continue` wins.
+pub fn on_request(chain: &[Filter], raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
+    for f in chain {
+        let v = match f {
+            Filter::HopByHop => hop_by_hop(raw, h),
+            Filter::Forwarded => forwarded(raw, h, info),
+        };
+        if v != Verdict::Continue {
+            return v;
+        }
+    }
+    Verdict::Continue
+}
+
+/// Runs the response-head hooks in order.
+pub fn on_response(chain: &[Filter], raw: &[u8], h: &mut Headers) -> Verdict {
+    for f in chain {
+        let v = match f {
+            Filter::HopByHop => hop_by_hop(raw, h),
+            Filter::Forwarded => Verdict::Continue,
+        };
+        if v != Verdict::Continue {
+            return v;
+        }
+    }
+    Verdict::Continue
+}
+
+/// Headers a `Connection` token can never remove: the message's own framing and target.
+/// Letting a client or upstream name them is how `Connection: Content-Length` smuggles.
+fn protected(name: &[u8]) -> bool {
+    [&b"host"[..], b"content-length", b"transfer-encoding"]
+        .iter()
+        .any(|p| p.eq_ignore_ascii_case(name))
+}
+
+fn hop_by_hop(raw: &[u8], h: &mut Headers) -> Verdict {
+    // Usually there is no Connection header at all; look its values up once.
+    let connection: Vec<Vec<u8>> = h.values(raw, b"connection").map(<[u8]>::to_vec).collect();
+    h.retain(raw, |name, _| {
+        if is_hop_by_hop(name) {
+            return false;
+        }
+        if connection.is_empty() || protected(name) {
+            return true;
+        }
+        let name = std::str::from_utf8(name).unwrap_or("");
+        !connection.iter().any(|v| token_list_contains(v, name))
+    });
+    Verdict::Continue
+}
+
+fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
+    let mut xff: Vec<u8> = Vec::new();
+    for v in h.values(raw, b"x-forwarded-for") {
+        xff.extend_from_slice(v);
+        xff.extend_from_slice(b", ");
+    }
+    xff.extend_from_slice(info.client_ip.as_bytes());
+    h.set(raw, "X-Forwarded-For", xff);
+    h.set(raw, "X-Forwarded-Proto", info.proto.as_bytes().to_vec());
+    Verdict::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chain: &[Filter], raw: &[u8], spans: &crate::http::HeaderSpans) -> String {
+        let mut h = Headers::from_spans(spans);
+        let info = RequestInfo {
+            client_ip: "10.0.0.9",
+            proto: "https",
+        };
+        assert_eq!(on_request(chain, raw, &mut h, &info), Verdict::Continue);
+        let mut out = Vec::new();
+        h.write(raw, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn chain_is_data() {
+        let raw = b"Connection: x-a\r\nX-A: 1\r\nX-Forwarded-For: 1.1.1.1\r\n";
+        let spans = vec![(0..10, 12..15), (17..20, 22..23), (25..40, 42..49)];
+        // No filters: nothing changes.
+        assert_eq!(run(&[], raw, &spans), String::from_utf8_lossy(raw));
+        assert_eq!(
+            run(&proxy_defaults(), raw, &spans),
+            "X-Forwarded-For: 1.1.1.1, 10.0.0.9\r\nX-Forwarded-Proto: https\r\n"
+        );
+        assert_eq!(
+            run(&[Filter::HopByHop], raw, &spans),
+            "X-Forwarded-For: 1.1.1.1\r\n"
+        );
+    }
+}
