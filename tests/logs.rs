@@ -64,3 +64,30 @@ fn upstream_outage_does_not_flood_the_error_log() {
         "{log}"
     );
 }
+
+#[test]
+fn lifecycle_events_reach_the_trace_sink() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start_with(1, "", &app_conf(&up, "", "", "fixed"));
+    // The standard header logs at info; a config with trace shows every event.
+    let text = std::fs::read_to_string(&p.conf)
+        .unwrap()
+        .replace("level = \"info\"", "level = \"trace\"");
+    std::fs::write(&p.conf, text).unwrap();
+    assert!(p.ctl("reload").status.success());
+    let mut c = Client::connect(&p.addr()).unwrap();
+    assert_eq!(c.request("GET", "/x", Body::None).unwrap().status, 200);
+    let log = p.error_log();
+    for want in [
+        "\"GET /x\" routed to server 0",
+        "upstream 127.0.0.1:",
+        "connected (reused: false)",
+        "\"GET /x\": response 200 head after",
+        "done 200 with 5 bytes",
+    ] {
+        assert!(
+            wait_until(Duration::from_secs(2), || p.error_log().contains(want)),
+            "{want}: {log}"
+        );
+    }
+}

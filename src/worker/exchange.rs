@@ -3,6 +3,7 @@
 //! before the request body is all sent), so each half has its own state enum rather than
 //! one line of phases or a set of flags.
 
+use super::events::Timings;
 use crate::config::Config;
 use crate::http::body::Framer;
 use crate::http::filters::Filter;
@@ -75,10 +76,11 @@ pub struct Exchange {
     pub bytes_sent: u64,
     /// The client connection closes after this response.
     pub close_after: bool,
+    pub timings: Timings,
 }
 
 impl Exchange {
-    pub fn new(req: RequestHead, server: usize, keep_alive: bool) -> Exchange {
+    pub fn new(req: RequestHead, server: usize, keep_alive: bool, now: Instant) -> Exchange {
         Exchange {
             req_body: req.body.clone(),
             req,
@@ -101,6 +103,7 @@ impl Exchange {
             status: 0,
             bytes_sent: 0,
             close_after: false,
+            timings: Timings::new(now),
         }
     }
 

@@ -4,6 +4,7 @@
 mod access_log;
 pub mod buffer;
 mod clock;
+mod events;
 mod exchange;
 mod session;
 mod timer;
@@ -12,7 +13,7 @@ mod upstream;
 
 use crate::channel::{self, Msg};
 use crate::config::{Config, LogTarget};
-use access_log::{AccessLog, Entry};
+use access_log::AccessLog;
 use buffer::BufPool;
 use clock::Clock;
 use mio::net::TcpListener;
@@ -92,46 +93,8 @@ impl Ctx {
         }
     }
 
-    pub fn log_access(
-        &mut self,
-        req: &crate::http::request::RequestHead,
-        server: usize,
-        ip: &str,
-        status: u16,
-        bytes: u64,
-    ) {
-        if let Some(idx) = self.cfg.server[server].access_log {
-            let entry = Entry {
-                ip,
-                time: &self.clock.log_time,
-                request: Some((&req.method, &req.uri, req.minor)),
-                status,
-                bytes,
-                referer: req.referer.as_deref(),
-                user_agent: req.user_agent.as_deref(),
-            };
-            self.access.write(idx, &entry);
-        }
-    }
-
     pub fn listener_server(&self, listener: usize) -> &crate::config::Server {
         &self.cfg.server[self.default_server[listener]]
-    }
-
-    /// Logs a request that could not be parsed (no request line to show).
-    pub fn log_unparsed(&mut self, listener: usize, ip: &str, status: u16, bytes: u64) {
-        if let Some(idx) = self.listener_server(listener).access_log {
-            let entry = Entry {
-                ip,
-                time: &self.clock.log_time,
-                request: None,
-                status,
-                bytes,
-                referer: None,
-                user_agent: None,
-            };
-            self.access.write(idx, &entry);
-        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::http::filters::Verdict;
 use crate::http::{local, request};
 use crate::router;
 use crate::worker::buffer::Buf;
+use crate::worker::events::{Done, Event};
 pub(crate) use crate::worker::exchange::Exchange;
 use crate::worker::exchange::Recv;
 use crate::worker::timer::Deadline;
@@ -306,7 +307,14 @@ impl Http1 {
         }
         self.x = None;
         let page = local::error_page(status);
-        w.log_unparsed(self.listener, &self.peer_ip, status, page.len() as u64);
+        w.emit(Event::Done(Done {
+            req: None,
+            server: w.default_server[self.listener],
+            client_ip: &self.peer_ip,
+            status,
+            bytes: page.len() as u64,
+            timings: None,
+        }));
         self.respond(w, status, &local::error_headers(), &page, true);
         Ok(true)
     }
@@ -376,8 +384,12 @@ impl Http1 {
             .req_buf
             .as_mut()
             .expect("head was parsed from the buffer");
-        let mut x = Box::new(Exchange::new(head, server, keep_alive));
+        let mut x = Box::new(Exchange::new(head, server, keep_alive, w.now));
         x.route = found.and_then(|f| srv.route.iter().position(|r| std::ptr::eq(r, f)));
+        w.emit(Event::Routed {
+            x: &x,
+            client_ip: &self.peer_ip,
+        });
         match route {
             Some(&Action::Proxy { index, .. }) => {
                 x.upstream = index;
@@ -423,7 +435,7 @@ impl Http1 {
 
     pub(crate) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
         if let Some(x) = self.x.take() {
-            w.log_access(&x.req, x.server, &self.peer_ip, x.status, x.bytes_sent);
+            w.emit(Event::Done(Done::of(&x, &self.peer_ip, x.status)));
         }
         self.out = Vec::new();
         self.out_pos = 0;
@@ -539,7 +551,7 @@ impl Http1 {
     pub fn abort(&mut self, w: &mut Ctx) {
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
-            w.log_access(&x.req, x.server, &self.peer_ip, status, x.bytes_sent);
+            w.emit(Event::Done(Done::of(&x, &self.peer_ip, status)));
         }
         self.release_all(w);
     }

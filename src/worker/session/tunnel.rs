@@ -8,6 +8,7 @@
 use super::http1::{Exchange, UpConn};
 use super::Drive;
 use crate::worker::buffer::{Buf, BUF_SIZE};
+use crate::worker::events::{Done, Event};
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
 use crate::worker::{Ctx, Kind};
@@ -150,13 +151,7 @@ impl Tunnel {
     /// back buffers and the upstream connection. Safe to call twice.
     pub fn release_all(&mut self, w: &mut Ctx) {
         if self.x.status != 0 {
-            w.log_access(
-                &self.x.req,
-                self.x.server,
-                &self.peer_ip,
-                101,
-                self.x.bytes_sent,
-            );
+            w.emit(Event::Done(Done::of(&self.x, &self.peer_ip, 101)));
             self.x.status = 0;
         }
         for b in [self.to_up.take(), self.to_client.take()]

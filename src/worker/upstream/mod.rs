@@ -10,6 +10,7 @@ pub use balancer::Balancer;
 pub use pool::{IdleConn, Owner, Pool};
 
 use super::buffer::{Buf, BUF_SIZE};
+use super::events::Event;
 use super::exchange::{Recv, RespState, Send};
 use super::session::http1::{Close, Http1, Phase, Step};
 use super::transport::{would_block, Connect, Ready, Transport, Unread};
@@ -67,6 +68,7 @@ impl Http1 {
                     requests: idle.requests,
                     connected: true,
                 });
+                self.upstream_connected(w, u, peer, true);
                 return Ok(());
             }
             let addr = cfg.upstream[u].peers[peer].addr;
@@ -101,6 +103,17 @@ impl Http1 {
                 return self.upstream_failed(w, 502, "all upstream peers failed");
             }
         }
+    }
+
+    fn upstream_connected(&mut self, w: &mut Ctx, u: usize, peer: usize, reused: bool) {
+        let cfg = w.cfg.clone();
+        let x = self.x.as_mut().expect("exchange");
+        x.timings.upstream_connected = Some(w.now);
+        w.emit(Event::UpstreamConnected {
+            x,
+            peer: &cfg.upstream[u].peers[peer].name,
+            reused,
+        });
     }
 
     /// Closes the upstream connection of this session, if any (never back to the pool).
@@ -201,6 +214,8 @@ impl Http1 {
                     up.connected = true;
                     w.balancer.succeeded(up.upstream, up.peer);
                     progress = true;
+                    let (u, p) = (up.upstream, up.peer);
+                    self.upstream_connected(w, u, p, false);
                 }
                 Connect::InProgress => return Ok(false),
                 Connect::Failed(e) => {
@@ -445,6 +460,8 @@ impl Http1 {
                             decode: framing.decode_chunked,
                             reusable: h.reusable,
                         });
+                        x.timings.response_head = Some(w.now);
+                        w.emit(Event::ResponseHead { x });
                         buf.skip_head(h.head_len);
                         progress = true;
                     }
