@@ -129,6 +129,11 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
 }
 
 impl ResponseHead {
+    /// Header lines in the head.
+    pub fn header_count(&self) -> usize {
+        self.headers.len()
+    }
+
     /// An interim response (1xx other than 101) that precedes the final one.
     pub fn is_interim(&self) -> bool {
         (100..200).contains(&self.status) && self.status != 101

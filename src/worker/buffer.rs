@@ -4,7 +4,10 @@
 use std::io::{self, Read};
 
 pub const BUF_SIZE: usize = 16 * 1024;
-/// Free buffers kept for reuse; more are returned to the allocator.
+/// A request head is read into a buffer this small first, grown only when a head needs more:
+/// a thousand slow-header connections then cost a thousand small buffers, not 16 KiB each.
+pub const HEAD_START: usize = 1024;
+/// Free buffers kept for reuse, per size; more are returned to the allocator.
 const POOL_MAX: usize = 512;
 
 /// Bytes flow in at `end` and out at `start`. Between them, `start..ready` may be sent,
@@ -116,6 +119,19 @@ impl Buf {
         self.end < self.data.len() || self.start > 0
     }
 
+    /// Moves what this buffer holds into `bigger` (positions kept relative to the start)
+    /// and returns it; this buffer's memory is handed back through `pool`.
+    pub fn grow(self, mut bigger: Buf, pool: &mut BufPool) -> Buf {
+        let held = self.end - self.start;
+        debug_assert!(bigger.data.len() >= held && bigger.is_empty());
+        bigger.data[..held].copy_from_slice(&self.data[self.start..self.end]);
+        bigger.ready = self.ready - self.start;
+        bigger.parsed = self.parsed - self.start;
+        bigger.end = held;
+        pool.put(self);
+        bigger
+    }
+
     /// One read into the free space; Ok(0) means end of stream (or no room: check has_room).
     pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<usize> {
         if self.make_room() == 0 {
@@ -137,9 +153,18 @@ impl Buf {
 #[derive(Default)]
 pub struct BufPool {
     free: Vec<Box<[u8]>>,
+    small: Vec<Box<[u8]>>,
 }
 
 impl BufPool {
+    /// A small buffer to start reading a request head into.
+    pub fn get_small(&mut self) -> Buf {
+        match self.small.pop() {
+            Some(b) => Buf::new(b),
+            None => Buf::new(vec![0u8; HEAD_START].into_boxed_slice()),
+        }
+    }
+
     /// A buffer of at least `size` bytes (pooled when `size` is the standard size).
     pub fn get(&mut self, size: usize) -> Buf {
         if size <= BUF_SIZE {
@@ -154,6 +179,8 @@ impl BufPool {
     pub fn put(&mut self, b: Buf) {
         if b.data.len() == BUF_SIZE && self.free.len() < POOL_MAX {
             self.free.push(b.data);
+        } else if b.data.len() == HEAD_START && self.small.len() < POOL_MAX {
+            self.small.push(b.data);
         }
     }
 }
@@ -177,5 +204,20 @@ mod tests {
         assert!(b.is_empty());
         pool.put(b);
         assert_eq!(pool.free.len(), 1);
+    }
+
+    #[test]
+    fn grow_keeps_positions() {
+        let mut pool = BufPool::default();
+        let mut b = pool.get_small();
+        let mut src: &[u8] = b"xxGET / HTTP/1.1\r\n";
+        b.read_from(&mut src).unwrap();
+        b.skip_head(2);
+        b.pass(3);
+        let b = b.grow(pool.get(BUF_SIZE), &mut pool);
+        assert_eq!(b.capacity(), BUF_SIZE);
+        assert_eq!(b.pending(), b"GET");
+        assert_eq!(b.unparsed(), b" / HTTP/1.1\r\n");
+        assert_eq!(pool.small.len(), 1);
     }
 }

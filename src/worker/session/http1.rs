@@ -14,7 +14,7 @@ use crate::config::Action;
 use crate::http::filters::Verdict;
 use crate::http::{local, request};
 use crate::router;
-use crate::worker::buffer::Buf;
+use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Done, Event};
 pub(crate) use crate::worker::exchange::Exchange;
 use crate::worker::exchange::Recv;
@@ -264,19 +264,17 @@ impl Http1 {
     // ---- request head -------------------------------------------------------------
 
     fn step_head(&mut self, w: &mut Ctx) -> Step {
+        let srv = w.listener_server(self.listener);
+        let limit = srv.client_header_buffer_size;
         if let Some(buf) = &self.req_buf {
             if !buf.is_empty() {
-                let srv = w.listener_server(self.listener);
-                let limit = srv.client_header_buffer_size;
                 match request::parse(buf.held(), &srv.limits()) {
                     Ok(Some(head)) => {
                         self.head_by = None;
                         self.start_request(head, w)?;
                         return Ok(true);
                     }
-                    Ok(None) if buf.held().len() >= limit || buf.is_full() => {
-                        return self.reject(w, 431);
-                    }
+                    Ok(None) if buf.held().len() >= limit => return self.reject(w, 431),
                     Ok(None) => {}
                     Err(e) => return self.reject(w, e.status()),
                 }
@@ -285,9 +283,17 @@ impl Http1 {
         if !self.client.ready.r {
             return Ok(false);
         }
-        let size = w.listener_server(self.listener).client_header_buffer_size;
-        let buf = self.req_buf.get_or_insert_with(|| w.bufs.get(size));
+        let buf = match self.req_buf.take() {
+            // A head that outgrew its buffer moves to a bigger one, up to the limit.
+            Some(b) if !b.has_room() => {
+                let bigger = w.bufs.get(limit.min(BUF_SIZE.max(b.capacity() * 2)));
+                self.req_buf.insert(b.grow(bigger, &mut w.bufs))
+            }
+            Some(b) => self.req_buf.insert(b),
+            None => self.req_buf.insert(w.bufs.get_small()),
+        };
         match self.client.read_into(buf) {
+            Ok(0) if !buf.has_room() => Ok(true),
             Ok(0) => Err(Close),
             Ok(_) => Ok(true),
             Err(e) if would_block(&e) => {

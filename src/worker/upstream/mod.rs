@@ -285,7 +285,7 @@ impl Http1 {
         let max_body = w.cfg.server[x.server].client_max_body_size;
         // Bounded, so a fast client uploading to a fast upstream yields to the others.
         for _ in 0..SEND_ROUNDS {
-            let buf = match &mut self.req_buf {
+            let mut buf = match &mut self.req_buf {
                 Some(b) => b,
                 // A readable client during the exchange: pipelined input or EOF (an abort).
                 None if x.req_body.is_done() && !self.client.ready.r => {
@@ -307,6 +307,13 @@ impl Http1 {
                 }
                 None => self.req_buf.insert(w.bufs.get(BUF_SIZE)),
             };
+            // The small buffer a head was read into is too small to stream a body through.
+            if !x.req_body.is_done() && buf.capacity() < BUF_SIZE {
+                let small = self.req_buf.take().expect("buffer present");
+                buf = self
+                    .req_buf
+                    .insert(small.grow(w.bufs.get(BUF_SIZE), &mut w.bufs));
+            }
             let mut moved = false;
             if !x.req_body.is_done() && !buf.unparsed().is_empty() {
                 let verdict = match x.req_body.advance_counted(buf.unparsed()) {
