@@ -312,3 +312,35 @@ fn trickled_response_head_gets_504_at_the_deadline() {
     let elapsed = start.elapsed();
     assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
 }
+
+#[test]
+fn idle_upstream_connections_never_keep_clients_out() {
+    let up = RawUpstream::start(|_| ok("x"));
+    let p = Proxyd::start_with(
+        1,
+        "worker_connections = 3",
+        &conf(&up.addr(), "keepalive = 8", ""),
+    );
+    // One proxied request leaves an idle upstream connection in the pool.
+    let mut c = Client::connect(&p.addr()).unwrap();
+    assert_eq!(c.request("GET", "/", Body::None).unwrap().text(), "x");
+    drop(c);
+    std::thread::sleep(Duration::from_millis(100));
+    // Two busy clients (mid-head) plus the pooled connection fill the three slots.
+    let mut busy: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = Client::connect(&p.addr()).unwrap();
+            c.raw(b"GET /fixed HTTP/1.1\r\n").unwrap();
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut fresh = Client::connect(&p.addr()).unwrap();
+    fresh.set_timeout(Duration::from_secs(2));
+    assert_eq!(
+        fresh.request("GET", "/fixed", Body::None).unwrap().text(),
+        "fixed"
+    );
+    busy[0].raw(b"Host: a\r\n\r\n").unwrap();
+    assert_eq!(busy[0].recv(false).unwrap().text(), "fixed");
+}
