@@ -344,3 +344,39 @@ fn idle_upstream_connections_never_keep_clients_out() {
     busy[0].raw(b"Host: a\r\n\r\n").unwrap();
     assert_eq!(busy[0].recv(false).unwrap().text(), "fixed");
 }
+
+#[test]
+fn early_response_before_the_body_closes_the_client_connection() {
+    // An upstream that answers as soon as it has the head, before any body byte.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut s = s;
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read_exact(&mut b).is_ok() {
+                    head.push(b[0]);
+                }
+                let _ =
+                    s.write_all(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n\r\nnope");
+                let mut sink = [0u8; 65536];
+                while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    let p = Proxyd::start(1, &conf(&format!("127.0.0.1:{port}"), "", ""));
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\npartial")
+        .unwrap();
+    let (line, head, body) = read_response(&mut s);
+    assert_eq!(line, "HTTP/1.1 413 Content Too Large");
+    assert_eq!(body, b"nope");
+    assert!(head.contains("Connection: close\r\n"), "{head}");
+    // The unread body is never taken for a next request: the connection ends.
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+}
