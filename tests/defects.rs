@@ -11,27 +11,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn conf(up: &str, upstream_extra: &str, server_extra: &str) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "app"
-peers = ["{up}"]
-{upstream_extra}
-
-[[server]]
-listen = "127.0.0.1:{{port}}"
-{server_extra}
-
-[[server.route]]
-path = "/"
-upstream = "app"
-
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "fixed"
-"#
-    )
+    app_conf_at(up, upstream_extra, server_extra, "fixed")
 }
 
 /// Reads one response off a raw stream: (status line, head, body) for Content-Length ones.

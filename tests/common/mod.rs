@@ -64,11 +64,21 @@ pub fn app_conf(
     server_extra: &str,
     fixed_body: &str,
 ) -> String {
+    app_conf_at(&up.addr(), upstream_extra, server_extra, fixed_body)
+}
+
+/// `app_conf` for an upstream given by address.
+pub fn app_conf_at(
+    addr: &str,
+    upstream_extra: &str,
+    server_extra: &str,
+    fixed_body: &str,
+) -> String {
     format!(
         r#"
 [[upstream]]
 name = "app"
-peers = ["{}"]
+peers = ["{addr}"]
 {upstream_extra}
 
 [[server]]
@@ -83,8 +93,7 @@ upstream = "app"
 path = "/fixed"
 return = 200
 body = "{fixed_body}"
-"#,
-        up.addr()
+"#
     )
 }
 

@@ -139,17 +139,22 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
         .map(|i| i + from)
 }
 
-/// Frames one request off the front of `buf`, reading more as needed.
-fn next_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<u8>, String, Vec<u8>)> {
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n", 0) {
-            break i + 4;
+/// The position of `needle` in `buf` at or after `from`, reading more until it appears.
+fn read_until(s: &mut TcpStream, buf: &mut Vec<u8>, from: usize, needle: &[u8]) -> Option<usize> {
+    loop {
+        if let Some(i) = find(buf, needle, from) {
+            return Some(i);
         }
         let have = buf.len();
         if !fill(s, buf, have + 1) {
             return None;
         }
-    };
+    }
+}
+
+/// Frames one request off the front of `buf`, reading more as needed.
+fn next_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<u8>, String, Vec<u8>)> {
+    let head_end = read_until(s, buf, 0, b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let value = |name: &str| {
         head.split("\r\n").skip(1).find_map(|l| {
@@ -163,30 +168,14 @@ fn next_request(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(Vec<u8>, String
     let mut pos = head_end;
     if value("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
-            let line_end = loop {
-                if let Some(i) = find(buf, b"\r\n", pos) {
-                    break i;
-                }
-                let have = buf.len();
-                if !fill(s, buf, have + 1) {
-                    return None;
-                }
-            };
+            let line_end = read_until(s, buf, pos, b"\r\n")?;
             let line = String::from_utf8_lossy(&buf[pos..line_end]).into_owned();
             let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
             pos = line_end + 2;
             if size == 0 {
                 // Trailers up to the empty line.
                 loop {
-                    let end = loop {
-                        if let Some(i) = find(buf, b"\r\n", pos) {
-                            break i;
-                        }
-                        let have = buf.len();
-                        if !fill(s, buf, have + 1) {
-                            return None;
-                        }
-                    };
+                    let end = read_until(s, buf, pos, b"\r\n")?;
                     let empty = end == pos;
                     pos = end + 2;
                     if empty {
