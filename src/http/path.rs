@@ -9,6 +9,11 @@ pub fn normalize(path: &str) -> Option<String> {
     if raw.first() != Some(&b'/') {
         return None;
     }
+    // Most paths are already normal: no escapes, no empty or dot segments.
+    let plain = !raw.contains(&b'%') && !raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    if plain {
+        return Some(path.to_string());
+    }
     // Decode only unreserved characters: `%2F` stays an escaped byte of one segment.
     let mut decoded = Vec::with_capacity(raw.len());
     let mut i = 0;
