@@ -5,8 +5,9 @@
 //! Readiness is tracked per transport (mio is edge-triggered): a flag is set by an event and
 //! cleared when the kernel has no more (see `transport`). `drive` then makes every move the
 //! phase and buffers allow until none is left, so interest never has to be toggled by hand.
-//! Phases change in four places only: `start_request` (to Proxy), `respond` (to Local) and
-//! `end_exchange` (back to Head, or to Linger).
+//! Phases change in few places: `start_request` (to Proxy), `respond` (to Local),
+//! `end_exchange` (back to Head, or to Linger), and on a 101 `recv_response` (to Switching)
+//! then `step_switching` (to Upgraded, which `Session` turns into a `Tunnel`).
 
 use super::tunnel::Tunnel;
 use super::Drive;
