@@ -5,8 +5,7 @@
 //! Hop-by-hop removal and the forwarding headers are the first built-ins; header edits,
 //! auth, rate limits, CORS and compression come as more variants.
 
-use super::headers::Headers;
-use super::{is_hop_by_hop, token_list_contains};
+use super::headers::{Headers, Kind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
@@ -66,39 +65,45 @@ pub fn on_response(chain: &[Filter], raw: &[u8], h: &mut Headers) -> Verdict {
     Verdict::Continue
 }
 
-/// Headers a `Connection` token can never remove: the message's own framing and target.
-/// Letting a client or upstream name them is how `Connection: Content-Length` smuggles.
-fn protected(name: &[u8]) -> bool {
-    [&b"host"[..], b"content-length", b"transfer-encoding"]
-        .iter()
-        .any(|p| p.eq_ignore_ascii_case(name))
+/// Connection options that name no header field; only other tokens make a field-by-field
+/// check necessary (rare: `Connection: keep-alive` or `close` is what clients send).
+fn names_fields(token: &[u8]) -> bool {
+    let t = token.trim_ascii();
+    !t.is_empty()
+        && !t.eq_ignore_ascii_case(b"close")
+        && !t.eq_ignore_ascii_case(b"keep-alive")
+        && !t.eq_ignore_ascii_case(b"upgrade")
 }
 
 fn hop_by_hop(raw: &[u8], h: &mut Headers) -> Verdict {
-    // Usually there is no Connection header at all; look its values up once.
-    let connection: Vec<Vec<u8>> = h.values(raw, b"connection").map(<[u8]>::to_vec).collect();
-    h.retain(raw, |name, _| {
-        if is_hop_by_hop(name) {
-            return false;
-        }
-        if connection.is_empty() || protected(name) {
-            return true;
-        }
-        let name = std::str::from_utf8(name).unwrap_or("");
-        !connection.iter().any(|v| token_list_contains(v, name))
+    // Fields named in Connection go too, but never Host or the framing fields (letting a
+    // peer name them is how `Connection: Content-Length` smuggles); those are not `Other`.
+    let named: Vec<Vec<u8>> = h
+        .values(raw, Kind::Connection)
+        .flat_map(|v| v.split(|&b| b == b','))
+        .filter(|t| names_fields(t))
+        .map(|t| t.trim_ascii().to_vec())
+        .collect();
+    h.retain(raw, |f, name| {
+        let named_here =
+            f.kind == Kind::Other && named.iter().any(|t| t.eq_ignore_ascii_case(name));
+        !(f.kind.hop_by_hop() || named_here)
     });
     Verdict::Continue
 }
 
 fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
-    let mut xff: Vec<u8> = Vec::new();
-    for v in h.values(raw, b"x-forwarded-for") {
+    let mut xff: Vec<u8> = Vec::with_capacity(64);
+    for v in h.values(raw, Kind::XForwardedFor) {
         xff.extend_from_slice(v);
         xff.extend_from_slice(b", ");
     }
     xff.extend_from_slice(info.client_ip.as_bytes());
-    h.set(raw, "X-Forwarded-For", xff);
-    h.set(raw, "X-Forwarded-Proto", info.proto.as_bytes().to_vec());
+    h.retain(raw, |f, _| {
+        !matches!(f.kind, Kind::XForwardedFor | Kind::XForwardedProto)
+    });
+    h.append("X-Forwarded-For", xff);
+    h.append("X-Forwarded-Proto", info.proto.as_bytes().to_vec());
     Verdict::Continue
 }
 
@@ -107,7 +112,7 @@ mod tests {
     use super::*;
 
     fn run(chain: &[Filter], raw: &[u8], spans: &crate::http::HeaderSpans) -> String {
-        let mut h = Headers::from_spans(spans);
+        let mut h = Headers::end_to_end(spans);
         let info = RequestInfo {
             client_ip: "10.0.0.9",
             proto: "https",
@@ -121,9 +126,20 @@ mod tests {
     #[test]
     fn chain_is_data() {
         let raw = b"Connection: x-a\r\nX-A: 1\r\nX-Forwarded-For: 1.1.1.1\r\n";
-        let spans = vec![(0..10, 12..15), (17..20, 22..23), (25..40, 42..49)];
+        let spans = vec![
+            (0..10, 12..15, Kind::Connection),
+            (17..20, 22..23, Kind::Other),
+            (25..40, 42..49, Kind::XForwardedFor),
+        ];
         // No filters: nothing changes.
         assert_eq!(run(&[], raw, &spans), String::from_utf8_lossy(raw));
+        let named = b"Connection: x-a, Host\r\nX-A: 1\r\nHost: h\r\n";
+        let spans2 = vec![
+            (0..10, 12..21, Kind::Connection),
+            (23..26, 28..29, Kind::Other),
+            (31..35, 37..38, Kind::Host),
+        ];
+        assert_eq!(run(&[Filter::HopByHop], named, &spans2), "Host: h\r\n");
         assert_eq!(
             run(&proxy_defaults(), raw, &spans),
             "X-Forwarded-For: 1.1.1.1, 10.0.0.9\r\nX-Forwarded-Proto: https\r\n"

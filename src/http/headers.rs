@@ -6,6 +6,57 @@
 use super::HeaderSpans;
 use std::ops::Range;
 
+/// What a header field is to the proxy, decided once per field when a head is parsed, so
+/// codecs and filters match on this instead of comparing names again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Other,
+    Host,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    /// The other hop-by-hop fields (RFC 9110 7.6.1): Keep-Alive, Proxy-Connection, TE,
+    /// Trailer, HTTP2-Settings.
+    HopByHop,
+    XForwardedFor,
+    XForwardedProto,
+    Referer,
+    UserAgent,
+}
+
+impl Kind {
+    /// Fields that describe one connection and never cross the proxy.
+    pub fn hop_by_hop(self) -> bool {
+        matches!(
+            self,
+            Kind::HopByHop | Kind::Connection | Kind::Upgrade | Kind::TransferEncoding
+        )
+    }
+}
+
+/// The kind of a field name (case-insensitive), by length first: one comparison at most.
+pub fn classify(name: &[u8]) -> Kind {
+    let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
+    match name.len() {
+        2 if is("te") => Kind::HopByHop,
+        4 if is("host") => Kind::Host,
+        7 if is("upgrade") => Kind::Upgrade,
+        7 if is("trailer") => Kind::HopByHop,
+        7 if is("referer") => Kind::Referer,
+        10 if is("connection") => Kind::Connection,
+        10 if is("keep-alive") => Kind::HopByHop,
+        10 if is("user-agent") => Kind::UserAgent,
+        14 if is("content-length") => Kind::ContentLength,
+        14 if is("http2-settings") => Kind::HopByHop,
+        15 if is("x-forwarded-for") => Kind::XForwardedFor,
+        16 if is("proxy-connection") => Kind::HopByHop,
+        17 if is("transfer-encoding") => Kind::TransferEncoding,
+        17 if is("x-forwarded-proto") => Kind::XForwardedProto,
+        _ => Kind::Other,
+    }
+}
+
 /// Bytes of a name or value: a range of the raw head, or owned.
 #[derive(Debug, Clone)]
 pub enum Bytes {
@@ -28,6 +79,7 @@ impl Bytes {
 pub struct Field {
     pub name: Bytes,
     pub value: Bytes,
+    pub kind: Kind,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,41 +88,48 @@ pub struct Headers {
 }
 
 impl Headers {
-    /// The fields of a parsed head, in order.
-    pub fn from_spans(spans: &HeaderSpans) -> Headers {
-        Headers {
-            fields: spans
-                .iter()
-                .map(|(n, v)| Field {
+    /// The fields of a parsed head, in order, without the framing fields (the codecs
+    /// write `Content-Length` and `Transfer-Encoding` from their own decision).
+    pub fn end_to_end(spans: &HeaderSpans) -> Headers {
+        let mut fields = Vec::with_capacity(spans.len() + 3);
+        for (n, v, kind) in spans {
+            if !matches!(kind, Kind::ContentLength | Kind::TransferEncoding) {
+                fields.push(Field {
                     name: Bytes::Raw(n.clone()),
                     value: Bytes::Raw(v.clone()),
-                })
-                .collect(),
+                    kind: *kind,
+                });
+            }
         }
+        Headers { fields }
     }
 
-    /// Every value of `name` (case-insensitive), in order.
-    pub fn values<'a>(&'a self, raw: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> {
+    /// Every value of the fields of `kind`, in order.
+    pub fn values<'a>(&'a self, raw: &'a [u8], kind: Kind) -> impl Iterator<Item = &'a [u8]> {
         self.fields
             .iter()
-            .filter(move |f| f.name.get(raw).eq_ignore_ascii_case(name))
+            .filter(move |f| f.kind == kind)
             .map(move |f| f.value.get(raw))
     }
 
-    /// Keeps the fields `keep(name, value)` approves.
-    pub fn retain(&mut self, raw: &[u8], mut keep: impl FnMut(&[u8], &[u8]) -> bool) {
-        self.fields
-            .retain(|f| keep(f.name.get(raw), f.value.get(raw)));
+    pub fn has(&self, kind: Kind) -> bool {
+        self.fields.iter().any(|f| f.kind == kind)
     }
 
-    pub fn remove(&mut self, raw: &[u8], name: &[u8]) {
-        self.retain(raw, |n, _| !n.eq_ignore_ascii_case(name));
+    /// Keeps the fields `keep(field, name)` approves.
+    pub fn retain(&mut self, raw: &[u8], mut keep: impl FnMut(&Field, &[u8]) -> bool) {
+        self.fields.retain(|f| keep(f, f.name.get(raw)));
+    }
+
+    pub fn remove(&mut self, kind: Kind) {
+        self.fields.retain(|f| f.kind != kind);
     }
 
     pub fn append(&mut self, name: &'static str, value: Vec<u8>) {
         self.fields.push(Field {
             name: Bytes::Static(name.as_bytes()),
             value: Bytes::Owned(value),
+            kind: classify(name.as_bytes()),
         });
     }
 
@@ -81,13 +140,14 @@ impl Headers {
             Field {
                 name: Bytes::Static(name.as_bytes()),
                 value: Bytes::Owned(value),
+                kind: classify(name.as_bytes()),
             },
         );
     }
 
-    /// Replaces every `name` field with one holding `value`.
-    pub fn set(&mut self, raw: &[u8], name: &'static str, value: Vec<u8>) {
-        self.remove(raw, name.as_bytes());
+    /// Replaces every field of the kind of `name` with one holding `value`.
+    pub fn set(&mut self, name: &'static str, value: Vec<u8>) {
+        self.remove(classify(name.as_bytes()));
         self.append(name, value);
     }
 
@@ -116,15 +176,30 @@ mod tests {
 
     #[test]
     fn edit_and_write() {
-        let raw = b"A: 1\r\nB: 2\r\na: 3\r\n";
-        let spans = vec![(0..1, 3..4), (6..7, 9..10), (12..13, 15..16)];
-        let mut h = Headers::from_spans(&spans);
-        assert_eq!(h.values(raw, b"a").collect::<Vec<_>>(), vec![b"1", b"3"]);
-        h.remove(raw, b"A");
-        h.append("C", b"4".to_vec());
-        h.set(raw, "B", b"5".to_vec());
+        let raw = b"A: 1\r\nHost: 2\r\ncontent-length: 3\r\n";
+        let spans = vec![
+            (0..1, 3..4, Kind::Other),
+            (6..10, 12..13, classify(b"Host")),
+            (15..29, 31..32, classify(b"content-length")),
+        ];
+        let mut h = Headers::end_to_end(&spans);
+        assert_eq!(h.len(), 2, "framing is not editable");
+        assert_eq!(h.values(raw, Kind::Host).collect::<Vec<_>>(), vec![b"2"]);
+        h.remove(Kind::Host);
+        h.append("X-Forwarded-For", b"4".to_vec());
+        h.set("X-Forwarded-For", b"5".to_vec());
+        h.prepend("Host", b"h".to_vec());
         let mut out = Vec::new();
         h.write(raw, &mut out);
-        assert_eq!(out, b"C: 4\r\nB: 5\r\n");
+        assert_eq!(out, b"Host: h\r\nA: 1\r\nX-Forwarded-For: 5\r\n");
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(classify(b"TE"), Kind::HopByHop);
+        assert_eq!(classify(b"Keep-Alive"), Kind::HopByHop);
+        assert_eq!(classify(b"X-FORWARDED-PROTO"), Kind::XForwardedProto);
+        assert_eq!(classify(b"Content-Lengths"), Kind::Other);
+        assert!(Kind::Upgrade.hop_by_hop() && !Kind::Host.hop_by_hop());
     }
 }

@@ -12,11 +12,10 @@ pub mod request;
 pub mod response;
 pub mod strict;
 
-use headers::Headers;
 use std::ops::Range;
 
-/// Where each header's name and value lie inside the raw head bytes.
-pub type HeaderSpans = Vec<(Range<usize>, Range<usize>)>;
+/// Where each header's name and value lie inside the raw head bytes, and its kind.
+pub type HeaderSpans = Vec<(Range<usize>, Range<usize>, headers::Kind)>;
 
 /// Where `part` (a slice httparse returned) lies inside `base`. httparse hands back static
 /// empty strings for some absent parts (an empty reason phrase), so this checks instead of
@@ -29,34 +28,9 @@ pub fn span(base: &[u8], part: &[u8]) -> Option<Range<usize>> {
     (end <= base.len()).then_some(start..end)
 }
 
-/// The fields of a head as an editable list, without the framing headers: the codecs write
-/// `Content-Length` and `Transfer-Encoding` from their own decision, never copied.
-pub fn editable(raw: &[u8], spans: &HeaderSpans) -> Headers {
-    let mut h = Headers::from_spans(spans);
-    h.retain(raw, |n, _| {
-        !n.eq_ignore_ascii_case(b"content-length") && !n.eq_ignore_ascii_case(b"transfer-encoding")
-    });
-    h
-}
-
 /// Most header lines one head can hold (request or response); `max_headers` in the config
 /// is bounded by it.
 pub const MAX_HEADERS: usize = 256;
-
-/// Headers that describe one connection and never cross the proxy (RFC 9110 section 7.6.1).
-pub fn is_hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 8] = [
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"http2-settings",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
-}
 
 /// Whether a comma-separated header value contains `token` (case-insensitive).
 pub fn token_list_contains(value: &[u8], token: &str) -> bool {

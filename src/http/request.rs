@@ -2,7 +2,8 @@
 
 use super::body::Framer;
 use super::filters::{self, Filter, RequestInfo, Verdict};
-use super::{editable, path, span, strict, token_list_contains, HeaderSpans, MAX_HEADERS};
+use super::headers::{classify, Headers, Kind};
+use super::{path, span, strict, token_list_contains, HeaderSpans, MAX_HEADERS};
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,45 +144,52 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
         let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
             return Err(RequestError::Malformed);
         };
-        head.headers.push((n, v));
-        let name = h.name;
-        if name.eq_ignore_ascii_case("host") {
-            let v = strict::trim_ows(h.value);
-            if head.host.is_some() || !strict::host_ok(v) {
-                return Err(RequestError::Malformed);
+        let kind = classify(h.name.as_bytes());
+        head.headers.push((n, v, kind));
+        match kind {
+            Kind::Host => {
+                let v = strict::trim_ows(h.value);
+                if head.host.is_some() || !strict::host_ok(v) {
+                    return Err(RequestError::Malformed);
+                }
+                // host_ok admits ASCII only.
+                head.host = Some(String::from_utf8_lossy(v).into_owned());
             }
-            // host_ok admits ASCII only.
-            head.host = Some(String::from_utf8_lossy(v).into_owned());
-        } else if name.eq_ignore_ascii_case("content-length") {
-            let v = strict::content_length(h.value).ok_or(RequestError::Malformed)?;
-            if content_length.is_some_and(|c| c != v) {
-                return Err(RequestError::Malformed);
+            Kind::ContentLength => {
+                let v = strict::content_length(h.value).ok_or(RequestError::Malformed)?;
+                if content_length.is_some_and(|c| c != v) {
+                    return Err(RequestError::Malformed);
+                }
+                content_length = Some(v);
             }
-            content_length = Some(v);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Several lines are one list; a second "chunked" makes it unframeable.
-            coding = Some(match (coding, strict::transfer_coding(h.value)) {
-                (None, c) => c,
-                _ => strict::Coding::Unsupported,
-            });
-        } else if name.eq_ignore_ascii_case("connection") {
-            if token_list_contains(h.value, "close") {
-                head.keep_alive = false;
-            } else if minor == 0 && token_list_contains(h.value, "keep-alive") {
-                head.keep_alive = true;
+            Kind::TransferEncoding => {
+                // Several lines are one list; a second "chunked" makes it unframeable.
+                coding = Some(match (coding, strict::transfer_coding(h.value)) {
+                    (None, c) => c,
+                    _ => strict::Coding::Unsupported,
+                });
             }
-            connection_upgrade |= token_list_contains(h.value, "upgrade");
-        } else if name.eq_ignore_ascii_case("upgrade") {
-            // Two Upgrade lines are ambiguous: no upgrade at all.
-            upgrade = if upgrade.is_none() {
-                Some(h.value)
-            } else {
-                Some(b"")
-            };
-        } else if name.eq_ignore_ascii_case("referer") {
-            head.referer = Some(String::from_utf8_lossy(h.value).into_owned());
-        } else if name.eq_ignore_ascii_case("user-agent") {
-            head.user_agent = Some(String::from_utf8_lossy(h.value).into_owned());
+            Kind::Connection => {
+                if token_list_contains(h.value, "close") {
+                    head.keep_alive = false;
+                } else if minor == 0 && token_list_contains(h.value, "keep-alive") {
+                    head.keep_alive = true;
+                }
+                connection_upgrade |= token_list_contains(h.value, "upgrade");
+            }
+            Kind::Upgrade => {
+                // Two Upgrade lines are ambiguous: no upgrade at all.
+                upgrade = if upgrade.is_none() {
+                    Some(h.value)
+                } else {
+                    Some(b"")
+                };
+            }
+            Kind::Referer => head.referer = Some(String::from_utf8_lossy(h.value).into_owned()),
+            Kind::UserAgent => {
+                head.user_agent = Some(String::from_utf8_lossy(h.value).into_owned())
+            }
+            _ => {}
         }
     }
     match coding {
@@ -276,11 +284,11 @@ impl RequestHead {
         chain: &[Filter],
         out: &mut Vec<u8>,
     ) -> Verdict {
-        let mut h = editable(raw, &self.headers);
+        let mut h = Headers::end_to_end(&self.headers);
         match (&self.host, self.absolute_form) {
             (None, _) => h.prepend("Host", fwd.default_host.as_bytes().to_vec()),
             (Some(authority), true) => {
-                h.remove(raw, b"host");
+                h.remove(Kind::Host);
                 h.prepend("Host", authority.as_bytes().to_vec());
             }
             (Some(_), false) => {}

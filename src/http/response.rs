@@ -2,7 +2,8 @@
 
 use super::body::Framer;
 use super::filters::{self, Filter, Verdict};
-use super::{editable, local, span, strict, token_list_contains, HeaderSpans};
+use super::headers::{classify, Headers, Kind};
+use super::{local, span, strict, token_list_contains, HeaderSpans};
 use std::io::Write;
 use std::ops::Range;
 
@@ -75,26 +76,31 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
         let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
             return Err(BadResponse);
         };
-        headers.push((n, v));
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = strict::content_length(h.value).ok_or(BadResponse)?;
-            if content_length.is_some_and(|c| c != v) {
-                return Err(BadResponse);
+        let kind = classify(h.name.as_bytes());
+        headers.push((n, v, kind));
+        match kind {
+            Kind::ContentLength => {
+                let v = strict::content_length(h.value).ok_or(BadResponse)?;
+                if content_length.is_some_and(|c| c != v) {
+                    return Err(BadResponse);
+                }
+                content_length = Some(v);
             }
-            content_length = Some(v);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            coding = Some(match (coding, strict::transfer_coding(h.value)) {
-                (None, c) => c,
-                _ => strict::Coding::Unsupported,
-            });
-        } else if h.name.eq_ignore_ascii_case("upgrade") {
-            upgrade = span(raw, strict::trim_ows(h.value));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            if token_list_contains(h.value, "close") {
-                reusable = false;
-            } else if minor == 0 && token_list_contains(h.value, "keep-alive") {
-                reusable = true;
+            Kind::TransferEncoding => {
+                coding = Some(match (coding, strict::transfer_coding(h.value)) {
+                    (None, c) => c,
+                    _ => strict::Coding::Unsupported,
+                });
             }
+            Kind::Upgrade => upgrade = span(raw, strict::trim_ows(h.value)),
+            Kind::Connection => {
+                if token_list_contains(h.value, "close") {
+                    reusable = false;
+                } else if minor == 0 && token_list_contains(h.value, "keep-alive") {
+                    reusable = true;
+                }
+            }
+            _ => {}
         }
     }
     let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
@@ -150,7 +156,7 @@ impl ResponseHead {
         chain: &[Filter],
         out: &mut Vec<u8>,
     ) -> Result<ClientFraming, u16> {
-        let mut h = editable(raw, &self.headers);
+        let mut h = Headers::end_to_end(&self.headers);
         if let Verdict::Respond(status) = filters::on_response(chain, raw, &mut h) {
             return Err(status);
         }
@@ -193,7 +199,7 @@ impl ResponseHead {
         if protocols.is_empty() || self.status != 101 {
             return None;
         }
-        let mut h = editable(raw, &self.headers);
+        let mut h = Headers::end_to_end(&self.headers);
         if filters::on_response(chain, raw, &mut h) != Verdict::Continue {
             return None;
         }

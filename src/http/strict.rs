@@ -5,17 +5,15 @@
 /// Every line of a head ends in CRLF: no bare LF (httparse accepts it), no bare CR, no NUL.
 /// Two parsers that disagree on line ends are how requests get smuggled.
 pub fn line_endings_ok(head: &[u8]) -> bool {
-    let mut prev = 0u8;
-    for &b in head {
-        match b {
-            b'\n' if prev != b'\r' => return false,
-            0 => return false,
-            _ if prev == b'\r' && b != b'\n' => return false,
-            _ => {}
-        }
-        prev = b;
-    }
-    prev != b'\r'
+    let (Some(&first), Some(&last)) = (head.first(), head.last()) else {
+        return true;
+    };
+    // Pairs of neighbours, folded without branches so the loop vectorizes: it runs on every
+    // head in both directions.
+    let bad = head.iter().zip(&head[1..]).fold(false, |bad, (&p, &b)| {
+        bad | (b == 0) | ((b == b'\n') & (p != b'\r')) | ((p == b'\r') & (b != b'\n'))
+    });
+    !bad && first != b'\n' && first != 0 && last != b'\r'
 }
 
 /// Optional whitespace around a field value is SP and HTAB only (RFC 9110 section 5.6.3);
