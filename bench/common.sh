@@ -39,6 +39,10 @@ http {
     server {
         listen 127.0.0.1:$1;
         location / { root $WORK; try_files /body.txt =404; }
+        # Reads the whole request body before answering (mirror does), so a slow body
+        # reaches the upstream through the proxies (bench/slow.sh).
+        location /slow { root $WORK; mirror /mirror; try_files /body.txt =404; }
+        location = /mirror { internal; return 204; }
     }
 }
 CONF

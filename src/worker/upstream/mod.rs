@@ -287,8 +287,9 @@ impl Http1 {
         for _ in 0..SEND_ROUNDS {
             let mut buf = match &mut self.req_buf {
                 Some(b) => b,
-                // A readable client during the exchange: pipelined input or EOF (an abort).
-                None if x.req_body.is_done() && !self.client.ready.r => {
+                // Nothing buffered and nothing to read: only the head may still go out. (A
+                // readable client after the body means pipelined input or EOF, an abort.)
+                None if !self.client.ready.r => {
                     if x.up_head_pos < x.up_head.len() && up.stream.ready.w {
                         match up.stream.write_pair(&x.up_head[x.up_head_pos..], &[]) {
                             Ok(n) => {
@@ -374,7 +375,9 @@ impl Http1 {
                     Err(_) => return Err(Close),
                 }
             }
-            if buf.is_empty() && x.req_body.is_done() {
+            // An empty buffer goes back to the pool while the client is quiet: a slow body
+            // holds no memory between its bytes.
+            if buf.is_empty() && (x.req_body.is_done() || !self.client.ready.r) {
                 w.bufs.put(self.req_buf.take().expect("buffer present"));
             }
             if !moved {
@@ -397,6 +400,10 @@ impl Http1 {
         loop {
             let x = self.x.as_mut().expect("exchange");
             let up = self.up.as_mut().expect("upstream");
+            // No buffer until the upstream has something to say.
+            if self.resp_buf.is_none() && !up.stream.ready.r {
+                return Ok(progress);
+            }
             let buf = self.resp_buf.get_or_insert_with(|| w.bufs.get(BUF_SIZE));
             // An interim head still unsent to the client holds back the next one: a flood of
             // 1xx to a client that does not read stays within the buffers.
@@ -514,6 +521,7 @@ impl Http1 {
                 }
             }
             if !up.stream.ready.r || !buf.has_room() || (!x.head_sent() && interim_pending) {
+                self.drop_empty_resp_buf(w);
                 return Ok(progress);
             }
             match up.stream.read_into(buf) {
@@ -524,12 +532,22 @@ impl Http1 {
                     }
                     progress = true;
                 }
-                Err(e) if would_block(&e) => return Ok(progress),
+                Err(e) if would_block(&e) => {
+                    self.drop_empty_resp_buf(w);
+                    return Ok(progress);
+                }
                 Err(e) => {
                     log::debug!("upstream read error: {e}");
                     return self.upstream_eof(w).map(|_| true);
                 }
             }
+        }
+    }
+
+    /// An empty response buffer goes back to the pool while the upstream is quiet.
+    fn drop_empty_resp_buf(&mut self, w: &mut Ctx) {
+        if self.resp_buf.as_ref().is_some_and(|b| b.is_empty()) {
+            w.bufs.put(self.resp_buf.take().expect("buffer present"));
         }
     }
 
