@@ -52,9 +52,10 @@ for name in proxyd nginx haproxy; do
         base=$(rps "$url")
         pid=$(worker_of $name)
         before=$(rss_kib "$pid")
-        # slowhttptest itself spins on a CPU; at the lowest priority it still holds its
-        # connections open but takes no CPU from the clients being measured.
-        nice -n 19 slowhttptest $flag -c "$SLOW" -r 1000 -i 5 -l 60 -s 1000000 -u "$target" >/dev/null 2>&1 &
+        # slowhttptest itself spins on a CPU (three quarters of one here, and `nice` leaves
+        # it half); under SCHED_IDLE it runs only on idle cycles, still holds all its
+        # connections open and feeds them, and takes no CPU from the clients being measured.
+        chrt --idle 0 slowhttptest $flag -c "$SLOW" -r 1000 -i 5 -l 60 -s 1000000 -u "$target" >/dev/null 2>&1 &
         SLOWPID=$!
         sleep 4
         after=$(rss_kib "$pid")
