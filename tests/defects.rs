@@ -360,3 +360,62 @@ fn early_response_before_the_body_closes_the_client_connection() {
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
 }
+
+#[test]
+fn timers_of_closed_connections_do_not_pile_up() {
+    let up = RawUpstream::start(|_| ok("x"));
+    let p = Proxyd::start(1, &conf(&up.addr(), "", "keepalive_timeout = \"1h\""));
+    let text = std::fs::read_to_string(&p.conf)
+        .unwrap()
+        .replace("level = \"info\"", "level = \"debug\"");
+    std::fs::write(&p.conf, text).unwrap();
+    assert!(p.ctl("reload").status.success());
+    // Each connection leaves a one-hour deadline behind when it closes.
+    for _ in 0..3000 {
+        let mut c = Client::connect(&p.addr()).unwrap();
+        assert_eq!(c.request("GET", "/fixed", Body::None).unwrap().status, 200);
+    }
+    let log = p.error_log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("timer heap compacted from"))
+        .unwrap_or_else(|| panic!("no compaction logged"));
+    // "... from N to M entries": what remains is about the live connections, not 3000.
+    let after: usize = line
+        .split(" to ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(after < 100, "{line}");
+}
+
+#[test]
+fn a_fast_upload_yields_to_other_clients() {
+    let up = common::upstream::Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up.addr(), "", "client_max_body_size = 0"));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let uploader = {
+        let (addr, done) = (p.addr(), done.clone());
+        std::thread::spawn(move || {
+            let mut c = Client::connect(&addr).unwrap();
+            let r = c.request("POST", "/echo", Body::Sized(400 << 20)).unwrap();
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r.status
+        })
+    };
+    // Once the upload streams, other clients are still served in between.
+    assert!(wait_until(Duration::from_secs(10), || up.requests() >= 1));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for _ in 0..20 {
+        assert_eq!(
+            c.request("GET", "/fixed", Body::None).unwrap().text(),
+            "fixed"
+        );
+    }
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "the 20 requests waited for the whole upload"
+    );
+    assert_eq!(uploader.join().unwrap(), 200);
+}

@@ -407,6 +407,7 @@ impl Worker {
     fn compact(&mut self) {
         let live = self.sessions.len() + self.ctx.pool.len();
         if self.ctx.timers.len() > 2 * live + 1024 {
+            let before = self.ctx.timers.len();
             let (sessions, pool) = (&self.sessions, &self.ctx.pool);
             self.ctx.timers.retain(|at, key, id| match key & 3 {
                 0 => sessions
@@ -415,6 +416,10 @@ impl Worker {
                 2 => pool.conns.get(key >> 2).is_some_and(|c| c.id == id),
                 _ => false,
             });
+            log::debug!(
+                "timer heap compacted from {before} to {} entries",
+                self.ctx.timers.len()
+            );
         }
         if self.ctx.idle.len() > 2 * self.sessions.len() + 1024 {
             let sessions = &self.sessions;
