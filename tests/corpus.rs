@@ -433,6 +433,7 @@ fn response_corpus() {
     let workers = p.worker_pids();
     let mut failures = Vec::new();
     for (i, c) in cases.iter().enumerate() {
+        up.clear();
         let mut s = TcpStream::connect(p.addr()).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(format!("{} /c{i} HTTP/1.1\r\nHost: a\r\n\r\n", c.method).as_bytes())
@@ -506,6 +507,26 @@ fn response_corpus() {
             let more = String::from_utf8_lossy(&more);
             if !more.ends_with("\r\n\r\nnext") {
                 why.push(format!("next request got {more:?}"));
+            }
+        }
+        // The upstream side: only this case's request (once, or again when a stale-looking
+        // pooled connection made proxyd retry an idempotent request) and then /next, each
+        // a clean head with forwarding headers and no body.
+        std::thread::sleep(Duration::from_millis(20));
+        let reqs = up.requests();
+        let this = format!("{} /c{i} HTTP/1.1\r\n", c.method);
+        let mine = reqs.iter().filter(|r| r.head.starts_with(&this)).count();
+        if mine == 0 || mine > 2 {
+            why.push(format!("upstream got the request {mine} times"));
+        }
+        for r in &reqs {
+            let head = &r.head;
+            let known = head.starts_with(&this) || head.starts_with("GET /next HTTP/1.1\r\n");
+            let clean = head.contains("\r\nHost: a\r\n")
+                && head.contains("X-Forwarded-For: 127.0.0.1\r\n")
+                && r.body.is_empty();
+            if !known || !clean {
+                why.push(format!("upstream got {head:?}"));
             }
         }
         if !why.is_empty() {
