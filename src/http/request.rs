@@ -334,6 +334,18 @@ impl RequestHead {
 mod tests {
     use super::*;
 
+    /// The head `h` (parsed from `raw`) as it goes upstream from client `ip`.
+    fn forward(h: &RequestHead, raw: &[u8], ip: &str) -> Vec<u8> {
+        let fwd = Forwarding {
+            client_ip: ip,
+            proto: "http",
+            default_host: "app",
+        };
+        let mut out = Vec::new();
+        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
+        out
+    }
+
     #[test]
     fn parses_and_rewrites() {
         let raw = b"POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4\r\nKeep-Alive: 5\r\n\r\nabc";
@@ -343,18 +355,7 @@ mod tests {
         assert_eq!(h.host_name().as_deref(), Some("ex.com"));
         assert!(h.keep_alive);
         assert_eq!(h.body, Framer::Length(3));
-        let mut out = Vec::new();
-        let fwd = Forwarding {
-            client_ip: "10.0.0.1",
-            proto: "http",
-            default_host: "app",
-        };
-        h.write_upstream(
-            &raw[..h.head_len],
-            &fwd,
-            &filters::proxy_defaults(),
-            &mut out,
-        );
+        let out = forward(&h, &raw[..h.head_len], "10.0.0.1");
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.starts_with("POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\n"),
@@ -375,13 +376,7 @@ mod tests {
     fn folds_forwarded_for_lines_and_replaces_proto() {
         let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 2.2.2.2\r\n\r\n";
         let h = parse(raw, &Limits::default()).unwrap().unwrap();
-        let mut out = Vec::new();
-        let fwd = Forwarding {
-            client_ip: "3.3.3.3",
-            proto: "http",
-            default_host: "app",
-        };
-        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
+        let out = forward(&h, raw, "3.3.3.3");
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\r\n"),
@@ -400,13 +395,7 @@ mod tests {
         let h = parse(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.uri, "/a/b?q");
         assert_eq!(h.host_name().as_deref(), Some("example.com"));
-        let mut out = Vec::new();
-        let fwd = Forwarding {
-            client_ip: "1.1.1.1",
-            proto: "http",
-            default_host: "app",
-        };
-        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
+        let out = forward(&h, raw, "1.1.1.1");
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.starts_with("GET /a/b?q HTTP/1.1\r\nHost: Example.com:81\r\n"),
@@ -446,18 +435,7 @@ mod tests {
         );
         let h = p("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert!(!h.keep_alive);
-        let mut out = Vec::new();
-        let fwd = Forwarding {
-            client_ip: "1.1.1.1",
-            proto: "http",
-            default_host: "app",
-        };
-        h.write_upstream(
-            b"GET / HTTP/1.0\r\n\r\n",
-            &fwd,
-            &filters::proxy_defaults(),
-            &mut out,
-        );
+        let out = forward(&h, b"GET / HTTP/1.0\r\n\r\n", "1.1.1.1");
         assert!(String::from_utf8(out)
             .unwrap()
             .starts_with("GET / HTTP/1.1\r\nHost: app\r\n"));
@@ -476,13 +454,7 @@ mod tests {
         let raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 4\r\n\r\n";
         let h = parse(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.body, Framer::Length(4));
-        let mut out = Vec::new();
-        let fwd = Forwarding {
-            client_ip: "1.1.1.1",
-            proto: "http",
-            default_host: "app",
-        };
-        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
+        let out = forward(&h, raw, "1.1.1.1");
         let s = String::from_utf8(out).unwrap();
         assert!(
             s.contains("\r\nHost: a\r\n") && s.contains("\r\nContent-Length: 4\r\n"),
