@@ -28,6 +28,7 @@ bench_cleanup() {
 # start_upstream PORT BODY_SIZE: nginx with one worker serving BODY_SIZE bytes, keep-alive.
 start_upstream() {
     head -c "$2" /dev/zero | tr '\0' 'x' > "$WORK/body.txt"
+    head -c 65536 /dev/zero | tr '\0' 'y' > "$WORK/big.txt"
     cat > "$WORK/up.conf" <<CONF
 worker_processes 1;
 pid $WORK/up.pid;
@@ -39,6 +40,7 @@ http {
     server {
         listen 127.0.0.1:$1;
         location / { root $WORK; try_files /body.txt =404; }
+        location = /big { root $WORK; try_files /big.txt =404; }
         # Reads the whole request body before answering (mirror does), so a slow body
         # reaches the upstream through the proxies (bench/slow.sh).
         location /slow { root $WORK; mirror /mirror; try_files /body.txt =404; }
@@ -53,7 +55,7 @@ CONF
 start_proxyd() {
     cat > "$WORK/proxyd.toml" <<CONF
 worker_processes = $1
-worker_connections = 4096
+worker_connections = 16384
 pid_file = "$WORK/proxyd.pid"
 error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
 
@@ -79,7 +81,7 @@ start_nginx() {
 worker_processes $1;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log;
-events { worker_connections 4096; }
+events { worker_connections 16384; }
 http {
     access_log off;
     keepalive_requests 1000000;
@@ -105,6 +107,7 @@ start_haproxy() {
     cat > "$WORK/haproxy.cfg" <<CONF
 global
     nbthread $1
+    maxconn 8192
 defaults
     mode http
     timeout connect 5s
@@ -112,6 +115,7 @@ defaults
     timeout server 60s
     http-reuse always
 frontend fe
+    maxconn 8192
     bind 127.0.0.1:$2
     default_backend be
 backend be
@@ -128,4 +132,35 @@ wait_ready() {
             sleep 0.05
         done
     done
+}
+
+# stop_proxies: stops proxyd, nginx and HAProxy (not the upstream), for a new configuration.
+stop_proxies() {
+    [ -f "$WORK/proxyd.pid" ] && kill "$(cat "$WORK/proxyd.pid")" 2>/dev/null || true
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    [ -f "$WORK/haproxy.pid" ] && kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null || true
+    sleep 1.5
+}
+
+# worker_pids NAME: the processes that serve requests (HAProxy is one process of threads).
+worker_pids() {
+    case $1 in
+        proxyd) pgrep -P "$(cat "$WORK/proxyd.pid")" | tr '\n' ' ' ;;
+        nginx) pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ' ;;
+        haproxy) cat "$WORK/haproxy.pid" ;;
+    esac
+}
+
+# cpu_ticks PID...: user+system clock ticks used so far, summed.
+cpu_ticks() {
+    local t=0
+    for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+    echo $t
+}
+
+# rss_kib PID...: resident memory, summed.
+rss_kib() {
+    local t=0
+    for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done
+    echo $t
 }

@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The whole comparison in one command: proxyd, nginx and HAProxy configured alike in front
+# of the same upstream, every workload interleaved over ROUNDS rounds (proxy order rotates
+# each round), medians printed in one table with ratios, plus CPU per request (the proxy's
+# worker processes only, from /proc), memory per idle keep-alive connection, and how two
+# workers split the accepted connections.
+#
+#   bench/suite.sh [ROUNDS] [SECONDS]      default 3 rounds of 5 s per measurement
+#
+# Workloads: keep-alive 100 B responses (1 and 2 workers / threads), keep-alive 64 KB
+# responses, a new connection per request; idle memory with IDLE (default 5000) connections
+# that each sent one request. Installs nginx, haproxy and wrk from Debian when missing.
+# Listens on 127.0.0.1 ports 18090-18093.
+set -euo pipefail
+
+ROUNDS=${1:-3}
+SECS=${2:-5}
+IDLE=${IDLE:-5000}
+CONNS=${CONNS:-50}
+UP_PORT=18090 PROXYD_PORT=18091 NGINX_PORT=18092 HAPROXY_PORT=18093
+PROXIES=(proxyd nginx haproxy)
+
+for tool in nginx haproxy wrk; do
+    command -v "$tool" >/dev/null || apt-get install -y nginx haproxy wrk >/dev/null
+done
+. "$(dirname "$0")/common.sh"
+bench_setup suite
+start_upstream "$UP_PORT" 100
+
+port_of() {
+    case $1 in proxyd) echo $PROXYD_PORT ;; nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; esac
+}
+
+start_all() {
+    start_nginx "$1" "$NGINX_PORT" "$UP_PORT" 512
+    start_proxyd "$1" "$PROXYD_PORT" "$UP_PORT" 512
+    start_haproxy "$1" "$HAPROXY_PORT" "$UP_PORT"
+    wait_ready "$UP_PORT" "$PROXYD_PORT" "$NGINX_PORT" "$HAPROXY_PORT"
+}
+
+# measure PROXY PATH [WRK ARGS...] -> "rps p50 p99 cpu_us_per_request"
+measure() {
+    local name=$1 path=$2
+    shift 2
+    local url="http://127.0.0.1:$(port_of "$name")$path"
+    # shellcheck disable=SC2046
+    local pids=$(worker_pids "$name")
+    wrk -t1 -c"$CONNS" -d1s "$@" "$url" >/dev/null 2>&1 || true
+    local t0 out t1
+    t0=$(cpu_ticks $pids)
+    out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" "$url" 2>&1)
+    t1=$(cpu_ticks $pids)
+    echo "$out" | awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+                         if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+                         if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 } return v }
+        /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+        END { printf "%s %s %s %.2f\n", rps, p50, p99, (n > 0 ? t * 1e6 / hz / n : 0) }'
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
+
+declare -A R
+# run WORKLOAD PATH [WRK ARGS...]: ROUNDS rounds, proxies in rotating order.
+run() {
+    local w=$1 path=$2
+    shift 2
+    for r in $(seq "$ROUNDS"); do
+        for i in 0 1 2; do
+            local name=${PROXIES[$(((i + r) % 3))]}
+            R[$w,$name,$r]=$(measure "$name" "$path" "$@")
+        done
+    done
+}
+
+# idle_memory PROXY: RSS growth per connection for IDLE connections that each made one
+# request and stay open.
+idle_memory() {
+    local name=$1 pids before after
+    pids=$(worker_pids "$name")
+    before=$(rss_kib $pids)
+    python3 - "$(port_of "$name")" "$IDLE" "$WORK/idle-$name.fifo" <<'PY' &
+import socket, sys, os, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = []
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+    conns.append(s)
+for s in conns:
+    got = b""
+    while b"\r\n\r\n" not in got:
+        got += s.recv(4096)
+open(sys.argv[3] + ".ready", "w").close()
+time.sleep(30)
+PY
+    local py=$!
+    for _ in $(seq 600); do [ -f "$WORK/idle-$name.fifo.ready" ] && break; sleep 0.1; done
+    sleep 1
+    after=$(rss_kib $pids)
+    kill $py 2>/dev/null || true
+    wait $py 2>/dev/null || true
+    echo $(( (after - before) * 1024 / IDLE ))
+}
+
+# accept_split PROXY: connections per worker process during a keep-alive run (max/min).
+accept_split() {
+    local name=$1 port
+    port=$(port_of "$name")
+    [ "$name" = haproxy ] && { echo "threads"; return; }
+    wrk -t2 -c200 -d3s "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+    local w=$!
+    sleep 1.5
+    local split
+    split=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | sort | uniq -c | awk '
+        { c[NR] = $1 } END { min = c[1]; max = c[1]; for (i in c) { if (c[i] < min) min = c[i]; if (c[i] > max) max = c[i] }
+                             s = ""; for (i = 1; i <= NR; i++) s = s (i > 1 ? "/" : "") c[i]; printf "%s (%.2f)", s, (min > 0 ? max / min : 0) }')
+    wait $w 2>/dev/null || true
+    echo "$split"
+}
+
+echo "suite: $ROUNDS rounds x ${SECS}s, wrk -t1 -c$CONNS, $(nproc) cores, $(date -u +%F)"
+start_all 1
+run ka100 /
+run ka64k /big
+run close / -H "Connection: close"
+declare -A IDLEMEM
+for name in "${PROXIES[@]}"; do IDLEMEM[$name]=$(idle_memory "$name"); done
+stop_proxies
+start_all 2
+run ka100x2 /
+declare -A SPLIT
+for name in proxyd nginx haproxy; do SPLIT[$name]=$(accept_split "$name"); done
+stop_proxies
+
+declare -A M C
+printf "\n%-22s %-8s %10s %8s %8s %12s\n" workload proxy "req/s" "p50 ms" "p99 ms" "CPU us/req"
+for w in ka100 ka100x2 ka64k close; do
+    case $w in
+        ka100) label="keep-alive 100 B" ;; ka100x2) label="keep-alive 100 B, 2w" ;;
+        ka64k) label="keep-alive 64 KB" ;; close) label="new conn per request" ;;
+    esac
+    for name in "${PROXIES[@]}"; do
+        med() { for r in $(seq "$ROUNDS"); do echo "${R[$w,$name,$r]}" | cut -d' ' -f"$1"; done | median; }
+        M[$w,$name]=$(med 1)
+        C[$w,$name]=$(med 4)
+        printf "%-22s %-8s %10.0f %8s %8s %12s\n" "$label" "$name" "${M[$w,$name]}" "$(med 2)" "$(med 3)" "${C[$w,$name]}"
+    done
+done
+
+echo
+for w in ka100 ka100x2 ka64k close; do
+    awk -v w=$w -v p="${M[$w,proxyd]:-0}" -v n="${M[$w,nginx]:-1}" -v h="${M[$w,haproxy]:-1}" \
+        -v cp="${C[$w,proxyd]:-0}" -v cn="${C[$w,nginx]:-1}" -v ch="${C[$w,haproxy]:-1}" \
+        'BEGIN { printf "%-8s req/s proxyd/nginx %.2f  proxyd/haproxy %.2f   CPU/req proxyd/nginx %.2f  proxyd/haproxy %.2f\n",
+                 w, p / n, p / h, cp / cn, cp / ch }'
+done
+echo
+for name in "${PROXIES[@]}"; do
+    printf "idle keep-alive connection (%d open): %-8s %6s bytes; 2-worker accept split: %s\n" \
+        "$IDLE" "$name" "${IDLEMEM[$name]}" "${SPLIT[$name]}"
+done
