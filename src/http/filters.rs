@@ -29,7 +29,7 @@ pub enum Verdict {
 pub struct RequestInfo<'a> {
     pub client_ip: &'a str,
     /// "http" or "https".
-    pub proto: &'static str,
+    pub proto: &'a str,
 }
 
 /// The chain every proxy route starts with.
@@ -103,7 +103,7 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
         !matches!(f.kind, Kind::XForwardedFor | Kind::XForwardedProto)
     });
     h.append("X-Forwarded-For", xff);
-    h.append_static("X-Forwarded-Proto", info.proto);
+    h.append("X-Forwarded-Proto", info.proto.as_bytes().to_vec());
     Verdict::Continue
 }
 
@@ -126,7 +126,7 @@ mod tests {
     #[test]
     fn chain_is_data() {
         let raw = b"Connection: x-a\r\nX-A: 1\r\nX-Forwarded-For: 1.1.1.1\r\n";
-        let spans: crate::http::HeaderSpans = smallvec::smallvec![
+        let spans = vec![
             (0..10, 12..15, Kind::Connection),
             (17..20, 22..23, Kind::Other),
             (25..40, 42..49, Kind::XForwardedFor),
@@ -134,7 +134,7 @@ mod tests {
         // No filters: nothing changes.
         assert_eq!(run(&[], raw, &spans), String::from_utf8_lossy(raw));
         let named = b"Connection: x-a, Host\r\nX-A: 1\r\nHost: h\r\n";
-        let spans2: crate::http::HeaderSpans = smallvec::smallvec![
+        let spans2 = vec![
             (0..10, 12..21, Kind::Connection),
             (23..26, 28..29, Kind::Other),
             (31..35, 37..38, Kind::Host),

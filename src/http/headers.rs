@@ -82,19 +82,16 @@ pub struct Field {
     pub kind: Kind,
 }
 
-/// Inline up to this many fields: rewriting a usual head does not allocate for its list.
-const INLINE_FIELDS: usize = 20;
-
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
-    fields: smallvec::SmallVec<[Field; INLINE_FIELDS]>,
+    fields: Vec<Field>,
 }
 
 impl Headers {
     /// The fields of a parsed head, in order, without the framing fields (the codecs
     /// write `Content-Length` and `Transfer-Encoding` from their own decision).
     pub fn end_to_end(spans: &HeaderSpans) -> Headers {
-        let mut fields = smallvec::SmallVec::new();
+        let mut fields = Vec::with_capacity(spans.len() + 3);
         for (n, v, kind) in spans {
             if !matches!(kind, Kind::ContentLength | Kind::TransferEncoding) {
                 fields.push(Field {
@@ -132,15 +129,6 @@ impl Headers {
         self.fields.push(Field {
             name: Bytes::Static(name.as_bytes()),
             value: Bytes::Owned(value),
-            kind: classify(name.as_bytes()),
-        });
-    }
-
-    /// Appends a field whose value is fixed text (no allocation).
-    pub fn append_static(&mut self, name: &'static str, value: &'static str) {
-        self.fields.push(Field {
-            name: Bytes::Static(name.as_bytes()),
-            value: Bytes::Static(value.as_bytes()),
             kind: classify(name.as_bytes()),
         });
     }
@@ -189,7 +177,7 @@ mod tests {
     #[test]
     fn edit_and_write() {
         let raw = b"A: 1\r\nHost: 2\r\ncontent-length: 3\r\n";
-        let spans: HeaderSpans = smallvec::smallvec![
+        let spans = vec![
             (0..1, 3..4, Kind::Other),
             (6..10, 12..13, classify(b"Host")),
             (15..29, 31..32, classify(b"content-length")),

@@ -14,9 +14,8 @@ pub mod strict;
 
 use std::ops::Range;
 
-/// Where each header's name and value lie inside the raw head bytes, and its kind. Inline
-/// for the usual number of fields, so parsing a head does not allocate for them.
-pub type HeaderSpans = smallvec::SmallVec<[(Range<usize>, Range<usize>, headers::Kind); 16]>;
+/// Where each header's name and value lie inside the raw head bytes, and its kind.
+pub type HeaderSpans = Vec<(Range<usize>, Range<usize>, headers::Kind)>;
 
 /// Where `part` (a slice httparse returned) lies inside `base`. httparse hands back static
 /// empty strings for some absent parts (an empty reason phrase), so this checks instead of

@@ -55,7 +55,7 @@ impl Default for Limits {
 pub struct Forwarding<'a> {
     pub client_ip: &'a str,
     /// "http" or "https", for X-Forwarded-Proto.
-    pub proto: &'static str,
+    pub proto: &'a str,
     /// Host sent when the client gave none (HTTP/1.0).
     pub default_host: &'a str,
 }
@@ -134,7 +134,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
         head_len,
         absolute_form: false,
         upgrade: None,
-        headers: HeaderSpans::new(),
+        headers: Vec::with_capacity(req.headers.len()),
     };
     let mut content_length: Option<u64> = None;
     let mut coding: Option<strict::Coding> = None;

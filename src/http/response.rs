@@ -71,7 +71,7 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
     let mut content_length = None;
     let mut coding = None;
     let mut upgrade = None;
-    let mut headers = HeaderSpans::new();
+    let mut headers = Vec::with_capacity(resp.headers.len());
     for h in resp.headers.iter() {
         let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
             return Err(BadResponse);
