@@ -29,7 +29,7 @@ pub enum Verdict {
 pub struct RequestInfo<'a> {
     pub client_ip: &'a str,
     /// "http" or "https".
-    pub proto: &'a str,
+    pub proto: &'static str,
 }
 
 /// The chain every proxy route starts with.
@@ -103,7 +103,7 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
         !matches!(f.kind, Kind::XForwardedFor | Kind::XForwardedProto)
     });
     h.append("X-Forwarded-For", xff);
-    h.append("X-Forwarded-Proto", info.proto.as_bytes().to_vec());
+    h.append_static("X-Forwarded-Proto", info.proto);
     Verdict::Continue
 }
 

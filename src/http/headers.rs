@@ -133,6 +133,15 @@ impl Headers {
         });
     }
 
+    /// Appends a field whose value is fixed text (no allocation).
+    pub fn append_static(&mut self, name: &'static str, value: &'static str) {
+        self.fields.push(Field {
+            name: Bytes::Static(name.as_bytes()),
+            value: Bytes::Static(value.as_bytes()),
+            kind: classify(name.as_bytes()),
+        });
+    }
+
     /// Adds a field before all others (`Host` goes first, as clients send it).
     pub fn prepend(&mut self, name: &'static str, value: Vec<u8>) {
         self.fields.insert(

@@ -55,7 +55,7 @@ impl Default for Limits {
 pub struct Forwarding<'a> {
     pub client_ip: &'a str,
     /// "http" or "https", for X-Forwarded-Proto.
-    pub proto: &'a str,
+    pub proto: &'static str,
     /// Host sent when the client gave none (HTTP/1.0).
     pub default_host: &'a str,
 }
