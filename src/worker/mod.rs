@@ -126,8 +126,8 @@ struct Worker {
 /// connection then wakes one worker that is waiting in `epoll_wait` instead of every worker
 /// (no thundering herd), and a busy worker is passed over, so connections spread over the
 /// workers that have time for them. The socket is still the one shared listener the master
-/// keeps, so reloads stay lossless. mio reads the token back from the event as usual;
-/// `deregister_listener` removes it. Returns false when the kernel refuses it.
+/// keeps, so reloads stay lossless. mio reads the token back from the event as usual, and
+/// `Registry::deregister` removes it as usual. Returns false when the kernel refuses it.
 fn register_exclusive(poll: &Poll, l: &TcpListener, token: Token) -> bool {
     let mut ev = libc::epoll_event {
         events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
@@ -141,24 +141,6 @@ fn register_exclusive(poll: &Poll, l: &TcpListener, token: Token) -> bool {
             l.as_raw_fd(),
             &mut ev,
         ) == 0
-    }
-}
-
-/// Removes a listening socket from this worker's epoll set, however it was added. (mio's
-/// `Registry::deregister` refuses, in debug builds, a source it did not register itself, so
-/// the `EPOLLEXCLUSIVE` registration is undone the same raw way.)
-fn deregister_listener(poll: &Poll, l: &TcpListener) {
-    // SAFETY: both descriptors are open; EPOLL_CTL_DEL ignores the event argument.
-    let rc = unsafe {
-        libc::epoll_ctl(
-            poll.as_raw_fd(),
-            libc::EPOLL_CTL_DEL,
-            l.as_raw_fd(),
-            std::ptr::null_mut(),
-        )
-    };
-    if rc != 0 {
-        log::warn!("cannot stop listening: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -539,25 +521,13 @@ impl Worker {
         }
         self.ctx.draining = true;
         self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
-        // Stop listening first: from now on a new connection wakes a worker that still
-        // listens. Deregister explicitly: other processes hold the same socket, so closing
-        // our descriptor alone would leave it in this epoll set.
-        for l in self.listeners.iter().flatten() {
-            deregister_listener(&self.poll, l);
-        }
-        // With EPOLLEXCLUSIVE the wakeup for what is already queued may have come to this
-        // worker alone; take those connections (they get `Connection: close`), or they
-        // would wait in the queue for the next arrival to wake another worker.
-        for i in 0..self.listeners.len() {
-            self.listener_ready[i] = true;
-            for _ in 0..=self.ctx.cfg.worker_connections / ACCEPT_BATCH {
-                if !self.listener_ready[i] {
-                    break;
-                }
-                self.accept(i);
+        self.listener_ready.iter_mut().for_each(|r| *r = false);
+        for l in self.listeners.iter_mut() {
+            if let Some(mut l) = l.take() {
+                // Deregister explicitly: other processes hold the same socket, so closing our
+                // descriptor alone would leave it in this epoll set.
+                let _ = self.ctx.registry.deregister(&mut l);
             }
-            self.listener_ready[i] = false;
-            self.listeners[i] = None;
         }
         for c in self.ctx.pool.drain_all() {
             self.ctx.upconns.try_remove(c.conn);
