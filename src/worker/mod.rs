@@ -122,28 +122,6 @@ struct Worker {
     reuse_logged: Option<Instant>,
 }
 
-/// Registers a listening socket with `EPOLLEXCLUSIVE`, which mio does not offer: a new
-/// connection then wakes one worker that is waiting in `epoll_wait` instead of every worker
-/// (no thundering herd), and a busy worker is passed over, so connections spread over the
-/// workers that have time for them. The socket is still the one shared listener the master
-/// keeps, so reloads stay lossless. mio reads the token back from the event as usual, and
-/// `Registry::deregister` removes it as usual. Returns false when the kernel refuses it.
-fn register_exclusive(poll: &Poll, l: &TcpListener, token: Token) -> bool {
-    let mut ev = libc::epoll_event {
-        events: (libc::EPOLLIN | libc::EPOLLET | libc::EPOLLEXCLUSIVE) as u32,
-        u64: token.0 as u64,
-    };
-    // SAFETY: both descriptors are open and owned by this process; `ev` outlives the call.
-    unsafe {
-        libc::epoll_ctl(
-            poll.as_raw_fd(),
-            libc::EPOLL_CTL_ADD,
-            l.as_raw_fd(),
-            &mut ev,
-        ) == 0
-    }
-}
-
 /// Runs the worker until it is told to stop (or the master dies). Returns the exit code.
 pub fn run(setup: WorkerSetup) -> i32 {
     match Worker::new(setup).and_then(|mut w| w.run()) {
@@ -163,9 +141,7 @@ impl Worker {
         for (i, l) in s.listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
             let mut l = TcpListener::from_std(l);
-            if !register_exclusive(&poll, &l, Token(LISTENER_BASE - i)) {
-                registry.register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
-            }
+            registry.register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
             listeners.push(Some(l));
         }
         registry.register(
