@@ -51,8 +51,18 @@ pub fn select_route<'a>(
     host: Option<&str>,
     path: &str,
 ) -> Option<&'a Route> {
-    let mut best: Option<&Route> = None;
-    for r in &cfg.server[server].route {
+    select_route_index(cfg, server, host, path).map(|i| &cfg.server[server].route[i])
+}
+
+/// `select_route`, as the index of the route among its server's routes.
+pub fn select_route_index(
+    cfg: &Config,
+    server: usize,
+    host: Option<&str>,
+    path: &str,
+) -> Option<usize> {
+    let mut best: Option<(usize, &Route)> = None;
+    for (i, r) in cfg.server[server].route.iter().enumerate() {
         let host_ok = match (&r.host, host) {
             (None, _) => true,
             (Some(p), Some(h)) => name_matches(p, h),
@@ -63,16 +73,16 @@ pub fn select_route<'a>(
         }
         let better = match best {
             None => true,
-            Some(b) => {
+            Some((_, b)) => {
                 r.path.len() > b.path.len()
                     || (r.path.len() == b.path.len() && b.host.is_none() && r.host.is_some())
             }
         };
         if better {
-            best = Some(r);
+            best = Some((i, r));
         }
     }
-    best
+    best.map(|(i, _)| i)
 }
 
 #[cfg(test)]

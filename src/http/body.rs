@@ -140,42 +140,48 @@ impl Framer {
         }
     }
 
-    /// Like `advance_raw`, also counting the payload bytes among those consumed.
-    pub fn advance_counted(&mut self, input: &[u8]) -> Result<(usize, u64), FrameError> {
-        let (mut pos, mut payload) = (0, 0u64);
-        loop {
-            let s = self.step(&input[pos..])?;
-            pos += s.consumed;
-            payload += s.data.len() as u64;
-            if s.done || s.consumed == 0 || pos == input.len() {
-                return Ok((pos, payload));
-            }
-        }
-    }
-
     /// How many leading bytes of `input` belong to this message, for raw forwarding.
     pub fn advance_raw(&mut self, input: &[u8]) -> Result<(usize, bool), FrameError> {
-        match self.advance_valid(input) {
-            (n, Ok(done)) => Ok((n, done)),
-            (_, Err(e)) => Err(e),
-        }
+        let a = self.advance(input);
+        a.result.map(|done| (a.consumed, done))
     }
 
-    /// Like `advance_raw`, but on an error also says how many bytes before it were valid,
-    /// so what arrived intact can still be passed on before the connection is cut.
-    pub fn advance_valid(&mut self, input: &[u8]) -> (usize, Result<bool, FrameError>) {
-        let mut pos = 0;
+    /// Walks as far into `input` as this message goes. On an error, `consumed` still says
+    /// how many bytes before it were valid, so what arrived intact can be passed on before
+    /// the connection is cut; `payload` counts the body bytes among them.
+    pub fn advance(&mut self, input: &[u8]) -> Advance {
+        let (mut pos, mut payload) = (0, 0u64);
         loop {
             let s = match self.step(&input[pos..]) {
                 Ok(s) => s,
-                Err(e) => return (pos, Err(e)),
+                Err(e) => {
+                    return Advance {
+                        consumed: pos,
+                        payload,
+                        result: Err(e),
+                    }
+                }
             };
             pos += s.consumed;
+            payload += s.data.len() as u64;
             if s.done || s.consumed == 0 || pos == input.len() {
-                return (pos, Ok(s.done));
+                return Advance {
+                    consumed: pos,
+                    payload,
+                    result: Ok(s.done),
+                };
             }
         }
     }
+}
+
+/// What `Framer::advance` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    pub consumed: usize,
+    pub payload: u64,
+    /// Whether the message ended, or the framing error that stopped the walk.
+    pub result: Result<bool, FrameError>,
 }
 
 fn hex(b: u8) -> Option<u64> {

@@ -56,7 +56,7 @@ pub fn response_head(data: &[u8]) {
                 .expect("the built-in response filters never refuse");
             // The proxy adds up to two lines (framing, Connection), which may take a head at
             // the header-count limit over it; the invariant holds below it.
-            if head.header_count() + 2 > 100 {
+            if head.header_count() + 2 > response::MAX_RESPONSE_HEADERS {
                 continue;
             }
             let again = response::parse(&out, cfg & 1 == 1)

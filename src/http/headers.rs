@@ -112,10 +112,6 @@ impl Headers {
             .map(move |f| f.value.get(raw))
     }
 
-    pub fn has(&self, kind: Kind) -> bool {
-        self.fields.iter().any(|f| f.kind == kind)
-    }
-
     /// Keeps the fields `keep(field, name)` approves.
     pub fn retain(&mut self, raw: &[u8], mut keep: impl FnMut(&Field, &[u8]) -> bool) {
         self.fields.retain(|f| keep(f, f.name.get(raw)));

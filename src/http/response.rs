@@ -12,7 +12,7 @@ use std::ops::Range;
 pub struct BadResponse;
 
 /// Most header lines accepted from an upstream.
-const MAX_RESPONSE_HEADERS: usize = 100;
+pub const MAX_RESPONSE_HEADERS: usize = 100;
 
 #[derive(Debug)]
 pub struct ResponseHead {

@@ -385,14 +385,14 @@ impl Http1 {
         let keep_alive = head.keep_alive
             && !w.draining
             && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let found = router::select_route(&cfg, server, host.as_deref(), head.path());
-        let route = found.map(|r| &r.action);
+        let found = router::select_route_index(&cfg, server, host.as_deref(), head.path());
+        let route = found.map(|i| &srv.route[i].action);
         let buf = self
             .req_buf
             .as_mut()
             .expect("head was parsed from the buffer");
         let mut x = Box::new(Exchange::new(head, server, keep_alive, w.now));
-        x.route = found.and_then(|f| srv.route.iter().position(|r| std::ptr::eq(r, f)));
+        x.route = found;
         w.emit(Event::Routed {
             x: &x,
             client_ip: &self.peer_ip,

@@ -317,18 +317,16 @@ impl Http1 {
             }
             let mut moved = false;
             if !x.req_body.is_done() && !buf.unparsed().is_empty() {
-                let verdict = match x.req_body.advance_counted(buf.unparsed()) {
-                    Ok((n, payload)) => {
-                        buf.pass(n);
-                        moved |= n > 0;
-                        x.body_read += payload;
-                        if max_body > 0 && x.body_read > max_body {
-                            Some(413)
-                        } else {
-                            None
-                        }
-                    }
+                let a = x.req_body.advance(buf.unparsed());
+                if a.result.is_ok() {
+                    buf.pass(a.consumed);
+                    moved |= a.consumed > 0;
+                    x.body_read += a.payload;
+                }
+                let verdict = match a.result {
                     Err(_) => Some(400),
+                    Ok(_) if max_body > 0 && x.body_read > max_body => Some(413),
+                    Ok(_) => None,
                 };
                 if let Some(status) = verdict {
                     log::info!(
@@ -499,9 +497,9 @@ impl Http1 {
                         decode_into(&mut resp.body, buf)
                     } else {
                         // What is valid before an error still goes out before the cut.
-                        let (n, res) = resp.body.advance_valid(buf.unparsed());
-                        buf.pass(n);
-                        res.map(|_| ())
+                        let a = resp.body.advance(buf.unparsed());
+                        buf.pass(a.consumed);
+                        a.result.map(|_| ())
                     };
                     if res.is_err() {
                         return self
