@@ -15,6 +15,8 @@ pub enum Msg {
     Ready,
     /// master -> worker: stop accepting, finish in-flight requests, exit.
     Drain,
+    /// worker -> master: no longer accepting (the answer to Drain).
+    Draining,
     /// master -> worker: exit now.
     Terminate,
     /// master -> worker: freshly opened log files (error log first if it is a file,
@@ -36,6 +38,7 @@ pub fn send(fd: RawFd, msg: &Msg) -> io::Result<()> {
     let (tag, fds): (u8, Vec<RawFd>) = match msg {
         Msg::Ready => (b'r', vec![]),
         Msg::Drain => (b'Q', vec![]),
+        Msg::Draining => (b'q', vec![]),
         Msg::Terminate => (b'T', vec![]),
         Msg::Reopen(f) => (b'R', f.iter().map(|f| f.as_raw_fd()).collect()),
     };
@@ -78,6 +81,7 @@ pub fn recv(fd: RawFd) -> io::Result<Option<Msg>> {
     Ok(Some(match byte[0] {
         b'r' => Msg::Ready,
         b'Q' => Msg::Drain,
+        b'q' => Msg::Draining,
         b'T' => Msg::Terminate,
         b'R' => Msg::Reopen(fds),
         other => {

@@ -1,14 +1,36 @@
 //! Listening sockets. The master binds them once and keeps them across generations: a
 //! reload reuses every socket whose address is unchanged, so connections waiting in an
 //! accept queue are never lost to a close/re-bind.
+//!
+//! Each address is a `SO_REUSEPORT` group of sockets, one per worker slot, and worker `i`
+//! of a generation of `n` accepts from the sockets `j` with `j % n == i`. The kernel spreads
+//! new connections evenly over the group by their addresses, and each connection wakes one
+//! worker only (one shared socket wakes every worker, and the one that wins the race takes
+//! most of the load). A group never shrinks while its address stays configured: closing a
+//! socket resets the connections in its queue, so with fewer workers each takes more
+//! sockets instead.
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, RawFd};
 
 const BACKLOG: i32 = 511;
 
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+pub struct ListenSet {
+    addr: SocketAddr,
+    socks: Vec<Sock>,
+}
+
+struct Sock {
+    sock: TcpListener,
+    /// Bound but not yet listening: the kernel sends a group's connections only to its
+    /// listening sockets, so one added for a reload takes none before the reload commits
+    /// (and none at all if the reload fails and it is closed).
+    listening: bool,
+}
+
+fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let domain = if addr.is_ipv6() {
         Domain::IPV6
     } else {
@@ -16,12 +38,92 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     };
     let s = Socket::new(domain, Type::STREAM.cloexec(), Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
+    s.set_reuse_port(reuse_port)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
     s.set_nonblocking(true)?;
+    // Accepted connections inherit it: no setsockopt per connection.
+    s.set_nodelay(true)?;
     s.bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("bind() to {addr} failed: {e}")))?;
-    s.listen(BACKLOG)?;
-    Ok(s.into())
+    Ok(s)
+}
+
+impl ListenSet {
+    /// Binds `n` sockets for `addr`, not yet listening (see `listen`).
+    pub fn bind(addr: SocketAddr, n: usize) -> io::Result<ListenSet> {
+        // A socket without SO_REUSEPORT cannot bind where anything listens, so another
+        // proxyd (or anything else that sets SO_REUSEPORT as the same user) on this address
+        // is an error here rather than a silent share of its connections.
+        drop(socket(addr, false)?);
+        let mut set = ListenSet {
+            addr,
+            socks: Vec::new(),
+        };
+        set.grow(n)?;
+        Ok(set)
+    }
+
+    /// Adds sockets (not yet listening) until there are at least `n`. Returns how many
+    /// were added; on an error adds none.
+    pub fn grow(&mut self, n: usize) -> io::Result<usize> {
+        let before = self.socks.len();
+        while self.socks.len() < n {
+            match socket(self.addr, true) {
+                Ok(s) => self.socks.push(Sock {
+                    sock: s.into(),
+                    listening: false,
+                }),
+                Err(e) => {
+                    self.socks.truncate(before);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.socks.len() - before)
+    }
+
+    /// Closes the last `k` sockets (the ones a failed reload added; they never listened).
+    pub fn shrink_by(&mut self, k: usize) {
+        for _ in 0..k {
+            if self.socks.last().is_some_and(|s| !s.listening) {
+                self.socks.pop();
+            }
+        }
+    }
+
+    /// Starts listening on every socket not yet listening.
+    pub fn listen(&mut self) -> io::Result<()> {
+        for s in self.socks.iter_mut().filter(|s| !s.listening) {
+            // SAFETY: a bound TCP socket we own; listen(2) has no memory effects.
+            if unsafe { libc::listen(s.sock.as_raw_fd(), BACKLOG) } != 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("listen() on {} failed: {e}", self.addr),
+                ));
+            }
+            s.listening = true;
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.socks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.socks.is_empty()
+    }
+
+    /// The sockets worker `index` of a generation of `workers` accepts from.
+    pub fn for_worker(&self, index: usize, workers: usize) -> impl Iterator<Item = RawFd> + '_ {
+        let workers = workers.max(1);
+        self.socks
+            .iter()
+            .enumerate()
+            .filter(move |(j, _)| j % workers == index % workers)
+            .map(|(_, s)| s.sock.as_raw_fd())
+    }
 }

@@ -526,9 +526,14 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     } else {
         s.to_string()
     };
-    normalized
+    let addr: SocketAddr = normalized
         .parse()
-        .map_err(|_| format!("invalid listen address \"{s}\" (expected IP:PORT or [IPv6]:PORT)"))
+        .map_err(|_| format!("invalid listen address \"{s}\" (expected IP:PORT or [IPv6]:PORT)"))?;
+    if addr.port() == 0 {
+        // Each worker's socket would get a different port of its own.
+        return Err(format!("listen address \"{s}\" needs a port other than 0"));
+    }
+    Ok(addr)
 }
 
 /// Peers are `host:port`; host names are resolved once, when the config is loaded.

@@ -3,7 +3,8 @@
 
 use crate::channel::{self, Msg};
 use crate::config::Config;
-use crate::{listeners, logging, privileges, worker};
+use crate::listeners::ListenSet;
+use crate::{logging, privileges, worker};
 
 mod commands;
 mod reload;
@@ -53,6 +54,8 @@ pub(super) struct WorkerProc {
     pub(super) channel: OwnedFd,
     pub(super) ready: bool,
     pub(super) draining: bool,
+    /// Told to drain but has not yet confirmed that it stopped accepting.
+    pub(super) accepting: bool,
     pub(super) kill_at: Option<Instant>,
     /// The log files this worker writes, in the order a reopen message carries them.
     pub(super) log_files: Rc<Vec<PathBuf>>,
@@ -64,8 +67,20 @@ pub(super) struct PendingReload {
     pub(super) cfg: Config,
     pub(super) access_logs: Vec<Option<File>>,
     pub(super) new_listeners: Vec<SocketAddr>,
+    /// Sockets added to existing addresses for more workers: (address, how many).
+    pub(super) grown: Vec<(SocketAddr, usize)>,
     pub(super) deadline: Instant,
     pub(super) waiters: Vec<usize>,
+}
+
+/// A reload that has committed: the reply waits until every older worker confirmed that it
+/// left the listening sockets, so a connection made after `proxyctl reload` returns is
+/// always served by the new configuration.
+pub(super) struct Committed {
+    pub(super) generation: u64,
+    pub(super) reply: String,
+    pub(super) waiters: Vec<usize>,
+    pub(super) deadline: Instant,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -83,7 +98,9 @@ pub struct Master {
     pub(super) cfg: Config,
     pub(super) generation: u64,
     pub(super) access_logs: Vec<Option<File>>,
-    pub(super) listeners: HashMap<SocketAddr, TcpListener>,
+    pub(super) listeners: HashMap<SocketAddr, ListenSet>,
+    /// A committed reload whose callers wait until the old generation stopped accepting.
+    pub(super) committed: Option<Committed>,
     pub(super) workers: Slab<WorkerProc>,
     /// Recent crash times per worker index, for respawn backoff.
     pub(super) crashes: HashMap<usize, VecDeque<Instant>>,
@@ -126,7 +143,10 @@ impl Master {
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
         let mut bound = HashMap::new();
         for addr in &cfg.listeners {
-            bound.insert(*addr, listeners::bind(*addr).map_err(|e| e.to_string())?);
+            let mut set =
+                ListenSet::bind(*addr, cfg.worker_processes).map_err(|e| e.to_string())?;
+            set.listen().map_err(|e| e.to_string())?;
+            bound.insert(*addr, set);
         }
         let access_logs = logging::open_access_logs(&cfg).map_err(|e| e.to_string())?;
         let poll = Poll::new().map_err(|e| e.to_string())?;
@@ -176,6 +196,7 @@ impl Master {
             generation: 1,
             access_logs,
             listeners: bound,
+            committed: None,
             workers: Slab::new(),
             crashes: HashMap::new(),
             respawn: Vec::new(),
@@ -228,6 +249,7 @@ impl Master {
             self.handle_signals();
             self.handle_timers();
             self.check_reload();
+            self.check_committed();
             if self.stop.is_some() && self.workers.is_empty() {
                 self.cleanup();
                 log::info!("master exiting");
@@ -239,6 +261,7 @@ impl Master {
     fn next_deadline(&self) -> Option<Instant> {
         let mut d: Vec<Instant> = self.respawn.iter().map(|(_, t)| *t).collect();
         d.extend(self.pending.as_ref().map(|p| p.deadline));
+        d.extend(self.committed.as_ref().map(|c| c.deadline));
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
         d.into_iter().min()
     }
@@ -296,7 +319,7 @@ impl Master {
         // so the child may use the allocator and everything else freely.
         match unsafe { fork() }.map_err(io::Error::from)? {
             ForkResult::Child => {
-                let code = self.child(cfg, generation, worker_end, log_fds);
+                let code = self.child(cfg, generation, index, worker_end, log_fds);
                 // Never return into the master's code in the child.
                 std::process::exit(code);
             }
@@ -317,6 +340,7 @@ impl Master {
                     channel: master_end,
                     ready: false,
                     draining: false,
+                    accepting: true,
                     kill_at: None,
                 });
                 log::info!("started worker process {child} (generation {generation})");
@@ -330,6 +354,7 @@ impl Master {
         &mut self,
         cfg: &Config,
         generation: u64,
+        index: usize,
         channel: OwnedFd,
         log_fds: Vec<Option<RawFd>>,
     ) -> i32 {
@@ -345,13 +370,19 @@ impl Master {
                 );
             }
         }
-        let listener_fds: Vec<RawFd> = cfg
+        // (index in cfg.listeners, socket) for this worker's share of each address.
+        let listener_fds: Vec<(usize, RawFd)> = cfg
             .listeners
             .iter()
-            .map(|a| self.listeners[a].as_raw_fd())
+            .enumerate()
+            .flat_map(|(i, a)| {
+                self.listeners[a]
+                    .for_worker(index, cfg.worker_processes)
+                    .map(move |fd| (i, fd))
+            })
             .collect();
         let mut keep: Vec<RawFd> = vec![0, 1, 2, channel.as_raw_fd()];
-        keep.extend(&listener_fds);
+        keep.extend(listener_fds.iter().map(|(_, fd)| *fd));
         keep.extend(log_fds.iter().flatten());
         close_other_fds(&keep);
         if let Err(e) = privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref()) {
@@ -362,7 +393,7 @@ impl Master {
         // the master's objects that also name them are never dropped in this process.
         let listeners = listener_fds
             .iter()
-            .map(|&fd| unsafe { TcpListener::from_raw_fd(fd) })
+            .map(|&(i, fd)| (i, unsafe { TcpListener::from_raw_fd(fd) }))
             .collect();
         let access_logs = log_fds
             .iter()
@@ -386,6 +417,10 @@ impl Master {
                 Ok(Some(Msg::Ready)) => {
                     w.ready = true;
                     log::debug!("worker {} ready", w.pid);
+                }
+                Ok(Some(Msg::Draining)) => {
+                    w.accepting = false;
+                    log::debug!("worker {} stopped accepting", w.pid);
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {

@@ -1,10 +1,11 @@
 //! Reload as a transaction: build and validate everything for the new generation first;
 //! commit (drain the old generation) only when every new worker reported ready.
 
-use super::{Master, PendingReload, READY_TIMEOUT};
+use super::{Committed, Master, PendingReload, READY_TIMEOUT};
 use crate::channel::{self, Msg};
 use crate::config;
-use crate::{listeners, logging};
+use crate::listeners::ListenSet;
+use crate::logging;
 use nix::sys::signal::{kill, Signal};
 use std::collections::HashMap;
 use std::fs::File;
@@ -12,6 +13,9 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// How long a reload's caller waits for the old workers to confirm they stopped accepting.
+const DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl Master {
     /// Reload as a transaction: load and validate, bind new listeners, open logs, start the
@@ -53,33 +57,51 @@ impl Master {
         if cfg.pid_file != self.cfg.pid_file || cfg.control_socket != self.cfg.control_socket {
             log::warn!("changes to pid_file and control_socket take effect on restart only");
         }
+        let n = cfg.worker_processes;
         let mut new_listeners = Vec::new();
+        let mut grown = Vec::new();
+        let mut bound = Ok(());
         for addr in &cfg.listeners {
-            if self.listeners.contains_key(addr) {
+            if let Some(set) = self.listeners.get_mut(addr) {
+                match set.grow(n) {
+                    Ok(0) => {}
+                    Ok(k) => grown.push((*addr, k)),
+                    Err(e) => {
+                        bound = Err(e);
+                        break;
+                    }
+                }
                 continue;
             }
-            match listeners::bind(*addr) {
-                Ok(l) => {
-                    self.listeners.insert(*addr, l);
+            match ListenSet::bind(*addr, n) {
+                Ok(set) => {
+                    self.listeners.insert(*addr, set);
                     new_listeners.push(*addr);
                 }
                 Err(e) => {
-                    for a in &new_listeners {
-                        self.listeners.remove(a);
-                    }
-                    return Err(e.to_string());
+                    bound = Err(e);
+                    break;
                 }
             }
         }
-        let rollback = |m: &mut Master, new: &[SocketAddr]| {
+        let rollback = |m: &mut Master, new: &[SocketAddr], grown: &[(SocketAddr, usize)]| {
             for a in new {
                 m.listeners.remove(a);
             }
+            for (a, k) in grown {
+                if let Some(set) = m.listeners.get_mut(a) {
+                    set.shrink_by(*k);
+                }
+            }
         };
+        if let Err(e) = bound {
+            rollback(self, &new_listeners, &grown);
+            return Err(e.to_string());
+        }
         let access_logs = match logging::open_access_logs(&cfg) {
             Ok(l) => l,
             Err(e) => {
-                rollback(self, &new_listeners);
+                rollback(self, &new_listeners, &grown);
                 return Err(e.to_string());
             }
         };
@@ -87,7 +109,7 @@ impl Master {
         for i in 0..cfg.worker_processes {
             if let Err(e) = self.spawn(&cfg, generation, i, Some(&access_logs)) {
                 self.kill_generation(generation);
-                rollback(self, &new_listeners);
+                rollback(self, &new_listeners, &grown);
                 return Err(format!("cannot start worker: {e}"));
             }
         }
@@ -96,6 +118,7 @@ impl Master {
             cfg,
             access_logs,
             new_listeners,
+            grown,
             deadline: Instant::now() + READY_TIMEOUT,
             waiters: Vec::new(),
         })
@@ -122,6 +145,11 @@ impl Master {
         for a in &p.new_listeners {
             self.listeners.remove(a);
         }
+        for (a, k) in &p.grown {
+            if let Some(set) = self.listeners.get_mut(a) {
+                set.shrink_by(*k);
+            }
+        }
         for c in p.waiters {
             self.reply(c, false, why.clone());
         }
@@ -139,7 +167,15 @@ impl Master {
         if ready < p.cfg.worker_processes {
             return;
         }
-        let p = self.pending.take().expect("pending reload");
+        let mut p = self.pending.take().expect("pending reload");
+        // The new sockets join their groups only now (see `ListenSet`).
+        for addr in &p.cfg.listeners {
+            if let Some(set) = self.listeners.get_mut(addr) {
+                if let Err(e) = set.listen() {
+                    log::error!("{e}");
+                }
+            }
+        }
         let now = Instant::now();
         let drain_bound = self.cfg.shutdown_timeout + Duration::from_secs(5);
         for (_, w) in self
@@ -169,8 +205,45 @@ impl Master {
         self.crashes.clear();
         let pids = self.worker_pids(gen);
         log::info!("reload complete: generation {gen} serving (workers {pids})");
-        for c in p.waiters {
-            self.reply(c, true, format!("generation {gen} serving, workers {pids}"));
+        let waiters = std::mem::take(&mut p.waiters);
+        let reply = format!("generation {gen} serving, workers {pids}");
+        match &mut self.committed {
+            // An older commit still waiting: its callers are answered with this one.
+            Some(c) => {
+                c.waiters.extend(waiters);
+                c.generation = gen;
+                c.reply = reply;
+            }
+            None => {
+                self.committed = Some(Committed {
+                    generation: gen,
+                    reply,
+                    waiters,
+                    deadline: now + DRAIN_ACK_TIMEOUT,
+                });
+            }
+        }
+        self.check_committed();
+    }
+
+    /// Answers the callers of a committed reload once no older worker accepts any more
+    /// (or one is stuck past DRAIN_ACK_TIMEOUT: the reload has happened either way).
+    pub(super) fn check_committed(&mut self) {
+        let Some(c) = &self.committed else { return };
+        let gen = c.generation;
+        let waiting = self
+            .workers
+            .iter()
+            .any(|(_, w)| w.generation < gen && w.accepting);
+        if waiting && c.deadline > Instant::now() {
+            return;
+        }
+        let c = self.committed.take().expect("committed reload");
+        if waiting {
+            log::warn!("an old worker did not confirm the drain in time");
+        }
+        for w in c.waiters {
+            self.reply(w, true, c.reply.clone());
         }
     }
 

@@ -34,7 +34,7 @@ use upstream::{Balancer, Owner, Pool};
 /// Longest a buffered access-log line waits.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const CHANNEL: Token = Token(usize::MAX - 1);
-/// Listener i has token `LISTENER_BASE - i`.
+/// Listening socket k has token `LISTENER_BASE - k`.
 const LISTENER_BASE: usize = usize::MAX - 2;
 /// Most connections accepted per listener wakeup, so one busy listener cannot starve the rest.
 const ACCEPT_BATCH: usize = 64;
@@ -102,19 +102,29 @@ impl Ctx {
 pub struct WorkerSetup {
     pub cfg: Config,
     pub generation: u64,
-    /// Listening sockets, in the order of `cfg.listeners`.
-    pub listeners: Vec<std::net::TcpListener>,
+    /// This worker's listening sockets, each with its address's index in `cfg.listeners`
+    /// (an address has one socket per worker slot, and a worker may have several of one).
+    pub listeners: Vec<(usize, std::net::TcpListener)>,
     pub channel: OwnedFd,
     pub access_logs: Vec<Option<File>>,
+}
+
+/// One listening socket of this worker.
+struct Listening {
+    /// None once draining.
+    sock: Option<TcpListener>,
+    /// Index of its address in `cfg.listeners`.
+    addr: usize,
+    /// Connections may be waiting: its last accept did not end in WouldBlock (the batch
+    /// ran out, or the connection limit stopped it), and no new edge will say so.
+    queued: bool,
 }
 
 struct Worker {
     poll: Poll,
     ctx: Ctx,
     sessions: Slab<Session>,
-    listeners: Vec<Option<TcpListener>>,
-    /// Listener had a connection waiting when the connection limit stopped accepting.
-    listener_ready: Vec<bool>,
+    listeners: Vec<Listening>,
     channel: OwnedFd,
     drain_deadline: Option<Instant>,
     master_gone: bool,
@@ -138,11 +148,15 @@ impl Worker {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let mut listeners = Vec::new();
-        for (i, l) in s.listeners.into_iter().enumerate() {
+        for (k, (addr, l)) in s.listeners.into_iter().enumerate() {
             l.set_nonblocking(true)?;
             let mut l = TcpListener::from_std(l);
-            registry.register(&mut l, Token(LISTENER_BASE - i), Interest::READABLE)?;
-            listeners.push(Some(l));
+            registry.register(&mut l, Token(LISTENER_BASE - k), Interest::READABLE)?;
+            listeners.push(Listening {
+                sock: Some(l),
+                addr,
+                queued: false,
+            });
         }
         registry.register(
             &mut SourceFd(&s.channel.as_raw_fd()),
@@ -150,7 +164,6 @@ impl Worker {
             Interest::READABLE,
         )?;
         let cfg = Rc::new(s.cfg);
-        let n = listeners.len();
         let ctx = Ctx {
             balancer: Balancer::new(&cfg.upstream),
             pool: Pool::new(cfg.upstream.len()),
@@ -179,7 +192,6 @@ impl Worker {
             ctx,
             sessions: Slab::with_capacity(1024),
             listeners,
-            listener_ready: vec![false; n],
             channel: s.channel,
             drain_deadline: None,
             master_gone: false,
@@ -227,9 +239,9 @@ impl Worker {
                         return Ok(());
                     }
                 } else if t.0 > LISTENER_BASE - self.listeners.len() && t.0 <= LISTENER_BASE {
-                    let i = LISTENER_BASE - t.0;
-                    self.listener_ready[i] = true;
-                    self.accept(i);
+                    let k = LISTENER_BASE - t.0;
+                    self.listeners[k].queued = true;
+                    self.accept(k);
                 } else {
                     self.on_conn_event(t.0, readable, writable, hup);
                 }
@@ -241,9 +253,9 @@ impl Worker {
             }
             // A listener left with a queue after its batch: no new edge will come for it.
             if self.accept_pending() {
-                for i in 0..self.listeners.len() {
-                    if self.listener_ready[i] {
-                        self.accept(i);
+                for k in 0..self.listeners.len() {
+                    if self.listeners[k].queued {
+                        self.accept(k);
                     }
                 }
             }
@@ -309,28 +321,29 @@ impl Worker {
         // Client sockets belong to this process alone: closing removes them from epoll.
         drop(s);
         // A slot is free again: accept what waited for it.
-        for i in 0..self.listeners.len() {
-            if self.listener_ready[i] {
-                self.accept(i);
+        for k in 0..self.listeners.len() {
+            if self.listeners[k].queued {
+                self.accept(k);
             }
         }
     }
 
     /// A listener still has connections queued and there is room to take them.
     fn accept_pending(&self) -> bool {
-        self.listener_ready.iter().any(|&r| r)
+        self.listeners.iter().any(|l| l.queued)
             && self.sessions.len() + self.ctx.upconns.len() < self.ctx.cfg.worker_connections
     }
 
-    fn accept(&mut self, i: usize) {
+    fn accept(&mut self, k: usize) {
+        let i = self.listeners[k].addr;
         for _ in 0..ACCEPT_BATCH {
             if self.sessions.len() + self.ctx.upconns.len() >= self.ctx.cfg.worker_connections
                 && !self.reclaim()
             {
                 return;
             }
-            let Some(l) = &self.listeners[i] else {
-                self.listener_ready[i] = false;
+            let Some(l) = &self.listeners[k].sock else {
+                self.listeners[k].queued = false;
                 return;
             };
             match l.accept() {
@@ -349,7 +362,13 @@ impl Worker {
                     entry.insert(s);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.listener_ready[i] = false;
+                    self.listeners[k].queued = false;
+                    return;
+                }
+                // A socket added for this generation that the master has not yet made
+                // listen (it does when the reload commits); its first connection wakes us.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    self.listeners[k].queued = false;
                     return;
                 }
                 Err(e)
@@ -466,10 +485,15 @@ impl Worker {
     fn on_channel(&mut self) -> io::Result<bool> {
         loop {
             match channel::recv(self.channel.as_raw_fd()) {
-                Ok(Some(Msg::Drain)) => self.start_drain(),
+                Ok(Some(Msg::Drain)) => {
+                    self.start_drain();
+                    // The master answers a reload only after this: from then on every new
+                    // connection is the new generation's.
+                    channel::send(self.channel.as_raw_fd(), &Msg::Draining)?;
+                }
                 Ok(Some(Msg::Terminate)) => return Ok(true),
                 Ok(Some(Msg::Reopen(fds))) => self.reopen(fds),
-                Ok(Some(Msg::Ready)) => {}
+                Ok(Some(Msg::Ready | Msg::Draining)) => {}
                 Ok(None) => {
                     if !self.master_gone {
                         log::warn!("master process is gone; draining and exiting");
@@ -497,9 +521,9 @@ impl Worker {
         }
         self.ctx.draining = true;
         self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
-        self.listener_ready.iter_mut().for_each(|r| *r = false);
         for l in self.listeners.iter_mut() {
-            if let Some(mut l) = l.take() {
+            l.queued = false;
+            if let Some(mut l) = l.sock.take() {
                 // Deregister explicitly: other processes hold the same socket, so closing our
                 // descriptor alone would leave it in this epoll set.
                 let _ = self.ctx.registry.deregister(&mut l);

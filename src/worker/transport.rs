@@ -60,9 +60,9 @@ pub fn would_block(e: &io::Error) -> bool {
 }
 
 impl Transport {
-    /// An accepted client connection; it announces its own readiness.
+    /// An accepted client connection; it announces its own readiness. TCP_NODELAY came
+    /// from the listening socket (Linux copies it to accepted sockets).
     pub fn accepted(s: TcpStream) -> Transport {
-        let _ = s.set_nodelay(true);
         Transport {
             sock: Sock::Plain(s),
             ready: Ready::default(),
