@@ -441,6 +441,13 @@ impl Http1 {
     }
 
     pub(crate) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
+        // The client asked to close and everything it sent has been read: a plain close
+        // sends FIN and cannot reset anything, so lingering would only cost a shutdown, a
+        // read and a wakeup (nginx's `lingering_close on` decides alike).
+        let said_close = self
+            .x
+            .as_ref()
+            .is_some_and(|x| !x.req.keep_alive && x.req_body.is_done());
         if let Some(x) = self.x.take() {
             w.emit(Event::Done(Done::of(&x, &self.peer_ip, x.status)));
         }
@@ -454,6 +461,12 @@ impl Http1 {
             // Oldest idle first when connections run short (checked when popped).
             w.idle.push_back((self.slot, self.id, self.served));
             Ok(())
+        } else if said_close
+            && !self.client.ready.r
+            && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
+        {
+            self.release_all(w);
+            Err(Close)
         } else {
             self.linger(w)
         }
