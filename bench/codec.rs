@@ -7,6 +7,7 @@
 //!   cargo run --release --example codec
 //!   N=20000 valgrind --tool=callgrind target/release/examples/codec
 
+use proxyd::http::headers::Headers;
 use proxyd::http::{filters, request, response};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,6 +58,8 @@ fn main() {
     let chain = filters::proxy_defaults();
     let limits = request::Limits::default();
     let mut out = Vec::with_capacity(1024);
+    // One header list for every head, as a worker keeps it.
+    let mut headers = Headers::default();
     let fwd = request::Forwarding {
         client_ip: "127.0.0.1",
         proto: "http",
@@ -67,7 +70,7 @@ fn main() {
     });
     let h = request::parse(req, &limits).unwrap().unwrap();
     step("write_upstream", n, || {
-        h.write_upstream(&req[..h.head_len], &fwd, &chain, &mut out);
+        h.write_upstream(&req[..h.head_len], &fwd, &chain, &mut headers, &mut out);
         std::hint::black_box(&out);
         out.clear();
     });
@@ -76,7 +79,8 @@ fn main() {
     });
     let r = response::parse(resp, false).unwrap().unwrap();
     step("write_client", n, || {
-        r.write_client(resp, 1, true, &chain, &mut out).unwrap();
+        r.write_client(resp, 1, true, &chain, &mut headers, &mut out)
+            .unwrap();
         std::hint::black_box(&out);
         out.clear();
     });

@@ -71,7 +71,7 @@ keepalive_requests = 1000000
 path = "/"
 upstream = "app"
 CONF
-    "$ROOT/target/release/proxyd" -c "$WORK/proxyd.toml" 2>"$WORK/proxyd-stderr.log" &
+    "${PROXYD_BIN:-$ROOT/target/release/proxyd}" -c "$WORK/proxyd.toml" 2>"$WORK/proxyd-stderr.log" &
     PIDS+=($!)
 }
 

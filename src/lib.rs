@@ -1,5 +1,7 @@
 //! proxyd: a reverse proxy and HTTP server in the NGINX process model.
 
+#[cfg(feature = "alloc-count")]
+pub mod alloc_count;
 pub mod channel;
 pub mod cli;
 pub mod config;

@@ -3,6 +3,10 @@
 use proxyd::{cli, config, logging, master};
 use std::path::PathBuf;
 
+#[cfg(feature = "alloc-count")]
+#[global_allocator]
+static ALLOC: proxyd::alloc_count::Counting = proxyd::alloc_count::Counting;
+
 const USAGE: &str = "usage: proxyd [-c FILE] [-t | -T] [-v] [-h]
   -c FILE   configuration file (default /etc/proxyd/proxyd.toml)
   -t        test the configuration and exit

@@ -20,7 +20,7 @@ pub enum FrameError {
     BadTrailer,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Framer {
     /// Exactly this many more bytes.
     Length(u64),
@@ -28,6 +28,7 @@ pub enum Framer {
     /// Everything until the peer closes (responses only).
     UntilClose,
     /// The message is complete.
+    #[default]
     Done,
 }
 

@@ -93,16 +93,8 @@ fn hop_by_hop(raw: &[u8], h: &mut Headers) -> Verdict {
 }
 
 fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
-    let mut xff: Vec<u8> = Vec::with_capacity(64);
-    for v in h.values(raw, Kind::XForwardedFor) {
-        xff.extend_from_slice(v);
-        xff.extend_from_slice(b", ");
-    }
-    xff.extend_from_slice(info.client_ip.as_bytes());
-    h.retain(raw, |f, _| {
-        !matches!(f.kind, Kind::XForwardedFor | Kind::XForwardedProto)
-    });
-    h.append("X-Forwarded-For", xff);
+    h.append_to_list(raw, "X-Forwarded-For", info.client_ip.as_bytes());
+    h.remove(Kind::XForwardedProto);
     h.append_static("X-Forwarded-Proto", info.proto);
     Verdict::Continue
 }

@@ -6,6 +6,7 @@ use super::body::Framer;
 use super::filters;
 use super::request::{self, Forwarding, Limits};
 use super::response;
+use crate::http::headers::Headers;
 
 pub fn request_head(data: &[u8]) {
     let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
@@ -27,6 +28,7 @@ pub fn request_head(data: &[u8]) {
             &data[..head.head_len],
             &fwd,
             &filters::proxy_defaults(),
+            &mut Headers::default(),
             &mut out,
         );
         assert_eq!(verdict, filters::Verdict::Continue);
@@ -51,6 +53,7 @@ pub fn response_head(data: &[u8]) {
                     minor,
                     cfg & 2 == 2,
                     &filters::proxy_defaults(),
+                    &mut Headers::default(),
                     &mut out,
                 )
                 .expect("the built-in response filters never refuse");

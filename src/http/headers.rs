@@ -57,22 +57,13 @@ pub fn classify(name: &[u8]) -> Kind {
     }
 }
 
-/// Bytes of a name or value: a range of the raw head, or owned.
+/// Bytes of a name or value: a range of the raw head, fixed text, or a range of the
+/// list's own arena (values a filter made).
 #[derive(Debug, Clone)]
 pub enum Bytes {
     Raw(Range<usize>),
     Static(&'static [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Bytes {
-    pub fn get<'a>(&'a self, raw: &'a [u8]) -> &'a [u8] {
-        match self {
-            Bytes::Raw(r) => raw.get(r.clone()).unwrap_or_default(),
-            Bytes::Static(s) => s,
-            Bytes::Owned(v) => v,
-        }
-    }
+    Added(Range<usize>),
 }
 
 #[derive(Debug, Clone)]
@@ -82,26 +73,46 @@ pub struct Field {
     pub kind: Kind,
 }
 
+/// The list and the bytes of added values. Both keep their capacity when the list is
+/// refilled (`fill`), so a worker that keeps one `Headers` edits every head without a heap
+/// allocation once it has seen the largest.
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
     fields: Vec<Field>,
+    added: Vec<u8>,
 }
 
 impl Headers {
     /// The fields of a parsed head, in order, without the framing fields (the codecs
     /// write `Content-Length` and `Transfer-Encoding` from their own decision).
     pub fn end_to_end(spans: &HeaderSpans) -> Headers {
-        let mut fields = Vec::with_capacity(spans.len() + 3);
+        let mut h = Headers::default();
+        h.fill(spans);
+        h
+    }
+
+    /// Makes this list `end_to_end(spans)`, reusing its memory.
+    pub fn fill(&mut self, spans: &HeaderSpans) {
+        self.fields.clear();
+        self.added.clear();
+        self.fields.reserve(spans.len() + 3);
         for (n, v, kind) in spans {
             if !matches!(kind, Kind::ContentLength | Kind::TransferEncoding) {
-                fields.push(Field {
+                self.fields.push(Field {
                     name: Bytes::Raw(n.clone()),
                     value: Bytes::Raw(v.clone()),
                     kind: *kind,
                 });
             }
         }
-        Headers { fields }
+    }
+
+    pub fn get<'a>(&'a self, b: &'a Bytes, raw: &'a [u8]) -> &'a [u8] {
+        match b {
+            Bytes::Raw(r) => raw.get(r.clone()).unwrap_or_default(),
+            Bytes::Static(s) => s,
+            Bytes::Added(r) => self.added.get(r.clone()).unwrap_or_default(),
+        }
     }
 
     /// Every value of the fields of `kind`, in order.
@@ -109,51 +120,86 @@ impl Headers {
         self.fields
             .iter()
             .filter(move |f| f.kind == kind)
-            .map(move |f| f.value.get(raw))
+            .map(move |f| self.get(&f.value, raw))
     }
 
     /// Keeps the fields `keep(field, name)` approves.
     pub fn retain(&mut self, raw: &[u8], mut keep: impl FnMut(&Field, &[u8]) -> bool) {
-        self.fields.retain(|f| keep(f, f.name.get(raw)));
+        let added = &self.added;
+        self.fields.retain(|f| {
+            let name = match &f.name {
+                Bytes::Raw(r) => raw.get(r.clone()).unwrap_or_default(),
+                Bytes::Static(s) => s,
+                Bytes::Added(r) => added.get(r.clone()).unwrap_or_default(),
+            };
+            keep(f, name)
+        });
     }
 
     pub fn remove(&mut self, kind: Kind) {
         self.fields.retain(|f| f.kind != kind);
     }
 
-    pub fn append(&mut self, name: &'static str, value: Vec<u8>) {
-        self.fields.push(Field {
-            name: Bytes::Static(name.as_bytes()),
-            value: Bytes::Owned(value),
-            kind: classify(name.as_bytes()),
-        });
+    /// Copies `parts`, concatenated, into the arena.
+    fn add(&mut self, parts: &[&[u8]]) -> Bytes {
+        let start = self.added.len();
+        for p in parts {
+            self.added.extend_from_slice(p);
+        }
+        Bytes::Added(start..self.added.len())
     }
 
-    /// Appends a field whose value is fixed text (no allocation).
-    pub fn append_static(&mut self, name: &'static str, value: &'static str) {
-        self.fields.push(Field {
+    fn field(name: &'static str, value: Bytes) -> Field {
+        Field {
             name: Bytes::Static(name.as_bytes()),
-            value: Bytes::Static(value.as_bytes()),
+            value,
             kind: classify(name.as_bytes()),
-        });
+        }
+    }
+
+    /// Appends a field whose value is `parts` concatenated.
+    pub fn append(&mut self, name: &'static str, parts: &[&[u8]]) {
+        let value = self.add(parts);
+        self.fields.push(Self::field(name, value));
+    }
+
+    /// Appends a field whose value is fixed text.
+    pub fn append_static(&mut self, name: &'static str, value: &'static str) {
+        self.fields
+            .push(Self::field(name, Bytes::Static(value.as_bytes())));
     }
 
     /// Adds a field before all others (`Host` goes first, as clients send it).
-    pub fn prepend(&mut self, name: &'static str, value: Vec<u8>) {
-        self.fields.insert(
-            0,
-            Field {
-                name: Bytes::Static(name.as_bytes()),
-                value: Bytes::Owned(value),
-                kind: classify(name.as_bytes()),
-            },
-        );
+    pub fn prepend(&mut self, name: &'static str, value: &[u8]) {
+        let value = self.add(&[value]);
+        self.fields.insert(0, Self::field(name, value));
+    }
+
+    /// Replaces the fields of the kind of `name` with one field `name` whose value is
+    /// theirs, in order, joined by ", ", then `last` (how X-Forwarded-For grows).
+    pub fn append_to_list(&mut self, raw: &[u8], name: &'static str, last: &[u8]) {
+        let kind = classify(name.as_bytes());
+        let start = self.added.len();
+        for f in self.fields.iter().filter(|f| f.kind == kind) {
+            match &f.value {
+                Bytes::Raw(r) => self
+                    .added
+                    .extend_from_slice(raw.get(r.clone()).unwrap_or_default()),
+                Bytes::Static(v) => self.added.extend_from_slice(v),
+                Bytes::Added(r) => self.added.extend_from_within(r.clone()),
+            }
+            self.added.extend_from_slice(b", ");
+        }
+        self.added.extend_from_slice(last);
+        let value = Bytes::Added(start..self.added.len());
+        self.remove(kind);
+        self.fields.push(Self::field(name, value));
     }
 
     /// Replaces every field of the kind of `name` with one holding `value`.
-    pub fn set(&mut self, name: &'static str, value: Vec<u8>) {
+    pub fn set(&mut self, name: &'static str, value: &[u8]) {
         self.remove(classify(name.as_bytes()));
-        self.append(name, value);
+        self.append(name, &[value]);
     }
 
     pub fn len(&self) -> usize {
@@ -167,9 +213,9 @@ impl Headers {
     /// Writes the fields as `Name: value` lines.
     pub fn write(&self, raw: &[u8], out: &mut Vec<u8>) {
         for f in &self.fields {
-            out.extend_from_slice(f.name.get(raw));
+            out.extend_from_slice(self.get(&f.name, raw));
             out.extend_from_slice(b": ");
-            out.extend_from_slice(f.value.get(raw));
+            out.extend_from_slice(self.get(&f.value, raw));
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -191,9 +237,9 @@ mod tests {
         assert_eq!(h.len(), 2, "framing is not editable");
         assert_eq!(h.values(raw, Kind::Host).collect::<Vec<_>>(), vec![b"2"]);
         h.remove(Kind::Host);
-        h.append("X-Forwarded-For", b"4".to_vec());
-        h.set("X-Forwarded-For", b"5".to_vec());
-        h.prepend("Host", b"h".to_vec());
+        h.append("X-Forwarded-For", &[b"4"]);
+        h.set("X-Forwarded-For", b"5");
+        h.prepend("Host", b"h");
         let mut out = Vec::new();
         h.write(raw, &mut out);
         assert_eq!(out, b"Host: h\r\nA: 1\r\nX-Forwarded-For: 5\r\n");

@@ -2,6 +2,21 @@
 //! characters decoded, dot segments removed, runs of slashes merged. `/%61dmin`, `//admin`
 //! and `/./admin` all route as `/admin`. The original target is what goes upstream.
 
+/// `normalize` into `out`, reusing its memory for the common already-normal path.
+pub fn normalize_into(path: &str, out: &mut String) -> Option<()> {
+    let raw = path.as_bytes();
+    let plain = raw.first() == Some(&b'/')
+        && !raw.contains(&b'%')
+        && !raw.windows(2).any(|w| w == b"//" || w == b"/.");
+    if plain {
+        out.clear();
+        out.push_str(path);
+    } else {
+        *out = normalize(path)?;
+    }
+    Some(())
+}
+
 /// Normalizes the path part of an origin-form target (no query). `None` for a path that is
 /// not origin-form, has a malformed percent escape, or climbs above the root.
 pub fn normalize(path: &str) -> Option<String> {

@@ -60,7 +60,7 @@ pub struct Forwarding<'a> {
     pub default_host: &'a str,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct RequestHead {
     pub method: String,
     pub uri: String,
@@ -89,6 +89,29 @@ pub struct RequestHead {
 
 /// Parses a request head from the start of `buf`. `Ok(None)` means more bytes are needed.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, RequestError> {
+    let mut head = RequestHead::default();
+    Ok(parse_into(buf, limits, &mut head)?.then_some(head))
+}
+
+/// Reuses `s` (when there is one) for `v`.
+fn put(slot: &mut Option<String>, v: &str) {
+    match slot {
+        Some(s) => {
+            s.clear();
+            s.push_str(v);
+        }
+        None => *slot = Some(v.to_owned()),
+    }
+}
+
+/// `parse` into `head`, reusing its memory: a worker parses every request into a recycled
+/// head, so steady keep-alive traffic allocates nothing here. `Ok(false)` means more bytes
+/// are needed; after that or an error, `head` holds nothing meaningful.
+pub fn parse_into(
+    buf: &[u8],
+    limits: &Limits,
+    head: &mut RequestHead,
+) -> Result<bool, RequestError> {
     let mut storage = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
     let head_len = match req.parse_with_uninit_headers(buf, &mut storage) {
@@ -98,7 +121,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
             if !buf.contains(&b'\n') && buf.len() > limits.max_uri + 32 {
                 return Err(RequestError::UriTooLong);
             }
-            return Ok(None);
+            return Ok(false);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooLarge),
         Err(_) => return Err(RequestError::Malformed),
@@ -119,23 +142,20 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
     if !strict::target_ok(target.as_bytes()) {
         return Err(RequestError::Malformed);
     }
-    let mut head = RequestHead {
-        method: method.to_string(),
-        uri: target.to_string(),
-        route_path: String::new(),
-        minor,
-        host: None,
-        keep_alive: minor >= 1,
-        body: Framer::Done,
-        has_body: false,
-        content_length: None,
-        referer: None,
-        user_agent: None,
-        head_len,
-        absolute_form: false,
-        upgrade: None,
-        headers: Vec::with_capacity(req.headers.len()),
-    };
+    head.method.clear();
+    head.method.push_str(method);
+    head.uri.clear();
+    head.uri.push_str(target);
+    head.minor = minor;
+    head.keep_alive = minor >= 1;
+    head.body = Framer::Done;
+    head.has_body = false;
+    head.content_length = None;
+    head.head_len = head_len;
+    head.absolute_form = false;
+    head.headers.clear();
+    // Optional fields keep their strings while each request has them (see `put`).
+    let (mut has_host, mut has_referer, mut has_agent) = (false, false, false);
     let mut content_length: Option<u64> = None;
     let mut coding: Option<strict::Coding> = None;
     let mut connection_upgrade = false;
@@ -149,11 +169,16 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
         match kind {
             Kind::Host => {
                 let v = strict::trim_ows(h.value);
-                if head.host.is_some() || !strict::host_ok(v) {
+                if has_host || !strict::host_ok(v) {
                     return Err(RequestError::Malformed);
                 }
-                // host_ok admits ASCII only.
-                head.host = Some(String::from_utf8_lossy(v).into_owned());
+                has_host = true;
+                // host_ok admits ASCII only. Names are case-insensitive: kept lowercase
+                // for routing and logs.
+                put(&mut head.host, std::str::from_utf8(v).unwrap_or_default());
+                if let Some(h) = &mut head.host {
+                    h.make_ascii_lowercase();
+                }
             }
             Kind::ContentLength => {
                 let v = strict::content_length(h.value).ok_or(RequestError::Malformed)?;
@@ -185,13 +210,27 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
                     Some(b"")
                 };
             }
-            Kind::Referer => head.referer = Some(String::from_utf8_lossy(h.value).into_owned()),
+            Kind::Referer => {
+                has_referer = true;
+                put(&mut head.referer, &String::from_utf8_lossy(h.value));
+            }
             Kind::UserAgent => {
-                head.user_agent = Some(String::from_utf8_lossy(h.value).into_owned())
+                has_agent = true;
+                put(&mut head.user_agent, &String::from_utf8_lossy(h.value));
             }
             _ => {}
         }
     }
+    if !has_host {
+        head.host = None;
+    }
+    if !has_referer {
+        head.referer = None;
+    }
+    if !has_agent {
+        head.user_agent = None;
+    }
+    head.upgrade = None;
     match coding {
         // Both framings at once is the classic smuggling vector (RFC 9112 section 6.1 lets
         // us reject it); HTTP/1.0 has no chunked.
@@ -227,7 +266,7 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
         if !strict::host_ok(authority.as_bytes()) {
             return Err(RequestError::Malformed);
         }
-        head.host = Some(authority.to_string());
+        head.host = Some(authority.to_ascii_lowercase());
         head.uri = path.to_string();
         head.absolute_form = true;
     }
@@ -243,33 +282,35 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Request
             head.upgrade = Some(String::from_utf8_lossy(protocols).into_owned());
         }
     }
-    head.route_path = if head.uri == "*" && head.method == "OPTIONS" {
-        "*".to_string()
+    if head.uri == "*" && head.method == "OPTIONS" {
+        head.route_path.clear();
+        head.route_path.push('*');
     } else {
         let path = head.uri.split(['?', '#']).next().unwrap_or("");
-        path::normalize(path).ok_or(RequestError::Malformed)?
-    };
-    Ok(Some(head))
+        path::normalize_into(path, &mut head.route_path).ok_or(RequestError::Malformed)?;
+    }
+    Ok(true)
 }
 
 impl RequestHead {
+    /// Header fields its span list has room for (what it keeps when reused).
+    pub fn header_capacity(&self) -> usize {
+        self.headers.capacity()
+    }
+
     /// The normalized path, for routing.
     pub fn path(&self) -> &str {
         &self.route_path
     }
 
     /// Host without port, lowercased, for routing.
-    pub fn host_name(&self) -> Option<String> {
+    pub fn host_name(&self) -> Option<&str> {
         let h = self.host.as_deref()?;
-        let name = if h.starts_with('[') {
-            h.split(']')
-                .next()
-                .map(|s| format!("{s}]"))
-                .unwrap_or_default()
+        Some(if h.starts_with('[') {
+            h.find(']').map_or(h, |i| &h[..=i])
         } else {
-            h.rsplit_once(':').map(|(n, _)| n).unwrap_or(h).to_string()
-        };
-        Some(name.to_ascii_lowercase())
+            h.rsplit_once(':').map_or(h, |(n, _)| n)
+        })
     }
 
     /// Writes the head sent upstream: always HTTP/1.1 (so the upstream connection can be
@@ -282,14 +323,15 @@ impl RequestHead {
         raw: &[u8],
         fwd: &Forwarding,
         chain: &[Filter],
+        h: &mut Headers,
         out: &mut Vec<u8>,
     ) -> Verdict {
-        let mut h = Headers::end_to_end(&self.headers);
+        h.fill(&self.headers);
         match (&self.host, self.absolute_form) {
-            (None, _) => h.prepend("Host", fwd.default_host.as_bytes().to_vec()),
+            (None, _) => h.prepend("Host", fwd.default_host.as_bytes()),
             (Some(authority), true) => {
                 h.remove(Kind::Host);
-                h.prepend("Host", authority.as_bytes().to_vec());
+                h.prepend("Host", authority.as_bytes());
             }
             (Some(_), false) => {}
         }
@@ -297,11 +339,12 @@ impl RequestHead {
             client_ip: fwd.client_ip,
             proto: fwd.proto,
         };
-        let verdict = filters::on_request(chain, raw, &mut h, &info);
+        let verdict = filters::on_request(chain, raw, h, &info);
         if verdict != Verdict::Continue {
             return verdict;
         }
         out.clear();
+        out.reserve(raw.len() + 128);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.uri.as_bytes());
@@ -342,7 +385,13 @@ mod tests {
             default_host: "app",
         };
         let mut out = Vec::new();
-        h.write_upstream(raw, &fwd, &filters::proxy_defaults(), &mut out);
+        h.write_upstream(
+            raw,
+            &fwd,
+            &filters::proxy_defaults(),
+            &mut Headers::default(),
+            &mut out,
+        );
         out
     }
 
@@ -352,7 +401,7 @@ mod tests {
         let h = parse(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.head_len, raw.len() - 3);
         assert_eq!(h.path(), "/a");
-        assert_eq!(h.host_name().as_deref(), Some("ex.com"));
+        assert_eq!(h.host_name(), Some("ex.com"));
         assert!(h.keep_alive);
         assert_eq!(h.body, Framer::Length(3));
         let out = forward(&h, &raw[..h.head_len], "10.0.0.1");
@@ -389,16 +438,48 @@ mod tests {
         );
     }
 
+    /// A worker parses every request into a recycled head: whatever the previous request
+    /// left in it must not show through.
+    #[test]
+    fn reused_head_equals_fresh_parse() {
+        let reqs: [&[u8]; 7] = [
+            b"GET /a HTTP/1.1\r\nHost: A.com\r\nUser-Agent: x\r\nReferer: r\r\n\r\n",
+            b"POST /p?q HTTP/1.1\r\nHost: b\r\nContent-Length: 5\r\n\r\n",
+            b"GET http://C.org:8/x HTTP/1.1\r\nHost: other\r\n\r\n",
+            b"GET /ws HTTP/1.1\r\nHost: d\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            b"PUT /c HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            b"GET /%61//b/./c HTTP/1.0\r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: f\r\n\r\n",
+        ];
+        let limits = Limits::default();
+        let mut reused = RequestHead::default();
+        for round in 0..3 {
+            for i in 0..reqs.len() {
+                let raw = reqs[(i * (round + 1)) % reqs.len()];
+                // A malformed request in between leaves a half-filled head behind.
+                let _ = parse_into(
+                    b"GET /zz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+                    &limits,
+                    &mut reused,
+                );
+                assert!(parse_into(raw, &limits, &mut reused).unwrap());
+                let fresh = parse(raw, &limits).unwrap().unwrap();
+                assert_eq!(format!("{reused:?}"), format!("{fresh:?}"));
+            }
+        }
+    }
+
     #[test]
     fn absolute_form_sets_host_and_origin_form() {
         let raw = b"GET http://Example.com:81/a/b?q HTTP/1.1\r\nHost: other\r\n\r\n";
         let h = parse(raw, &Limits::default()).unwrap().unwrap();
         assert_eq!(h.uri, "/a/b?q");
-        assert_eq!(h.host_name().as_deref(), Some("example.com"));
+        assert_eq!(h.host_name(), Some("example.com"));
         let out = forward(&h, raw, "1.1.1.1");
         let s = String::from_utf8(out).unwrap();
         assert!(
-            s.starts_with("GET /a/b?q HTTP/1.1\r\nHost: Example.com:81\r\n"),
+            // Host names are case-insensitive; the parsed one is kept lowercase.
+            s.starts_with("GET /a/b?q HTTP/1.1\r\nHost: example.com:81\r\n"),
             "{s}"
         );
         assert!(!s.contains("other"), "{s}");

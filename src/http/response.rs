@@ -42,6 +42,16 @@ pub struct ClientFraming {
 
 /// Parses a response head at the start of `buf`; `head_request` tells that no body follows.
 pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, BadResponse> {
+    parse_reusing(buf, head_request, Vec::new())
+}
+
+/// `parse`, filling `spans` (emptied first) for the head's header list instead of a new
+/// one; `ResponseHead::into_spans` gives it back for the next response.
+pub fn parse_reusing(
+    buf: &[u8],
+    head_request: bool,
+    mut spans: HeaderSpans,
+) -> Result<Option<ResponseHead>, BadResponse> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
     let mut resp = httparse::Response::new(&mut storage);
     let head_len = match resp.parse(buf) {
@@ -71,7 +81,9 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
     let mut content_length = None;
     let mut coding = None;
     let mut upgrade = None;
-    let mut headers = Vec::with_capacity(resp.headers.len());
+    spans.clear();
+    spans.reserve(resp.headers.len());
+    let mut headers = spans;
     for h in resp.headers.iter() {
         let (Some(n), Some(v)) = (span(raw, h.name.as_bytes()), span(raw, h.value)) else {
             return Err(BadResponse);
@@ -135,6 +147,13 @@ pub fn parse(buf: &[u8], head_request: bool) -> Result<Option<ResponseHead>, Bad
 }
 
 impl ResponseHead {
+    /// The header span list, emptied, for `parse_reusing`.
+    pub fn into_spans(self) -> HeaderSpans {
+        let mut spans = self.headers;
+        spans.clear();
+        spans
+    }
+
     /// Header lines in the head.
     pub fn header_count(&self) -> usize {
         self.headers.len()
@@ -154,15 +173,17 @@ impl ResponseHead {
         client_minor: u8,
         client_keep_alive: bool,
         chain: &[Filter],
+        h: &mut Headers,
         out: &mut Vec<u8>,
     ) -> Result<ClientFraming, u16> {
-        let mut h = Headers::end_to_end(&self.headers);
-        if let Verdict::Respond(status) = filters::on_response(chain, raw, &mut h) {
+        h.fill(&self.headers);
+        if let Verdict::Respond(status) = filters::on_response(chain, raw, h) {
             return Err(status);
         }
         let chunked = matches!(self.body, Framer::Chunked(_));
         let decode_chunked = chunked && client_minor == 0;
         let close = !client_keep_alive || self.body == Framer::UntilClose || decode_chunked;
+        out.reserve(raw.len() + 64);
         let _ = write!(out, "HTTP/1.1 {} ", self.status);
         match &self.reason {
             Some(r) => out.extend_from_slice(&raw[r.clone()]),
@@ -214,7 +235,10 @@ impl ResponseHead {
     /// Writes an interim (1xx) head through the response filters.
     pub fn write_interim(&self, raw: &[u8], chain: &[Filter], out: &mut Vec<u8>) {
         let mark = out.len();
-        if self.write_client(raw, 1, true, chain, out).is_err() {
+        if self
+            .write_client(raw, 1, true, chain, &mut Headers::default(), out)
+            .is_err()
+        {
             out.truncate(mark);
         }
     }
@@ -232,7 +256,14 @@ mod tests {
         assert!(h.reusable);
         let mut out = Vec::new();
         let f = h
-            .write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .write_client(
+                raw,
+                1,
+                true,
+                &filters::proxy_defaults(),
+                &mut Headers::default(),
+                &mut out,
+            )
             .unwrap();
         assert_eq!(
             f,
@@ -250,7 +281,14 @@ mod tests {
         let h = parse(raw, false).unwrap().unwrap();
         let mut out = Vec::new();
         let f = h
-            .write_client(raw, 0, true, &filters::proxy_defaults(), &mut out)
+            .write_client(
+                raw,
+                0,
+                true,
+                &filters::proxy_defaults(),
+                &mut Headers::default(),
+                &mut out,
+            )
             .unwrap();
         assert!(f.decode_chunked && f.close);
         assert!(!String::from_utf8(out).unwrap().contains("chunked"));
@@ -275,8 +313,15 @@ mod tests {
         ] {
             let h = parse(raw, false).unwrap().unwrap();
             let mut out = Vec::new();
-            h.write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
-                .unwrap();
+            h.write_client(
+                raw,
+                1,
+                true,
+                &filters::proxy_defaults(),
+                &mut Headers::default(),
+                &mut out,
+            )
+            .unwrap();
             assert!(
                 out.starts_with(b"HTTP/1.1 200 OK\r\n"),
                 "{:?}",
@@ -288,7 +333,14 @@ mod tests {
         parse(raw, true)
             .unwrap()
             .unwrap()
-            .write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .write_client(
+                raw,
+                1,
+                true,
+                &filters::proxy_defaults(),
+                &mut Headers::default(),
+                &mut out,
+            )
             .unwrap();
         assert!(out.starts_with(b"HTTP/1.1 404 Nope Nope\r\n"));
     }
@@ -315,23 +367,44 @@ mod tests {
         let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length, X-A\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n";
         let h = parse(raw, false).unwrap().unwrap();
         let mut out = Vec::new();
-        h.write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
-            .unwrap();
+        h.write_client(
+            raw,
+            1,
+            true,
+            &filters::proxy_defaults(),
+            &mut Headers::default(),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
         // HEAD and 304 keep the announced length; 204 loses it.
         let raw = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n";
         let h = parse(raw, false).unwrap().unwrap();
         assert_eq!(h.body, Framer::Done);
         let mut out = Vec::new();
-        h.write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
-            .unwrap();
+        h.write_client(
+            raw,
+            1,
+            true,
+            &filters::proxy_defaults(),
+            &mut Headers::default(),
+            &mut out,
+        )
+        .unwrap();
         assert!(out.ends_with(b"Content-Length: 10\r\n\r\n"));
         let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n";
         let mut out = Vec::new();
         parse(raw, false)
             .unwrap()
             .unwrap()
-            .write_client(raw, 1, true, &filters::proxy_defaults(), &mut out)
+            .write_client(
+                raw,
+                1,
+                true,
+                &filters::proxy_defaults(),
+                &mut Headers::default(),
+                &mut out,
+            )
             .unwrap();
         assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
     }

@@ -69,12 +69,34 @@ impl<'a> Done<'a> {
     }
 }
 
+#[cfg(feature = "alloc-count")]
+const ALLOC_WARMUP: u64 = 1000;
+
 impl Ctx {
     /// Hands an event to every sink.
     pub fn emit(&mut self, ev: Event) {
         self.trace_sink(&ev);
         if let Event::Done(d) = ev {
             self.access_log_sink(&d);
+            self.requests += 1;
+            #[cfg(feature = "alloc-count")]
+            if self.requests == ALLOC_WARMUP {
+                self.alloc_mark = crate::alloc_count::allocations();
+            }
+        }
+    }
+
+    /// With the `alloc-count` feature: heap allocations per request after the first
+    /// ALLOC_WARMUP (pools and buffers filled), logged when the worker exits.
+    pub fn log_allocations(&self) {
+        #[cfg(feature = "alloc-count")]
+        if self.requests > ALLOC_WARMUP {
+            let n = crate::alloc_count::allocations() - self.alloc_mark;
+            let per = n as f64 / (self.requests - ALLOC_WARMUP) as f64;
+            log::warn!(
+                "heap allocations: {n} in {} requests after the first {ALLOC_WARMUP}: {per:.3} per request",
+                self.requests - ALLOC_WARMUP
+            );
         }
     }
 

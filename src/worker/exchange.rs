@@ -80,16 +80,17 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new(req: RequestHead, server: usize, keep_alive: bool, now: Instant) -> Exchange {
+    /// An exchange with nothing in it yet, to parse a request into (see `spare`).
+    pub fn blank(now: Instant) -> Exchange {
         Exchange {
-            req_body: req.body.clone(),
-            req,
-            server,
+            req: RequestHead::default(),
+            server: 0,
             route: None,
             upstream: usize::MAX,
-            keep_alive,
+            keep_alive: false,
             up_head: Vec::new(),
             up_head_pos: 0,
+            req_body: Framer::Done,
             body_read: 0,
             body_sent: 0,
             tried: Vec::new(),
@@ -105,6 +106,52 @@ impl Exchange {
             close_after: false,
             timings: Timings::new(now),
         }
+    }
+
+    /// Readies an exchange (new or recycled) for the request just parsed into `req`;
+    /// everything else starts over, keeping only the memory of `up_head` and `tried`.
+    pub fn start(&mut self, server: usize, keep_alive: bool, now: Instant) {
+        self.req_body = self.req.body.clone();
+        self.server = server;
+        self.route = None;
+        self.upstream = usize::MAX;
+        self.keep_alive = keep_alive;
+        self.up_head.clear();
+        self.up_head_pos = 0;
+        self.body_read = 0;
+        self.body_sent = 0;
+        self.tried.clear();
+        self.attempts = 0;
+        self.send = Send::Sending;
+        self.recv = Recv::Head {
+            interim: 0,
+            seen: false,
+            by: None,
+        };
+        self.status = 0;
+        self.bytes_sent = 0;
+        self.close_after = false;
+        self.timings = Timings::new(now);
+    }
+
+    /// Heap bytes it would keep if recycled.
+    pub fn kept_bytes(&self) -> usize {
+        let r = &self.req;
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.up_head.capacity()
+            + r.method.capacity()
+            + r.uri.capacity()
+            + r.route_path.capacity()
+            + opt(&r.host)
+            + opt(&r.referer)
+            + opt(&r.user_agent)
+            + opt(&r.upgrade)
+            + r.header_capacity()
+                * std::mem::size_of::<(
+                    std::ops::Range<usize>,
+                    std::ops::Range<usize>,
+                    crate::http::headers::Kind,
+                )>()
     }
 
     /// The route's filter chain.

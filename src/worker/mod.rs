@@ -7,6 +7,7 @@ mod clock;
 mod events;
 mod exchange;
 mod session;
+mod spare;
 mod timer;
 mod transport;
 mod upstream;
@@ -71,8 +72,19 @@ pub struct Ctx {
     /// is stale unless the session still has that id and count and is idle.
     pub idle: VecDeque<(usize, u64, u64)>,
     next_id: u64,
+    /// Exchanges finished.
+    pub requests: u64,
+    /// Allocations counted when the warm-up ended (`alloc-count` feature).
+    #[cfg(feature = "alloc-count")]
+    pub alloc_mark: u64,
     access: AccessLog,
     pub clock: Clock,
+    /// The header list codecs edit, reused by every request (no allocation per head).
+    pub headers: crate::http::headers::Headers,
+    /// Recycled exchanges and output buffers.
+    pub spare: spare::Spare,
+    /// The span list response heads are parsed into, reused.
+    pub resp_spans: crate::http::HeaderSpans,
 }
 
 /// The token (and timer key) of a connection: slab slot and kind.
@@ -134,7 +146,16 @@ struct Worker {
 
 /// Runs the worker until it is told to stop (or the master dies). Returns the exit code.
 pub fn run(setup: WorkerSetup) -> i32 {
-    match Worker::new(setup).and_then(|mut w| w.run()) {
+    let mut worker = match Worker::new(setup) {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("worker: {e}");
+            return 1;
+        }
+    };
+    let result = worker.run();
+    worker.ctx.log_allocations();
+    match result {
         Ok(()) => 0,
         Err(e) => {
             log::error!("worker: {e}");
@@ -183,7 +204,13 @@ impl Worker {
             again: Vec::new(),
             idle: VecDeque::new(),
             next_id: 0,
+            requests: 0,
+            #[cfg(feature = "alloc-count")]
+            alloc_mark: 0,
             clock: Clock::default(),
+            headers: Default::default(),
+            spare: Default::default(),
+            resp_spans: Vec::new(),
         };
         log::set_max_level(ctx.cfg.error_log.level_filter());
         log::debug!("worker of generation {} started", s.generation);

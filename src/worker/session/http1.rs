@@ -9,6 +9,7 @@
 //! `end_exchange` (back to Head, or to Linger), and on a 101 `recv_response` (to Switching)
 //! then `step_switching` (to Upgraded, which `Session` turns into a `Tunnel`).
 
+use super::peer::PeerIp;
 use super::tunnel::Tunnel;
 use super::Drive;
 use crate::config::Action;
@@ -60,7 +61,7 @@ pub struct Http1 {
     pub id: u64,
     pub(crate) slot: usize,
     pub(crate) client: Transport,
-    pub(crate) peer_ip: String,
+    pub(crate) peer_ip: PeerIp,
     pub(crate) listener: usize,
     pub phase: Phase,
     pub(crate) req_buf: Option<Buf>,
@@ -88,7 +89,7 @@ impl Http1 {
             id,
             slot,
             client,
-            peer_ip: addr.ip().to_string(),
+            peer_ip: PeerIp::new(addr.ip()),
             listener,
             phase: Phase::Head,
             req_buf: None,
@@ -267,17 +268,28 @@ impl Http1 {
     fn step_head(&mut self, w: &mut Ctx) -> Step {
         let srv = w.listener_server(self.listener);
         let limit = srv.client_header_buffer_size;
+        let limits = srv.limits();
         if let Some(buf) = &self.req_buf {
             if !buf.is_empty() {
-                match request::parse(buf.held(), &srv.limits()) {
-                    Ok(Some(head)) => {
+                let mut x = w.spare.exchange(w.now);
+                let parsed = request::parse_into(buf.held(), &limits, &mut x.req);
+                let full = buf.held().len() >= limit;
+                match parsed {
+                    Ok(true) => {
                         self.head_by = None;
-                        self.start_request(head, w)?;
+                        self.start_request(x, w)?;
                         return Ok(true);
                     }
-                    Ok(None) if buf.held().len() >= limit => return self.reject(w, 431),
-                    Ok(None) => {}
-                    Err(e) => return self.reject(w, e.status()),
+                    Ok(false) => {
+                        w.spare.put_exchange(x);
+                        if full {
+                            return self.reject(w, 431);
+                        }
+                    }
+                    Err(e) => {
+                        w.spare.put_exchange(x);
+                        return self.reject(w, e.status());
+                    }
                 }
             }
         }
@@ -312,7 +324,9 @@ impl Http1 {
         if let Some(b) = self.req_buf.take() {
             w.bufs.put(b);
         }
-        self.x = None;
+        if let Some(x) = self.x.take() {
+            w.spare.put_exchange(x);
+        }
         let page = local::error_page(status);
         w.emit(Event::Done(Done {
             req: None,
@@ -376,23 +390,28 @@ impl Http1 {
         );
     }
 
-    fn start_request(&mut self, head: request::RequestHead, w: &mut Ctx) -> Result<(), Close> {
+    /// Routes the request parsed into `x` and starts answering it.
+    fn start_request(&mut self, mut x: Box<Exchange>, w: &mut Ctx) -> Result<(), Close> {
         let cfg = w.cfg.clone();
+        let head = &x.req;
         let host = head.host_name();
-        let server = router::select_server(&cfg, cfg.listeners[self.listener], host.as_deref());
+        let server = router::select_server(&cfg, cfg.listeners[self.listener], host);
         let srv = &cfg.server[server];
         self.served += 1;
         let keep_alive = head.keep_alive
             && !w.draining
             && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let found = router::select_route_index(&cfg, server, host.as_deref(), head.path());
+        let found = router::select_route_index(&cfg, server, host, head.path());
         let route = found.map(|i| &srv.route[i].action);
         let buf = self
             .req_buf
             .as_mut()
             .expect("head was parsed from the buffer");
-        let mut x = Box::new(Exchange::new(head, server, keep_alive, w.now));
+        x.start(server, keep_alive, w.now);
         x.route = found;
+        if self.out.capacity() == 0 {
+            self.out = w.spare.vec();
+        }
         w.emit(Event::Routed {
             x: &x,
             client_ip: &self.peer_ip,
@@ -409,6 +428,7 @@ impl Http1 {
                     &buf.held()[..x.req.head_len],
                     &fwd,
                     x.filters(&cfg),
+                    &mut w.headers,
                     &mut x.up_head,
                 );
                 buf.skip_head(x.req.head_len);
@@ -450,8 +470,10 @@ impl Http1 {
             .is_some_and(|x| !x.req.keep_alive && x.req_body.is_done());
         if let Some(x) = self.x.take() {
             w.emit(Event::Done(Done::of(&x, &self.peer_ip, x.status)));
+            w.spare.put_exchange(x);
         }
-        self.out = Vec::new();
+        // An idle connection holds no buffer: this one serves the next request anywhere.
+        w.spare.put_vec(std::mem::take(&mut self.out));
         self.out_pos = 0;
         if keep {
             self.phase = Phase::Head;
@@ -572,6 +594,7 @@ impl Http1 {
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
             w.emit(Event::Done(Done::of(&x, &self.peer_ip, status)));
+            w.spare.put_exchange(x);
         }
         self.release_all(w);
     }

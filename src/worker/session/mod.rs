@@ -4,6 +4,7 @@
 //! loop sees only `Session`.
 
 pub mod http1;
+mod peer;
 pub mod tunnel;
 
 use super::timer::Deadline;

@@ -6,6 +6,7 @@
 //! stays idle for `tunnel_timeout`.
 
 use super::http1::{Exchange, UpConn};
+use super::peer::PeerIp;
 use super::Drive;
 use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Done, Event};
@@ -47,7 +48,7 @@ pub struct Tunnel {
     c2u: Flow,
     u2c: Flow,
     idle_timeout: Duration,
-    peer_ip: String,
+    peer_ip: PeerIp,
     /// The upgrade request, for the access log line written when the tunnel ends.
     x: Box<Exchange>,
 }
@@ -64,7 +65,7 @@ impl Tunnel {
         deadline: Deadline,
         to_up: Option<Buf>,
         to_client: Option<Buf>,
-        peer_ip: String,
+        peer_ip: PeerIp,
         x: Box<Exchange>,
         w: &mut Ctx,
     ) -> Tunnel {

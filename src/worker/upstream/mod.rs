@@ -407,7 +407,8 @@ impl Http1 {
             // 1xx to a client that does not read stays within the buffers.
             let interim_pending = self.out_pos < self.out.len();
             if !x.head_sent() && !buf.is_empty() && !interim_pending {
-                match response::parse(buf.held(), x.req.method == "HEAD") {
+                let spans = std::mem::take(&mut w.resp_spans);
+                match response::parse_reusing(buf.held(), x.req.method == "HEAD", spans) {
                     Ok(Some(h)) if h.is_interim() => {
                         if let Recv::Head { interim, .. } = &mut x.recv {
                             *interim += 1;
@@ -421,6 +422,7 @@ impl Http1 {
                             h.write_interim(buf.held(), x.filters(&w.cfg), &mut self.out);
                         }
                         buf.skip_head(h.head_len);
+                        w.resp_spans = h.into_spans();
                         progress = true;
                         continue;
                     }
@@ -452,6 +454,7 @@ impl Http1 {
                             x.req.minor,
                             keep,
                             x.filters(&cfg),
+                            &mut w.headers,
                             &mut self.out,
                         ) {
                             Ok(f) => f,
@@ -475,6 +478,7 @@ impl Http1 {
                         x.timings.response_head = Some(w.now);
                         w.emit(Event::ResponseHead { x });
                         buf.skip_head(h.head_len);
+                        w.resp_spans = h.into_spans();
                         progress = true;
                     }
                     Ok(None) if buf.is_full() => {
