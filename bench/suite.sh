@@ -104,7 +104,7 @@ PY
     echo $(( (after - before) * 1024 / IDLE ))
 }
 
-# accept_split PROXY: connections per worker process during a keep-alive run (max/min).
+# accept_split PROXY: connections per worker process during a keep-alive run and how far the busiest or idlest is from an even share.
 accept_split() {
     local name=$1 port
     port=$(port_of "$name")
@@ -114,8 +114,8 @@ accept_split() {
     sleep 1.5
     local split
     split=$(ss -tnpH state established "( sport = :$port )" | grep -o 'pid=[0-9]*' | sort | uniq -c | awk '
-        { c[NR] = $1 } END { min = c[1]; max = c[1]; for (i in c) { if (c[i] < min) min = c[i]; if (c[i] > max) max = c[i] }
-                             s = ""; for (i = 1; i <= NR; i++) s = s (i > 1 ? "/" : "") c[i]; printf "%s (%.2f)", s, (min > 0 ? max / min : 0) }')
+        { c[NR] = $1; t += $1 } END { m = t / NR; d = 0; for (i in c) { e = (c[i] > m ? c[i] - m : m - c[i]) / m; if (e > d) d = e }
+                             s = ""; for (i = 1; i <= NR; i++) s = s (i > 1 ? "/" : "") c[i]; printf "%s (at most %.0f%% from an even share)", s, d * 100 }')
     wait $w 2>/dev/null || true
     echo "$split"
 }
