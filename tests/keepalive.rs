@@ -250,3 +250,70 @@ fn interim_100_continue_is_forwarded() {
     assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
     assert!(text.contains("POST /echo len=5 "), "{text}");
 }
+
+/// Reads until the server closes; Err if the close was a reset.
+fn read_to_close(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut got = Vec::new();
+    s.read_to_end(&mut got)?;
+    Ok(got)
+}
+
+/// A client that asks to close and has sent everything gets the whole response and a FIN
+/// (proxyd closes at once, without lingering), even for a body far larger than the socket
+/// buffers.
+#[test]
+fn client_close_gets_whole_response_and_fin() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    for path in ["/big?n=3000000", "/fixed", "/plain"] {
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        // Read slowly at first, so the response is still being written when it ends.
+        std::thread::sleep(Duration::from_millis(100));
+        let got = read_to_close(&mut s).expect("a FIN, not a reset");
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&got[..end]);
+        let body = &got[end..];
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(body.len(), len, "{path}: whole body before the close");
+    }
+}
+
+/// Bytes sent after a `Connection: close` request (a client that pipelined anyway) never
+/// turn the close into a reset that destroys the response: proxyd reads them while it
+/// answers, or lingers for them (closing with unread input would send a reset).
+#[test]
+fn bytes_after_a_close_request_do_not_reset_the_response() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &conf(&up, ""));
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        // More than the socket buffers hold: the end of it is still in proxyd's send queue
+        // when the response is done, and a reset would throw it away.
+        s.write_all(b"GET /big?n=20000000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        // The next request comes once proxyd is busy with this one.
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let got = read_to_close(&mut s).expect("a FIN, not a reset");
+        assert!(got.len() > 20000000, "whole response: {} bytes", got.len());
+        assert_eq!(
+            String::from_utf8_lossy(&got).matches("HTTP/1.1 ").count(),
+            1,
+            "one response only"
+        );
+    }
+}
