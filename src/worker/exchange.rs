@@ -4,6 +4,7 @@
 //! one line of phases or a set of flags.
 
 use super::events::Timings;
+use super::upstream::Splice;
 use crate::config::Config;
 use crate::http::body::Framer;
 use crate::http::filters::Filter;
@@ -45,6 +46,8 @@ pub struct RespState {
     pub decode: bool,
     /// The upstream connection may carry another request afterwards (so far).
     pub reusable: bool,
+    /// The body moves through a pipe instead of the buffer (see `upstream/splice.rs`).
+    pub splice: Option<Splice>,
 }
 
 /// The request in progress and what the access log needs about it.

@@ -85,6 +85,8 @@ pub struct Ctx {
     pub spare: spare::Spare,
     /// The span list response heads are parsed into, reused.
     pub resp_spans: crate::http::HeaderSpans,
+    /// Pipes for splicing large bodies.
+    pub pipes: upstream::Pipes,
 }
 
 /// The token (and timer key) of a connection: slab slot and kind.
@@ -211,6 +213,7 @@ impl Worker {
             headers: Default::default(),
             spare: Default::default(),
             resp_spans: Vec::new(),
+            pipes: Default::default(),
         };
         log::set_max_level(ctx.cfg.error_log.level_filter());
         log::debug!("worker of generation {} started", s.generation);

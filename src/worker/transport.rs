@@ -91,6 +91,12 @@ impl Transport {
         }
     }
 
+    /// The socket, for splice(2).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.tcp().as_raw_fd()
+    }
+
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(
             self.tcp_mut(),

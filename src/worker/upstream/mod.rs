@@ -5,6 +5,7 @@
 
 mod balancer;
 mod pool;
+mod splice;
 
 pub use balancer::Balancer;
 pub use pool::{IdleConn, Owner, Pool};
@@ -18,6 +19,7 @@ use super::{key, Ctx, Kind};
 use crate::http::body::Framer;
 use crate::http::response;
 use mio::Token;
+pub use splice::{Pipes, Splice};
 
 /// A session's connection to a peer while it carries an exchange (or a tunnel).
 pub struct UpConn {
@@ -234,11 +236,15 @@ impl Http1 {
                 *by = Some(w.now + w.cfg.upstream[x.upstream].read_timeout);
             }
         }
-        progress |= self.recv_response(w)?;
-        if self.phase != Phase::Proxy {
-            return Ok(true);
+        if self.splicing() {
+            progress |= self.splice_body(w)?;
+        } else {
+            progress |= self.recv_response(w)?;
+            if self.phase != Phase::Proxy {
+                return Ok(true);
+            }
+            progress |= self.send_client()?;
         }
-        progress |= self.send_client()?;
         if self.response_done() {
             self.finish(w)?;
             return Ok(true);
@@ -263,9 +269,15 @@ impl Http1 {
             && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
     }
 
+    fn splicing(&self) -> bool {
+        self.x
+            .as_ref()
+            .is_some_and(|x| matches!(&x.recv, Recv::Body(r) if r.splice.is_some()))
+    }
+
     fn response_done(&self) -> bool {
         let x = self.x.as_ref().expect("exchange");
-        matches!(&x.recv, Recv::Body(r) if r.body.is_done())
+        matches!(&x.recv, Recv::Body(r) if r.body.is_done() && r.splice.as_ref().is_none_or(|s| s.drained()))
             && self.out_pos == self.out.len()
             && self
                 .resp_buf
@@ -474,6 +486,7 @@ impl Http1 {
                             body: h.body.clone(),
                             decode: framing.decode_chunked,
                             reusable: h.reusable,
+                            splice: None,
                         });
                         x.timings.response_head = Some(w.now);
                         w.emit(Event::ResponseHead { x });
@@ -520,6 +533,9 @@ impl Http1 {
                         resp.reusable = false;
                     }
                     return Ok(progress);
+                }
+                if splice::try_start(resp, buf.unparsed().is_empty(), &mut w.pipes) {
+                    return Ok(true);
                 }
             }
             if !up.stream.ready.r || !buf.has_room() || (!x.head_sent() && interim_pending) {
@@ -582,6 +598,11 @@ impl Http1 {
 
     /// The response is complete: release the upstream, log, then keep alive or close.
     fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
+        if let Some(Recv::Body(r)) = self.x.as_mut().map(|x| &mut x.recv) {
+            if let Some(s) = r.splice.take() {
+                w.pipes.put(s);
+            }
+        }
         let request_done = self.request_done();
         let x = self.x.as_ref().expect("exchange");
         if let Some(up) = self.up.take() {
