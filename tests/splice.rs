@@ -160,3 +160,42 @@ fn spliced_body_cut_short_cuts_the_client_after_what_arrived() {
     let mut c = Client::connect(&p.addr()).unwrap();
     assert_eq!(c.request("GET", "/x", Body::None).unwrap().text(), "fine");
 }
+
+/// Clients that hang up in the middle of a spliced body: the worker lives, and neither
+/// pipes nor sockets pile up.
+#[test]
+fn clients_leaving_mid_splice_leak_nothing() {
+    let up = RawUpstream::start(|_| vec![Reply::Bytes(response(2 << 20))]);
+    let p = Proxyd::start(1, &conf(&up.addr()));
+    let worker = p.worker_pids()[0];
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{worker}/fd"))
+            .unwrap()
+            .count()
+    };
+    let before = fds();
+    for i in 0..40 {
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = vec![0u8; 1000 + i * 997];
+        s.read_exact(&mut buf).unwrap();
+        if i % 2 == 0 {
+            // A reset rather than a FIN.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        }
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || fds() <= before + 2 * 64 + 8),
+        "descriptors: {} before, {} after",
+        before,
+        fds()
+    );
+    let mut c = Client::connect(&p.addr()).unwrap();
+    let r = c.request("GET", "/again", Body::None).unwrap();
+    assert_eq!(r.len, 2 << 20);
+    assert!(alive(worker));
+    eprintln!("worker descriptors: {before} before, {} after", fds());
+}
