@@ -16,7 +16,7 @@ for workload in keep-alive close; do
     [ "$workload" = close ] && extra=(-H "Connection: close")
     PROXYD_BIN="$ROOT/target/alloc-count/release/proxyd" start_proxyd 1 "$PROXYD_PORT" "$UP_PORT" 512
     wait_ready "$PROXYD_PORT"
-    wrk -t1 -c50 -d"${SECS}s" "${extra[@]}" "http://127.0.0.1:$PROXYD_PORT/" | grep -E "requests in"
+    wrk -t1 -c50 -d"${SECS}s" "${extra[@]}" "http://127.0.0.1:$PROXYD_PORT/api/v1/items?id=42" | grep -E "requests in"
     kill -QUIT "$(cat "$WORK/proxyd.pid")"
     for _ in $(seq 50); do [ -f "$WORK/proxyd.pid" ] || break; sleep 0.1; done
     sleep 0.5

@@ -7,44 +7,23 @@
 //!   cargo run --release --example codec
 //!   N=20000 valgrind --tool=callgrind target/release/examples/codec
 
+use proxyd::alloc_count::{allocations, Counting};
 use proxyd::http::headers::Headers;
 use proxyd::http::{filters, request, response};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
-
-/// Counts heap allocations, to report them per step next to its time.
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 /// Runs `f` `n` times; prints nanoseconds and allocations per run.
 fn step(name: &str, n: u32, mut f: impl FnMut()) {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocations();
     let t = Instant::now();
     for _ in 0..n {
         f();
     }
     let ns = t.elapsed().as_nanos() as f64 / f64::from(n);
-    let allocs = (ALLOCS.load(Ordering::Relaxed) - before) as f64 / f64::from(n);
+    let allocs = (allocations() - before) as f64 / f64::from(n);
     println!("{name:<16} {ns:>7.0} ns {allocs:>5.1} allocations");
 }
 
@@ -65,17 +44,28 @@ fn main() {
         proto: "http",
         default_host: "app",
     };
+    // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
+    // allocates its strings).
+    let mut h = request::RequestHead::default();
     step("request parse", n, || {
-        std::hint::black_box(request::parse(std::hint::black_box(req), &limits).unwrap());
+        let ok = request::parse_into(std::hint::black_box(req), &limits, &mut h).unwrap();
+        std::hint::black_box((ok, &h));
     });
-    let h = request::parse(req, &limits).unwrap().unwrap();
     step("write_upstream", n, || {
         h.write_upstream(&req[..h.head_len], &fwd, &chain, &mut headers, &mut out);
         std::hint::black_box(&out);
         out.clear();
     });
+    let mut spans = Vec::new();
     step("response parse", n, || {
-        std::hint::black_box(response::parse(std::hint::black_box(resp), false).unwrap());
+        let r = response::parse_reusing(
+            std::hint::black_box(resp),
+            false,
+            std::mem::take(&mut spans),
+        )
+        .unwrap()
+        .unwrap();
+        spans = std::hint::black_box(r).into_spans();
     });
     let r = response::parse(resp, false).unwrap().unwrap();
     step("write_client", n, || {

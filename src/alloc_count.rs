@@ -1,8 +1,8 @@
-//! Heap allocations counted, for `bench/allocs.sh` (cargo feature `alloc-count`, off in
-//! every normal build): the system allocator behind a relaxed atomic counter. The worker
-//! logs allocations per request when it exits, so the keep-alive path's steady state can be
-//! checked end to end, session and event loop included (`bench/codec.rs` counts the codecs
-//! alone).
+//! Heap allocations counted: the system allocator behind a relaxed atomic counter. proxyd
+//! installs it only when built with the cargo feature `alloc-count` (`bench/allocs.sh`); its
+//! worker then logs allocations per request when it exits, so the keep-alive path's steady
+//! state is checked end to end, session and event loop included. `bench/codec.rs` counts
+//! the codecs alone with it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};

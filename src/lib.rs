@@ -1,6 +1,5 @@
 //! proxyd: a reverse proxy and HTTP server in the NGINX process model.
 
-#[cfg(feature = "alloc-count")]
 pub mod alloc_count;
 pub mod channel;
 pub mod cli;

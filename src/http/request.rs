@@ -257,8 +257,13 @@ pub fn parse_into(
     }
     // Absolute-form ("GET http://host/path"): the authority replaces Host (RFC 9112
     // section 3.2.2) and the upstream gets the origin form.
-    let lower = head.uri.get(..8).unwrap_or("").to_ascii_lowercase();
-    if lower.starts_with("http://") || lower.starts_with("https://") {
+    let scheme = |s: &str| {
+        head.uri
+            .as_bytes()
+            .get(..s.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(s.as_bytes()))
+    };
+    if scheme("http://") || scheme("https://") {
         let rest = &head.uri[head.uri.find("://").map_or(0, |i| i + 3)..];
         let (authority, path) = rest
             .find('/')
