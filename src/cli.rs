@@ -15,8 +15,9 @@ pub fn quiet_on_closed_pipe() {
 
 /// `-t` / `-T`: load the config exactly as startup and reload do, print the verdict
 /// (and with `dump` the effective config), and return the exit code.
-pub fn config_test(prog: &str, path: &Path, dump: bool) -> i32 {
+pub fn config_test(prog: &str, path: &Path, dump: bool, quiet: bool) -> i32 {
     match config::load(path) {
+        Ok(_) if quiet && !dump => 0,
         Ok(cfg) => {
             println!(
                 "{prog}: the configuration file {} syntax is ok",

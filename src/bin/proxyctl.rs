@@ -13,12 +13,14 @@ const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
   reopen             reopen log files (after rotation)
   status             master pid, generation, worker pids, uptime, config path
   -c FILE            configuration file (default /etc/proxyd/proxyd.toml)
-  -p PIDFILE         find the master by its pid file instead";
+  -p PIDFILE         find the master by its pid file instead
+  -q                 quiet: print only errors (for scripts and ExecStartPre)";
 
 fn main() {
     cli::quiet_on_closed_pipe();
     let mut path = PathBuf::from(config::DEFAULT_PATH);
     let mut pid_file: Option<PathBuf> = None;
+    let mut quiet = false;
     let mut command: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -37,6 +39,7 @@ fn main() {
                 )
             }
             "-t" | "-T" => command = Some(a.clone()),
+            "-q" => quiet = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -53,7 +56,7 @@ fn main() {
         fail("no command given")
     };
     if command == "-t" || command == "-T" {
-        std::process::exit(cli::config_test("proxyctl", &path, command == "-T"));
+        std::process::exit(cli::config_test("proxyctl", &path, command == "-T", quiet));
     }
     let socket = match &pid_file {
         Some(p) => config::control_socket_for_pid_file(p),
@@ -65,6 +68,7 @@ fn main() {
         Duration::from_secs(600)
     };
     match control::request(&socket, &command, wait) {
+        Ok(reply) if reply.ok && quiet && command != "status" => {}
         Ok(reply) if reply.ok => {
             let msg = reply.message.trim_end();
             if command == "status" {

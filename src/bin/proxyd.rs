@@ -44,7 +44,7 @@ fn main() {
     }
     if test {
         cli::quiet_on_closed_pipe();
-        std::process::exit(cli::config_test("proxyd", &path, dump));
+        std::process::exit(cli::config_test("proxyd", &path, dump, false));
     }
     let cfg = match config::load(&path) {
         Ok(c) => c,

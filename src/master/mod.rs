@@ -7,6 +7,7 @@ use crate::listeners::ListenSet;
 use crate::{logging, privileges, worker};
 
 mod commands;
+mod notify;
 mod reload;
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -117,6 +118,15 @@ pub struct Master {
     pub(super) control: UnixListener,
     pub(super) clients: Slab<ControlClient>,
     pub(super) started: SystemTime,
+    pub(super) notify: notify::Notifier,
+    pub(super) readiness: Readiness,
+}
+
+/// Whether the service manager has been told that the first generation serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Readiness {
+    Starting,
+    Announced,
 }
 
 /// Starts the master on a validated config; returns the process exit code.
@@ -139,6 +149,7 @@ pub fn run(cfg: Config) -> i32 {
 
 impl Master {
     fn start(cfg: Config) -> Result<Master, String> {
+        let notify = notify::Notifier::from_env();
         raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
         let mut bound = HashMap::new();
@@ -211,6 +222,8 @@ impl Master {
             control,
             clients: Slab::new(),
             started: SystemTime::now(),
+            notify,
+            readiness: Readiness::Starting,
         };
         let cfg = m.cfg.clone();
         for i in 0..cfg.worker_processes {
@@ -248,6 +261,7 @@ impl Master {
             }
             self.handle_signals();
             self.handle_timers();
+            self.check_started();
             self.check_reload();
             self.check_committed();
             if self.stop.is_some() && self.workers.is_empty() {
@@ -524,10 +538,34 @@ impl Master {
         }
     }
 
+    /// Tells the service manager once every worker of the first generation is ready.
+    fn check_started(&mut self) {
+        if self.readiness == Readiness::Announced || self.stop.is_some() {
+            return;
+        }
+        let gen = self.generation;
+        let ready = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.generation == gen && w.ready)
+            .count();
+        if ready >= self.cfg.worker_processes {
+            self.readiness = Readiness::Announced;
+            let pids = self.worker_pids(gen);
+            log::info!("generation {gen} serving (workers {pids})");
+            self.notify
+                .ready(&format!("generation {gen} serving, workers {pids}"));
+        }
+    }
+
     pub(super) fn begin_stop(&mut self, how: Stop) {
         if self.stop.is_some_and(|(s, _)| s == Stop::Fast) {
             return;
         }
+        self.notify.stopping(match how {
+            Stop::Fast => "stopping",
+            Stop::Graceful => "stopping gracefully: finishing in-flight requests",
+        });
         let now = Instant::now();
         self.stop = Some((how, now));
         self.respawn.clear();

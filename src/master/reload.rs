@@ -31,6 +31,7 @@ impl Master {
             p.waiters.extend(waiter);
             return;
         }
+        self.notify.reloading();
         match self.prepare_reload() {
             Ok(mut p) => {
                 p.waiters.extend(waiter);
@@ -40,6 +41,7 @@ impl Master {
                 for line in msg.lines() {
                     log::error!("reload failed: {line}");
                 }
+                self.notify_reload_failed(&msg);
                 if let Some(c) = waiter {
                     self.reply(c, false, msg);
                 }
@@ -142,6 +144,7 @@ impl Master {
             self.generation
         );
         self.kill_generation(p.generation);
+        self.notify_reload_failed(&why);
         for a in &p.new_listeners {
             self.listeners.remove(a);
         }
@@ -205,6 +208,8 @@ impl Master {
         self.crashes.clear();
         let pids = self.worker_pids(gen);
         log::info!("reload complete: generation {gen} serving (workers {pids})");
+        self.notify
+            .ready(&format!("generation {gen} serving, workers {pids}"));
         let waiters = std::mem::take(&mut p.waiters);
         let reply = format!("generation {gen} serving, workers {pids}");
         match &mut self.committed {
@@ -224,6 +229,16 @@ impl Master {
             }
         }
         self.check_committed();
+    }
+
+    /// The reload is over and the running generation keeps serving: the service manager
+    /// leaves its reloading state with the reason in the status line.
+    fn notify_reload_failed(&self, why: &str) {
+        let first = why.lines().next().unwrap_or("");
+        self.notify.ready(&format!(
+            "generation {} serving; reload failed: {first}",
+            self.generation
+        ));
     }
 
     /// Answers the callers of a committed reload once no older worker accepts any more

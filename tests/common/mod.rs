@@ -126,6 +126,11 @@ impl Proxyd {
     }
 
     pub fn start_with(workers: usize, globals: &str, body: &str) -> Proxyd {
+        Self::start_env(workers, globals, body, &[])
+    }
+
+    /// `start_with`, with extra environment variables for the master.
+    pub fn start_env(workers: usize, globals: &str, body: &str, env: &[(&str, &str)]) -> Proxyd {
         let dir = TempDir::new("proxyd");
         let port = free_port();
         let text = Self::render(&dir, port, workers, globals, body);
@@ -136,7 +141,7 @@ impl Proxyd {
             port,
             child: None,
         };
-        p.spawn();
+        p.spawn(env);
         p
     }
 
@@ -154,10 +159,11 @@ impl Proxyd {
         std::fs::write(&self.conf, text).unwrap();
     }
 
-    fn spawn(&mut self) {
+    fn spawn(&mut self, env: &[(&str, &str)]) {
         let child = Command::new(bin("proxyd"))
             .arg("-c")
             .arg(&self.conf)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
