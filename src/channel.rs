@@ -17,6 +17,9 @@ pub enum Msg {
     Drain,
     /// worker -> master: no longer accepting (the answer to Drain).
     Draining,
+    /// master -> worker: too many generations drain: close idle connections now and cut
+    /// what is in flight after a short grace.
+    Hurry,
     /// master -> worker: exit now.
     Terminate,
     /// master -> worker: freshly opened log files (error log first if it is a file,
@@ -39,6 +42,7 @@ pub fn send(fd: RawFd, msg: &Msg) -> io::Result<()> {
         Msg::Ready => (b'r', vec![]),
         Msg::Drain => (b'Q', vec![]),
         Msg::Draining => (b'q', vec![]),
+        Msg::Hurry => (b'H', vec![]),
         Msg::Terminate => (b'T', vec![]),
         Msg::Reopen(f) => (b'R', f.iter().map(|f| f.as_raw_fd()).collect()),
     };
@@ -82,6 +86,7 @@ pub fn recv(fd: RawFd) -> io::Result<Option<Msg>> {
         b'r' => Msg::Ready,
         b'Q' => Msg::Drain,
         b'q' => Msg::Draining,
+        b'H' => Msg::Hurry,
         b'T' => Msg::Terminate,
         b'R' => Msg::Reopen(fds),
         other => {

@@ -259,3 +259,57 @@ fn reload_adds_and_removes_listeners() {
         "the removed listener must be closed"
     );
 }
+
+/// Reloads under slow downloads do not pile up draining generations: past
+/// `max_draining_generations` the oldest is told to finish (its idle connections closed, its
+/// in-flight downloads cut after a short grace), and `proxyctl status` shows each draining
+/// generation with its age, connections (a slow download: its client and upstream) and memory.
+#[test]
+fn draining_generations_stay_bounded() {
+    let up = Upstream::start("up");
+    let globals = "max_draining_generations = 2";
+    let p = Proxyd::start_with(1, globals, &conf(&up, "gen0"));
+    let mut slow = Vec::new();
+    for gen in 1..=20 {
+        // A download the client does not read: the worker keeps it in flight.
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        use std::io::Write;
+        s.write_all(b"GET /big?n=100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        slow.push(s);
+        std::thread::sleep(Duration::from_millis(30));
+        p.rewrite(1, globals, &conf(&up, &format!("gen{gen}")));
+        let out = p.ctl("reload");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let draining = || {
+        p.status()
+            .lines()
+            .filter(|l| l.starts_with("draining generation "))
+            .count()
+    };
+    // Hurried generations get a second to finish what they have.
+    assert!(
+        wait_until(Duration::from_secs(5), || draining() <= 2
+            && p.worker_pids().len() <= 3),
+        "{} draining generations, {} workers:\n{}",
+        draining(),
+        p.worker_pids().len(),
+        p.status()
+    );
+    let st = p.status();
+    let line = st
+        .lines()
+        .find(|l| l.starts_with("draining generation "))
+        .expect("the newest old generations still drain");
+    assert!(
+        line.contains("age ") && line.contains("connections 2") && line.contains("MiB"),
+        "{line}"
+    );
+    assert!(p.error_log().contains("finishes now"), "{}", p.error_log());
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "gen20");
+}

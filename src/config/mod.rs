@@ -60,6 +60,8 @@ pub struct Config {
     pub error_log: ErrorLog,
     #[serde(serialize_with = "ser_duration")]
     pub shutdown_timeout: Duration,
+    /// Draining generations allowed at once; a reload past it hurries the oldest.
+    pub max_draining_generations: usize,
     /// Distinct access log destinations; servers refer to them by index.
     #[serde(skip)]
     pub access_logs: Vec<LogTarget>,

@@ -19,6 +19,7 @@ pub struct RawMain {
     pub error_log: Option<S<RawErrorLog>>,
     pub access_log: Option<S<String>>,
     pub shutdown_timeout: Option<S<toml::Value>>,
+    pub max_draining_generations: Option<S<i64>>,
     pub include: Option<Vec<S<String>>>,
     #[serde(default)]
     pub server: Vec<S<RawServer>>,

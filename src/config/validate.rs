@@ -7,6 +7,9 @@ use std::ops::Range;
 
 /// The longest duration any key accepts.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 86400);
+/// Old generations allowed to drain at once (HAProxy's `mworker-max-reloads` idea, with
+/// the old ones hurried rather than killed).
+const DEFAULT_MAX_DRAINING: usize = 4;
 
 pub(super) struct Validator {
     pub(super) errors: Vec<ConfigError>,
@@ -190,6 +193,13 @@ impl Validator {
             },
         };
         let shutdown_timeout = self.duration(src, &main.shutdown_timeout, Duration::from_secs(30));
+        let max_draining_generations = self.count(
+            src,
+            &main.max_draining_generations,
+            0,
+            1000,
+            DEFAULT_MAX_DRAINING as u64,
+        ) as usize;
         if let Some(u) = &main.user {
             if !matches!(nix::unistd::User::from_name(u.get_ref()), Ok(Some(_))) {
                 self.errors
@@ -486,6 +496,7 @@ impl Validator {
             control_socket,
             error_log,
             shutdown_timeout,
+            max_draining_generations,
             access_logs,
             server,
             upstream,

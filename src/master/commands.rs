@@ -1,7 +1,7 @@
 //! The control socket side of the master: accept `proxyctl` connections, read one
 //! command line, act, and reply with one JSON line.
 
-use super::{ControlClient, Master, Stop, CLIENT_BASE};
+use super::{ControlClient, Life, Master, Stop, WorkerProc, CLIENT_BASE};
 use crate::config;
 use crate::control::Reply;
 use mio::{Interest, Token};
@@ -112,13 +112,51 @@ impl Master {
         let draining: Vec<String> = self
             .workers
             .iter()
-            .filter(|(_, w)| w.draining)
+            .filter(|(_, w)| w.draining())
             .map(|(_, w)| w.pid.to_string())
             .collect();
         if !draining.is_empty() {
             s.push_str(&format!("draining: {}\n", draining.join(" ")));
         }
+        for gen in self.draining_generations() {
+            let ws: Vec<&WorkerProc> = self
+                .workers
+                .iter()
+                .map(|(_, w)| w)
+                .filter(|w| w.generation == gen && w.draining())
+                .collect();
+            let since = ws
+                .iter()
+                .filter_map(|w| match w.life {
+                    Life::Draining(d) => Some(d.since),
+                    _ => None,
+                })
+                .min();
+            let age = since.map_or(0, |t| t.elapsed().as_secs());
+            let pids: Vec<String> = ws.iter().map(|w| w.pid.to_string()).collect();
+            let conns: usize = ws.iter().map(|w| proc_connections(w.pid)).sum();
+            let rss: u64 = ws.iter().map(|w| proc_rss_kib(w.pid)).sum();
+            s.push_str(&format!(
+                "draining generation {gen}: age {}, workers {}, connections {conns}, rss {:.1} MiB\n",
+                config::units::format_duration(Duration::from_secs(age)),
+                pids.join(" "),
+                rss as f64 / 1024.0
+            ));
+        }
         s
+    }
+
+    /// Generations with draining workers, oldest first.
+    pub(super) fn draining_generations(&self) -> Vec<u64> {
+        let mut gens: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.draining() && w.generation < self.generation)
+            .map(|(_, w)| w.generation)
+            .collect();
+        gens.sort_unstable();
+        gens.dedup();
+        gens
     }
 
     /// Replies and closes the client connection.
@@ -148,4 +186,28 @@ impl Master {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
     }
+}
+
+/// Open sockets of a worker other than its master channel: its client and upstream
+/// connections (a draining worker has closed its listening sockets).
+fn proc_connections(pid: nix::unistd::Pid) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| l.to_string_lossy().starts_with("socket:"))
+                .count()
+                .saturating_sub(1)
+        })
+        .unwrap_or(0)
+}
+
+fn proc_rss_kib(pid: nix::unistd::Pid) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }

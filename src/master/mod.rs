@@ -53,13 +53,63 @@ pub(super) struct WorkerProc {
     pub(super) generation: u64,
     pub(super) index: usize,
     pub(super) channel: OwnedFd,
-    pub(super) ready: bool,
-    pub(super) draining: bool,
-    /// Told to drain but has not yet confirmed that it stopped accepting.
-    pub(super) accepting: bool,
+    pub(super) life: Life,
     pub(super) kill_at: Option<Instant>,
     /// The log files this worker writes, in the order a reopen message carries them.
     pub(super) log_files: Rc<Vec<PathBuf>>,
+}
+
+/// Where a worker process is in its life, as the master knows it.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Life {
+    /// Forked; has not reported ready yet.
+    Starting,
+    /// Ready: accepting and serving.
+    Serving,
+    /// Told to stop accepting and finish what it has (reload, graceful stop, or a failed
+    /// start being killed).
+    Draining(Drain),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Drain {
+    pub(super) since: Instant,
+    /// It confirmed that it left the listening sockets (see `Committed`).
+    pub(super) left_listeners: bool,
+    /// Told to finish now: its generation was the oldest of too many draining.
+    pub(super) hurried: bool,
+}
+
+impl WorkerProc {
+    pub(super) fn ready(&self) -> bool {
+        matches!(self.life, Life::Serving)
+    }
+
+    pub(super) fn draining(&self) -> bool {
+        matches!(self.life, Life::Draining(_))
+    }
+
+    /// May still take new connections.
+    pub(super) fn accepting(&self) -> bool {
+        !matches!(
+            self.life,
+            Life::Draining(Drain {
+                left_listeners: true,
+                ..
+            })
+        )
+    }
+
+    /// Tells it to drain (once).
+    pub(super) fn drain(&mut self, now: Instant) {
+        if !self.draining() {
+            self.life = Life::Draining(Drain {
+                since: now,
+                left_listeners: false,
+                hurried: false,
+            });
+        }
+    }
 }
 
 /// A reload in progress: the new generation is starting; the old one still serves.
@@ -352,9 +402,7 @@ impl Master {
                     generation,
                     index,
                     channel: master_end,
-                    ready: false,
-                    draining: false,
-                    accepting: true,
+                    life: Life::Starting,
                     kill_at: None,
                 });
                 log::info!("started worker process {child} (generation {generation})");
@@ -429,11 +477,15 @@ impl Master {
             };
             match channel::recv(w.channel.as_raw_fd()) {
                 Ok(Some(Msg::Ready)) => {
-                    w.ready = true;
+                    if matches!(w.life, Life::Starting) {
+                        w.life = Life::Serving;
+                    }
                     log::debug!("worker {} ready", w.pid);
                 }
                 Ok(Some(Msg::Draining)) => {
-                    w.accepting = false;
+                    if let Life::Draining(d) = &mut w.life {
+                        d.left_listeners = true;
+                    }
                     log::debug!("worker {} stopped accepting", w.pid);
                 }
                 Ok(Some(_)) => {}
@@ -469,7 +521,7 @@ impl Master {
                 .poll
                 .registry()
                 .deregister(&mut SourceFd(&w.channel.as_raw_fd()));
-            let expected = w.draining || self.stop.is_some();
+            let expected = w.draining() || self.stop.is_some();
             if expected {
                 log::info!("worker process {pid} {how}");
                 continue;
@@ -547,7 +599,7 @@ impl Master {
         let ready = self
             .workers
             .iter()
-            .filter(|(_, w)| w.generation == gen && w.ready)
+            .filter(|(_, w)| w.generation == gen && w.ready())
             .count();
         if ready >= self.cfg.worker_processes {
             self.readiness = Readiness::Announced;
@@ -585,7 +637,7 @@ impl Master {
         };
         for (_, w) in self.workers.iter_mut() {
             let _ = channel::send(w.channel.as_raw_fd(), &msg);
-            w.draining = true;
+            w.drain(now);
             w.kill_at = Some(w.kill_at.map_or(now + bound, |k| k.min(now + bound)));
         }
     }

@@ -1,7 +1,7 @@
 //! Reload as a transaction: build and validate everything for the new generation first;
 //! commit (drain the old generation) only when every new worker reported ready.
 
-use super::{Committed, Master, PendingReload, READY_TIMEOUT};
+use super::{Committed, Life, Master, PendingReload, READY_TIMEOUT};
 use crate::channel::{self, Msg};
 use crate::config;
 use crate::listeners::ListenSet;
@@ -14,6 +14,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// A hurried worker that has not exited by then (1 s grace plus margin) is killed.
+const HURRY_KILL: Duration = Duration::from_secs(5);
 /// How long a reload's caller waits for the old workers to confirm they stopped accepting.
 const DRAIN_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -133,7 +135,7 @@ impl Master {
             .filter(|(_, w)| w.generation == generation)
         {
             let _ = kill(w.pid, Signal::SIGKILL);
-            w.draining = true;
+            w.drain(Instant::now());
         }
     }
 
@@ -165,7 +167,7 @@ impl Master {
         let ready = self
             .workers
             .iter()
-            .filter(|(_, w)| w.generation == gen && w.ready)
+            .filter(|(_, w)| w.generation == gen && w.ready())
             .count();
         if ready < p.cfg.worker_processes {
             return;
@@ -184,10 +186,10 @@ impl Master {
         for (_, w) in self
             .workers
             .iter_mut()
-            .filter(|(_, w)| w.generation < gen && !w.draining)
+            .filter(|(_, w)| w.generation < gen && !w.draining())
         {
             let _ = channel::send(w.channel.as_raw_fd(), &Msg::Drain);
-            w.draining = true;
+            w.drain(now);
             w.kill_at = Some(now + drain_bound);
         }
         self.listeners.retain(|a, _| p.cfg.listeners.contains(a));
@@ -204,6 +206,7 @@ impl Master {
         self.cfg = p.cfg;
         self.access_logs = p.access_logs;
         self.generation = gen;
+        self.hurry_old_generations();
         self.respawn.clear();
         self.crashes.clear();
         let pids = self.worker_pids(gen);
@@ -231,6 +234,36 @@ impl Master {
         self.check_committed();
     }
 
+    /// Keeps at most `max_draining_generations` old generations draining: the oldest ones
+    /// beyond it are told to finish now (idle connections closed, in-flight ones cut after
+    /// a short grace), so frequent reloads cannot pile up workers and memory.
+    fn hurry_old_generations(&mut self) {
+        let gens = self.draining_generations();
+        let max = self.cfg.max_draining_generations;
+        let excess = gens.len().saturating_sub(max);
+        let now = Instant::now();
+        for &gen in &gens[..excess] {
+            let mut told = Vec::new();
+            for (_, w) in self.workers.iter_mut().filter(|(_, w)| w.generation == gen) {
+                if let Life::Draining(d) = &mut w.life {
+                    if !d.hurried {
+                        d.hurried = true;
+                        let _ = channel::send(w.channel.as_raw_fd(), &Msg::Hurry);
+                        w.kill_at = Some(now + HURRY_KILL);
+                        told.push(w.pid.to_string());
+                    }
+                }
+            }
+            if !told.is_empty() {
+                log::warn!(
+                    "{} generations draining, more than max_draining_generations = {max}: generation {gen} (workers {}) finishes now",
+                    gens.len(),
+                    told.join(" ")
+                );
+            }
+        }
+    }
+
     /// The reload is over and the running generation keeps serving: the service manager
     /// leaves its reloading state with the reason in the status line.
     fn notify_reload_failed(&self, why: &str) {
@@ -249,7 +282,7 @@ impl Master {
         let waiting = self
             .workers
             .iter()
-            .any(|(_, w)| w.generation < gen && w.accepting);
+            .any(|(_, w)| w.generation < gen && w.accepting());
         if waiting && c.deadline > Instant::now() {
             return;
         }

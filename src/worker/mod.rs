@@ -37,6 +37,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 const CHANNEL: Token = Token(usize::MAX - 1);
 /// Listening socket k has token `LISTENER_BASE - k`.
 const LISTENER_BASE: usize = usize::MAX - 2;
+/// What in-flight exchanges of a hurried worker get before they are cut.
+const HURRY_GRACE: Duration = Duration::from_secs(1);
 /// Most connections accepted per listener wakeup, so one busy listener cannot starve the rest.
 const ACCEPT_BATCH: usize = 64;
 /// Idle keep-alive connections closed at once when `worker_connections` runs out (nginx
@@ -141,6 +143,8 @@ struct Worker {
     listeners: Vec<Listening>,
     channel: OwnedFd,
     drain_deadline: Option<Instant>,
+    /// Told to finish early (see `hurry`).
+    hurried: bool,
     master_gone: bool,
     /// When "worker_connections are not enough" was last logged (once a second at most).
     reuse_logged: Option<Instant>,
@@ -224,6 +228,7 @@ impl Worker {
             listeners,
             channel: s.channel,
             drain_deadline: None,
+            hurried: false,
             master_gone: false,
             reuse_logged: None,
         })
@@ -298,7 +303,12 @@ impl Worker {
                 }
                 if self.drain_deadline.is_some_and(|d| d <= self.ctx.now) {
                     log::warn!(
-                        "shutdown timeout: closing {} connections",
+                        "{}: closing {} connections",
+                        if self.hurried {
+                            "told to finish (max_draining_generations)"
+                        } else {
+                            "shutdown timeout"
+                        },
                         self.sessions.len()
                     );
                     return Ok(());
@@ -523,6 +533,7 @@ impl Worker {
                 }
                 Ok(Some(Msg::Terminate)) => return Ok(true),
                 Ok(Some(Msg::Reopen(fds))) => self.reopen(fds),
+                Ok(Some(Msg::Hurry)) => self.hurry(),
                 Ok(Some(Msg::Ready | Msg::Draining)) => {}
                 Ok(None) => {
                     if !self.master_gone {
@@ -567,6 +578,30 @@ impl Worker {
             self.sessions[slot].start_drain(&mut self.ctx);
         }
         log::debug!("draining {} connections", self.sessions.len());
+    }
+
+    /// Too many generations are draining and this one is the oldest: idle connections
+    /// close now, what is in flight gets HURRY_GRACE to finish, then is cut.
+    fn hurry(&mut self) {
+        self.start_drain();
+        self.hurried = true;
+        let idle: Vec<usize> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.idle_since().is_some())
+            .map(|(k, _)| k)
+            .collect();
+        for &slot in &idle {
+            self.close(slot);
+        }
+        let by = self.ctx.now + HURRY_GRACE;
+        self.drain_deadline = Some(self.drain_deadline.map_or(by, |d| d.min(by)));
+        log::warn!(
+            "told to finish (max_draining_generations): closed {} idle connections, {} in flight get {}s",
+            idle.len(),
+            self.sessions.len(),
+            HURRY_GRACE.as_secs()
+        );
     }
 
     fn reopen(&mut self, fds: Vec<OwnedFd>) {
