@@ -1,0 +1,111 @@
+//! The manual pages: they format without warnings (`groff -ww`), and they list every
+//! configuration key the loader accepts, every proxyctl command and option, and every
+//! signal the master handles.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap()
+}
+
+#[test]
+fn man_pages_format_without_warnings() {
+    for page in ["man/proxyd.8", "man/proxyctl.8", "man/proxyd.toml.5"] {
+        let out = Command::new("groff")
+            .args(["-ww", "-man", "-z"])
+            .arg(root().join(page))
+            .output()
+            .expect("groff (Debian package groff-base)");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{page}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Field names of the raw (as written) configuration structs: the keys users can write.
+fn config_keys() -> Vec<String> {
+    let src = read("src/config/raw.rs");
+    let mut keys = Vec::new();
+    let mut rename: Option<String> = None;
+    for line in src.lines().map(str::trim) {
+        if let Some(r) = line
+            .strip_prefix("#[serde(rename = \"")
+            .and_then(|r| r.strip_suffix("\")]"))
+        {
+            rename = Some(r.to_string());
+            continue;
+        }
+        if let Some(field) = line
+            .strip_prefix("pub ")
+            .and_then(|l| l.split_once(':'))
+            .map(|(name, _)| name)
+            .filter(|n| n.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+        {
+            keys.push(rename.take().unwrap_or_else(|| field.to_string()));
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// `key` set in bold in the page (`.B key`, `.BR key`, `\fBkey\fR`) or as a table header.
+fn documented(page: &str, key: &str) -> bool {
+    page.lines().any(|l| {
+        l == format!(".B {key}")
+            || l.starts_with(&format!(".B {key} "))
+            || l.starts_with(&format!(".BR {key} "))
+            || l.contains(&format!("\\fB{key}\\fR"))
+            || l.contains(&format!("[[{key}]]"))
+            || l.contains(&format!("[[server.{key}]]"))
+    })
+}
+
+#[test]
+fn every_config_key_is_in_proxyd_toml_5() {
+    let page = read("man/proxyd.toml.5");
+    let keys = config_keys();
+    assert!(keys.len() > 30, "found only {keys:?}");
+    let missing: Vec<&String> = keys.iter().filter(|k| !documented(&page, k)).collect();
+    assert!(missing.is_empty(), "not in proxyd.toml(5): {missing:?}");
+}
+
+#[test]
+fn every_command_and_signal_is_documented() {
+    let ctl = read("man/proxyctl.8");
+    let control = read("src/control.rs");
+    let commands = control
+        .lines()
+        .find(|l| l.contains("pub const COMMANDS"))
+        .unwrap();
+    for c in commands.split('"').skip(1).step_by(2) {
+        assert!(documented(&ctl, c), "proxyctl(8) lacks the command {c}");
+    }
+    for opt in ["\\-t", "\\-T", "\\-q", "\\-c", "\\-p"] {
+        assert!(ctl.contains(opt), "proxyctl(8) lacks {opt}");
+    }
+    let proxyd = read("man/proxyd.8");
+    let master = read("src/master/mod.rs");
+    for (sig, _) in master
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("(SIG"))
+        .filter_map(|l| l.split_once(','))
+    {
+        if sig == "CHLD" {
+            continue;
+        }
+        let listed = proxyd.lines().any(|l| {
+            l.starts_with(".B")
+                && l.split(|c: char| !c.is_ascii_alphanumeric())
+                    .any(|w| w == sig)
+        });
+        assert!(listed, "proxyd(8) lacks the signal {sig}");
+    }
+}
