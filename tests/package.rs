@@ -1,0 +1,211 @@
+//! The Debian package: built by `scripts/package.sh`, installed with `dpkg -i`, its config
+//! tested and served as the unit would start it, upgraded over a locally edited config,
+//! removed and purged. This changes the machine (it installs into /usr/sbin and /etc), so it
+//! runs only as root with PROXYD_SYSTEM_TESTS=1, which `.ci/run` sets; elsewhere it says it
+//! skipped. The packaged config itself is checked everywhere.
+
+mod common;
+
+use common::client::get;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The packaged /etc/proxyd/proxyd.toml, pointed at a test directory, port and user.
+fn packaged_config(dir: &Path, port: u16, user: &str) -> String {
+    std::fs::read_to_string(root().join("packaging/proxyd.toml"))
+        .unwrap()
+        .replace("user = \"proxyd\"", &format!("user = \"{user}\""))
+        .replace("/var/log/proxyd", &dir.display().to_string())
+        .replace("/run/proxyd", &dir.display().to_string())
+        .replacen(
+            "\nlisten = [\"0.0.0.0:80\", \"[::]:80\"]",
+            &format!("\nlisten = [\"127.0.0.1:{port}\"]"),
+            1,
+        )
+}
+
+#[test]
+fn packaged_config_is_valid_and_serves_the_welcome_page() {
+    let dir = TempDir::new("pkgconf");
+    let conf_d = dir.path().join("conf.d");
+    std::fs::create_dir(&conf_d).unwrap();
+    // The shipped example site, included the way /etc/proxyd/conf.d would hold it.
+    let example = std::fs::read_to_string(root().join("packaging/examples/site.toml"))
+        .unwrap()
+        .replace("0.0.0.0:8080", &format!("127.0.0.1:{}", free_port()));
+    std::fs::write(conf_d.join("site.toml"), example).unwrap();
+    let port = free_port();
+    let conf = dir.write("proxyd.toml", &packaged_config(dir.path(), port, "nobody"));
+    let out = proxyctl(&["-t", "-q", "-c", conf.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut child = Command::new(bin("proxyd"))
+        .args(["-c", conf.to_str().unwrap()])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    assert!(wait_until(Duration::from_secs(10), || get(&addr, "/").is_ok()));
+    let r = get(&addr, "/").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("Welcome to proxyd"));
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    let _ = proxyctl(&["-c", conf.to_str().unwrap(), "stop"]);
+    let _ = child.wait();
+}
+
+/// Removes the package (and what a failed run left running) however the test ends.
+struct Installed {
+    server: Option<Child>,
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("dpkg").args(["-P", "proxyd"]).output();
+    }
+}
+
+fn uid_of(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn deb_installs_serves_upgrades_and_purges() {
+    if std::env::var_os("PROXYD_SYSTEM_TESTS").is_none() || !nix_is_root() {
+        eprintln!(
+            "skipped: installs a package system-wide; run as root with PROXYD_SYSTEM_TESTS=1"
+        );
+        return;
+    }
+    // Built into a target directory of its own: the outer cargo holds this one's lock.
+    let target = root().join("target/pkg-test");
+    let build = |version: &str| -> PathBuf {
+        let out = run(Command::new(root().join("scripts/package.sh"))
+            .env("CARGO_TARGET_DIR", &target)
+            .env("PKG_VERSION", version));
+        PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .lines()
+                .last()
+                .unwrap(),
+        )
+    };
+    let first = build("0.1.0");
+    let newer = build("0.1.0+upgrade1");
+
+    let _ = Command::new("dpkg").args(["-P", "proxyd"]).output();
+    let mut installed = Installed { server: None };
+    run(Command::new("dpkg").arg("-i").arg(&first));
+    assert!(Path::new("/usr/sbin/proxyd").exists());
+    run(Command::new("/usr/sbin/proxyctl").args(["-t", "-q"]));
+    let proxyd_uid =
+        String::from_utf8_lossy(&run(Command::new("id").args(["-u", "proxyd"])).stdout)
+            .trim()
+            .parse::<u32>()
+            .unwrap();
+
+    // A local edit: the operator moves the welcome page to a port of the test's choosing.
+    let port = free_port();
+    let etc = Path::new("/etc/proxyd/proxyd.toml");
+    let edited = std::fs::read_to_string(etc).unwrap().replacen(
+        "\nlisten = [\"0.0.0.0:80\", \"[::]:80\"]",
+        &format!("\n# local edit\nlisten = [\"127.0.0.1:{port}\"]"),
+        1,
+    );
+    std::fs::write(etc, &edited).unwrap();
+
+    // Started the way the unit starts it (no systemd as PID 1 here).
+    std::fs::create_dir_all("/run/proxyd").unwrap();
+    run(Command::new("/usr/sbin/proxyctl").args(["-t", "-q"]));
+    installed.server = Some(
+        Command::new("/usr/sbin/proxyd")
+            .args(["-c", "/etc/proxyd/proxyd.toml"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    assert!(wait_until(Duration::from_secs(10), || get(&addr, "/").is_ok()));
+    assert!(get(&addr, "/")
+        .unwrap()
+        .text()
+        .contains("Welcome to proxyd"));
+    let master = installed.server.as_ref().unwrap().id();
+    let workers = children_of(master);
+    assert!(!workers.is_empty());
+    for w in &workers {
+        assert_eq!(uid_of(*w), proxyd_uid, "workers run as the proxyd user");
+    }
+    run(Command::new("/usr/sbin/proxyctl").arg("reload"));
+    assert!(get(&addr, "/")
+        .unwrap()
+        .text()
+        .contains("Welcome to proxyd"));
+    assert!(std::fs::read_to_string("/var/log/proxyd/access.log")
+        .unwrap()
+        .contains("GET / HTTP/1.1"));
+
+    // A newer package over the running service: the edit survives and it keeps serving.
+    run(Command::new("dpkg")
+        .args(["-i", "--force-confold"])
+        .arg(&newer));
+    assert_eq!(std::fs::read_to_string(etc).unwrap(), edited);
+    assert!(get(&addr, "/")
+        .unwrap()
+        .text()
+        .contains("Welcome to proxyd"));
+    let status = run(Command::new("dpkg-query").args(["-W", "-f=${Version}", "proxyd"]));
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "0.1.0+upgrade1");
+
+    // Remove stops nothing here (no systemd) but keeps the config; purge takes it and the
+    // logs.
+    run(Command::new("/usr/sbin/proxyctl").args(["-q", "quit"]));
+    let _ = installed.server.take().unwrap().wait();
+    run(Command::new("dpkg").args(["-r", "proxyd"]));
+    assert!(!Path::new("/usr/sbin/proxyd").exists());
+    assert!(etc.exists(), "remove keeps the configuration");
+    run(Command::new("dpkg").args(["-P", "proxyd"]));
+    assert!(!etc.exists(), "purge removes the configuration");
+    assert!(
+        !Path::new("/var/log/proxyd").exists(),
+        "purge removes the logs"
+    );
+}
+
+fn nix_is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
