@@ -209,3 +209,62 @@ fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// The shipped logrotate file rotates the logs and makes proxyd reopen them: after a forced
+/// rotation, new requests are logged in a fresh access.log, the old lines stay in
+/// access.log.1.
+#[test]
+fn logrotate_rotates_and_proxyd_reopens() {
+    let up = common::upstream::Upstream::start("up");
+    let p = Proxyd::start(1, &app_conf(&up, "", "", "fixed"));
+    let dir = p.dir.path().display().to_string();
+    get(&p.addr(), "/before").unwrap();
+    let access = p.dir.path().join("access.log");
+    assert!(wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&access)
+            .unwrap_or_default()
+            .contains("/before")
+    }));
+
+    let mut conf = std::fs::read_to_string(root().join("packaging/logrotate"))
+        .unwrap()
+        .replace("/var/log/proxyd", &dir)
+        .replace("[ ! -S /run/proxyd/proxyd.sock ] || ", "")
+        .replace(
+            "/usr/sbin/proxyctl -q reopen",
+            &format!(
+                "{} -q -c {} reopen",
+                bin("proxyctl").display(),
+                p.conf.display()
+            ),
+        );
+    if !nix_is_root() {
+        conf = conf.replace("create 0640 root adm", "create 0640");
+    }
+    let rotate = p.dir.write("logrotate.conf", &conf);
+    let state = p.dir.path().join("logrotate.state");
+    let out = Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(&state)
+        .arg(&rotate)
+        .output()
+        .expect("logrotate (Debian package logrotate; .ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    get(&p.addr(), "/after").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || std::fs::read_to_string(&access)
+            .unwrap_or_default()
+            .contains("/after")),
+        "new lines go to the new access.log"
+    );
+    let old = std::fs::read_to_string(p.dir.path().join("access.log.1")).unwrap();
+    assert!(old.contains("/before") && !old.contains("/after"), "{old}");
+    assert!(!std::fs::read_to_string(&access)
+        .unwrap()
+        .contains("/before"));
+}
