@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# Builds the Debian package from a release build: target/pkg/proxyd_VERSION_ARCH.deb
-# (under $CARGO_TARGET_DIR when set). Prints the package's path.
-# dpkg-deb (Debian package dpkg) assembles it from a staged tree; see packaging/README.md.
+# Builds the packages from a release build: target/pkg/proxyd_VERSION_ARCH.deb and
+# target/pkg/proxyd-VERSION-1.ARCH.rpm (under $CARGO_TARGET_DIR when set); prints their paths.
+# dpkg-deb (Debian package dpkg) and rpmbuild (Debian package rpm) assemble them from one
+# staged tree; see packaging/README.md.
 #
-#   scripts/package.sh                 version from Cargo.toml
-#   PKG_VERSION=0.1.0-2 scripts/package.sh
+#   scripts/package.sh                       version from Cargo.toml, both formats
+#   PKG_VERSION=0.1.0+2 scripts/package.sh
+#   PKG_FORMATS=deb scripts/package.sh       only the deb
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 VERSION=${PKG_VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)}
+FORMATS=${PKG_FORMATS:-deb rpm}
+case " $FORMATS " in *" rpm "*)
+    command -v rpmbuild >/dev/null || { echo "package.sh: rpmbuild not found (apt-get install rpm)" >&2; exit 2; } ;;
+esac
 ARCH=$(dpkg --print-architecture)
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 OUT="$TARGET/pkg"
@@ -68,6 +74,29 @@ Description: reverse proxy and HTTP server
  state change (Type=notify).
 CONTROL
 
-DEB="$OUT/proxyd_${VERSION}_${ARCH}.deb"
-dpkg-deb --root-owner-group -Zxz --build "$STAGE" "$DEB" >/dev/null
-echo "$DEB"
+if [[ " $FORMATS " == *" deb "* ]]; then
+    DEB="$OUT/proxyd_${VERSION}_${ARCH}.deb"
+    dpkg-deb --root-owner-group -Zxz --build "$STAGE" "$DEB" >/dev/null
+    echo "$DEB"
+fi
+
+if [[ " $FORMATS " == *" rpm "* ]]; then
+    # The same tree, laid out the rpm way: units under /usr/lib, no Debian changelog.
+    RSTAGE="$OUT/stage-rpm"
+    rm -rf "$RSTAGE" "$OUT/rpmbuild"
+    cp -a "$STAGE" "$RSTAGE"
+    rm -rf "$RSTAGE/DEBIAN" "$RSTAGE/usr/share/doc/proxyd/changelog.Debian.gz"
+    mkdir -p "$RSTAGE/usr/lib"
+    mv "$RSTAGE/lib/systemd" "$RSTAGE/usr/lib/systemd"
+    rmdir "$RSTAGE/lib"
+    RPM_VERSION=${VERSION//-/_}
+    rpmbuild -bb --quiet \
+        --define "_topdir $OUT/rpmbuild" \
+        --define "pkg_version $RPM_VERSION" \
+        --define "stage_dir $RSTAGE" \
+        --define "_binary_payload w9.xzdio" \
+        packaging/rpm/proxyd.spec >/dev/null
+    RPM=$(find "$OUT/rpmbuild/RPMS" -name "proxyd-$RPM_VERSION-1.*.rpm" | head -1)
+    mv "$RPM" "$OUT/"
+    echo "$OUT/$(basename "$RPM")"
+fi

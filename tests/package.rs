@@ -75,6 +75,93 @@ fn packaged_config_is_valid_and_serves_the_welcome_page() {
     let _ = child.wait();
 }
 
+/// Runs scripts/package.sh for `formats` at `version`; returns the packages' paths. Built
+/// into a target directory of its own (the outer cargo holds this one's lock), one build at
+/// a time (they share the staging tree).
+fn package(formats: &[&str], version: &str) -> Vec<PathBuf> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let out = run(Command::new(root().join("scripts/package.sh"))
+        .env("CARGO_TARGET_DIR", root().join("target/pkg-test"))
+        .env("PKG_VERSION", version)
+        .env("PKG_FORMATS", formats.join(" ")));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(PathBuf::from)
+        .collect()
+}
+
+/// The rpm: file list with modes, config-file flags (an upgrade keeps edits), the
+/// scriptlets, and an install into a scratch root.
+#[test]
+fn rpm_files_config_flags_scriptlets_and_scratch_install() {
+    let rpm = package(&["rpm"], "0.1.0").remove(0);
+    assert!(rpm.to_string_lossy().ends_with(".rpm"), "{rpm:?}");
+    let dump = run(Command::new("rpm").args(["-qp", "--dump"]).arg(&rpm));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    // path size mtime digest mode owner group isconfig isdoc ...
+    let entry = |path: &str| -> Vec<String> {
+        dump.lines()
+            .find(|l| l.split_whitespace().next() == Some(path))
+            .unwrap_or_else(|| panic!("{path} not in the rpm:\n{dump}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    for (path, mode, config) in [
+        ("/usr/sbin/proxyd", "0100755", "0"),
+        ("/usr/sbin/proxyctl", "0100755", "0"),
+        ("/etc/proxyd/proxyd.toml", "0100644", "1"),
+        ("/etc/logrotate.d/proxyd", "0100644", "1"),
+        ("/etc/proxyd/conf.d", "040755", "0"),
+        ("/usr/lib/systemd/system/proxyd.service", "0100644", "0"),
+        ("/usr/share/man/man5/proxyd.toml.5.gz", "0100644", "0"),
+        ("/usr/share/man/man8/proxyd.8.gz", "0100644", "0"),
+        ("/usr/share/man/man8/proxyctl.8.gz", "0100644", "0"),
+        ("/var/log/proxyd", "040750", "0"),
+    ] {
+        let e = entry(path);
+        assert_eq!(
+            (e[4].as_str(), e[7].as_str()),
+            (mode, config),
+            "{path}: {e:?}"
+        );
+    }
+    let scripts = run(Command::new("rpm").args(["-qp", "--scripts"]).arg(&rpm));
+    let scripts = String::from_utf8_lossy(&scripts.stdout);
+    for piece in [
+        "useradd -r -g proxyd",
+        "systemctl enable proxyd.service",
+        "/usr/sbin/proxyd -t -c /etc/proxyd/proxyd.toml",
+        "systemctl disable --now proxyd.service",
+        "rm -rf /var/log/proxyd",
+    ] {
+        assert!(
+            scripts.contains(piece),
+            "scriptlets lack {piece}:\n{scripts}"
+        );
+    }
+    // Into a scratch root (scriptlets need the target system, so they do not run there).
+    let scratch = TempDir::new("rpmroot");
+    run(Command::new("rpm")
+        .arg("--root")
+        .arg(scratch.path())
+        .args(["-i", "--nodeps", "--noscripts"])
+        .arg(&rpm));
+    for f in [
+        "usr/sbin/proxyd",
+        "etc/proxyd/proxyd.toml",
+        "usr/lib/systemd/system/proxyd.service",
+    ] {
+        assert!(scratch.path().join(f).exists(), "{f} not installed");
+    }
+    let q = run(Command::new("rpm")
+        .arg("--root")
+        .arg(scratch.path())
+        .args(["-q", "proxyd"]));
+    assert!(String::from_utf8_lossy(&q.stdout).starts_with("proxyd-0.1.0-1."));
+}
+
 /// Removes the package (and what a failed run left running) however the test ends.
 struct Installed {
     server: Option<Child>,
@@ -109,22 +196,8 @@ fn deb_installs_serves_upgrades_and_purges() {
         );
         return;
     }
-    // Built into a target directory of its own: the outer cargo holds this one's lock.
-    let target = root().join("target/pkg-test");
-    let build = |version: &str| -> PathBuf {
-        let out = run(Command::new(root().join("scripts/package.sh"))
-            .env("CARGO_TARGET_DIR", &target)
-            .env("PKG_VERSION", version));
-        PathBuf::from(
-            String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .lines()
-                .last()
-                .unwrap(),
-        )
-    };
-    let first = build("0.1.0");
-    let newer = build("0.1.0+upgrade1");
+    let first = package(&["deb"], "0.1.0").remove(0);
+    let newer = package(&["deb"], "0.1.0+upgrade1").remove(0);
 
     let _ = Command::new("dpkg").args(["-P", "proxyd"]).output();
     let mut installed = Installed { server: None };
