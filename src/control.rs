@@ -8,7 +8,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
-pub const COMMANDS: [&str; 5] = ["reload", "quit", "stop", "reopen", "status"];
+pub const COMMANDS: [&str; 6] = ["reload", "upgrade", "quit", "stop", "reopen", "status"];
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Reply {

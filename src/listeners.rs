@@ -65,6 +65,34 @@ impl ListenSet {
         Ok(set)
     }
 
+    /// Takes over listening sockets a previous master passed across exec (binary upgrade).
+    ///
+    /// # Safety
+    /// Each fd must be an open listening TCP socket for `addr` that nothing else in this
+    /// process owns.
+    pub unsafe fn adopt(addr: SocketAddr, fds: &[RawFd]) -> ListenSet {
+        use std::os::fd::FromRawFd;
+        let socks = fds
+            .iter()
+            .map(|&fd| {
+                // SAFETY: the caller vouches for the descriptor. It stays close-on-exec from
+                // here on, like every socket this process makes.
+                let sock = unsafe { TcpListener::from_raw_fd(fd) };
+                let _ = set_cloexec(fd, true);
+                Sock {
+                    sock,
+                    listening: true,
+                }
+            })
+            .collect();
+        ListenSet { addr, socks }
+    }
+
+    /// Every socket, for handing over to a new master (see `master/upgrade.rs`).
+    pub fn fds(&self) -> impl Iterator<Item = RawFd> + '_ {
+        self.socks.iter().map(|s| s.sock.as_raw_fd())
+    }
+
     /// Adds sockets (not yet listening) until there are at least `n`. Returns how many
     /// were added; on an error adds none.
     pub fn grow(&mut self, n: usize) -> io::Result<usize> {
@@ -126,4 +154,23 @@ impl ListenSet {
             .filter(move |(j, _)| j % workers == index % workers)
             .map(|(_, s)| s.sock.as_raw_fd())
     }
+}
+
+/// Sets or clears FD_CLOEXEC.
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor; the flags are plain integers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::FD_CLOEXEC
+    } else {
+        flags & !libc::FD_CLOEXEC
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

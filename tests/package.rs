@@ -132,7 +132,7 @@ fn rpm_files_config_flags_scriptlets_and_scratch_install() {
     for piece in [
         "useradd -r -g proxyd",
         "systemctl enable proxyd.service",
-        "/usr/sbin/proxyd -t -c /etc/proxyd/proxyd.toml",
+        "/usr/sbin/proxyctl -q upgrade",
         "systemctl disable --now proxyd.service",
         "rm -rf /var/log/proxyd",
     ] {
@@ -172,6 +172,13 @@ impl Drop for Installed {
         if let Some(mut c) = self.server.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        // A master started by an upgrade is not our child.
+        if let Ok(pid) = std::fs::read_to_string("/run/proxyd/proxyd.pid") {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                // SAFETY: kill(2) with a pid read from proxyd's own pid file.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
         }
         let _ = Command::new("dpkg").args(["-P", "proxyd"]).output();
     }
@@ -251,22 +258,41 @@ fn deb_installs_serves_upgrades_and_purges() {
         .unwrap()
         .contains("GET / HTTP/1.1"));
 
-    // A newer package over the running service: the edit survives and it keeps serving.
+    // A newer package over the running service: the edit survives, and the postinst's
+    // binary upgrade puts a master of the new binary in place of the old one, which
+    // drains and exits; it kept serving throughout.
     run(Command::new("dpkg")
         .args(["-i", "--force-confold"])
         .arg(&newer));
     assert_eq!(std::fs::read_to_string(etc).unwrap(), edited);
+    let new_master: u32 = std::fs::read_to_string("/run/proxyd/proxyd.pid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(
+        new_master, master,
+        "the running proxyd was upgraded in place"
+    );
     assert!(get(&addr, "/")
         .unwrap()
         .text()
         .contains("Welcome to proxyd"));
+    assert!(
+        !std::fs::read_link(format!("/proc/{new_master}/exe"))
+            .unwrap()
+            .to_string_lossy()
+            .contains("(deleted)"),
+        "the new master runs the installed binary"
+    );
+    let _ = installed.server.take().unwrap().wait();
     let status = run(Command::new("dpkg-query").args(["-W", "-f=${Version}", "proxyd"]));
     assert_eq!(String::from_utf8_lossy(&status.stdout), "0.1.0+upgrade1");
 
     // Remove stops nothing here (no systemd) but keeps the config; purge takes it and the
     // logs.
     run(Command::new("/usr/sbin/proxyctl").args(["-q", "quit"]));
-    let _ = installed.server.take().unwrap().wait();
+    assert!(wait_until(Duration::from_secs(10), || !alive(new_master)));
     run(Command::new("dpkg").args(["-r", "proxyd"]));
     assert!(!Path::new("/usr/sbin/proxyd").exists());
     assert!(etc.exists(), "remove keeps the configuration");

@@ -87,6 +87,7 @@ impl Master {
                 self.begin_stop(Stop::Fast);
                 self.reply_keep(key, "stopping");
             }
+            "upgrade" => self.begin_upgrade(Some(key)),
             "reopen" => match self.reopen() {
                 Ok(()) => self.reply(key, true, "log files reopened".into()),
                 Err(e) => self.reply(key, false, e),

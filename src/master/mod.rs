@@ -9,6 +9,7 @@ use crate::{logging, privileges, worker};
 mod commands;
 mod notify;
 mod reload;
+mod upgrade;
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -39,13 +40,14 @@ pub(super) const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const FAST_STOP: Duration = Duration::from_millis(500);
 
 /// Signals in the order the master loop handles them (nginx `ngx_master_process_cycle`).
-const SIGNALS: [(i32, &str); 6] = [
+const SIGNALS: [(i32, &str); 7] = [
     (SIGCHLD, "CHLD"),
     (SIGTERM, "TERM"),
     (SIGINT, "INT"),
     (SIGQUIT, "QUIT"),
     (SIGHUP, "HUP"),
     (SIGUSR1, "USR1"),
+    (SIGUSR2, "USR2"),
 ];
 
 pub(super) struct WorkerProc {
@@ -170,6 +172,9 @@ pub struct Master {
     pub(super) started: SystemTime,
     pub(super) notify: notify::Notifier,
     pub(super) readiness: Readiness,
+    pub(super) upgrade: upgrade::Upgrade,
+    /// Set when this master was started by a binary upgrade, until it announced itself.
+    pub(super) inherited: Option<upgrade::Inherited>,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -202,12 +207,28 @@ impl Master {
         let notify = notify::Notifier::from_env();
         raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
+        let mut inherited = upgrade::Inherited::from_env();
         let mut bound = HashMap::new();
         for addr in &cfg.listeners {
-            let mut set =
-                ListenSet::bind(*addr, cfg.worker_processes).map_err(|e| e.to_string())?;
+            let passed = inherited.as_mut().and_then(|i| i.sockets.remove(addr));
+            let mut set = match passed {
+                // SAFETY: the old master passed these listening sockets across exec to us.
+                Some(fds) => unsafe { ListenSet::adopt(*addr, &fds) },
+                None => ListenSet::bind(*addr, cfg.worker_processes).map_err(|e| e.to_string())?,
+            };
+            set.grow(cfg.worker_processes).map_err(|e| e.to_string())?;
             set.listen().map_err(|e| e.to_string())?;
             bound.insert(*addr, set);
+        }
+        // Sockets of addresses the configuration no longer has.
+        for fds in inherited
+            .iter_mut()
+            .flat_map(|i| i.sockets.drain())
+            .map(|(_, f)| f)
+        {
+            for fd in fds {
+                let _ = nix::unistd::close(fd);
+            }
         }
         let access_logs = logging::open_access_logs(&cfg).map_err(|e| e.to_string())?;
         let poll = Poll::new().map_err(|e| e.to_string())?;
@@ -228,18 +249,15 @@ impl Master {
             flags.push((sig, name, flag));
         }
         let sock = &cfg.control_socket;
-        if std::os::unix::net::UnixStream::connect(sock).is_ok() {
+        // After a binary upgrade the old master still answers there, on purpose.
+        if inherited.is_none() && std::os::unix::net::UnixStream::connect(sock).is_ok() {
             return Err(format!("another master answers on {}", sock.display()));
         }
-        let _ = std::fs::remove_file(sock);
-        let mut control = UnixListener::bind(sock)
-            .map_err(|e| format!("cannot bind control socket {}: {e}", sock.display()))?;
-        let _ = std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600));
+        let mut control = bind_control(sock)?;
         poll.registry()
             .register(&mut control, CONTROL, Interest::READABLE)
             .map_err(|e| e.to_string())?;
-        std::fs::write(&cfg.pid_file, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("cannot write pid file {}: {e}", cfg.pid_file.display()))?;
+        write_pid_file(&cfg)?;
         // From here on everything, workers included, logs to the error log file.
         if let Some(f) = &error_file {
             logging::redirect_stderr(f).map_err(|e| e.to_string())?;
@@ -274,6 +292,8 @@ impl Master {
             started: SystemTime::now(),
             notify,
             readiness: Readiness::Starting,
+            upgrade: upgrade::Upgrade::Idle,
+            inherited,
         };
         let cfg = m.cfg.clone();
         for i in 0..cfg.worker_processes {
@@ -304,6 +324,7 @@ impl Master {
                         while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
                     }
                     CONTROL => self.accept_control(),
+                    upgrade::UPGRADE => self.on_upgrade_pipe(),
                     Token(t) if t >= WORKER_BASE => self.on_worker_channel(t - WORKER_BASE),
                     Token(t) if t >= CLIENT_BASE => self.on_control_client(t - CLIENT_BASE),
                     _ => {}
@@ -312,6 +333,7 @@ impl Master {
             self.handle_signals();
             self.handle_timers();
             self.check_started();
+            self.check_upgrade();
             self.check_reload();
             self.check_committed();
             if self.stop.is_some() && self.workers.is_empty() {
@@ -326,6 +348,7 @@ impl Master {
         let mut d: Vec<Instant> = self.respawn.iter().map(|(_, t)| *t).collect();
         d.extend(self.pending.as_ref().map(|p| p.deadline));
         d.extend(self.committed.as_ref().map(|c| c.deadline));
+        d.extend(self.upgrade_deadline());
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
         d.into_iter().min()
     }
@@ -351,6 +374,10 @@ impl Master {
                 SIGHUP => {
                     log::info!("SIGHUP received: reloading configuration");
                     self.begin_reload(None);
+                }
+                SIGUSR2 => {
+                    log::info!("SIGUSR2 received: upgrading the binary");
+                    self.begin_upgrade(None);
                 }
                 SIGUSR1 => {
                     log::info!("SIGUSR1 received: reopening log files");
@@ -607,6 +634,10 @@ impl Master {
             log::info!("generation {gen} serving (workers {pids})");
             self.notify
                 .ready(&format!("generation {gen} serving, workers {pids}"));
+            if let Some(i) = &mut self.inherited {
+                log::info!("upgrade: this master serves; the old one drains");
+                i.announce_ready();
+            }
         }
     }
 
@@ -614,10 +645,12 @@ impl Master {
         if self.stop.is_some_and(|(s, _)| s == Stop::Fast) {
             return;
         }
-        self.notify.stopping(match how {
-            Stop::Fast => "stopping",
-            Stop::Graceful => "stopping gracefully: finishing in-flight requests",
-        });
+        if !matches!(self.upgrade, upgrade::Upgrade::HandedOver) {
+            self.notify.stopping(match how {
+                Stop::Fast => "stopping",
+                Stop::Graceful => "stopping gracefully: finishing in-flight requests",
+            });
+        }
         let now = Instant::now();
         self.stop = Some((how, now));
         self.respawn.clear();
@@ -643,8 +676,23 @@ impl Master {
     }
 
     fn cleanup(&mut self) {
-        let _ = std::fs::remove_file(&self.cfg.pid_file);
-        let _ = std::fs::remove_file(&self.cfg.control_socket);
+        // After a binary upgrade they are the new master's.
+        if !matches!(self.upgrade, upgrade::Upgrade::HandedOver) {
+            let _ = std::fs::remove_file(&self.cfg.pid_file);
+            let _ = std::fs::remove_file(&self.cfg.control_socket);
+        }
+    }
+
+    /// Binds the control socket and writes the pid file again (a failed binary upgrade may
+    /// have taken both).
+    pub(super) fn take_control(&mut self) -> Result<(), String> {
+        let _ = self.poll.registry().deregister(&mut self.control);
+        self.control = bind_control(&self.cfg.control_socket)?;
+        self.poll
+            .registry()
+            .register(&mut self.control, CONTROL, Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        write_pid_file(&self.cfg)
     }
 }
 
@@ -693,4 +741,18 @@ fn close_other_fds(keep: &[RawFd]) {
             let _ = nix::unistd::close(fd);
         }
     }
+}
+
+/// Binds the control socket (mode 0600), replacing whatever file is at its path.
+fn bind_control(sock: &std::path::Path) -> Result<UnixListener, String> {
+    let _ = std::fs::remove_file(sock);
+    let l = UnixListener::bind(sock)
+        .map_err(|e| format!("cannot bind control socket {}: {e}", sock.display()))?;
+    let _ = std::fs::set_permissions(sock, std::fs::Permissions::from_mode(0o600));
+    Ok(l)
+}
+
+fn write_pid_file(cfg: &Config) -> Result<(), String> {
+    std::fs::write(&cfg.pid_file, format!("{}\n", std::process::id()))
+        .map_err(|e| format!("cannot write pid file {}: {e}", cfg.pid_file.display()))
 }

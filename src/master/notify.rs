@@ -8,6 +8,8 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 pub struct Notifier {
     target: Option<(UnixDatagram, SocketAddr)>,
+    /// `$NOTIFY_SOCKET` as it was, for a new master started by a binary upgrade.
+    name: Option<String>,
 }
 
 impl Notifier {
@@ -15,7 +17,10 @@ impl Notifier {
     /// child) ever speaks for the service.
     pub fn from_env() -> Notifier {
         let Some(name) = std::env::var_os("NOTIFY_SOCKET") else {
-            return Notifier { target: None };
+            return Notifier {
+                target: None,
+                name: None,
+            };
         };
         std::env::remove_var("NOTIFY_SOCKET");
         let target = Self::address(&name.to_string_lossy())
@@ -23,7 +28,14 @@ impl Notifier {
         if target.is_none() {
             log::warn!("NOTIFY_SOCKET={name:?} is not a socket address; not notifying");
         }
-        Notifier { target }
+        Notifier {
+            target,
+            name: Some(name.to_string_lossy().into_owned()),
+        }
+    }
+
+    pub fn socket_name(&self) -> Option<String> {
+        self.name.clone()
     }
 
     fn address(name: &str) -> Option<SocketAddr> {
@@ -58,6 +70,13 @@ impl Notifier {
         self.send(&format!(
             "RELOADING=1\nMONOTONIC_USEC={}\nSTATUS=reloading\n",
             monotonic_usec()
+        ));
+    }
+
+    /// A binary upgrade handed the service to a new master: it is the main process now.
+    pub fn handed_over(&self, pid: i32) {
+        self.send(&format!(
+            "MAINPID={pid}\nREADY=1\nSTATUS=upgraded: new master {pid} serving\n"
         ));
     }
 

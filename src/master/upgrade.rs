@@ -1,0 +1,255 @@
+//! Binary upgrade (SIGUSR2, `proxyctl upgrade`), nginx's way: the running master tests the
+//! binary now on disk against the config, then forks a child that executes it with the
+//! listening sockets inherited (descriptors named in PROXYD_UPGRADE) and the write end of a
+//! pipe. The new master starts its workers on those same sockets and, once they are ready,
+//! takes over the pid file and control socket and writes "ready" into the pipe. Only then
+//! does the old master tell systemd the new main pid (MAINPID=), answer `proxyctl upgrade`,
+//! and drain its workers and exit. No socket is ever closed, so no connection is refused.
+//! A new master that fails before it is ready closes the pipe by dying; the old one takes its
+//! pid file and control socket back and keeps serving.
+
+use super::{Master, Stop, READY_TIMEOUT};
+use crate::listeners::set_cloexec;
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Instant;
+
+pub(super) const UPGRADE: Token = Token(2);
+const ENV: &str = "PROXYD_UPGRADE";
+
+/// Where a binary upgrade stands, in the old master.
+pub(crate) enum Upgrade {
+    Idle,
+    /// The new master runs and has not said it is ready.
+    Starting {
+        pid: Pid,
+        ready: std::fs::File,
+        waiters: Vec<usize>,
+        deadline: Instant,
+    },
+    /// The new master serves; this one drains and exits, leaving it the pid file and the
+    /// control socket.
+    HandedOver,
+}
+
+/// What a new master inherits.
+pub(crate) struct Inherited {
+    pub(super) sockets: HashMap<SocketAddr, Vec<RawFd>>,
+    ready: Option<OwnedFd>,
+}
+
+impl Inherited {
+    /// Reads (and removes) PROXYD_UPGRADE: "READY_FD;ADDR=FD,FD;ADDR=FD".
+    pub(super) fn from_env() -> Option<Inherited> {
+        let v = std::env::var(ENV).ok()?;
+        std::env::remove_var(ENV);
+        let mut parts = v.split(';');
+        let ready_fd: RawFd = parts.next()?.parse().ok()?;
+        let _ = set_cloexec(ready_fd, true);
+        let mut sockets = HashMap::new();
+        for part in parts.filter(|p| !p.is_empty()) {
+            let (addr, fds) = part.rsplit_once('=')?;
+            let fds: Vec<RawFd> = fds.split(',').filter_map(|f| f.parse().ok()).collect();
+            sockets.insert(addr.parse().ok()?, fds);
+        }
+        Some(Inherited {
+            sockets,
+            // SAFETY: the old master passed this descriptor for us alone.
+            ready: Some(unsafe { OwnedFd::from_raw_fd(ready_fd) }),
+        })
+    }
+
+    /// Tells the old master that this one serves (once).
+    pub(super) fn announce_ready(&mut self) {
+        if let Some(fd) = self.ready.take() {
+            let mut f = std::fs::File::from(fd);
+            let _ = std::io::Write::write_all(&mut f, b"ready");
+        }
+    }
+}
+
+/// The binary to execute: the one this process was started from, as it is on disk now (a
+/// package upgrade replaced it; /proc shows the old inode as "... (deleted)").
+fn binary() -> Result<std::path::PathBuf, String> {
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|e| e.to_string())?;
+    let s = exe.to_string_lossy();
+    Ok(std::path::PathBuf::from(
+        s.strip_suffix(" (deleted)").unwrap_or(&s).to_string(),
+    ))
+}
+
+impl Master {
+    pub(super) fn begin_upgrade(&mut self, waiter: Option<usize>) {
+        let busy = if self.stop.is_some() {
+            Some("the master is shutting down")
+        } else if self.pending.is_some() {
+            Some("a reload is in progress")
+        } else if !matches!(self.upgrade, Upgrade::Idle) {
+            Some("an upgrade is in progress")
+        } else {
+            None
+        };
+        if let Some(why) = busy {
+            if let Some(c) = waiter {
+                self.reply(c, false, why.into());
+            }
+            return;
+        }
+        match self.start_upgrade() {
+            Ok((pid, ready)) => {
+                log::info!("upgrade: new master process {pid} started");
+                self.upgrade = Upgrade::Starting {
+                    pid,
+                    ready,
+                    waiters: waiter.into_iter().collect(),
+                    deadline: Instant::now() + READY_TIMEOUT,
+                };
+            }
+            Err(e) => {
+                log::error!("upgrade failed: {e}");
+                if let Some(c) = waiter {
+                    self.reply(c, false, e);
+                }
+            }
+        }
+    }
+
+    fn start_upgrade(&mut self) -> Result<(Pid, std::fs::File), String> {
+        let exe = binary()?;
+        let test = std::process::Command::new(&exe)
+            .arg("-t")
+            .arg("-c")
+            .arg(&self.cfg.path)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", exe.display()))?;
+        if !test.status.success() {
+            return Err(format!(
+                "{} refuses the configuration: {}",
+                exe.display(),
+                String::from_utf8_lossy(&test.stderr).trim()
+            ));
+        }
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
+        let mut env = format!("{}", w.as_raw_fd());
+        let mut pass = vec![w.as_raw_fd()];
+        for (addr, set) in &self.listeners {
+            let fds: Vec<String> = set.fds().map(|fd| fd.to_string()).collect();
+            pass.extend(set.fds());
+            env.push_str(&format!(";{addr}={}", fds.join(",")));
+        }
+        let path = CString::new(exe.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+        let args = [
+            path.clone(),
+            CString::new("-c").expect("no NUL"),
+            CString::new(self.cfg.path.as_os_str().as_bytes()).map_err(|e| e.to_string())?,
+        ];
+        let notify_socket = self.notify.socket_name();
+        // SAFETY: the master is single-threaded; the child only adjusts descriptors and the
+        // environment, then executes.
+        match unsafe { fork() }.map_err(|e| e.to_string())? {
+            ForkResult::Child => {
+                for fd in &pass {
+                    let _ = set_cloexec(*fd, false);
+                }
+                std::env::set_var(ENV, &env);
+                if let Some(n) = notify_socket {
+                    std::env::set_var("NOTIFY_SOCKET", n);
+                }
+                let e = nix::unistd::execv(&path, &args);
+                eprintln!("proxyd: cannot execute {}: {e:?}", exe.display());
+                std::process::exit(127);
+            }
+            ForkResult::Parent { child } => {
+                drop(w);
+                self.poll
+                    .registry()
+                    .register(&mut SourceFd(&r.as_raw_fd()), UPGRADE, Interest::READABLE)
+                    .map_err(|e| e.to_string())?;
+                Ok((child, std::fs::File::from(r)))
+            }
+        }
+    }
+
+    /// The pipe from the new master is readable: "ready", or end of file (it died).
+    pub(super) fn on_upgrade_pipe(&mut self) {
+        let Upgrade::Starting { ready, .. } = &mut self.upgrade else {
+            return;
+        };
+        let mut buf = [0u8; 16];
+        match ready.read(&mut buf) {
+            Ok(n) if n > 0 && buf[..n].starts_with(b"ready") => self.upgrade_done(),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            _ => self
+                .upgrade_failed("the new master exited before it was ready (see its errors above)"),
+        }
+    }
+
+    pub(super) fn check_upgrade(&mut self) {
+        if matches!(&self.upgrade, Upgrade::Starting { deadline, .. } if *deadline <= Instant::now())
+        {
+            self.upgrade_failed("the new master did not become ready in time");
+        }
+    }
+
+    pub(super) fn upgrade_deadline(&self) -> Option<Instant> {
+        match &self.upgrade {
+            Upgrade::Starting { deadline, .. } => Some(*deadline),
+            _ => None,
+        }
+    }
+
+    fn upgrade_done(&mut self) {
+        let Upgrade::Starting {
+            pid,
+            ready,
+            waiters,
+            ..
+        } = std::mem::replace(&mut self.upgrade, Upgrade::HandedOver)
+        else {
+            return;
+        };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&ready.as_raw_fd()));
+        log::info!("upgrade: new master {pid} serves; this master drains and exits");
+        self.notify.handed_over(pid.as_raw());
+        for c in waiters {
+            self.reply(c, true, format!("new master {pid} serving"));
+        }
+        self.begin_stop(Stop::Graceful);
+    }
+
+    fn upgrade_failed(&mut self, why: &str) {
+        let Upgrade::Starting {
+            pid,
+            ready,
+            waiters,
+            ..
+        } = std::mem::replace(&mut self.upgrade, Upgrade::Idle)
+        else {
+            return;
+        };
+        let _ = self
+            .poll
+            .registry()
+            .deregister(&mut SourceFd(&ready.as_raw_fd()));
+        let _ = kill(pid, Signal::SIGKILL);
+        // It may have taken the pid file and the control socket: take them back.
+        if let Err(e) = self.take_control() {
+            log::error!("upgrade: {e}");
+        }
+        log::error!("upgrade failed: {why}; this master keeps serving");
+        for c in waiters {
+            self.reply(c, false, why.to_string());
+        }
+    }
+}

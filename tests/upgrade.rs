@@ -1,0 +1,235 @@
+//! Binary upgrade (`proxyctl upgrade`, SIGUSR2): a new master from the binary on disk takes
+//! over the listening sockets without refusing a connection; a binary that refuses the
+//! config or dies while starting leaves the old master serving.
+
+mod common;
+
+use common::client::{get, Body, Client};
+use common::upstream::Upstream;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A master started from a copy of the binary that the test can replace.
+struct Master {
+    dir: TempDir,
+    exe: PathBuf,
+    conf: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Master {
+    fn start(up: &Upstream) -> Master {
+        let dir = TempDir::new("upgrade");
+        let exe = dir.path().join("proxyd");
+        std::fs::copy(bin("proxyd"), &exe).unwrap();
+        let port = free_port();
+        let text = Proxyd::render(&dir, port, 2, "", &app_conf(up, "", "", "fixed"));
+        let conf = dir.write("proxyd.toml", &text);
+        let child = Command::new(&exe)
+            .arg("-c")
+            .arg(&conf)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let m = Master {
+            dir,
+            exe,
+            conf,
+            port,
+            child: Some(child),
+        };
+        assert!(wait_until(Duration::from_secs(10), || m
+            .status()
+            .lines()
+            .any(
+                |l| l.starts_with("workers:") && l.split_whitespace().count() == 3
+            )));
+        m
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn ctl(&self, cmd: &str) -> std::process::Output {
+        proxyctl(&["-c", self.conf.to_str().unwrap(), cmd])
+    }
+
+    fn status(&self) -> String {
+        String::from_utf8_lossy(&self.ctl("status").stdout).into_owned()
+    }
+
+    /// The master pid in the pid file.
+    fn pid(&self) -> u32 {
+        std::fs::read_to_string(self.dir.path().join("proxyd.pid"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    /// Replaces the binary on disk the way a package manager does (a new file renamed over
+    /// the old one; the running one keeps its inode).
+    fn replace_binary(&self, contents: &[u8]) {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = self.dir.path().join("proxyd.new");
+        std::fs::write(&tmp, contents).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &self.exe).unwrap();
+    }
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        let _ = self.ctl("stop");
+        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("proxyd.pid")) {
+            if let Ok(pid) = pid.trim().parse::<i32>() {
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn upgrade_under_load_refuses_nothing() {
+    let up = Upstream::start("up");
+    let m = Master::start(&up);
+    let first = m.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), m.addr());
+            std::thread::spawn(move || {
+                let keep_alive = i % 2 == 0;
+                let mut conn: Option<Client> = None;
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let path = format!("/c{i}/{n}");
+                    let r = (|| -> std::io::Result<(bool, bool)> {
+                        if conn.is_none() {
+                            conn = Some(Client::connect(&addr)?);
+                        }
+                        let c = conn.as_mut().unwrap();
+                        let close: &[(&str, &str)] = if keep_alive {
+                            &[]
+                        } else {
+                            &[("Connection", "close")]
+                        };
+                        c.send("GET", &path, close, Body::None)?;
+                        let r = c.recv(false)?;
+                        Ok((
+                            r.status == 200 && r.text() == format!("up {path}"),
+                            r.closes(),
+                        ))
+                    })();
+                    match r {
+                        Ok((true, closes)) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                            if closes || !keep_alive {
+                                conn = None;
+                            }
+                        }
+                        Ok((false, _)) => {
+                            failed.lock().unwrap().push(format!("{path}: bad response"));
+                            conn = None;
+                        }
+                        Err(e) => {
+                            failed.lock().unwrap().push(format!("{path}: {e}"));
+                            conn = None;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pids = vec![first];
+    for round in 0..3 {
+        let out = m.ctl("upgrade");
+        assert!(
+            out.status.success(),
+            "upgrade {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let now = m.pid();
+        assert!(!pids.contains(&now), "a new master after upgrade {round}");
+        assert!(m.status().contains(&format!("master pid: {now}")));
+        pids.push(now);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let failed = failed.lock().unwrap();
+    let ok = ok.load(Ordering::SeqCst);
+    eprintln!(
+        "upgrades under load: {ok} requests, {} failed",
+        failed.len()
+    );
+    assert!(failed.is_empty(), "{:?}", &failed[..failed.len().min(5)]);
+    assert!(ok > 500, "only {ok} requests");
+    // The old masters drain and exit.
+    for old in &pids[..3] {
+        assert!(
+            wait_until(Duration::from_secs(15), || !alive(*old)),
+            "old master {old} still alive"
+        );
+    }
+}
+
+#[test]
+fn a_failing_new_binary_leaves_the_old_master_serving() {
+    let up = Upstream::start("up");
+    let m = Master::start(&up);
+    let pid = m.pid();
+
+    // A binary that refuses the configuration is never started.
+    m.replace_binary(b"#!/bin/sh\necho 'no such thing' >&2\nexit 1\n");
+    let out = m.ctl("upgrade");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refuses the configuration"), "{err}");
+    assert_eq!(m.pid(), pid);
+    assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
+
+    // One that passes the test but dies while starting: the old master takes its pid file
+    // and control socket back.
+    let real = bin("proxyd");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in -t) exec {} \"$@\";; esac\nexit 3\n",
+        real.display()
+    );
+    m.replace_binary(script.as_bytes());
+    let out = m.ctl("upgrade");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exited before it was ready"), "{err}");
+    assert_eq!(m.pid(), pid);
+    assert!(m.status().contains(&format!("master pid: {pid}")));
+    assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
+
+    // And with a good binary back, SIGUSR2 upgrades.
+    std::fs::copy(&real, m.dir.path().join("good")).unwrap();
+    std::fs::rename(m.dir.path().join("good"), &m.exe).unwrap();
+    unsafe { libc::kill(pid as i32, libc::SIGUSR2) };
+    assert!(wait_until(Duration::from_secs(10), || m.pid() != pid));
+    assert!(wait_until(Duration::from_secs(10), || m
+        .status()
+        .contains(&format!("master pid: {}", m.pid()))));
+    assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
+    let _ = Path::new("/");
+}
