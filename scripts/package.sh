@@ -47,8 +47,7 @@ install -D -m 0644 packaging/examples/site.toml "$DOC/examples/site.toml"
 install -D -m 0644 packaging/copyright "$DOC/copyright"
 printf 'proxyd (%s) unstable; urgency=medium\n\n  * Release %s.\n\n -- proxyd developers <proxyd@example.org>  %s\n' \
     "$VERSION" "$VERSION" "$(date -R -u -d @"${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}")" \
-    | gzip -9n > "$DOC/changelog.Debian.gz"
-install -d -m 0750 "$STAGE/var/log/proxyd"
+    | gzip -9n > "$DOC/changelog.gz"
 
 for s in postinst prerm postrm; do
     install -m 0755 "packaging/deb/$s" "$STAGE/DEBIAN/$s"
@@ -63,7 +62,7 @@ Priority: optional
 Architecture: $ARCH
 Maintainer: proxyd developers <proxyd@example.org>
 Installed-Size: $SIZE
-Depends: libc6 (>= 2.34), adduser
+Depends: libc6 (>= 2.34), adduser, init-system-helpers (>= 1.54~)
 Recommends: logrotate
 Provides: httpd
 Description: reverse proxy and HTTP server
@@ -85,7 +84,9 @@ if [[ " $FORMATS " == *" rpm "* ]]; then
     RSTAGE="$OUT/stage-rpm"
     rm -rf "$RSTAGE" "$OUT/rpmbuild"
     cp -a "$STAGE" "$RSTAGE"
-    rm -rf "$RSTAGE/DEBIAN" "$RSTAGE/usr/share/doc/proxyd/changelog.Debian.gz"
+    rm -rf "$RSTAGE/DEBIAN" "$RSTAGE/usr/share/doc/proxyd/changelog.gz"
+    # rpm owns the log directory (the deb's postinst makes it).
+    install -d -m 0750 "$RSTAGE/var/log/proxyd"
     mkdir -p "$RSTAGE/usr/lib"
     mv "$RSTAGE/lib/systemd" "$RSTAGE/usr/lib/systemd"
     rmdir "$RSTAGE/lib"

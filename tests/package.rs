@@ -367,3 +367,47 @@ fn logrotate_rotates_and_proxyd_reopens() {
         .unwrap()
         .contains("/before"));
 }
+
+/// lintian finds nothing in the deb; rpmlint finds only the tags packaging/README.md
+/// explains (each is a choice or a false positive of Debian's rpmlint configuration).
+#[test]
+fn packages_pass_lintian_and_rpmlint() {
+    let pkgs = package(&["deb", "rpm"], "0.1.0");
+    let deb = pkgs
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".deb"))
+        .unwrap();
+    let rpm = pkgs
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".rpm"))
+        .unwrap();
+    let out = Command::new("lintian")
+        .args(["--tag-display-limit", "0"])
+        .arg(deb)
+        .output()
+        .expect("lintian (Debian package lintian; .ci/run installs it)");
+    let tags = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !tags
+            .lines()
+            .any(|l| l.starts_with("E:") || l.starts_with("W:")),
+        "lintian:\n{tags}"
+    );
+    let out = Command::new("rpmlint")
+        .arg(rpm)
+        .output()
+        .expect("rpmlint (Debian package rpmlint; .ci/run installs it)");
+    let explained = std::fs::read_to_string(root().join("packaging/README.md")).unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    for line in report.lines().filter(|l| l.starts_with("proxyd.")) {
+        let tag = line
+            .split(": ")
+            .nth(2)
+            .and_then(|t| t.split_whitespace().next())
+            .unwrap();
+        assert!(
+            explained.contains(&format!("`{tag}`")),
+            "rpmlint tag {tag} is not explained in packaging/README.md:\n{report}"
+        );
+    }
+}
