@@ -109,3 +109,55 @@ fn every_command_and_signal_is_documented() {
         assert!(listed, "proxyd(8) lacks the signal {sig}");
     }
 }
+
+/// The EXAMPLE in proxyd.toml(5) uses every key and is a valid configuration.
+#[test]
+fn the_man_page_example_uses_every_key_and_is_valid() {
+    let page = read("man/proxyd.toml.5");
+    let example = page
+        .split(".SH EXAMPLE")
+        .nth(1)
+        .and_then(|e| e.split(".nf\n").nth(1))
+        .and_then(|e| e.split("\n.fi").next())
+        .expect("an EXAMPLE section with a .nf block");
+    for key in config_keys() {
+        let key = if key == "return_status" {
+            "return".into()
+        } else {
+            key
+        };
+        let used = example.lines().any(|l| {
+            l.trim_start().starts_with(&format!("{key} ="))
+                || l.contains(&format!("{{ {key} ="))
+                || l.contains(&format!(", {key} ="))
+                || l.contains(&format!("[[{key}]]"))
+                || l.contains(&format!("[[server.{key}]]"))
+        });
+        assert!(used, "the example does not use {key}");
+    }
+    // Valid once pointed at a test directory (user, log and run paths exist here).
+    let dir = std::env::temp_dir().join(format!("proxyd-man-example-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    let d = dir.display().to_string();
+    let text = example
+        .replace("\\-", "-")
+        .replace("user = \"proxyd\"", "user = \"nobody\"")
+        .replace("group = \"proxyd\"", "")
+        .replace("/var/log/proxyd", &d)
+        .replace("/run/proxyd", &d);
+    let conf = dir.join("proxyd.toml");
+    std::fs::write(&conf, text).unwrap();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_proxyctl"));
+    let out = Command::new(bin)
+        .arg("-t")
+        .arg("-c")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

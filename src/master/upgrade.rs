@@ -98,8 +98,9 @@ impl Master {
             None
         };
         if let Some(why) = busy {
-            if let Some(c) = waiter {
-                self.reply(c, false, why.into());
+            match waiter {
+                Some(c) => self.reply(c, false, why.into()),
+                None => log::warn!("upgrade not started: {why}"),
             }
             return;
         }
