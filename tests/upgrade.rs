@@ -165,6 +165,13 @@ fn upgrade_under_load_refuses_nothing() {
         );
         let now = m.pid();
         assert!(!pids.contains(&now), "a new master after upgrade {round}");
+        let oldbin = m.dir.path().join("proxyd.pid.oldbin");
+        let old = *pids.last().unwrap();
+        assert!(
+            !alive(old)
+                || std::fs::read_to_string(&oldbin).is_ok_and(|t| t.trim() == old.to_string()),
+            "the draining old master's pid is in proxyd.pid.oldbin"
+        );
         assert!(m.status().contains(&format!("master pid: {now}")));
         pids.push(now);
         std::thread::sleep(Duration::from_millis(300));
@@ -182,13 +189,18 @@ fn upgrade_under_load_refuses_nothing() {
     );
     assert!(failed.is_empty(), "{:?}", &failed[..failed.len().min(5)]);
     assert!(ok > 500, "only {ok} requests");
-    // The old masters drain and exit.
+    // The old masters drain and exit, and take their .oldbin with them.
     for old in &pids[..3] {
         assert!(
             wait_until(Duration::from_secs(15), || !alive(*old)),
             "old master {old} still alive"
         );
     }
+    assert!(wait_until(Duration::from_secs(5), || !m
+        .dir
+        .path()
+        .join("proxyd.pid.oldbin")
+        .exists()));
 }
 
 #[test]

@@ -676,8 +676,16 @@ impl Master {
     }
 
     fn cleanup(&mut self) {
-        // After a binary upgrade they are the new master's.
-        if !matches!(self.upgrade, upgrade::Upgrade::HandedOver) {
+        // After a binary upgrade they are the new master's; this one only had the .oldbin.
+        if matches!(self.upgrade, upgrade::Upgrade::HandedOver) {
+            // Unless a later upgrade's old master wrote its own pid there since.
+            let oldbin = upgrade::oldbin(&self.cfg.pid_file);
+            if std::fs::read_to_string(&oldbin)
+                .is_ok_and(|t| t.trim() == std::process::id().to_string())
+            {
+                let _ = std::fs::remove_file(oldbin);
+            }
+        } else {
             let _ = std::fs::remove_file(&self.cfg.pid_file);
             let _ = std::fs::remove_file(&self.cfg.control_socket);
         }

@@ -222,6 +222,11 @@ impl Master {
             .registry()
             .deregister(&mut SourceFd(&ready.as_raw_fd()));
         log::info!("upgrade: new master {pid} serves; this master drains and exits");
+        // As nginx: the old master's pid stays findable while it drains.
+        let _ = std::fs::write(
+            oldbin(&self.cfg.pid_file),
+            format!("{}\n", std::process::id()),
+        );
         self.notify.handed_over(pid.as_raw());
         for c in waiters {
             self.reply(c, true, format!("new master {pid} serving"));
@@ -253,4 +258,11 @@ impl Master {
             self.reply(c, false, why.to_string());
         }
     }
+}
+
+/// Where a master that handed over to a new one keeps its pid until it exits.
+pub(super) fn oldbin(pid_file: &std::path::Path) -> std::path::PathBuf {
+    let mut name = pid_file.as_os_str().to_owned();
+    name.push(".oldbin");
+    name.into()
 }
