@@ -207,20 +207,32 @@ impl Master {
         }
     }
 
+    /// Leaves the Starting state for `next`: the new master's pid and the callers waiting.
+    fn end_starting(&mut self, next: Upgrade) -> Option<(Pid, Vec<usize>)> {
+        if !matches!(self.upgrade, Upgrade::Starting { .. }) {
+            return None;
+        }
+        match std::mem::replace(&mut self.upgrade, next) {
+            Upgrade::Starting {
+                pid,
+                ready,
+                waiters,
+                ..
+            } => {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut SourceFd(&ready.as_raw_fd()));
+                Some((pid, waiters))
+            }
+            _ => None,
+        }
+    }
+
     fn upgrade_done(&mut self) {
-        let Upgrade::Starting {
-            pid,
-            ready,
-            waiters,
-            ..
-        } = std::mem::replace(&mut self.upgrade, Upgrade::HandedOver)
-        else {
+        let Some((pid, waiters)) = self.end_starting(Upgrade::HandedOver) else {
             return;
         };
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&ready.as_raw_fd()));
         log::info!("upgrade: new master {pid} serves; this master drains and exits");
         // As nginx: the old master's pid stays findable while it drains.
         let _ = std::fs::write(
@@ -235,19 +247,9 @@ impl Master {
     }
 
     fn upgrade_failed(&mut self, why: &str) {
-        let Upgrade::Starting {
-            pid,
-            ready,
-            waiters,
-            ..
-        } = std::mem::replace(&mut self.upgrade, Upgrade::Idle)
-        else {
+        let Some((pid, waiters)) = self.end_starting(Upgrade::Idle) else {
             return;
         };
-        let _ = self
-            .poll
-            .registry()
-            .deregister(&mut SourceFd(&ready.as_raw_fd()));
         let _ = kill(pid, Signal::SIGKILL);
         // It may have taken the pid file and the control socket: take them back.
         if let Err(e) = self.take_control() {
