@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::client::{get, Body, Client};
+use common::client::get;
+use common::load::Load;
 use common::upstream::Upstream;
 use common::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 fn conf(up: &Upstream, fixed_body: &str) -> String {
@@ -128,64 +127,18 @@ fn broken_config_reload_is_refused() {
 fn no_request_fails_during_reloads() {
     let up = Upstream::start("up");
     let p = Proxyd::start(2, &conf(&up, "gen0"));
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let mut threads = Vec::new();
-    for i in 0..50 {
-        let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), p.addr());
-        threads.push(std::thread::spawn(move || {
-            let keep_alive = i % 2 == 0;
-            let mut conn: Option<Client> = None;
-            let mut n = 0u64;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
-                let path = if n.is_multiple_of(3) {
-                    "/fixed".to_string()
-                } else {
-                    format!("/c{i}/{n}")
-                };
-                let result = (|| -> std::io::Result<(bool, bool)> {
-                    if conn.is_none() {
-                        conn = Some(Client::connect(&addr)?);
-                    }
-                    let c = conn.as_mut().unwrap();
-                    let headers: &[(&str, &str)] = if keep_alive {
-                        &[]
-                    } else {
-                        &[("Connection", "close")]
-                    };
-                    c.send("GET", &path, headers, Body::None)?;
-                    let r = c.recv(false)?;
-                    let good =
-                        r.status == 200 && (path == "/fixed" || r.text() == format!("up {path}"));
-                    Ok((good, r.closes()))
-                })();
-                match result {
-                    Ok((true, closes)) => {
-                        ok.fetch_add(1, Ordering::SeqCst);
-                        if closes || !keep_alive {
-                            conn = None;
-                        }
-                    }
-                    Ok((false, _)) => {
-                        failed
-                            .lock()
-                            .unwrap()
-                            .push(format!("client {i} {path}: bad response"));
-                        conn = None;
-                    }
-                    Err(e) => {
-                        failed
-                            .lock()
-                            .unwrap()
-                            .push(format!("client {i} {path}: {e}"));
-                        conn = None;
-                    }
-                }
+    let load = Load::start(
+        &p.addr(),
+        50,
+        |i, n| {
+            if n.is_multiple_of(3) {
+                "/fixed".to_string()
+            } else {
+                format!("/c{i}/{n}")
             }
-        }));
-    }
+        },
+        |path, body| path == "/fixed" || body == format!("up {path}"),
+    );
     std::thread::sleep(Duration::from_millis(300));
     for gen in 1..=10 {
         // The worker count changes too: sockets are added to the listening groups and
@@ -200,12 +153,7 @@ fn no_request_fails_during_reloads() {
         std::thread::sleep(Duration::from_millis(250));
     }
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let failed = failed.lock().unwrap();
-    let ok = ok.load(Ordering::SeqCst);
+    let (ok, failed) = load.finish();
     eprintln!(
         "reload stress: {ok} requests succeeded, {} failed over 10 reloads",
         failed.len()

@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::client::{get, Body, Client};
+use common::client::get;
+use common::load::Load;
 use common::upstream::Upstream;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A master started from a copy of the binary that the test can replace.
@@ -104,56 +103,12 @@ fn upgrade_under_load_refuses_nothing() {
     let up = Upstream::start("up");
     let m = Master::start(&up);
     let first = m.pid();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
-    let threads: Vec<_> = (0..20)
-        .map(|i| {
-            let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), m.addr());
-            std::thread::spawn(move || {
-                let keep_alive = i % 2 == 0;
-                let mut conn: Option<Client> = None;
-                let mut n = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    n += 1;
-                    let path = format!("/c{i}/{n}");
-                    let r = (|| -> std::io::Result<(bool, bool)> {
-                        if conn.is_none() {
-                            conn = Some(Client::connect(&addr)?);
-                        }
-                        let c = conn.as_mut().unwrap();
-                        let close: &[(&str, &str)] = if keep_alive {
-                            &[]
-                        } else {
-                            &[("Connection", "close")]
-                        };
-                        c.send("GET", &path, close, Body::None)?;
-                        let r = c.recv(false)?;
-                        Ok((
-                            r.status == 200 && r.text() == format!("up {path}"),
-                            r.closes(),
-                        ))
-                    })();
-                    match r {
-                        Ok((true, closes)) => {
-                            ok.fetch_add(1, Ordering::SeqCst);
-                            if closes || !keep_alive {
-                                conn = None;
-                            }
-                        }
-                        Ok((false, _)) => {
-                            failed.lock().unwrap().push(format!("{path}: bad response"));
-                            conn = None;
-                        }
-                        Err(e) => {
-                            failed.lock().unwrap().push(format!("{path}: {e}"));
-                            conn = None;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(
+        &m.addr(),
+        20,
+        |i, n| format!("/c{i}/{n}"),
+        |path, body| body == format!("up {path}"),
+    );
     std::thread::sleep(Duration::from_millis(300));
     let mut pids = vec![first];
     for round in 0..3 {
@@ -177,12 +132,7 @@ fn upgrade_under_load_refuses_nothing() {
         std::thread::sleep(Duration::from_millis(300));
     }
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::SeqCst);
-    for t in threads {
-        t.join().unwrap();
-    }
-    let failed = failed.lock().unwrap();
-    let ok = ok.load(Ordering::SeqCst);
+    let (ok, failed) = load.finish();
     eprintln!(
         "upgrades under load: {ok} requests, {} failed",
         failed.len()
