@@ -87,6 +87,8 @@ fn broken_configs_fail_with_location() {
         ("unknown key", format!("worker_processes = 1\nbogus_key = 1\n{SERVER}"), None, "main.toml:2:", "bogus_key"),
         ("unknown key in server", "[[server]]\nlisten = \"127.0.0.1:8080\"\nlisen = 1\n".into(), None, "main.toml:", "lisen"),
         ("bad address", "[[server]]\nlisten = \"300.1.1.1:80\"\n[[server.route]]\nreturn = 200\n".into(), None, "main.toml:2:", "invalid listen address"),
+        ("bad server_name regex", "[[server]]\nlisten = \"127.0.0.1:8080\"\nserver_name = \"~^(api\"\n[[server.route]]\nreturn = 200\n".into(), None, "main.toml:3:", "invalid server_name regex"),
+        ("bad wildcard", "[[server]]\nlisten = \"127.0.0.1:8080\"\nserver_name = \"a.*.test\"\n[[server.route]]\nreturn = 200\n".into(), None, "main.toml:3:", "a wildcard must be a whole leading or trailing label"),
         ("port 0", "[[server]]\nlisten = \"127.0.0.1:0\"\n[[server.route]]\nreturn = 200\n".into(), None, "main.toml:2:", "needs a port other than 0"),
         ("unknown upstream", "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nupstream = \"nope\"\n".into(), None, "main.toml:4:", "unknown upstream \"nope\""),
         ("bad duration", format!("shutdown_timeout = \"5x\"\n{SERVER}"), None, "main.toml:1:", "invalid duration"),

@@ -46,6 +46,9 @@ impl fmt::Display for ConfigError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// The servers of each listen address by Host, compiled from `server_name`.
+    #[serde(skip)]
+    pub hosts: crate::router::Hosts,
     #[serde(skip)]
     pub path: PathBuf,
     /// Every file the config was read from (the main file first).

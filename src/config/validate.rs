@@ -277,6 +277,7 @@ impl Validator {
         }
 
         let mut server = Vec::new();
+        let mut name_patterns: Vec<Vec<crate::router::NamePattern>> = Vec::new();
         let mut listeners: Vec<SocketAddr> = Vec::new();
         let mut vhosts: HashSet<(SocketAddr, String)> = HashSet::new();
         let mut defaults: HashSet<SocketAddr> = HashSet::new();
@@ -316,10 +317,32 @@ impl Validator {
                     n.get_ref()
                         .items()
                         .into_iter()
-                        .map(|n| n.to_ascii_lowercase())
+                        // A regex keeps its case (`\D` is not `\d`).
+                        .map(|n| {
+                            if n.starts_with('~') {
+                                n
+                            } else {
+                                n.to_ascii_lowercase()
+                            }
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
+            let mut patterns = Vec::new();
+            for n in &server_name {
+                match crate::router::NamePattern::parse(n) {
+                    Ok(p) => patterns.extend(p),
+                    Err(e) => {
+                        let at = s
+                            .server_name
+                            .as_ref()
+                            .map(|n| n.span())
+                            .unwrap_or(span.clone());
+                        self.errors.push(ssrc.err(at, e));
+                    }
+                }
+            }
+            name_patterns.push(patterns);
             for addr in &listen {
                 let names = if server_name.is_empty() {
                     vec![String::new()]
@@ -485,7 +508,14 @@ impl Validator {
                 .push(file_error(&src.path, "no [[server]] defined"));
         }
 
+        let hosts = crate::router::Hosts::compile(
+            server
+                .iter()
+                .zip(&name_patterns)
+                .map(|(s, p): (&Server, _)| (s.listen.as_slice(), p.as_slice(), s.default_server)),
+        );
         Config {
+            hosts,
             path: src.path.clone(),
             files,
             user: main.user.map(|u| u.into_inner()),

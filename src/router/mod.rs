@@ -1,5 +1,8 @@
-//! Request routing: pick the server by listen address and Host, then the route by host and
-//! longest path prefix.
+//! Request routing: pick the server by listen address and Host (`hosts`), then the route by
+//! host and longest path prefix.
+
+mod hosts;
+pub use hosts::{HostTable, Hosts, NamePattern};
 
 use crate::config::{Config, Route};
 use std::net::SocketAddr;
@@ -15,33 +18,10 @@ fn name_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The server for a request that arrived on `listen` with `host` (lowercase, no port).
+/// The server for a request that arrived on `listen` with `host` (lowercase, no port): a
+/// few hash probes in the compiled table (see `hosts`), whatever the number of servers.
 pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> usize {
-    let on_addr = || {
-        cfg.server
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.listen.contains(&listen))
-    };
-    if let Some(host) = host {
-        if let Some((i, _)) = on_addr().find(|(_, s)| {
-            s.server_name
-                .iter()
-                .any(|n| !n.starts_with("*.") && n == host)
-        }) {
-            return i;
-        }
-        if let Some((i, _)) =
-            on_addr().find(|(_, s)| s.server_name.iter().any(|n| name_matches(n, host)))
-        {
-            return i;
-        }
-    }
-    on_addr()
-        .find(|(_, s)| s.default_server)
-        .or_else(|| on_addr().next())
-        .map(|(i, _)| i)
-        .unwrap_or(0)
+    cfg.hosts.lookup(listen, host)
 }
 
 /// The route whose path is the longest prefix of `path`; a route naming the host wins a tie.
