@@ -10,7 +10,32 @@ use common::upstream::Upstream;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// The tests here copy binaries and then execute them; a fork in another test thread while
+/// a copy is open would make that exec fail with ETXTBSY. One test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Spawns a binary just written, retrying while some forked process still holds the
+/// descriptor it was written through (ETXTBSY).
+fn spawn_fresh(exe: &Path, conf: &Path) -> Child {
+    for _ in 0..100 {
+        match Command::new(exe)
+            .arg("-c")
+            .arg(conf)
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => return c,
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("{}: {e}", exe.display()),
+        }
+    }
+    panic!("{} stays busy", exe.display());
+}
 
 /// A master started from a copy of the binary that the test can replace.
 struct Master {
@@ -29,12 +54,7 @@ impl Master {
         let port = free_port();
         let text = Proxyd::render(&dir, port, 2, "", &app_conf(up, "", "", "fixed"));
         let conf = dir.write("proxyd.toml", &text);
-        let child = Command::new(&exe)
-            .arg("-c")
-            .arg(&conf)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = spawn_fresh(&exe, &conf);
         let m = Master {
             dir,
             exe,
@@ -100,6 +120,7 @@ impl Drop for Master {
 
 #[test]
 fn upgrade_under_load_refuses_nothing() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let up = Upstream::start("up");
     let m = Master::start(&up);
     let first = m.pid();
@@ -155,6 +176,7 @@ fn upgrade_under_load_refuses_nothing() {
 
 #[test]
 fn a_failing_new_binary_leaves_the_old_master_serving() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let up = Upstream::start("up");
     let m = Master::start(&up);
     let pid = m.pid();
@@ -193,5 +215,4 @@ fn a_failing_new_binary_leaves_the_old_master_serving() {
         .status()
         .contains(&format!("master pid: {}", m.pid()))));
     assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
-    let _ = Path::new("/");
 }
