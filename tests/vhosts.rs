@@ -36,6 +36,8 @@ fn server_name_forms_and_precedence() {
     for (host, want) in [
         ("www.example.com", "exact"),
         ("WWW.Example.COM:8080", "exact"),
+        ("www.example.com.", "exact"),
+        ("a.example.com.:80", "leading"),
         ("a.deep.example.com", "longer-leading"),
         ("a.example.com", "leading"),
         ("www.example.org", "trailing"),

@@ -314,7 +314,9 @@ impl RequestHead {
         Some(if h.starts_with('[') {
             h.find(']').map_or(h, |i| &h[..=i])
         } else {
-            h.rsplit_once(':').map_or(h, |(n, _)| n)
+            // "example.com." is the same name, fully qualified (nginx drops the dot too).
+            let name = h.rsplit_once(':').map_or(h, |(n, _)| n);
+            name.strip_suffix('.').unwrap_or(name)
         })
     }
 
