@@ -100,6 +100,20 @@ pub struct RawRoute {
     pub body: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, S<String>>,
+    pub request_headers: Option<S<RawHeaderEdits>>,
+    pub response_headers: Option<S<RawHeaderEdits>>,
+}
+
+/// `request_headers` / `response_headers` of a route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeaderEdits {
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub add: BTreeMap<String, String>,
+    #[serde(default)]
+    pub remove: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

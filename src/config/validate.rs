@@ -3,6 +3,7 @@
 
 use super::raw::*;
 use super::*;
+use crate::http::filters::{Filter, HeaderEdits};
 use std::ops::Range;
 
 /// The longest duration any key accepts.
@@ -451,10 +452,30 @@ impl Validator {
                         continue;
                     }
                 };
-                let filters = match action {
+                let mut filters = match action {
                     Action::Proxy { .. } => crate::http::filters::proxy_defaults(),
                     Action::Return { .. } => Vec::new(),
                 };
+                let proxied = matches!(action, Action::Proxy { .. });
+                for (edits, on_request) in
+                    [(&r.request_headers, true), (&r.response_headers, false)]
+                {
+                    let Some(edits) = edits else { continue };
+                    if !proxied {
+                        self.errors.push(ssrc.err(
+                            edits.span(),
+                            "request_headers and response_headers need \"upstream\" (a \"return\" route has \"headers\")",
+                        ));
+                        continue;
+                    }
+                    if let Some(e) = self.header_edits(ssrc, edits) {
+                        filters.push(if on_request {
+                            Filter::EditRequest(e)
+                        } else {
+                            Filter::EditResponse(e)
+                        });
+                    }
+                }
                 route.push(Route {
                     host,
                     path,
@@ -549,6 +570,54 @@ impl Validator {
             logs.push(t);
             logs.len() - 1
         }))
+    }
+}
+
+impl Validator {
+    /// Checks one `request_headers` / `response_headers` table.
+    fn header_edits(&mut self, src: &Source, e: &S<RawHeaderEdits>) -> Option<HeaderEdits> {
+        let raw = e.get_ref();
+        let mut ok = true;
+        let names = raw
+            .set
+            .keys()
+            .chain(raw.add.keys())
+            .chain(raw.remove.iter());
+        for name in names {
+            if !httparse_token(name) {
+                self.errors
+                    .push(src.err(e.span(), format!("invalid header name \"{name}\"")));
+                ok = false;
+            } else if !HeaderEdits::editable(name) {
+                self.errors.push(src.err(
+                    e.span(),
+                    format!("header \"{name}\" cannot be edited: proxyd writes the framing and connection headers itself"),
+                ));
+                ok = false;
+            }
+        }
+        for (name, value) in raw.set.iter().chain(raw.add.iter()) {
+            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                self.errors.push(src.err(
+                    e.span(),
+                    format!("the value of header \"{name}\" contains a line break or NUL"),
+                ));
+                ok = false;
+            }
+        }
+        ok.then(|| HeaderEdits {
+            remove: raw.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
+            set: raw
+                .set
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            add: raw
+                .add
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
     }
 }
 

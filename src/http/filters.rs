@@ -2,8 +2,8 @@
 //! editable request head before it goes upstream and over the response head before it goes
 //! to the client. Each filter owns one policy and returns a verdict; the chain is data, not
 //! code paths in the session, and dispatch is static (a `match`, no trait objects).
-//! Hop-by-hop removal and the forwarding headers are the first built-ins; header edits,
-//! auth, rate limits, CORS and compression come as more variants.
+//! Hop-by-hop removal, the forwarding headers and the route's header edits are the
+//! built-ins; auth, rate limits, CORS and compression come as more variants.
 
 use super::headers::{Headers, Kind};
 
@@ -15,6 +15,49 @@ pub enum Filter {
     /// `X-Forwarded-For` (every incoming value folded into one line, the client appended)
     /// and `X-Forwarded-Proto` (replaced, never trusted from the client).
     Forwarded,
+    /// The route's `request_headers` edits, on the head sent upstream.
+    EditRequest(HeaderEdits),
+    /// The route's `response_headers` edits, on the head sent to the client.
+    EditResponse(HeaderEdits),
+}
+
+/// Header edits from the configuration: `remove` drops every field of a name, `set`
+/// replaces them with one, `add` appends one more. Names that carry framing or connection
+/// semantics (Host, Content-Length, Transfer-Encoding, Connection, Upgrade and the other
+/// hop-by-hop fields) are refused when the config loads: the codecs write those themselves.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HeaderEdits {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+    pub add: Vec<(String, String)>,
+}
+
+impl HeaderEdits {
+    /// Whether `name` may be edited (see above).
+    pub fn editable(name: &str) -> bool {
+        matches!(
+            super::headers::classify(name.as_bytes()),
+            Kind::Other
+                | Kind::XForwardedFor
+                | Kind::XForwardedProto
+                | Kind::Referer
+                | Kind::UserAgent
+        )
+    }
+
+    fn apply(&self, raw: &[u8], h: &mut Headers) -> Verdict {
+        for name in &self.remove {
+            h.remove_named(raw, name.as_bytes());
+        }
+        for (name, value) in &self.set {
+            h.remove_named(raw, name.as_bytes());
+            h.append_copy(name.as_bytes(), value.as_bytes());
+        }
+        for (name, value) in &self.add {
+            h.append_copy(name.as_bytes(), value.as_bytes());
+        }
+        Verdict::Continue
+    }
 }
 
 /// What a filter decided.
@@ -43,6 +86,8 @@ pub fn on_request(chain: &[Filter], raw: &[u8], h: &mut Headers, info: &RequestI
         let v = match f {
             Filter::HopByHop => hop_by_hop(raw, h),
             Filter::Forwarded => forwarded(raw, h, info),
+            Filter::EditRequest(e) => e.apply(raw, h),
+            Filter::EditResponse(_) => Verdict::Continue,
         };
         if v != Verdict::Continue {
             return v;
@@ -56,7 +101,8 @@ pub fn on_response(chain: &[Filter], raw: &[u8], h: &mut Headers) -> Verdict {
     for f in chain {
         let v = match f {
             Filter::HopByHop => hop_by_hop(raw, h),
-            Filter::Forwarded => Verdict::Continue,
+            Filter::EditResponse(e) => e.apply(raw, h),
+            Filter::Forwarded | Filter::EditRequest(_) => Verdict::Continue,
         };
         if v != Verdict::Continue {
             return v;

@@ -196,6 +196,23 @@ impl Headers {
         self.fields.push(Self::field(name, value));
     }
 
+    /// Drops every field named `name` (any case).
+    pub fn remove_named(&mut self, raw: &[u8], name: &[u8]) {
+        self.retain(raw, |_, n| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Appends a field whose name and value are copied into the arena (names from the
+    /// configuration, which are not `'static`).
+    pub fn append_copy(&mut self, name: &[u8], value: &[u8]) {
+        let n = self.add(&[name]);
+        let v = self.add(&[value]);
+        self.fields.push(Field {
+            name: n,
+            value: v,
+            kind: classify(name),
+        });
+    }
+
     /// Replaces every field of the kind of `name` with one holding `value`.
     pub fn set(&mut self, name: &'static str, value: &[u8]) {
         self.remove(classify(name.as_bytes()));

@@ -1,0 +1,122 @@
+//! A route's `request_headers` and `response_headers`: set, add and remove, seen by the
+//! upstream and the client; framing and connection headers cannot be edited.
+
+mod common;
+
+use common::client::{Body, Client};
+use common::raw::{bytes, RawUpstream};
+use common::*;
+
+#[test]
+fn request_and_response_headers_are_edited() {
+    let up = RawUpstream::start(|_| {
+        vec![bytes(
+            "HTTP/1.1 200 OK\r\nServer: secret/1.0\r\nX-Powered-By: php\r\nCache-Control: public\r\nContent-Length: 2\r\n\r\nok",
+        )]
+    });
+    let route = r#"
+[[server]]
+listen = "127.0.0.1:{port}"
+[[server.route]]
+path = "/"
+upstream = "app"
+request_headers = { set = { "X-Env" = "prod", "User-Agent" = "proxyd-test" }, add = { "X-Tag" = "a" }, remove = ["X-Debug", "cookie"] }
+response_headers = { set = { "Cache-Control" = "no-store" }, add = { "X-Served-By" = "proxyd" }, remove = ["Server", "x-powered-by"] }
+"#;
+    let conf = format!(
+        "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n{route}",
+        up.addr()
+    );
+    let p = Proxyd::start(1, &conf);
+    let mut c = Client::connect(&p.addr()).unwrap();
+    c.send(
+        "GET",
+        "/x",
+        &[
+            ("X-Env", "dev"),
+            ("X-Env", "dev2"),
+            ("X-Debug", "1"),
+            ("Cookie", "a=b"),
+            ("X-Tag", "client"),
+            ("User-Agent", "curl"),
+        ],
+        Body::None,
+    )
+    .unwrap();
+    let r = c.recv(false).unwrap();
+    assert_eq!(r.text(), "ok");
+    // What the client gets.
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-served-by"), Some("proxyd"));
+    assert_eq!(r.header("server"), None);
+    assert_eq!(r.header("x-powered-by"), None);
+    assert_eq!(r.header("content-length"), Some("2"));
+    // What the upstream got.
+    let got = &up.requests()[0];
+    let values = |name: &str| -> Vec<String> {
+        got.head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    };
+    assert_eq!(
+        values("x-env"),
+        ["prod"],
+        "set replaces every field: {}",
+        got.head
+    );
+    assert_eq!(values("user-agent"), ["proxyd-test"]);
+    assert_eq!(values("x-tag"), ["client", "a"], "add appends");
+    assert!(values("x-debug").is_empty() && values("cookie").is_empty());
+    assert_eq!(values("x-forwarded-for"), ["127.0.0.1"]);
+}
+
+#[test]
+fn framing_and_connection_headers_cannot_be_edited() {
+    let dir = TempDir::new("edits");
+    for (edit, name) in [
+        (
+            "request_headers = { set = { \"Content-Length\" = \"5\" } }",
+            "Content-Length",
+        ),
+        (
+            "request_headers = { add = { \"Transfer-Encoding\" = \"chunked\" } }",
+            "Transfer-Encoding",
+        ),
+        ("request_headers = { remove = [\"Host\"] }", "Host"),
+        (
+            "response_headers = { set = { \"Connection\" = \"close\" } }",
+            "Connection",
+        ),
+        (
+            "response_headers = { add = { \"Upgrade\" = \"h2c\" } }",
+            "Upgrade",
+        ),
+        (
+            "request_headers = { set = { \"TE\" = \"trailers\" } }",
+            "TE",
+        ),
+    ] {
+        let conf = dir.write(
+            "c.toml",
+            &format!("[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:9\"]\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nupstream = \"app\"\n{edit}\n"),
+        );
+        let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{edit}");
+        assert!(
+            err.contains(&format!("header \"{name}\" cannot be edited"))
+                && err.contains("c.toml:8:"),
+            "{edit}: {err}"
+        );
+    }
+    let conf = dir.write(
+        "c.toml",
+        "[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:9\"]\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nupstream = \"app\"\nrequest_headers = { set = { \"X-A\" = \"a\\r\\nX-Evil: 1\" } }\n",
+    );
+    let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("contains a line break"));
+}
