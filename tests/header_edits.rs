@@ -120,3 +120,17 @@ fn framing_and_connection_headers_cannot_be_edited() {
     let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("contains a line break"));
 }
+
+/// `-T` shows a route's edits as they were configured.
+#[test]
+fn dump_shows_header_edits() {
+    let dir = TempDir::new("edits-dump");
+    let conf = dir.write(
+        "c.toml",
+        "[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:9\"]\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nupstream = \"app\"\nrequest_headers = { set = { \"X-Env\" = \"prod\" }, remove = [\"Cookie\"] }\n",
+    );
+    let out = proxyctl(&["-T", "-c", conf.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("X-Env = \"prod\""), "{text}");
+    assert!(text.contains("remove = [\"cookie\"]"), "{text}");
+}

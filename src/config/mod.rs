@@ -142,6 +142,11 @@ pub struct Route {
     pub path: String,
     #[serde(flatten)]
     pub action: Action,
+    /// The header edits as configured, for `-T` (the filter chain carries them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<crate::http::filters::HeaderEdits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<crate::http::filters::HeaderEdits>,
     /// The filter chain run over heads on this route, compiled here once.
     #[serde(skip)]
     pub filters: Vec<crate::http::filters::Filter>,

@@ -457,6 +457,7 @@ impl Validator {
                     Action::Return { .. } => Vec::new(),
                 };
                 let proxied = matches!(action, Action::Proxy { .. });
+                let (mut request_headers, mut response_headers) = (None, None);
                 for (edits, on_request) in
                     [(&r.request_headers, true), (&r.response_headers, false)]
                 {
@@ -469,17 +470,21 @@ impl Validator {
                         continue;
                     }
                     if let Some(e) = self.header_edits(ssrc, edits) {
-                        filters.push(if on_request {
-                            Filter::EditRequest(e)
+                        if on_request {
+                            request_headers = Some(e.clone());
+                            filters.push(Filter::EditRequest(e));
                         } else {
-                            Filter::EditResponse(e)
-                        });
+                            response_headers = Some(e.clone());
+                            filters.push(Filter::EditResponse(e));
+                        }
                     }
                 }
                 route.push(Route {
                     host,
                     path,
                     action,
+                    request_headers,
+                    response_headers,
                     filters,
                 });
             }
@@ -607,16 +612,8 @@ impl Validator {
         }
         ok.then(|| HeaderEdits {
             remove: raw.remove.iter().map(|n| n.to_ascii_lowercase()).collect(),
-            set: raw
-                .set
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            add: raw
-                .add
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            set: raw.set.clone(),
+            add: raw.add.clone(),
         })
     }
 }

@@ -6,6 +6,7 @@
 //! built-ins; auth, rate limits, CORS and compression come as more variants.
 
 use super::headers::{Headers, Kind};
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
@@ -25,11 +26,14 @@ pub enum Filter {
 /// replaces them with one, `add` appends one more. Names that carry framing or connection
 /// semantics (Host, Content-Length, Transfer-Encoding, Connection, Upgrade and the other
 /// hop-by-hop fields) are refused when the config loads: the codecs write those themselves.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct HeaderEdits {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub add: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
-    pub set: Vec<(String, String)>,
-    pub add: Vec<(String, String)>,
 }
 
 impl HeaderEdits {
