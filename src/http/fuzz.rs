@@ -48,6 +48,29 @@ pub fn request_head(data: &[u8]) {
             &mut out,
         );
         assert_eq!(verdict, filters::Verdict::Continue);
+        // The worker edits every head in one reused header list: a list that held another
+        // request's fields (and added values) writes the same bytes as a fresh one.
+        let mut used = Headers::default();
+        let seed = b"GET / HTTP/1.1\r\nHost: seed\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: x-a\r\nX-A: 1\r\n\r\n";
+        if let Ok(Some(s)) = request::parse(seed, &Limits::default()) {
+            let mut scratch = Vec::new();
+            s.write_upstream(
+                seed,
+                &fwd,
+                &filters::proxy_defaults(),
+                &mut used,
+                &mut scratch,
+            );
+        }
+        let mut again_out = Vec::new();
+        head.write_upstream(
+            &data[..head.head_len],
+            &fwd,
+            &filters::proxy_defaults(),
+            &mut used,
+            &mut again_out,
+        );
+        assert_eq!(again_out, out, "a reused header list changes nothing");
         // What goes upstream is itself one valid request with the same framing.
         let again = request::parse(&out, &Limits::default())
             .expect("the forwarded head parses")
@@ -73,6 +96,40 @@ pub fn response_head(data: &[u8]) {
                     &mut out,
                 )
                 .expect("the built-in response filters never refuse");
+            // Parsed into reused spans and written through a used header list, as the
+            // worker does: the same bytes.
+            let seed = b"HTTP/1.1 200 OK\r\nServer: s\r\nKeep-Alive: 5\r\nX-A: 1\r\n\r\n";
+            let mut used = Headers::default();
+            let mut spans = Vec::new();
+            if let Ok(Some(s)) = response::parse(seed, false) {
+                let mut scratch = Vec::new();
+                let _ = s.write_client(
+                    seed,
+                    1,
+                    true,
+                    &filters::proxy_defaults(),
+                    &mut used,
+                    &mut scratch,
+                );
+                spans = s.into_spans();
+            }
+            let reparsed = response::parse_reusing(data, cfg & 1 == 1, spans)
+                .expect("parsed once already")
+                .expect("complete");
+            let mut again_out = Vec::new();
+            let again_framing = reparsed.write_client(
+                &data[..head.head_len],
+                minor,
+                cfg & 2 == 2,
+                &filters::proxy_defaults(),
+                &mut used,
+                &mut again_out,
+            );
+            assert_eq!(
+                again_out, out,
+                "reused spans and header list change nothing"
+            );
+            assert_eq!(again_framing, Ok(framing));
             // The proxy adds up to two lines (framing, Connection), which may take a head at
             // the header-count limit over it; the invariant holds below it.
             if head.header_count() + 2 > response::MAX_RESPONSE_HEADERS {
