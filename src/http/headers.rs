@@ -66,6 +66,17 @@ pub enum Bytes {
     Added(Range<usize>),
 }
 
+impl Bytes {
+    /// The bytes, from the raw head or the list's arena.
+    fn resolve<'a>(&'a self, raw: &'a [u8], added: &'a [u8]) -> &'a [u8] {
+        match self {
+            Bytes::Raw(r) => raw.get(r.clone()).unwrap_or_default(),
+            Bytes::Static(s) => s,
+            Bytes::Added(r) => added.get(r.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Field {
     pub name: Bytes,
@@ -108,11 +119,7 @@ impl Headers {
     }
 
     pub fn get<'a>(&'a self, b: &'a Bytes, raw: &'a [u8]) -> &'a [u8] {
-        match b {
-            Bytes::Raw(r) => raw.get(r.clone()).unwrap_or_default(),
-            Bytes::Static(s) => s,
-            Bytes::Added(r) => self.added.get(r.clone()).unwrap_or_default(),
-        }
+        b.resolve(raw, &self.added)
     }
 
     /// Every value of the fields of `kind`, in order.
@@ -126,14 +133,7 @@ impl Headers {
     /// Keeps the fields `keep(field, name)` approves.
     pub fn retain(&mut self, raw: &[u8], mut keep: impl FnMut(&Field, &[u8]) -> bool) {
         let added = &self.added;
-        self.fields.retain(|f| {
-            let name = match &f.name {
-                Bytes::Raw(r) => raw.get(r.clone()).unwrap_or_default(),
-                Bytes::Static(s) => s,
-                Bytes::Added(r) => added.get(r.clone()).unwrap_or_default(),
-            };
-            keep(f, name)
-        });
+        self.fields.retain(|f| keep(f, f.name.resolve(raw, added)));
     }
 
     pub fn remove(&mut self, kind: Kind) {

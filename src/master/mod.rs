@@ -617,18 +617,21 @@ impl Master {
         }
     }
 
+    /// Workers of `gen` that reported ready.
+    pub(super) fn ready_workers(&self, gen: u64) -> usize {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.generation == gen && w.ready())
+            .count()
+    }
+
     /// Tells the service manager once every worker of the first generation is ready.
     fn check_started(&mut self) {
         if self.readiness == Readiness::Announced || self.stop.is_some() {
             return;
         }
         let gen = self.generation;
-        let ready = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == gen && w.ready())
-            .count();
-        if ready >= self.cfg.worker_processes {
+        if self.ready_workers(gen) >= self.cfg.worker_processes {
             self.readiness = Readiness::Announced;
             let pids = self.worker_pids(gen);
             log::info!("generation {gen} serving (workers {pids})");

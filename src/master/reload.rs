@@ -164,12 +164,7 @@ impl Master {
     pub(super) fn check_reload(&mut self) {
         let Some(p) = &self.pending else { return };
         let gen = p.generation;
-        let ready = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == gen && w.ready())
-            .count();
-        if ready < p.cfg.worker_processes {
+        if self.ready_workers(gen) < p.cfg.worker_processes {
             return;
         }
         let mut p = self.pending.take().expect("pending reload");
