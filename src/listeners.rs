@@ -45,6 +45,7 @@ fn socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     s.set_nonblocking(true)?;
     // Accepted connections inherit it: no setsockopt per connection.
     s.set_nodelay(true)?;
+    defer_accept(&s)?;
     s.bind(&addr.into())
         .map_err(|e| io::Error::new(e.kind(), format!("bind() to {addr} failed: {e}")))?;
     Ok(s)
@@ -154,6 +155,32 @@ impl ListenSet {
             .filter(move |(j, _)| j % workers == index % workers)
             .map(|(_, s)| s.sock.as_raw_fd())
     }
+}
+
+/// Seconds the kernel holds a connection that has sent nothing (see `defer_accept`).
+const DEFER_SECS: libc::c_int = 1;
+
+/// `TCP_DEFER_ACCEPT`: a connection reaches `accept` once its first bytes have arrived, so
+/// the worker reads its request straight away instead of waiting for another wakeup, and a
+/// client that connects and sends nothing is held by the kernel (which retransmits its
+/// SYN-ACK) rather than by a worker: after `DEFER_SECS` and the next retransmission (about
+/// 3 s in all) it is accepted anyway and `client_header_timeout` applies. HTTP clients
+/// speak first; a listener for a protocol where the server speaks first must not set it.
+fn defer_accept(s: &Socket) -> io::Result<()> {
+    // SAFETY: a valid socket and an int option of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&DEFER_SECS as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Sets or clears FD_CLOEXEC.

@@ -116,6 +116,55 @@ fn connections_spread_evenly_over_workers() {
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
 }
 
+/// Listeners defer accept until a connection's first bytes arrive: a client that connects
+/// and says nothing is held by the kernel, not by a worker, yet one that speaks late is
+/// served, and a silent one is accepted after the kernel's hold and then timed out by
+/// `client_header_timeout` like any other.
+#[test]
+fn silent_connections_wait_in_the_kernel_not_in_a_worker() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::time::Instant;
+    let up = Upstream::start("up");
+    let p = Proxyd::start(
+        1,
+        &app_conf(&up, "", "client_header_timeout = \"1s\"", "late"),
+    );
+    let mut silent = TcpStream::connect(p.addr()).unwrap();
+    let mut late = TcpStream::connect(p.addr()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let held = held_by(&p.worker_pids(), &established_on(p.port));
+    assert_eq!(
+        held.values().sum::<usize>(),
+        0,
+        "accepted before a byte came: {held:?}"
+    );
+
+    late.write_all(b"GET /fixed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    late.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut text = String::new();
+    late.read_to_string(&mut text).unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200 ") && text.ends_with("late"),
+        "{text}"
+    );
+
+    // The silent one: accepted after the hold, then closed at the header deadline (408 or a
+    // bare close: nothing was sent, so nginx-style, no response is owed).
+    silent
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let r = silent.read_to_end(&mut got);
+    assert!(r.is_ok(), "{r:?} after {:?}", start.elapsed());
+    let got = String::from_utf8_lossy(&got);
+    assert!(got.is_empty() || got.starts_with("HTTP/1.1 408 "), "{got}");
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
+
 /// After `proxyctl reload` returns, no old worker accepts: every new connection, even one
 /// made at once, is served by the new configuration.
 #[test]

@@ -360,12 +360,9 @@ impl Worker {
         s.release_all(&mut self.ctx);
         // Client sockets belong to this process alone: closing removes them from epoll.
         drop(s);
-        // A slot is free again: accept what waited for it.
-        for k in 0..self.listeners.len() {
-            if self.listeners[k].queued {
-                self.accept(k);
-            }
-        }
+        // A listener that waited for this slot is served at the end of the loop's batch
+        // (`accept_pending`), not from here: accepting drives the new session, which may
+        // close, so accepting from here could recurse once per queued connection.
     }
 
     /// A listener still has connections queued and there is room to take them.
@@ -399,7 +396,11 @@ impl Worker {
                     let mut s = Session::new(id, slot, stream, addr, i);
                     let head_by = self.ctx.now + self.ctx.listener_server(i).client_header_timeout;
                     s.start(head_by, &mut self.ctx);
+                    // The listener defers accept until the request's first bytes arrived
+                    // (see `listeners::defer_accept`): read them now, not after a wakeup.
+                    s.client_event(true, true, false);
                     entry.insert(s);
+                    self.drive(slot);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.listeners[k].queued = false;
