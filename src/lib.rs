@@ -11,4 +11,5 @@ pub mod logging;
 pub mod master;
 pub mod privileges;
 pub mod router;
+pub mod shm;
 pub mod worker;

@@ -65,6 +65,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Draining generations allowed at once; a reload past it hurries the oldest.
     pub max_draining_generations: usize,
+    /// Capacity of the shared memory region (fixed when the master starts).
+    pub shared_memory: SharedMemory,
     /// Distinct access log destinations; servers refer to them by index.
     #[serde(skip)]
     pub access_logs: Vec<LogTarget>,
@@ -168,9 +170,22 @@ pub enum Action {
     },
 }
 
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct SharedMemory {
+    /// Names (upstreams and peers) it can hold.
+    pub slots: u32,
+}
+
+/// Default `shared_memory.slots`: 4096 upstreams and peers, 1.25 MiB of directory and
+/// health (counter pages are only backed once written).
+pub const DEFAULT_SHARED_SLOTS: u32 = 4096;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Upstream {
     pub name: String,
+    /// Its slot in the shared memory region (set by the master; see `shm`).
+    #[serde(skip)]
+    pub slot: u32,
     pub peers: Vec<Peer>,
     pub keepalive: usize,
     #[serde(serialize_with = "ser_duration")]
@@ -188,8 +203,36 @@ pub struct Upstream {
 pub struct Peer {
     /// As written (`host:port`), for logs.
     pub name: String,
+    /// Its slot in the shared memory region (set by the master; see `shm`).
+    #[serde(skip)]
+    pub slot: u32,
     pub addr: SocketAddr,
     pub weight: u32,
+}
+
+impl Config {
+    /// The shared-memory names of every upstream and peer, in the order `set_slots` takes.
+    pub fn slot_names(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for u in &self.upstream {
+            v.push(format!("upstream {}", u.name));
+            for p in &u.peers {
+                v.push(format!("peer {}/{}", u.name, p.name));
+            }
+        }
+        v
+    }
+
+    /// Gives every upstream and peer its slot (as `slot_names` listed them).
+    pub fn set_slots(&mut self, slots: &[u32]) {
+        let mut it = slots.iter().copied();
+        for u in &mut self.upstream {
+            u.slot = it.next().expect("a slot per name");
+            for p in &mut u.peers {
+                p.slot = it.next().expect("a slot per name");
+            }
+        }
+    }
 }
 
 impl Server {

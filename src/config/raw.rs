@@ -20,11 +20,19 @@ pub struct RawMain {
     pub access_log: Option<S<String>>,
     pub shutdown_timeout: Option<S<toml::Value>>,
     pub max_draining_generations: Option<S<i64>>,
+    pub shared_memory: Option<S<RawSharedMemory>>,
     pub include: Option<Vec<S<String>>>,
     #[serde(default)]
     pub server: Vec<S<RawServer>>,
     #[serde(default)]
     pub upstream: Vec<S<RawUpstream>>,
+}
+
+/// `shared_memory = { slots = N }`: capacity of the region shared by the workers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSharedMemory {
+    pub slots: Option<S<i64>>,
 }
 
 /// An included file holds only servers and upstreams; globals belong to the main file.

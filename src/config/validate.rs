@@ -201,6 +201,20 @@ impl Validator {
             1000,
             DEFAULT_MAX_DRAINING as u64,
         ) as usize;
+        let shared_memory = SharedMemory {
+            slots: main
+                .shared_memory
+                .as_ref()
+                .map_or(DEFAULT_SHARED_SLOTS, |m| {
+                    self.count(
+                        src,
+                        &m.get_ref().slots,
+                        16,
+                        1 << 20,
+                        DEFAULT_SHARED_SLOTS as u64,
+                    ) as u32
+                }),
+        };
         if let Some(u) = &main.user {
             if !matches!(nix::unistd::User::from_name(u.get_ref()), Ok(Some(_))) {
                 self.errors
@@ -249,6 +263,7 @@ impl Validator {
                 }
                 match resolve_peer(&addr_s) {
                     Ok(addr) => peers.push(Peer {
+                        slot: 0,
                         name: addr_s,
                         addr,
                         weight: weight as u32,
@@ -262,6 +277,7 @@ impl Validator {
             }
             names.insert(name.clone(), upstream.len());
             upstream.push(Upstream {
+                slot: 0,
                 name,
                 peers,
                 keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
@@ -277,6 +293,18 @@ impl Validator {
             });
         }
 
+        // Every upstream and peer takes a slot in shared memory (see `shm`).
+        let slot_names: usize = upstream.iter().map(|u: &Upstream| 1 + u.peers.len()).sum();
+        if slot_names > shared_memory.slots as usize {
+            let msg = format!(
+                "{slot_names} upstreams and peers need more shared memory slots than the {} of shared_memory.slots",
+                shared_memory.slots
+            );
+            match &main.shared_memory {
+                Some(m) => self.errors.push(src.err(m.span(), msg)),
+                None => self.errors.push(src.err(0..0, msg)),
+            }
+        }
         let mut server = Vec::new();
         let mut name_patterns: Vec<Vec<crate::router::NamePattern>> = Vec::new();
         let mut listeners: Vec<SocketAddr> = Vec::new();
@@ -553,6 +581,7 @@ impl Validator {
             error_log,
             shutdown_timeout,
             max_draining_generations,
+            shared_memory,
             access_logs,
             server,
             upstream,

@@ -144,6 +144,7 @@ impl Master {
                 rss as f64 / 1024.0
             ));
         }
+        s.push_str(&self.peer_status());
         s
     }
 

@@ -9,6 +9,7 @@ use crate::{logging, privileges, worker};
 mod commands;
 mod notify;
 mod reload;
+mod shared;
 mod upgrade;
 use mio::net::{UnixListener, UnixStream};
 use mio::unix::SourceFd;
@@ -59,6 +60,8 @@ pub(super) struct WorkerProc {
     pub(super) kill_at: Option<Instant>,
     /// The log files this worker writes, in the order a reopen message carries them.
     pub(super) log_files: Rc<Vec<PathBuf>>,
+    /// Its counter block in the shared memory region.
+    pub(super) block: u32,
 }
 
 /// Where a worker process is in its life, as the master knows it.
@@ -175,6 +178,8 @@ pub struct Master {
     pub(super) upgrade: upgrade::Upgrade,
     /// Set when this master was started by a binary upgrade, until it announced itself.
     pub(super) inherited: Option<upgrade::Inherited>,
+    /// Health and counters shared with the workers.
+    pub(super) shared: shared::Shared,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -203,7 +208,9 @@ pub fn run(cfg: Config) -> i32 {
 }
 
 impl Master {
-    fn start(cfg: Config) -> Result<Master, String> {
+    fn start(mut cfg: Config) -> Result<Master, String> {
+        // Before any fork: every worker maps the same pages.
+        let shared = shared::Shared::create(&mut cfg)?;
         let notify = notify::Notifier::from_env();
         raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
@@ -271,6 +278,7 @@ impl Master {
             std::process::id()
         );
         let mut m = Master {
+            shared,
             cfg,
             generation: 1,
             access_logs,
@@ -400,7 +408,19 @@ impl Master {
         index: usize,
         logs: Option<&[Option<File>]>,
     ) -> io::Result<()> {
-        let (master_end, worker_end) = channel::pair()?;
+        let block = self.shared.take_block().ok_or_else(|| {
+            io::Error::other(format!(
+                "no free counter block in shared memory ({} workers alive); restart proxyd to make room for more workers",
+                self.workers.len()
+            ))
+        })?;
+        let (master_end, worker_end) = match channel::pair() {
+            Ok(p) => p,
+            Err(e) => {
+                self.shared.retire_block(block);
+                return Err(e);
+            }
+        };
         let log_fds: Vec<Option<RawFd>> = logs
             .unwrap_or(&self.access_logs)
             .iter()
@@ -408,9 +428,16 @@ impl Master {
             .collect();
         // SAFETY: the master is single-threaded (no threads are ever started before fork),
         // so the child may use the allocator and everything else freely.
-        match unsafe { fork() }.map_err(io::Error::from)? {
+        let forked = match unsafe { fork() } {
+            Ok(f) => f,
+            Err(e) => {
+                self.shared.retire_block(block);
+                return Err(e.into());
+            }
+        };
+        match forked {
             ForkResult::Child => {
-                let code = self.child(cfg, generation, index, worker_end, log_fds);
+                let code = self.child(cfg, generation, index, block, worker_end, log_fds);
                 // Never return into the master's code in the child.
                 std::process::exit(code);
             }
@@ -431,6 +458,7 @@ impl Master {
                     channel: master_end,
                     life: Life::Starting,
                     kill_at: None,
+                    block,
                 });
                 log::info!("started worker process {child} (generation {generation})");
                 Ok(())
@@ -444,6 +472,7 @@ impl Master {
         cfg: &Config,
         generation: u64,
         index: usize,
+        block: u32,
         channel: OwnedFd,
         log_fds: Vec<Option<RawFd>>,
     ) -> i32 {
@@ -494,6 +523,7 @@ impl Master {
             listeners,
             channel,
             access_logs,
+            shared: self.shared.region.view().block(block),
         })
     }
 
@@ -544,6 +574,7 @@ impl Master {
                 continue;
             };
             let w = self.workers.remove(key);
+            self.shared.retire_block(w.block);
             let _ = self
                 .poll
                 .registry()

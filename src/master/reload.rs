@@ -52,7 +52,7 @@ impl Master {
     }
 
     pub(super) fn prepare_reload(&mut self) -> Result<PendingReload, String> {
-        let cfg = config::load(&self.cfg.path).map_err(|errs| {
+        let mut cfg = config::load(&self.cfg.path).map_err(|errs| {
             errs.iter()
                 .map(|e| e.to_string())
                 .collect::<Vec<_>>()
@@ -61,6 +61,13 @@ impl Master {
         if cfg.pid_file != self.cfg.pid_file || cfg.control_socket != self.cfg.control_socket {
             log::warn!("changes to pid_file and control_socket take effect on restart only");
         }
+        if cfg.shared_memory != self.cfg.shared_memory {
+            log::warn!("changes to shared_memory take effect on restart only");
+            cfg.shared_memory = self.cfg.shared_memory;
+        }
+        let generation = self.generation + 1;
+        let live = self.live_generations();
+        self.shared.assign(&mut cfg, generation, &live)?;
         let n = cfg.worker_processes;
         let mut new_listeners = Vec::new();
         let mut grown = Vec::new();
@@ -109,7 +116,6 @@ impl Master {
                 return Err(e.to_string());
             }
         };
-        let generation = self.generation + 1;
         for i in 0..cfg.worker_processes {
             if let Err(e) = self.spawn(&cfg, generation, i, Some(&access_logs)) {
                 self.kill_generation(generation);

@@ -65,6 +65,11 @@ pub struct Ctx {
     pub upconns: Slab<Owner>,
     pub draining: bool,
     pub now: Instant,
+    /// `now` on the system-wide monotonic clock in ms, as shared memory stores times.
+    pub now_ms: u64,
+    /// This worker's counter block in the node's shared memory (and through it, peer
+    /// health).
+    pub shared: crate::shm::Block,
     /// The server a request on listener i belongs to before its Host is known (computed
     /// once here, not per event).
     pub default_server: Vec<usize>,
@@ -123,6 +128,7 @@ pub struct WorkerSetup {
     pub listeners: Vec<(usize, std::net::TcpListener)>,
     pub channel: OwnedFd,
     pub access_logs: Vec<Option<File>>,
+    pub shared: crate::shm::Block,
 }
 
 /// One listening socket of this worker.
@@ -207,6 +213,8 @@ impl Worker {
             bufs: BufPool::default(),
             draining: false,
             now: Instant::now(),
+            now_ms: crate::shm::now_ms(),
+            shared: s.shared,
             again: Vec::new(),
             idle: VecDeque::new(),
             next_id: 0,
@@ -239,6 +247,7 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         loop {
             self.ctx.now = Instant::now();
+            self.ctx.now_ms = crate::shm::now_ms();
             let timeout = if !self.ctx.again.is_empty() || self.accept_pending() {
                 Some(Duration::ZERO)
             } else {
@@ -261,6 +270,7 @@ impl Worker {
                 Err(e) => return Err(e),
             }
             self.ctx.now = Instant::now();
+            self.ctx.now_ms = crate::shm::now_ms();
             if self.ctx.clock.tick() {
                 self.ctx.access.flush();
             }

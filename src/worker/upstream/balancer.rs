@@ -1,15 +1,16 @@
-//! Choosing a peer: smooth weighted round-robin (nginx's) with passive failure marking.
+//! Choosing a peer: smooth weighted round-robin (nginx's) with passive failure marking. The
+//! round-robin position is this worker's; whether a peer is down is the node's, in shared
+//! memory, so every worker (and the next generation, and a respawned worker) skips it.
 
 use crate::config::Upstream;
-use std::time::{Duration, Instant};
+use crate::shm::View;
 
-/// A peer that failed is skipped for this long (nginx `fail_timeout` default).
-const FAIL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A peer that failed is skipped for this long (nginx `fail_timeout` default), in ms.
+const FAIL_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Clone, Default)]
 struct PeerState {
     current: i64,
-    down_until: Option<Instant>,
 }
 
 pub struct Balancer {
@@ -33,10 +34,11 @@ impl Balancer {
         ups: &[Upstream],
         u: usize,
         tried: &[usize],
-        now: Instant,
+        shared: &View,
+        now_ms: u64,
     ) -> Option<usize> {
-        self.pick_inner(ups, u, tried, now, true)
-            .or_else(|| self.pick_inner(ups, u, tried, now, false))
+        self.pick_inner(ups, u, tried, Some((shared, now_ms)))
+            .or_else(|| self.pick_inner(ups, u, tried, None))
     }
 
     fn pick_inner(
@@ -44,14 +46,14 @@ impl Balancer {
         ups: &[Upstream],
         u: usize,
         tried: &[usize],
-        now: Instant,
-        skip_down: bool,
+        skip_down: Option<(&View, u64)>,
     ) -> Option<usize> {
         let states = &mut self.peers[u];
         let mut total = 0i64;
         let mut best: Option<usize> = None;
         for (i, p) in ups[u].peers.iter().enumerate() {
-            if tried.contains(&i) || (skip_down && states[i].down_until.is_some_and(|t| t > now)) {
+            let down = || skip_down.is_some_and(|(v, now)| v.health(p.slot).is_down(now));
+            if tried.contains(&i) || down() {
                 continue;
             }
             states[i].current += p.weight as i64;
@@ -64,28 +66,31 @@ impl Balancer {
         states[b].current -= total;
         Some(b)
     }
+}
 
-    pub fn failed(&mut self, u: usize, peer: usize, now: Instant) {
-        self.peers[u][peer].down_until = Some(now + FAIL_TIMEOUT);
-    }
-
-    pub fn succeeded(&mut self, u: usize, peer: usize) {
-        self.peers[u][peer].down_until = None;
-    }
+/// A peer failed: it is skipped by every worker for `FAIL_TIMEOUT_MS`.
+pub fn failed(shared: &View, peer_slot: u32, now_ms: u64) {
+    shared
+        .health(peer_slot)
+        .failed(now_ms, now_ms + FAIL_TIMEOUT_MS);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::Peer;
+    use crate::shm::Region;
+    use std::time::Duration;
 
     fn ups(weights: &[u32]) -> Vec<Upstream> {
         vec![Upstream {
+            slot: 9,
             name: "u".into(),
             peers: weights
                 .iter()
                 .enumerate()
                 .map(|(i, &w)| Peer {
+                    slot: i as u32,
                     name: format!("p{i}"),
                     addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
                     weight: w,
@@ -104,16 +109,25 @@ mod tests {
     fn smooth_weighted_round_robin() {
         let u = ups(&[5, 1, 1]);
         let mut b = Balancer::new(&u);
-        let now = Instant::now();
-        let picks: Vec<usize> = (0..7).map(|_| b.pick(&u, 0, &[], now).unwrap()).collect();
+        let r = Region::create(16, 1).unwrap();
+        let v = r.view();
+        let now = 1000;
+        let picks: Vec<usize> = (0..7)
+            .map(|_| b.pick(&u, 0, &[], &v, now).unwrap())
+            .collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
-        b.failed(0, 0, now);
-        assert_ne!(b.pick(&u, 0, &[], now), Some(0));
+        failed(&v, 0, now);
+        assert_ne!(b.pick(&u, 0, &[], &v, now), Some(0));
         assert_eq!(
-            b.pick(&u, 0, &[1, 2], now),
+            b.pick(&u, 0, &[1, 2], &v, now),
             Some(0),
             "a down peer is used as last resort"
         );
-        assert_eq!(b.pick(&u, 0, &[0, 1, 2], now), None);
+        assert_eq!(b.pick(&u, 0, &[0, 1, 2], &v, now), None);
+        assert_eq!(
+            b.pick(&u, 0, &[1, 2], &v, now + FAIL_TIMEOUT_MS),
+            Some(0),
+            "up again after the timeout"
+        );
     }
 }

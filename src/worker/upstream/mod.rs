@@ -31,6 +31,27 @@ pub struct UpConn {
     pub reused: bool,
     pub requests: u64,
     pub connected: bool,
+    /// Counts it in the peer's active connections while it carries an exchange.
+    pub _active: Active,
+}
+
+/// A peer's active-connection gauge, held up for as long as this lives.
+pub struct Active {
+    shared: crate::shm::Block,
+    slot: u32,
+}
+
+impl Active {
+    pub fn new(shared: crate::shm::Block, slot: u32) -> Active {
+        shared.active(slot, 1);
+        Active { shared, slot }
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.shared.active(self.slot, -1);
+    }
 }
 
 /// Rounds of reading the client and writing the upstream in one `send_request`.
@@ -47,9 +68,14 @@ impl Http1 {
         let x = self.x.as_mut().expect("exchange");
         let u = x.upstream;
         loop {
-            let Some(peer) = w.balancer.pick(&cfg.upstream, u, &x.tried, w.now) else {
+            let Some(peer) = w
+                .balancer
+                .pick(&cfg.upstream, u, &x.tried, w.shared.view(), w.now_ms)
+            else {
                 return self.upstream_failed(w, 502, "no live upstreams");
             };
+            let slot = cfg.upstream[u].peers[peer].slot;
+            w.shared.request(slot);
             x.tried.push(peer);
             x.attempts += 1;
             x.up_head_pos = 0;
@@ -69,6 +95,7 @@ impl Http1 {
                     reused: true,
                     requests: idle.requests,
                     connected: true,
+                    _active: Active::new(w.shared, slot),
                 });
                 self.upstream_connected(w, u, peer, true);
                 return Ok(());
@@ -87,6 +114,7 @@ impl Http1 {
                             reused: false,
                             requests: 0,
                             connected: false,
+                            _active: Active::new(w.shared, slot),
                         });
                         return Ok(());
                     }
@@ -98,7 +126,8 @@ impl Http1 {
                         cfg.upstream[u].peers[peer].name,
                         cfg.upstream[u].name
                     );
-                    w.balancer.failed(u, peer, w.now);
+                    w.shared.failure(slot);
+                    balancer::failed(w.shared.view(), slot, w.now_ms);
                 }
             }
             if x.tried.len() >= cfg.upstream[u].peers.len() {
@@ -141,7 +170,8 @@ impl Http1 {
             peer.name,
             cfg.upstream[up.upstream].name
         );
-        w.balancer.failed(up.upstream, up.peer, w.now);
+        w.shared.failure(peer.slot);
+        balancer::failed(w.shared.view(), peer.slot, w.now_ms);
         w.upconns.try_remove(up.conn);
         let x = self.x.as_ref().expect("exchange");
         if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
@@ -159,6 +189,10 @@ impl Http1 {
         status: u16,
         why: &str,
     ) -> Result<(), Close> {
+        if let Some(up) = &self.up {
+            w.shared
+                .failure(w.cfg.upstream[up.upstream].peers[up.peer].slot);
+        }
         self.drop_upstream(w);
         let x = self.x.as_mut().expect("exchange");
         let cfg = w.cfg.clone();
@@ -214,7 +248,8 @@ impl Http1 {
             match up.stream.connect_state() {
                 Connect::Done => {
                     up.connected = true;
-                    w.balancer.succeeded(up.upstream, up.peer);
+                    let slot = w.cfg.upstream[up.upstream].peers[up.peer].slot;
+                    w.shared.view().health(slot).succeeded();
                     progress = true;
                     let (u, p) = (up.upstream, up.peer);
                     self.upstream_connected(w, u, p, false);

@@ -1,0 +1,101 @@
+//! The master's side of the shared memory region (`shm`): made once at start, before any
+//! worker; slots for every upstream and peer of each generation's config; one counter block
+//! per live worker, folded into the retired totals when the worker is reaped.
+
+use super::Master;
+use crate::config::Config;
+use crate::shm::{self, Directory, Region};
+use std::collections::{HashMap, HashSet};
+
+pub(crate) struct Shared {
+    pub(super) region: Region,
+    free_blocks: Vec<u32>,
+    /// The slots each generation's config uses (the current one, pending and draining).
+    gen_slots: HashMap<u64, HashSet<u32>>,
+}
+
+/// Worker blocks for a config: every worker of the serving generation, of a starting one and
+/// of every draining generation allowed, with room to spare; fixed at start.
+fn blocks_for(cfg: &Config) -> u32 {
+    let n = cfg.worker_processes * (cfg.max_draining_generations + 2);
+    n.clamp(64, 65536) as u32
+}
+
+impl Shared {
+    pub(super) fn create(cfg: &mut Config) -> Result<Shared, String> {
+        let blocks = blocks_for(cfg);
+        let region = Region::create(cfg.shared_memory.slots, blocks)
+            .map_err(|e| format!("cannot create the shared memory region: {e}"))?;
+        let mut s = Shared {
+            region,
+            // Popped from the end: block 0 first.
+            free_blocks: (0..blocks).rev().collect(),
+            gen_slots: HashMap::new(),
+        };
+        s.assign(cfg, 1, &[])?;
+        Ok(s)
+    }
+
+    /// Gives `cfg`'s upstreams and peers their slots for `generation`; `live` are the
+    /// generations that still have workers (their slots are not recycled).
+    pub(super) fn assign(
+        &mut self,
+        cfg: &mut Config,
+        generation: u64,
+        live: &[u64],
+    ) -> Result<(), String> {
+        self.gen_slots.retain(|g, _| live.contains(g));
+        let in_use: HashSet<u32> = self.gen_slots.values().flatten().copied().collect();
+        let view = self.region.view();
+        let slots = Directory(&view)
+            .assign(&cfg.slot_names(), &in_use)
+            .map_err(|e| e.to_string())?;
+        cfg.set_slots(&slots);
+        self.gen_slots
+            .insert(generation, slots.into_iter().collect());
+        Ok(())
+    }
+
+    pub(super) fn take_block(&mut self) -> Option<u32> {
+        self.free_blocks.pop()
+    }
+
+    /// A worker is gone (reaped, or never started): its counters join the retired totals.
+    pub(super) fn retire_block(&mut self, block: u32) {
+        self.region.view().retire(block);
+        self.free_blocks.push(block);
+    }
+}
+
+impl Master {
+    /// Generations that still have a worker, plus the serving one.
+    pub(super) fn live_generations(&self) -> Vec<u64> {
+        let mut g: Vec<u64> = self.workers.iter().map(|(_, w)| w.generation).collect();
+        g.push(self.generation);
+        g.sort_unstable();
+        g.dedup();
+        g
+    }
+
+    /// `proxyctl status` lines for every peer: health and counters over all workers.
+    pub(super) fn peer_status(&self) -> String {
+        let view = self.shared.region.view();
+        let now = shm::now_ms();
+        let mut s = String::new();
+        for u in &self.cfg.upstream {
+            for p in &u.peers {
+                let t = view.totals(p.slot, now);
+                let state = if t.down_for_ms > 0 {
+                    format!("down ({} ms left)", t.down_for_ms)
+                } else {
+                    "up".to_string()
+                };
+                s.push_str(&format!(
+                    "peer {}/{}: {state}, requests {}, failures {}, active {}, ejections {}, consecutive failures {}\n",
+                    u.name, p.name, t.requests, t.failures, t.active, t.ejections, t.fails
+                ));
+            }
+        }
+        s
+    }
+}
