@@ -52,7 +52,14 @@ fn main() {
         std::hint::black_box((ok, &h));
     });
     step("write_upstream", n, || {
-        h.write_upstream(&req[..h.head_len], &fwd, &chain, &mut headers, &mut out);
+        h.write_upstream(
+            &req[..h.head_len],
+            None,
+            &fwd,
+            &chain,
+            &mut headers,
+            &mut out,
+        );
         std::hint::black_box(&out);
         out.clear();
     });

@@ -17,8 +17,12 @@ pub fn quiet_on_closed_pipe() {
 /// (and with `dump` the effective config), and return the exit code.
 pub fn config_test(prog: &str, path: &Path, dump: bool, quiet: bool) -> i32 {
     match config::load(path) {
-        Ok(_) if quiet && !dump => 0,
+        Ok(cfg) if quiet && !dump => {
+            print_warnings(prog, &cfg);
+            0
+        }
         Ok(cfg) => {
+            print_warnings(prog, &cfg);
             println!(
                 "{prog}: the configuration file {} syntax is ok",
                 path.display()
@@ -47,5 +51,12 @@ pub fn config_test(prog: &str, path: &Path, dump: bool, quiet: bool) -> i32 {
             );
             1
         }
+    }
+}
+
+/// `-t` warnings (exit status 0): things that are valid but surely not meant.
+fn print_warnings(prog: &str, cfg: &config::Config) {
+    for w in &cfg.warnings {
+        eprintln!("{prog}: [warn] warning: {w}");
     }
 }

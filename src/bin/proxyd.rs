@@ -56,6 +56,9 @@ fn main() {
         }
     };
     logging::init(cfg.error_log.level_filter());
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
     std::process::exit(master::run(cfg));
 }
 

@@ -3,6 +3,7 @@
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
 mod raw;
+mod routes;
 pub mod units;
 mod validate;
 
@@ -46,6 +47,9 @@ impl fmt::Display for ConfigError {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Config {
+    /// Things `-t` reports without refusing the config (a route that can never match).
+    #[serde(skip)]
+    pub warnings: Vec<ConfigError>,
     /// The servers of each listen address by Host, compiled from `server_name`.
     #[serde(skip)]
     pub hosts: crate::router::Hosts,
@@ -136,14 +140,38 @@ pub struct Server {
     #[serde(serialize_with = "ser_duration")]
     pub tunnel_timeout: Duration,
     pub route: Vec<Route>,
+    /// `route`, compiled for lookup.
+    #[serde(skip)]
+    pub routes: crate::router::RouteTable,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
-    pub host: Option<String>,
+    /// The prefix, the exact path or the regex, as `kind` says.
+    #[serde(skip)]
     pub path: String,
+    #[serde(skip)]
+    pub kind: PathKind,
+    /// The same, under the key it was written with, for `-T`.
+    #[serde(flatten)]
+    pub shown: std::collections::BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    #[serde(
+        rename = "match",
+        skip_serializing_if = "crate::router::Conditions::is_empty"
+    )]
+    pub conditions: crate::router::Conditions,
+    /// The compiled `regex` of a regex route (for its captures).
+    #[serde(skip)]
+    pub regex: Option<regex::Regex>,
     #[serde(flatten)]
     pub action: Action,
+    /// Path changes before proxying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewrite: Option<crate::router::Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strip_prefix: Option<String>,
     /// The header edits as configured, for `-T` (the filter chain carries them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_headers: Option<crate::http::filters::HeaderEdits>,
@@ -154,6 +182,19 @@ pub struct Route {
     pub filters: Vec<crate::http::filters::Filter>,
 }
 
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+/// How a route's path matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathKind {
+    #[default]
+    Prefix,
+    Exact,
+    Regex,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(untagged)]
 pub enum Action {
@@ -162,12 +203,49 @@ pub enum Action {
         #[serde(skip)]
         index: usize,
     },
+    /// Weighted split over upstreams (canary, A/B), optionally sticky on a key.
+    Split {
+        split: Vec<SplitTarget>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        sticky: Option<Sticky>,
+    },
     Return {
         #[serde(rename = "return")]
         status: u16,
         body: String,
         headers: Vec<(String, String)>,
     },
+    Redirect {
+        #[serde(rename = "return")]
+        status: u16,
+        redirect: crate::router::Template,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitTarget {
+    pub upstream: String,
+    #[serde(skip)]
+    pub index: usize,
+    pub weight: u32,
+}
+
+/// What a sticky split hashes: the same value always lands on the same upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sticky {
+    Header(String),
+    Cookie(String),
+    ClientIp,
+}
+
+impl Serialize for Sticky {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&match self {
+            Sticky::Header(h) => format!("header:{h}"),
+            Sticky::Cookie(c) => format!("cookie:{c}"),
+            Sticky::ClientIp => "client_ip".into(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -340,7 +418,10 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     };
     let mut main: RawMain = parse_toml(&main_src).map_err(|e| vec![e])?;
 
-    let mut v = Validator { errors: Vec::new() };
+    let mut v = Validator {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
 
     // Included files: parse each; syntax errors are collected and the rest still validated.
@@ -417,8 +498,9 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         }
     }
 
-    let cfg = v.build(&sources, &base, main, servers_raw, upstreams_raw, files);
+    let mut cfg = v.build(&sources, &base, main, servers_raw, upstreams_raw, files);
     if v.errors.is_empty() {
+        cfg.warnings = v.warnings;
         Ok(cfg)
     } else {
         Err(v.errors)

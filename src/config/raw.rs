@@ -102,7 +102,17 @@ impl StringOrList {
 pub struct RawRoute {
     pub host: Option<S<String>>,
     pub path: Option<S<String>>,
+    pub exact: Option<S<String>>,
+    pub regex: Option<S<String>>,
+    pub priority: Option<S<i64>>,
+    #[serde(rename = "match")]
+    pub conditions: Option<S<RawMatch>>,
     pub upstream: Option<S<String>>,
+    pub split: Option<S<Vec<S<RawSplit>>>>,
+    pub sticky: Option<S<String>>,
+    pub redirect: Option<S<String>>,
+    pub rewrite: Option<S<String>>,
+    pub strip_prefix: Option<S<String>>,
     #[serde(rename = "return")]
     pub return_status: Option<S<i64>>,
     pub body: Option<String>,
@@ -110,6 +120,25 @@ pub struct RawRoute {
     pub headers: BTreeMap<String, S<String>>,
     pub request_headers: Option<S<RawHeaderEdits>>,
     pub response_headers: Option<S<RawHeaderEdits>>,
+}
+
+/// A route's `match` table: conditions besides the path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub method: Option<S<StringOrList>>,
+    #[serde(default)]
+    pub header: BTreeMap<String, S<toml::Value>>,
+    #[serde(default)]
+    pub query: BTreeMap<String, S<toml::Value>>,
+    pub client: Option<S<StringOrList>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSplit {
+    pub upstream: S<String>,
+    pub weight: Option<S<i64>>,
 }
 
 /// `request_headers` / `response_headers` of a route.

@@ -3,7 +3,7 @@
 
 use super::raw::*;
 use super::*;
-use crate::http::filters::{Filter, HeaderEdits};
+use crate::http::filters::HeaderEdits;
 use std::ops::Range;
 
 /// The longest duration any key accepts.
@@ -14,6 +14,7 @@ const DEFAULT_MAX_DRAINING: usize = 4;
 
 pub(super) struct Validator {
     pub(super) errors: Vec<ConfigError>,
+    pub(super) warnings: Vec<ConfigError>,
 }
 
 impl Validator {
@@ -404,118 +405,7 @@ impl Validator {
                 Some(a) => self.access_log(ssrc, a, base, &mut access_logs),
                 None => global_access,
             };
-            let mut route = Vec::new();
-            let mut seen: HashSet<(Option<String>, String)> = HashSet::new();
-            for r in &s.route {
-                let rspan = r.span();
-                let r = r.get_ref();
-                let path = r
-                    .path
-                    .as_ref()
-                    .map(|p| p.get_ref().clone())
-                    .unwrap_or_else(|| "/".into());
-                if !path.starts_with('/') {
-                    let at = r.path.as_ref().map(|p| p.span()).unwrap_or(rspan.clone());
-                    self.errors
-                        .push(ssrc.err(at, format!("route path \"{path}\" must start with '/'")));
-                }
-                let host = r.host.as_ref().map(|h| h.get_ref().to_ascii_lowercase());
-                if !seen.insert((host.clone(), path.clone())) {
-                    self.errors.push(ssrc.err(
-                        rspan.clone(),
-                        format!("duplicate route for path \"{path}\""),
-                    ));
-                }
-                let action = match (&r.upstream, &r.return_status) {
-                    (Some(u), None) => {
-                        if r.body.is_some() || !r.headers.is_empty() {
-                            self.errors.push(ssrc.err(
-                                rspan.clone(),
-                                "\"body\" and \"headers\" need \"return\", not \"upstream\"",
-                            ));
-                        }
-                        match names.get(u.get_ref()) {
-                            Some(&index) => Action::Proxy {
-                                upstream: u.get_ref().clone(),
-                                index,
-                            },
-                            None => {
-                                self.errors.push(ssrc.err(
-                                    u.span(),
-                                    format!("unknown upstream \"{}\"", u.get_ref()),
-                                ));
-                                continue;
-                            }
-                        }
-                    }
-                    (None, Some(st)) => {
-                        let status = *st.get_ref();
-                        if !(200..=599).contains(&status) {
-                            self.errors.push(ssrc.err(
-                                st.span(),
-                                format!("return status {status} out of range 200..=599"),
-                            ));
-                            continue;
-                        }
-                        let mut headers = Vec::new();
-                        for (k, val) in &r.headers {
-                            if httparse_token(k) && !val.get_ref().contains(['\r', '\n']) {
-                                headers.push((k.clone(), val.get_ref().clone()));
-                            } else {
-                                self.errors
-                                    .push(ssrc.err(val.span(), format!("invalid header \"{k}\"")));
-                            }
-                        }
-                        Action::Return {
-                            status: status as u16,
-                            body: r.body.clone().unwrap_or_default(),
-                            headers,
-                        }
-                    }
-                    _ => {
-                        self.errors.push(ssrc.err(
-                            rspan.clone(),
-                            "a route needs exactly one of \"upstream\" or \"return\"",
-                        ));
-                        continue;
-                    }
-                };
-                let mut filters = match action {
-                    Action::Proxy { .. } => crate::http::filters::proxy_defaults(),
-                    Action::Return { .. } => Vec::new(),
-                };
-                let proxied = matches!(action, Action::Proxy { .. });
-                let (mut request_headers, mut response_headers) = (None, None);
-                for (edits, on_request) in
-                    [(&r.request_headers, true), (&r.response_headers, false)]
-                {
-                    let Some(edits) = edits else { continue };
-                    if !proxied {
-                        self.errors.push(ssrc.err(
-                            edits.span(),
-                            "request_headers and response_headers need \"upstream\" (a \"return\" route has \"headers\")",
-                        ));
-                        continue;
-                    }
-                    if let Some(e) = self.header_edits(ssrc, edits) {
-                        if on_request {
-                            request_headers = Some(e.clone());
-                            filters.push(Filter::EditRequest(e));
-                        } else {
-                            response_headers = Some(e.clone());
-                            filters.push(Filter::EditResponse(e));
-                        }
-                    }
-                }
-                route.push(Route {
-                    host,
-                    path,
-                    action,
-                    request_headers,
-                    response_headers,
-                    filters,
-                });
-            }
+            let route = self.routes(ssrc, &s.route, &names);
             server.push(Server {
                 listen,
                 server_name,
@@ -554,6 +444,7 @@ impl Validator {
                     as usize,
                 client_max_body_size: self.size(ssrc, &s.client_max_body_size, 1 << 20),
                 tunnel_timeout: self.duration(ssrc, &s.tunnel_timeout, Duration::from_secs(3600)),
+                routes: crate::router::RouteTable::compile(&route),
                 route,
             });
         }
@@ -569,6 +460,7 @@ impl Validator {
                 .map(|(s, p): (&Server, _)| (s.listen.as_slice(), p.as_slice(), s.default_server)),
         );
         Config {
+            warnings: Vec::new(),
             hosts,
             path: src.path.clone(),
             files,
@@ -609,7 +501,11 @@ impl Validator {
 
 impl Validator {
     /// Checks one `request_headers` / `response_headers` table.
-    fn header_edits(&mut self, src: &Source, e: &S<RawHeaderEdits>) -> Option<HeaderEdits> {
+    pub(super) fn header_edits(
+        &mut self,
+        src: &Source,
+        e: &S<RawHeaderEdits>,
+    ) -> Option<HeaderEdits> {
         let raw = e.get_ref();
         let mut ok = true;
         let names = raw
@@ -647,7 +543,7 @@ impl Validator {
     }
 }
 
-fn httparse_token(s: &str) -> bool {
+pub(super) fn httparse_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

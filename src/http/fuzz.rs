@@ -42,6 +42,7 @@ pub fn request_head(data: &[u8]) {
         let mut out = Vec::new();
         let verdict = head.write_upstream(
             &data[..head.head_len],
+            None,
             &fwd,
             &filters::proxy_defaults(),
             &mut Headers::default(),
@@ -56,6 +57,7 @@ pub fn request_head(data: &[u8]) {
             let mut scratch = Vec::new();
             s.write_upstream(
                 seed,
+                None,
                 &fwd,
                 &filters::proxy_defaults(),
                 &mut used,
@@ -65,6 +67,7 @@ pub fn request_head(data: &[u8]) {
         let mut again_out = Vec::new();
         head.write_upstream(
             &data[..head.head_len],
+            None,
             &fwd,
             &filters::proxy_defaults(),
             &mut used,

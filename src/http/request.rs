@@ -303,6 +303,25 @@ impl RequestHead {
         self.headers.capacity()
     }
 
+    /// Every value of header `name` (case-insensitive), in order.
+    pub fn header_values<'a, 'n>(
+        &'a self,
+        raw: &'a [u8],
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
+        self.headers.iter().filter_map(move |(n, v, _)| {
+            let n = raw.get(n.clone())?;
+            n.eq_ignore_ascii_case(name.as_bytes())
+                .then(|| raw.get(v.clone()))
+                .flatten()
+        })
+    }
+
+    /// The query string (after '?'), if any.
+    pub fn query(&self) -> Option<&str> {
+        self.uri.split_once('?').map(|(_, q)| q)
+    }
+
     /// The normalized path, for routing.
     pub fn path(&self) -> &str {
         &self.route_path
@@ -328,6 +347,7 @@ impl RequestHead {
     pub fn write_upstream(
         &self,
         raw: &[u8],
+        uri: Option<&str>,
         fwd: &Forwarding,
         chain: &[Filter],
         h: &mut Headers,
@@ -354,7 +374,7 @@ impl RequestHead {
         out.reserve(raw.len() + 128);
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
-        out.extend_from_slice(self.uri.as_bytes());
+        out.extend_from_slice(uri.unwrap_or(&self.uri).as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
         h.write(raw, out);
         if let Some(protocols) = &self.upgrade {
@@ -394,6 +414,7 @@ mod tests {
         let mut out = Vec::new();
         h.write_upstream(
             raw,
+            None,
             &fwd,
             &filters::proxy_defaults(),
             &mut Headers::default(),

@@ -61,6 +61,9 @@ impl Master {
         if cfg.pid_file != self.cfg.pid_file || cfg.control_socket != self.cfg.control_socket {
             log::warn!("changes to pid_file and control_socket take effect on restart only");
         }
+        for w in &cfg.warnings {
+            log::warn!("{w}");
+        }
         if cfg.shared_memory != self.cfg.shared_memory {
             log::warn!("changes to shared_memory take effect on restart only");
             cfg.shared_memory = self.cfg.shared_memory;

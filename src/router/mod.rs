@@ -1,22 +1,17 @@
 //! Request routing: pick the server by listen address and Host (`hosts`), then the route by
-//! host and longest path prefix.
+//! compiled route table (`routes`).
 
+mod conditions;
 mod hosts;
+mod routes;
+mod template;
+pub use conditions::{Cidr, Conditions, Request, Test};
 pub use hosts::{HostTable, Hosts, NamePattern};
+pub use routes::{Rank, RouteTable};
+pub use template::{Template, Vars};
 
-use crate::config::{Config, Route};
+use crate::config::Config;
 use std::net::SocketAddr;
-
-fn name_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix("*.") {
-        Some(suffix) => {
-            host.len() > suffix.len() + 1
-                && host.ends_with(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-        }
-        None => pattern == host,
-    }
-}
 
 /// The server for a request that arrived on `listen` with `host` (lowercase, no port): a
 /// few hash probes in the compiled table (see `hosts`), whatever the number of servers.
@@ -24,45 +19,10 @@ pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> us
     cfg.hosts.lookup(listen, host)
 }
 
-/// The route whose path is the longest prefix of `path`; a route naming the host wins a tie.
-pub fn select_route<'a>(
-    cfg: &'a Config,
-    server: usize,
-    host: Option<&str>,
-    path: &str,
-) -> Option<&'a Route> {
-    select_route_index(cfg, server, host, path).map(|i| &cfg.server[server].route[i])
-}
-
-/// `select_route`, as the index of the route among its server's routes.
-pub fn select_route_index(
-    cfg: &Config,
-    server: usize,
-    host: Option<&str>,
-    path: &str,
-) -> Option<usize> {
-    let mut best: Option<(usize, &Route)> = None;
-    for (i, r) in cfg.server[server].route.iter().enumerate() {
-        let host_ok = match (&r.host, host) {
-            (None, _) => true,
-            (Some(p), Some(h)) => name_matches(p, h),
-            (Some(_), None) => false,
-        };
-        if !host_ok || !path.starts_with(r.path.as_str()) {
-            continue;
-        }
-        let better = match best {
-            None => true,
-            Some((_, b)) => {
-                r.path.len() > b.path.len()
-                    || (r.path.len() == b.path.len() && b.host.is_none() && r.host.is_some())
-            }
-        };
-        if better {
-            best = Some((i, r));
-        }
-    }
-    best.map(|(i, _)| i)
+/// The route of `server` for a request, by the rules in `routes`.
+pub fn select_route(cfg: &Config, server: usize, path: &str, req: &Request) -> Option<usize> {
+    let srv = &cfg.server[server];
+    srv.routes.lookup(&srv.route, path, req)
 }
 
 #[cfg(test)]
@@ -70,13 +30,49 @@ mod tests {
     use super::*;
     use crate::config::Action;
 
-    fn cfg() -> Config {
-        let dir = std::env::temp_dir().join(format!("proxyd-router-{}", std::process::id()));
+    fn cfg(text: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "proxyd-router-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("r.toml");
-        std::fs::write(
-            &p,
-            r#"
+        std::fs::write(&p, text).unwrap();
+        let c = crate::config::load(&p).unwrap_or_else(|e| panic!("{e:?}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        c
+    }
+
+    /// The body of the route chosen for a request.
+    fn pick(c: &Config, server: usize, host: Option<&str>, method: &str, target: &str) -> String {
+        let (path, query) = target
+            .split_once('?')
+            .map_or((target, None), |(p, q)| (p, Some(q)));
+        let hdr = |n: &str| -> Vec<&[u8]> {
+            if n == "x-canary" && target.contains("canary") {
+                vec![b"1"]
+            } else {
+                vec![]
+            }
+        };
+        let r = Request {
+            method,
+            host,
+            query,
+            header: &hdr,
+            client: &|| "10.1.2.3".parse().unwrap(),
+        };
+        match select_route(c, server, path, &r).map(|i| &c.server[server].route[i].action) {
+            Some(Action::Return { body, .. }) => body.clone(),
+            None => "none".into(),
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn servers_and_routes() {
+        let c = cfg(r#"
 [[server]]
 listen = "127.0.0.1:1"
 [[server.route]]
@@ -96,6 +92,33 @@ body = "api-host"
 path = "/api/v2/"
 return = 200
 body = "v2"
+[[server.route]]
+exact = "/api/v2/login"
+return = 200
+body = "exact"
+[[server.route]]
+regex = "^/api/v2/user/\\d+$"
+return = 200
+body = "regex"
+[[server.route]]
+path = "/api/"
+match = { method = "POST", header = { x-canary = "1" } }
+return = 200
+body = "canary-post"
+[[server.route]]
+path = "/static/"
+priority = 5
+return = 200
+body = "static"
+[[server.route]]
+regex = "\\.png$"
+return = 200
+body = "png"
+[[server.route]]
+path = "/q"
+match = { query = { v = "2" }, client = "10.0.0.0/8" }
+return = 200
+body = "q2"
 
 [[server]]
 listen = "127.0.0.1:1"
@@ -103,38 +126,43 @@ server_name = ["b.test", "*.wild.test"]
 [[server.route]]
 return = 200
 body = "b"
-"#,
-        )
-        .unwrap();
-        let c = crate::config::load(&p).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        c
-    }
-
-    fn body(r: Option<&Route>) -> &str {
-        match &r.unwrap().action {
-            Action::Return { body, .. } => body,
-            _ => panic!(),
-        }
-    }
-
-    #[test]
-    fn servers_and_routes() {
-        let c = cfg();
+"#);
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(select_server(&c, a, Some("b.test")), 1);
         assert_eq!(select_server(&c, a, Some("x.wild.test")), 1);
         assert_eq!(select_server(&c, a, Some("wild.test")), 0);
         assert_eq!(select_server(&c, a, None), 0);
-        assert_eq!(body(select_route(&c, 0, None, "/x")), "default");
-        assert_eq!(body(select_route(&c, 0, None, "/api/x")), "api");
-        assert_eq!(
-            body(select_route(&c, 0, Some("a.example.com"), "/api/x")),
-            "api-host"
-        );
-        assert_eq!(
-            body(select_route(&c, 0, Some("a.example.com"), "/api/v2/x")),
-            "v2"
-        );
+        let p = |host, method, target| pick(&c, 0, host, method, target);
+        assert_eq!(p(None, "GET", "/x"), "default");
+        assert_eq!(p(None, "GET", "/api/x"), "api");
+        assert_eq!(p(Some("a.example.com"), "GET", "/api/x"), "api-host");
+        assert_eq!(p(Some("a.example.com"), "GET", "/api/v2/x"), "v2");
+        assert_eq!(p(None, "GET", "/api/v2/login"), "exact");
+        assert_eq!(p(None, "GET", "/api/v2/login/"), "v2");
+        assert_eq!(p(None, "GET", "/api/v2/user/42"), "regex");
+        assert_eq!(p(None, "GET", "/api/v2/user/x"), "v2");
+        assert_eq!(p(None, "POST", "/api/canary"), "canary-post");
+        assert_eq!(p(None, "GET", "/api/canary"), "api");
+        assert_eq!(p(None, "POST", "/api/x"), "api");
+        // A regex beats a prefix, but priority beats both.
+        assert_eq!(p(None, "GET", "/a.png"), "png");
+        assert_eq!(p(None, "GET", "/static/a.png"), "static");
+        assert_eq!(p(None, "GET", "/q?a=1&v=2"), "q2");
+        assert_eq!(p(None, "GET", "/q?v=3"), "default");
+    }
+
+    #[test]
+    fn lookup_is_by_table_not_scan() {
+        let mut text = String::from("[[server]]\nlisten = \"127.0.0.1:1\"\n");
+        for i in 0..2000 {
+            text.push_str(&format!(
+                "[[server.route]]\npath = \"/p{i}/\"\nreturn = 200\nbody = \"p{i}\"\n[[server.route]]\nexact = \"/e{i}\"\nreturn = 200\nbody = \"e{i}\"\n"
+            ));
+        }
+        let c = cfg(&text);
+        assert_eq!(pick(&c, 0, None, "GET", "/p1999/x"), "p1999");
+        assert_eq!(pick(&c, 0, None, "GET", "/p19/x"), "p19");
+        assert_eq!(pick(&c, 0, None, "GET", "/e7"), "e7");
+        assert_eq!(pick(&c, 0, None, "GET", "/e7/"), "none");
     }
 }

@@ -6,6 +6,7 @@ pub mod buffer;
 mod clock;
 mod events;
 mod exchange;
+mod route;
 mod session;
 mod spare;
 mod timer;

@@ -12,7 +12,6 @@
 use super::peer::PeerIp;
 use super::tunnel::Tunnel;
 use super::Drive;
-use crate::config::Action;
 use crate::http::filters::Verdict;
 use crate::http::{local, request};
 use crate::router;
@@ -20,6 +19,7 @@ use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Done, Event};
 pub(crate) use crate::worker::exchange::Exchange;
 use crate::worker::exchange::Recv;
+use crate::worker::route::{self, Routed};
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
 pub(crate) use crate::worker::upstream::UpConn;
@@ -401,12 +401,13 @@ impl Http1 {
         let keep_alive = head.keep_alive
             && !w.draining
             && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let found = router::select_route_index(&cfg, server, host, head.path());
-        let route = found.map(|i| &srv.route[i].action);
         let buf = self
             .req_buf
             .as_mut()
             .expect("head was parsed from the buffer");
+        let raw = &buf.held()[..x.req.head_len];
+        let (found, routed) =
+            route::route(&cfg, server, &x.req, raw, &|| self.peer_ip.ip(), w.requests);
         x.start(server, keep_alive, w.now);
         x.route = found;
         if self.out.capacity() == 0 {
@@ -416,16 +417,17 @@ impl Http1 {
             x: &x,
             client_ip: &self.peer_ip,
         });
-        match route {
-            Some(&Action::Proxy { index, .. }) => {
-                x.upstream = index;
+        match routed {
+            Routed::Proxy { upstream, uri } => {
+                x.upstream = upstream;
                 let fwd = request::Forwarding {
                     client_ip: &self.peer_ip,
                     proto: "http",
-                    default_host: &cfg.upstream[index].name,
+                    default_host: &cfg.upstream[upstream].name,
                 };
                 let verdict = x.req.write_upstream(
                     &buf.held()[..x.req.head_len],
+                    uri.as_deref(),
                     &fwd,
                     x.filters(&cfg),
                     &mut w.headers,
@@ -448,11 +450,18 @@ impl Http1 {
                 let close = !x.keep_alive || x.req.has_body;
                 self.x = Some(x);
                 match other {
-                    Some(Action::Return {
+                    Routed::Fixed {
                         status,
                         headers,
                         body,
-                    }) => self.respond(w, *status, headers, body.as_bytes(), close),
+                    } => self.respond(w, status, headers, body, close),
+                    Routed::Redirect { status, location } => {
+                        let headers = [
+                            ("Location".to_string(), location),
+                            ("Content-Type".to_string(), "text/html".to_string()),
+                        ];
+                        self.respond(w, status, &headers, &local::error_page(status), close)
+                    }
                     _ => self.respond_error(w, 404, close),
                 }
                 Ok(())

@@ -27,6 +27,12 @@ impl PeerIp {
         }
     }
 
+    pub fn ip(&self) -> IpAddr {
+        self.as_str()
+            .parse()
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
     pub fn as_str(&self) -> &str {
         // Written from an IpAddr's Display: ASCII.
         std::str::from_utf8(&self.text[..self.len as usize]).unwrap_or("-")

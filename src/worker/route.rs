@@ -1,0 +1,171 @@
+//! From a parsed request to what to do with it: the route (see `router`), then its action
+//! made concrete for this request: which upstream of a split, the path sent upstream after
+//! `rewrite` or `strip_prefix`, the `Location` of a redirect.
+
+use crate::config::{Action, Config, Route, Sticky};
+use crate::http::request::RequestHead;
+use crate::router::{self, Request, Vars};
+use std::net::IpAddr;
+
+pub enum Routed<'c> {
+    /// To upstream `upstream`, with the request target replaced when `uri` is set.
+    Proxy {
+        upstream: usize,
+        uri: Option<String>,
+    },
+    Fixed {
+        status: u16,
+        headers: &'c [(String, String)],
+        body: &'c [u8],
+    },
+    Redirect {
+        status: u16,
+        location: String,
+    },
+    NotFound,
+}
+
+/// Routes `req` (its head bytes `raw`) on `server`: the route's index and what to do.
+pub fn route<'c>(
+    cfg: &'c Config,
+    server: usize,
+    req: &RequestHead,
+    raw: &[u8],
+    client: &dyn Fn() -> IpAddr,
+    seq: u64,
+) -> (Option<usize>, Routed<'c>) {
+    let header = |name: &str| -> Vec<&[u8]> { req.header_values(raw, name).collect() };
+    let host = req.host_name();
+    let r = Request {
+        method: &req.method,
+        host,
+        query: req.query(),
+        header: &header,
+        client,
+    };
+    let path = req.path();
+    let Some(i) = router::select_route(cfg, server, path, &r) else {
+        return (None, Routed::NotFound);
+    };
+    let route = &cfg.server[server].route[i];
+    let routed = match &route.action {
+        Action::Proxy { index, .. } => Routed::Proxy {
+            upstream: *index,
+            uri: new_uri(route, req, host),
+        },
+        Action::Split { split, sticky } => {
+            let total: u64 = split.iter().map(|t| t.weight as u64).sum();
+            let key = sticky
+                .as_ref()
+                .and_then(|s| sticky_key(s, req, raw, client()))
+                .unwrap_or_else(|| seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11);
+            let mut at = key % total.max(1);
+            let target = split
+                .iter()
+                .find(|t| {
+                    let hit = at < t.weight as u64;
+                    at = at.saturating_sub(t.weight as u64);
+                    hit
+                })
+                .unwrap_or(&split[0]);
+            Routed::Proxy {
+                upstream: target.index,
+                uri: new_uri(route, req, host),
+            }
+        }
+        Action::Return {
+            status,
+            headers,
+            body,
+        } => Routed::Fixed {
+            status: *status,
+            headers,
+            body: body.as_bytes(),
+        },
+        Action::Redirect { status, redirect } => {
+            let mut location = String::new();
+            let caps = captures(route, path);
+            redirect.expand_into(&vars(req, host, &caps), &mut location);
+            Routed::Redirect {
+                status: *status,
+                location,
+            }
+        }
+    };
+    (Some(i), routed)
+}
+
+fn captures(route: &Route, path: &str) -> Vec<Option<(usize, usize)>> {
+    route
+        .regex
+        .as_ref()
+        .and_then(|re| re.captures(path))
+        .map(|c| c.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect())
+        .unwrap_or_default()
+}
+
+fn vars<'a>(
+    req: &'a RequestHead,
+    host: Option<&'a str>,
+    caps: &'a [Option<(usize, usize)>],
+) -> Vars<'a> {
+    Vars {
+        uri: req.path(),
+        args: req.query(),
+        host: host.unwrap_or(""),
+        scheme: "http",
+        captures: caps,
+    }
+}
+
+/// The request target after the route's `rewrite` or `strip_prefix` (None: unchanged). The
+/// query string is kept unless the rewrite sets its own.
+fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>) -> Option<String> {
+    let path = req.path();
+    let mut out = String::new();
+    if let Some(t) = &route.rewrite {
+        let caps = captures(route, path);
+        t.expand_into(&vars(req, host, &caps), &mut out);
+        if !t.has_query() {
+            if let Some(q) = req.query() {
+                out.push('?');
+                out.push_str(q);
+            }
+        }
+    } else if let Some(p) = &route.strip_prefix {
+        let rest = path.strip_prefix(p.as_str())?;
+        // "/api" stripped from "/apix" is no path boundary: leave it alone.
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        out.push_str(if rest.is_empty() { "/" } else { rest });
+        if let Some(q) = req.query() {
+            out.push('?');
+            out.push_str(q);
+        }
+    } else {
+        return None;
+    }
+    Some(out)
+}
+
+/// FNV-1a of the sticky key's value, or None when the request has none.
+fn sticky_key(s: &Sticky, req: &RequestHead, raw: &[u8], client: IpAddr) -> Option<u64> {
+    let hash = |b: &[u8]| {
+        b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
+            (h ^ c as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    match s {
+        Sticky::Header(h) => req.header_values(raw, h).next().map(hash),
+        Sticky::Cookie(name) => req
+            .header_values(raw, "cookie")
+            .flat_map(|v| v.split(|&b| b == b';'))
+            .find_map(|kv| {
+                let kv = kv.trim_ascii();
+                let eq = kv.iter().position(|&b| b == b'=')?;
+                (&kv[..eq] == name.as_bytes()).then(|| hash(&kv[eq + 1..]))
+            }),
+        Sticky::ClientIp => Some(hash(client.to_string().as_bytes())),
+    }
+}
