@@ -3,6 +3,7 @@
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
 mod raw;
+pub mod ring;
 mod routes;
 pub mod units;
 mod validate;
@@ -207,7 +208,7 @@ pub enum Action {
     Split {
         split: Vec<SplitTarget>,
         #[serde(skip_serializing_if = "Option::is_none")]
-        sticky: Option<Sticky>,
+        sticky: Option<HashKey>,
     },
     Return {
         #[serde(rename = "return")]
@@ -230,20 +231,78 @@ pub struct SplitTarget {
     pub weight: u32,
 }
 
-/// What a sticky split hashes: the same value always lands on the same upstream.
+/// A request's value a sticky split or a `hash` balancer hashes: the same value always
+/// picks the same upstream or peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sticky {
+pub enum HashKey {
+    Uri,
+    Path,
+    Host,
+    ClientIp,
     Header(String),
     Cookie(String),
-    ClientIp,
+    Query(String),
 }
 
-impl Serialize for Sticky {
+impl HashKey {
+    pub fn parse(v: &str) -> Option<HashKey> {
+        let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b';');
+        Some(match v.split_once(':') {
+            Some(("header", h)) if token(h) => HashKey::Header(h.to_ascii_lowercase()),
+            Some(("cookie", c)) if token(c) => HashKey::Cookie(c.to_string()),
+            Some(("query", q)) if token(q) => HashKey::Query(q.to_string()),
+            None if v == "uri" => HashKey::Uri,
+            None if v == "path" => HashKey::Path,
+            None if v == "host" => HashKey::Host,
+            None if v == "client_ip" => HashKey::ClientIp,
+            _ => return None,
+        })
+    }
+
+    pub const HELP: &'static str =
+        "use \"uri\", \"path\", \"host\", \"client_ip\", \"header:NAME\", \"cookie:NAME\" or \"query:NAME\"";
+}
+
+impl Serialize for HashKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&match self {
-            Sticky::Header(h) => format!("header:{h}"),
-            Sticky::Cookie(c) => format!("cookie:{c}"),
-            Sticky::ClientIp => "client_ip".into(),
+            HashKey::Uri => "uri".into(),
+            HashKey::Path => "path".into(),
+            HashKey::Host => "host".into(),
+            HashKey::ClientIp => "client_ip".into(),
+            HashKey::Header(h) => format!("header:{h}"),
+            HashKey::Cookie(c) => format!("cookie:{c}"),
+            HashKey::Query(q) => format!("query:{q}"),
+        })
+    }
+}
+
+/// How an upstream picks a peer (`balance`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Balance {
+    /// Smooth weighted round-robin (nginx's).
+    RoundRobin,
+    /// Fewest active connections per weight, counted over every worker.
+    LeastConn,
+    /// Two peers drawn at random by weight; the less loaded one.
+    RandomTwo,
+    /// The client address on a consistent hash ring.
+    IpHash,
+    /// A request value on a consistent hash ring.
+    Hash(HashKey),
+    /// The first live peer in order (primary and standbys).
+    First,
+}
+
+impl Serialize for Balance {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Balance::RoundRobin => "round_robin",
+            Balance::LeastConn => "least_conn",
+            Balance::RandomTwo => "random_two",
+            Balance::IpHash => "ip_hash",
+            Balance::Hash(_) => "hash",
+            Balance::First => "first",
         })
     }
 }
@@ -265,6 +324,14 @@ pub struct Upstream {
     #[serde(skip)]
     pub slot: u32,
     pub peers: Vec<Peer>,
+    pub balance: Balance,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<HashKey>,
+    /// With every peer down, try them anyway instead of answering 503.
+    pub fail_open: bool,
+    /// Consistent hash ring of the primary peers, for `ip_hash` and `hash`.
+    #[serde(skip)]
+    pub ring: std::sync::Arc<crate::config::ring::Ring>,
     pub keepalive: usize,
     #[serde(serialize_with = "ser_duration")]
     pub keepalive_timeout: Duration,
@@ -286,6 +353,12 @@ pub struct Peer {
     pub slot: u32,
     pub addr: SocketAddr,
     pub weight: u32,
+    /// Used only when no primary peer is live.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub backup: bool,
+    /// Never used (kept in the config, taken out of service).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub down: bool,
 }
 
 impl Config {

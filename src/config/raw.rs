@@ -158,6 +158,9 @@ pub struct RawHeaderEdits {
 pub struct RawUpstream {
     pub name: S<String>,
     pub peers: S<Vec<S<RawPeer>>>,
+    pub balance: Option<S<String>>,
+    pub hash_key: Option<S<String>>,
+    pub fail_open: Option<bool>,
     pub keepalive: Option<S<i64>>,
     pub keepalive_timeout: Option<S<toml::Value>>,
     pub keepalive_requests: Option<S<i64>>,
@@ -178,4 +181,6 @@ pub enum RawPeer {
 pub struct RawPeerTable {
     pub addr: String,
     pub weight: Option<i64>,
+    pub backup: Option<bool>,
+    pub down: Option<bool>,
 }

@@ -239,17 +239,11 @@ impl Validator {
                         .push(src.err(split.span(), "\"split\" needs at least one upstream"));
                 }
                 let sticky = r.sticky.as_ref().and_then(|s| {
-                    let v = s.get_ref();
-                    let parsed = match v.split_once(':') {
-                        Some(("header", h)) if httparse_token(h) => Some(Sticky::Header(h.to_ascii_lowercase())),
-                        Some(("cookie", c)) if !c.is_empty() => Some(Sticky::Cookie(c.to_string())),
-                        None if v == "client_ip" => Some(Sticky::ClientIp),
-                        _ => None,
-                    };
+                    let parsed = HashKey::parse(s.get_ref());
                     if parsed.is_none() {
                         self.errors.push(src.err(
                             s.span(),
-                            format!("sticky \"{v}\": use \"header:NAME\", \"cookie:NAME\" or \"client_ip\""),
+                            format!("sticky \"{}\": {}", s.get_ref(), HashKey::HELP),
                         ));
                     }
                     parsed

@@ -83,3 +83,58 @@ fn errors_are_all_reported_with_locations() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn balance_errors_point_at_their_keys() {
+    let d = tmpdir("balance");
+    let p = write(
+        &d,
+        "p.toml",
+        r#"[[upstream]]
+name = "a"
+peers = ["127.0.0.1:1"]
+balance = "fastest"
+[[upstream]]
+name = "b"
+peers = ["127.0.0.1:1"]
+balance = "hash"
+[[upstream]]
+name = "c"
+peers = ["127.0.0.1:1"]
+hash_key = "uri"
+[[upstream]]
+name = "d"
+peers = ["127.0.0.1:1"]
+balance = "hash"
+hash_key = "header:"
+[[upstream]]
+name = "e"
+peers = [{ addr = "127.0.0.1:1", backup = true }, { addr = "127.0.0.1:2", down = true }]
+[[server]]
+listen = "127.0.0.1:8080"
+[[server.route]]
+return = 200
+"#,
+    );
+    let errs: Vec<String> = load(&p)
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let has = |s: &str| errs.iter().any(|e| e.contains(s));
+    assert!(has("p.toml:4:11: unknown balance \"fastest\""), "{errs:?}");
+    assert!(
+        has("p.toml:8:11: balance = \"hash\" needs hash_key"),
+        "{errs:?}"
+    );
+    assert!(
+        has("p.toml:12:12: \"hash_key\" needs balance = \"hash\""),
+        "{errs:?}"
+    );
+    assert!(has("p.toml:17:12: hash_key \"header:\""), "{errs:?}");
+    assert!(
+        has("p.toml:20:9: upstream \"e\" has no peer that is neither"),
+        "{errs:?}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -251,9 +251,14 @@ impl Validator {
             }
             let mut peers = Vec::new();
             for p in u.peers.get_ref() {
-                let (addr_s, weight) = match p.get_ref() {
-                    RawPeer::Addr(a) => (a.clone(), 1),
-                    RawPeer::Table(t) => (t.addr.clone(), t.weight.unwrap_or(1)),
+                let (addr_s, weight, backup, down) = match p.get_ref() {
+                    RawPeer::Addr(a) => (a.clone(), 1, false, false),
+                    RawPeer::Table(t) => (
+                        t.addr.clone(),
+                        t.weight.unwrap_or(1),
+                        t.backup.unwrap_or(false),
+                        t.down.unwrap_or(false),
+                    ),
                 };
                 if !(1..=1000).contains(&weight) {
                     self.errors.push(usrc.err(
@@ -268,6 +273,8 @@ impl Validator {
                         name: addr_s,
                         addr,
                         weight: weight as u32,
+                        backup,
+                        down,
                     }),
                     Err(e) => self.errors.push(usrc.err(p.span(), e)),
                 }
@@ -276,11 +283,24 @@ impl Validator {
                 self.errors
                     .push(usrc.err(u.peers.span(), format!("upstream \"{name}\" has no peers")));
             }
+            let (balance, hash_key) = self.balance(usrc, u);
+            if !peers.is_empty() && peers.iter().all(|p| p.down || p.backup) {
+                self.errors.push(usrc.err(
+                    u.peers.span(),
+                    format!(
+                        "upstream \"{name}\" has no peer that is neither \"down\" nor \"backup\""
+                    ),
+                ));
+            }
             names.insert(name.clone(), upstream.len());
             upstream.push(Upstream {
                 slot: 0,
                 name,
+                ring: std::sync::Arc::new(super::ring::Ring::build(&peers)),
                 peers,
+                balance,
+                hash_key,
+                fail_open: u.fail_open.unwrap_or(false),
                 keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
                 keepalive_timeout: self.duration(
                     usrc,
@@ -584,4 +604,58 @@ fn resolve_peer(s: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("cannot resolve peer \"{s}\": {e}"))?
         .next()
         .ok_or_else(|| format!("peer \"{s}\" resolves to no address"))
+}
+
+impl Validator {
+    /// `balance` and, for `hash`, its `hash_key`.
+    fn balance(&mut self, src: &Source, u: &RawUpstream) -> (Balance, Option<HashKey>) {
+        let key = u.hash_key.as_ref().and_then(|k| {
+            let parsed = HashKey::parse(k.get_ref());
+            if parsed.is_none() {
+                self.errors.push(src.err(
+                    k.span(),
+                    format!("hash_key \"{}\": {}", k.get_ref(), HashKey::HELP),
+                ));
+            }
+            parsed
+        });
+        let Some(b) = &u.balance else {
+            if let Some(k) = &u.hash_key {
+                self.errors
+                    .push(src.err(k.span(), "\"hash_key\" needs balance = \"hash\""));
+            }
+            return (Balance::RoundRobin, None);
+        };
+        let balance = match b.get_ref().as_str() {
+            "round_robin" => Balance::RoundRobin,
+            "least_conn" => Balance::LeastConn,
+            "random_two" => Balance::RandomTwo,
+            "ip_hash" => Balance::IpHash,
+            "first" => Balance::First,
+            "hash" => match &key {
+                Some(k) => Balance::Hash(k.clone()),
+                None => {
+                    if u.hash_key.is_none() {
+                        self.errors.push(src.err(
+                            b.span(),
+                            format!("balance = \"hash\" needs hash_key ({})", HashKey::HELP),
+                        ));
+                    }
+                    Balance::RoundRobin
+                }
+            },
+            other => {
+                self.errors.push(src.err(
+                    b.span(),
+                    format!("unknown balance \"{other}\" (use round_robin, least_conn, random_two, ip_hash, hash or first)"),
+                ));
+                Balance::RoundRobin
+            }
+        };
+        if let (Some(k), false) = (&u.hash_key, b.get_ref() == "hash") {
+            self.errors
+                .push(src.err(k.span(), "\"hash_key\" needs balance = \"hash\""));
+        }
+        (balance, key)
+    }
 }

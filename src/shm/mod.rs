@@ -56,6 +56,9 @@ pub struct Health {
     fails: AtomicU32,
     /// Times it was marked down.
     ejections: AtomicU64,
+    /// Upstream connections carrying an exchange, over every live worker (the sum of the
+    /// workers' gauges, kept here too so that `least_conn` reads one number).
+    active: AtomicU64,
 }
 
 /// Per-worker counters of one slot.
@@ -226,8 +229,13 @@ impl View {
                 r.requests.fetch_add(req, Relaxed);
                 r.failures.fetch_add(fail, Relaxed);
             }
-            // Connections of a dead process are gone: the gauge is not carried over.
-            c.active.store(0, Relaxed);
+            // Connections of a dead process are gone: the gauge is not carried over, and
+            // they leave the node's count.
+            let gone = c.active.swap(0, Relaxed);
+            if gone != 0 {
+                let node = &self.health(s).active;
+                let _ = node.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(gone)));
+            }
         }
     }
 
@@ -244,6 +252,7 @@ impl View {
         h.down_until.store(0, Relaxed);
         h.fails.store(0, Relaxed);
         h.ejections.store(0, Relaxed);
+        h.active.store(0, Relaxed);
     }
 }
 
@@ -273,11 +282,22 @@ impl Block {
     }
 
     pub fn active(&self, slot: u32, by: i64) {
+        let node = &self.view.health(slot).active;
+        if by >= 0 {
+            node.fetch_add(by as u64, Relaxed);
+        } else {
+            node.fetch_sub(by.unsigned_abs(), Relaxed);
+        }
         bump(&self.view.counters(self.block, slot).active, by);
     }
 }
 
 impl Health {
+    /// Upstream connections carrying an exchange now, over every worker.
+    pub fn active(&self) -> u64 {
+        self.active.load(Relaxed)
+    }
+
     /// Whether the peer is marked down at `now_ms`.
     pub fn is_down(&self, now_ms: u64) -> bool {
         self.down_until.load(Relaxed) > now_ms

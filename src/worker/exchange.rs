@@ -72,6 +72,8 @@ pub struct Exchange {
     /// Peers tried for this request, and connection attempts in all.
     pub tried: Vec<usize>,
     pub attempts: usize,
+    /// What the upstream's `ip_hash` or `hash` balancer hashes, for this request.
+    pub hash: Option<u64>,
     pub send: Send,
     pub recv: Recv,
     /// For the access log: status sent and body bytes written to the client.
@@ -98,6 +100,7 @@ impl Exchange {
             body_sent: 0,
             tried: Vec::new(),
             attempts: 0,
+            hash: None,
             send: Send::Sending,
             recv: Recv::Head {
                 interim: 0,
@@ -125,6 +128,7 @@ impl Exchange {
         self.body_sent = 0;
         self.tried.clear();
         self.attempts = 0;
+        self.hash = None;
         self.send = Send::Sending;
         self.recv = Recv::Head {
             interim: 0,

@@ -2,7 +2,8 @@
 //! made concrete for this request: which upstream of a split, the path sent upstream after
 //! `rewrite` or `strip_prefix`, the `Location` of a redirect.
 
-use crate::config::{Action, Config, Route, Sticky};
+use crate::config::ring::hash;
+use crate::config::{Action, Balance, Config, HashKey, Route};
 use crate::http::request::RequestHead;
 use crate::router::{self, Request, Vars};
 use std::net::IpAddr;
@@ -57,7 +58,7 @@ pub fn route<'c>(
             let total: u64 = split.iter().map(|t| t.weight as u64).sum();
             let key = sticky
                 .as_ref()
-                .and_then(|s| sticky_key(s, req, raw, client()))
+                .and_then(|s| hash_of(s, req, raw, client))
                 .unwrap_or_else(|| seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11);
             let mut at = key % total.max(1);
             let target = split
@@ -149,16 +150,23 @@ fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>) -> Option<Strin
     Some(out)
 }
 
-/// FNV-1a of the sticky key's value, or None when the request has none.
-fn sticky_key(s: &Sticky, req: &RequestHead, raw: &[u8], client: IpAddr) -> Option<u64> {
-    let hash = |b: &[u8]| {
-        b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &c| {
-            (h ^ c as u64).wrapping_mul(0x0100_0000_01b3)
-        })
-    };
-    match s {
-        Sticky::Header(h) => req.header_values(raw, h).next().map(hash),
-        Sticky::Cookie(name) => req
+/// The hash of a request's value for `key`, or None when the request has none.
+pub fn hash_of(
+    key: &HashKey,
+    req: &RequestHead,
+    raw: &[u8],
+    client: &dyn Fn() -> IpAddr,
+) -> Option<u64> {
+    match key {
+        HashKey::Uri => Some(hash(req.uri.as_bytes())),
+        HashKey::Path => Some(hash(req.path().as_bytes())),
+        HashKey::Host => req.host_name().map(|h| hash(h.as_bytes())),
+        HashKey::ClientIp => Some(match client() {
+            IpAddr::V4(a) => hash(&a.octets()),
+            IpAddr::V6(a) => hash(&a.octets()),
+        }),
+        HashKey::Header(h) => req.header_values(raw, h).next().map(hash),
+        HashKey::Cookie(name) => req
             .header_values(raw, "cookie")
             .flat_map(|v| v.split(|&b| b == b';'))
             .find_map(|kv| {
@@ -166,6 +174,26 @@ fn sticky_key(s: &Sticky, req: &RequestHead, raw: &[u8], client: IpAddr) -> Opti
                 let eq = kv.iter().position(|&b| b == b'=')?;
                 (&kv[..eq] == name.as_bytes()).then(|| hash(&kv[eq + 1..]))
             }),
-        Sticky::ClientIp => Some(hash(client.to_string().as_bytes())),
+        HashKey::Query(name) => req.query().and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == name).then(|| hash(v.as_bytes()))
+            })
+        }),
+    }
+}
+
+/// The hash the upstream's balancer needs for this request (ip_hash, hash), if any.
+pub fn balance_hash(
+    cfg: &Config,
+    upstream: usize,
+    req: &RequestHead,
+    raw: &[u8],
+    client: &dyn Fn() -> IpAddr,
+) -> Option<u64> {
+    match &cfg.upstream[upstream].balance {
+        Balance::IpHash => hash_of(&HashKey::ClientIp, req, raw, client),
+        Balance::Hash(k) => hash_of(k, req, raw, client),
+        _ => None,
     }
 }

@@ -420,6 +420,13 @@ impl Http1 {
         match routed {
             Routed::Proxy { upstream, uri } => {
                 x.upstream = upstream;
+                x.hash = route::balance_hash(
+                    &cfg,
+                    upstream,
+                    &x.req,
+                    &buf.held()[..x.req.head_len],
+                    &|| self.peer_ip.ip(),
+                );
                 let fwd = request::Forwarding {
                     client_ip: &self.peer_ip,
                     proto: "http",

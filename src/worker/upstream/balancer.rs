@@ -1,70 +1,177 @@
-//! Choosing a peer: smooth weighted round-robin (nginx's) with passive failure marking. The
-//! round-robin position is this worker's; whether a peer is down is the node's, in shared
-//! memory, so every worker (and the next generation, and a respawned worker) skips it.
+//! Choosing a peer (`balance`): smooth weighted round-robin (nginx's), least connections
+//! over the whole node, power of two random choices, a consistent hash ring (client address
+//! or a request value), or the first live peer. Every algorithm sees only the usable peers:
+//! not yet tried for this request, not `down` in the config, and not marked down in the
+//! node's shared health; `backup` peers only when no primary is usable. The round-robin
+//! position and the random generator are this worker's; health and connection counts are
+//! the node's (see `shm`).
 
-use crate::config::Upstream;
+use crate::config::{Balance, Peer, Upstream};
 use crate::shm::View;
 
 /// A peer that failed is skipped for this long (nginx `fail_timeout` default), in ms.
 const FAIL_TIMEOUT_MS: u64 = 10_000;
 
-#[derive(Clone, Default)]
-struct PeerState {
-    current: i64,
+pub struct Balancer {
+    /// Smooth weighted round-robin: each peer's current weight, per upstream.
+    current: Vec<Vec<i64>>,
+    rng: u64,
+    /// The usable peers of the pick in progress (kept to reuse its memory).
+    scratch: Vec<usize>,
 }
 
-pub struct Balancer {
-    peers: Vec<Vec<PeerState>>,
+/// The outcome of a pick.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick {
+    Peer(usize),
+    /// No usable peer: every one is down, `down` in the config, or already tried.
+    None,
 }
 
 impl Balancer {
     pub fn new(upstreams: &[Upstream]) -> Balancer {
+        let seed = (std::process::id() as u64) << 32
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
         Balancer {
-            peers: upstreams
-                .iter()
-                .map(|u| vec![PeerState::default(); u.peers.len()])
-                .collect(),
+            current: upstreams.iter().map(|u| vec![0; u.peers.len()]).collect(),
+            rng: seed | 1,
+            scratch: Vec::new(),
         }
     }
 
-    /// Picks a peer of upstream `u` not in `tried`; peers marked down are used only when
-    /// every untried peer is down.
+    /// xorshift64*: enough for spreading load, and no system call per request.
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Picks a peer of upstream `u` for a request that already tried `tried`; `hash` is
+    /// the request's key for `ip_hash` and `hash`.
     pub fn pick(
         &mut self,
         ups: &[Upstream],
         u: usize,
         tried: &[usize],
+        hash: Option<u64>,
         shared: &View,
         now_ms: u64,
-    ) -> Option<usize> {
-        self.pick_inner(ups, u, tried, Some((shared, now_ms)))
-            .or_else(|| self.pick_inner(ups, u, tried, None))
-    }
-
-    fn pick_inner(
-        &mut self,
-        ups: &[Upstream],
-        u: usize,
-        tried: &[usize],
-        skip_down: Option<(&View, u64)>,
-    ) -> Option<usize> {
-        let states = &mut self.peers[u];
-        let mut total = 0i64;
-        let mut best: Option<usize> = None;
-        for (i, p) in ups[u].peers.iter().enumerate() {
-            let down = || skip_down.is_some_and(|(v, now)| v.health(p.slot).is_down(now));
-            if tried.contains(&i) || down() {
-                continue;
+    ) -> Pick {
+        let up = &ups[u];
+        // A lone peer is never skipped for its failures (nginx ignores max_fails then):
+        // trying it is the only chance the request has.
+        let lone = up.peers.iter().filter(|p| !p.down).count() == 1;
+        let live = |i: usize, p: &Peer, health: bool| {
+            !p.down
+                && !tried.contains(&i)
+                && (!health || lone || !shared.health(p.slot).is_down(now_ms))
+        };
+        let mut c = std::mem::take(&mut self.scratch);
+        for health in [true, false] {
+            if !health && !up.fail_open {
+                break;
             }
-            states[i].current += p.weight as i64;
-            total += p.weight as i64;
-            if best.is_none_or(|b| states[i].current > states[b].current) {
-                best = Some(i);
+            for backup in [false, true] {
+                c.clear();
+                c.extend(
+                    up.peers
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, p)| p.backup == backup && live(*i, p, health))
+                        .map(|(i, _)| i),
+                );
+                if !c.is_empty() {
+                    let on_ring = |i: usize| c.contains(&i);
+                    let p = match (&up.balance, hash) {
+                        (Balance::IpHash | Balance::Hash(_), Some(h))
+                            if !backup && !up.ring.is_empty() =>
+                        {
+                            up.ring.walk(h).find(|&i| on_ring(i))
+                        }
+                        _ => None,
+                    };
+                    let p = p.unwrap_or_else(|| self.choose(up, u, &c, shared));
+                    self.scratch = c;
+                    return Pick::Peer(p);
+                }
             }
         }
-        let b = best?;
-        states[b].current -= total;
-        Some(b)
+        self.scratch = c;
+        Pick::None
+    }
+
+    /// One of the usable peers `c` (never empty), by the upstream's algorithm.
+    fn choose(&mut self, up: &Upstream, u: usize, c: &[usize], shared: &View) -> usize {
+        let weight = |i: usize| up.peers[i].weight as u64;
+        let active = |i: usize| shared.health(up.peers[i].slot).active();
+        // `a` carries less load per weight than `b`.
+        let lighter = |a: usize, b: usize| active(a) * weight(b) < active(b) * weight(a);
+        match up.balance {
+            Balance::First => c[0],
+            Balance::LeastConn => {
+                // Ties (common: idle peers) go to one of them uniformly at random
+                // (reservoir sampling), so no peer inherits another's share.
+                let mut best = c[0];
+                let mut ties = 1u64;
+                for &i in &c[1..] {
+                    if lighter(i, best) {
+                        best = i;
+                        ties = 1;
+                    } else if !lighter(best, i) {
+                        ties += 1;
+                        if self.random().is_multiple_of(ties) {
+                            best = i;
+                        }
+                    }
+                }
+                best
+            }
+            Balance::RandomTwo if c.len() > 1 => {
+                let a = self.weighted_random(up, c, None);
+                let b = self.weighted_random(up, c, Some(a));
+                if lighter(b, a) {
+                    b
+                } else {
+                    a
+                }
+            }
+            // Round-robin, and the hash balancers for a request without a key.
+            _ => {
+                let cur = &mut self.current[u];
+                let mut total = 0i64;
+                let mut best = c[0];
+                for &i in c {
+                    cur[i] += weight(i) as i64;
+                    total += weight(i) as i64;
+                    if cur[i] > cur[best] {
+                        best = i;
+                    }
+                }
+                cur[best] -= total;
+                best
+            }
+        }
+    }
+
+    /// A peer of `c` drawn with probability proportional to its weight, other than `not`.
+    fn weighted_random(&mut self, up: &Upstream, c: &[usize], not: Option<usize>) -> usize {
+        let total: u64 = c
+            .iter()
+            .filter(|&&i| Some(i) != not)
+            .map(|&i| up.peers[i].weight as u64)
+            .sum();
+        let mut at = self.random() % total.max(1);
+        for &i in c.iter().filter(|&&i| Some(i) != not) {
+            let w = up.peers[i].weight as u64;
+            if at < w {
+                return i;
+            }
+            at -= w;
+        }
+        c[0]
     }
 }
 
@@ -78,24 +185,32 @@ pub fn failed(shared: &View, peer_slot: u32, now_ms: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Peer;
+    use crate::config::ring::Ring;
     use crate::shm::Region;
+    use std::sync::Arc;
     use std::time::Duration;
 
-    fn ups(weights: &[u32]) -> Vec<Upstream> {
+    fn ups(weights: &[u32], balance: Balance) -> Vec<Upstream> {
+        let peers: Vec<Peer> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| Peer {
+                slot: i as u32,
+                name: format!("p{i}"),
+                addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                weight: w,
+                backup: false,
+                down: false,
+            })
+            .collect();
         vec![Upstream {
             slot: 9,
             name: "u".into(),
-            peers: weights
-                .iter()
-                .enumerate()
-                .map(|(i, &w)| Peer {
-                    slot: i as u32,
-                    name: format!("p{i}"),
-                    addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
-                    weight: w,
-                })
-                .collect(),
+            ring: Arc::new(Ring::build(&peers)),
+            peers,
+            balance,
+            hash_key: None,
+            fail_open: false,
             keepalive: 1,
             keepalive_timeout: Duration::from_secs(1),
             keepalive_requests: 1,
@@ -105,29 +220,108 @@ mod tests {
         }]
     }
 
+    fn peer(p: Pick) -> usize {
+        match p {
+            Pick::Peer(i) => i,
+            Pick::None => panic!("no peer"),
+        }
+    }
+
     #[test]
     fn smooth_weighted_round_robin() {
-        let u = ups(&[5, 1, 1]);
+        let u = ups(&[5, 1, 1], Balance::RoundRobin);
         let mut b = Balancer::new(&u);
         let r = Region::create(16, 1).unwrap();
         let v = r.view();
         let now = 1000;
         let picks: Vec<usize> = (0..7)
-            .map(|_| b.pick(&u, 0, &[], &v, now).unwrap())
+            .map(|_| peer(b.pick(&u, 0, &[], None, &v, now)))
             .collect();
         assert_eq!(picks, vec![0, 0, 1, 0, 2, 0, 0]);
         failed(&v, 0, now);
-        assert_ne!(b.pick(&u, 0, &[], &v, now), Some(0));
+        assert_ne!(b.pick(&u, 0, &[], None, &v, now), Pick::Peer(0));
         assert_eq!(
-            b.pick(&u, 0, &[1, 2], &v, now),
-            Some(0),
-            "a down peer is used as last resort"
+            b.pick(&u, 0, &[1, 2], None, &v, now),
+            Pick::None,
+            "every usable peer is down"
         );
-        assert_eq!(b.pick(&u, 0, &[0, 1, 2], &v, now), None);
         assert_eq!(
-            b.pick(&u, 0, &[1, 2], &v, now + FAIL_TIMEOUT_MS),
-            Some(0),
+            b.pick(&u, 0, &[1, 2], None, &v, now + FAIL_TIMEOUT_MS),
+            Pick::Peer(0),
             "up again after the timeout"
         );
+    }
+
+    #[test]
+    fn backups_down_peers_and_fail_open() {
+        let mut u = ups(&[1, 1, 1, 1], Balance::RoundRobin);
+        u[0].peers[1].down = true;
+        u[0].peers[2].backup = true;
+        u[0].peers[3].backup = true;
+        let mut b = Balancer::new(&u);
+        let r = Region::create(16, 1).unwrap();
+        let v = r.view();
+        for _ in 0..10 {
+            assert_eq!(b.pick(&u, 0, &[], None, &v, 5), Pick::Peer(0));
+        }
+        failed(&v, 0, 5);
+        let mut seen = [0; 4];
+        for _ in 0..10 {
+            seen[peer(b.pick(&u, 0, &[], None, &v, 5))] += 1;
+        }
+        assert_eq!(
+            seen,
+            [0, 0, 5, 5],
+            "backups share the load while the primary is down"
+        );
+        failed(&v, 2, 5);
+        failed(&v, 3, 5);
+        assert_eq!(b.pick(&u, 0, &[], None, &v, 5), Pick::None);
+        u[0].fail_open = true;
+        assert_eq!(
+            b.pick(&u, 0, &[], None, &v, 5),
+            Pick::Peer(0),
+            "fail open: try anyway"
+        );
+    }
+
+    #[test]
+    fn least_conn_and_random_two_prefer_the_idle_peer() {
+        for balance in [Balance::LeastConn, Balance::RandomTwo] {
+            let u = ups(&[1, 1, 1], balance.clone());
+            let mut b = Balancer::new(&u);
+            let r = Region::create(16, 2).unwrap();
+            let v = r.view();
+            // Peer 1 carries 50 connections (from another worker's block).
+            v.block(1).active(1, 50);
+            let mut seen = [0; 3];
+            for _ in 0..300 {
+                seen[peer(b.pick(&u, 0, &[], None, &v, 0))] += 1;
+            }
+            assert_eq!(seen[1], 0, "{balance:?}: {seen:?}");
+            assert!(seen[0] > 100 && seen[2] > 100, "{balance:?}: {seen:?}");
+            // Its worker dies: the master retires its block and the count goes.
+            v.retire(1);
+            assert_eq!(v.health(1).active(), 0);
+        }
+    }
+
+    #[test]
+    fn first_and_hash() {
+        let u = ups(&[1, 1, 1], Balance::First);
+        let mut b = Balancer::new(&u);
+        let r = Region::create(16, 1).unwrap();
+        let v = r.view();
+        assert_eq!(b.pick(&u, 0, &[], None, &v, 0), Pick::Peer(0));
+        assert_eq!(b.pick(&u, 0, &[0], None, &v, 0), Pick::Peer(1));
+        let u = ups(&[1, 1, 1], Balance::IpHash);
+        let mut b = Balancer::new(&u);
+        for key in 0..50u64 {
+            let h = crate::config::ring::hash(&key.to_le_bytes());
+            let first = peer(b.pick(&u, 0, &[], Some(h), &v, 0));
+            assert_eq!(peer(b.pick(&u, 0, &[], Some(h), &v, 0)), first);
+            // Tried (or down): the next peer on the ring, never the same.
+            assert_ne!(peer(b.pick(&u, 0, &[first], Some(h), &v, 0)), first);
+        }
     }
 }

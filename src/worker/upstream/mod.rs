@@ -7,7 +7,7 @@ mod balancer;
 mod pool;
 mod splice;
 
-pub use balancer::Balancer;
+pub use balancer::{Balancer, Pick};
 pub use pool::{IdleConn, Owner, Pool};
 
 use super::buffer::{Buf, BUF_SIZE};
@@ -68,11 +68,22 @@ impl Http1 {
         let x = self.x.as_mut().expect("exchange");
         let u = x.upstream;
         loop {
-            let Some(peer) = w
-                .balancer
-                .pick(&cfg.upstream, u, &x.tried, w.shared.view(), w.now_ms)
-            else {
-                return self.upstream_failed(w, 502, "no live upstreams");
+            let pick = w.balancer.pick(
+                &cfg.upstream,
+                u,
+                &x.tried,
+                x.hash,
+                w.shared.view(),
+                w.now_ms,
+            );
+            let Pick::Peer(peer) = pick else {
+                if x.tried.is_empty() {
+                    // Nothing was tried: the node knows every peer is down (503, as a
+                    // client may retry later), unless the upstream fails open.
+                    let why = format!("no live peers in upstream \"{}\"", cfg.upstream[u].name);
+                    return self.upstream_failed(w, 503, &why);
+                }
+                return self.upstream_failed(w, 502, "all upstream peers failed");
             };
             let slot = cfg.upstream[u].peers[peer].slot;
             w.shared.request(slot);
