@@ -307,6 +307,42 @@ impl Serialize for Balance {
     }
 }
 
+/// An upstream's active health check.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthCheck {
+    /// "http" or "tcp" (connect only).
+    #[serde(rename = "type")]
+    pub kind: CheckKind,
+    pub path: String,
+    /// `Host` of the probe (default: the peer's address as written).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(serialize_with = "ser_duration")]
+    pub interval: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down peer back, failures that take it down.
+    pub rise: u32,
+    pub fall: u32,
+    /// Healthy statuses, inclusive.
+    #[serde(serialize_with = "ser_range")]
+    pub status: (u16, u16),
+    /// The body must contain this (or match it, for "~regex").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<crate::router::Test>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Http,
+    Tcp,
+}
+
+fn ser_range<S: serde::Serializer>(r: &(u16, u16), s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format!("{}-{}", r.0, r.1))
+}
+
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct SharedMemory {
     /// Names (upstreams and peers) it can hold.
@@ -329,6 +365,9 @@ pub struct Upstream {
     pub hash_key: Option<HashKey>,
     /// With every peer down, try them anyway instead of answering 503.
     pub fail_open: bool,
+    /// Active checks, run once per node by the helper process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// Consistent hash ring of the primary peers, for `ip_hash` and `hash`.
     #[serde(skip)]
     pub ring: std::sync::Arc<crate::config::ring::Ring>,

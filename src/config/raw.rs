@@ -159,6 +159,7 @@ pub struct RawUpstream {
     pub name: S<String>,
     pub peers: S<Vec<S<RawPeer>>>,
     pub balance: Option<S<String>>,
+    pub health_check: Option<S<RawHealthCheck>>,
     pub hash_key: Option<S<String>>,
     pub fail_open: Option<bool>,
     pub keepalive: Option<S<i64>>,
@@ -167,6 +168,22 @@ pub struct RawUpstream {
     pub connect_timeout: Option<S<toml::Value>>,
     pub read_timeout: Option<S<toml::Value>>,
     pub send_timeout: Option<S<toml::Value>>,
+}
+
+/// `health_check = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    #[serde(rename = "type")]
+    pub kind: Option<S<String>>,
+    pub path: Option<S<String>>,
+    pub host: Option<S<String>>,
+    pub interval: Option<S<toml::Value>>,
+    pub timeout: Option<S<toml::Value>>,
+    pub rise: Option<S<i64>>,
+    pub fall: Option<S<i64>>,
+    pub status: Option<S<String>>,
+    pub body: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -301,6 +301,7 @@ impl Validator {
                 balance,
                 hash_key,
                 fail_open: u.fail_open.unwrap_or(false),
+                health_check: u.health_check.as_ref().map(|h| self.health_check(usrc, h)),
                 keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
                 keepalive_timeout: self.duration(
                     usrc,
@@ -657,5 +658,107 @@ impl Validator {
                 .push(src.err(k.span(), "\"hash_key\" needs balance = \"hash\""));
         }
         (balance, key)
+    }
+}
+
+impl Validator {
+    fn health_check(&mut self, src: &Source, h: &S<RawHealthCheck>) -> HealthCheck {
+        let r = h.get_ref();
+        let kind = match r.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("http") => CheckKind::Http,
+            Some("tcp") => CheckKind::Tcp,
+            Some(other) => {
+                let k = r.kind.as_ref().expect("some");
+                self.errors.push(src.err(
+                    k.span(),
+                    format!("unknown health check type \"{other}\" (use http or tcp)"),
+                ));
+                CheckKind::Http
+            }
+        };
+        let path = r
+            .path
+            .as_ref()
+            .map_or("/".to_string(), |p| p.get_ref().clone());
+        if let Some(p) = &r.path {
+            if !p.get_ref().starts_with('/') || p.get_ref().contains([' ', '\r', '\n']) {
+                self.errors.push(src.err(
+                    p.span(),
+                    "health check path must start with '/' and have no spaces",
+                ));
+            }
+        }
+        if let Some(host) = &r.host {
+            if host.get_ref().is_empty() || host.get_ref().contains([' ', '\r', '\n']) {
+                self.errors
+                    .push(src.err(host.span(), "invalid health check host"));
+            }
+        }
+        let interval = self.duration(src, &r.interval, Duration::from_secs(5));
+        let timeout = self.duration(src, &r.timeout, Duration::from_secs(2));
+        for (v, d) in [(&r.interval, interval), (&r.timeout, timeout)] {
+            if let (Some(v), true) = (v, d < Duration::from_millis(10)) {
+                self.errors
+                    .push(src.err(v.span(), "health check times must be at least 10ms"));
+            }
+        }
+        let rise = self.count(src, &r.rise, 1, 100, 2) as u32;
+        let fall = self.count(src, &r.fall, 1, 100, 3) as u32;
+        let status = match &r.status {
+            None => (200, 399),
+            Some(s) => {
+                let text = s.get_ref();
+                let parsed = match text.split_once('-') {
+                    Some((a, b)) => a.trim().parse().ok().zip(b.trim().parse().ok()),
+                    None => text.trim().parse().ok().map(|n| (n, n)),
+                };
+                match parsed {
+                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => (a, b),
+                    _ => {
+                        self.errors.push(src.err(
+                            s.span(),
+                            format!("health check status \"{text}\": use a status or a range such as \"200-399\""),
+                        ));
+                        (200, 399)
+                    }
+                }
+            }
+        };
+        let body = r.body.as_ref().and_then(|b| {
+            match crate::router::Test::parse(&toml::Value::String(b.get_ref().clone())) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.errors.push(src.err(b.span(), e));
+                    None
+                }
+            }
+        });
+        if kind == CheckKind::Tcp {
+            for v in [
+                r.path.as_ref(),
+                r.host.as_ref(),
+                r.status.as_ref(),
+                r.body.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.errors.push(src.err(
+                    v.span(),
+                    "a tcp health check only connects: path, host, status and body are for http",
+                ));
+            }
+        }
+        HealthCheck {
+            kind,
+            path,
+            host: r.host.as_ref().map(|h| h.get_ref().clone()),
+            interval,
+            timeout,
+            rise,
+            fall,
+            status,
+            body,
+        }
     }
 }

@@ -144,6 +144,9 @@ impl Master {
                 rss as f64 / 1024.0
             ));
         }
+        if let Some(pid) = self.helper_pid() {
+            s.push_str(&format!("health checks: pid {pid}\n"));
+        }
         s.push_str(&self.peer_status());
         s
     }

@@ -7,6 +7,7 @@ use crate::listeners::ListenSet;
 use crate::{logging, privileges, worker};
 
 mod commands;
+mod helper;
 mod notify;
 mod reload;
 mod shared;
@@ -180,6 +181,8 @@ pub struct Master {
     pub(super) inherited: Option<upgrade::Inherited>,
     /// Health and counters shared with the workers.
     pub(super) shared: shared::Shared,
+    /// The health-check process.
+    pub(super) helper: helper::Helper,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -278,6 +281,7 @@ impl Master {
             std::process::id()
         );
         let mut m = Master {
+            helper: helper::Helper::default(),
             shared,
             cfg,
             generation: 1,
@@ -308,6 +312,7 @@ impl Master {
             m.spawn(&cfg, 1, i, None)
                 .map_err(|e| format!("cannot start worker: {e}"))?;
         }
+        m.start_helper();
         Ok(m)
     }
 
@@ -358,6 +363,7 @@ impl Master {
         d.extend(self.committed.as_ref().map(|c| c.deadline));
         d.extend(self.upgrade_deadline());
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
+        d.extend(self.helper.respawn_at);
         d.into_iter().min()
     }
 
@@ -476,18 +482,7 @@ impl Master {
         channel: OwnedFd,
         log_fds: Vec<Option<RawFd>>,
     ) -> i32 {
-        for id in self.sig_ids.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
-        for (sig, _) in SIGNALS {
-            // SAFETY: restoring the default disposition; no handler of ours runs any more.
-            unsafe {
-                let _ = nix::sys::signal::signal(
-                    Signal::try_from(sig).expect("valid signal"),
-                    nix::sys::signal::SigHandler::SigDfl,
-                );
-            }
-        }
+        self.reset_signals();
         // (index in cfg.listeners, socket) for this worker's share of each address.
         let listener_fds: Vec<(usize, RawFd)> = cfg
             .listeners
@@ -525,6 +520,22 @@ impl Master {
             access_logs,
             shared: self.shared.region.view().block(block),
         })
+    }
+
+    /// In a forked child: the master's signal handling is not the child's.
+    pub(super) fn reset_signals(&mut self) {
+        for id in self.sig_ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        for (sig, _) in SIGNALS {
+            // SAFETY: restoring the default disposition; no handler of ours runs any more.
+            unsafe {
+                let _ = nix::sys::signal::signal(
+                    Signal::try_from(sig).expect("valid signal"),
+                    nix::sys::signal::SigHandler::SigDfl,
+                );
+            }
+        }
     }
 
     fn on_worker_channel(&mut self, key: usize) {
@@ -565,6 +576,9 @@ impl Master {
                 Ok(WaitStatus::StillAlive) | Err(_) => return,
                 Ok(_) => continue,
             };
+            if self.helper_exited(pid, &how) {
+                continue;
+            }
             let Some(key) = self
                 .workers
                 .iter()
@@ -618,6 +632,7 @@ impl Master {
     }
 
     fn handle_timers(&mut self) {
+        self.helper_timers();
         let now = Instant::now();
         let due: Vec<usize> = self
             .respawn
@@ -688,6 +703,7 @@ impl Master {
         let now = Instant::now();
         self.stop = Some((how, now));
         self.respawn.clear();
+        self.stop_helper();
         if let Some(p) = self.pending.take() {
             for c in p.waiters {
                 self.reply(c, false, "the master is shutting down".into());

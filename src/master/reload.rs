@@ -208,6 +208,9 @@ impl Master {
         }
         log::set_max_level(p.cfg.error_log.level_filter());
         self.cfg = p.cfg;
+        // The helper checks the new generation's peers (their health stays in shared memory).
+        self.stop_helper();
+        self.start_helper();
         self.access_logs = p.access_logs;
         self.generation = gen;
         self.hurry_old_generations();

@@ -85,14 +85,18 @@ impl Master {
         for u in &self.cfg.upstream {
             for p in &u.peers {
                 let t = view.totals(p.slot, now);
-                let state = if t.down_for_ms > 0 {
+                let state = if p.down {
+                    "down (config)".to_string()
+                } else if t.checked == shm::Checked::Down {
+                    "down (health check)".to_string()
+                } else if t.down_for_ms > 0 {
                     format!("down ({} ms left)", t.down_for_ms)
                 } else {
                     "up".to_string()
                 };
                 s.push_str(&format!(
-                    "peer {}/{}: {state}, requests {}, failures {}, active {}, ejections {}, consecutive failures {}\n",
-                    u.name, p.name, t.requests, t.failures, t.active, t.ejections, t.fails
+                    "peer {}/{}: {state}, requests {}, failures {}, active {}, ejections {}, consecutive failures {}, probes {}\n",
+                    u.name, p.name, t.requests, t.failures, t.active, t.ejections, t.fails, t.probes
                 ));
             }
         }

@@ -45,6 +45,20 @@ impl Test {
     }
 }
 
+impl Test {
+    /// For a health check's body: contains the text, or matches the regex.
+    pub fn holds_body(&self, body: &[u8]) -> bool {
+        match self {
+            Test::Equals(t) => {
+                body.windows(t.len().max(1)).any(|w| w == t.as_bytes()) || t.is_empty()
+            }
+            Test::Matches(re) => re.is_match(&String::from_utf8_lossy(body)),
+            Test::Present => !body.is_empty(),
+            Test::Absent => body.is_empty(),
+        }
+    }
+}
+
 impl Serialize for Test {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {

@@ -59,6 +59,19 @@ pub struct Health {
     /// Upstream connections carrying an exchange, over every live worker (the sum of the
     /// workers' gauges, kept here too so that `least_conn` reads one number).
     active: AtomicU64,
+    /// The active health check's verdict (`Checked`), written by the helper process.
+    checked: AtomicU32,
+    /// Health-check probes sent.
+    probes: AtomicU64,
+}
+
+/// What the active health check says of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// Not checked (no health check, or none finished yet): up.
+    Unknown = 0,
+    Up = 1,
+    Down = 2,
 }
 
 /// Per-worker counters of one slot.
@@ -75,13 +88,15 @@ pub struct Counters {
 }
 
 /// Totals of a slot over every worker (live and retired).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     pub requests: u64,
     pub failures: u64,
     pub active: u64,
     pub ejections: u64,
     pub fails: u32,
+    pub checked: Checked,
+    pub probes: u64,
     /// Still marked down, for this many milliseconds.
     pub down_for_ms: u64,
 }
@@ -204,7 +219,16 @@ impl View {
 
     /// Sums `slot` over every block and the retired totals.
     pub fn totals(&self, slot: u32, now_ms: u64) -> Totals {
-        let mut t = Totals::default();
+        let mut t = Totals {
+            requests: 0,
+            failures: 0,
+            active: 0,
+            ejections: 0,
+            fails: 0,
+            checked: Checked::Unknown,
+            probes: 0,
+            down_for_ms: 0,
+        };
         for b in 0..=self.blocks {
             let c = self.counters(b, slot);
             t.requests += c.requests.load(Relaxed);
@@ -213,6 +237,8 @@ impl View {
         }
         let h = self.health(slot);
         t.ejections = h.ejections.load(Relaxed);
+        t.checked = h.checked();
+        t.probes = h.probes.load(Relaxed);
         t.fails = h.fails.load(Relaxed);
         t.down_for_ms = h.down_until.load(Relaxed).saturating_sub(now_ms);
         t
@@ -253,6 +279,8 @@ impl View {
         h.fails.store(0, Relaxed);
         h.ejections.store(0, Relaxed);
         h.active.store(0, Relaxed);
+        h.checked.store(Checked::Unknown as u32, Relaxed);
+        h.probes.store(0, Relaxed);
     }
 }
 
@@ -298,9 +326,29 @@ impl Health {
         self.active.load(Relaxed)
     }
 
-    /// Whether the peer is marked down at `now_ms`.
+    /// Whether the peer is down at `now_ms`: failed its health check, or marked down by a
+    /// worker after a failure.
     pub fn is_down(&self, now_ms: u64) -> bool {
-        self.down_until.load(Relaxed) > now_ms
+        self.checked.load(Relaxed) == Checked::Down as u32 || self.down_until.load(Relaxed) > now_ms
+    }
+
+    pub fn checked(&self) -> Checked {
+        match self.checked.load(Relaxed) {
+            1 => Checked::Up,
+            2 => Checked::Down,
+            _ => Checked::Unknown,
+        }
+    }
+
+    /// The health check's verdict (helper only); going down counts as an ejection.
+    pub fn set_checked(&self, c: Checked) {
+        if self.checked.swap(c as u32, Relaxed) != Checked::Down as u32 && c == Checked::Down {
+            self.ejections.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn probed(&self) {
+        self.probes.fetch_add(1, Relaxed);
     }
 
     /// A failure: marks the peer down until `until_ms` (counted as an ejection when it was

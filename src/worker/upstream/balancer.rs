@@ -211,6 +211,7 @@ mod tests {
             balance,
             hash_key: None,
             fail_open: false,
+            health_check: None,
             keepalive: 1,
             keepalive_timeout: Duration::from_secs(1),
             keepalive_requests: 1,

@@ -1,0 +1,87 @@
+//! The health-check helper process (see `health`): started by the master when some
+//! upstream has a `health_check`, restarted with each new configuration, respawned (with
+//! backoff) when it dies, stopped with the master.
+
+use super::{close_other_fds, Master};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::time::{Duration, Instant};
+
+#[derive(Default)]
+pub(crate) struct Helper {
+    pid: Option<Pid>,
+    /// When to start it again after it died.
+    pub(super) respawn_at: Option<Instant>,
+    /// Consecutive unexpected exits, for the backoff.
+    crashes: u32,
+}
+
+impl Master {
+    pub(super) fn start_helper(&mut self) {
+        if self.helper.pid.is_some()
+            || self.stop.is_some()
+            || !self.cfg.upstream.iter().any(|u| u.health_check.is_some())
+        {
+            return;
+        }
+        self.helper.respawn_at = None;
+        // SAFETY: the master is single-threaded, as for the workers (see `spawn`).
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                self.reset_signals();
+                close_other_fds(&[0, 1, 2]);
+                if let Err(e) =
+                    crate::privileges::drop_to(self.cfg.user.as_deref(), self.cfg.group.as_deref())
+                {
+                    log::error!("health-check process cannot drop privileges: {e}");
+                    std::process::exit(2);
+                }
+                let view = self.shared.region.view();
+                std::process::exit(crate::health::run(&self.cfg, view));
+            }
+            Ok(ForkResult::Parent { child }) => {
+                log::info!("started health-check process {child}");
+                self.helper.pid = Some(child);
+            }
+            Err(e) => {
+                log::error!("cannot start the health-check process: {e}");
+                self.helper.respawn_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    pub(super) fn helper_pid(&self) -> Option<Pid> {
+        self.helper.pid
+    }
+
+    pub(super) fn stop_helper(&mut self) {
+        if let Some(pid) = self.helper.pid.take() {
+            let _ = kill(pid, Signal::SIGTERM);
+        }
+        self.helper.respawn_at = None;
+        self.helper.crashes = 0;
+    }
+
+    /// Whether `pid` was the helper (then it is respawned unless it was told to stop).
+    pub(super) fn helper_exited(&mut self, pid: Pid, how: &str) -> bool {
+        if self.helper.pid != Some(pid) {
+            // A helper stopped by a reload or shutdown: already forgotten.
+            return false;
+        }
+        self.helper.pid = None;
+        if self.stop.is_some() {
+            return true;
+        }
+        self.helper.crashes += 1;
+        let delay = Duration::from_millis(100) * 2u32.pow(self.helper.crashes.min(7));
+        log::error!("health-check process {pid} {how} unexpectedly: restarting in {delay:?}");
+        self.helper.respawn_at = Some(Instant::now() + delay);
+        true
+    }
+
+    pub(super) fn helper_timers(&mut self) {
+        if self.helper.respawn_at.is_some_and(|t| t <= Instant::now()) {
+            self.start_helper();
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Active health checks, run once per node by the helper process: one probe per interval
+//! whatever the worker count; peers go down after `fall` failed probes and come back after
+//! `rise` good ones, and every worker follows at once; the verdicts survive a reload; a
+//! killed helper is restarted.
+
+mod common;
+
+use common::client::{get, Body, Client};
+use common::raw::{bytes, RawUpstream};
+use common::upstream::Upstream;
+use common::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn peer_line(p: &Proxyd, name: &str) -> String {
+    let status = p.status();
+    status
+        .lines()
+        .find(|l| l.starts_with(&format!("peer app/{name}:")))
+        .unwrap_or_else(|| panic!("no line for {name} in:\n{status}"))
+        .to_string()
+}
+
+fn helper_pid(p: &Proxyd) -> Option<u32> {
+    p.status()
+        .lines()
+        .find_map(|l| l.strip_prefix("health checks: pid "))
+        .and_then(|n| n.trim().parse().ok())
+        .filter(|pid| p.worker_pids().contains(pid))
+}
+
+#[test]
+fn one_probe_per_interval_whatever_the_worker_count() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(
+        4,
+        &format!(
+            r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+health_check = {{ path = "/healthz", interval = "250ms", timeout = "1s" }}
+[[server]]
+listen = "127.0.0.1:{{port}}"
+[[server.route]]
+upstream = "app"
+"#,
+            up.addr()
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(2600));
+    // 2.6 s at one probe per 250 ms is about 10; four workers probing would be about 40.
+    let probes = up.requests();
+    eprintln!("probes in 2.6 s with 4 workers: {probes}");
+    assert!((5..=14).contains(&probes), "{probes} probes");
+    let line = peer_line(&p, &up.addr());
+    assert!(line.contains(": up,"), "{line}");
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
+
+#[test]
+fn peers_go_down_and_come_back_and_workers_follow() {
+    let sick = Arc::new(AtomicBool::new(false));
+    let s = sick.clone();
+    let flaky = RawUpstream::start(move |r| {
+        let status = if r.path() == "/healthz" && s.load(Ordering::SeqCst) {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        };
+        vec![bytes(format!(
+            "HTTP/1.1 {status}\r\nX-Upstream: flaky\r\nContent-Length: 2\r\n\r\nok"
+        ))]
+    });
+    let steady = Upstream::start("steady");
+    let dead = free_port();
+    let conf = |fixed: &str| {
+        format!(
+            r#"
+[[upstream]]
+name = "app"
+peers = ["{}", "{}", "127.0.0.1:{dead}"]
+health_check = {{ path = "/healthz", interval = "100ms", timeout = "500ms", rise = 2, fall = 2, status = "200-299", body = "~^(ok|steady)" }}
+[[server]]
+listen = "127.0.0.1:{{port}}"
+keepalive_requests = 100000
+[[server.route]]
+path = "/"
+upstream = "app"
+[[server.route]]
+path = "/fixed"
+return = 200
+body = "{fixed}"
+"#,
+            flaky.addr(),
+            steady.addr()
+        )
+    };
+    let p = Proxyd::start(2, &conf("one"));
+    let dead_name = format!("127.0.0.1:{dead}");
+    // The dead peer is found down by its first probe, before any request tries it.
+    assert!(wait_until(Duration::from_secs(5), || peer_line(
+        &p, &dead_name
+    )
+    .contains("down (health check)")));
+    let spread = |n: usize| {
+        let mut c = Client::connect(&p.addr()).unwrap();
+        let mut flaky = 0;
+        for i in 0..n {
+            let r = c.request("GET", &format!("/{i}"), Body::None).unwrap();
+            assert_eq!(r.status, 200);
+            if r.header("x-upstream") == Some("flaky") {
+                flaky += 1;
+            }
+        }
+        flaky
+    };
+    assert_eq!(spread(40), 20, "two live peers share the load");
+    assert!(
+        !p.error_log().contains(&format!("connect() to {dead_name}")),
+        "a request tried the dead peer"
+    );
+
+    // Sick: down after two failed probes; no request goes there meanwhile or after.
+    sick.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || peer_line(
+        &p,
+        &flaky.addr()
+    )
+    .contains("down (health check)")));
+    assert_eq!(spread(30), 0);
+    assert!(
+        p.error_log().contains("is down (status 503)"),
+        "{}",
+        p.error_log()
+    );
+
+    // A reload keeps the verdict: the new workers avoid the sick peer from their first request.
+    p.rewrite(2, "", &conf("two"));
+    assert!(p.ctl("reload").status.success());
+    assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "two");
+    assert!(peer_line(&p, &flaky.addr()).contains("down (health check)"));
+    assert_eq!(spread(30), 0);
+
+    // Well again: back after two good probes.
+    sick.store(false, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(5), || peer_line(
+        &p,
+        &flaky.addr()
+    )
+    .contains(": up,")));
+    assert_eq!(spread(40), 20);
+    assert!(p.error_log().contains("is up again"));
+}
+
+#[test]
+fn a_killed_health_checker_is_restarted() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(
+        1,
+        &format!(
+            r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+health_check = {{ type = "tcp", interval = "100ms" }}
+[[server]]
+listen = "127.0.0.1:{{port}}"
+[[server.route]]
+upstream = "app"
+"#,
+            up.addr()
+        ),
+    );
+    assert!(wait_until(Duration::from_secs(5), || helper_pid(&p).is_some()));
+    let first = helper_pid(&p).unwrap();
+    unsafe { libc::kill(first as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || helper_pid(&p)
+        .is_some_and(|h| h != first)));
+    assert!(p
+        .error_log()
+        .contains(&format!("health-check process {first} killed by signal")));
+    // tcp checks connect and send nothing: the peer saw connections but no requests.
+    let probes = |p: &Proxyd| {
+        let line = peer_line(p, &up.addr());
+        line.rsplit("probes ")
+            .next()
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = probes(&p);
+    assert!(wait_until(Duration::from_secs(5), || probes(&p) > before + 2));
+    assert_eq!(up.requests(), 0);
+    assert!(peer_line(&p, &up.addr()).contains(": up,"));
+}
