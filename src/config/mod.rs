@@ -307,6 +307,23 @@ impl Serialize for Balance {
     }
 }
 
+/// Passive health of an upstream's peers (outlier detection).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outlier {
+    /// Failures in a row (connect errors, timeouts, broken responses, and with `count_5xx`
+    /// 5xx answers) that eject a peer.
+    pub consecutive_failures: u32,
+    pub count_5xx: bool,
+    /// The first ejection's length; the n-th in a row lasts n times as long, up to
+    /// `max_ejection`.
+    #[serde(serialize_with = "ser_duration")]
+    pub ejection: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_ejection: Duration,
+    /// Most of the upstream's peers ejected at once, in percent.
+    pub max_ejected_percent: u32,
+}
+
 /// An upstream's active health check.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthCheck {
@@ -365,6 +382,8 @@ pub struct Upstream {
     pub hash_key: Option<HashKey>,
     /// With every peer down, try them anyway instead of answering 503.
     pub fail_open: bool,
+    /// Passive health: what ejects a peer, and for how long.
+    pub outlier: Outlier,
     /// Active checks, run once per node by the helper process.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheck>,

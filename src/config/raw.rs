@@ -160,6 +160,7 @@ pub struct RawUpstream {
     pub peers: S<Vec<S<RawPeer>>>,
     pub balance: Option<S<String>>,
     pub health_check: Option<S<RawHealthCheck>>,
+    pub outlier: Option<S<RawOutlier>>,
     pub hash_key: Option<S<String>>,
     pub fail_open: Option<bool>,
     pub keepalive: Option<S<i64>>,
@@ -168,6 +169,17 @@ pub struct RawUpstream {
     pub connect_timeout: Option<S<toml::Value>>,
     pub read_timeout: Option<S<toml::Value>>,
     pub send_timeout: Option<S<toml::Value>>,
+}
+
+/// `outlier = { ... }` of an upstream: passive health.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutlier {
+    pub consecutive_failures: Option<S<i64>>,
+    pub count_5xx: Option<bool>,
+    pub ejection: Option<S<toml::Value>>,
+    pub max_ejection: Option<S<toml::Value>>,
+    pub max_ejected_percent: Option<S<i64>>,
 }
 
 /// `health_check = { ... }` of an upstream.

@@ -302,6 +302,7 @@ impl Validator {
                 hash_key,
                 fail_open: u.fail_open.unwrap_or(false),
                 health_check: u.health_check.as_ref().map(|h| self.health_check(usrc, h)),
+                outlier: self.outlier(usrc, u.outlier.as_ref()),
                 keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
                 keepalive_timeout: self.duration(
                     usrc,
@@ -759,6 +760,32 @@ impl Validator {
             fall,
             status,
             body,
+        }
+    }
+}
+
+impl Validator {
+    fn outlier(&mut self, src: &Source, o: Option<&S<RawOutlier>>) -> Outlier {
+        let none = RawOutlier {
+            consecutive_failures: None,
+            count_5xx: None,
+            ejection: None,
+            max_ejection: None,
+            max_ejected_percent: None,
+        };
+        let r = o.map_or(&none, |o| o.get_ref());
+        let ejection = self.duration(src, &r.ejection, Duration::from_secs(10));
+        let max_ejection = self.duration(src, &r.max_ejection, Duration::from_secs(300));
+        if let (Some(m), true) = (&r.max_ejection, max_ejection < ejection) {
+            self.errors
+                .push(src.err(m.span(), "max_ejection is shorter than ejection"));
+        }
+        Outlier {
+            consecutive_failures: self.count(src, &r.consecutive_failures, 1, 1000, 1) as u32,
+            count_5xx: r.count_5xx.unwrap_or(false),
+            ejection,
+            max_ejection,
+            max_ejected_percent: self.count(src, &r.max_ejected_percent, 0, 100, 100) as u32,
         }
     }
 }

@@ -202,12 +202,19 @@ mod tests {
         let r = Region::create(1, 1).unwrap();
         let v = r.view();
         let h = v.health(0);
-        assert!(!h.is_down(100));
-        h.failed(100, 200);
-        h.failed(150, 250);
-        assert!(h.is_down(200));
-        assert_eq!(v.totals(0, 100).ejections, 1);
+        assert!(!h.ejected(100));
+        assert_eq!(h.failed(), 1);
+        assert_eq!(h.eject(100, |streak| 100 * streak as u64), Some(100));
+        assert_eq!(h.eject(150, |_| 100), None, "ejected already");
+        assert!(h.ejected(199));
+        assert!(!h.ejected(200));
+        assert_eq!(
+            h.eject(200, |streak| 100 * streak as u64),
+            Some(200),
+            "longer each time"
+        );
+        assert_eq!(v.totals(0, 100).ejections, 2);
         h.succeeded();
-        assert!(!h.is_down(200));
+        assert_eq!(h.streak(), 0);
     }
 }

@@ -63,6 +63,8 @@ pub struct Health {
     checked: AtomicU32,
     /// Health-check probes sent.
     probes: AtomicU64,
+    /// Ejections in a row without a success between them (each one lasts longer).
+    streak: AtomicU32,
 }
 
 /// What the active health check says of a peer.
@@ -281,6 +283,7 @@ impl View {
         h.active.store(0, Relaxed);
         h.checked.store(Checked::Unknown as u32, Relaxed);
         h.probes.store(0, Relaxed);
+        h.streak.store(0, Relaxed);
     }
 }
 
@@ -326,12 +329,6 @@ impl Health {
         self.active.load(Relaxed)
     }
 
-    /// Whether the peer is down at `now_ms`: failed its health check, or marked down by a
-    /// worker after a failure.
-    pub fn is_down(&self, now_ms: u64) -> bool {
-        self.checked.load(Relaxed) == Checked::Down as u32 || self.down_until.load(Relaxed) > now_ms
-    }
-
     pub fn checked(&self) -> Checked {
         match self.checked.load(Relaxed) {
             1 => Checked::Up,
@@ -351,22 +348,47 @@ impl Health {
         self.probes.fetch_add(1, Relaxed);
     }
 
-    /// A failure: marks the peer down until `until_ms` (counted as an ejection when it was
-    /// up).
-    pub fn failed(&self, now_ms: u64, until_ms: u64) {
-        self.fails.fetch_add(1, Relaxed);
-        if self.down_until.swap(until_ms, Relaxed) <= now_ms {
-            self.ejections.fetch_add(1, Relaxed);
-        }
+    /// One more failure in a row; returns how many now.
+    pub fn failed(&self) -> u32 {
+        self.fails.fetch_add(1, Relaxed) + 1
     }
 
-    /// A success: the peer is up.
+    /// Consecutive ejections so far (nonzero: the peer is on trial after its last one).
+    pub fn streak(&self) -> u32 {
+        self.streak.load(Relaxed)
+    }
+
+    /// Whether a worker ejected it and the time is not up (health checks aside).
+    pub fn ejected(&self, now_ms: u64) -> bool {
+        self.down_until.load(Relaxed) > now_ms
+    }
+
+    /// Ejects the peer for `ms(streak)` milliseconds, `streak` counting this ejection; once
+    /// for the node even when several workers see the failures at once. Returns the
+    /// ejection's length, or None when another worker ejected it first.
+    pub fn eject(&self, now_ms: u64, ms: impl Fn(u32) -> u64) -> Option<u64> {
+        let was = self.down_until.load(Relaxed);
+        if was > now_ms {
+            return None;
+        }
+        let streak = self.streak.load(Relaxed) + 1;
+        let len = ms(streak);
+        self.down_until
+            .compare_exchange(was, now_ms + len, Relaxed, Relaxed)
+            .ok()?;
+        self.streak.store(streak, Relaxed);
+        self.fails.store(0, Relaxed);
+        self.ejections.fetch_add(1, Relaxed);
+        Some(len)
+    }
+
+    /// A success: the failure count and the ejection streak start over.
     pub fn succeeded(&self) {
         if self.fails.load(Relaxed) != 0 {
             self.fails.store(0, Relaxed);
         }
-        if self.down_until.load(Relaxed) != 0 {
-            self.down_until.store(0, Relaxed);
+        if self.streak.load(Relaxed) != 0 {
+            self.streak.store(0, Relaxed);
         }
     }
 }

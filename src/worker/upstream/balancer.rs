@@ -7,10 +7,7 @@
 //! the node's (see `shm`).
 
 use crate::config::{Balance, Peer, Upstream};
-use crate::shm::View;
-
-/// A peer that failed is skipped for this long (nginx `fail_timeout` default), in ms.
-const FAIL_TIMEOUT_MS: u64 = 10_000;
+use crate::shm::{Checked, View};
 
 pub struct Balancer {
     /// Smooth weighted round-robin: each peer's current weight, per upstream.
@@ -61,13 +58,14 @@ impl Balancer {
         now_ms: u64,
     ) -> Pick {
         let up = &ups[u];
-        // A lone peer is never skipped for its failures (nginx ignores max_fails then):
-        // trying it is the only chance the request has.
+        // A lone peer is never ejected for its failures (nginx ignores max_fails then):
+        // trying it is the only chance the request has. A failed health check still counts.
         let lone = up.peers.iter().filter(|p| !p.down).count() == 1;
         let live = |i: usize, p: &Peer, health: bool| {
+            let h = shared.health(p.slot);
             !p.down
                 && !tried.contains(&i)
-                && (!health || lone || !shared.health(p.slot).is_down(now_ms))
+                && (!health || (h.checked() != Checked::Down && (lone || !h.ejected(now_ms))))
         };
         let mut c = std::mem::take(&mut self.scratch);
         for health in [true, false] {
@@ -175,13 +173,6 @@ impl Balancer {
     }
 }
 
-/// A peer failed: it is skipped by every worker for `FAIL_TIMEOUT_MS`.
-pub fn failed(shared: &View, peer_slot: u32, now_ms: u64) {
-    shared
-        .health(peer_slot)
-        .failed(now_ms, now_ms + FAIL_TIMEOUT_MS);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +180,12 @@ mod tests {
     use crate::shm::Region;
     use std::sync::Arc;
     use std::time::Duration;
+
+    const FAIL_TIMEOUT_MS: u64 = 10_000;
+
+    fn failed(v: &crate::shm::View, slot: u32, now: u64) {
+        v.health(slot).eject(now, |_| FAIL_TIMEOUT_MS);
+    }
 
     fn ups(weights: &[u32], balance: Balance) -> Vec<Upstream> {
         let peers: Vec<Peer> = weights
@@ -212,6 +209,13 @@ mod tests {
             hash_key: None,
             fail_open: false,
             health_check: None,
+            outlier: crate::config::Outlier {
+                consecutive_failures: 1,
+                count_5xx: false,
+                ejection: Duration::from_secs(10),
+                max_ejection: Duration::from_secs(300),
+                max_ejected_percent: 100,
+            },
             keepalive: 1,
             keepalive_timeout: Duration::from_secs(1),
             keepalive_requests: 1,

@@ -4,10 +4,12 @@
 //! the one `release()` checklist.
 
 mod balancer;
+mod outlier;
 mod pool;
 mod splice;
 
 pub use balancer::{Balancer, Pick};
+use outlier::Outcome;
 pub use pool::{IdleConn, Owner, Pool};
 
 use super::buffer::{Buf, BUF_SIZE};
@@ -137,8 +139,7 @@ impl Http1 {
                         cfg.upstream[u].peers[peer].name,
                         cfg.upstream[u].name
                     );
-                    w.shared.failure(slot);
-                    balancer::failed(w.shared.view(), slot, w.now_ms);
+                    w.peer_outcome(u, peer, Outcome::ConnectFailed);
                 }
             }
             if x.tried.len() >= cfg.upstream[u].peers.len() {
@@ -181,8 +182,7 @@ impl Http1 {
             peer.name,
             cfg.upstream[up.upstream].name
         );
-        w.shared.failure(peer.slot);
-        balancer::failed(w.shared.view(), peer.slot, w.now_ms);
+        w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
         w.upconns.try_remove(up.conn);
         let x = self.x.as_ref().expect("exchange");
         if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
@@ -201,8 +201,7 @@ impl Http1 {
         why: &str,
     ) -> Result<(), Close> {
         if let Some(up) = &self.up {
-            w.shared
-                .failure(w.cfg.upstream[up.upstream].peers[up.peer].slot);
+            w.peer_outcome(up.upstream, up.peer, Outcome::Failed);
         }
         self.drop_upstream(w);
         let x = self.x.as_mut().expect("exchange");
@@ -259,8 +258,6 @@ impl Http1 {
             match up.stream.connect_state() {
                 Connect::Done => {
                     up.connected = true;
-                    let slot = w.cfg.upstream[up.upstream].peers[up.peer].slot;
-                    w.shared.view().health(slot).succeeded();
                     progress = true;
                     let (u, p) = (up.upstream, up.peer);
                     self.upstream_connected(w, u, p, false);
@@ -527,6 +524,12 @@ impl Http1 {
                             }
                         };
                         x.status = h.status;
+                        let outcome = if h.status >= 500 {
+                            Outcome::Status5xx
+                        } else {
+                            Outcome::Success
+                        };
+                        w.peer_outcome(up.upstream, up.peer, outcome);
                         x.close_after = framing.close;
                         x.recv = Recv::Body(RespState {
                             body: h.body.clone(),
