@@ -173,6 +173,8 @@ pub struct Route {
     pub rewrite: Option<crate::router::Template>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<String>,
+    /// When a failed request goes to another peer.
+    pub retry: Retry,
     /// The header edits as configured, for `-T` (the filter chain carries them).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_headers: Option<crate::http::filters::HeaderEdits>,
@@ -305,6 +307,31 @@ impl Serialize for Balance {
             Balance::First => "first",
         })
     }
+}
+
+/// A route's retries: after a connect failure always (nothing was sent), and on the
+/// conditions of `on` for requests that may be replayed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Retry {
+    /// Attempts in all, the first included; 0: each peer once.
+    pub tries: u32,
+    /// Retry when the connection breaks or the answer is not HTTP before the response head.
+    pub error: bool,
+    /// Retry when the response head does not come in time.
+    pub timeout: bool,
+    /// Retry on these response statuses (502, 503, 504).
+    pub statuses: Vec<u16>,
+    /// The wait before a retry that is not a connect failure: doubled each time, up to
+    /// `max_backoff`, with jitter (a random half to all of it).
+    #[serde(serialize_with = "ser_duration")]
+    pub backoff: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    pub max_backoff: Duration,
+    /// Retries allowed per upstream, as a percentage of its requests (node-wide, 10 s
+    /// windows, at least 10 per window).
+    pub budget_percent: u32,
+    /// Retry non-idempotent requests (POST, PATCH) too.
+    pub non_idempotent: bool,
 }
 
 /// Passive health of an upstream's peers (outlier detection).

@@ -113,6 +113,7 @@ pub struct RawRoute {
     pub redirect: Option<S<String>>,
     pub rewrite: Option<S<String>>,
     pub strip_prefix: Option<S<String>>,
+    pub retry: Option<S<RawRetry>>,
     #[serde(rename = "return")]
     pub return_status: Option<S<i64>>,
     pub body: Option<String>,
@@ -120,6 +121,18 @@ pub struct RawRoute {
     pub headers: BTreeMap<String, S<String>>,
     pub request_headers: Option<S<RawHeaderEdits>>,
     pub response_headers: Option<S<RawHeaderEdits>>,
+}
+
+/// A route's `retry` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub tries: Option<S<i64>>,
+    pub on: Option<S<Vec<String>>>,
+    pub backoff: Option<S<toml::Value>>,
+    pub max_backoff: Option<S<toml::Value>>,
+    pub budget_percent: Option<S<i64>>,
+    pub non_idempotent: Option<bool>,
 }
 
 /// A route's `match` table: conditions besides the path.

@@ -128,6 +128,7 @@ impl Validator {
             action,
             rewrite,
             strip_prefix,
+            retry: self.retry(src, r.retry.as_ref()),
             request_headers,
             response_headers,
             filters,
@@ -454,6 +455,48 @@ impl Validator {
                     ),
                 ));
             }
+        }
+    }
+}
+
+impl Validator {
+    fn retry(&mut self, src: &Source, r: Option<&S<RawRetry>>) -> Retry {
+        let none = RawRetry {
+            tries: None,
+            on: None,
+            backoff: None,
+            max_backoff: None,
+            budget_percent: None,
+            non_idempotent: None,
+        };
+        let r = r.map_or(&none, |r| r.get_ref());
+        // nginx's default (`proxy_next_upstream error timeout`), for replayable requests.
+        let (mut error, mut timeout, mut statuses) = (r.on.is_none(), r.on.is_none(), Vec::new());
+        if let Some(on) = &r.on {
+            for what in on.get_ref() {
+                match what.as_str() {
+                    "timeout" => timeout = true,
+                    "error" => error = true,
+                    "connect" => {}
+                    "502" | "503" | "504" => statuses.push(what.parse().expect("a status")),
+                    other => self.errors.push(src.err(
+                        on.span(),
+                        format!("retry on \"{other}\": use \"connect\", \"error\", \"timeout\", \"502\", \"503\" or \"504\""),
+                    )),
+                }
+            }
+        }
+        let backoff = self.duration(src, &r.backoff, Duration::from_millis(25));
+        let max_backoff = self.duration(src, &r.max_backoff, Duration::from_secs(1));
+        Retry {
+            tries: self.count(src, &r.tries, 0, 100, 0) as u32,
+            error,
+            timeout,
+            statuses,
+            backoff,
+            max_backoff: max_backoff.max(backoff),
+            budget_percent: self.count(src, &r.budget_percent, 0, 100, 20) as u32,
+            non_idempotent: r.non_idempotent.unwrap_or(false),
         }
     }
 }

@@ -18,7 +18,7 @@ pub(super) struct Validator {
 }
 
 impl Validator {
-    fn duration(
+    pub(super) fn duration(
         &mut self,
         src: &Source,
         v: &Option<S<toml::Value>>,
@@ -85,7 +85,14 @@ impl Validator {
         n
     }
 
-    fn count(&mut self, src: &Source, v: &Option<S<i64>>, min: i64, max: i64, default: u64) -> u64 {
+    pub(super) fn count(
+        &mut self,
+        src: &Source,
+        v: &Option<S<i64>>,
+        min: i64,
+        max: i64,
+        default: u64,
+    ) -> u64 {
         let Some(v) = v else { return default };
         let n = *v.get_ref();
         if n < min || n > max {

@@ -26,7 +26,7 @@ pub use directory::{Directory, SlotError};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
 /// Bumped whenever the layout changes: a region of another layout is never read.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Bytes of a name kept in its entry (longer names are told apart by their hash too).
 const NAME_BYTES: usize = 104;
 
@@ -65,7 +65,18 @@ pub struct Health {
     probes: AtomicU64,
     /// Ejections in a row without a success between them (each one lasts longer).
     streak: AtomicU32,
+    /// Retry budget of an upstream: when the current window began (ms), the upstream's
+    /// request count then, and the retries spent in it.
+    window_start: AtomicU64,
+    window_base: AtomicU64,
+    window_retries: AtomicU32,
 }
+
+/// Length of a retry-budget window.
+const BUDGET_WINDOW_MS: u64 = 10_000;
+/// Retries always allowed per window, however few the requests (a quiet upstream can
+/// still retry).
+const BUDGET_MIN_RETRIES: u64 = 10;
 
 /// What the active health check says of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +97,8 @@ pub struct Counters {
     failures: AtomicU64,
     /// Upstream connections carrying an exchange now (a gauge).
     active: AtomicU64,
-    _pad: AtomicU64,
+    /// Retries (of an upstream: requests sent again after a failure).
+    retries: AtomicU64,
 }
 
 /// Totals of a slot over every worker (live and retired).
@@ -95,6 +107,7 @@ pub struct Totals {
     pub requests: u64,
     pub failures: u64,
     pub active: u64,
+    pub retries: u64,
     pub ejections: u64,
     pub fails: u32,
     pub checked: Checked,
@@ -225,6 +238,7 @@ impl View {
             requests: 0,
             failures: 0,
             active: 0,
+            retries: 0,
             ejections: 0,
             fails: 0,
             checked: Checked::Unknown,
@@ -236,6 +250,7 @@ impl View {
             t.requests += c.requests.load(Relaxed);
             t.failures += c.failures.load(Relaxed);
             t.active += c.active.load(Relaxed);
+            t.retries += c.retries.load(Relaxed);
         }
         let h = self.health(slot);
         t.ejections = h.ejections.load(Relaxed);
@@ -253,9 +268,11 @@ impl View {
             let c = self.counters(block, s);
             let r = self.counters(self.blocks, s);
             let (req, fail) = (c.requests.swap(0, Relaxed), c.failures.swap(0, Relaxed));
-            if req | fail != 0 {
+            let retries = c.retries.swap(0, Relaxed);
+            if req | fail | retries != 0 {
                 r.requests.fetch_add(req, Relaxed);
                 r.failures.fetch_add(fail, Relaxed);
+                r.retries.fetch_add(retries, Relaxed);
             }
             // Connections of a dead process are gone: the gauge is not carried over, and
             // they leave the node's count.
@@ -267,6 +284,34 @@ impl View {
         }
     }
 
+    /// Takes one retry from upstream `slot`'s budget: retries may be `percent` of its
+    /// requests in the current window (at least `BUDGET_MIN_RETRIES`), counted over the
+    /// node. Returns false when the budget is spent, so retries cannot multiply an outage.
+    pub fn take_retry(&self, slot: u32, percent: u32, now_ms: u64) -> bool {
+        let h = self.health(slot);
+        let requests = || {
+            (0..=self.blocks)
+                .map(|b| self.counters(b, slot).requests.load(Relaxed))
+                .sum::<u64>()
+        };
+        let start = h.window_start.load(Relaxed);
+        if now_ms.saturating_sub(start) >= BUDGET_WINDOW_MS
+            && h.window_start
+                .compare_exchange(start, now_ms, Relaxed, Relaxed)
+                .is_ok()
+        {
+            h.window_base.store(requests(), Relaxed);
+            h.window_retries.store(0, Relaxed);
+        }
+        let in_window = requests().saturating_sub(h.window_base.load(Relaxed));
+        let allowed = (in_window * percent as u64 / 100).max(BUDGET_MIN_RETRIES);
+        h.window_retries
+            .fetch_update(Relaxed, Relaxed, |r| {
+                ((r as u64) < allowed).then_some(r + 1)
+            })
+            .is_ok()
+    }
+
     /// Forgets everything about `slot` (master only, when the directory gives it to a new
     /// name no live generation knows).
     pub(crate) fn clear(&self, slot: u32) {
@@ -275,6 +320,7 @@ impl View {
             c.requests.store(0, Relaxed);
             c.failures.store(0, Relaxed);
             c.active.store(0, Relaxed);
+            c.retries.store(0, Relaxed);
         }
         let h = self.health(slot);
         h.down_until.store(0, Relaxed);
@@ -284,6 +330,9 @@ impl View {
         h.checked.store(Checked::Unknown as u32, Relaxed);
         h.probes.store(0, Relaxed);
         h.streak.store(0, Relaxed);
+        h.window_start.store(0, Relaxed);
+        h.window_base.store(0, Relaxed);
+        h.window_retries.store(0, Relaxed);
     }
 }
 
@@ -310,6 +359,10 @@ impl Block {
 
     pub fn failure(&self, slot: u32) {
         bump(&self.view.counters(self.block, slot).failures, 1);
+    }
+
+    pub fn retry(&self, slot: u32) {
+        bump(&self.view.counters(self.block, slot).retries, 1);
     }
 
     pub fn active(&self, slot: u32, by: i64) {

@@ -74,6 +74,8 @@ pub struct Exchange {
     pub attempts: usize,
     /// What the upstream's `ip_hash` or `hash` balancer hashes, for this request.
     pub hash: Option<u64>,
+    /// A retry waits for its backoff until then (no upstream connection meanwhile).
+    pub retry_at: Option<Instant>,
     pub send: Send,
     pub recv: Recv,
     /// For the access log: status sent and body bytes written to the client.
@@ -101,6 +103,7 @@ impl Exchange {
             tried: Vec::new(),
             attempts: 0,
             hash: None,
+            retry_at: None,
             send: Send::Sending,
             recv: Recv::Head {
                 interim: 0,
@@ -129,6 +132,7 @@ impl Exchange {
         self.tried.clear();
         self.attempts = 0;
         self.hash = None;
+        self.retry_at = None;
         self.send = Send::Sending;
         self.recv = Recv::Head {
             interim: 0,

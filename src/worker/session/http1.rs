@@ -156,7 +156,7 @@ impl Http1 {
         Drive::Keep
     }
 
-    fn arm_timer(&mut self, w: &mut Ctx) {
+    pub(crate) fn arm_timer(&mut self, w: &mut Ctx) {
         let cfg = w.cfg.clone();
         let now = w.now;
         let at = match self.phase {
@@ -174,6 +174,8 @@ impl Http1 {
                 let x = self.x.as_ref().expect("proxy phase has an exchange");
                 let up = &cfg.upstream[x.upstream];
                 match &self.up {
+                    // Waiting out a retry's backoff.
+                    None => x.retry_at.unwrap_or(now),
                     Some(u) if !u.connected => now + up.connect_timeout,
                     _ if self.waiting_for_body() => now + cfg.server[x.server].client_body_timeout,
                     Some(u)
@@ -226,8 +228,14 @@ impl Http1 {
                 self.abort(w);
                 false
             }
+            // A retry's backoff is over: `drive` connects.
+            Phase::Proxy if self.up.is_none() => true,
             Phase::Proxy => {
                 let connecting = self.up.as_ref().is_some_and(|u| !u.connected);
+                let retry_timeout = !connecting
+                    && self.x.as_ref().is_some_and(|x| {
+                        !x.head_sent() && matches!(x.recv, Recv::Head { seen: false, .. })
+                    });
                 let result = if self.waiting_for_body() {
                     log::info!("client {} timed out sending the request body", self.peer_ip);
                     if self.x.as_ref().is_some_and(|x| x.head_sent()) {
@@ -238,6 +246,8 @@ impl Http1 {
                     }
                 } else if connecting {
                     self.connect_failed(w, "timed out", true)
+                } else if retry_timeout && self.retry_after_timeout(w) {
+                    Ok(())
                 } else {
                     self.upstream_failed(w, 504, "upstream timed out")
                 };

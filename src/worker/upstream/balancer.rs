@@ -39,7 +39,7 @@ impl Balancer {
     }
 
     /// xorshift64*: enough for spreading load, and no system call per request.
-    fn random(&mut self) -> u64 {
+    pub fn random(&mut self) -> u64 {
         self.rng ^= self.rng >> 12;
         self.rng ^= self.rng << 25;
         self.rng ^= self.rng >> 27;

@@ -6,11 +6,13 @@
 mod balancer;
 mod outlier;
 mod pool;
+mod retry;
 mod splice;
 
 pub use balancer::{Balancer, Pick};
 use outlier::Outcome;
 pub use pool::{IdleConn, Owner, Pool};
+use retry::Cause;
 
 use super::buffer::{Buf, BUF_SIZE};
 use super::events::Event;
@@ -184,9 +186,8 @@ impl Http1 {
         );
         w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
         w.upconns.try_remove(up.conn);
-        let x = self.x.as_ref().expect("exchange");
-        if x.tried.len() < cfg.upstream[x.upstream].peers.len() {
-            return self.connect(w);
+        if retry::may_retry(w, self.x.as_ref().expect("exchange"), Cause::Connect).is_ok() {
+            return self.retry(w, Cause::Connect);
         }
         let status = if timed_out { 504 } else { 502 };
         self.upstream_failed(w, status, "cannot connect to upstream")
@@ -200,6 +201,9 @@ impl Http1 {
         status: u16,
         why: &str,
     ) -> Result<(), Close> {
+        if status == 502 && self.retry_after_error(w, why) {
+            return Ok(());
+        }
         if let Some(up) = &self.up {
             w.peer_outcome(up.upstream, up.peer, Outcome::Failed);
         }
@@ -248,6 +252,9 @@ impl Http1 {
                 return Err(Close);
             }
             return Ok(progress);
+        }
+        if self.up.is_none() {
+            return self.step_backoff(w);
         }
         let mut progress = false;
         let up = self.up.as_mut().expect("proxy phase has an upstream");
@@ -498,6 +505,25 @@ impl Http1 {
                         x.status = 101;
                         buf.skip_head(h.head_len);
                         self.phase = Phase::Switching;
+                        return Ok(true);
+                    }
+                    Ok(Some(h))
+                        if matches!(h.status, 502..=504)
+                            && retry::may_retry(w, x, Cause::Status(h.status)).is_ok() =>
+                    {
+                        let cfg = w.cfg.clone();
+                        log::warn!(
+                            "upstream \"{}\" peer {} answered {}: retrying \"{} {}\"",
+                            cfg.upstream[up.upstream].name,
+                            cfg.upstream[up.upstream].peers[up.peer].name,
+                            h.status,
+                            x.req.method,
+                            x.req.uri
+                        );
+                        let (u, peer, status) = (up.upstream, up.peer, h.status);
+                        w.resp_spans = h.into_spans();
+                        w.peer_outcome(u, peer, Outcome::Status5xx);
+                        self.retry(w, Cause::Status(status))?;
                         return Ok(true);
                     }
                     Ok(Some(h)) => {

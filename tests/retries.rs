@@ -1,0 +1,170 @@
+//! Retries: a replayable request goes to another peer after a reset, a timeout before the
+//! response head or a configured 5xx, after a backoff; a POST is not replayed unless the
+//! route says so; the node-wide retry budget caps retries during an outage.
+
+mod common;
+
+use common::client::{Body, Client};
+use common::raw::{bytes, RawUpstream, Reply};
+use common::upstream::Upstream;
+use common::*;
+use std::time::Duration;
+
+fn conf(peers: &[String], retry: &str, upstream_extra: &str) -> String {
+    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = [{}]
+outlier = {{ consecutive_failures = 1000 }}
+{upstream_extra}
+[[server]]
+listen = "127.0.0.1:{{port}}"
+keepalive_requests = 100000
+[[server.route]]
+upstream = "app"
+{retry}
+"#,
+        peers.join(", ")
+    )
+}
+
+fn statuses(p: &Proxyd, method: &str, n: usize) -> Vec<u16> {
+    let mut c = Client::connect(&p.addr()).unwrap();
+    (0..n)
+        .map(|i| {
+            c.send(method, &format!("/{i}"), &[], Body::None).unwrap();
+            let r = c.recv(false).unwrap();
+            if r.status == 200 {
+                assert_eq!(r.header("x-upstream"), Some("good"));
+            }
+            r.status
+        })
+        .collect()
+}
+
+fn unavailable() -> RawUpstream {
+    RawUpstream::start(|_| {
+        vec![bytes(
+            "HTTP/1.1 503 Service Unavailable\r\nX-Upstream: bad\r\nContent-Length: 0\r\n\r\n",
+        )]
+    })
+}
+
+#[test]
+fn a_reset_is_retried_on_another_peer_for_a_get_not_for_a_post() {
+    let reset = RawUpstream::start(|_| vec![Reply::Close]);
+    let good = Upstream::start("good");
+    let p = Proxyd::start(1, &conf(&[reset.addr(), good.addr()], "", ""));
+    assert!(statuses(&p, "GET", 10).iter().all(|&s| s == 200));
+    assert!(p
+        .error_log()
+        .contains("upstream prematurely closed connection (upstream \"app\" peer"));
+    // A POST that reached the resetting peer is not replayed: 502 for those.
+    let posts = statuses(&p, "POST", 10);
+    assert_eq!(posts.iter().filter(|&&s| s == 502).count(), 5, "{posts:?}");
+    assert_eq!(posts.iter().filter(|&&s| s == 200).count(), 5, "{posts:?}");
+}
+
+#[test]
+fn configured_statuses_and_timeouts_are_retried_after_a_backoff() {
+    let bad = unavailable();
+    let silent = RawUpstream::start(|_| vec![Reply::Sleep(Duration::from_secs(30))]);
+    let good = Upstream::start("good");
+    // Not configured: a 503 is an answer.
+    let p = Proxyd::start(1, &conf(&[bad.addr(), good.addr()], "", ""));
+    assert_eq!(
+        statuses(&p, "GET", 10)
+            .iter()
+            .filter(|&&s| s == 503)
+            .count(),
+        5
+    );
+    // Configured: every GET gets 200; a POST still 503 unless non_idempotent.
+    let p = Proxyd::start(
+        1,
+        &conf(
+            &[bad.addr(), good.addr()],
+            "retry = { on = [\"503\"], backoff = \"20ms\" }",
+            "",
+        ),
+    );
+    assert!(statuses(&p, "GET", 10).iter().all(|&s| s == 200));
+    assert_eq!(
+        statuses(&p, "POST", 10)
+            .iter()
+            .filter(|&&s| s == 503)
+            .count(),
+        5
+    );
+    assert!(
+        p.error_log().contains("answered 503: retrying \"GET /"),
+        "{}",
+        p.error_log()
+    );
+    let p = Proxyd::start(
+        1,
+        &conf(
+            &[bad.addr(), good.addr()],
+            "retry = { on = [\"503\"], non_idempotent = true }",
+            "",
+        ),
+    );
+    assert!(statuses(&p, "POST", 10).iter().all(|&s| s == 200));
+    // A peer that never answers: retried after read_timeout.
+    let p = Proxyd::start(
+        1,
+        &conf(
+            &[silent.addr(), good.addr()],
+            "retry = { on = [\"timeout\"] }",
+            "read_timeout = \"300ms\"",
+        ),
+    );
+    assert!(statuses(&p, "GET", 4).iter().all(|&s| s == 200));
+    assert!(
+        p.error_log().contains("timed out: retrying"),
+        "{}",
+        p.error_log()
+    );
+    // tries = 1: no retry at all.
+    let p = Proxyd::start(
+        1,
+        &conf(
+            &[bad.addr(), good.addr()],
+            "retry = { on = [\"503\"], tries = 1 }",
+            "",
+        ),
+    );
+    assert_eq!(
+        statuses(&p, "GET", 10)
+            .iter()
+            .filter(|&&s| s == 503)
+            .count(),
+        5
+    );
+}
+
+/// Both peers down (503) and every GET retried: without a budget each request would cost
+/// two; the budget (20 %, at least 10 per 10 s window) allows 10 retries for 50 requests.
+#[test]
+fn the_budget_caps_retries_during_an_outage() {
+    let a = unavailable();
+    let b = unavailable();
+    let p = Proxyd::start(
+        2,
+        &conf(
+            &[a.addr(), b.addr()],
+            "retry = { on = [\"503\"], backoff = \"1ms\" }",
+            "",
+        ),
+    );
+    let s = statuses(&p, "GET", 50);
+    assert!(s.iter().all(|&s| s == 503));
+    let sent = a.requests().len() + b.requests().len();
+    eprintln!("50 requests in an outage reached the peers {sent} times");
+    assert_eq!(sent, 60, "50 requests and 10 retries");
+    assert!(p
+        .error_log()
+        .contains("retry budget of upstream \"app\" spent"));
+}
