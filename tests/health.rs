@@ -13,15 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn peer_line(p: &Proxyd, name: &str) -> String {
-    let status = p.status();
-    status
-        .lines()
-        .find(|l| l.starts_with(&format!("peer app/{name}:")))
-        .unwrap_or_else(|| panic!("no line for {name} in:\n{status}"))
-        .to_string()
-}
-
 fn helper_pid(p: &Proxyd) -> Option<u32> {
     p.status()
         .lines()
@@ -54,7 +45,7 @@ upstream = "app"
     let probes = up.requests();
     eprintln!("probes in 2.6 s with 4 workers: {probes}");
     assert!((5..=14).contains(&probes), "{probes} probes");
-    let line = peer_line(&p, &up.addr());
+    let line = p.peer_line("app", &up.addr());
     assert!(line.contains(": up,"), "{line}");
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
 }
@@ -100,10 +91,9 @@ body = "{fixed}"
     let p = Proxyd::start(2, &conf("one"));
     let dead_name = format!("127.0.0.1:{dead}");
     // The dead peer is found down by its first probe, before any request tries it.
-    assert!(wait_until(Duration::from_secs(5), || peer_line(
-        &p, &dead_name
-    )
-    .contains("down (health check)")));
+    assert!(wait_until(Duration::from_secs(5), || p
+        .peer_line("app", &dead_name)
+        .contains("down (health check)")));
     let spread = |n: usize| {
         let mut c = Client::connect(&p.addr()).unwrap();
         let mut flaky = 0;
@@ -124,11 +114,9 @@ body = "{fixed}"
 
     // Sick: down after two failed probes; no request goes there meanwhile or after.
     sick.store(true, Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(5), || peer_line(
-        &p,
-        &flaky.addr()
-    )
-    .contains("down (health check)")));
+    assert!(wait_until(Duration::from_secs(5), || p
+        .peer_line("app", &flaky.addr())
+        .contains("down (health check)")));
     assert_eq!(spread(30), 0);
     assert!(
         p.error_log().contains("is down (status 503)"),
@@ -140,16 +128,16 @@ body = "{fixed}"
     p.rewrite(2, "", &conf("two"));
     assert!(p.ctl("reload").status.success());
     assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "two");
-    assert!(peer_line(&p, &flaky.addr()).contains("down (health check)"));
+    assert!(p
+        .peer_line("app", &flaky.addr())
+        .contains("down (health check)"));
     assert_eq!(spread(30), 0);
 
     // Well again: back after two good probes.
     sick.store(false, Ordering::SeqCst);
-    assert!(wait_until(Duration::from_secs(5), || peer_line(
-        &p,
-        &flaky.addr()
-    )
-    .contains(": up,")));
+    assert!(wait_until(Duration::from_secs(5), || p
+        .peer_line("app", &flaky.addr())
+        .contains(": up,")));
     assert_eq!(spread(40), 20);
     assert!(p.error_log().contains("is up again"));
 }
@@ -183,7 +171,7 @@ upstream = "app"
         .contains(&format!("health-check process {first} killed by signal")));
     // tcp checks connect and send nothing: the peer saw connections but no requests.
     let probes = |p: &Proxyd| {
-        let line = peer_line(p, &up.addr());
+        let line = p.peer_line("app", &up.addr());
         line.rsplit("probes ")
             .next()
             .unwrap()
@@ -194,5 +182,5 @@ upstream = "app"
     let before = probes(&p);
     assert!(wait_until(Duration::from_secs(5), || probes(&p) > before + 2));
     assert_eq!(up.requests(), 0);
-    assert!(peer_line(&p, &up.addr()).contains(": up,"));
+    assert!(p.peer_line("app", &up.addr()).contains(": up,"));
 }

@@ -59,14 +59,6 @@ fn run(p: &Proxyd, n: usize) -> (Vec<String>, usize) {
     (names, errors)
 }
 
-fn line(p: &Proxyd, addr: &str) -> String {
-    p.status()
-        .lines()
-        .find(|l| l.starts_with(&format!("peer app/{addr}:")))
-        .unwrap()
-        .to_string()
-}
-
 #[test]
 fn five_hundreds_eject_a_peer_for_longer_each_time_and_a_success_clears_it() {
     let sick = Arc::new(AtomicBool::new(true));
@@ -84,7 +76,7 @@ fn five_hundreds_eject_a_peer_for_longer_each_time_and_a_success_clears_it() {
     let (names, errors) = run(&p, 30);
     assert_eq!(errors, 3, "{names:?}");
     assert_eq!(names.iter().filter(|n| *n == "bad").count(), 3);
-    let l = line(&p, &bad.addr());
+    let l = p.peer_line("app", &bad.addr());
     assert!(l.contains(": down (") && l.contains("ejections 1,"), "{l}");
     assert!(
         p.error_log()
@@ -100,7 +92,7 @@ fn five_hundreds_eject_a_peer_for_longer_each_time_and_a_success_clears_it() {
     assert!(p
         .error_log()
         .contains("ejected for 2000 ms (failed again after its last ejection)"));
-    assert!(line(&p, &bad.addr()).contains("ejections 2,"));
+    assert!(p.peer_line("app", &bad.addr()).contains("ejections 2,"));
 
     // Well again: the trial succeeds and the peer takes its share.
     sick.store(false, Ordering::SeqCst);
@@ -112,7 +104,7 @@ fn five_hundreds_eject_a_peer_for_longer_each_time_and_a_success_clears_it() {
         10,
         "{names:?}"
     );
-    assert!(line(&p, &bad.addr()).contains(": up,"));
+    assert!(p.peer_line("app", &bad.addr()).contains(": up,"));
 }
 
 #[test]
@@ -125,7 +117,7 @@ fn five_hundreds_pass_through_unless_counted() {
     );
     let (_, errors) = run(&p, 20);
     assert_eq!(errors, 10, "a 5xx is an answer, not a failure, by default");
-    assert!(line(&p, &bad.addr()).contains(": up,"));
+    assert!(p.peer_line("app", &bad.addr()).contains(": up,"));
 }
 
 #[test]
@@ -145,7 +137,7 @@ fn max_ejected_percent_keeps_some_peers_in_rotation() {
     // One was ejected; the other stays in rotation however often it fails.
     let ejected = [&a, &b]
         .iter()
-        .filter(|u| line(&p, &u.addr()).contains(": down ("))
+        .filter(|u| p.peer_line("app", &u.addr()).contains(": down ("))
         .count();
     assert_eq!(ejected, 1, "{names:?}");
     assert!(p

@@ -123,7 +123,8 @@ fn configured_statuses_and_timeouts_are_retried_after_a_backoff() {
     );
     assert!(statuses(&p, "GET", 4).iter().all(|&s| s == 200));
     assert!(
-        p.error_log().contains("timed out: retrying"),
+        p.error_log()
+            .contains("upstream timed out (upstream \"app\" peer"),
         "{}",
         p.error_log()
     );

@@ -31,16 +31,6 @@ body = "{fixed}"
     )
 }
 
-/// The status line of peer `name` of upstream `app`.
-fn peer_line(p: &Proxyd, name: &str) -> String {
-    let status = p.status();
-    status
-        .lines()
-        .find(|l| l.starts_with(&format!("peer app/{name}:")))
-        .unwrap_or_else(|| panic!("no line for {name} in:\n{status}"))
-        .to_string()
-}
-
 fn field(line: &str, name: &str) -> u64 {
     let rest = line
         .split(&format!("{name} "))
@@ -80,14 +70,14 @@ fn peer_health_and_counters_survive_reload_and_worker_crash() {
     // the node, and is retried on the live one.
     requests_through(&p, 10);
     assert_eq!(failed_connects(&p, dead), 1, "{}", p.error_log());
-    let d = peer_line(&p, &format!("127.0.0.1:{dead}"));
+    let d = p.peer_line("app", &format!("127.0.0.1:{dead}"));
     assert!(d.contains(": down ("), "{d}");
     assert_eq!(
         (field(&d, "failures"), field(&d, "ejections")),
         (1, 1),
         "{d}"
     );
-    let l = peer_line(&p, &la);
+    let l = p.peer_line("app", &la);
     assert!(l.contains(": up,"), "{l}");
     assert_eq!((field(&l, "requests"), field(&l, "active")), (10, 0), "{l}");
 
@@ -106,8 +96,10 @@ fn peer_health_and_counters_survive_reload_and_worker_crash() {
         1,
         "the new generation tried the down peer"
     );
-    assert_eq!(field(&peer_line(&p, &la), "requests"), 20);
-    assert!(peer_line(&p, &format!("127.0.0.1:{dead}")).contains(": down ("));
+    assert_eq!(field(&p.peer_line("app", &la), "requests"), 20);
+    assert!(p
+        .peer_line("app", &format!("127.0.0.1:{dead}"))
+        .contains(": down ("));
 
     // A worker crash: the respawned worker sees the same, and no count goes backwards.
     let old = p.serving_pids();
@@ -124,9 +116,9 @@ fn peer_health_and_counters_survive_reload_and_worker_crash() {
         1,
         "the respawned worker tried the down peer"
     );
-    let l = peer_line(&p, &la);
+    let l = p.peer_line("app", &la);
     assert_eq!((field(&l, "requests"), field(&l, "active")), (30, 0), "{l}");
-    let d = peer_line(&p, &format!("127.0.0.1:{dead}"));
+    let d = p.peer_line("app", &format!("127.0.0.1:{dead}"));
     assert!(d.contains(": down ("), "{d}");
     assert_eq!(field(&d, "failures"), 1, "{d}");
     assert_eq!(live.requests(), 30);

@@ -288,6 +288,16 @@ impl Proxyd {
         None
     }
 
+    /// The `proxyctl status` line of peer `peer` of upstream `upstream`.
+    pub fn peer_line(&self, upstream: &str, peer: &str) -> String {
+        let status = self.status();
+        status
+            .lines()
+            .find(|l| l.starts_with(&format!("peer {upstream}/{peer}:")))
+            .unwrap_or_else(|| panic!("no line for {upstream}/{peer} in:\n{status}"))
+            .to_string()
+    }
+
     /// Error-log lines at [error] or worse that are not in `allowed`.
     pub fn unexpected_errors(&self, allowed: &[&str]) -> Vec<String> {
         self.error_log()

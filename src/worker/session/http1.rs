@@ -22,6 +22,7 @@ use crate::worker::exchange::Recv;
 use crate::worker::route::{self, Routed};
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
+use crate::worker::upstream::RetryCause;
 pub(crate) use crate::worker::upstream::UpConn;
 use crate::worker::{Ctx, Kind};
 use std::net::SocketAddr;
@@ -246,7 +247,9 @@ impl Http1 {
                     }
                 } else if connecting {
                     self.connect_failed(w, "timed out", true)
-                } else if retry_timeout && self.retry_after_timeout(w) {
+                } else if retry_timeout
+                    && self.retry_after(w, RetryCause::Timeout, "upstream timed out")
+                {
                     Ok(())
                 } else {
                     self.upstream_failed(w, 504, "upstream timed out")

@@ -12,6 +12,7 @@ mod splice;
 pub use balancer::{Balancer, Pick};
 use outlier::Outcome;
 pub use pool::{IdleConn, Owner, Pool};
+pub(crate) use retry::Cause as RetryCause;
 use retry::Cause;
 
 use super::buffer::{Buf, BUF_SIZE};
@@ -201,7 +202,7 @@ impl Http1 {
         status: u16,
         why: &str,
     ) -> Result<(), Close> {
-        if status == 502 && self.retry_after_error(w, why) {
+        if status == 502 && self.retry_after(w, Cause::Error, why) {
             return Ok(());
         }
         if let Some(up) = &self.up {

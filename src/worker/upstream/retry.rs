@@ -96,34 +96,13 @@ impl Http1 {
         Ok(())
     }
 
-    /// The response head did not come in time: try another peer if the route says so.
-    /// Returns whether a retry is under way.
-    pub(crate) fn retry_after_timeout(&mut self, w: &mut Ctx) -> bool {
-        let x = self.x.as_ref().expect("exchange");
-        if may_retry(w, x, Cause::Timeout).is_err() {
-            return false;
-        }
-        if let Some(up) = &self.up {
-            let cfg = w.cfg.clone();
-            log::warn!(
-                "upstream \"{}\" peer {} timed out: retrying \"{} {}\"",
-                cfg.upstream[up.upstream].name,
-                cfg.upstream[up.upstream].peers[up.peer].name,
-                x.req.method,
-                x.req.uri
-            );
-            w.peer_outcome(up.upstream, up.peer, super::Outcome::Failed);
-        }
-        self.retry(w, Cause::Timeout).is_ok()
-    }
-
-    /// The peer failed before the response head: try another one if the route says so.
-    /// Returns whether a retry is under way.
-    pub(super) fn retry_after_error(&mut self, w: &mut Ctx, why: &str) -> bool {
+    /// The peer failed before the response head (`why`): try another one if the route
+    /// says so (`Cause::Error` or `Cause::Timeout`). Returns whether a retry is under way.
+    pub(crate) fn retry_after(&mut self, w: &mut Ctx, cause: Cause, why: &str) -> bool {
         let (Some(x), Some(up)) = (&self.x, &self.up) else {
             return false;
         };
-        if x.head_sent() || may_retry(w, x, Cause::Error).is_err() {
+        if x.head_sent() || may_retry(w, x, cause).is_err() {
             return false;
         }
         let cfg = w.cfg.clone();
@@ -135,7 +114,7 @@ impl Http1 {
             x.req.uri
         );
         w.peer_outcome(up.upstream, up.peer, super::Outcome::Failed);
-        self.retry(w, Cause::Error).is_ok()
+        self.retry(w, cause).is_ok()
     }
 
     /// Waiting for a retry's backoff: connect once it is over.
