@@ -2,7 +2,8 @@
 //! upstream has a `health_check`, restarted with each new configuration, respawned (with
 //! backoff) when it dies, stopped with the master.
 
-use super::{close_other_fds, Master};
+use super::child::close_other_fds;
+use super::Master;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::time::{Duration, Instant};

@@ -1,0 +1,94 @@
+//! What a forked child of the master (a worker, or the health-check helper) does first:
+//! shed the master's signal handling and descriptors, drop privileges, then run.
+
+use super::{Master, SIGNALS};
+use crate::config::Config;
+use crate::{privileges, worker};
+use nix::sys::signal::Signal;
+use std::fs::File;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+impl Master {
+    /// Runs in the forked child: shed the master's state, drop privileges, run the worker.
+    pub(super) fn child(
+        &mut self,
+        cfg: &Config,
+        generation: u64,
+        index: usize,
+        block: u32,
+        channel: OwnedFd,
+        log_fds: Vec<Option<RawFd>>,
+    ) -> i32 {
+        self.reset_signals();
+        // (index in cfg.listeners, socket) for this worker's share of each address.
+        let listener_fds: Vec<(usize, RawFd)> = cfg
+            .listeners
+            .iter()
+            .enumerate()
+            .flat_map(|(i, a)| {
+                self.listeners[a]
+                    .for_worker(index, cfg.worker_processes)
+                    .map(move |fd| (i, fd))
+            })
+            .collect();
+        let mut keep: Vec<RawFd> = vec![0, 1, 2, channel.as_raw_fd()];
+        keep.extend(listener_fds.iter().map(|(_, fd)| *fd));
+        keep.extend(log_fds.iter().flatten());
+        close_other_fds(&keep);
+        if let Err(e) = privileges::drop_to(cfg.user.as_deref(), cfg.group.as_deref()) {
+            log::error!("worker cannot drop privileges: {e}");
+            return 2;
+        }
+        // SAFETY: these descriptors were kept open above and are owned by nothing else here;
+        // the master's objects that also name them are never dropped in this process.
+        let listeners = listener_fds
+            .iter()
+            .map(|&(i, fd)| (i, unsafe { TcpListener::from_raw_fd(fd) }))
+            .collect();
+        let access_logs = log_fds
+            .iter()
+            .map(|fd| fd.map(|fd| unsafe { File::from_raw_fd(fd) }))
+            .collect();
+        worker::run(worker::WorkerSetup {
+            cfg: cfg.clone(),
+            generation,
+            listeners,
+            channel,
+            access_logs,
+            shared: self.shared.region.view().block(block),
+        })
+    }
+
+    /// In a forked child: the master's signal handling is not the child's.
+    pub(super) fn reset_signals(&mut self) {
+        for id in self.sig_ids.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+        for (sig, _) in SIGNALS {
+            // SAFETY: restoring the default disposition; no handler of ours runs any more.
+            unsafe {
+                let _ = nix::sys::signal::signal(
+                    Signal::try_from(sig).expect("valid signal"),
+                    nix::sys::signal::SigHandler::SigDfl,
+                );
+            }
+        }
+    }
+}
+
+/// Closes every descriptor of this process except `keep` (used in a fresh worker, so it
+/// holds nothing of the master's: control socket, other workers' channels, epoll).
+pub(super) fn close_other_fds(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(d) => d
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => (3..1024).collect(),
+    };
+    for fd in fds {
+        if !keep.contains(&fd) {
+            let _ = nix::unistd::close(fd);
+        }
+    }
+}
