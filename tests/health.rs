@@ -26,18 +26,11 @@ fn one_probe_per_interval_whatever_the_worker_count() {
     let up = Upstream::start("up");
     let p = Proxyd::start(
         4,
-        &format!(
-            r#"
-[[upstream]]
-name = "app"
-peers = ["{}"]
-health_check = {{ path = "/healthz", interval = "250ms", timeout = "1s" }}
-[[server]]
-listen = "127.0.0.1:{{port}}"
-[[server.route]]
-upstream = "app"
-"#,
-            up.addr()
+        &app_conf_at(
+            &up.addr(),
+            "health_check = { path = \"/healthz\", interval = \"250ms\", timeout = \"1s\" }",
+            "",
+            "x",
         ),
     );
     std::thread::sleep(Duration::from_millis(2600));
@@ -67,25 +60,11 @@ fn peers_go_down_and_come_back_and_workers_follow() {
     let steady = Upstream::start("steady");
     let dead = free_port();
     let conf = |fixed: &str| {
-        format!(
-            r#"
-[[upstream]]
-name = "app"
-peers = ["{}", "{}", "127.0.0.1:{dead}"]
-health_check = {{ path = "/healthz", interval = "100ms", timeout = "500ms", rise = 2, fall = 2, status = "200-299", body = "~^(ok|steady)" }}
-[[server]]
-listen = "127.0.0.1:{{port}}"
-keepalive_requests = 100000
-[[server.route]]
-path = "/"
-upstream = "app"
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "{fixed}"
-"#,
-            flaky.addr(),
-            steady.addr()
+        app_conf_peers(
+            &[flaky.addr(), steady.addr(), format!("127.0.0.1:{dead}")],
+            "health_check = { path = \"/healthz\", interval = \"100ms\", timeout = \"500ms\", rise = 2, fall = 2, status = \"200-299\", body = \"~^(ok|steady)\" }",
+            "keepalive_requests = 100000",
+            fixed,
         )
     };
     let p = Proxyd::start(2, &conf("one"));
@@ -147,18 +126,11 @@ fn a_killed_health_checker_is_restarted() {
     let up = Upstream::start("up");
     let p = Proxyd::start(
         1,
-        &format!(
-            r#"
-[[upstream]]
-name = "app"
-peers = ["{}"]
-health_check = {{ type = "tcp", interval = "100ms" }}
-[[server]]
-listen = "127.0.0.1:{{port}}"
-[[server.route]]
-upstream = "app"
-"#,
-            up.addr()
+        &app_conf_at(
+            &up.addr(),
+            "health_check = { type = \"tcp\", interval = \"100ms\" }",
+            "",
+            "x",
         ),
     );
     assert!(wait_until(Duration::from_secs(5), || helper_pid(&p).is_some()));

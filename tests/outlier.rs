@@ -27,20 +27,11 @@ fn failing(name: &'static str, sick: Arc<AtomicBool>) -> RawUpstream {
 }
 
 fn conf(peers: &[String], outlier: &str) -> String {
-    let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
-    format!(
-        r#"
-[[upstream]]
-name = "app"
-peers = [{}]
-outlier = {{ {outlier} }}
-[[server]]
-listen = "127.0.0.1:{{port}}"
-keepalive_requests = 100000
-[[server.route]]
-upstream = "app"
-"#,
-        peers.join(", ")
+    app_conf_peers(
+        peers,
+        &format!("outlier = {{ {outlier} }}"),
+        "keepalive_requests = 100000",
+        "x",
     )
 }
 

@@ -10,24 +10,11 @@ use common::*;
 use std::time::Duration;
 
 fn conf(dead: u16, live: &Upstream, fixed: &str) -> String {
-    format!(
-        r#"
-[[upstream]]
-name = "app"
-peers = ["127.0.0.1:{dead}", "{}"]
-
-[[server]]
-listen = "127.0.0.1:{{port}}"
-keepalive_requests = 10000
-[[server.route]]
-path = "/"
-upstream = "app"
-[[server.route]]
-path = "/fixed"
-return = 200
-body = "{fixed}"
-"#,
-        live.addr()
+    app_conf_peers(
+        &[format!("127.0.0.1:{dead}"), live.addr()],
+        "",
+        "keepalive_requests = 10000",
+        fixed,
     )
 }
 

@@ -13,19 +13,7 @@ pub struct Ring {
     points: Vec<(u32, u32)>,
 }
 
-/// FNV-1a, 64 bits, folded: stable across builds and processes.
-pub fn hash(bytes: &[u8]) -> u64 {
-    let h = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    });
-    // FNV's low bits mix poorly; fold the high half in (murmur3 finalizer).
-    let mut x = h;
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    x ^ (x >> 33)
-}
+pub use crate::hash::stable as hash;
 
 impl Ring {
     pub fn build(peers: &[Peer]) -> Ring {

@@ -4,17 +4,11 @@
 //! cleared first.
 
 use super::{Entry, View, NAME_BYTES};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
-/// FNV-1a: stable across builds (the std hasher is not promised to be), which matters once
-/// a region outlives a binary upgrade.
-fn hash(name: &[u8]) -> u64 {
-    name.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
-    })
-}
+use crate::hash::stable as hash;
 
 /// A configuration needs more slots than the region has.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,11 +72,33 @@ impl Directory<'_> {
         (0..self.0.slots).find(|&s| self.0.entry(s).holds(name.as_bytes(), h))
     }
 
+    /// The taken slots by name hash: one pass over the directory, then a lookup per name
+    /// (a config of thousands of peers would otherwise scan it once per name).
+    fn index(&self) -> HashMap<u64, Vec<u32>> {
+        let mut m: HashMap<u64, Vec<u32>> = HashMap::new();
+        for s in 0..self.0.slots {
+            let e = self.0.entry(s);
+            if e.used.load(Acquire) != 0 {
+                m.entry(e.hash.load(Relaxed)).or_default().push(s);
+            }
+        }
+        m
+    }
+
     /// Slots for `names` (in order): each name keeps the slot it has; a new name takes a
     /// free slot, else one whose name no live generation uses (`in_use`), cleared. All or
     /// nothing: on an error nothing changed.
     pub fn assign(&self, names: &[String], in_use: &HashSet<u32>) -> Result<Vec<u32>, SlotError> {
-        let mut out: Vec<Option<u32>> = names.iter().map(|n| self.find(n)).collect();
+        let index = self.index();
+        let lookup = |n: &str| {
+            let h = hash(n.as_bytes());
+            index.get(&h).and_then(|v| {
+                v.iter()
+                    .copied()
+                    .find(|&s| self.0.entry(s).holds(n.as_bytes(), h))
+            })
+        };
+        let mut out: Vec<Option<u32>> = names.iter().map(|n| lookup(n)).collect();
         let keep: HashSet<u32> = out
             .iter()
             .flatten()

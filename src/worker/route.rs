@@ -2,8 +2,8 @@
 //! made concrete for this request: which upstream of a split, the path sent upstream after
 //! `rewrite` or `strip_prefix`, the `Location` of a redirect.
 
-use crate::config::ring::hash;
 use crate::config::{Action, Balance, Config, HashKey, Route};
+use crate::hash::stable as hash;
 use crate::http::request::RequestHead;
 use crate::router::{self, Request, Vars};
 use std::net::IpAddr;

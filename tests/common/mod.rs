@@ -75,11 +75,31 @@ pub fn app_conf_at(
     server_extra: &str,
     fixed_body: &str,
 ) -> String {
+    app_conf_peers(
+        &[addr.to_string()],
+        upstream_extra,
+        server_extra,
+        fixed_body,
+    )
+}
+
+/// `app_conf` for an upstream of several peers, given by address.
+pub fn app_conf_peers(
+    peers: &[String],
+    upstream_extra: &str,
+    server_extra: &str,
+    fixed_body: &str,
+) -> String {
+    let peers = peers
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!(
         r#"
 [[upstream]]
 name = "app"
-peers = ["{addr}"]
+peers = [{peers}]
 {upstream_extra}
 
 [[server]]
