@@ -5,6 +5,7 @@ pub mod channel;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod hash;
 pub mod health;
 pub mod http;

@@ -16,17 +16,19 @@
 //! atomic operations. Pages are only backed when touched, so a large capacity costs address
 //! space, not memory.
 
+mod address;
 mod directory;
 
 use memmap2::MmapMut;
 use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+pub use address::Placed;
 pub use directory::{Directory, SlotError};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
 /// Bumped whenever the layout changes: a region of another layout is never read.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Bytes of a name kept in its entry (longer names are told apart by their hash too).
 const NAME_BYTES: usize = 104;
 
@@ -70,6 +72,8 @@ pub struct Health {
     window_start: AtomicU64,
     window_base: AtomicU64,
     window_retries: AtomicU32,
+    /// A peer given by host name: its current address (see `address.rs`).
+    address: address::Cell,
 }
 
 /// Length of a retry-budget window.
@@ -333,6 +337,7 @@ impl View {
         h.window_start.store(0, Relaxed);
         h.window_base.store(0, Relaxed);
         h.window_retries.store(0, Relaxed);
+        h.address.set(None);
     }
 }
 
@@ -433,6 +438,15 @@ impl Health {
         self.fails.store(0, Relaxed);
         self.ejections.fetch_add(1, Relaxed);
         Some(len)
+    }
+
+    /// A new address in this slot: what was known of the old one (ejection, failures, the
+    /// health check's verdict) does not apply to it.
+    pub fn restart(&self) {
+        self.down_until.store(0, Relaxed);
+        self.fails.store(0, Relaxed);
+        self.streak.store(0, Relaxed);
+        self.checked.store(Checked::Unknown as u32, Relaxed);
     }
 
     /// A success: the failure count and the ejection streak start over.
