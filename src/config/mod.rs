@@ -6,6 +6,7 @@ mod raw;
 pub mod ring;
 mod routes;
 pub mod units;
+mod upstream;
 mod validate;
 
 use raw::*;

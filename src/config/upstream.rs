@@ -1,0 +1,297 @@
+//! Validation of `[[upstream]]` tables: peers, balancing, health checks, passive health.
+
+use super::raw::*;
+use super::validate::Validator;
+use super::*;
+
+impl Validator {
+    /// The upstreams, and their indexes by name.
+    pub(super) fn upstreams(
+        &mut self,
+        sources: &[Source],
+        upstreams_raw: &[(usize, S<RawUpstream>)],
+    ) -> (Vec<Upstream>, HashMap<String, usize>) {
+        let mut upstream = Vec::new();
+        let mut names: HashMap<String, usize> = HashMap::new();
+        for (si, u) in upstreams_raw {
+            let usrc = &sources[*si];
+            let u = u.get_ref();
+            let name = u.name.get_ref().clone();
+            if names.contains_key(&name) {
+                self.errors
+                    .push(usrc.err(u.name.span(), format!("duplicate upstream \"{name}\"")));
+                continue;
+            }
+            if name.is_empty() {
+                self.errors
+                    .push(usrc.err(u.name.span(), "upstream name must not be empty"));
+            }
+            let mut peers = Vec::new();
+            for p in u.peers.get_ref() {
+                let (addr_s, weight, backup, down) = match p.get_ref() {
+                    RawPeer::Addr(a) => (a.clone(), 1, false, false),
+                    RawPeer::Table(t) => (
+                        t.addr.clone(),
+                        t.weight.unwrap_or(1),
+                        t.backup.unwrap_or(false),
+                        t.down.unwrap_or(false),
+                    ),
+                };
+                if !(1..=1000).contains(&weight) {
+                    self.errors.push(usrc.err(
+                        p.span(),
+                        format!("peer weight {weight} out of range 1..=1000"),
+                    ));
+                    continue;
+                }
+                match resolve_peer(&addr_s) {
+                    Ok(addr) => peers.push(Peer {
+                        slot: 0,
+                        name: addr_s,
+                        addr,
+                        weight: weight as u32,
+                        backup,
+                        down,
+                    }),
+                    Err(e) => self.errors.push(usrc.err(p.span(), e)),
+                }
+            }
+            if u.peers.get_ref().is_empty() {
+                self.errors
+                    .push(usrc.err(u.peers.span(), format!("upstream \"{name}\" has no peers")));
+            }
+            let (balance, hash_key) = self.balance(usrc, u);
+            if !peers.is_empty() && peers.iter().all(|p| p.down || p.backup) {
+                self.errors.push(usrc.err(
+                    u.peers.span(),
+                    format!(
+                        "upstream \"{name}\" has no peer that is neither \"down\" nor \"backup\""
+                    ),
+                ));
+            }
+            names.insert(name.clone(), upstream.len());
+            upstream.push(Upstream {
+                slot: 0,
+                name,
+                ring: std::sync::Arc::new(super::ring::Ring::build(&peers)),
+                peers,
+                balance,
+                hash_key,
+                fail_open: u.fail_open.unwrap_or(false),
+                health_check: u.health_check.as_ref().map(|h| self.health_check(usrc, h)),
+                outlier: self.outlier(usrc, u.outlier.as_ref()),
+                keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
+                keepalive_timeout: self.duration(
+                    usrc,
+                    &u.keepalive_timeout,
+                    Duration::from_secs(60),
+                ),
+                keepalive_requests: self.count(usrc, &u.keepalive_requests, 1, i64::MAX, 1000),
+                connect_timeout: self.duration(usrc, &u.connect_timeout, Duration::from_secs(5)),
+                read_timeout: self.duration(usrc, &u.read_timeout, Duration::from_secs(60)),
+                send_timeout: self.duration(usrc, &u.send_timeout, Duration::from_secs(60)),
+            });
+        }
+        (upstream, names)
+    }
+}
+
+/// Peers are `host:port`; host names are resolved once, when the config is loaded.
+fn resolve_peer(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("invalid peer address \"{s}\" (expected HOST:PORT)"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("invalid peer address \"{s}\" (expected HOST:PORT)"));
+    }
+    (host, port.parse::<u16>().unwrap())
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve peer \"{s}\": {e}"))?
+        .next()
+        .ok_or_else(|| format!("peer \"{s}\" resolves to no address"))
+}
+
+impl Validator {
+    /// `balance` and, for `hash`, its `hash_key`.
+    fn balance(&mut self, src: &Source, u: &RawUpstream) -> (Balance, Option<HashKey>) {
+        let key = u.hash_key.as_ref().and_then(|k| {
+            let parsed = HashKey::parse(k.get_ref());
+            if parsed.is_none() {
+                self.errors.push(src.err(
+                    k.span(),
+                    format!("hash_key \"{}\": {}", k.get_ref(), HashKey::HELP),
+                ));
+            }
+            parsed
+        });
+        let Some(b) = &u.balance else {
+            if let Some(k) = &u.hash_key {
+                self.errors
+                    .push(src.err(k.span(), "\"hash_key\" needs balance = \"hash\""));
+            }
+            return (Balance::RoundRobin, None);
+        };
+        let balance = match b.get_ref().as_str() {
+            "round_robin" => Balance::RoundRobin,
+            "least_conn" => Balance::LeastConn,
+            "random_two" => Balance::RandomTwo,
+            "ip_hash" => Balance::IpHash,
+            "first" => Balance::First,
+            "hash" => match &key {
+                Some(k) => Balance::Hash(k.clone()),
+                None => {
+                    if u.hash_key.is_none() {
+                        self.errors.push(src.err(
+                            b.span(),
+                            format!("balance = \"hash\" needs hash_key ({})", HashKey::HELP),
+                        ));
+                    }
+                    Balance::RoundRobin
+                }
+            },
+            other => {
+                self.errors.push(src.err(
+                    b.span(),
+                    format!("unknown balance \"{other}\" (use round_robin, least_conn, random_two, ip_hash, hash or first)"),
+                ));
+                Balance::RoundRobin
+            }
+        };
+        if let (Some(k), false) = (&u.hash_key, b.get_ref() == "hash") {
+            self.errors
+                .push(src.err(k.span(), "\"hash_key\" needs balance = \"hash\""));
+        }
+        (balance, key)
+    }
+}
+
+impl Validator {
+    fn health_check(&mut self, src: &Source, h: &S<RawHealthCheck>) -> HealthCheck {
+        let r = h.get_ref();
+        let kind = match r.kind.as_ref().map(|k| k.get_ref().as_str()) {
+            None | Some("http") => CheckKind::Http,
+            Some("tcp") => CheckKind::Tcp,
+            Some(other) => {
+                let k = r.kind.as_ref().expect("some");
+                self.errors.push(src.err(
+                    k.span(),
+                    format!("unknown health check type \"{other}\" (use http or tcp)"),
+                ));
+                CheckKind::Http
+            }
+        };
+        let path = r
+            .path
+            .as_ref()
+            .map_or("/".to_string(), |p| p.get_ref().clone());
+        if let Some(p) = &r.path {
+            if !p.get_ref().starts_with('/') || p.get_ref().contains([' ', '\r', '\n']) {
+                self.errors.push(src.err(
+                    p.span(),
+                    "health check path must start with '/' and have no spaces",
+                ));
+            }
+        }
+        if let Some(host) = &r.host {
+            if host.get_ref().is_empty() || host.get_ref().contains([' ', '\r', '\n']) {
+                self.errors
+                    .push(src.err(host.span(), "invalid health check host"));
+            }
+        }
+        let interval = self.duration(src, &r.interval, Duration::from_secs(5));
+        let timeout = self.duration(src, &r.timeout, Duration::from_secs(2));
+        for (v, d) in [(&r.interval, interval), (&r.timeout, timeout)] {
+            if let (Some(v), true) = (v, d < Duration::from_millis(10)) {
+                self.errors
+                    .push(src.err(v.span(), "health check times must be at least 10ms"));
+            }
+        }
+        let rise = self.count(src, &r.rise, 1, 100, 2) as u32;
+        let fall = self.count(src, &r.fall, 1, 100, 3) as u32;
+        let status = match &r.status {
+            None => (200, 399),
+            Some(s) => {
+                let text = s.get_ref();
+                let parsed = match text.split_once('-') {
+                    Some((a, b)) => a.trim().parse().ok().zip(b.trim().parse().ok()),
+                    None => text.trim().parse().ok().map(|n| (n, n)),
+                };
+                match parsed {
+                    Some((a, b)) if (100..=599).contains(&a) && (a..=599).contains(&b) => (a, b),
+                    _ => {
+                        self.errors.push(src.err(
+                            s.span(),
+                            format!("health check status \"{text}\": use a status or a range such as \"200-399\""),
+                        ));
+                        (200, 399)
+                    }
+                }
+            }
+        };
+        let body = r.body.as_ref().and_then(|b| {
+            match crate::router::Test::parse(&toml::Value::String(b.get_ref().clone())) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.errors.push(src.err(b.span(), e));
+                    None
+                }
+            }
+        });
+        if kind == CheckKind::Tcp {
+            for v in [
+                r.path.as_ref(),
+                r.host.as_ref(),
+                r.status.as_ref(),
+                r.body.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                self.errors.push(src.err(
+                    v.span(),
+                    "a tcp health check only connects: path, host, status and body are for http",
+                ));
+            }
+        }
+        HealthCheck {
+            kind,
+            path,
+            host: r.host.as_ref().map(|h| h.get_ref().clone()),
+            interval,
+            timeout,
+            rise,
+            fall,
+            status,
+            body,
+        }
+    }
+}
+
+impl Validator {
+    fn outlier(&mut self, src: &Source, o: Option<&S<RawOutlier>>) -> Outlier {
+        let none = RawOutlier {
+            consecutive_failures: None,
+            count_5xx: None,
+            ejection: None,
+            max_ejection: None,
+            max_ejected_percent: None,
+        };
+        let r = o.map_or(&none, |o| o.get_ref());
+        let ejection = self.duration(src, &r.ejection, Duration::from_secs(10));
+        let max_ejection = self.duration(src, &r.max_ejection, Duration::from_secs(300));
+        if let (Some(m), true) = (&r.max_ejection, max_ejection < ejection) {
+            self.errors
+                .push(src.err(m.span(), "max_ejection is shorter than ejection"));
+        }
+        Outlier {
+            consecutive_failures: self.count(src, &r.consecutive_failures, 1, 1000, 1) as u32,
+            count_5xx: r.count_5xx.unwrap_or(false),
+            ejection,
+            max_ejection,
+            max_ejected_percent: self.count(src, &r.max_ejected_percent, 0, 100, 100) as u32,
+        }
+    }
+}
