@@ -7,7 +7,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod hash;
-pub mod health;
+pub mod helper;
 pub mod http;
 pub mod listeners;
 pub mod logging;

@@ -16,7 +16,7 @@ use std::time::Duration;
 fn helper_pid(p: &Proxyd) -> Option<u32> {
     p.status()
         .lines()
-        .find_map(|l| l.strip_prefix("health checks: pid "))
+        .find_map(|l| l.strip_prefix("helper: pid "))
         .and_then(|n| n.trim().parse().ok())
         .filter(|pid| p.worker_pids().contains(pid))
 }
@@ -140,7 +140,7 @@ fn a_killed_health_checker_is_restarted() {
         .is_some_and(|h| h != first)));
     assert!(p
         .error_log()
-        .contains(&format!("health-check process {first} killed by signal")));
+        .contains(&format!("helper process {first} killed by signal")));
     // tcp checks connect and send nothing: the peer saw connections but no requests.
     let probes = |p: &Proxyd| {
         let line = p.peer_line("app", &up.addr());

@@ -13,7 +13,7 @@ use raw::*;
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -73,6 +73,8 @@ pub struct Config {
     pub max_draining_generations: usize,
     /// Capacity of the shared memory region (fixed when the master starts).
     pub shared_memory: SharedMemory,
+    /// Where peers' host names are resolved.
+    pub resolver: crate::dns::Resolver,
     /// Distinct access log destinations; servers refer to them by index.
     #[serde(skip)]
     pub access_logs: Vec<LogTarget>,
@@ -428,6 +430,38 @@ pub struct Upstream {
     pub read_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
     pub send_timeout: Duration,
+    /// Peers given by host name, each standing for `max_addresses` entries of `peers`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<NamedPeer>,
+    /// How often the helper resolves `names` again (zero: only when a config is loaded).
+    #[serde(serialize_with = "ser_duration")]
+    pub resolve_interval: Duration,
+    /// Addresses used per host name.
+    pub max_addresses: u32,
+}
+
+/// A peer given by host name: all its addresses are used, each as a peer of its own (with
+/// its own health), kept in shared memory and re-resolved without a reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedPeer {
+    /// As written (`host:port`).
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+    /// Its entries in `Upstream::peers`, one per address it may have.
+    pub peers: std::ops::Range<usize>,
+    /// What the name resolved to when the config was loaded.
+    pub resolved: Vec<SocketAddr>,
+}
+
+/// Where a peer is.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum PeerAddr {
+    /// Given as an IP address in the config.
+    Fixed(SocketAddr),
+    /// The `index`th address of the upstream's `names[name]`: in the peer's shared memory
+    /// slot, present or not.
+    Named { name: usize, index: u32 },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -437,7 +471,7 @@ pub struct Peer {
     /// Its slot in the shared memory region (set by the master; see `shm`).
     #[serde(skip)]
     pub slot: u32,
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     pub weight: u32,
     /// Used only when no primary peer is live.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -447,6 +481,42 @@ pub struct Peer {
     pub down: bool,
 }
 
+impl Peer {
+    /// Where to connect now; None for a host name's entry that has no address at present.
+    pub fn address(&self, shared: &crate::shm::View) -> Option<SocketAddr> {
+        match self.addr {
+            PeerAddr::Fixed(a) => Some(a),
+            PeerAddr::Named { .. } => shared.address(self.slot),
+        }
+    }
+
+    /// Whether it has an address (a host name's entries beyond its current count have none).
+    pub fn present(&self, shared: &crate::shm::View) -> bool {
+        match self.addr {
+            PeerAddr::Fixed(_) => true,
+            PeerAddr::Named { .. } => shared.address(self.slot).is_some(),
+        }
+    }
+
+    /// For logs: the peer as written, and for a host name's entry the address `at`.
+    pub fn label(&self, at: Option<SocketAddr>) -> String {
+        match (self.addr, at) {
+            (PeerAddr::Named { .. }, Some(a)) => format!("{} ({a})", self.name),
+            _ => self.name.clone(),
+        }
+    }
+
+    /// Tells the peer apart from the others of its upstream, for its shared memory slot and
+    /// its points on the hash ring: `host:port` as written, plus `#N` for a host name's
+    /// Nth address.
+    pub fn key(&self) -> String {
+        match self.addr {
+            PeerAddr::Fixed(_) => self.name.clone(),
+            PeerAddr::Named { index, .. } => format!("{}#{index}", self.name),
+        }
+    }
+}
+
 impl Config {
     /// The shared-memory names of every upstream and peer, in the order `set_slots` takes.
     pub fn slot_names(&self) -> Vec<String> {
@@ -454,7 +524,7 @@ impl Config {
         for u in &self.upstream {
             v.push(format!("upstream {}", u.name));
             for p in &u.peers {
-                v.push(format!("peer {}/{}", u.name, p.name));
+                v.push(format!("peer {}/{}", u.name, p.key()));
             }
         }
         v

@@ -21,6 +21,7 @@ pub struct RawMain {
     pub shutdown_timeout: Option<S<toml::Value>>,
     pub max_draining_generations: Option<S<i64>>,
     pub shared_memory: Option<S<RawSharedMemory>>,
+    pub resolver: Option<S<RawResolver>>,
     pub include: Option<Vec<S<String>>>,
     #[serde(default)]
     pub server: Vec<S<RawServer>>,
@@ -33,6 +34,16 @@ pub struct RawMain {
 #[serde(deny_unknown_fields)]
 pub struct RawSharedMemory {
     pub slots: Option<S<i64>>,
+}
+
+/// `resolver = { ... }`: where peers' host names are looked up.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawResolver {
+    pub servers: Option<S<Vec<S<String>>>>,
+    pub timeout: Option<S<toml::Value>>,
+    pub ipv6: Option<bool>,
+    pub hosts: Option<S<String>>,
 }
 
 /// An included file holds only servers and upstreams; globals belong to the main file.
@@ -182,6 +193,8 @@ pub struct RawUpstream {
     pub connect_timeout: Option<S<toml::Value>>,
     pub read_timeout: Option<S<toml::Value>>,
     pub send_timeout: Option<S<toml::Value>>,
+    pub resolve_interval: Option<S<toml::Value>>,
+    pub max_addresses: Option<S<i64>>,
 }
 
 /// `outlier = { ... }` of an upstream: passive health.
@@ -216,6 +229,15 @@ pub struct RawHealthCheck {
 pub enum RawPeer {
     Addr(String),
     Table(RawPeerTable),
+}
+
+impl RawPeer {
+    pub fn addr(&self) -> &str {
+        match self {
+            RawPeer::Addr(a) => a,
+            RawPeer::Table(t) => &t.addr,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,7 +23,7 @@ impl Ring {
                 continue;
             }
             for k in 0..POINTS * p.weight {
-                let h = hash(format!("{}-{k}", p.name).as_bytes());
+                let h = hash(format!("{}-{k}", p.key()).as_bytes());
                 points.push(((h >> 32) as u32, i as u32));
             }
         }
@@ -54,7 +54,7 @@ mod tests {
             .map(|i| Peer {
                 name: format!("10.0.0.{i}:80"),
                 slot: 0,
-                addr: format!("10.0.0.{i}:80").parse().unwrap(),
+                addr: super::super::PeerAddr::Fixed(format!("10.0.0.{i}:80").parse().unwrap()),
                 weight: 1,
                 backup: false,
                 down: false,

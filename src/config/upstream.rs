@@ -1,4 +1,5 @@
-//! Validation of `[[upstream]]` tables: peers, balancing, health checks, passive health.
+//! Validation of `[[upstream]]` tables: peers (and the resolution of their host names),
+//! balancing, health checks, passive health.
 
 use super::raw::*;
 use super::validate::Validator;
@@ -10,7 +11,24 @@ impl Validator {
         &mut self,
         sources: &[Source],
         upstreams_raw: &[(usize, S<RawUpstream>)],
+        resolver: &crate::dns::Resolver,
     ) -> (Vec<Upstream>, HashMap<String, usize>) {
+        // One lookup per host name however many peers and upstreams name it, all at once.
+        let mut hosts: Vec<String> = upstreams_raw
+            .iter()
+            .flat_map(|(_, u)| u.get_ref().peers.get_ref())
+            .filter_map(|p| match parse_peer(p.get_ref().addr()) {
+                Ok(PeerSpec::Host(host, _)) => Some(host),
+                _ => None,
+            })
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let lookups: HashMap<String, Result<Vec<std::net::IpAddr>, String>> = hosts
+            .iter()
+            .cloned()
+            .zip(resolver.lookup_all(&hosts))
+            .collect();
         let mut upstream = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         for (si, u) in upstreams_raw {
@@ -26,7 +44,11 @@ impl Validator {
                 self.errors
                     .push(usrc.err(u.name.span(), "upstream name must not be empty"));
             }
+            let resolve_interval =
+                self.duration(usrc, &u.resolve_interval, Duration::from_secs(30));
+            let max_addresses = self.count(usrc, &u.max_addresses, 1, 256, 8) as u32;
             let mut peers = Vec::new();
+            let mut named = Vec::new();
             for p in u.peers.get_ref() {
                 let (addr_s, weight, backup, down) = match p.get_ref() {
                     RawPeer::Addr(a) => (a.clone(), 1, false, false),
@@ -44,17 +66,57 @@ impl Validator {
                     ));
                     continue;
                 }
-                match resolve_peer(&addr_s) {
-                    Ok(addr) => peers.push(Peer {
-                        slot: 0,
-                        name: addr_s,
-                        addr,
-                        weight: weight as u32,
-                        backup,
-                        down,
-                    }),
-                    Err(e) => self.errors.push(usrc.err(p.span(), e)),
+                let peer = |addr| Peer {
+                    slot: 0,
+                    name: addr_s.clone(),
+                    addr,
+                    weight: weight as u32,
+                    backup,
+                    down,
+                };
+                let (host, port) = match parse_peer(&addr_s) {
+                    Ok(PeerSpec::Ip(addr)) => {
+                        peers.push(peer(PeerAddr::Fixed(addr)));
+                        continue;
+                    }
+                    Ok(PeerSpec::Host(host, port)) => (host, port),
+                    Err(e) => {
+                        self.errors.push(usrc.err(p.span(), e));
+                        continue;
+                    }
+                };
+                let ips = match lookups.get(&host) {
+                    Some(Ok(ips)) => ips,
+                    None => continue,
+                    Some(Err(e)) => {
+                        let e = format!("cannot resolve peer \"{addr_s}\": {e}");
+                        self.errors.push(usrc.err(p.span(), e));
+                        continue;
+                    }
+                };
+                if ips.len() > max_addresses as usize {
+                    self.warnings.push(usrc.err(
+                        p.span(),
+                        format!(
+                            "peer \"{addr_s}\" resolves to {} addresses; only the first {max_addresses} are used (max_addresses)",
+                            ips.len()
+                        ),
+                    ));
                 }
+                let start = peers.len();
+                for index in 0..max_addresses {
+                    peers.push(peer(PeerAddr::Named {
+                        name: named.len(),
+                        index,
+                    }));
+                }
+                named.push(NamedPeer {
+                    name: addr_s.clone(),
+                    host,
+                    port,
+                    peers: start..peers.len(),
+                    resolved: ips.iter().map(|&ip| SocketAddr::new(ip, port)).collect(),
+                });
             }
             if u.peers.get_ref().is_empty() {
                 self.errors
@@ -90,28 +152,90 @@ impl Validator {
                 connect_timeout: self.duration(usrc, &u.connect_timeout, Duration::from_secs(5)),
                 read_timeout: self.duration(usrc, &u.read_timeout, Duration::from_secs(60)),
                 send_timeout: self.duration(usrc, &u.send_timeout, Duration::from_secs(60)),
+                names: named,
+                resolve_interval,
+                max_addresses,
             });
         }
         (upstream, names)
     }
 }
 
-/// Peers are `host:port`; host names are resolved once, when the config is loaded.
-fn resolve_peer(s: &str) -> Result<SocketAddr, String> {
+/// A peer as written: an IP address, or a host name to resolve.
+enum PeerSpec {
+    Ip(SocketAddr),
+    Host(String, u16),
+}
+
+fn parse_peer(s: &str) -> Result<PeerSpec, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
+        return Ok(PeerSpec::Ip(a));
     }
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("invalid peer address \"{s}\" (expected HOST:PORT)"))?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(format!("invalid peer address \"{s}\" (expected HOST:PORT)"));
+    let invalid = || format!("invalid peer address \"{s}\" (expected HOST:PORT)");
+    let (host, port) = s.rsplit_once(':').ok_or_else(invalid)?;
+    let port = port.parse::<u16>().map_err(|_| invalid())?;
+    let label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label) {
+        return Err(invalid());
     }
-    (host, port.parse::<u16>().unwrap())
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve peer \"{s}\": {e}"))?
-        .next()
-        .ok_or_else(|| format!("peer \"{s}\" resolves to no address"))
+    Ok(PeerSpec::Host(name.to_ascii_lowercase(), port))
+}
+
+impl Validator {
+    /// `resolver = { servers, timeout, ipv6, hosts }`; unset parts as the system's.
+    pub(super) fn resolver(
+        &mut self,
+        src: &Source,
+        base: &Path,
+        r: Option<&S<RawResolver>>,
+    ) -> crate::dns::Resolver {
+        let mut out = crate::dns::Resolver::default();
+        let Some(r) = r else { return out };
+        let r = r.get_ref();
+        if let Some(servers) = &r.servers {
+            let mut v = Vec::new();
+            for s in servers.get_ref() {
+                let text = s.get_ref();
+                let parsed = text.parse::<SocketAddr>().or_else(|_| {
+                    text.parse::<std::net::IpAddr>()
+                        .map(|ip| SocketAddr::new(ip, 53))
+                });
+                match parsed {
+                    Ok(a) => v.push(a),
+                    Err(_) => self.errors.push(src.err(
+                        s.span(),
+                        format!("invalid name server \"{text}\" (expected IP or IP:PORT)"),
+                    )),
+                }
+            }
+            if servers.get_ref().is_empty() {
+                self.errors
+                    .push(src.err(servers.span(), "resolver.servers must not be empty"));
+            }
+            if !v.is_empty() {
+                out.servers = v;
+            }
+        }
+        out.timeout = self.duration(src, &r.timeout, out.timeout);
+        if out.timeout.is_zero() {
+            if let Some(t) = &r.timeout {
+                self.errors
+                    .push(src.err(t.span(), "resolver.timeout must be more than 0"));
+            }
+            out.timeout = Duration::from_secs(5);
+        }
+        out.ipv6 = r.ipv6.unwrap_or(true);
+        if let Some(h) = &r.hosts {
+            out.hosts = resolve(base, h.get_ref());
+        }
+        out
+    }
 }
 
 impl Validator {

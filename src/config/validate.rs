@@ -241,7 +241,8 @@ impl Validator {
             .as_ref()
             .and_then(|a| self.access_log(src, a, base, &mut access_logs));
 
-        let (upstream, names) = self.upstreams(sources, &upstreams_raw);
+        let resolver = self.resolver(src, base, main.resolver.as_ref());
+        let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver);
 
         // Every upstream and peer takes a slot in shared memory (see `shm`).
         let slot_names: usize = upstream.iter().map(|u: &Upstream| 1 + u.peers.len()).sum();
@@ -423,6 +424,7 @@ impl Validator {
             shutdown_timeout,
             max_draining_generations,
             shared_memory,
+            resolver,
             access_logs,
             server,
             upstream,

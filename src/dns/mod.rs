@@ -61,7 +61,12 @@ pub fn system_servers(path: &Path) -> Vec<SocketAddr> {
 
 /// The addresses the hosts file gives `host` (every matching line), or none.
 pub fn from_hosts_file(path: &Path, host: &str, ipv6: bool) -> Vec<IpAddr> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    use std::io::Read;
+    // Bounded: whatever the config names (a device, a huge file) costs at most this much.
+    let mut text = String::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(1 << 20).read_to_string(&mut text);
+    }
     let mut found = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");
@@ -86,34 +91,82 @@ impl Resolver {
     /// Resolves `host` now, waiting for the answer: for the master loading a config (which
     /// may wait; workers keep serving meanwhile) and for `proxyctl -t`.
     pub fn lookup(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        let mut poll = mio::Poll::new().map_err(|e| format!("cannot resolve: {e}"))?;
-        let mut events = mio::Events::with_capacity(4);
-        let mut attempt = Attempt::new(self, host, Instant::now());
-        while let Attempt::Asking(lookup) = &mut attempt {
-            poll.registry()
-                .register(&mut lookup.socket, mio::Token(0), mio::Interest::READABLE)
-                .map_err(|e| format!("cannot resolve: {e}"))?;
-            let progress = loop {
-                let wait = lookup.deadline().saturating_duration_since(Instant::now());
-                match poll.poll(&mut events, Some(wait)) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(format!("cannot resolve: {e}")),
-                    Ok(()) => {}
-                }
-                let p = match events.is_empty() {
-                    true => lookup.expired(Instant::now()),
-                    false => lookup.readable(),
-                };
-                if !matches!(p, Progress::Pending) {
-                    break p;
-                }
-            };
-            let _ = poll.registry().deregister(&mut lookup.socket);
-            attempt = attempt.next(self, host, progress, Instant::now());
+        self.lookup_all(&[host.to_string()]).remove(0)
+    }
+
+    /// Resolves every one of `hosts` at once, waiting for all the answers: a config naming
+    /// many hosts while the name servers are down waits one `timeout`, not one per name.
+    pub fn lookup_all(&self, hosts: &[String]) -> Vec<Result<Vec<IpAddr>, String>> {
+        let now = Instant::now();
+        let mut attempts: Vec<Attempt> = hosts.iter().map(|h| Attempt::new(self, h, now)).collect();
+        let mut poll = match mio::Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                return hosts
+                    .iter()
+                    .map(|_| Err(format!("cannot resolve: {e}")))
+                    .collect()
+            }
+        };
+        for (i, a) in attempts.iter_mut().enumerate() {
+            register(poll.registry(), i, a);
         }
-        match attempt {
-            Attempt::Done(r) => r,
-            Attempt::Asking(_) => Err("cannot resolve".into()),
+        let mut events = mio::Events::with_capacity(64);
+        loop {
+            let deadline = attempts
+                .iter()
+                .filter_map(|a| match a {
+                    Attempt::Asking(l) => Some(l.deadline()),
+                    Attempt::Done(_) => None,
+                })
+                .min();
+            let Some(deadline) = deadline else { break };
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match poll.poll(&mut events, Some(wait)) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    for a in attempts
+                        .iter_mut()
+                        .filter(|a| matches!(a, Attempt::Asking(_)))
+                    {
+                        *a = Attempt::Done(Err(format!("cannot resolve: {e}")));
+                    }
+                    break;
+                }
+                Ok(()) => {}
+            }
+            let readable: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+            let now = Instant::now();
+            for (i, a) in attempts.iter_mut().enumerate() {
+                let Attempt::Asking(l) = a else { continue };
+                let mut p = l.expired(now);
+                if readable.contains(&i) && p == Progress::Pending {
+                    p = l.readable();
+                }
+                if p == Progress::Pending {
+                    continue;
+                }
+                let _ = poll.registry().deregister(&mut l.socket);
+                let done = std::mem::replace(a, Attempt::Done(Ok(Vec::new())));
+                *a = done.next(self, &hosts[i], p, now);
+                register(poll.registry(), i, a);
+            }
+        }
+        attempts
+            .into_iter()
+            .map(|a| match a {
+                Attempt::Done(r) => r,
+                Attempt::Asking(_) => Err("cannot resolve".into()),
+            })
+            .collect()
+    }
+}
+
+/// Waits for `a`'s answer under token `i` (a failure to do so is its answer).
+fn register(r: &mio::Registry, i: usize, a: &mut Attempt) {
+    if let Attempt::Asking(l) = a {
+        if let Err(e) = r.register(&mut l.socket, mio::Token(i), mio::Interest::READABLE) {
+            *a = Attempt::Done(Err(format!("cannot resolve: {e}")));
         }
     }
 }
@@ -158,6 +211,31 @@ impl Attempt {
             Progress::NoSuchName(why) => Attempt::Done(Err(why)),
             Progress::TryNext(why) => Attempt::ask(r, host, l.server() + 1, now, Some(why)),
         }
+    }
+}
+
+/// Logs what a new resolution of peer `name` of upstream `upstream` changed.
+pub fn log_placed(upstream: &str, name: &str, p: &crate::shm::Placed) {
+    let list = |v: &[SocketAddr]| {
+        v.iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if !p.changed() {
+        // The same answer again: said already.
+        return;
+    }
+    log::info!(
+        "peer {name} of upstream \"{upstream}\": added [{}], removed [{}]",
+        list(&p.added),
+        list(&p.removed)
+    );
+    if !p.left_out.is_empty() {
+        log::warn!(
+            "peer {name} of upstream \"{upstream}\": no room for [{}] (max_addresses)",
+            list(&p.left_out)
+        );
     }
 }
 

@@ -145,7 +145,7 @@ impl Master {
             ));
         }
         if let Some(pid) = self.helper_pid() {
-            s.push_str(&format!("health checks: pid {pid}\n"));
+            s.push_str(&format!("helper: pid {pid}\n"));
         }
         s.push_str(&self.peer_status());
         s

@@ -1,5 +1,5 @@
-//! The health-check helper process (see `health`): started by the master when some
-//! upstream has a `health_check`, restarted with each new configuration, respawned (with
+//! The helper process (see `helper`): started by the master when some upstream has a
+//! `health_check` or a peer given by host name to resolve again, restarted with each new configuration, respawned (with
 //! backoff) when it dies, stopped with the master.
 
 use super::child::close_other_fds;
@@ -19,10 +19,7 @@ pub(crate) struct Helper {
 
 impl Master {
     pub(super) fn start_helper(&mut self) {
-        if self.helper.pid.is_some()
-            || self.stop.is_some()
-            || !self.cfg.upstream.iter().any(|u| u.health_check.is_some())
-        {
+        if self.helper.pid.is_some() || self.stop.is_some() || !crate::helper::needed(&self.cfg) {
             return;
         }
         self.helper.respawn_at = None;
@@ -34,18 +31,18 @@ impl Master {
                 if let Err(e) =
                     crate::privileges::drop_to(self.cfg.user.as_deref(), self.cfg.group.as_deref())
                 {
-                    log::error!("health-check process cannot drop privileges: {e}");
+                    log::error!("helper process cannot drop privileges: {e}");
                     std::process::exit(2);
                 }
                 let view = self.shared.region.view();
-                std::process::exit(crate::health::run(&self.cfg, view));
+                std::process::exit(crate::helper::run(&self.cfg, view));
             }
             Ok(ForkResult::Parent { child }) => {
-                log::info!("started health-check process {child}");
+                log::info!("started helper process {child}");
                 self.helper.pid = Some(child);
             }
             Err(e) => {
-                log::error!("cannot start the health-check process: {e}");
+                log::error!("cannot start the helper process: {e}");
                 self.helper.respawn_at = Some(Instant::now() + Duration::from_secs(1));
             }
         }
@@ -75,7 +72,7 @@ impl Master {
         }
         self.helper.crashes += 1;
         let delay = Duration::from_millis(100) * 2u32.pow(self.helper.crashes.min(7));
-        log::error!("health-check process {pid} {how} unexpectedly: restarting in {delay:?}");
+        log::error!("helper process {pid} {how} unexpectedly: restarting in {delay:?}");
         self.helper.respawn_at = Some(Instant::now() + delay);
         true
     }

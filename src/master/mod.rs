@@ -182,7 +182,7 @@ pub struct Master {
     pub(super) inherited: Option<upgrade::Inherited>,
     /// Health and counters shared with the workers.
     pub(super) shared: shared::Shared,
-    /// The health-check process.
+    /// The helper process (health checks, name re-resolution).
     pub(super) helper: helper::Helper,
 }
 

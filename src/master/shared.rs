@@ -53,6 +53,14 @@ impl Shared {
         cfg.set_slots(&slots);
         self.gen_slots
             .insert(generation, slots.into_iter().collect());
+        // What the config's host names resolved to when it was loaded is the node's truth
+        // from now on (until the helper resolves them again).
+        for u in &cfg.upstream {
+            for n in &u.names {
+                let slots: Vec<u32> = u.peers[n.peers.clone()].iter().map(|p| p.slot).collect();
+                crate::dns::log_placed(&u.name, &n.name, &view.place(&slots, &n.resolved));
+            }
+        }
         Ok(())
     }
 
@@ -84,6 +92,14 @@ impl Master {
         let mut s = String::new();
         for u in &self.cfg.upstream {
             for p in &u.peers {
+                let addr = match p.addr {
+                    crate::config::PeerAddr::Fixed(_) => String::new(),
+                    crate::config::PeerAddr::Named { .. } => match view.address(p.slot) {
+                        Some(a) => format!(" {a}"),
+                        // A host name's spare entry.
+                        None => continue,
+                    },
+                };
                 let t = view.totals(p.slot, now);
                 let state = if p.down {
                     "down (config)".to_string()
@@ -95,8 +111,8 @@ impl Master {
                     "up".to_string()
                 };
                 s.push_str(&format!(
-                    "peer {}/{}: {state}, requests {}, failures {}, active {}, ejections {}, consecutive failures {}, probes {}\n",
-                    u.name, p.name, t.requests, t.failures, t.active, t.ejections, t.fails, t.probes
+                    "peer {}/{}{addr}: {state}, requests {}, failures {}, active {}, ejections {}, consecutive failures {}, probes {}\n",
+                    u.name, p.key(), t.requests, t.failures, t.active, t.ejections, t.fails, t.probes
                 ));
             }
         }

@@ -128,9 +128,11 @@ impl View {
         let mut placed = Placed::default();
         let now: Vec<Option<SocketAddr>> = slots.iter().map(|&s| self.address(s)).collect();
         let mut free = Vec::new();
-        for (&slot, was) in slots.iter().zip(&now) {
+        for (i, (&slot, was)) in slots.iter().zip(&now).enumerate() {
             match was {
-                Some(a) if addrs.contains(a) => {}
+                // Kept, once: two writers placing at once (the master loading a config while
+                // the helper re-resolves) could leave an address in two slots.
+                Some(a) if addrs.contains(a) && !now[..i].contains(was) => {}
                 Some(a) => {
                     placed.removed.push(*a);
                     self.health(slot).address.set(None);
@@ -212,6 +214,12 @@ mod tests {
         assert_eq!(v.health(4).checked(), crate::shm::Checked::Down);
         assert_eq!(v.address(3), Some(a("10.0.0.3:80")));
         assert_eq!(v.health(3).checked(), crate::shm::Checked::Unknown);
+        // An address in two slots keeps one of them.
+        v.health(5).address.set(Some(a("10.0.0.2:80")));
+        let p = v.place(&slots, &[a("10.0.0.2:80"), a("10.0.0.3:80")]);
+        assert_eq!(p.removed, vec![a("10.0.0.2:80")]);
+        assert_eq!(v.address(5), None);
+        assert_eq!(v.address(4), Some(a("10.0.0.2:80")));
         // Nothing new: nothing changes; too many: the rest is left out.
         assert!(!v
             .place(&slots, &[a("10.0.0.3:80"), a("10.0.0.2:80")])

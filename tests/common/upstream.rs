@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Upstream {
+    pub ip: String,
     pub port: u16,
     pub name: String,
     pub connections: Arc<AtomicUsize>,
@@ -28,8 +29,19 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(name: &str) -> Upstream {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Upstream::start_at(name, "127.0.0.1:0")
+    }
+
+    /// On a given loopback address (other 127.0.0.x addresses, for peers that one host name
+    /// resolves to, on one port).
+    pub fn start_at(name: &str, addr: &str) -> Upstream {
+        Upstream::on(name, TcpListener::bind(addr).unwrap())
+    }
+
+    /// On a listener the test bound.
+    pub fn on(name: &str, l: TcpListener) -> Upstream {
         let port = l.local_addr().unwrap().port();
+        let ip = l.local_addr().unwrap().ip().to_string();
         let connections = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
@@ -53,6 +65,7 @@ impl Upstream {
             }
         });
         Upstream {
+            ip,
             port,
             name: name.to_string(),
             connections,
@@ -62,7 +75,7 @@ impl Upstream {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn connections(&self) -> usize {
@@ -77,7 +90,7 @@ impl Upstream {
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        let _ = TcpStream::connect((self.ip.as_str(), self.port));
     }
 }
 

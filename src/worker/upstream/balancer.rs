@@ -1,8 +1,9 @@
 //! Choosing a peer (`balance`): smooth weighted round-robin (nginx's), least connections
 //! over the whole node, power of two random choices, a consistent hash ring (client address
 //! or a request value), or the first live peer. Every algorithm sees only the usable peers:
-//! not yet tried for this request, not `down` in the config, and not marked down in the
-//! node's shared health; `backup` peers only when no primary is usable. The round-robin
+//! not yet tried for this request, not `down` in the config, with an address (a host name's
+//! spare entries have none), and not marked down in the node's shared health; `backup`
+//! peers only when no primary is usable. The round-robin
 //! position and the random generator are this worker's; health and connection counts are
 //! the node's (see `shm`).
 
@@ -60,11 +61,17 @@ impl Balancer {
         let up = &ups[u];
         // A lone peer is never ejected for its failures (nginx ignores max_fails then):
         // trying it is the only chance the request has. A failed health check still counts.
-        let lone = up.peers.iter().filter(|p| !p.down).count() == 1;
+        let lone = up
+            .peers
+            .iter()
+            .filter(|p| !p.down && p.present(shared))
+            .count()
+            == 1;
         let live = |i: usize, p: &Peer, health: bool| {
             let h = shared.health(p.slot);
             !p.down
                 && !tried.contains(&i)
+                && p.present(shared)
                 && (!health || (h.checked() != Checked::Down && (lone || !h.ejected(now_ms))))
         };
         let mut c = std::mem::take(&mut self.scratch);
@@ -177,6 +184,7 @@ impl Balancer {
 mod tests {
     use super::*;
     use crate::config::ring::Ring;
+    use crate::config::PeerAddr;
     use crate::shm::Region;
     use std::sync::Arc;
     use std::time::Duration;
@@ -194,7 +202,7 @@ mod tests {
             .map(|(i, &w)| Peer {
                 slot: i as u32,
                 name: format!("p{i}"),
-                addr: format!("127.0.0.1:{}", 1000 + i).parse().unwrap(),
+                addr: PeerAddr::Fixed(format!("127.0.0.1:{}", 1000 + i).parse().unwrap()),
                 weight: w,
                 backup: false,
                 down: false,
@@ -222,6 +230,9 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
             send_timeout: Duration::from_secs(1),
+            names: Vec::new(),
+            resolve_interval: Duration::ZERO,
+            max_addresses: 8,
         }]
     }
 
@@ -255,6 +266,36 @@ mod tests {
             Pick::Peer(0),
             "up again after the timeout"
         );
+    }
+
+    /// A host name's entries without an address are never picked; a lone addressed one is
+    /// "lone" (not ejected for its failures) however many spare entries it has.
+    #[test]
+    fn entries_without_an_address_are_skipped() {
+        let mut u = ups(&[1, 1, 1, 1], Balance::LeastConn);
+        for (i, p) in u[0].peers.iter_mut().enumerate() {
+            p.addr = PeerAddr::Named {
+                name: 0,
+                index: i as u32,
+            };
+        }
+        let mut b = Balancer::new(&u);
+        let r = Region::create(16, 1).unwrap();
+        let v = r.view();
+        assert_eq!(b.pick(&u, 0, &[], None, &v, 5), Pick::None);
+        let (a1, a2) = (
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        v.place(&[0, 1, 2, 3], &[a1, a2]);
+        v.place(&[0, 1, 2, 3], &[a2]);
+        // 10.0.0.1 went; 10.0.0.2 stayed in slot 1.
+        assert_eq!(v.address(0), None);
+        for _ in 0..10 {
+            assert_eq!(b.pick(&u, 0, &[], None, &v, 5), Pick::Peer(1));
+        }
+        failed(&v, 1, 5);
+        assert_eq!(b.pick(&u, 0, &[], None, &v, 5), Pick::Peer(1), "lone");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct UpConn {
     pub conn: usize,
     pub upstream: usize,
     pub peer: usize,
+    /// Where it is connected (a peer given by host name may move meanwhile).
+    pub addr: std::net::SocketAddr,
     pub reused: bool,
     pub requests: u64,
     pub connected: bool,
@@ -91,11 +93,15 @@ impl Http1 {
                 return self.upstream_failed(w, 502, "all upstream peers failed");
             };
             let slot = cfg.upstream[u].peers[peer].slot;
-            w.shared.request(slot);
             x.tried.push(peer);
+            let Some(addr) = cfg.upstream[u].peers[peer].address(w.shared.view()) else {
+                // A host name's address went away between the pick and now.
+                continue;
+            };
+            w.shared.request(slot);
             x.attempts += 1;
             x.up_head_pos = 0;
-            if let Some(mut idle) = w.pool.take(u, peer) {
+            if let Some(mut idle) = w.pool.take(u, peer, addr) {
                 w.upconns[idle.conn] = Owner::Session(self.slot);
                 // Registered long ago: nothing announces that it is writable, and it is.
                 idle.stream.ready = Ready {
@@ -108,6 +114,7 @@ impl Http1 {
                     conn: idle.conn,
                     upstream: u,
                     peer,
+                    addr,
                     reused: true,
                     requests: idle.requests,
                     connected: true,
@@ -116,7 +123,6 @@ impl Http1 {
                 self.upstream_connected(w, u, peer, true);
                 return Ok(());
             }
-            let addr = cfg.upstream[u].peers[peer].addr;
             match Transport::connect(addr) {
                 Ok(mut s) => {
                     let conn = w.upconns.insert(Owner::Session(self.slot));
@@ -127,6 +133,7 @@ impl Http1 {
                             conn,
                             upstream: u,
                             peer,
+                            addr,
                             reused: false,
                             requests: 0,
                             connected: false,
@@ -139,7 +146,7 @@ impl Http1 {
                 Err(e) => {
                     log::error!(
                         "connect() to {} failed: {e} (upstream \"{}\")",
-                        cfg.upstream[u].peers[peer].name,
+                        cfg.upstream[u].peers[peer].label(Some(addr)),
                         cfg.upstream[u].name
                     );
                     w.peer_outcome(u, peer, Outcome::ConnectFailed);
@@ -182,7 +189,7 @@ impl Http1 {
         let peer = &cfg.upstream[up.upstream].peers[up.peer];
         log::error!(
             "connect() to {} failed: {why} (upstream \"{}\")",
-            peer.name,
+            peer.label(Some(up.addr)),
             cfg.upstream[up.upstream].name
         );
         w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
@@ -516,7 +523,7 @@ impl Http1 {
                         log::warn!(
                             "upstream \"{}\" peer {} answered {}: retrying \"{} {}\"",
                             cfg.upstream[up.upstream].name,
-                            cfg.upstream[up.upstream].peers[up.peer].name,
+                            cfg.upstream[up.upstream].peers[up.peer].label(Some(up.addr)),
                             h.status,
                             x.req.method,
                             x.req.uri
@@ -706,7 +713,14 @@ impl Ctx {
     pub(crate) fn release(&mut self, up: UpConn, reusable: bool) {
         let u = &self.cfg.upstream[up.upstream];
         let requests = up.requests + 1;
-        if !reusable || self.draining || u.keepalive == 0 || requests >= u.keepalive_requests {
+        // A peer given by host name that moved: its old address is on its way out.
+        let moved = u.peers[up.peer].address(self.shared.view()) != Some(up.addr);
+        if !reusable
+            || moved
+            || self.draining
+            || u.keepalive == 0
+            || requests >= u.keepalive_requests
+        {
             self.upconns.try_remove(up.conn);
             return;
         }
@@ -718,6 +732,7 @@ impl Ctx {
             conn,
             upstream: up.upstream,
             peer: up.peer,
+            addr: up.addr,
             requests,
             id,
             expires,

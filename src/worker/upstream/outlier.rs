@@ -45,17 +45,17 @@ impl Ctx {
             return;
         }
         let view = *self.shared.view();
-        let ejected = up
-            .peers
-            .iter()
-            .filter(|q| view.health(q.slot).ejected(now))
-            .count();
-        if (ejected + 1) * 100 > od.max_ejected_percent as usize * up.peers.len() {
+        let present = up.peers.iter().filter(|q| q.present(&view));
+        let (mut ejected, mut peers) = (0, 0);
+        for q in present {
+            peers += 1;
+            ejected += view.health(q.slot).ejected(now) as usize;
+        }
+        if (ejected + 1) * 100 > od.max_ejected_percent as usize * peers {
             log::info!(
-                "peer {} of upstream \"{}\" not ejected: {ejected} of {} already are (max_ejected_percent)",
-                p.name,
+                "peer {} of upstream \"{}\" not ejected: {ejected} of {peers} already are (max_ejected_percent)",
+                p.label(p.address(&view)),
                 up.name,
-                up.peers.len()
             );
             return;
         }
@@ -66,7 +66,7 @@ impl Ctx {
         if let Some(ms) = h.eject(now, |streak| (base * streak as u64).min(max)) {
             log::warn!(
                 "peer {} of upstream \"{}\" ejected for {} ms ({})",
-                p.name,
+                p.label(p.address(&view)),
                 up.name,
                 ms,
                 if on_trial {

@@ -23,6 +23,8 @@ pub struct IdleConn {
     pub conn: usize,
     pub upstream: usize,
     pub peer: usize,
+    /// Where it is connected: a peer given by host name may have another address by now.
+    pub addr: std::net::SocketAddr,
     pub requests: u64,
     pub id: u64,
     pub expires: Instant,
@@ -43,10 +45,19 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to this peer.
-    pub fn take(&mut self, upstream: usize, peer: usize) -> Option<IdleConn> {
+    /// The most recently used idle connection to this peer at this address (connections to
+    /// an address the peer no longer has are left to expire, or to be evicted first).
+    pub fn take(
+        &mut self,
+        upstream: usize,
+        peer: usize,
+        addr: std::net::SocketAddr,
+    ) -> Option<IdleConn> {
         let q = &mut self.lru[upstream];
-        let pos = q.iter().rposition(|&k| self.conns[k].peer == peer)?;
+        let pos = q.iter().rposition(|&k| {
+            let c = &self.conns[k];
+            c.peer == peer && c.addr == addr
+        })?;
         let key = q.remove(pos)?;
         Some(self.conns.remove(key))
     }

@@ -1,15 +1,12 @@
-//! The health-check helper: one process per node, started (and restarted) by the master,
-//! that probes every peer of every upstream with a `health_check`, once per interval, and
-//! writes each verdict into shared memory, where every worker reads it at once. Probes run
-//! in one mio event loop of their own; nothing here blocks a worker.
+//! Active health checks: every peer of every upstream with a `health_check` is probed once
+//! per interval, and each verdict goes into shared memory, where every worker reads it at
+//! once.
 
-mod probe;
-
+use super::probe::{Probe, Step};
 use crate::config::Config;
 use crate::shm::{Checked, View};
-use mio::{Events, Interest, Poll, Token};
-use probe::{Probe, Step};
-use std::time::{Duration, Instant};
+use mio::{Interest, Poll, Token};
+use std::time::Instant;
 
 /// One peer under check.
 struct Target {
@@ -22,62 +19,56 @@ struct Target {
     bad: u32,
 }
 
-/// Runs until the master goes away (or a signal ends the process). Returns an exit code.
-pub fn run(cfg: &Config, shared: View) -> i32 {
-    let master = nix::unistd::getppid();
-    let mut poll = match Poll::new() {
-        Ok(p) => p,
-        Err(e) => {
-            log::error!("health checks: cannot create the event loop: {e}");
-            return 1;
+pub struct Checks {
+    targets: Vec<Target>,
+}
+
+impl Checks {
+    pub fn new(cfg: &Config, now: Instant) -> Checks {
+        let mut targets: Vec<Target> = Vec::new();
+        for (u, up) in cfg.upstream.iter().enumerate() {
+            let Some(check) = &up.health_check else {
+                continue;
+            };
+            let n = up.peers.len().max(1) as u32;
+            for (p, _) in up.peers.iter().enumerate() {
+                // Spread the first probes over the interval rather than all at once.
+                targets.push(Target {
+                    upstream: u,
+                    peer: p,
+                    next: now + check.interval * p as u32 / n,
+                    probe: None,
+                    ok: 0,
+                    bad: 0,
+                });
+            }
         }
-    };
-    let now = Instant::now();
-    let mut targets: Vec<Target> = Vec::new();
-    for (u, up) in cfg.upstream.iter().enumerate() {
-        let Some(check) = &up.health_check else {
-            continue;
-        };
-        let n = up.peers.len().max(1) as u32;
-        for (p, _) in up.peers.iter().enumerate() {
-            // Spread the first probes over the interval rather than all at once.
-            targets.push(Target {
-                upstream: u,
-                peer: p,
-                next: now + check.interval * p as u32 / n,
-                probe: None,
-                ok: 0,
-                bad: 0,
-            });
-        }
+        Checks { targets }
     }
-    log::info!("health checks: {} peers", targets.len());
-    let mut events = Events::with_capacity(256);
-    loop {
-        let now = Instant::now();
-        let wake = targets
+
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// When something is due next.
+    pub fn wake(&self) -> Option<Instant> {
+        self.targets
             .iter()
             .map(|t| t.probe.as_ref().map_or(t.next, |(_, by)| *by))
             .min()
-            .map_or(Duration::from_secs(1), |t| t.saturating_duration_since(now))
-            .min(Duration::from_secs(1));
-        match poll.poll(&mut events, Some(wake + Duration::from_millis(1))) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                log::error!("health checks: poll failed: {e}");
-                return 1;
-            }
+    }
+
+    /// The probe with token `i` can make progress.
+    pub fn ready(&mut self, cfg: &Config, shared: &View, poll: &mut Poll, i: usize) {
+        if let Some(t) = self.targets.get_mut(i) {
+            step(cfg, shared, poll, t);
         }
-        if nix::unistd::getppid() != master {
-            return 0;
-        }
-        for ev in events.iter() {
-            let i = ev.token().0;
-            step(cfg, &shared, &mut poll, &mut targets[i], i);
-        }
+    }
+
+    /// Times probes out and starts the ones due.
+    pub fn timers(&mut self, cfg: &Config, shared: &View, poll: &mut Poll) {
         let now = Instant::now();
-        for (i, t) in targets.iter_mut().enumerate() {
+        for (i, t) in self.targets.iter_mut().enumerate() {
             let check = cfg.upstream[t.upstream]
                 .health_check
                 .as_ref()
@@ -87,13 +78,17 @@ pub fn run(cfg: &Config, shared: View) -> i32 {
                     if let Some((mut p, _)) = t.probe.take() {
                         let _ = poll.registry().deregister(&mut p.stream);
                     }
-                    verdict(cfg, &shared, t, Err("timed out".into()));
+                    verdict(cfg, shared, t, Err("timed out".into()));
                 }
                 None if t.next <= now => {
                     let peer = &cfg.upstream[t.upstream].peers[t.peer];
                     t.next = now + check.interval;
+                    // A host name's spare entry: nothing to probe until it has an address.
+                    let Some(addr) = peer.address(shared) else {
+                        continue;
+                    };
                     shared.health(peer.slot).probed();
-                    match Probe::start(peer.addr, check, &peer.name) {
+                    match Probe::start(addr, check, &peer.name) {
                         Ok(mut p) => {
                             let interest = Interest::READABLE | Interest::WRITABLE;
                             if poll
@@ -103,10 +98,10 @@ pub fn run(cfg: &Config, shared: View) -> i32 {
                             {
                                 t.probe = Some((p, now + check.timeout));
                             } else {
-                                verdict(cfg, &shared, t, Err("cannot register".into()));
+                                verdict(cfg, shared, t, Err("cannot register".into()));
                             }
                         }
-                        Err(e) => verdict(cfg, &shared, t, Err(format!("connect: {e}"))),
+                        Err(e) => verdict(cfg, shared, t, Err(format!("connect: {e}"))),
                     }
                 }
                 _ => {}
@@ -115,7 +110,7 @@ pub fn run(cfg: &Config, shared: View) -> i32 {
     }
 }
 
-fn step(cfg: &Config, shared: &View, poll: &mut Poll, t: &mut Target, _i: usize) {
+fn step(cfg: &Config, shared: &View, poll: &mut Poll, t: &mut Target) {
     let check = cfg.upstream[t.upstream]
         .health_check
         .as_ref()
@@ -148,7 +143,7 @@ fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Result<(), Strin
                 if was == Checked::Down {
                     log::warn!(
                         "health check: peer {} of upstream \"{}\" is up again",
-                        peer.name,
+                        peer.label(peer.address(shared)),
                         up.name
                     );
                 }
@@ -161,7 +156,7 @@ fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Result<(), Strin
             if was == Checked::Unknown || (was == Checked::Up && t.bad >= check.fall) {
                 log::warn!(
                     "health check: peer {} of upstream \"{}\" is down ({why})",
-                    peer.name,
+                    peer.label(peer.address(shared)),
                     up.name
                 );
                 h.set_checked(Checked::Down);
