@@ -484,9 +484,26 @@ pub struct Peer {
 impl Peer {
     /// Where to connect now; None for a host name's entry that has no address at present.
     pub fn address(&self, shared: &crate::shm::View) -> Option<SocketAddr> {
+        self.locate(shared).map(|(a, _)| a)
+    }
+
+    /// `address`, and its version (see `View::address_versioned`; always 0 for an address
+    /// written in the config).
+    pub fn locate(&self, shared: &crate::shm::View) -> Option<(SocketAddr, u32)> {
         match self.addr {
-            PeerAddr::Fixed(a) => Some(a),
-            PeerAddr::Named { .. } => shared.address(self.slot),
+            PeerAddr::Fixed(a) => Some((a, 0)),
+            PeerAddr::Named { .. } => match shared.address_versioned(self.slot) {
+                (Some(a), v) => Some((a, v)),
+                (None, _) => None,
+            },
+        }
+    }
+
+    /// The version of its address now.
+    pub fn address_version(&self, shared: &crate::shm::View) -> u32 {
+        match self.addr {
+            PeerAddr::Fixed(_) => 0,
+            PeerAddr::Named { .. } => shared.address_version(self.slot),
         }
     }
 

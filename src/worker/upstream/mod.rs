@@ -33,8 +33,9 @@ pub struct UpConn {
     pub conn: usize,
     pub upstream: usize,
     pub peer: usize,
-    /// Where it is connected (a peer given by host name may move meanwhile).
-    pub addr: std::net::SocketAddr,
+    /// The version of the peer's address it was connected to (a peer given by host name
+    /// may move meanwhile; see `Peer::locate`).
+    pub version: u32,
     pub reused: bool,
     pub requests: u64,
     pub connected: bool,
@@ -94,14 +95,14 @@ impl Http1 {
             };
             let slot = cfg.upstream[u].peers[peer].slot;
             x.tried.push(peer);
-            let Some(addr) = cfg.upstream[u].peers[peer].address(w.shared.view()) else {
+            let Some((addr, version)) = cfg.upstream[u].peers[peer].locate(w.shared.view()) else {
                 // A host name's address went away between the pick and now.
                 continue;
             };
             w.shared.request(slot);
             x.attempts += 1;
             x.up_head_pos = 0;
-            if let Some(mut idle) = w.pool.take(u, peer, addr) {
+            if let Some(mut idle) = w.pool.take(u, peer, version) {
                 w.upconns[idle.conn] = Owner::Session(self.slot);
                 // Registered long ago: nothing announces that it is writable, and it is.
                 idle.stream.ready = Ready {
@@ -114,7 +115,7 @@ impl Http1 {
                     conn: idle.conn,
                     upstream: u,
                     peer,
-                    addr,
+                    version,
                     reused: true,
                     requests: idle.requests,
                     connected: true,
@@ -133,7 +134,7 @@ impl Http1 {
                             conn,
                             upstream: u,
                             peer,
-                            addr,
+                            version,
                             reused: false,
                             requests: 0,
                             connected: false,
@@ -189,7 +190,7 @@ impl Http1 {
         let peer = &cfg.upstream[up.upstream].peers[up.peer];
         log::error!(
             "connect() to {} failed: {why} (upstream \"{}\")",
-            peer.label(Some(up.addr)),
+            peer.label(peer.address(w.shared.view())),
             cfg.upstream[up.upstream].name
         );
         w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
@@ -523,7 +524,7 @@ impl Http1 {
                         log::warn!(
                             "upstream \"{}\" peer {} answered {}: retrying \"{} {}\"",
                             cfg.upstream[up.upstream].name,
-                            cfg.upstream[up.upstream].peers[up.peer].label(Some(up.addr)),
+                            cfg.upstream[up.upstream].peers[up.peer].label(None),
                             h.status,
                             x.req.method,
                             x.req.uri
@@ -714,7 +715,7 @@ impl Ctx {
         let u = &self.cfg.upstream[up.upstream];
         let requests = up.requests + 1;
         // A peer given by host name that moved: its old address is on its way out.
-        let moved = u.peers[up.peer].address(self.shared.view()) != Some(up.addr);
+        let moved = u.peers[up.peer].address_version(self.shared.view()) != up.version;
         if !reusable
             || moved
             || self.draining
@@ -732,7 +733,7 @@ impl Ctx {
             conn,
             upstream: up.upstream,
             peer: up.peer,
-            addr: up.addr,
+            version: up.version,
             requests,
             id,
             expires,

@@ -23,8 +23,9 @@ pub struct IdleConn {
     pub conn: usize,
     pub upstream: usize,
     pub peer: usize,
-    /// Where it is connected: a peer given by host name may have another address by now.
-    pub addr: std::net::SocketAddr,
+    /// The version of the peer's address it was connected to: a peer given by host name
+    /// may have another address by now.
+    pub version: u32,
     pub requests: u64,
     pub id: u64,
     pub expires: Instant,
@@ -45,18 +46,14 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection to this peer at this address (connections to
-    /// an address the peer no longer has are left to expire, or to be evicted first).
-    pub fn take(
-        &mut self,
-        upstream: usize,
-        peer: usize,
-        addr: std::net::SocketAddr,
-    ) -> Option<IdleConn> {
+    /// The most recently used idle connection to this peer at its address of version
+    /// `version` (connections to an address the peer no longer has are left to expire, or
+    /// to be evicted first).
+    pub fn take(&mut self, upstream: usize, peer: usize, version: u32) -> Option<IdleConn> {
         let q = &mut self.lru[upstream];
         let pos = q.iter().rposition(|&k| {
             let c = &self.conns[k];
-            c.peer == peer && c.addr == addr
+            c.peer == peer && c.version == version
         })?;
         let key = q.remove(pos)?;
         Some(self.conns.remove(key))

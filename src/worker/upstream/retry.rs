@@ -109,7 +109,7 @@ impl Http1 {
         log::warn!(
             "{why} (upstream \"{}\" peer {}): retrying \"{} {}\"",
             cfg.upstream[up.upstream].name,
-            cfg.upstream[up.upstream].peers[up.peer].label(Some(up.addr)),
+            cfg.upstream[up.upstream].peers[up.peer].label(None),
             x.req.method,
             x.req.uri
         );
