@@ -22,7 +22,14 @@ struct Name {
     name: usize,
     next: Instant,
     lookup: Option<Attempt>,
+    /// Lookups failed in a row, and when the last one was logged: a name server that stays
+    /// down is logged at once and then once a minute, not at every interval.
+    failures: u32,
+    logged: Option<Instant>,
 }
+
+/// Between two log lines about the same name failing again.
+const FAILURE_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Names {
     list: Vec<Name>,
@@ -42,6 +49,8 @@ impl Names {
                     name,
                     next: now + up.resolve_interval,
                     lookup: None,
+                    failures: 0,
+                    logged: None,
                 });
             }
         }
@@ -135,13 +144,31 @@ fn settle(cfg: &Config, shared: &View, poll: &mut Poll, n: &mut Name, i: usize, 
                 .map(|p| p.slot)
                 .collect();
             crate::dns::log_placed(&up.name, &named.name, &shared.place(&slots, &addrs));
+            if n.failures > 0 {
+                log::warn!(
+                    "peer {} of upstream \"{}\" resolves again (after {} failed lookups)",
+                    named.name,
+                    up.name,
+                    n.failures
+                );
+            }
+            n.failures = 0;
+            n.logged = None;
         }
         Attempt::Done(Err(e)) => {
-            log::warn!(
-                "cannot resolve peer {} of upstream \"{}\" again ({e}): its addresses stay as they were",
-                named.name,
-                up.name
-            );
+            n.failures += 1;
+            let now = Instant::now();
+            if n.logged
+                .is_none_or(|t| now.duration_since(t) >= FAILURE_LOG_EVERY)
+            {
+                n.logged = Some(now);
+                log::warn!(
+                    "cannot resolve peer {} of upstream \"{}\" again ({e}; {} failures in a row): its addresses stay as they were",
+                    named.name,
+                    up.name,
+                    n.failures
+                );
+            }
         }
     }
 }
