@@ -289,6 +289,16 @@ fn config_test_reports_names_that_do_not_resolve() {
     let (ok, out) = check(&with_hosts);
     assert!(ok, "{out}");
     assert_eq!(dns.queries("db.test"), 0);
+    let (ok, out) = check(
+        &with_hosts
+            .replace("\"db.test:80\"", "\"x.test:80\"")
+            .replace(&*hosts.to_string_lossy(), "/nonexistent/hosts"),
+    );
+    assert!(
+        !ok && out.contains("main.toml:1:")
+            && out.contains("cannot read hosts file /nonexistent/hosts"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -233,6 +233,10 @@ impl Validator {
         out.ipv6 = r.ipv6.unwrap_or(true);
         if let Some(h) = &r.hosts {
             out.hosts = resolve(base, h.get_ref());
+            if let Err(e) = std::fs::File::open(&out.hosts) {
+                let msg = format!("cannot read hosts file {}: {e}", out.hosts.display());
+                self.errors.push(src.err(h.span(), msg));
+            }
         }
         out
     }
