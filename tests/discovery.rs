@@ -41,6 +41,17 @@ fn globals(dns: &Dns) -> String {
     )
 }
 
+/// Three upstreams, a DNS server resolving "app.test" to `ips`, and proxyd with `workers`
+/// in front of "app.test" on the upstreams' port, `extra` in its upstream table.
+fn start(workers: usize, ips: &[&str], extra: &str) -> (Vec<Upstream>, Dns, Proxyd) {
+    let ups = three();
+    let dns = Dns::start();
+    dns.set("app.test", ips);
+    let conf = app_conf_at(&format!("app.test:{}", ups[0].port), extra, "", "x");
+    let p = Proxyd::start_with(workers, &globals(&dns), &conf);
+    (ups, dns, p)
+}
+
 /// Which upstream answered each of `n` requests (new connections, spread over workers).
 fn spread(p: &Proxyd, n: usize) -> HashMap<String, usize> {
     let mut seen = HashMap::new();
@@ -56,17 +67,12 @@ fn spread(p: &Proxyd, n: usize) -> HashMap<String, usize> {
 
 #[test]
 fn every_address_is_used_and_dns_changes_apply_without_a_reload() {
-    let ups = three();
-    let port = ups[0].port;
-    let dns = Dns::start();
-    dns.set("app.test", &["127.0.0.2", "127.0.0.3"]);
-    let conf = app_conf_at(
-        &format!("app.test:{port}"),
+    let (ups, dns, p) = start(
+        2,
+        &["127.0.0.2", "127.0.0.3"],
         "resolve_interval = \"200ms\"",
-        "",
-        "x",
     );
-    let p = Proxyd::start_with(2, &globals(&dns), &conf);
+    let port = ups[0].port;
     let workers = p.serving_pids();
     let seen = spread(&p, 40);
     assert_eq!(seen.len(), 2, "both addresses serve: {seen:?}");
@@ -138,17 +144,12 @@ fn every_address_is_used_and_dns_changes_apply_without_a_reload() {
 
 #[test]
 fn a_failing_name_server_changes_nothing() {
-    let ups = three();
-    let port = ups[0].port;
-    let dns = Dns::start();
-    dns.set("app.test", &["127.0.0.2", "127.0.0.3"]);
-    let conf = app_conf_at(
-        &format!("app.test:{port}"),
+    let (ups, dns, p) = start(
+        1,
+        &["127.0.0.2", "127.0.0.3"],
         "resolve_interval = \"100ms\"",
-        "",
-        "x",
     );
-    let p = Proxyd::start_with(1, &globals(&dns), &conf);
+    let port = ups[0].port;
     let lines = |what: &str| p.error_log().matches(what).count();
     let cases = [
         (
@@ -201,16 +202,7 @@ fn a_failing_name_server_changes_nothing() {
 
 #[test]
 fn one_lookup_per_interval_for_the_whole_node() {
-    let ups = three();
-    let dns = Dns::start();
-    dns.set("app.test", &["127.0.0.2"]);
-    let conf = app_conf_at(
-        &format!("app.test:{}", ups[0].port),
-        "resolve_interval = \"250ms\"",
-        "",
-        "x",
-    );
-    let p = Proxyd::start_with(4, &globals(&dns), &conf);
+    let (_ups, dns, p) = start(4, &["127.0.0.2"], "resolve_interval = \"250ms\"");
     let at_start = dns.queries("app.test");
     std::thread::sleep(Duration::from_millis(2600));
     // 2.6 s at one lookup (one A query) per 250 ms is about 10; four workers resolving
@@ -303,18 +295,9 @@ fn config_test_reports_names_that_do_not_resolve() {
 
 #[test]
 fn each_address_has_its_own_health() {
-    let ups = three();
-    let port = ups[0].port;
-    let dns = Dns::start();
     // Nothing listens on 127.0.0.5.
-    dns.set("app.test", &["127.0.0.2", "127.0.0.5"]);
-    let conf = app_conf_at(
-        &format!("app.test:{port}"),
-        "resolve_interval = \"200ms\"\nhealth_check = { type = \"tcp\", interval = \"100ms\", timeout = \"1s\" }",
-        "",
-        "x",
-    );
-    let p = Proxyd::start_with(2, &globals(&dns), &conf);
+    let (ups, dns, p) = start(2, &["127.0.0.2", "127.0.0.5"], "resolve_interval = \"200ms\"\nhealth_check = { type = \"tcp\", interval = \"100ms\", timeout = \"1s\" }");
+    let port = ups[0].port;
     let dead = format!("127.0.0.5:{port}: down (health check)");
     assert!(
         wait_until(Duration::from_secs(5), || p.status().contains(&dead)),
