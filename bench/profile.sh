@@ -2,8 +2,8 @@
 # Where a proxied request's time goes, for proxyd, nginx and HAProxy alike: for each proxy
 # under the same keep-alive load (wrk -t1 -c50, 100 B responses), CPU per request in user
 # and kernel mode and context switches per request, of the proxy, the upstream and wrk
-# (from /proc: the proxy's wakeup and write pattern changes what the other two cost);
-# then, in a second run under strace -c (which slows everything, so only the counts
+# (from /proc: the proxy's wakeup and write pattern changes what the other two cost), and
+# TCP segments sent per request, all processes together (/proc/net/snmp); then, in a second run under strace -c (which slows everything, so only the counts
 # matter), system calls per request of the proxy.
 #
 #   bench/profile.sh [SECONDS]                 keep-alive
@@ -43,9 +43,14 @@ counters() {
     echo "$u $s $v $n"
 }
 
+# TCP segments sent on the machine (all of them go over loopback here: wrk, proxy, upstream).
+out_segments() {
+    awk '/^Tcp:/ { if (seen) print $12; seen = 1 }' /proc/net/snmp
+}
+
 echo "profile: wrk -t1 -c50 ${SECS}s, ${extra[*]:-keep-alive}, 100 B, one worker each, $(date -u +%F)"
-printf "\n%-8s %8s | %-33s | %-33s | %-33s\n" proxy "req/s" "proxy: usr sys us/req, csw/req" \
-    "upstream: usr sys us/req, csw/req" "wrk: usr sys us/req, csw/req"
+printf "\n%-8s %8s | %-33s | %-33s | %-33s | %s\n" proxy "req/s" "proxy: usr sys us/req, csw/req" \
+    "upstream: usr sys us/req, csw/req" "wrk: usr sys us/req, csw/req" "TCP segments/req"
 for name in proxyd nginx haproxy; do
     url="http://127.0.0.1:$(port_of "$name")/"
     # shellcheck disable=SC2046
@@ -57,19 +62,21 @@ for name in proxyd nginx haproxy; do
     read -r -a p0 < <(counters "$@")
     read -r -a u0 < <(counters $upstream_worker)
     read -r -a w0 < <(counters $wrk_pid)
+    s0=$(out_segments)
     sleep "$SECS"
     read -r -a p1 < <(counters "$@")
     read -r -a u1 < <(counters $upstream_worker)
     read -r -a w1 < <(counters $wrk_pid)
+    s1=$(out_segments)
     wait $wrk_pid
     rps=$(awk '/Requests\/sec/ { print $2 }' "$WORK/wrk.out")
-    awk -v name="$name" -v rps="$rps" -v secs="$SECS" -v hz="$HZ" \
+    awk -v name="$name" -v rps="$rps" -v secs="$SECS" -v hz="$HZ" -v segs="$((s1 - s0))" \
         -v p="$((p1[0] - p0[0])) $((p1[1] - p0[1])) $((p1[2] - p0[2])) $((p1[3] - p0[3]))" \
         -v u="$((u1[0] - u0[0])) $((u1[1] - u0[1])) $((u1[2] - u0[2])) $((u1[3] - u0[3]))" \
         -v w="$((w1[0] - w0[0])) $((w1[1] - w0[1])) $((w1[2] - w0[2])) $((w1[3] - w0[3]))" '
         function row(s,   f) { split(s, f, " "); return sprintf("%6.2f %6.2f, %5.2f + %5.2f", f[1] * k, f[2] * k, f[3] / n, f[4] / n) }
         BEGIN { n = rps * secs; k = 1e6 / hz / n
-                printf "%-8s %8.0f | %-33s | %-33s | %-33s\n", name, rps, row(p), row(u), row(w) }'
+                printf "%-8s %8.0f | %-33s | %-33s | %-33s | %5.2f\n", name, rps, row(p), row(u), row(w), segs / n }'
 done
 echo "(csw: voluntary + involuntary context switches)"
 

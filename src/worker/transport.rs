@@ -159,16 +159,31 @@ impl Transport {
     }
 
     /// Writes `a` then `b` with one system call where both have bytes. Returns the count.
-    pub fn write_pair(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
+    /// `last`: these are the connection's last bytes and a close or shutdown follows at once,
+    /// so the kernel may hold a short tail back (MSG_MORE) for the FIN to ride along in the
+    /// same segment (one segment less per connection, for both ends to process).
+    pub fn write_pair(&mut self, a: &[u8], b: &[u8], last: bool) -> io::Result<usize> {
         let total = a.len() + b.len();
         loop {
-            let s = self.tcp_mut();
-            let res = if b.is_empty() {
-                s.write(a)
-            } else if a.is_empty() {
-                s.write(b)
+            let res = if last {
+                let sock = socket2::SockRef::from(self.tcp());
+                let flags = libc::MSG_MORE | libc::MSG_NOSIGNAL;
+                match (a.is_empty(), b.is_empty()) {
+                    (_, true) => sock.send_with_flags(a, flags),
+                    (true, false) => sock.send_with_flags(b, flags),
+                    (false, false) => {
+                        sock.send_vectored_with_flags(&[IoSlice::new(a), IoSlice::new(b)], flags)
+                    }
+                }
             } else {
-                s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                let s = self.tcp_mut();
+                if b.is_empty() {
+                    s.write(a)
+                } else if a.is_empty() {
+                    s.write(b)
+                } else {
+                    s.write_vectored(&[IoSlice::new(a), IoSlice::new(b)])
+                }
             };
             return match res {
                 Ok(0) if total > 0 => Err(io::ErrorKind::WriteZero.into()),

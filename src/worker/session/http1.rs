@@ -525,17 +525,34 @@ impl Http1 {
 
     // ---- local responses and closing ----------------------------------------------
 
+    /// Whether what waits for the client is all the connection will ever send, with a close
+    /// or a shutdown to follow as soon as it is written: a response made here, or a proxied
+    /// one whose body has all arrived, on a connection that closes after it.
+    fn last_bytes(&self) -> bool {
+        let Some(x) = &self.x else { return false };
+        x.close_after
+            && match self.phase {
+                Phase::Local => true,
+                Phase::Proxy => matches!(
+                    &x.recv,
+                    Recv::Body(r) if r.body.is_done() && r.splice.is_none()
+                ),
+                _ => false,
+            }
+    }
+
     /// Writes what waits for the client: `out` (a head, or a whole local response), then
     /// proxied body bytes, in one system call when both wait.
     pub(crate) fn send_client(&mut self) -> Step {
         let mut progress = false;
+        let last = self.last_bytes();
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
             let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
             if head.is_empty() && body.is_empty() {
                 break;
             }
-            match self.client.write_pair(head, body) {
+            match self.client.write_pair(head, body, last) {
                 Ok(n) => {
                     let from_head = n.min(head.len());
                     self.out_pos += from_head;

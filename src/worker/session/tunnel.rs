@@ -199,7 +199,7 @@ fn pump(
     }
     if let Some(buf) = slot {
         while !buf.pending().is_empty() && dst.ready.w {
-            match dst.write_pair(buf.pending(), &[]) {
+            match dst.write_pair(buf.pending(), &[], false) {
                 Ok(n) => {
                     buf.consume(n);
                     *written += n as u64;

@@ -362,7 +362,7 @@ impl Http1 {
                 // readable client after the body means pipelined input or EOF, an abort.)
                 None if !self.client.ready.r => {
                     if x.up_head_pos < x.up_head.len() && up.stream.ready.w {
-                        match up.stream.write_pair(&x.up_head[x.up_head_pos..], &[]) {
+                        match up.stream.write_pair(&x.up_head[x.up_head_pos..], &[], false) {
                             Ok(n) => {
                                 x.up_head_pos += n;
                                 progress = true;
@@ -419,7 +419,7 @@ impl Http1 {
             }
             let head = &x.up_head[x.up_head_pos..];
             if (!head.is_empty() || !buf.pending().is_empty()) && up.stream.ready.w {
-                match up.stream.write_pair(head, buf.pending()) {
+                match up.stream.write_pair(head, buf.pending(), false) {
                     Ok(n) => {
                         let from_head = n.min(head.len());
                         x.up_head_pos += from_head;
