@@ -8,6 +8,7 @@
 #
 #   bench/profile.sh [SECONDS]                 keep-alive
 #   CLOSE=1 bench/profile.sh [SECONDS]         a new connection per request
+#   BODY_SIZE=65536 bench/profile.sh           other response sizes (default 100)
 set -euo pipefail
 SECS=${1:-5}
 UP_PORT=18090 PROXYD_PORT=18091 NGINX_PORT=18092 HAPROXY_PORT=18093
@@ -18,7 +19,7 @@ for tool in nginx haproxy wrk strace; do
 done
 . "$(dirname "$0")/common.sh"
 bench_setup profile
-start_upstream "$UP_PORT" 100
+start_upstream "$UP_PORT" "${BODY_SIZE:-100}"
 start_nginx 1 "$NGINX_PORT" "$UP_PORT" 512
 start_proxyd 1 "$PROXYD_PORT" "$UP_PORT" 512
 start_haproxy 1 "$HAPROXY_PORT" "$UP_PORT"
@@ -48,7 +49,7 @@ out_segments() {
     awk '/^Tcp:/ { if (seen) print $12; seen = 1 }' /proc/net/snmp
 }
 
-echo "profile: wrk -t1 -c50 ${SECS}s, ${extra[*]:-keep-alive}, 100 B, one worker each, $(date -u +%F)"
+echo "profile: wrk -t1 -c50 ${SECS}s, ${extra[*]:-keep-alive}, ${BODY_SIZE:-100} B, one worker each, $(date -u +%F)"
 printf "\n%-8s %8s | %-33s | %-33s | %-33s | %s\n" proxy "req/s" "proxy: usr sys us/req, csw/req" \
     "upstream: usr sys us/req, csw/req" "wrk: usr sys us/req, csw/req" "TCP segments/req"
 for name in proxyd nginx haproxy; do
