@@ -139,6 +139,17 @@ fn every_address_is_used_and_dns_changes_apply_without_a_reload() {
         again.contains(&format!("peer app/app.test:{port}#0 127.0.0.4:{port}: up")),
         "{again}"
     );
+    // The helper follows a name server that truncates its UDP answers (over TCP).
+    dns.mode(Mode::Truncate);
+    dns.set("app.test", &["127.0.0.2", "127.0.0.3", "127.0.0.4"]);
+    let added = format!("added [127.0.0.2:{port}], removed []");
+    assert!(
+        wait_until(Duration::from_secs(5), || p.error_log().contains(&added)),
+        "{}",
+        p.error_log()
+    );
+    assert!(dns.tcp_queries() > 0);
+    assert_eq!(spread(&p, 30).len(), 3);
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
 }
 
@@ -250,6 +261,23 @@ fn config_test_reports_names_that_do_not_resolve() {
         !ok && out.contains("invalid peer address \"bad..name:80\""),
         "{out}"
     );
+    // A name with more addresses than a UDP answer carries: the server truncates it, and the
+    // lookup asks again over TCP and gets them all.
+    let many: Vec<String> = (1..=120).map(|i| format!("127.0.1.{i}")).collect();
+    dns.set(
+        "many.test",
+        &many.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    dns.mode(Mode::Truncate);
+    let (ok, out) = check(&conf("\"many.test:80\"", "max_addresses = 200"));
+    assert!(ok, "{out}");
+    assert!(dns.tcp_queries() >= 1);
+    let (ok, out) = check(&conf("\"many.test:80\"", "max_addresses = 100"));
+    assert!(
+        ok && out.contains("resolves to 120 addresses; only the first 100 are used"),
+        "{out}"
+    );
+    dns.mode(Mode::Answer);
     // More addresses than max_addresses: a warning, not an error.
     let (ok, out) = check(&conf("\"app.test:80\"", "max_addresses = 2"));
     assert!(ok, "{out}");

@@ -141,12 +141,12 @@ impl Resolver {
                 let Attempt::Asking(l) = a else { continue };
                 let mut p = l.expired(now);
                 if readable.contains(&i) && p == Progress::Pending {
-                    p = l.readable();
+                    p = l.readable(poll.registry(), mio::Token(i));
                 }
                 if p == Progress::Pending {
                     continue;
                 }
-                let _ = poll.registry().deregister(&mut l.socket);
+                l.deregister(poll.registry());
                 let done = std::mem::replace(a, Attempt::Done(Ok(Vec::new())));
                 *a = done.next(self, &hosts[i], p, now);
                 register(poll.registry(), i, a);
@@ -165,7 +165,7 @@ impl Resolver {
 /// Waits for `a`'s answer under token `i` (a failure to do so is its answer).
 fn register(r: &mio::Registry, i: usize, a: &mut Attempt) {
     if let Attempt::Asking(l) = a {
-        if let Err(e) = r.register(&mut l.socket, mio::Token(i), mio::Interest::READABLE) {
+        if let Err(e) = l.register(r, mio::Token(i)) {
             *a = Attempt::Done(Err(format!("cannot resolve: {e}")));
         }
     }

@@ -91,6 +91,25 @@ fn answers_are_matched_by_id_name_and_type() {
 }
 
 #[test]
+fn a_truncated_answer_is_asked_again_and_the_query_stays_pending() {
+    let mut l = lookup(false);
+    let a = ids(&l)[0].0;
+    let bytes = reply(a, "app.test", TYPE::A, RCODE::NoError, &[]);
+    let mut tc = Packet::parse(&bytes).unwrap();
+    tc.set_flags(PacketFlag::TRUNCATION);
+    assert_eq!(
+        l.answer(&tc.build_bytes_vec().unwrap()),
+        Some(Progress::Pending)
+    );
+    assert_eq!(ids(&l).len(), 1, "still waiting for the full answer");
+    let full = reply(a, "app.test", TYPE::A, RCODE::NoError, &[ip("10.0.0.7")]);
+    assert_eq!(
+        l.answer(&full),
+        Some(Progress::Answer(vec![ip("10.0.0.7")]))
+    );
+}
+
+#[test]
 fn no_such_name_is_final_and_a_failure_asks_the_next_server() {
     let mut l = lookup(false);
     let a = ids(&l)[0].0;

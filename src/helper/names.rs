@@ -7,7 +7,7 @@ use super::NAMES;
 use crate::config::{Config, Upstream};
 use crate::dns::{Attempt, Progress};
 use crate::shm::View;
-use mio::{Interest, Poll, Token};
+use mio::{Poll, Token};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -77,7 +77,7 @@ impl Names {
             return;
         };
         let progress = match &mut n.lookup {
-            Some(Attempt::Asking(l)) => l.readable(),
+            Some(Attempt::Asking(l)) => l.readable(poll.registry(), Token(NAMES + i)),
             _ => return,
         };
         advance(cfg, shared, poll, n, i, progress);
@@ -113,7 +113,7 @@ fn advance(cfg: &Config, shared: &View, poll: &mut Poll, n: &mut Name, i: usize,
     let Some(Attempt::Asking(mut l)) = n.lookup.take() else {
         return;
     };
-    let _ = poll.registry().deregister(&mut l.socket);
+    l.deregister(poll.registry());
     let host = &cfg.upstream[n.upstream].names[n.name].host;
     let next = Attempt::Asking(l).next(&cfg.resolver, host, p, Instant::now());
     settle(cfg, shared, poll, n, i, next);
@@ -126,10 +126,7 @@ fn settle(cfg: &Config, shared: &View, poll: &mut Poll, n: &mut Name, i: usize, 
     match a {
         Attempt::Asking(mut l) => {
             let token = Token(NAMES + i);
-            match poll
-                .registry()
-                .register(&mut l.socket, token, Interest::READABLE)
-            {
+            match l.register(poll.registry(), token) {
                 Ok(()) => n.lookup = Some(Attempt::Asking(l)),
                 Err(e) => log::error!("helper: cannot register a name lookup: {e}"),
             }

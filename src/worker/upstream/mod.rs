@@ -362,7 +362,10 @@ impl Http1 {
                 // readable client after the body means pipelined input or EOF, an abort.)
                 None if !self.client.ready.r => {
                     if x.up_head_pos < x.up_head.len() && up.stream.ready.w {
-                        match up.stream.write_pair(&x.up_head[x.up_head_pos..], &[], false) {
+                        match up
+                            .stream
+                            .write_pair(&x.up_head[x.up_head_pos..], &[], false)
+                        {
                             Ok(n) => {
                                 x.up_head_pos += n;
                                 progress = true;
