@@ -15,4 +15,5 @@ pub mod master;
 pub mod privileges;
 pub mod router;
 pub mod shm;
+pub mod tls;
 pub mod worker;

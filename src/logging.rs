@@ -58,6 +58,9 @@ fn take_budget() -> (bool, u64) {
 pub fn init(level: log::LevelFilter) {
     let mut b = env_logger::Builder::new();
     b.filter_level(log::LevelFilter::Trace)
+        // rustls warns about what clients send (an IP address as SNI, say): a client could
+        // fill the log. Handshake failures get a line of our own, with the client's address.
+        .filter_module("rustls", log::LevelFilter::Error)
         .target(env_logger::Target::Stderr)
         .format(|buf, record| {
             let (write, dropped) = take_budget();

@@ -139,8 +139,25 @@ fn the_man_page_example_uses_every_key_and_is_valid() {
     let dir = std::env::temp_dir().join(format!("proxyd-man-example-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("conf.d")).unwrap();
     let d = dir.display().to_string();
+    // The example's certificate, made here.
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
+        .args([
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-subj",
+            "/CN=example.com",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("example.com.key"))
+        .arg("-out")
+        .arg(dir.join("example.com.pem"))
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(made.status.success());
     let text = example
         .replace("\\-", "-")
+        .replace("/etc/proxyd/tls", &d)
         .replace("user = \"proxyd\"", "user = \"nobody\"")
         .replace("group = \"proxyd\"", "")
         .replace("/var/log/proxyd", &d)

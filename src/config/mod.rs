@@ -5,6 +5,7 @@
 mod raw;
 pub mod ring;
 mod routes;
+mod tls;
 pub mod units;
 mod upstream;
 mod validate;
@@ -55,6 +56,9 @@ pub struct Config {
     /// The servers of each listen address by Host, compiled from `server_name`.
     #[serde(skip)]
     pub hosts: crate::router::Hosts,
+    /// The rustls config of each TLS listen address.
+    #[serde(skip)]
+    pub tls: HashMap<SocketAddr, std::sync::Arc<rustls::ServerConfig>>,
     #[serde(skip)]
     pub path: PathBuf,
     /// Every file the config was read from (the main file first).
@@ -118,6 +122,9 @@ impl ErrorLog {
 #[derive(Debug, Clone, Serialize)]
 pub struct Server {
     pub listen: Vec<SocketAddr>,
+    /// Its listen addresses speak TLS with this certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ServerTls>,
     pub server_name: Vec<String>,
     pub default_server: bool,
     /// Index into `Config::access_logs`, or None for `access_log = "off"`.
@@ -438,6 +445,15 @@ pub struct Upstream {
     pub resolve_interval: Duration,
     /// Addresses used per host name.
     pub max_addresses: u32,
+}
+
+/// A server's certificate and key (read by the master when the config is loaded).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(skip)]
+    pub certified: std::sync::Arc<rustls::sign::CertifiedKey>,
 }
 
 /// A peer given by host name: all its addresses are used, each as a peer of its own (with

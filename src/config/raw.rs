@@ -46,6 +46,14 @@ pub struct RawResolver {
     pub hosts: Option<S<String>>,
 }
 
+/// `tls = { cert, key }` of a server: its listen addresses speak TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert: S<String>,
+    pub key: S<String>,
+}
+
 /// An included file holds only servers and upstreams; globals belong to the main file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +83,7 @@ pub struct RawErrorLogTable {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<S<StringOrList>>,
+    pub tls: Option<S<RawTls>>,
     pub server_name: Option<S<StringOrList>>,
     pub default_server: Option<bool>,
     pub access_log: Option<S<String>>,

@@ -261,6 +261,7 @@ impl Validator {
         let mut listeners: Vec<SocketAddr> = Vec::new();
         let mut vhosts: HashSet<(SocketAddr, String)> = HashSet::new();
         let mut defaults: HashSet<SocketAddr> = HashSet::new();
+        let mut server_at = Vec::new();
         for (si, s) in &servers_raw {
             let ssrc = &sources[*si];
             let span = s.span();
@@ -356,8 +357,11 @@ impl Validator {
                 None => global_access,
             };
             let route = self.routes(ssrc, &s.route, &names);
+            let tls = s.tls.as_ref().and_then(|t| self.tls(ssrc, base, t));
+            server_at.push((*si, span.clone()));
             server.push(Server {
                 listen,
+                tls,
                 server_name,
                 default_server,
                 access_log_shown: access_log
@@ -409,9 +413,11 @@ impl Validator {
                 .zip(&name_patterns)
                 .map(|(s, p): (&Server, _)| (s.listen.as_slice(), p.as_slice(), s.default_server)),
         );
+        let tls = self.tls_listeners(&server, &server_at, sources, &hosts);
         Config {
             warnings: Vec::new(),
             hosts,
+            tls,
             path: src.path.clone(),
             files,
             user: main.user.map(|u| u.into_inner()),

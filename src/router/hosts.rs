@@ -149,6 +149,11 @@ impl Hosts {
     pub fn lookup(&self, listen: SocketAddr, host: Option<&str>) -> usize {
         self.tables.get(&listen).map_or(0, |t| t.lookup(host))
     }
+
+    /// The table of one listen address.
+    pub fn table(&self, listen: SocketAddr) -> Option<&HostTable> {
+        self.tables.get(&listen)
+    }
 }
 
 #[cfg(test)]

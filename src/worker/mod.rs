@@ -396,7 +396,17 @@ impl Worker {
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    let mut stream = Transport::accepted(stream);
+                    let tls = self.ctx.cfg.tls.get(&self.ctx.cfg.listeners[i]);
+                    let mut stream = match tls {
+                        None => Transport::accepted(stream),
+                        Some(c) => match Transport::accepted_tls(stream, c) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::error!("cannot start a TLS session: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     let id = self.ctx.next_id();
                     let entry = self.sessions.vacant_entry();
                     let slot = entry.key();

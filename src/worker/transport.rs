@@ -48,7 +48,13 @@ pub enum Unread {
 /// The socket kinds a transport can carry.
 enum Sock {
     Plain(TcpStream),
+    /// A client connection over TLS: the socket carries records, rustls holds the session.
+    Tls(TcpStream, Box<rustls::ServerConnection>),
 }
+
+/// Ciphertext rustls may hold for the socket before a write is refused (WouldBlock): the
+/// memory a slow TLS client can make a connection hold.
+const TLS_BUFFER: usize = 32 * 1024;
 
 pub struct Transport {
     sock: Sock,
@@ -69,6 +75,131 @@ impl Transport {
         }
     }
 
+    /// An accepted client connection on a TLS listen address: the handshake happens as the
+    /// session reads.
+    pub fn accepted_tls(
+        s: TcpStream,
+        cfg: &std::sync::Arc<rustls::ServerConfig>,
+    ) -> io::Result<Transport> {
+        let mut conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_BUFFER));
+        Ok(Transport {
+            sock: Sock::Tls(s, Box::new(conn)),
+            ready: Ready::default(),
+        })
+    }
+
+    /// Plain TCP (so splice(2) can move its bytes).
+    pub fn is_plain(&self) -> bool {
+        matches!(self.sock, Sock::Plain(_))
+    }
+
+    /// Bytes taken but not yet on the wire (TLS records rustls holds): the connection has
+    /// not finished writing until `flush` clears them.
+    pub fn pending(&self) -> bool {
+        match &self.sock {
+            Sock::Plain(_) => false,
+            Sock::Tls(_, c) => c.wants_write(),
+        }
+    }
+
+    /// Writes what `pending` says is held, as far as the socket takes it.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let Sock::Tls(tcp, conn) = &mut self.sock else {
+            return Ok(());
+        };
+        while conn.wants_write() {
+            match conn.write_tls(tcp) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if would_block(&e) {
+                        self.ready.w = false;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `read_into` for TLS: plaintext rustls holds first, then records from the socket
+    /// (each batch processed, and what the handshake answers sent at once).
+    fn read_tls_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        loop {
+            let Sock::Tls(tcp, conn) = &mut self.sock else {
+                unreachable!("a TLS transport")
+            };
+            match buf.read_from(&mut conn.reader()) {
+                Ok(n) => {
+                    // More plaintext may wait behind a full buffer: no edge will say so.
+                    if n > 0
+                        && conn
+                            .process_new_packets()
+                            .is_ok_and(|s| s.plaintext_bytes_to_read() > 0)
+                    {
+                        self.ready.r = true;
+                    }
+                    return Ok(n);
+                }
+                // The peer closed without close_notify: for HTTP/1.1 framing says whether
+                // anything is missing, so this is an end of stream like any other.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if !self.ready.r {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match conn.read_tls(tcp) {
+                Ok(0) => self.ready.r = false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    if would_block(&e) {
+                        self.ready.r = false;
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+            if let Err(e) = conn.process_new_packets() {
+                // rustls queued an alert saying why: send it, then give up.
+                let _ = conn.write_tls(tcp);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            match self.flush() {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// `write_pair` for TLS: nothing new is taken while records from before wait for the
+    /// socket, so the memory held stays bounded (`TLS_BUFFER`).
+    fn write_tls_pair(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
+        self.flush()?;
+        let Sock::Tls(_, conn) = &mut self.sock else {
+            unreachable!("a TLS transport")
+        };
+        let mut n = conn.writer().write(a)?;
+        if n == a.len() && !b.is_empty() {
+            n += conn.writer().write(b)?;
+        }
+        if n == 0 && a.len() + b.len() > 0 {
+            // rustls is full (or still handshaking with its buffer full): wait.
+            self.ready.w = false;
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match self.flush() {
+            Ok(()) => Ok(n),
+            Err(e) if would_block(&e) => Ok(n),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Starts a non-blocking connect.
     pub fn connect(addr: SocketAddr) -> io::Result<Transport> {
         let s = TcpStream::connect(addr)?;
@@ -81,13 +212,13 @@ impl Transport {
 
     fn tcp(&self) -> &TcpStream {
         match &self.sock {
-            Sock::Plain(s) => s,
+            Sock::Plain(s) | Sock::Tls(s, _) => s,
         }
     }
 
     fn tcp_mut(&mut self) -> &mut TcpStream {
         match &mut self.sock {
-            Sock::Plain(s) => s,
+            Sock::Plain(s) | Sock::Tls(s, _) => s,
         }
     }
 
@@ -124,6 +255,9 @@ impl Transport {
 
     /// One read into `buf`. Ok(0) is end of stream (or no room: check `has_room` first).
     pub fn read_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        if !self.is_plain() {
+            return self.read_tls_into(buf);
+        }
         let room = buf.make_room();
         let hup = self.ready.hup;
         match buf.read_from(self.tcp_mut()) {
@@ -163,6 +297,9 @@ impl Transport {
     /// so the kernel may hold a short tail back (MSG_MORE) for the FIN to ride along in the
     /// same segment (one segment less per connection, for both ends to process).
     pub fn write_pair(&mut self, a: &[u8], b: &[u8], last: bool) -> io::Result<usize> {
+        if !self.is_plain() {
+            return self.write_tls_pair(a, b);
+        }
         let total = a.len() + b.len();
         loop {
             let res = if last {
@@ -204,8 +341,16 @@ impl Transport {
         }
     }
 
-    /// Sends FIN: we will write no more.
+    /// Sends FIN: we will write no more (over TLS, close_notify first).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
+        if let Sock::Tls(_, conn) = &mut self.sock {
+            conn.send_close_notify();
+            match self.flush() {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
         self.tcp().shutdown(Shutdown::Write)
     }
 

@@ -1,18 +1,23 @@
 """A WebSocket client for the tunnel tests: talks through proxyd to the echo server.
 
-usage: client.py URL
+usage: client.py URL   (for wss://, CA_FILE names the certificate to trust)
 Checks echoes both ways, prints READY, waits for a line on stdin (the test reloads proxyd
 meanwhile), then checks a 1 MB message, server pushes and a clean close. Prints OK at the end;
 any failure raises (non-zero exit).
 """
 import asyncio
+import os
+import ssl
 import sys
 
 from websockets.asyncio.client import connect
 
 
 async def main(url):
-    async with connect(url, max_size=None) as ws:
+    tls = None
+    if url.startswith("wss://"):
+        tls = ssl.create_default_context(cafile=os.environ["CA_FILE"])
+    async with connect(url, max_size=None, ssl=tls) as ws:
         for i in range(10):
             await ws.send(f"hello {i}")
             assert await ws.recv() == f"hello {i}"

@@ -127,6 +127,18 @@ impl Http1 {
     /// Makes all the progress possible now.
     pub fn drive(&mut self, w: &mut Ctx) -> Drive {
         let mut moved = false;
+        // TLS records waiting for the socket (a handshake's answer, the tail of a response):
+        // out first, whatever the phase.
+        if self.client.pending() && self.client.ready.w {
+            match self.client.flush() {
+                Ok(()) => moved = true,
+                Err(e) if would_block(&e) => {}
+                Err(_) => {
+                    self.abort(w);
+                    return Drive::Close;
+                }
+            }
+        }
         for _ in 0..MAX_ROUNDS {
             let before = self.phase;
             let step = match self.phase {
@@ -328,6 +340,12 @@ impl Http1 {
                 }
                 Ok(false)
             }
+            // Only TLS says InvalidData: a failed handshake, plain HTTP on a TLS port, a
+            // corrupt record. The client's problem, worth a line at info.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                log::info!("TLS error from client {}: {e}", self.peer_ip);
+                Err(Close)
+            }
             Err(_) => Err(Close),
         }
     }
@@ -517,6 +535,10 @@ impl Http1 {
             && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
         {
             self.release_all(w);
+            if !self.client.is_plain() {
+                // close_notify, so the client knows the response was not cut short.
+                let _ = self.client.shutdown_write();
+            }
             Err(Close)
         } else {
             self.linger(w)
@@ -550,6 +572,13 @@ impl Http1 {
             let head = &self.out[self.out_pos..];
             let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
             if head.is_empty() && body.is_empty() {
+                if self.client.pending() {
+                    match self.client.flush() {
+                        Ok(()) => progress = true,
+                        Err(e) if would_block(&e) => {}
+                        Err(_) => return Err(Close),
+                    }
+                }
                 break;
             }
             match self.client.write_pair(head, body, last) {
@@ -577,7 +606,7 @@ impl Http1 {
 
     fn step_local(&mut self, w: &mut Ctx) -> Step {
         let progress = self.send_client()?;
-        if !self.out.is_empty() {
+        if !self.out.is_empty() || self.client.pending() {
             return Ok(progress);
         }
         let keep = self.x.as_ref().is_some_and(|x| !x.close_after);
@@ -588,7 +617,7 @@ impl Http1 {
     /// Flushes the 101 head; then the connection is a tunnel.
     fn step_switching(&mut self) -> Step {
         let progress = self.send_client()?;
-        if self.out.is_empty() {
+        if self.out.is_empty() && !self.client.pending() {
             self.phase = Phase::Upgraded;
             return Ok(true);
         }

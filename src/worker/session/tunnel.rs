@@ -213,7 +213,15 @@ fn pump(
             w.bufs.put(slot.take().expect("buffer present"));
         }
     }
-    if *flow == Flow::Draining && slot.is_none() {
+    // TLS records the last writes left waiting for the socket.
+    if dst.pending() && dst.ready.w {
+        match dst.flush() {
+            Ok(()) => moved = true,
+            Err(e) if would_block(&e) => {}
+            Err(_) => return Pump::Failed,
+        }
+    }
+    if *flow == Flow::Draining && slot.is_none() && !dst.pending() {
         // Everything read is delivered: pass the half-close on.
         let _ = dst.shutdown_write();
         *flow = Flow::Ended;

@@ -342,6 +342,7 @@ impl Http1 {
                 .resp_buf
                 .as_ref()
                 .is_none_or(|b| b.pending().is_empty())
+            && !self.client.pending()
     }
 
     /// Sends the request head, then streams the body from the client as it arrives (head
@@ -621,7 +622,10 @@ impl Http1 {
                     }
                     return Ok(progress);
                 }
-                if splice::try_start(resp, buf.unparsed().is_empty(), &mut w.pipes) {
+                // splice(2) moves socket bytes; a TLS client needs them through rustls.
+                if self.client.is_plain()
+                    && splice::try_start(resp, buf.unparsed().is_empty(), &mut w.pipes)
+                {
                     return Ok(true);
                 }
             }

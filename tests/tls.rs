@@ -1,0 +1,421 @@
+//! TLS termination: certificates made by `openssl` at test time, real clients (curl, openssl
+//! s_client). SNI picks the server (exact, wildcard, default for unknown or missing names),
+//! TLS 1.2 and 1.3, ALPN http/1.1, keep-alive and large bodies through rustls, a reload
+//! picking up a renewed certificate, bad certificates refused by the config test, and
+//! clients that do not speak TLS (or stop halfway) costing nothing but a log line.
+
+mod common;
+
+use common::upstream::Upstream;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// A self-signed certificate for `names` (the first is the subject) with an ECDSA P-256 or
+/// RSA key, as NAME.crt and NAME.key in `dir`.
+fn cert(dir: &Path, file: &str, names: &[&str], rsa: bool) {
+    let san = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{n}"),
+            Err(_) => format!("DNS:{n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let key: &[&str] = if rsa {
+        &["-newkey", "rsa:2048"]
+    } else {
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    };
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "30"])
+        .args(key)
+        .arg("-keyout")
+        .arg(dir.join(format!("{file}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{file}.crt")))
+        .args(["-subj", &format!("/CN={}", names[0])])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// curl against proxyd on 127.0.0.1 as `host` (SNI and Host), trusting `ca`; returns
+/// (exit code, body, verbose output).
+fn curl(p: &Proxyd, ca: &Path, host: &str, path: &str, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "-m", "10", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{}:127.0.0.1", p.port))
+        .args(extra)
+        .arg(format!("https://{host}:{}{path}", p.port))
+        .output()
+        .expect("curl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Two TLS servers on one port (a.test, the default, and *.b.test) and an upstream behind
+/// a.test's /up/.
+fn two_sites(dir: &Path, up: &Upstream) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+server_name = "a.test"
+default_server = true
+client_header_timeout = "1s"
+tls = {{ cert = "{d}/a.crt", key = "{d}/a.key" }}
+[[server.route]]
+path = "/"
+return = 200
+body = "site a"
+[[server.route]]
+path = "/up/"
+upstream = "app"
+strip_prefix = "/up"
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+server_name = "*.b.test"
+tls = {{ cert = "{d}/b.crt", key = "{d}/b.key" }}
+[[server.route]]
+path = "/"
+return = 200
+body = "site b"
+"#,
+        up.addr(),
+        d = dir.display()
+    )
+}
+
+fn setup() -> (TempDir, Upstream, Proxyd) {
+    let dir = TempDir::new("tls-certs");
+    cert(dir.path(), "a", &["a.test"], false);
+    cert(dir.path(), "b", &["*.b.test"], true);
+    let up = Upstream::start("up");
+    let p = Proxyd::start(1, &two_sites(dir.path(), &up));
+    (dir, up, p)
+}
+
+#[test]
+fn sni_picks_the_server_and_its_certificate() {
+    let (dir, _up, p) = setup();
+    let (a, b) = (dir.path().join("a.crt"), dir.path().join("b.crt"));
+    let (rc, body, _) = curl(&p, &a, "a.test", "/", &[]);
+    assert_eq!((rc, body.as_str()), (0, "site a"));
+    // A wildcard name gets its own server and certificate (RSA here, ECDSA for a.test).
+    let (rc, body, v) = curl(&p, &b, "x.b.test", "/", &[]);
+    assert_eq!((rc, body.as_str()), (0, "site b"), "{v}");
+    // An unknown name, and no name at all (an IP address), get the default server: a.test's
+    // certificate, which the client then finds does not match the name it wanted.
+    let (rc, _, v) = curl(&p, &b, "c.test", "/", &[]);
+    assert_ne!(rc, 0, "{v}");
+    let (rc, body, _) = curl(&p, &a, "c.test", "/", &["-k"]);
+    assert_eq!((rc, body.as_str()), (0, "site a"));
+    let out = Command::new("curl")
+        .args(["-sS", "-k", "-m", "10"])
+        .arg(format!("https://127.0.0.1:{}/", p.port))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "site a");
+    let s = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{}", p.port)])
+        .args(["-servername", "y.b.test"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&s.stdout);
+    assert!(
+        text.contains("CN = *.b.test") || text.contains("CN=*.b.test"),
+        "{text}"
+    );
+}
+
+#[test]
+fn tls_1_2_and_1_3_with_alpn() {
+    let (dir, _up, p) = setup();
+    let a = dir.path().join("a.crt");
+    let (rc, body, v) = curl(&p, &a, "a.test", "/", &["--tlsv1.2", "--tls-max", "1.2"]);
+    assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
+    assert!(v.contains("using TLSv1.2"), "{v}");
+    assert!(v.contains("ALPN: server accepted http/1.1"), "{v}");
+    let (rc, _, v) = curl(&p, &a, "a.test", "/", &["--tlsv1.3"]);
+    assert_eq!(rc, 0, "{v}");
+    assert!(v.contains("using TLSv1.3"), "{v}");
+    // TLS 1.1 and older are refused.
+    let s = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{}", p.port),
+            "-tls1_1",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!s.status.success());
+}
+
+#[test]
+fn keep_alive_and_large_bodies_through_tls() {
+    let (dir, up, p) = setup();
+    let a = dir.path().join("a.crt");
+    // Two requests on one connection; a 3 MB body (streamed, not spliced) arrives whole.
+    let url = |path: &str| format!("https://a.test:{}{path}", p.port);
+    let out = Command::new("curl")
+        .args(["-sS", "-m", "20", "--cacert"])
+        .arg(&a)
+        .arg("--resolve")
+        .arg(format!("a.test:{}:127.0.0.1", p.port))
+        .args(["-w", "|%{num_connects}|%{size_download}\n"])
+        .arg(url("/up/one"))
+        .arg(url("/up/big?n=3000000"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("up /one|1|"), "{text}");
+    assert!(text.ends_with("|0|3000000\n"), "{text}");
+    assert_eq!(up.connections(), 1, "one upstream connection, reused");
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
+
+#[test]
+fn clients_that_do_not_speak_tls_cost_a_log_line() {
+    let (dir, _up, p) = setup();
+    let a = dir.path().join("a.crt");
+    // Plain HTTP on the TLS port: an alert, a close, a line at info.
+    let mut c = TcpStream::connect(p.addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    // Garbage, a truncated ClientHello that stalls, and one cut in the middle.
+    let mut junk = TcpStream::connect(p.addr()).unwrap();
+    junk.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3])
+        .unwrap();
+    let mut stall = TcpStream::connect(p.addr()).unwrap();
+    stall
+        .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .unwrap();
+    stall
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut cut = TcpStream::connect(p.addr()).unwrap();
+    cut.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40, 0x01, 0x00])
+        .unwrap();
+    drop(cut);
+    // The stalled handshake is closed by client_header_timeout (1 s here).
+    let mut b = [0u8; 16];
+    assert!(matches!(stall.read(&mut b), Ok(0) | Err(_)));
+    // The worker lives and serves.
+    let (rc, body, v) = curl(&p, &a, "a.test", "/", &[]);
+    assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
+    let log = p.error_log();
+    assert!(
+        log.contains("[info]") && log.contains("TLS error from client 127.0.0.1"),
+        "{log}"
+    );
+    assert!(p.unexpected_errors(&[]).is_empty(), "{log}");
+}
+
+#[test]
+fn a_reload_picks_up_a_renewed_certificate() {
+    let (dir, up, p) = setup();
+    let old = dir.path().join("a-old.crt");
+    std::fs::copy(dir.path().join("a.crt"), &old).unwrap();
+    // An open connection made with the old certificate keeps working across the reload.
+    let mut kept = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{}", p.port),
+        ])
+        .args(["-servername", "a.test"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    cert(dir.path(), "a", &["a.test", "www.a.test"], false);
+    p.rewrite(1, "", &two_sites(dir.path(), &up));
+    let out = p.ctl("reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let new = dir.path().join("a.crt");
+    let (rc, body, v) = curl(&p, &new, "a.test", "/", &[]);
+    assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
+    let (rc, _, _) = curl(&p, &old, "a.test", "/", &[]);
+    assert_ne!(rc, 0, "the old certificate is no longer served");
+    let stdin = kept.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    kept.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    let _ = kept.wait();
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("site a"),
+        "{text}"
+    );
+}
+
+#[test]
+fn config_test_refuses_bad_certificates() {
+    let dir = TempDir::new("tls-bad");
+    cert(dir.path(), "a", &["a.test"], false);
+    cert(dir.path(), "b", &["b.test"], true);
+    let d = dir.path().display();
+    let conf = |tls: &str, second: &str| {
+        format!(
+            "pid_file = \"{d}/p.pid\"\n[[server]]\nlisten = \"127.0.0.1:{port}\"\n{tls}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\n{second}",
+            port = free_port(),
+        )
+    };
+    let check = |text: &str| {
+        let path = dir.write("main.toml", text);
+        let out = proxyctl(&["-t", "-c", path.to_str().unwrap()]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = check(&conf(
+        &format!("tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\" }}"),
+        "",
+    ));
+    assert!(ok, "{out}");
+    let (ok, out) = check(&conf(
+        &format!("tls = {{ cert = \"{d}/a.crt\", key = \"{d}/b.key\" }}"),
+        "",
+    ));
+    assert!(
+        !ok && out.contains("main.toml:4:") && out.contains("does not match certificate"),
+        "{out}"
+    );
+    let (ok, out) = check(&conf(
+        &format!("tls = {{ cert = \"{d}/none.crt\", key = \"{d}/a.key\" }}"),
+        "",
+    ));
+    assert!(
+        !ok && out.contains("cannot read certificate") && out.contains("none.crt"),
+        "{out}"
+    );
+    let (ok, out) = check(&conf(
+        &format!("tls = {{ cert = \"{d}/a.key\", key = \"{d}/a.key\" }}"),
+        "",
+    ));
+    assert!(!ok && out.contains("no certificate in"), "{out}");
+    let (ok, out) = check(&conf(
+        &format!("tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.crt\" }}"),
+        "",
+    ));
+    assert!(!ok && out.contains("private key"), "{out}");
+    // One port speaks one protocol.
+    let plain_too = "[[server]]\nlisten = \"127.0.0.1:1\"\nserver_name = \"x\"\n[[server.route]]\npath = \"/\"\nreturn = 204\n";
+    let text = conf(
+        &format!("tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\" }}"),
+        plain_too,
+    );
+    let port = text
+        .split("127.0.0.1:")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, out) = check(&text.replace("127.0.0.1:1\"", &format!("127.0.0.1:{port}\"")));
+    assert!(
+        !ok && out.contains("speaks TLS") && out.contains("needs tls too"),
+        "{out}"
+    );
+}
+
+#[test]
+fn websocket_over_tls() {
+    let dir = TempDir::new("tls-ws");
+    cert(dir.path(), "a", &["a.test", "127.0.0.1"], false);
+    let mut server = Command::new("python3")
+        .arg(format!(
+            "{}/tests/ws/echo_server.py",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().expect("echo server port");
+    let p = Proxyd::start(
+        1,
+        &format!(
+            "[[upstream]]\nname = \"ws\"\npeers = [\"127.0.0.1:{port}\"]\n\
+             [[server]]\nlisten = \"127.0.0.1:{{port}}\"\n\
+             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\" }}\n\
+             [[server.route]]\npath = \"/\"\nupstream = \"ws\"\n",
+            d = dir.path().display()
+        ),
+    );
+    // Echoes both ways, a 1 MB message, 100 server pushes, a clean close: all through rustls.
+    let mut client = Command::new("python3")
+        .arg(format!("{}/tests/ws/client.py", env!("CARGO_MANIFEST_DIR")))
+        .arg(format!("wss://127.0.0.1:{}/chat", p.port))
+        .env("CA_FILE", dir.path().join("a.crt"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    client.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("READY") && text.contains("OK"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
