@@ -141,7 +141,7 @@ fn the_man_page_example_uses_every_key_and_is_valid() {
     let d = dir.display().to_string();
     // The example's certificate, made here.
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "2", "-newkey", "ec"])
+        .args(["req", "-x509", "-nodes", "-days", "365", "-newkey", "ec"])
         .args([
             "-pkeyopt",
             "ec_paramgen_curve:P-256",

@@ -31,7 +31,7 @@ fn cert(dir: &Path, file: &str, names: &[&str], rsa: bool) {
         &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
     };
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-nodes", "-days", "30"])
+        .args(["req", "-x509", "-nodes", "-days", "365"])
         .args(key)
         .arg("-keyout")
         .arg(dir.join(format!("{file}.key")))
@@ -418,4 +418,126 @@ fn websocket_over_tls() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
+
+/// A certificate made with rcgen: `names`, valid from `from` to `until` (days from now,
+/// negative in the past), signed by `issuer` or self-signed. Returns (PEM, key PEM, the
+/// certificate and key to sign others with).
+fn made(
+    cn: &str,
+    names: &[&str],
+    from: i64,
+    until: i64,
+    ca: bool,
+    issuer: Option<&(rcgen::Certificate, rcgen::KeyPair)>,
+) -> (String, String, (rcgen::Certificate, rcgen::KeyPair)) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now + time::Duration::days(from);
+    params.not_after = now + time::Duration::days(until);
+    if ca {
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    }
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = match issuer {
+        Some((c, k)) => params.signed_by(&key, c, k).unwrap(),
+        None => params.self_signed(&key).unwrap(),
+    };
+    (cert.pem(), key.serialize_pem(), (cert, key))
+}
+
+#[test]
+fn config_test_checks_dates_order_and_names() {
+    let dir = TempDir::new("tls-check");
+    let d = dir.path().display().to_string();
+    let check = |pem: &str, key: &str, server_name: &str| {
+        dir.write("c.pem", pem);
+        dir.write("c.key", key);
+        let text = format!(
+            "pid_file = \"{d}/p.pid\"\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = [{server_name}]\n\
+             tls = {{ cert = \"{d}/c.pem\", key = \"{d}/c.key\" }}\n[[server.route]]\npath = \"/\"\nreturn = 200\n",
+            port = free_port(),
+        );
+        let path = dir.write("main.toml", &text);
+        let out = proxyctl(&["-t", "-c", path.to_str().unwrap()]);
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // Expired: an error, with the date and the line of `tls`.
+    let (pem, key, _) = made("a.test", &["a.test"], -60, -3, false, None);
+    let (ok, out) = check(&pem, &key, "\"a.test\"");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("main.toml:5:") && out.contains("c.pem expired on 20"),
+        "{out}"
+    );
+    // Not valid yet: an error.
+    let (pem, key, _) = made("a.test", &["a.test"], 5, 90, false, None);
+    let (ok, out) = check(&pem, &key, "\"a.test\"");
+    assert!(!ok && out.contains("is not valid before"), "{out}");
+    // Ten days left: a warning with the date, exit 0.
+    let (pem, key, _) = made("a.test", &["a.test"], -80, 10, false, None);
+    let (ok, out) = check(&pem, &key, "\"a.test\"");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("warning:")
+            && out.contains("expires on 20")
+            && (out.contains("in 9 days") || out.contains("in 10 days")),
+        "{out}"
+    );
+    // Names: an exact name the certificate lacks, and a wildcard that covers one label.
+    let (pem, key, _) = made("x", &["a.test", "*.b.test"], -1, 90, false, None);
+    let (ok, out) = check(
+        &pem,
+        &key,
+        "\"a.test\", \"www.b.test\", \"*.b.test\", \"c.test\", \"x.y.b.test\", \"~^re\"",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("server name \"c.test\" is not covered by certificate"),
+        "{out}"
+    );
+    assert!(
+        out.contains("server name \"x.y.b.test\" is not covered"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("\"www.b.test\" is not") && !out.contains("\"a.test\" is not"),
+        "{out}"
+    );
+    assert!(!out.contains("\"*.b.test\" is not"), "{out}");
+    // A chain: leaf then its CA is fine; the other way round is an error.
+    let (ca_pem, _, ca) = made("Test CA", &[], -1, 365, true, None);
+    let (leaf_pem, leaf_key, _) = made("a.test", &["a.test"], -1, 90, false, Some(&ca));
+    let (ok, out) = check(&format!("{leaf_pem}{ca_pem}"), &leaf_key, "\"a.test\"");
+    assert!(ok, "{out}");
+    let (ok, out) = check(&format!("{ca_pem}{leaf_pem}"), &leaf_key, "\"a.test\"");
+    assert!(!ok && out.contains("does not match"), "the CA first: {out}");
+    let (other_pem, _, _) = made("Other CA", &[], -1, 365, true, None);
+    let (ok, out) = check(&format!("{leaf_pem}{other_pem}"), &leaf_key, "\"a.test\"");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("is out of order") && out.contains("CN=Other CA"),
+        "{out}"
+    );
+    // An expired intermediate is named as such.
+    let (old_ca_pem, _, old_ca) = made("Old CA", &[], -400, -1, true, None);
+    let (leaf_pem, leaf_key, _) = made("a.test", &["a.test"], -1, 90, false, Some(&old_ca));
+    let (ok, out) = check(&format!("{leaf_pem}{old_ca_pem}"), &leaf_key, "\"a.test\"");
+    assert!(
+        !ok && out.contains("certificate 2 in") && out.contains("expired on"),
+        "{out}"
+    );
 }

@@ -8,16 +8,37 @@ use std::sync::Arc;
 
 impl Validator {
     /// `tls = { cert, key }`: both read now; errors point at the key that names the file.
-    pub(super) fn tls(&mut self, src: &Source, base: &Path, t: &S<RawTls>) -> Option<ServerTls> {
+    /// The chain is checked too (order, dates, the server's names: `tls::check`).
+    pub(super) fn tls(
+        &mut self,
+        src: &Source,
+        base: &Path,
+        t: &S<RawTls>,
+        server_names: &[String],
+    ) -> Option<ServerTls> {
         let t = t.get_ref();
         let cert = resolve(base, t.cert.get_ref());
         let key = resolve(base, t.key.get_ref());
         match crate::tls::load(&cert, &key) {
-            Ok(certified) => Some(ServerTls {
-                cert,
-                key,
-                certified,
-            }),
+            Ok(certified) => {
+                let found = crate::tls::check::check(
+                    &certified.cert,
+                    &cert.display().to_string(),
+                    server_names,
+                    std::time::SystemTime::now(),
+                );
+                for e in found.errors {
+                    self.errors.push(src.err(t.cert.span(), e));
+                }
+                for w in found.warnings {
+                    self.warnings.push(src.err(t.cert.span(), w));
+                }
+                Some(ServerTls {
+                    cert,
+                    key,
+                    certified,
+                })
+            }
             Err(e) => {
                 let span = if e.contains("private key") && !e.contains("does not match") {
                     t.key.span()

@@ -357,7 +357,10 @@ impl Validator {
                 None => global_access,
             };
             let route = self.routes(ssrc, &s.route, &names);
-            let tls = s.tls.as_ref().and_then(|t| self.tls(ssrc, base, t));
+            let tls = s
+                .tls
+                .as_ref()
+                .and_then(|t| self.tls(ssrc, base, t, &server_name));
             server_at.push((*si, span.clone()));
             server.push(Server {
                 listen,

@@ -4,6 +4,8 @@
 //! as `server_name` (see `router::HostTable`). rustls does no I/O: the worker's transport
 //! moves the bytes (`worker/transport.rs`).
 
+pub mod check;
+
 use crate::router::HostTable;
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
