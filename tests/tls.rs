@@ -48,16 +48,16 @@ fn cert(dir: &Path, file: &str, names: &[&str], rsa: bool) {
     );
 }
 
-/// curl against proxyd on 127.0.0.1 as `host` (SNI and Host), trusting `ca`; returns
-/// (exit code, body, verbose output).
-fn curl(p: &Proxyd, ca: &Path, host: &str, path: &str, extra: &[&str]) -> (i32, String, String) {
+/// curl against proxyd's `port` on 127.0.0.1 as `host` (SNI and Host), trusting `ca`;
+/// returns (exit code, body, verbose output).
+fn curl(port: u16, ca: &Path, host: &str, path: &str, extra: &[&str]) -> (i32, String, String) {
     let out = Command::new("curl")
         .args(["-sS", "-v", "-m", "10", "--cacert"])
         .arg(ca)
         .arg("--resolve")
-        .arg(format!("{host}:{}:127.0.0.1", p.port))
+        .arg(format!("{host}:{port}:127.0.0.1"))
         .args(extra)
-        .arg(format!("https://{host}:{}{path}", p.port))
+        .arg(format!("https://{host}:{port}{path}"))
         .output()
         .expect("curl");
     (
@@ -118,16 +118,16 @@ fn setup() -> (TempDir, Upstream, Proxyd) {
 fn sni_picks_the_server_and_its_certificate() {
     let (dir, _up, p) = setup();
     let (a, b) = (dir.path().join("a.crt"), dir.path().join("b.crt"));
-    let (rc, body, _) = curl(&p, &a, "a.test", "/", &[]);
+    let (rc, body, _) = curl(p.port, &a, "a.test", "/", &[]);
     assert_eq!((rc, body.as_str()), (0, "site a"));
     // A wildcard name gets its own server and certificate (RSA here, ECDSA for a.test).
-    let (rc, body, v) = curl(&p, &b, "x.b.test", "/", &[]);
+    let (rc, body, v) = curl(p.port, &b, "x.b.test", "/", &[]);
     assert_eq!((rc, body.as_str()), (0, "site b"), "{v}");
     // An unknown name, and no name at all (an IP address), get the default server: a.test's
     // certificate, which the client then finds does not match the name it wanted.
-    let (rc, _, v) = curl(&p, &b, "c.test", "/", &[]);
+    let (rc, _, v) = curl(p.port, &b, "c.test", "/", &[]);
     assert_ne!(rc, 0, "{v}");
-    let (rc, body, _) = curl(&p, &a, "c.test", "/", &["-k"]);
+    let (rc, body, _) = curl(p.port, &a, "c.test", "/", &["-k"]);
     assert_eq!((rc, body.as_str()), (0, "site a"));
     let out = Command::new("curl")
         .args(["-sS", "-k", "-m", "10"])
@@ -152,11 +152,17 @@ fn sni_picks_the_server_and_its_certificate() {
 fn tls_1_2_and_1_3_with_alpn() {
     let (dir, _up, p) = setup();
     let a = dir.path().join("a.crt");
-    let (rc, body, v) = curl(&p, &a, "a.test", "/", &["--tlsv1.2", "--tls-max", "1.2"]);
+    let (rc, body, v) = curl(
+        p.port,
+        &a,
+        "a.test",
+        "/",
+        &["--tlsv1.2", "--tls-max", "1.2"],
+    );
     assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
     assert!(v.contains("using TLSv1.2"), "{v}");
     assert!(v.contains("ALPN: server accepted http/1.1"), "{v}");
-    let (rc, _, v) = curl(&p, &a, "a.test", "/", &["--tlsv1.3"]);
+    let (rc, _, v) = curl(p.port, &a, "a.test", "/", &["--tlsv1.3"]);
     assert_eq!(rc, 0, "{v}");
     assert!(v.contains("using TLSv1.3"), "{v}");
     // TLS 1.1 and older are refused.
@@ -231,7 +237,7 @@ fn clients_that_do_not_speak_tls_cost_a_log_line() {
     let mut b = [0u8; 16];
     assert!(matches!(stall.read(&mut b), Ok(0) | Err(_)));
     // The worker lives and serves.
-    let (rc, body, v) = curl(&p, &a, "a.test", "/", &[]);
+    let (rc, body, v) = curl(p.port, &a, "a.test", "/", &[]);
     assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
     let log = p.error_log();
     assert!(
@@ -270,9 +276,9 @@ fn a_reload_picks_up_a_renewed_certificate() {
         String::from_utf8_lossy(&out.stderr)
     );
     let new = dir.path().join("a.crt");
-    let (rc, body, v) = curl(&p, &new, "a.test", "/", &[]);
+    let (rc, body, v) = curl(p.port, &new, "a.test", "/", &[]);
     assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
-    let (rc, _, _) = curl(&p, &old, "a.test", "/", &[]);
+    let (rc, _, _) = curl(p.port, &old, "a.test", "/", &[]);
     assert_ne!(rc, 0, "the old certificate is no longer served");
     let stdin = kept.stdin.as_mut().unwrap();
     stdin
@@ -539,5 +545,82 @@ fn config_test_checks_dates_order_and_names() {
     assert!(
         !ok && out.contains("certificate 2 in") && out.contains("expired on"),
         "{out}"
+    );
+}
+
+/// What the upstream learns (X-Forwarded-Proto, $scheme) and the nginx idioms for HTTPS:
+/// a plain server redirecting to https with `$request_uri`, HSTS set on the TLS side.
+#[test]
+fn https_redirect_hsts_and_the_scheme() {
+    let dir = TempDir::new("tls-redirect");
+    cert(dir.path(), "a", &["a.test"], false);
+    let up = Upstream::start("up");
+    let tls_port = free_port();
+    let p = Proxyd::start(
+        1,
+        &format!(
+            r#"
+[[upstream]]
+name = "app"
+peers = ["{}"]
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+server_name = "a.test"
+[[server.route]]
+path = "/"
+redirect = "https://$host:{tls_port}$request_uri"
+return = 301
+
+[[server]]
+listen = "127.0.0.1:{tls_port}"
+server_name = "a.test"
+tls = {{ cert = "{d}/a.crt", key = "{d}/a.key" }}
+[[server.route]]
+path = "/"
+upstream = "app"
+response_headers = {{ set = {{ "Strict-Transport-Security" = "max-age=63072000; includeSubDomains" }} }}
+[[server.route]]
+exact = "/where"
+redirect = "$scheme://$host/here"
+"#,
+            up.addr(),
+            d = dir.path().display()
+        ),
+    );
+    // Plain HTTP: 301 to the same target on https, query and all.
+    let mut c = common::client::Client::connect(&p.addr()).unwrap();
+    let r = c
+        .raw(b"GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .and_then(|_| c.recv(false))
+        .unwrap();
+    assert_eq!(r.status, 301);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://a.test:{tls_port}/a/b?x=1&y=2").as_str())
+    );
+    // Following it: the TLS server proxies, says https upstream, and sets HSTS.
+    let out = Command::new("curl")
+        .args(["-sS", "-L", "-i", "-m", "10", "--cacert"])
+        .arg(dir.path().join("a.crt"))
+        .arg("--resolve")
+        .arg(format!("a.test:{}:127.0.0.1", p.port))
+        .arg("--resolve")
+        .arg(format!("a.test:{tls_port}:127.0.0.1"))
+        .arg(format!("http://a.test:{}/headers?x=1", p.port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("strict-transport-security: max-age=63072000; includeSubDomains")
+            || text.contains("Strict-Transport-Security: max-age=63072000; includeSubDomains"),
+        "{text}"
+    );
+    assert!(text.contains("X-Forwarded-Proto: https"), "{text}");
+    assert!(!text.contains("X-Forwarded-Proto: http\r"), "{text}");
+    let (_, _, v) = curl(tls_port, &dir.path().join("a.crt"), "a.test", "/where", &[]);
+    assert!(
+        v.contains("location: https://a.test/here") || v.contains("Location: https://a.test/here"),
+        "{v}"
     );
 }

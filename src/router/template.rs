@@ -1,6 +1,7 @@
 //! Text with variables, for `redirect` and `rewrite`: `$1`..`$9` and `${name}` (the route
-//! regex's captures), `$uri` (the normalized path), `$args` (the query string), `$host`,
-//! `$scheme`, and `$$` for a dollar sign. Compiled at config load: a capture the regex does
+//! regex's captures), `$uri` (the normalized path), `$args` (the query string),
+//! `$request_uri` (the request target as the client sent it, path and query), `$host`,
+//! `$scheme` ("http" or "https"), and `$$` for a dollar sign. Compiled at config load: a capture the regex does
 //! not have is a config error, not an empty string at run time.
 
 use regex::Regex;
@@ -12,6 +13,7 @@ enum Part {
     Capture(usize),
     Uri,
     Args,
+    RequestUri,
     Host,
     Scheme,
 }
@@ -26,6 +28,7 @@ pub struct Template {
 pub struct Vars<'a> {
     pub uri: &'a str,
     pub args: Option<&'a str>,
+    pub request_uri: &'a str,
     pub host: &'a str,
     pub scheme: &'a str,
     /// Capture groups of the route's regex (index 0: the whole match); empty otherwise.
@@ -69,9 +72,10 @@ impl Template {
                 let part = match word.as_str() {
                     "uri" => Part::Uri,
                     "args" => Part::Args,
+                    "request_uri" => Part::RequestUri,
                     "host" => Part::Host,
                     "scheme" => Part::Scheme,
-                    _ => return Err(format!("unknown variable \"${word}\" in \"{s}\" (use $1..$9, ${{name}}, $uri, $args, $host, $scheme or $$)")),
+                    _ => return Err(format!("unknown variable \"${word}\" in \"{s}\" (use $1..$9, ${{name}}, $uri, $args, $request_uri, $host, $scheme or $$)")),
                 };
                 (part, word.len())
             };
@@ -111,9 +115,11 @@ impl Template {
 
     /// Whether it has a query part of its own (then a rewrite does not append the request's).
     pub fn has_query(&self) -> bool {
-        self.parts
-            .iter()
-            .any(|p| matches!(p, Part::Text(t) if t.contains('?')) || *p == Part::Args)
+        self.parts.iter().any(|p| {
+            matches!(p, Part::Text(t) if t.contains('?'))
+                || *p == Part::Args
+                || *p == Part::RequestUri
+        })
     }
 
     pub fn expand_into(&self, v: &Vars, out: &mut String) {
@@ -127,6 +133,7 @@ impl Template {
                 }
                 Part::Uri => out.push_str(v.uri),
                 Part::Args => out.push_str(v.args.unwrap_or("")),
+                Part::RequestUri => out.push_str(v.request_uri),
                 Part::Host => out.push_str(v.host),
                 Part::Scheme => out.push_str(v.scheme),
             }
@@ -159,6 +166,7 @@ mod tests {
             &Vars {
                 uri,
                 args: Some("a=1"),
+                request_uri: "/u/42/x/y?a=1",
                 host: "ex.com",
                 scheme: "https",
                 captures: &c,

@@ -49,10 +49,11 @@ pub fn route<'c>(
         return (None, Routed::NotFound);
     };
     let route = &cfg.server[server].route[i];
+    let tls = cfg.server[server].tls.is_some();
     let routed = match &route.action {
         Action::Proxy { index, .. } => Routed::Proxy {
             upstream: *index,
-            uri: new_uri(route, req, host),
+            uri: new_uri(route, req, host, tls),
         },
         Action::Split { split, sticky } => {
             let total: u64 = split.iter().map(|t| t.weight as u64).sum();
@@ -71,7 +72,7 @@ pub fn route<'c>(
                 .unwrap_or(&split[0]);
             Routed::Proxy {
                 upstream: target.index,
-                uri: new_uri(route, req, host),
+                uri: new_uri(route, req, host, tls),
             }
         }
         Action::Return {
@@ -86,7 +87,7 @@ pub fn route<'c>(
         Action::Redirect { status, redirect } => {
             let mut location = String::new();
             let caps = captures(route, path);
-            redirect.expand_into(&vars(req, host, &caps), &mut location);
+            redirect.expand_into(&vars(req, host, &caps, tls), &mut location);
             Routed::Redirect {
                 status: *status,
                 location,
@@ -109,24 +110,27 @@ fn vars<'a>(
     req: &'a RequestHead,
     host: Option<&'a str>,
     caps: &'a [Option<(usize, usize)>],
+    tls: bool,
 ) -> Vars<'a> {
     Vars {
         uri: req.path(),
         args: req.query(),
+        request_uri: &req.uri,
         host: host.unwrap_or(""),
-        scheme: "http",
+        // Every server on a TLS address has tls (config check): the server says the scheme.
+        scheme: if tls { "https" } else { "http" },
         captures: caps,
     }
 }
 
 /// The request target after the route's `rewrite` or `strip_prefix` (None: unchanged). The
 /// query string is kept unless the rewrite sets its own.
-fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>) -> Option<String> {
+fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>, tls: bool) -> Option<String> {
     let path = req.path();
     let mut out = String::new();
     if let Some(t) = &route.rewrite {
         let caps = captures(route, path);
-        t.expand_into(&vars(req, host, &caps), &mut out);
+        t.expand_into(&vars(req, host, &caps, tls), &mut out);
         if !t.has_query() {
             if let Some(q) = req.query() {
                 out.push('?');

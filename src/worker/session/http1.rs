@@ -460,7 +460,11 @@ impl Http1 {
                 );
                 let fwd = request::Forwarding {
                     client_ip: &self.peer_ip,
-                    proto: "http",
+                    proto: if self.client.is_plain() {
+                        "http"
+                    } else {
+                        "https"
+                    },
                     default_host: &cfg.upstream[upstream].name,
                 };
                 let verdict = x.req.write_upstream(
