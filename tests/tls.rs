@@ -348,6 +348,15 @@ fn config_test_refuses_bad_certificates() {
         "",
     ));
     assert!(!ok && out.contains("no certificate in"), "{out}");
+    // A device is an error, never a hang (or a memory sink).
+    let (ok, out) = check(&conf(
+        &format!("tls = {{ cert = \"/dev/zero\", key = \"{d}/a.key\" }}"),
+        "",
+    ));
+    assert!(
+        !ok && out.contains("cannot read certificate /dev/zero: not a regular file"),
+        "{out}"
+    );
     let (ok, out) = check(&conf(
         &format!("tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.crt\" }}"),
         "",

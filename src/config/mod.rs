@@ -644,7 +644,7 @@ const MAX_INCLUDES: usize = 1024;
 /// Reads a config file that must be a regular file of bounded size: a FIFO would block the
 /// master forever, `/dev/zero` would eat its memory. Opened non-blocking so that even a FIFO
 /// swapped in after the check cannot block the open.
-fn read_bounded(path: &Path) -> Result<String, String> {
+pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()

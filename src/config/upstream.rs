@@ -233,7 +233,7 @@ impl Validator {
         out.ipv6 = r.ipv6.unwrap_or(true);
         if let Some(h) = &r.hosts {
             out.hosts = resolve(base, h.get_ref());
-            if let Err(e) = std::fs::File::open(&out.hosts) {
+            if let Err(e) = read_bounded(&out.hosts) {
                 let msg = format!("cannot read hosts file {}: {e}", out.hosts.display());
                 self.errors.push(src.err(h.span(), msg));
             }

@@ -61,12 +61,9 @@ pub fn system_servers(path: &Path) -> Vec<SocketAddr> {
 
 /// The addresses the hosts file gives `host` (every matching line), or none.
 pub fn from_hosts_file(path: &Path, host: &str, ipv6: bool) -> Vec<IpAddr> {
-    use std::io::Read;
-    // Bounded: whatever the config names (a device, a huge file) costs at most this much.
-    let mut text = String::new();
-    if let Ok(f) = std::fs::File::open(path) {
-        let _ = f.take(1 << 20).read_to_string(&mut text);
-    }
+    // A regular file of bounded size: whatever the config names (a FIFO, a device) can
+    // neither block the helper nor eat its memory.
+    let text = crate::config::read_bounded(path).unwrap_or_default();
     let mut found = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");

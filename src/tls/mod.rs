@@ -25,15 +25,20 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// A certificate chain (PEM, leaf first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1;
 /// RSA, ECDSA or Ed25519), checked to belong together.
+/// Both files must be regular files of bounded size (a FIFO or a device is an error, never a
+/// hang), as config files are.
 pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?
+    let text = crate::config::read_bounded(cert)
+        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
     if chain.is_empty() {
         return Err(format!("no certificate in {}", cert.display()));
     }
-    let der = PrivateKeyDer::from_pem_file(key)
+    let text = crate::config::read_bounded(key)
+        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let der = PrivateKeyDer::from_pem_slice(text.as_bytes())
         .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
     let certified = CertifiedKey::from_der(chain, der, &provider()).map_err(|e| match e {
         rustls::Error::InconsistentKeys(_) => format!(
