@@ -633,3 +633,57 @@ redirect = "$scheme://$host/here"
         "{v}"
     );
 }
+
+/// One `openssl s_client` request; `sess` is read with `-sess_in` (or written with
+/// `-sess_out` when `save`). Returns whether the session was resumed.
+fn s_client_resumed(port: u16, sess: &Path, save: bool) -> bool {
+    let mut c = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "a.test", "-ign_eof"])
+        .arg(if save { "-sess_out" } else { "-sess_in" })
+        .arg(sess)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("site a"), "{text}");
+    text.lines().any(|l| l.starts_with("Reused,"))
+}
+
+#[test]
+fn sessions_resume_on_any_worker_and_after_a_reload() {
+    let dir = TempDir::new("tls-tickets");
+    cert(dir.path(), "a", &["a.test"], false);
+    cert(dir.path(), "b", &["*.b.test"], true);
+    let up = Upstream::start("up");
+    let p = Proxyd::start(2, &two_sites(dir.path(), &up));
+    let sess = dir.path().join("session.pem");
+    assert!(
+        !s_client_resumed(p.port, &sess, true),
+        "the first handshake is a full one"
+    );
+    // Two workers take the connections in turn (per-worker sockets): a ticket only its own
+    // worker could open would fail about half of these.
+    let resumed = (0..10)
+        .filter(|_| s_client_resumed(p.port, &sess, false))
+        .count();
+    assert_eq!(resumed, 10, "resumed {resumed} of 10");
+    let out = p.ctl("reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resumed = (0..6)
+        .filter(|_| s_client_resumed(p.port, &sess, false))
+        .count();
+    assert_eq!(resumed, 6, "after the reload: resumed {resumed} of 6");
+}

@@ -46,6 +46,11 @@ fn main() {
         cli::quiet_on_closed_pipe();
         std::process::exit(cli::config_test("proxyd", &path, dump, false));
     }
+    // Before the config is loaded: its TLS settings take the ticket keys (see tls::tickets).
+    if let Err(e) = proxyd::tls::tickets::create() {
+        eprintln!("proxyd: [emerg] cannot create the TLS ticket keys: {e}");
+        std::process::exit(1);
+    }
     let cfg = match config::load(&path) {
         Ok(c) => c,
         Err(errs) => {

@@ -184,6 +184,8 @@ pub struct Master {
     pub(super) shared: shared::Shared,
     /// The helper process (health checks, name re-resolution).
     pub(super) helper: helper::Helper,
+    /// When the TLS ticket keys roll next (see `tls::tickets`).
+    tickets_rotate_at: Instant,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -283,6 +285,7 @@ impl Master {
         );
         let mut m = Master {
             helper: helper::Helper::default(),
+            tickets_rotate_at: Instant::now() + crate::tls::tickets::ROTATION,
             shared,
             cfg,
             generation: 1,
@@ -365,6 +368,7 @@ impl Master {
         d.extend(self.upgrade_deadline());
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
         d.extend(self.helper.respawn_at);
+        d.push(self.tickets_rotate_at);
         d.into_iter().min()
     }
 
@@ -569,6 +573,10 @@ impl Master {
     fn handle_timers(&mut self) {
         self.helper_timers();
         let now = Instant::now();
+        if self.tickets_rotate_at <= now {
+            crate::tls::tickets::rotate();
+            self.tickets_rotate_at = now + crate::tls::tickets::ROTATION;
+        }
         let due: Vec<usize> = self
             .respawn
             .iter()

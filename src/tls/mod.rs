@@ -5,6 +5,7 @@
 //! moves the bytes (`worker/transport.rs`).
 
 pub mod check;
+pub mod tickets;
 
 use crate::router::HostTable;
 use rustls::crypto::CryptoProvider;
@@ -80,5 +81,10 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Sni { table, certs }));
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // Tickets any worker can open, and after a reload (see `tickets`); without the keys
+    // (`proxyctl -t`), rustls's defaults.
+    if let Some(t) = tickets::ticketer() {
+        cfg.ticketer = t;
+    }
     Ok(Arc::new(cfg))
 }
