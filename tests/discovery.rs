@@ -239,16 +239,7 @@ fn config_test_reports_names_that_do_not_resolve() {
             port = free_port(),
         )
     };
-    let check = |text: &str| {
-        let path = dir.write("main.toml", text);
-        let out = proxyctl(&["-t", "-c", path.to_str().unwrap()]);
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), all)
-    };
+    let check = |text: &str| config_test(&dir, text);
     let (ok, out) = check(&conf("\"nope.test:80\"", ""));
     assert!(!ok, "{out}");
     assert!(out.contains("main.toml:5:"), "{out}");

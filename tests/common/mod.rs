@@ -128,6 +128,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `proxyctl -t` on `text` written to DIR/main.toml: whether it passed, and all it printed.
+pub fn config_test(dir: &TempDir, text: &str) -> (bool, String) {
+    let path = dir.write("main.toml", text);
+    let out = proxyctl(&["-t", "-c", path.to_str().unwrap()]);
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), printed)
+}
+
 pub fn proxyctl(args: &[&str]) -> Output {
     Command::new(bin("proxyctl")).args(args).output().unwrap()
 }
