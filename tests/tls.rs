@@ -668,3 +668,69 @@ fn sessions_resume_on_any_worker_and_after_a_reload() {
         .count();
     assert_eq!(resumed, 6, "after the reload: resumed {resumed} of 6");
 }
+
+#[test]
+fn protocols_and_ciphers_are_chosen_by_the_config() {
+    let dir = TempDir::new("tls-suites");
+    cert(dir.path(), "a", &["a.test"], false);
+    let d = dir.path().display().to_string();
+    let site = |extra: &str| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\"{extra} }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"site a\"\n"
+        )
+    };
+    let ca = dir.path().join("a.crt");
+    // TLS 1.3 only: a 1.2 client is refused.
+    let p = Proxyd::start(1, &site(", protocols = [\"TLSv1.3\"]"));
+    let (rc, _, v) = curl(
+        p.port,
+        &ca,
+        "a.test",
+        "/",
+        &["--tlsv1.2", "--tls-max", "1.2"],
+    );
+    assert_ne!(rc, 0, "{v}");
+    let (rc, body, v) = curl(p.port, &ca, "a.test", "/", &["--tlsv1.3"]);
+    assert_eq!((rc, body.as_str()), (0, "site a"), "{v}");
+    drop(p);
+    // Ciphers listed are the server's order: ChaCha20 although the client prefers AES.
+    let p = Proxyd::start(
+        1,
+        &site(", ciphers = [\"TLS13_CHACHA20_POLY1305_SHA256\", \"TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256\"]"),
+    );
+    for max in ["1.3", "1.2"] {
+        let (rc, _, v) = curl(p.port, &ca, "a.test", "/", &["--tls-max", max]);
+        assert_eq!(rc, 0, "{v}");
+        assert!(v.contains("CHACHA20"), "TLS {max}: {v}");
+    }
+    drop(p);
+    // Names that do not exist, and servers on one address that disagree, are refused.
+    let bad = [
+        (site(", protocols = [\"TLSv1.1\"]"), "unknown protocol \"TLSv1.1\""),
+        (site(", ciphers = [\"RC4\"]"), "unknown cipher suite \"RC4\""),
+        (site(", protocols = []"), "an empty list of protocols"),
+        (
+            site(", protocols = [\"TLSv1.3\"], ciphers = [\"TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256\"]"),
+            "do the ciphers suit the protocols",
+        ),
+        (
+            format!(
+                "{}{}",
+                site(""),
+                site(", protocols = [\"TLSv1.3\"]").replace("\"a.test\"", "\"b.test\"")
+            ),
+            "must agree on tls.protocols and tls.ciphers",
+        ),
+    ];
+    for (text, says) in bad {
+        let port = free_port().to_string();
+        let text = format!(
+            "pid_file = \"{d}/p.pid\"\n{}",
+            text.replace("{port}", &port)
+        );
+        let (ok, out) = config_test(&dir, &text);
+        assert!(!ok && out.contains(says), "wanted {says:?} in {out}");
+    }
+}

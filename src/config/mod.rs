@@ -452,6 +452,11 @@ pub struct Upstream {
 pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// "TLSv1.2", "TLSv1.3".
+    pub protocols: Vec<String>,
+    /// Cipher suites in the server's order of preference; empty: rustls's, client's order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ciphers: Vec<String>,
     #[serde(skip)]
     pub certified: std::sync::Arc<rustls::sign::CertifiedKey>,
 }

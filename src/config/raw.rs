@@ -46,12 +46,14 @@ pub struct RawResolver {
     pub hosts: Option<S<String>>,
 }
 
-/// `tls = { cert, key }` of a server: its listen addresses speak TLS.
+/// `tls = { cert, key, protocols, ciphers }` of a server: its listen addresses speak TLS.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: S<String>,
     pub key: S<String>,
+    pub protocols: Option<S<Vec<S<String>>>>,
+    pub ciphers: Option<S<Vec<S<String>>>>,
 }
 
 /// An included file holds only servers and upstreams; globals belong to the main file.

@@ -24,6 +24,17 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// The protocol versions `protocols` may name.
+pub const PROTOCOLS: &[&str] = &["TLSv1.2", "TLSv1.3"];
+
+/// The cipher suites `ciphers` may name (IANA names, as rustls spells them).
+pub fn cipher_names() -> Vec<String> {
+    rustls::crypto::ring::ALL_CIPHER_SUITES
+        .iter()
+        .map(|s| format!("{:?}", s.suite()))
+        .collect()
+}
+
 /// A certificate chain (PEM, leaf first) and its private key (PEM: PKCS#8, PKCS#1 or SEC1;
 /// RSA, ECDSA or Ed25519), checked to belong together.
 /// Both files must be regular files of bounded size (a FIFO or a device is an error, never a
@@ -69,18 +80,40 @@ impl ResolvesServerCert for Sni {
     }
 }
 
-/// The rustls config of one listen address: TLS 1.3 and 1.2, the provider's cipher suites,
-/// ALPN, certificates by SNI.
+/// The rustls config of one listen address: the `protocols` (checked names), the `ciphers`
+/// in that order of preference (empty: all the provider's, in the client's order), ALPN,
+/// certificates by SNI.
 pub fn server_config(
     table: HostTable,
     certs: Vec<Option<Arc<CertifiedKey>>>,
+    protocols: &[String],
+    ciphers: &[String],
 ) -> Result<Arc<ServerConfig>, String> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|e| e.to_string())?
+    let mut p = rustls::crypto::ring::default_provider();
+    if !ciphers.is_empty() {
+        let name = |s: &rustls::SupportedCipherSuite| format!("{:?}", s.suite());
+        p.cipher_suites = ciphers
+            .iter()
+            .filter_map(|c| p.cipher_suites.iter().find(|s| name(s) == *c).copied())
+            .collect();
+    }
+    let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
+    if protocols.iter().any(|v| v == "TLSv1.3") {
+        versions.push(&rustls::version::TLS13);
+    }
+    if protocols.iter().any(|v| v == "TLSv1.2") {
+        versions.push(&rustls::version::TLS12);
+    }
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(p))
+        .with_protocol_versions(&versions)
+        .map_err(|e| format!("{e} (do the ciphers suit the protocols?)"))?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(Sni { table, certs }));
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    // Ciphers listed by the operator are in their order of preference (nginx's
+    // `ssl_prefer_server_ciphers on`); otherwise every suite is fine and the client chooses
+    // (one without AES hardware picks ChaCha20).
+    cfg.ignore_client_order = !ciphers.is_empty();
     // Tickets any worker can open, and after a reload (see `tickets`); without the keys
     // (`proxyctl -t`), rustls's defaults.
     if let Some(t) = tickets::ticketer() {
