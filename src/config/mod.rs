@@ -530,10 +530,7 @@ impl Peer {
 
     /// Whether it has an address (a host name's entries beyond its current count have none).
     pub fn present(&self, shared: &crate::shm::View) -> bool {
-        match self.addr {
-            PeerAddr::Fixed(_) => true,
-            PeerAddr::Named { .. } => shared.address(self.slot).is_some(),
-        }
+        self.address(shared).is_some()
     }
 
     /// For logs: the peer as written, and for a host name's entry the address `at`.

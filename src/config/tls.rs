@@ -65,13 +65,12 @@ impl Validator {
                     certified,
                 })
             }
-            Err(e) => {
-                let span = if e.contains("private key") && !e.contains("does not match") {
-                    t.key.span()
-                } else {
-                    t.cert.span()
-                };
-                self.errors.push(src.err(span, e));
+            Err(crate::tls::Unusable::Cert(e)) => {
+                self.errors.push(src.err(t.cert.span(), e));
+                None
+            }
+            Err(crate::tls::Unusable::Key(e)) => {
+                self.errors.push(src.err(t.key.span(), e));
                 None
             }
         }

@@ -39,28 +39,43 @@ pub fn cipher_names() -> Vec<String> {
 /// RSA, ECDSA or Ed25519), checked to belong together.
 /// Both files must be regular files of bounded size (a FIFO or a device is an error, never a
 /// hang), as config files are.
-pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let text = crate::config::read_bounded(cert)
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
+pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Unusable> {
+    let bad_cert =
+        |e: String| Unusable::Cert(format!("cannot read certificate {}: {e}", cert.display()));
+    let bad_key =
+        |e: String| Unusable::Key(format!("cannot read private key {}: {e}", key.display()));
+    let text = crate::config::read_bounded(cert).map_err(bad_cert)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot read certificate {}: {e}", cert.display()))?;
+        .map_err(|e| bad_cert(e.to_string()))?;
     if chain.is_empty() {
-        return Err(format!("no certificate in {}", cert.display()));
+        return Err(Unusable::Cert(format!(
+            "no certificate in {}",
+            cert.display()
+        )));
     }
-    let text = crate::config::read_bounded(key)
-        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
-    let der = PrivateKeyDer::from_pem_slice(text.as_bytes())
-        .map_err(|e| format!("cannot read private key {}: {e}", key.display()))?;
+    let text = crate::config::read_bounded(key).map_err(bad_key)?;
+    let der = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| bad_key(e.to_string()))?;
     let certified = CertifiedKey::from_der(chain, der, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => format!(
+        rustls::Error::InconsistentKeys(_) => Unusable::Cert(format!(
             "private key {} does not match certificate {}",
             key.display(),
             cert.display()
-        ),
-        e => format!("cannot use {} with {}: {e}", key.display(), cert.display()),
+        )),
+        e => Unusable::Key(format!(
+            "cannot use {} with {}: {e}",
+            key.display(),
+            cert.display()
+        )),
     })?;
     Ok(Arc::new(certified))
+}
+
+/// Why a certificate and key cannot be used, and which of the two files is at fault.
+#[derive(Debug)]
+pub enum Unusable {
+    Cert(String),
+    Key(String),
 }
 
 /// Picks the certificate of the server the client names (SNI); a missing or unknown name

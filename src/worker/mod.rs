@@ -138,6 +138,8 @@ struct Listening {
     sock: Option<TcpListener>,
     /// Index of its address in `cfg.listeners`.
     addr: usize,
+    /// Its address's rustls config when it speaks TLS (looked up once, not per accept).
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Connections may be waiting: its last accept did not end in WouldBlock (the batch
     /// ran out, or the connection limit stopped it), and no new edge will say so.
     queued: bool,
@@ -189,6 +191,7 @@ impl Worker {
             listeners.push(Listening {
                 sock: Some(l),
                 addr,
+                tls: s.cfg.tls.get(&s.cfg.listeners[addr]).cloned(),
                 queued: false,
             });
         }
@@ -396,8 +399,7 @@ impl Worker {
             };
             match l.accept() {
                 Ok((stream, addr)) => {
-                    let tls = self.ctx.cfg.tls.get(&self.ctx.cfg.listeners[i]);
-                    let mut stream = match tls {
+                    let mut stream = match &self.listeners[k].tls {
                         None => Transport::accepted(stream),
                         Some(c) => match Transport::accepted_tls(stream, c) {
                             Ok(s) => s,
