@@ -43,6 +43,7 @@ fn main() {
         client_ip: "127.0.0.1",
         proto: "http",
         default_host: "app",
+        client_cert: None,
     };
     // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
     // allocates its strings).

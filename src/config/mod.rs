@@ -56,9 +56,9 @@ pub struct Config {
     /// The servers of each listen address by Host, compiled from `server_name`.
     #[serde(skip)]
     pub hosts: crate::router::Hosts,
-    /// The rustls config of each TLS listen address.
+    /// Each TLS listen address's servers' rustls configs.
     #[serde(skip)]
-    pub tls: HashMap<SocketAddr, std::sync::Arc<rustls::ServerConfig>>,
+    pub tls: HashMap<SocketAddr, std::sync::Arc<crate::tls::Site>>,
     #[serde(skip)]
     pub path: PathBuf,
     /// Every file the config was read from (the main file first).
@@ -447,18 +447,30 @@ pub struct Upstream {
     pub max_addresses: u32,
 }
 
-/// A server's certificate and key (read by the master when the config is loaded).
+/// A server's TLS: certificates and keys (read by the master when the config is loaded),
+/// protocols, ciphers, client verification, and the rustls config made of them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerTls {
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// More (certificate, key) pairs: an ECDSA one beside an RSA one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_certs: Vec<(PathBuf, PathBuf)>,
     /// "TLSv1.2", "TLSv1.3".
     pub protocols: Vec<String>,
     /// Cipher suites in the server's order of preference; empty: rustls's, client's order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ciphers: Vec<String>,
+    pub verify_client: crate::tls::VerifyClient,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<PathBuf>,
+    /// The time a new connection has for its handshake (the address's default server's
+    /// applies: no server is known before the ClientHello); `client_header_timeout` starts
+    /// when it is done.
+    #[serde(serialize_with = "ser_duration")]
+    pub handshake_timeout: Duration,
     #[serde(skip)]
-    pub certified: std::sync::Arc<rustls::sign::CertifiedKey>,
+    pub config: std::sync::Arc<rustls::ServerConfig>,
 }
 
 /// A peer given by host name: all its addresses are used, each as a peer of its own (with

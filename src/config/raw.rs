@@ -46,14 +46,26 @@ pub struct RawResolver {
     pub hosts: Option<S<String>>,
 }
 
-/// `tls = { cert, key, protocols, ciphers }` of a server: its listen addresses speak TLS.
+/// `tls = { cert, key, ... }` of a server: its listen addresses speak TLS.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: S<String>,
     pub key: S<String>,
+    pub extra_certs: Option<S<Vec<S<RawCert>>>>,
     pub protocols: Option<S<Vec<S<String>>>>,
     pub ciphers: Option<S<Vec<S<String>>>>,
+    pub verify_client: Option<S<String>>,
+    pub client_ca: Option<S<String>>,
+    pub handshake_timeout: Option<S<toml::Value>>,
+}
+
+/// One of a server's `extra_certs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCert {
+    pub cert: S<String>,
+    pub key: S<String>,
 }
 
 /// An included file holds only servers and upstreams; globals belong to the main file.

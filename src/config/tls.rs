@@ -1,5 +1,5 @@
 //! Validation of servers' `tls` tables: certificates and keys read and checked here (by the
-//! master, or `proxyctl -t`), and one rustls config per TLS listen address.
+//! master, or `proxyctl -t`), one rustls config per server, and the servers of each TLS listen address (`tls::Site`).
 
 use super::raw::*;
 use super::validate::Validator;
@@ -7,8 +7,9 @@ use super::*;
 use std::sync::Arc;
 
 impl Validator {
-    /// `tls = { cert, key }`: both read now; errors point at the key that names the file.
-    /// The chain is checked too (order, dates, the server's names: `tls::check`).
+    /// `tls = { cert, key, ... }`: certificates and keys read now, errors pointing at the key
+    /// that names the file; each chain checked too (order, dates, the server's names:
+    /// `tls::check`); the server's rustls config made.
     pub(super) fn tls(
         &mut self,
         src: &Source,
@@ -16,9 +17,8 @@ impl Validator {
         t: &S<RawTls>,
         server_names: &[String],
     ) -> Option<ServerTls> {
+        let span = t.span();
         let t = t.get_ref();
-        let cert = resolve(base, t.cert.get_ref());
-        let key = resolve(base, t.key.get_ref());
         let protocols = self.tls_names(
             src,
             t.protocols.as_ref(),
@@ -43,7 +43,106 @@ impl Validator {
                 "cipher suite",
             )
             .unwrap_or_default();
-        match crate::tls::load(&cert, &key) {
+        let mut pairs = vec![(&t.cert, &t.key)];
+        if let Some(extra) = &t.extra_certs {
+            pairs.extend(
+                extra
+                    .get_ref()
+                    .iter()
+                    .map(|c| (&c.get_ref().cert, &c.get_ref().key)),
+            );
+        }
+        let mut paths = Vec::new();
+        let mut certified = Vec::new();
+        for (c, k) in pairs {
+            let (cert, key) = (resolve(base, c.get_ref()), resolve(base, k.get_ref()));
+            if let Some(ck) = self.certificate(src, c, k, &cert, &key, server_names) {
+                certified.push(ck);
+            }
+            paths.push((cert, key));
+        }
+        let verify_client = match t.verify_client.as_ref().map(|v| (v.get_ref().as_str(), v)) {
+            None | Some(("off", _)) => crate::tls::VerifyClient::Off,
+            Some(("optional", _)) => crate::tls::VerifyClient::Optional,
+            Some(("required", _)) => crate::tls::VerifyClient::Required,
+            Some((other, v)) => {
+                self.errors.push(src.err(
+                    v.span(),
+                    format!("unknown verify_client \"{other}\" (use off, optional or required)"),
+                ));
+                return None;
+            }
+        };
+        let client_ca = t
+            .client_ca
+            .as_ref()
+            .map(|c| (c, resolve(base, c.get_ref())));
+        let roots = match (&client_ca, verify_client) {
+            (None, crate::tls::VerifyClient::Off) => None,
+            (None, _) => {
+                let v = t.verify_client.as_ref().expect("verify_client is on");
+                self.errors.push(src.err(
+                    v.span(),
+                    "verify_client needs client_ca (the CA bundle client certificates are checked against)",
+                ));
+                return None;
+            }
+            (Some((c, path)), v) => match crate::tls::load_ca(path) {
+                Ok(r) if v != crate::tls::VerifyClient::Off => Some(r),
+                Ok(_) => None,
+                Err(e) => {
+                    self.errors.push(src.err(c.span(), e));
+                    return None;
+                }
+            },
+        };
+        if certified.len() < paths.len() {
+            return None;
+        }
+        let config = match crate::tls::server_config(
+            certified,
+            &protocols,
+            &ciphers,
+            verify_client,
+            roots,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                self.errors.push(src.err(span, e));
+                return None;
+            }
+        };
+        let handshake_timeout = self.duration(
+            src,
+            &t.handshake_timeout,
+            std::time::Duration::from_secs(10),
+        );
+        let mut paths = paths.into_iter();
+        let (cert, key) = paths.next().expect("cert and key");
+        Some(ServerTls {
+            cert,
+            key,
+            extra_certs: paths.collect(),
+            protocols,
+            ciphers,
+            verify_client,
+            client_ca: client_ca.map(|(_, p)| p),
+            handshake_timeout,
+            config,
+        })
+    }
+
+    /// One certificate and its key, read and checked.
+    fn certificate(
+        &mut self,
+        src: &Source,
+        c: &S<String>,
+        k: &S<String>,
+        cert: &Path,
+        key: &Path,
+        server_names: &[String],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        match crate::tls::load(cert, key) {
             Ok(certified) => {
                 let found = crate::tls::check::check(
                     &certified.cert,
@@ -52,25 +151,19 @@ impl Validator {
                     std::time::SystemTime::now(),
                 );
                 for e in found.errors {
-                    self.errors.push(src.err(t.cert.span(), e));
+                    self.errors.push(src.err(c.span(), e));
                 }
                 for w in found.warnings {
-                    self.warnings.push(src.err(t.cert.span(), w));
+                    self.warnings.push(src.err(c.span(), w));
                 }
-                Some(ServerTls {
-                    cert,
-                    key,
-                    protocols,
-                    ciphers,
-                    certified,
-                })
+                Some(certified)
             }
             Err(crate::tls::Unusable::Cert(e)) => {
-                self.errors.push(src.err(t.cert.span(), e));
+                self.errors.push(src.err(c.span(), e));
                 None
             }
             Err(crate::tls::Unusable::Key(e)) => {
-                self.errors.push(src.err(t.key.span(), e));
+                self.errors.push(src.err(k.span(), e));
                 None
             }
         }
@@ -109,15 +202,15 @@ impl Validator {
         Some(out)
     }
 
-    /// The rustls config of every address a TLS server listens on. Every server on such an
-    /// address must have `tls` too: one port speaks one protocol.
+    /// The servers of every address a TLS server listens on, each with its rustls config.
+    /// Every server on such an address must have `tls` too: one port speaks one protocol.
     pub(super) fn tls_listeners(
         &mut self,
         servers: &[Server],
         at: &[(usize, std::ops::Range<usize>)],
         sources: &[Source],
         hosts: &crate::router::Hosts,
-    ) -> HashMap<SocketAddr, Arc<rustls::ServerConfig>> {
+    ) -> HashMap<SocketAddr, Arc<crate::tls::Site>> {
         let mut out = HashMap::new();
         let mut tls_addrs: Vec<SocketAddr> = servers
             .iter()
@@ -127,52 +220,29 @@ impl Validator {
         tls_addrs.sort_unstable();
         tls_addrs.dedup();
         for addr in tls_addrs {
+            let mut configs = Vec::with_capacity(servers.len());
             let mut ok = true;
-            // One rustls config per address: its servers agree on protocols and ciphers.
-            let mut settings: Option<(&Vec<String>, &Vec<String>)> = None;
             for (s, (si, span)) in servers.iter().zip(at) {
                 if !s.listen.contains(&addr) {
+                    configs.push(None);
                     continue;
                 }
-                let Some(t) = &s.tls else {
-                    self.errors.push(sources[*si].err(
-                        span.clone(),
-                        format!("{addr} speaks TLS (another server has tls there): this server needs tls too"),
-                    ));
-                    ok = false;
-                    continue;
-                };
-                match settings {
-                    None => settings = Some((&t.protocols, &t.ciphers)),
-                    Some((p, c)) if *p != t.protocols || *c != t.ciphers => {
+                match &s.tls {
+                    Some(t) => configs.push(Some(t.config.clone())),
+                    None => {
                         self.errors.push(sources[*si].err(
                             span.clone(),
-                            format!("the servers on {addr} must agree on tls.protocols and tls.ciphers (one TLS setup per address)"),
+                            format!("{addr} speaks TLS (another server has tls there): this server needs tls too"),
                         ));
                         ok = false;
                     }
-                    Some(_) => {}
                 }
             }
-            let Some(table) = hosts.table(addr) else {
-                continue;
-            };
-            if !ok {
-                continue;
-            }
-            let certs = servers
-                .iter()
-                .map(|s| s.tls.as_ref().map(|t| t.certified.clone()))
-                .collect();
-            let (protocols, ciphers) =
-                settings.map_or((Vec::new(), Vec::new()), |(p, c)| (p.clone(), c.clone()));
-            match crate::tls::server_config(table.clone(), certs, &protocols, &ciphers) {
-                Ok(c) => {
-                    out.insert(addr, c);
-                }
-                Err(e) => self
-                    .errors
-                    .push(file_error(&sources[0].path, format!("TLS on {addr}: {e}"))),
+            if let (true, Some(table)) = (ok, hosts.table(addr)) {
+                out.insert(
+                    addr,
+                    Arc::new(crate::tls::Site::new(table.clone(), configs)),
+                );
             }
         }
         out

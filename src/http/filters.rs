@@ -77,7 +77,27 @@ pub struct RequestInfo<'a> {
     pub client_ip: &'a str,
     /// "http" or "https".
     pub proto: &'static str,
+    /// Set when the server verifies client certificates (`verify_client`).
+    pub client_cert: Option<ClientCert<'a>>,
 }
+
+/// What a server that verifies client certificates tells its upstream.
+#[derive(Debug, Clone, Copy)]
+pub enum ClientCert<'a> {
+    /// No certificate (`verify_client = "optional"`).
+    None,
+    Verified {
+        subject: &'a str,
+        fingerprint: &'a str,
+    },
+}
+
+/// The headers `ClientCert` sets; a client's own are always removed first.
+pub const CLIENT_CERT_HEADERS: [&str; 3] = [
+    "X-Client-Verify",
+    "X-Client-Subject",
+    "X-Client-Fingerprint",
+];
 
 /// The chain every proxy route starts with.
 pub fn proxy_defaults() -> Vec<Filter> {
@@ -146,6 +166,22 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
     h.append_to_list(raw, "X-Forwarded-For", info.client_ip.as_bytes());
     h.remove(Kind::XForwardedProto);
     h.append_static("X-Forwarded-Proto", info.proto);
+    if let Some(cert) = info.client_cert {
+        for name in CLIENT_CERT_HEADERS {
+            h.remove_named(raw, name.as_bytes());
+        }
+        match cert {
+            ClientCert::None => h.append_static(CLIENT_CERT_HEADERS[0], "NONE"),
+            ClientCert::Verified {
+                subject,
+                fingerprint,
+            } => {
+                h.append_static(CLIENT_CERT_HEADERS[0], "SUCCESS");
+                h.append_copy(CLIENT_CERT_HEADERS[1].as_bytes(), subject.as_bytes());
+                h.append_copy(CLIENT_CERT_HEADERS[2].as_bytes(), fingerprint.as_bytes());
+            }
+        }
+    }
     Verdict::Continue
 }
 
@@ -158,6 +194,7 @@ mod tests {
         let info = RequestInfo {
             client_ip: "10.0.0.9",
             proto: "https",
+            client_cert: None,
         };
         assert_eq!(on_request(chain, raw, &mut h, &info), Verdict::Continue);
         let mut out = Vec::new();

@@ -38,6 +38,7 @@ pub fn request_head(data: &[u8]) {
             client_ip: "192.0.2.1",
             proto: "http",
             default_host: "app",
+            client_cert: None,
         };
         let mut out = Vec::new();
         let verdict = head.write_upstream(

@@ -58,6 +58,8 @@ pub struct Forwarding<'a> {
     pub proto: &'static str,
     /// Host sent when the client gave none (HTTP/1.0).
     pub default_host: &'a str,
+    /// See `filters::RequestInfo`.
+    pub client_cert: Option<super::filters::ClientCert<'a>>,
 }
 
 #[derive(Debug, Default)]
@@ -365,6 +367,7 @@ impl RequestHead {
         let info = RequestInfo {
             client_ip: fwd.client_ip,
             proto: fwd.proto,
+            client_cert: fwd.client_cert,
         };
         let verdict = filters::on_request(chain, raw, h, &info);
         if verdict != Verdict::Continue {
@@ -410,6 +413,7 @@ mod tests {
             client_ip: ip,
             proto: "http",
             default_host: "app",
+            client_cert: None,
         };
         let mut out = Vec::new();
         h.write_upstream(

@@ -1,8 +1,8 @@
 //! TLS termination with rustls (ring provider): certificates and keys read by the master when
 //! it loads a config (before the workers drop privileges), one rustls server config per TLS
-//! listen address, and SNI choosing the server, and so its certificate, with the same rules
-//! as `server_name` (see `router::HostTable`). rustls does no I/O: the worker's transport
-//! moves the bytes (`worker/transport.rs`).
+//! server, and SNI choosing the server, and so its config, with the same rules as
+//! `server_name` (see `router::HostTable` and `Site`). rustls does no I/O: the worker's
+//! transport moves the bytes (`worker/transport.rs`).
 
 pub mod check;
 pub mod tickets;
@@ -78,31 +78,87 @@ pub enum Unusable {
     Key(String),
 }
 
-/// Picks the certificate of the server the client names (SNI); a missing or unknown name
-/// gets the listen address's default server.
+/// A TLS listen address: the rustls config of each of its servers. The server the client
+/// names (SNI, with the same rules as `server_name`; a missing or unknown name gets the
+/// address's default server) is chosen once the ClientHello is in, so protocols, ciphers,
+/// certificates and client verification are all per server.
 #[derive(Debug)]
-struct Sni {
+pub struct Site {
     table: HostTable,
-    /// By server index; every server on a TLS address has one.
-    certs: Vec<Option<Arc<CertifiedKey>>>,
+    /// By server index; every server listening on the address has one.
+    servers: Vec<Option<Arc<ServerConfig>>>,
 }
 
-impl ResolvesServerCert for Sni {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let name = hello.server_name().map(|n| n.to_ascii_lowercase());
+impl Site {
+    pub fn new(table: HostTable, servers: Vec<Option<Arc<ServerConfig>>>) -> Site {
+        Site { table, servers }
+    }
+
+    /// The server for an SNI name, and its config.
+    pub fn pick(&self, sni: Option<&str>) -> Option<(usize, Arc<ServerConfig>)> {
+        let name = sni.map(|n| n.to_ascii_lowercase());
         let server = self.table.lookup(name.as_deref());
-        self.certs.get(server).cloned().flatten()
+        let cfg = self.servers.get(server).cloned().flatten()?;
+        Some((server, cfg))
     }
 }
 
-/// The rustls config of one listen address: the `protocols` (checked names), the `ciphers`
+/// A server's certificates (`cert` and any `extra_certs`): the first one whose key can sign
+/// with a scheme the client offers, so an ECDSA and an RSA certificate serve every client
+/// with the best it supports; a client that offers none of them gets the first (and the
+/// handshake fails as it must).
+#[derive(Debug)]
+struct Certs(Vec<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Certs {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let schemes = hello.signature_schemes();
+        self.0
+            .iter()
+            .find(|c| c.key.choose_scheme(schemes).is_some())
+            .or(self.0.first())
+            .cloned()
+    }
+}
+
+/// Client certificates a server asks for (`verify_client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyClient {
+    Off,
+    /// Asked for; a client without one is let in (`X-Client-Verify: NONE`), one with a
+    /// certificate the CA did not sign is refused.
+    Optional,
+    /// A handshake without a certificate the CA signed fails.
+    Required,
+}
+
+/// The CA bundle client certificates are verified against (PEM, one or more certificates).
+pub fn load_ca(path: &Path) -> Result<Arc<rustls::RootCertStore>, String> {
+    let text = crate::config::read_bounded(path)
+        .map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(text.as_bytes()) {
+        let c = c.map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("unusable CA certificate in {}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("no certificate in CA bundle {}", path.display()));
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The rustls config of one TLS server: the `protocols` (checked names), the `ciphers`
 /// in that order of preference (empty: all the provider's, in the client's order), ALPN,
-/// certificates by SNI.
+/// its certificates, client verification.
 pub fn server_config(
-    table: HostTable,
-    certs: Vec<Option<Arc<CertifiedKey>>>,
+    certs: Vec<Arc<CertifiedKey>>,
     protocols: &[String],
     ciphers: &[String],
+    verify: VerifyClient,
+    client_ca: Option<Arc<rustls::RootCertStore>>,
 ) -> Result<Arc<ServerConfig>, String> {
     let mut p = rustls::crypto::ring::default_provider();
     if !ciphers.is_empty() {
@@ -112,6 +168,7 @@ pub fn server_config(
             .filter_map(|c| p.cipher_suites.iter().find(|s| name(s) == *c).copied())
             .collect();
     }
+    let p = Arc::new(p);
     let mut versions: Vec<&'static rustls::SupportedProtocolVersion> = Vec::new();
     if protocols.iter().any(|v| v == "TLSv1.3") {
         versions.push(&rustls::version::TLS13);
@@ -119,11 +176,23 @@ pub fn server_config(
     if protocols.iter().any(|v| v == "TLSv1.2") {
         versions.push(&rustls::version::TLS12);
     }
-    let mut cfg = ServerConfig::builder_with_provider(Arc::new(p))
+    let builder = ServerConfig::builder_with_provider(p.clone())
         .with_protocol_versions(&versions)
-        .map_err(|e| format!("{e} (do the ciphers suit the protocols?)"))?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(Sni { table, certs }));
+        .map_err(|e| format!("{e} (do the ciphers suit the protocols?)"))?;
+    let builder = match (verify, client_ca) {
+        (VerifyClient::Off, _) => builder.with_no_client_auth(),
+        (_, None) => return Err("verify_client needs client_ca".into()),
+        (v, Some(roots)) => {
+            let b = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, p);
+            let b = if v == VerifyClient::Optional {
+                b.allow_unauthenticated()
+            } else {
+                b
+            };
+            builder.with_client_cert_verifier(b.build().map_err(|e| e.to_string())?)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(Certs(certs)));
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     // Ciphers listed by the operator are in their order of preference (nginx's
     // `ssl_prefer_server_ciphers on`); otherwise every suite is fine and the client chooses
@@ -135,4 +204,26 @@ pub fn server_config(
         cfg.ticketer = t;
     }
     Ok(Arc::new(cfg))
+}
+
+/// What the upstream is told about a verified client certificate: its subject (RFC 4514
+/// order as x509-parser prints it, any byte outside printable ASCII escaped as `\xHH` so a
+/// header can carry it) and its SHA-256 fingerprint (lowercase hex).
+pub fn client_identity(cert: &CertificateDer<'_>) -> (String, String) {
+    use x509_parser::prelude::FromDer;
+    let subject = match x509_parser::certificate::X509Certificate::from_der(cert.as_ref()) {
+        Ok((_, c)) => c.subject().to_string(),
+        Err(_) => String::new(),
+    };
+    let mut safe = String::with_capacity(subject.len());
+    for b in subject.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'\\' {
+            safe.push(b as char);
+        } else {
+            safe.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    (safe, fingerprint)
 }

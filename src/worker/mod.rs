@@ -139,7 +139,7 @@ struct Listening {
     /// Index of its address in `cfg.listeners`.
     addr: usize,
     /// Its address's rustls config when it speaks TLS (looked up once, not per accept).
-    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    tls: Option<std::sync::Arc<crate::tls::Site>>,
     /// Connections may be waiting: its last accept did not end in WouldBlock (the batch
     /// ran out, or the connection limit stopped it), and no new edge will say so.
     queued: bool,
@@ -401,13 +401,7 @@ impl Worker {
                 Ok((stream, addr)) => {
                     let mut stream = match &self.listeners[k].tls {
                         None => Transport::accepted(stream),
-                        Some(c) => match Transport::accepted_tls(stream, c) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                log::error!("cannot start a TLS session: {e}");
-                                continue;
-                            }
-                        },
+                        Some(site) => Transport::accepted_tls(stream, site),
                     };
                     let id = self.ctx.next_id();
                     let entry = self.sessions.vacant_entry();
@@ -417,7 +411,12 @@ impl Worker {
                         continue;
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);
-                    let head_by = self.ctx.now + self.ctx.listener_server(i).client_header_timeout;
+                    let srv = self.ctx.listener_server(i);
+                    let head_by = self.ctx.now
+                        + match (&self.listeners[k].tls, &srv.tls) {
+                            (Some(_), Some(t)) => t.handshake_timeout,
+                            _ => srv.client_header_timeout,
+                        };
                     s.start(head_by, &mut self.ctx);
                     // The listener defers accept until the request's first bytes arrived
                     // (see `listeners::defer_accept`): read them now, not after a wakeup.

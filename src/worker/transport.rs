@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ready {
@@ -49,7 +50,29 @@ pub enum Unread {
 enum Sock {
     Plain(TcpStream),
     /// A client connection over TLS: the socket carries records, rustls holds the session.
-    Tls(TcpStream, Box<rustls::ServerConnection>),
+    Tls(TcpStream, Box<Tls>),
+}
+
+/// A client's TLS session.
+enum Tls {
+    /// Until the ClientHello is in: the server it names (SNI) decides the config.
+    Hello {
+        acceptor: rustls::server::Acceptor,
+        site: Arc<crate::tls::Site>,
+    },
+    /// `server`: the index of the server SNI chose.
+    Open {
+        conn: rustls::ServerConnection,
+        server: usize,
+    },
+}
+
+/// What the TLS layer knows of a client connection.
+pub struct TlsInfo<'a> {
+    /// The server SNI chose.
+    pub server: usize,
+    /// The verified client certificate (leaf), when the server asks for one.
+    pub client_cert: Option<&'a rustls_pki_types::CertificateDer<'static>>,
 }
 
 /// Ciphertext rustls may hold for the socket before a write is refused (WouldBlock): the
@@ -77,16 +100,42 @@ impl Transport {
 
     /// An accepted client connection on a TLS listen address: the handshake happens as the
     /// session reads.
-    pub fn accepted_tls(
-        s: TcpStream,
-        cfg: &std::sync::Arc<rustls::ServerConfig>,
-    ) -> io::Result<Transport> {
-        let mut conn = rustls::ServerConnection::new(cfg.clone()).map_err(io::Error::other)?;
-        conn.set_buffer_limit(Some(TLS_BUFFER));
-        Ok(Transport {
-            sock: Sock::Tls(s, Box::new(conn)),
+    pub fn accepted_tls(s: TcpStream, site: &Arc<crate::tls::Site>) -> Transport {
+        Transport {
+            sock: Sock::Tls(
+                s,
+                Box::new(Tls::Hello {
+                    acceptor: rustls::server::Acceptor::default(),
+                    site: site.clone(),
+                }),
+            ),
             ready: Ready::default(),
-        })
+        }
+    }
+
+    /// The TLS server and client certificate, once the handshake has begun.
+    pub fn tls_info(&self) -> Option<TlsInfo<'_>> {
+        match &self.sock {
+            Sock::Tls(_, t) => match &**t {
+                Tls::Open { conn, server } => Some(TlsInfo {
+                    server: *server,
+                    client_cert: conn.peer_certificates().and_then(|c| c.first()),
+                }),
+                Tls::Hello { .. } => None,
+            },
+            Sock::Plain(_) => None,
+        }
+    }
+
+    /// A TLS handshake is under way (or has not begun).
+    pub fn handshaking(&self) -> bool {
+        match &self.sock {
+            Sock::Tls(_, t) => match &**t {
+                Tls::Hello { .. } => true,
+                Tls::Open { conn, .. } => conn.is_handshaking(),
+            },
+            Sock::Plain(_) => false,
+        }
     }
 
     /// Plain TCP (so splice(2) can move its bytes).
@@ -98,14 +147,17 @@ impl Transport {
     /// not finished writing until `flush` clears them.
     pub fn pending(&self) -> bool {
         match &self.sock {
+            Sock::Tls(_, t) => matches!(&**t, Tls::Open { conn, .. } if conn.wants_write()),
             Sock::Plain(_) => false,
-            Sock::Tls(_, c) => c.wants_write(),
         }
     }
 
     /// Writes what `pending` says is held, as far as the socket takes it.
     pub fn flush(&mut self) -> io::Result<()> {
-        let Sock::Tls(tcp, conn) = &mut self.sock else {
+        let Sock::Tls(tcp, t) = &mut self.sock else {
+            return Ok(());
+        };
+        let Tls::Open { conn, .. } = &mut **t else {
             return Ok(());
         };
         while conn.wants_write() {
@@ -128,8 +180,16 @@ impl Transport {
     /// (each batch processed, and what the handshake answers sent at once).
     fn read_tls_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
         loop {
-            let Sock::Tls(tcp, conn) = &mut self.sock else {
+            let Sock::Tls(tcp, t) = &mut self.sock else {
                 unreachable!("a TLS transport")
+            };
+            let conn = match &mut **t {
+                Tls::Open { conn, .. } => conn,
+                Tls::Hello { .. } => match self.read_hello() {
+                    Ok(()) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(e) => return Err(e),
+                },
             };
             match buf.read_from(&mut conn.reader()) {
                 Ok(n) => {
@@ -177,12 +237,67 @@ impl Transport {
         }
     }
 
+    /// Reads until the ClientHello is in, then starts the session with the config of the
+    /// server it names. WouldBlock until then; an error if the hello is bad or names no
+    /// server this address has (after sending the alert saying why).
+    fn read_hello(&mut self) -> io::Result<()> {
+        let Sock::Tls(tcp, t) = &mut self.sock else {
+            unreachable!("a TLS transport")
+        };
+        let Tls::Hello { acceptor, site } = &mut **t else {
+            return Ok(());
+        };
+        loop {
+            match acceptor.accept() {
+                Ok(None) => {}
+                Ok(Some(accepted)) => {
+                    let sni = accepted.client_hello().server_name().map(str::to_owned);
+                    let Some((server, cfg)) = site.pick(sni.as_deref()) else {
+                        return Err(io::Error::other("no TLS server for this name"));
+                    };
+                    return match accepted.into_connection(cfg) {
+                        Ok(mut conn) => {
+                            conn.set_buffer_limit(Some(TLS_BUFFER));
+                            **t = Tls::Open { conn, server };
+                            match self.flush() {
+                                Err(e) if !would_block(&e) => Err(e),
+                                _ => Ok(()),
+                            }
+                        }
+                        Err((e, mut alert)) => {
+                            let _ = alert.write_all(tcp);
+                            Err(io::Error::new(io::ErrorKind::InvalidData, e))
+                        }
+                    };
+                }
+                Err((e, mut alert)) => {
+                    let _ = alert.write_all(tcp);
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                }
+            }
+            if !self.ready.r {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match acceptor.read_tls(tcp) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if would_block(&e) => self.ready.r = false,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// `write_pair` for TLS: nothing new is taken while records from before wait for the
     /// socket, so the memory held stays bounded (`TLS_BUFFER`).
     fn write_tls_pair(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
         self.flush()?;
-        let Sock::Tls(_, conn) = &mut self.sock else {
+        let Sock::Tls(_, t) = &mut self.sock else {
             unreachable!("a TLS transport")
+        };
+        let Tls::Open { conn, .. } = &mut **t else {
+            // Nothing is written before a request has been read.
+            return Err(io::ErrorKind::NotConnected.into());
         };
         let mut n = conn.writer().write(a)?;
         if n == a.len() && !b.is_empty() {
@@ -343,8 +458,10 @@ impl Transport {
 
     /// Sends FIN: we will write no more (over TLS, close_notify first).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
-        if let Sock::Tls(_, conn) = &mut self.sock {
-            conn.send_close_notify();
+        if let Sock::Tls(_, t) = &mut self.sock {
+            if let Tls::Open { conn, .. } = &mut **t {
+                conn.send_close_notify();
+            }
             match self.flush() {
                 Ok(()) => {}
                 Err(e) if would_block(&e) => {}

@@ -2,6 +2,7 @@
 //! servers on 127.0.0.1, and a small HTTP/1.1 client. Everything started is stopped on drop.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod load;

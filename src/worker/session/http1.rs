@@ -12,7 +12,8 @@
 use super::peer::PeerIp;
 use super::tunnel::Tunnel;
 use super::Drive;
-use crate::http::filters::Verdict;
+use crate::config::Config;
+use crate::http::filters::{ClientCert, Verdict};
 use crate::http::{local, request};
 use crate::router;
 use crate::worker::buffer::{Buf, BUF_SIZE};
@@ -127,6 +128,7 @@ impl Http1 {
     /// Makes all the progress possible now.
     pub fn drive(&mut self, w: &mut Ctx) -> Drive {
         let mut moved = false;
+        let shaking = self.client.handshaking();
         // TLS records waiting for the socket (a handshake's answer, the tail of a response):
         // out first, whatever the phase.
         if self.client.pending() && self.client.ready.w {
@@ -156,7 +158,14 @@ impl Http1 {
                 }
                 Ok(true) => moved = true,
                 Ok(false) => {
-                    if moved || before != self.phase {
+                    // The handshake had its own deadline (`handshake_timeout`); the first
+                    // head's starts now, the server SNI chose saying how long it is.
+                    let shook = shaking && !self.client.handshaking() && self.served == 0;
+                    if shook {
+                        let srv = self.client.tls_info().map_or(0, |t| t.server);
+                        self.head_by = Some(w.now + w.cfg.server[srv].client_header_timeout);
+                    }
+                    if moved || shook || before != self.phase {
                         self.arm_timer(w);
                     }
                     return Drive::Keep;
@@ -228,6 +237,11 @@ impl Http1 {
     /// The session's deadline passed. Returns whether it lives on (then drive it).
     pub fn on_timeout(&mut self, w: &mut Ctx) -> bool {
         match self.phase {
+            Phase::Head if self.client.handshaking() => {
+                log::info!("client {} timed out in the TLS handshake", self.peer_ip);
+                self.abort(w);
+                false
+            }
             // Part of a head arrived but not all of it in time: 408 (an idle or silent
             // connection is just closed).
             Phase::Head
@@ -444,6 +458,16 @@ impl Http1 {
         if self.out.capacity() == 0 {
             self.out = w.spare.vec();
         }
+        // SNI chose the TLS server, and so the client verification of the handshake. A Host
+        // naming another server may not ride on it when either server verifies clients,
+        // or a client without a certificate would reach a server that requires one.
+        let sni = self.client.tls_info().map(|t| t.server);
+        if sni.is_some_and(|s| s != server && (verifies(&cfg, s) || verifies(&cfg, server))) {
+            let close = !x.keep_alive || x.req.has_body;
+            self.x = Some(x);
+            self.respond_error(w, 421, close);
+            return Ok(());
+        }
         w.emit(Event::Routed {
             x: &x,
             client_ip: &self.peer_ip,
@@ -458,7 +482,22 @@ impl Http1 {
                     &buf.held()[..x.req.head_len],
                     &|| self.peer_ip.ip(),
                 );
+                let identity;
+                let client_cert = match self.client.tls_info() {
+                    Some(t) if verifies(&cfg, t.server) => Some(match t.client_cert {
+                        None => ClientCert::None,
+                        Some(c) => {
+                            identity = crate::tls::client_identity(c);
+                            ClientCert::Verified {
+                                subject: &identity.0,
+                                fingerprint: &identity.1,
+                            }
+                        }
+                    }),
+                    _ => None,
+                };
                 let fwd = request::Forwarding {
+                    client_cert,
                     client_ip: &self.peer_ip,
                     proto: if self.client.is_plain() {
                         "http"
@@ -685,4 +724,12 @@ impl Http1 {
             self.set_deadline(w, w.now + DRAIN_IDLE);
         }
     }
+}
+
+/// Whether `server` asks TLS clients for certificates.
+fn verifies(cfg: &Config, server: usize) -> bool {
+    cfg.server[server]
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.verify_client != crate::tls::VerifyClient::Off)
 }

@@ -1,0 +1,154 @@
+//! Certificates made by `openssl` at test time, and curl as a TLS client.
+
+use std::path::Path;
+use std::process::Command;
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (NAME.crt, NAME.key in `dir`) that can sign client certificates.
+pub fn ca(dir: &Path, name: &str) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-nodes",
+            "-days",
+            "30",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign",
+        ],
+        dir,
+    );
+}
+
+/// A client certificate for `subject` (as openssl writes it: "/CN=alice/O=Example") signed
+/// by the CA `ca` (see `ca`), as NAME.crt and NAME.key.
+pub fn client_cert(dir: &Path, name: &str, subject: &str, ca: &str) {
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        &[
+            "req",
+            "-new",
+            "-nodes",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            subject,
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "client.ext",
+            "-out",
+            &format!("{name}.crt"),
+        ],
+        dir,
+    );
+}
+
+/// The SHA-256 fingerprint of a PEM certificate, lowercase hex without colons.
+pub fn fingerprint(path: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path)
+        .output()
+        .expect("openssl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let hex = text.trim().rsplit('=').next().unwrap_or("");
+    hex.replace(':', "").to_ascii_lowercase()
+}
+
+/// A self-signed certificate for `names` (the first is the subject) with an ECDSA P-256 or
+/// RSA key, as NAME.crt and NAME.key in `dir`.
+pub fn cert(dir: &Path, file: &str, names: &[&str], rsa: bool) {
+    let san = names
+        .iter()
+        .map(|n| match n.parse::<std::net::IpAddr>() {
+            Ok(_) => format!("IP:{n}"),
+            Err(_) => format!("DNS:{n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let key: &[&str] = if rsa {
+        &["-newkey", "rsa:2048"]
+    } else {
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    };
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-nodes", "-days", "365"])
+        .args(key)
+        .arg("-keyout")
+        .arg(dir.join(format!("{file}.key")))
+        .arg("-out")
+        .arg(dir.join(format!("{file}.crt")))
+        .args(["-subj", &format!("/CN={}", names[0])])
+        .args(["-addext", &format!("subjectAltName={san}")])
+        .output()
+        .expect("openssl (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// curl against proxyd's `port` on 127.0.0.1 as `host` (SNI and Host), trusting `ca`;
+/// returns (exit code, body, verbose output).
+pub fn curl(port: u16, ca: &Path, host: &str, path: &str, extra: &[&str]) -> (i32, String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "-v", "-m", "10", "--cacert"])
+        .arg(ca)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(extra)
+        .arg(format!("https://{host}:{port}{path}"))
+        .output()
+        .expect("curl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

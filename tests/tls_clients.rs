@@ -1,0 +1,285 @@
+//! TLS per client: certificates a server asks clients for (`verify_client`, `client_ca`) and
+//! what the upstream is told of them, SNI against Host when a server verifies clients, and
+//! the certificate a server presents chosen by what the client supports (`extra_certs`).
+//! Certificates are made by `openssl` at test time; curl is the client.
+
+mod common;
+
+use common::certs::{ca, cert, client_cert, curl, fingerprint};
+use common::raw::{self, RawUpstream};
+use common::*;
+
+/// api.test requires a client certificate from `ca`, opt.test asks for one, www.test (the
+/// default) does not; api and opt proxy to `up`.
+fn sites(d: &str, up: &RawUpstream) -> String {
+    let server = |name: &str, verify: &str| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"{name}\"\n\
+             tls = {{ cert = \"{d}/{name}.crt\", key = \"{d}/{name}.key\"{verify} }}\n\
+             [[server.route]]\npath = \"/\"\nupstream = \"app\"\n"
+        )
+    };
+    format!(
+        "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n{}{}{}",
+        up.addr(),
+        server("www.test", ""),
+        server(
+            "api.test",
+            &format!(", verify_client = \"required\", client_ca = \"{d}/ca.crt\"")
+        ),
+        server(
+            "opt.test",
+            &format!(", verify_client = \"optional\", client_ca = \"{d}/ca.crt\"")
+        ),
+    )
+}
+
+#[test]
+fn client_certificates_are_verified_and_passed_upstream() {
+    let dir = TempDir::new("mtls");
+    let p = dir.path();
+    for name in ["www.test", "api.test", "opt.test"] {
+        cert(p, name, &[name], false);
+    }
+    ca(p, "ca");
+    ca(p, "other");
+    client_cert(p, "alice", "/CN=alice/O=Example Corp", "ca");
+    client_cert(p, "mallory", "/CN=mallory", "other");
+    let up = RawUpstream::start(|_| raw::ok("from upstream"));
+    let px = Proxyd::start(1, &sites(&p.display().to_string(), &up));
+    let key = |n: &str| p.join(format!("{n}.key")).display().to_string();
+    let crt = |n: &str| p.join(format!("{n}.crt")).display().to_string();
+    let spoof = [
+        "-H",
+        "X-Client-Subject: CN=admin",
+        "-H",
+        "X-Client-Verify: SUCCESS",
+    ];
+    let with = |n: &str| {
+        let mut a = vec!["--cert".to_string(), crt(n), "--key".to_string(), key(n)];
+        a.extend(spoof.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |host: &str, v: Vec<String>| {
+        let a: Vec<&str> = v.iter().map(String::as_str).collect();
+        curl(px.port, &p.join(format!("{host}.crt")), host, "/", &a)
+    };
+
+    // Required, and a certificate from the CA: the upstream learns who it is.
+    let (rc, body, v) = run("api.test", with("alice"));
+    assert_eq!((rc, body.as_str()), (0, "from upstream"), "{v}");
+    let r = up.requests().pop().expect("the upstream got the request");
+    assert_eq!(r.header("X-Client-Verify"), Some("SUCCESS"));
+    let subject = r.header("X-Client-Subject").unwrap_or("");
+    assert!(
+        subject.contains("CN=alice") && subject.contains("O=Example Corp"),
+        "{subject}"
+    );
+    assert_eq!(
+        r.header("X-Client-Fingerprint"),
+        Some(fingerprint(&p.join("alice.crt")).as_str())
+    );
+    assert_eq!(r.head.matches("X-Client-Subject").count(), 1, "{}", r.head);
+    up.clear();
+
+    // Required: no certificate, or one from another CA, ends the handshake.
+    let (rc, _, v) = run("api.test", vec![]);
+    assert_ne!(rc, 0, "{v}");
+    let (rc, _, v) = run("api.test", with("mallory"));
+    assert_ne!(rc, 0, "{v}");
+    assert!(up.requests().is_empty(), "nothing reached the upstream");
+
+    // Optional: without a certificate the request goes on, marked NONE, and what the client
+    // claimed is gone; with one it is verified all the same.
+    let (rc, body, v) = run("opt.test", spoof.map(String::from).to_vec());
+    assert_eq!((rc, body.as_str()), (0, "from upstream"), "{v}");
+    let r = up.requests().pop().unwrap();
+    assert_eq!(r.header("X-Client-Verify"), Some("NONE"), "{}", r.head);
+    assert_eq!(r.header("X-Client-Subject"), None, "{}", r.head);
+    let (rc, _, _) = run("opt.test", with("alice"));
+    assert_eq!(rc, 0);
+    assert_eq!(
+        up.requests().pop().unwrap().header("X-Client-Verify"),
+        Some("SUCCESS")
+    );
+    let (rc, _, v) = run("opt.test", with("mallory"));
+    assert_ne!(rc, 0, "{v}");
+
+    // A handshake made for www.test (no verification) cannot carry a request for
+    // api.test: 421, and the upstream sees nothing.
+    up.clear();
+    let status_for_api = || {
+        [
+            "-H",
+            "Host: api.test",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (rc, body, v) = run("www.test", status_for_api());
+    assert_eq!((rc, body.as_str()), (0, "421"), "{v}");
+    assert!(up.requests().is_empty());
+    // Nor one made for opt.test without a certificate.
+    let (rc, body, v) = run("opt.test", status_for_api());
+    assert_eq!((rc, body.as_str()), (0, "421"), "{v}");
+    assert!(up.requests().is_empty());
+    assert!(px.unexpected_errors(&[]).is_empty(), "{}", px.error_log());
+}
+
+#[test]
+fn client_verification_settings_are_checked() {
+    let dir = TempDir::new("mtls-config");
+    let p = dir.path();
+    cert(p, "a", &["a.test"], false);
+    ca(p, "ca");
+    std::fs::write(p.join("empty.pem"), "").unwrap();
+    let d = p.display().to_string();
+    let site = |extra: &str| {
+        format!(
+            "pid_file = \"{d}/p.pid\"\n[[server]]\nlisten = \"127.0.0.1:{}\"\n\
+             server_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\"{extra} }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\n",
+            free_port()
+        )
+    };
+    let (ok, out) = config_test(
+        &dir,
+        &site(&format!(
+            ", verify_client = \"required\", client_ca = \"{d}/ca.crt\""
+        )),
+    );
+    assert!(ok, "{out}");
+    let bad = [
+        (
+            ", verify_client = \"required\"".to_string(),
+            "verify_client needs client_ca",
+        ),
+        (
+            ", verify_client = \"yes\"".to_string(),
+            "unknown verify_client \"yes\"",
+        ),
+        (
+            format!(", verify_client = \"optional\", client_ca = \"{d}/missing.pem\""),
+            "cannot read CA bundle",
+        ),
+        (
+            format!(", verify_client = \"optional\", client_ca = \"{d}/empty.pem\""),
+            "no certificate in CA bundle",
+        ),
+    ];
+    for (extra, says) in bad {
+        let (ok, out) = config_test(&dir, &site(&extra));
+        assert!(!ok && out.contains(says), "wanted {says:?} in {out}");
+        assert!(out.contains("main.toml:5:"), "file:line in {out}");
+    }
+}
+
+#[test]
+fn the_handshake_has_its_own_timeout() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("tls-handshake-timeout");
+    let p = dir.path();
+    cert(p, "a", &["a.test"], false);
+    let d = p.display().to_string();
+    let px = Proxyd::start(
+        1,
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+             client_header_timeout = \"60s\"\n\
+             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\", handshake_timeout = \"1s\" }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"hello\"\n"
+        ),
+    );
+    // Silent, and stalled in the middle of a ClientHello: closed by the handshake timeout,
+    // long before the header timeout.
+    for sent in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
+        let mut s = std::net::TcpStream::connect(px.addr()).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        s.write_all(sent).unwrap();
+        let mut b = [0u8; 64];
+        let n = s.read(&mut b).expect("closed, not timed out on our side");
+        assert_eq!(n, 0, "sent {sent:?}");
+    }
+    assert!(wait_until(std::time::Duration::from_secs(5), || px
+        .error_log()
+        .matches("timed out in the TLS handshake")
+        .count()
+        == 2));
+    // A finished handshake then has client_header_timeout: still open well past 1s.
+    let mut c = Command::new("openssl")
+        .args(["s_client", "-quiet", "-connect", &px.addr()])
+        .args(["-servername", "a.test"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert!(c.try_wait().unwrap().is_none(), "the connection was closed");
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    c.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let _ = c.wait();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("hello"),
+        "{out}"
+    );
+}
+
+/// `openssl s_client` offering only `sigalgs`; returns its output (certificate and
+/// handshake summary).
+fn s_client_with(port: u16, sigalgs: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "a.test", "-tls1_3", "-sigalgs", sigalgs])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn an_ecdsa_and_an_rsa_certificate_serve_every_client() {
+    let dir = TempDir::new("tls-extra-certs");
+    let p = dir.path();
+    cert(p, "ec", &["a.test"], false);
+    cert(p, "rsa", &["a.test"], true);
+    let d = p.display().to_string();
+    let px = Proxyd::start(
+        1,
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/ec.crt\", key = \"{d}/ec.key\", \
+             extra_certs = [{{ cert = \"{d}/rsa.crt\", key = \"{d}/rsa.key\" }}] }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\n"
+        ),
+    );
+    let ec = s_client_with(px.port, "ECDSA+SHA256:RSA-PSS+SHA256");
+    assert!(ec.contains("Server public key is 256 bit"), "{ec}");
+    let rsa = s_client_with(px.port, "rsa_pss_rsae_sha256");
+    assert!(rsa.contains("Server public key is 2048 bit"), "{rsa}");
+    // A key that does not match its extra certificate is refused where it is named.
+    let text = format!(
+        "pid_file = \"{d}/p.pid\"\n[[server]]\nlisten = \"127.0.0.1:{}\"\n\
+         server_name = \"a.test\"\ntls = {{ cert = \"{d}/ec.crt\", key = \"{d}/ec.key\", \
+         extra_certs = [{{ cert = \"{d}/rsa.crt\", key = \"{d}/ec.key\" }}] }}\n\
+         [[server.route]]\npath = \"/\"\nreturn = 200\n",
+        free_port()
+    );
+    let (ok, out) = config_test(&dir, &text);
+    assert!(
+        !ok && out.contains("does not match certificate") && out.contains("rsa.crt"),
+        "{out}"
+    );
+}
