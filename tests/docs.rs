@@ -2,6 +2,8 @@
 //! configuration key the loader accepts, every proxyctl command and option, and every
 //! signal the master handles.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -155,6 +157,16 @@ fn the_man_page_example_uses_every_key_and_is_valid() {
         .output()
         .expect("openssl (Debian package openssl)");
     assert!(made.status.success());
+    // Its OCSP response, the certificate answering for itself (example.com.crt/.key).
+    std::fs::copy(dir.join("example.com.pem"), dir.join("example.com.crt")).unwrap();
+    common::certs::ocsp_for(
+        &dir,
+        "example.com.pem",
+        "example.com",
+        false,
+        1,
+        "example.com.ocsp",
+    );
     let text = example
         .replace("\\-", "-")
         .replace("/etc/proxyd/tls", &d)

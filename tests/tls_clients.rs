@@ -283,3 +283,89 @@ fn an_ecdsa_and_an_rsa_certificate_serve_every_client() {
         "{out}"
     );
 }
+
+/// What `openssl s_client -status` says of the staple for a.test.
+fn stapled(port: u16) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "a.test", "-status"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn next_update(status: &str) -> String {
+    status
+        .lines()
+        .find(|l| l.trim_start().starts_with("Next Update:"))
+        .unwrap_or("")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn ocsp_responses_are_stapled_and_refreshed() {
+    use common::certs::{ocsp_response, server_cert};
+    let dir = TempDir::new("tls-ocsp");
+    let p = dir.path();
+    ca(p, "ca");
+    server_cert(p, "a.test", "a.test", "ca");
+    server_cert(p, "b.test", "b.test", "ca");
+    ocsp_response(p, "a.test", "ca", false, 1, "a.ocsp");
+    let d = p.display().to_string();
+    let site = |ocsp: &str| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/a.test.crt\", key = \"{d}/a.test.key\", ocsp = \"{d}/{ocsp}\" }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\n"
+        )
+    };
+    let px = Proxyd::start(1, &site("a.ocsp"));
+    let first = stapled(px.port);
+    assert!(
+        first.contains("OCSP Response Status: successful") && first.contains("Cert Status: good"),
+        "{first}"
+    );
+    let first_update = next_update(&first);
+    assert!(!first_update.is_empty(), "{first}");
+
+    // A revoked response written over the file is refused by the master: the good one stays.
+    ocsp_response(p, "a.test", "ca", true, 1, "new.ocsp");
+    std::fs::rename(p.join("new.ocsp"), p.join("a.ocsp")).unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(30), || px
+        .error_log()
+        .contains("revoked: keeping the last OCSP response")));
+    assert!(stapled(px.port).contains("Cert Status: good"));
+
+    // A renewed response is stapled without a reload.
+    ocsp_response(p, "a.test", "ca", false, 3, "new.ocsp");
+    std::fs::rename(p.join("new.ocsp"), p.join("a.ocsp")).unwrap();
+    let mut last = String::new();
+    let renewed = wait_until(std::time::Duration::from_secs(30), || {
+        last = stapled(px.port);
+        last.contains("Cert Status: good") && next_update(&last) != first_update
+    });
+    assert!(renewed, "{last}");
+    assert!(px.error_log().contains("reloaded"), "{}", px.error_log());
+    drop(px);
+
+    // Files that are not a response for this certificate are refused with file:line.
+    std::fs::write(p.join("garbage.ocsp"), b"\x30\x03\x0a\x01\x00junk").unwrap();
+    ocsp_response(p, "b.test", "ca", false, 1, "b.ocsp");
+    ocsp_response(p, "a.test", "ca", true, 1, "revoked.ocsp");
+    for (file, says) in [
+        ("garbage.ocsp", "not a usable OCSP response"),
+        ("b.ocsp", "not for this certificate"),
+        ("revoked.ocsp", "the certificate is revoked"),
+        ("missing.ocsp", "cannot read OCSP response"),
+    ] {
+        let text = format!("pid_file = \"{d}/p.pid\"\n{}", site(file))
+            .replace("{port}", &free_port().to_string());
+        let (ok, out) = config_test(&dir, &text);
+        assert!(
+            !ok && out.contains(says) && out.contains("main.toml:5:"),
+            "{file}: {out}"
+        );
+    }
+}

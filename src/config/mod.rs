@@ -59,6 +59,9 @@ pub struct Config {
     /// Each TLS listen address's servers' rustls configs.
     #[serde(skip)]
     pub tls: HashMap<SocketAddr, std::sync::Arc<crate::tls::Site>>,
+    /// Every OCSP response file servers staple: the master looks at them for changes.
+    #[serde(skip)]
+    pub staples: Vec<std::sync::Arc<crate::tls::ocsp::Staple>>,
     #[serde(skip)]
     pub path: PathBuf,
     /// Every file the config was read from (the main file first).
@@ -451,11 +454,11 @@ pub struct Upstream {
 /// protocols, ciphers, client verification, and the rustls config made of them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerTls {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-    /// More (certificate, key) pairs: an ECDSA one beside an RSA one.
+    #[serde(flatten)]
+    pub files: CertFiles,
+    /// More certificates: an ECDSA one beside an RSA one.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub extra_certs: Vec<(PathBuf, PathBuf)>,
+    pub extra_certs: Vec<CertFiles>,
     /// "TLSv1.2", "TLSv1.3".
     pub protocols: Vec<String>,
     /// Cipher suites in the server's order of preference; empty: rustls's, client's order.
@@ -471,6 +474,15 @@ pub struct ServerTls {
     pub handshake_timeout: Duration,
     #[serde(skip)]
     pub config: std::sync::Arc<rustls::ServerConfig>,
+}
+
+/// A certificate chain, its key, and the OCSP response stapled to it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocsp: Option<PathBuf>,
 }
 
 /// A peer given by host name: all its addresses are used, each as a peer of its own (with
@@ -659,6 +671,11 @@ const MAX_INCLUDES: usize = 1024;
 /// master forever, `/dev/zero` would eat its memory. Opened non-blocking so that even a FIFO
 /// swapped in after the check cannot block the open.
 pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
+    String::from_utf8(read_bounded_bytes(path)?).map_err(|e| e.to_string())
+}
+
+/// `read_bounded` for a binary file.
+pub(crate) fn read_bounded_bytes(path: &Path) -> Result<Vec<u8>, String> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::OpenOptions::new()
@@ -673,14 +690,14 @@ pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
     if meta.len() > MAX_FILE {
         return Err(format!("larger than {} MiB", MAX_FILE >> 20));
     }
-    let mut text = String::new();
+    let mut data = Vec::new();
     f.take(MAX_FILE + 1)
-        .read_to_string(&mut text)
+        .read_to_end(&mut data)
         .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_FILE {
+    if data.len() as u64 > MAX_FILE {
         return Err(format!("larger than {} MiB", MAX_FILE >> 20));
     }
-    Ok(text)
+    Ok(data)
 }
 
 /// Reads, parses and validates the config at `path` and everything it includes.
@@ -695,6 +712,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let mut main: RawMain = parse_toml(&main_src).map_err(|e| vec![e])?;
 
     let mut v = Validator {
+        staples: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
     };

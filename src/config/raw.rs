@@ -52,6 +52,7 @@ pub struct RawResolver {
 pub struct RawTls {
     pub cert: S<String>,
     pub key: S<String>,
+    pub ocsp: Option<S<String>>,
     pub extra_certs: Option<S<Vec<S<RawCert>>>>,
     pub protocols: Option<S<Vec<S<String>>>>,
     pub ciphers: Option<S<Vec<S<String>>>>,
@@ -66,6 +67,7 @@ pub struct RawTls {
 pub struct RawCert {
     pub cert: S<String>,
     pub key: S<String>,
+    pub ocsp: Option<S<String>>,
 }
 
 /// An included file holds only servers and upstreams; globals belong to the main file.

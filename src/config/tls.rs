@@ -43,23 +43,34 @@ impl Validator {
                 "cipher suite",
             )
             .unwrap_or_default();
-        let mut pairs = vec![(&t.cert, &t.key)];
+        let mut triples = vec![(&t.cert, &t.key, &t.ocsp)];
         if let Some(extra) = &t.extra_certs {
-            pairs.extend(
-                extra
-                    .get_ref()
-                    .iter()
-                    .map(|c| (&c.get_ref().cert, &c.get_ref().key)),
-            );
+            triples.extend(extra.get_ref().iter().map(|c| {
+                let c = c.get_ref();
+                (&c.cert, &c.key, &c.ocsp)
+            }));
         }
         let mut paths = Vec::new();
         let mut certified = Vec::new();
-        for (c, k) in pairs {
-            let (cert, key) = (resolve(base, c.get_ref()), resolve(base, k.get_ref()));
-            if let Some(ck) = self.certificate(src, c, k, &cert, &key, server_names) {
-                certified.push(ck);
+        for (c, k, o) in triples {
+            let files = CertFiles {
+                cert: resolve(base, c.get_ref()),
+                key: resolve(base, k.get_ref()),
+                ocsp: o.as_ref().map(|o| resolve(base, o.get_ref())),
+            };
+            if let Some(ck) = self.certificate(src, c, k, &files.cert, &files.key, server_names) {
+                // A staple that fails leaves this certificate out: the server is refused
+                // below (fewer certificates than files).
+                match (o, &files.ocsp) {
+                    (Some(o), Some(path)) => {
+                        if let Some(s) = self.staple(src, o, path, &ck.cert[0]) {
+                            certified.push((ck, Some(s)));
+                        }
+                    }
+                    _ => certified.push((ck, None)),
+                }
             }
-            paths.push((cert, key));
+            paths.push(files);
         }
         let verify_client = match t.verify_client.as_ref().map(|v| (v.get_ref().as_str(), v)) {
             None | Some(("off", _)) => crate::tls::VerifyClient::Off,
@@ -118,10 +129,8 @@ impl Validator {
             std::time::Duration::from_secs(10),
         );
         let mut paths = paths.into_iter();
-        let (cert, key) = paths.next().expect("cert and key");
         Some(ServerTls {
-            cert,
-            key,
+            files: paths.next().expect("cert and key"),
             extra_certs: paths.collect(),
             protocols,
             ciphers,
@@ -130,6 +139,31 @@ impl Validator {
             handshake_timeout,
             config,
         })
+    }
+
+    /// The OCSP response for `leaf` at `path`, read and checked, and kept for the master
+    /// to refresh.
+    fn staple(
+        &mut self,
+        src: &Source,
+        o: &S<String>,
+        path: &Path,
+        leaf: &rustls_pki_types::CertificateDer<'_>,
+    ) -> Option<Arc<crate::tls::ocsp::Staple>> {
+        match crate::tls::ocsp::Staple::load(path, leaf) {
+            Ok((s, warning)) => {
+                if let Some(w) = warning {
+                    self.warnings.push(src.err(o.span(), w));
+                }
+                let s = Arc::new(s);
+                self.staples.push(s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                self.errors.push(src.err(o.span(), e));
+                None
+            }
+        }
     }
 
     /// One certificate and its key, read and checked.

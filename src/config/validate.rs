@@ -15,6 +15,8 @@ const DEFAULT_MAX_DRAINING: usize = 4;
 pub(super) struct Validator {
     pub(super) errors: Vec<ConfigError>,
     pub(super) warnings: Vec<ConfigError>,
+    /// The OCSP responses servers staple (see `Config::staples`).
+    pub(super) staples: Vec<std::sync::Arc<crate::tls::ocsp::Staple>>,
 }
 
 impl Validator {
@@ -421,6 +423,7 @@ impl Validator {
             warnings: Vec::new(),
             hosts,
             tls,
+            staples: std::mem::take(&mut self.staples),
             path: src.path.clone(),
             files,
             user: main.user.map(|u| u.into_inner()),

@@ -186,6 +186,8 @@ pub struct Master {
     pub(super) helper: helper::Helper,
     /// When the TLS ticket keys roll next (see `tls::tickets`).
     tickets_rotate_at: Instant,
+    /// When the OCSP response files are looked at next (`tls::ocsp`).
+    staples_check_at: Instant,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -286,6 +288,7 @@ impl Master {
         let mut m = Master {
             helper: helper::Helper::default(),
             tickets_rotate_at: Instant::now() + crate::tls::tickets::ROTATION,
+            staples_check_at: Instant::now() + crate::tls::ocsp::CHECK_EVERY,
             shared,
             cfg,
             generation: 1,
@@ -369,6 +372,9 @@ impl Master {
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
         d.extend(self.helper.respawn_at);
         d.push(self.tickets_rotate_at);
+        if !self.cfg.staples.is_empty() {
+            d.push(self.staples_check_at);
+        }
         d.into_iter().min()
     }
 
@@ -576,6 +582,12 @@ impl Master {
         if self.tickets_rotate_at <= now {
             crate::tls::tickets::rotate();
             self.tickets_rotate_at = now + crate::tls::tickets::ROTATION;
+        }
+        if self.staples_check_at <= now {
+            for s in &self.cfg.staples {
+                s.refresh();
+            }
+            self.staples_check_at = now + crate::tls::ocsp::CHECK_EVERY;
         }
         let due: Vec<usize> = self
             .respawn

@@ -5,6 +5,7 @@
 //! transport moves the bytes (`worker/transport.rs`).
 
 pub mod check;
+pub mod ocsp;
 pub mod tickets;
 
 use crate::router::HostTable;
@@ -15,7 +16,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Protocols offered by ALPN.
 const ALPN: &[&[u8]] = &[b"http/1.1"];
@@ -108,16 +109,43 @@ impl Site {
 /// with the best it supports; a client that offers none of them gets the first (and the
 /// handshake fails as it must).
 #[derive(Debug)]
-struct Certs(Vec<Arc<CertifiedKey>>);
+struct Certs(Vec<Served>);
+
+/// A certificate, and the OCSP response stapled to it (from shared memory the master
+/// refreshes, see `ocsp`).
+#[derive(Debug)]
+struct Served {
+    key: Arc<CertifiedKey>,
+    staple: Option<(Arc<ocsp::Staple>, Mutex<Stapled>)>,
+}
+
+/// The certificate with the staple of a version of the shared memory.
+type Stapled = (u64, Arc<CertifiedKey>);
+
+impl Served {
+    fn certified(&self) -> Arc<CertifiedKey> {
+        let Some((staple, cached)) = &self.staple else {
+            return self.key.clone();
+        };
+        let mut cached = cached.lock().unwrap_or_else(|e| e.into_inner());
+        if staple.version() != cached.0 {
+            let (version, der) = staple.read();
+            let mut ck = CertifiedKey::new(self.key.cert.clone(), self.key.key.clone());
+            ck.ocsp = (!der.is_empty()).then_some(der);
+            *cached = (version, Arc::new(ck));
+        }
+        cached.1.clone()
+    }
+}
 
 impl ResolvesServerCert for Certs {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let schemes = hello.signature_schemes();
         self.0
             .iter()
-            .find(|c| c.key.choose_scheme(schemes).is_some())
+            .find(|c| c.key.key.choose_scheme(schemes).is_some())
             .or(self.0.first())
-            .cloned()
+            .map(Served::certified)
     }
 }
 
@@ -154,7 +182,7 @@ pub fn load_ca(path: &Path) -> Result<Arc<rustls::RootCertStore>, String> {
 /// in that order of preference (empty: all the provider's, in the client's order), ALPN,
 /// its certificates, client verification.
 pub fn server_config(
-    certs: Vec<Arc<CertifiedKey>>,
+    certs: Vec<(Arc<CertifiedKey>, Option<Arc<ocsp::Staple>>)>,
     protocols: &[String],
     ciphers: &[String],
     verify: VerifyClient,
@@ -192,7 +220,17 @@ pub fn server_config(
             builder.with_client_cert_verifier(b.build().map_err(|e| e.to_string())?)
         }
     };
-    let mut cfg = builder.with_cert_resolver(Arc::new(Certs(certs)));
+    let served = certs
+        .into_iter()
+        .map(|(key, staple)| Served {
+            staple: staple.map(|s| {
+                // Version u64::MAX: never a real one, so the first use reads the memory.
+                (s, Mutex::new((u64::MAX, key.clone())))
+            }),
+            key,
+        })
+        .collect();
+    let mut cfg = builder.with_cert_resolver(Arc::new(Certs(served)));
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     // Ciphers listed by the operator are in their order of preference (nginx's
     // `ssl_prefer_server_ciphers on`); otherwise every suite is fine and the client chooses

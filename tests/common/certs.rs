@@ -47,7 +47,18 @@ pub fn ca(dir: &Path, name: &str) {
 /// A client certificate for `subject` (as openssl writes it: "/CN=alice/O=Example") signed
 /// by the CA `ca` (see `ca`), as NAME.crt and NAME.key.
 pub fn client_cert(dir: &Path, name: &str, subject: &str, ca: &str) {
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    signed(dir, name, subject, ca, "extendedKeyUsage=clientAuth");
+}
+
+/// A server certificate for `host` signed by the CA `ca`, as NAME.crt and NAME.key.
+pub fn server_cert(dir: &Path, name: &str, host: &str, ca: &str) {
+    let ext = format!("extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}");
+    signed(dir, name, &format!("/CN={host}"), ca, &ext);
+}
+
+fn signed(dir: &Path, name: &str, subject: &str, ca: &str, ext: &str) {
+    let ext_file = format!("{name}.ext");
+    std::fs::write(dir.join(&ext_file), format!("{ext}\n")).unwrap();
     openssl(
         &[
             "req",
@@ -80,9 +91,67 @@ pub fn client_cert(dir: &Path, name: &str, subject: &str, ca: &str) {
             "-days",
             "30",
             "-extfile",
-            "client.ext",
+            &ext_file,
             "-out",
             &format!("{name}.crt"),
+        ],
+        dir,
+    );
+}
+
+/// An OCSP response (DER, as `out`) from the CA `ca` saying NAME.crt is good (or revoked),
+/// valid for `days`.
+pub fn ocsp_response(dir: &Path, name: &str, ca: &str, revoked: bool, days: u32, out: &str) {
+    ocsp_for(dir, &format!("{name}.crt"), ca, revoked, days, out);
+}
+
+/// `ocsp_response` for the certificate file `cert` (a self-signed one is its own `ca`:
+/// CA.crt and CA.key).
+pub fn ocsp_for(dir: &Path, cert: &str, ca: &str, revoked: bool, days: u32, out: &str) {
+    let name = cert;
+    let serial = Command::new("openssl")
+        .args(["x509", "-noout", "-serial", "-in", cert])
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    let serial = String::from_utf8_lossy(&serial.stdout);
+    let serial = serial.trim().trim_start_matches("serial=");
+    let line = if revoked {
+        format!("R\t301231000000Z\t240101000000Z\t{serial}\tunknown\t/CN={name}\n")
+    } else {
+        format!("V\t301231000000Z\t\t{serial}\tunknown\t/CN={name}\n")
+    };
+    std::fs::write(dir.join("index.txt"), line).unwrap();
+    openssl(
+        &[
+            "ocsp",
+            "-issuer",
+            &format!("{ca}.crt"),
+            "-cert",
+            cert,
+            "-no_nonce",
+            "-reqout",
+            "ocsp-req.der",
+        ],
+        dir,
+    );
+    openssl(
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            &format!("{ca}.crt"),
+            "-rkey",
+            &format!("{ca}.key"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-reqin",
+            "ocsp-req.der",
+            "-ndays",
+            &days.to_string(),
+            "-respout",
+            out,
         ],
         dir,
     );
