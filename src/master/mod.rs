@@ -750,6 +750,15 @@ fn bind_control(sock: &std::path::Path) -> Result<UnixListener, String> {
 }
 
 fn write_pid_file(cfg: &Config) -> Result<(), String> {
-    std::fs::write(&cfg.pid_file, format!("{}\n", std::process::id()))
-        .map_err(|e| format!("cannot write pid file {}: {e}", cfg.pid_file.display()))
+    // Written aside and renamed over: a reader (a logrotate script's `kill -USR1 $(cat ...)`,
+    // an upgrade being watched) never sees the file empty or half written.
+    let mut tmp = cfg.pid_file.as_os_str().to_owned();
+    tmp.push(format!(".{}.tmp", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp);
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, &cfg.pid_file))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("cannot write pid file {}: {e}", cfg.pid_file.display())
+        })
 }
