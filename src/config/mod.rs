@@ -448,6 +448,50 @@ pub struct Upstream {
     pub resolve_interval: Duration,
     /// Addresses used per host name.
     pub max_addresses: u32,
+    /// The peers speak TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTls>,
+}
+
+/// An upstream's `tls`: how its certificates are checked, the names used, a client
+/// certificate, and the rustls config made of them.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamTls {
+    /// None: the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    pub verify: bool,
+    /// SNI (default: the peer's host name; none for an IP address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// The name the certificate must carry (default: the SNI name, else the address).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    #[serde(skip)]
+    pub config: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl UpstreamTls {
+    /// The name a connection to `peer` sends (SNI, and the name verified unless
+    /// `verify_name` says another).
+    pub fn name_for(
+        &self,
+        peer: &Peer,
+        names: &[NamedPeer],
+        addr: SocketAddr,
+    ) -> rustls_pki_types::ServerName<'static> {
+        let host = match (&self.server_name, peer.addr) {
+            (Some(n), _) => Some(n.clone()),
+            (None, PeerAddr::Named { name, .. }) => names.get(name).map(|n| n.host.clone()),
+            (None, PeerAddr::Fixed(_)) => None,
+        };
+        host.and_then(|h| rustls_pki_types::ServerName::try_from(h).ok())
+            .unwrap_or_else(|| rustls_pki_types::ServerName::from(addr.ip()))
+    }
 }
 
 /// A server's TLS: certificates and keys (read by the master when the config is loaded),

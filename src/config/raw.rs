@@ -220,6 +220,20 @@ pub struct RawUpstream {
     pub send_timeout: Option<S<toml::Value>>,
     pub resolve_interval: Option<S<toml::Value>>,
     pub max_addresses: Option<S<i64>>,
+    /// `true`, or a table (`RawUpstreamTls`).
+    pub tls: Option<S<toml::Value>>,
+}
+
+/// `tls = { ... }` of an upstream.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca: Option<String>,
+    pub verify: Option<bool>,
+    pub server_name: Option<String>,
+    pub verify_name: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `outlier = { ... }` of an upstream: passive health.

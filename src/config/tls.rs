@@ -281,4 +281,95 @@ impl Validator {
         }
         out
     }
+
+    /// An upstream's `tls`: `true` (verify against the system's roots) or a table.
+    pub(super) fn upstream_tls(
+        &mut self,
+        src: &Source,
+        base: &Path,
+        t: &S<toml::Value>,
+    ) -> Option<UpstreamTls> {
+        use serde::Deserialize;
+        let raw = match t.get_ref() {
+            toml::Value::Boolean(false) => return None,
+            toml::Value::Boolean(true) => RawUpstreamTls {
+                ca: None,
+                verify: None,
+                server_name: None,
+                verify_name: None,
+                cert: None,
+                key: None,
+            },
+            v => match RawUpstreamTls::deserialize(v.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.errors
+                        .push(src.err(t.span(), format!("upstream tls: {e}")));
+                    return None;
+                }
+            },
+        };
+        let fail = |v: &mut Self, e: String| {
+            v.errors
+                .push(src.err(t.span(), format!("upstream tls: {e}")));
+            None
+        };
+        for name in [&raw.server_name, &raw.verify_name].into_iter().flatten() {
+            if rustls_pki_types::ServerName::try_from(name.as_str()).is_err() {
+                return fail(self, format!("\"{name}\" is not a host name or an address"));
+            }
+        }
+        let verify = raw.verify.unwrap_or(true);
+        let ca = raw.ca.as_ref().map(|c| resolve(base, c));
+        let how = if verify {
+            let roots = match &ca {
+                Some(path) => crate::tls::load_ca(path),
+                None => crate::tls::upstream::system_roots(),
+            };
+            let roots = match roots {
+                Ok(r) => r,
+                Err(e) => return fail(self, e),
+            };
+            let name = raw
+                .verify_name
+                .as_ref()
+                .map(|n| rustls_pki_types::ServerName::try_from(n.clone()).expect("checked above"));
+            crate::tls::upstream::Verify::Roots(roots, name)
+        } else {
+            if ca.is_some() || raw.verify_name.is_some() {
+                return fail(self, "ca and verify_name need verify = true".into());
+            }
+            self.warnings.push(src.err(
+                t.span(),
+                "upstream tls: verify = false accepts any certificate (anyone on the path can pose as the upstream)",
+            ));
+            crate::tls::upstream::Verify::Off
+        };
+        let (cert, key) = (
+            raw.cert.as_ref().map(|c| resolve(base, c)),
+            raw.key.as_ref().map(|k| resolve(base, k)),
+        );
+        let client = match (&cert, &key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => match crate::tls::load(c, k) {
+                Ok(ck) => Some(ck),
+                Err(crate::tls::Unusable::Cert(e) | crate::tls::Unusable::Key(e)) => {
+                    return fail(self, e)
+                }
+            },
+            _ => return fail(self, "cert and key go together".into()),
+        };
+        match crate::tls::upstream::client_config(how, client) {
+            Ok(config) => Some(UpstreamTls {
+                ca,
+                verify,
+                server_name: raw.server_name,
+                verify_name: raw.verify_name,
+                cert,
+                key,
+                config,
+            }),
+            Err(e) => fail(self, e),
+        }
+    }
 }

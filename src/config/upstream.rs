@@ -12,6 +12,7 @@ impl Validator {
         sources: &[Source],
         upstreams_raw: &[(usize, S<RawUpstream>)],
         resolver: &crate::dns::Resolver,
+        base: &Path,
     ) -> (Vec<Upstream>, HashMap<String, usize>) {
         // One lookup per host name however many peers and upstreams name it, all at once.
         let mut hosts: Vec<String> = upstreams_raw
@@ -131,6 +132,19 @@ impl Validator {
                     ),
                 ));
             }
+            let tls = u
+                .tls
+                .as_ref()
+                .and_then(|t| self.upstream_tls(usrc, base, t));
+            let health_check = u.health_check.as_ref().map(|h| self.health_check(usrc, h));
+            if let (Some(_), Some(h), Some(raw)) = (&tls, &health_check, &u.health_check) {
+                if h.kind == CheckKind::Http {
+                    self.errors.push(usrc.err(
+                        raw.span(),
+                        "an http health check does not speak TLS yet: use type = \"tcp\" for an upstream with tls",
+                    ));
+                }
+            }
             names.insert(name.clone(), upstream.len());
             upstream.push(Upstream {
                 slot: 0,
@@ -140,7 +154,7 @@ impl Validator {
                 balance,
                 hash_key,
                 fail_open: u.fail_open.unwrap_or(false),
-                health_check: u.health_check.as_ref().map(|h| self.health_check(usrc, h)),
+                health_check,
                 outlier: self.outlier(usrc, u.outlier.as_ref()),
                 keepalive: self.count(usrc, &u.keepalive, 0, 65536, 32) as usize,
                 keepalive_timeout: self.duration(
@@ -155,6 +169,7 @@ impl Validator {
                 names: named,
                 resolve_interval,
                 max_addresses,
+                tls,
             });
         }
         (upstream, names)

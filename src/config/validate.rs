@@ -244,7 +244,7 @@ impl Validator {
             .and_then(|a| self.access_log(src, a, base, &mut access_logs));
 
         let resolver = self.resolver(src, base, main.resolver.as_ref());
-        let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver);
+        let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver, base);
 
         // Every upstream and peer takes a slot in shared memory (see `shm`).
         let slot_names: usize = upstream.iter().map(|u: &Upstream| 1 + u.peers.len()).sum();

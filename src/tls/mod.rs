@@ -7,6 +7,7 @@
 pub mod check;
 pub mod ocsp;
 pub mod tickets;
+pub mod upstream;
 
 use crate::router::HostTable;
 use rustls::crypto::CryptoProvider;

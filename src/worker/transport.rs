@@ -49,20 +49,21 @@ pub enum Unread {
 /// The socket kinds a transport can carry.
 enum Sock {
     Plain(TcpStream),
-    /// A client connection over TLS: the socket carries records, rustls holds the session.
+    /// TLS, to a client or an upstream: the socket carries records, rustls holds the
+    /// session.
     Tls(TcpStream, Box<Tls>),
 }
 
-/// A client's TLS session.
+/// A TLS session.
 enum Tls {
     /// Until the ClientHello is in: the server it names (SNI) decides the config.
     Hello {
         acceptor: rustls::server::Acceptor,
         site: Arc<crate::tls::Site>,
     },
-    /// `server`: the index of the server SNI chose.
+    /// `server`: for a client's connection, the index of the server SNI chose.
     Open {
-        conn: rustls::ServerConnection,
+        conn: rustls::Connection,
         server: usize,
     },
 }
@@ -117,11 +118,14 @@ impl Transport {
     pub fn tls_info(&self) -> Option<TlsInfo<'_>> {
         match &self.sock {
             Sock::Tls(_, t) => match &**t {
-                Tls::Open { conn, server } => Some(TlsInfo {
+                Tls::Open {
+                    conn: rustls::Connection::Server(conn),
+                    server,
+                } => Some(TlsInfo {
                     server: *server,
                     client_cert: conn.peer_certificates().and_then(|c| c.first()),
                 }),
-                Tls::Hello { .. } => None,
+                Tls::Open { .. } | Tls::Hello { .. } => None,
             },
             Sock::Plain(_) => None,
         }
@@ -258,7 +262,10 @@ impl Transport {
                     return match accepted.into_connection(cfg) {
                         Ok(mut conn) => {
                             conn.set_buffer_limit(Some(TLS_BUFFER));
-                            **t = Tls::Open { conn, server };
+                            **t = Tls::Open {
+                                conn: conn.into(),
+                                server,
+                            };
                             match self.flush() {
                                 Err(e) if !would_block(&e) => Err(e),
                                 _ => Ok(()),
@@ -292,6 +299,12 @@ impl Transport {
     /// socket, so the memory held stays bounded (`TLS_BUFFER`).
     fn write_tls_pair(&mut self, a: &[u8], b: &[u8]) -> io::Result<usize> {
         self.flush()?;
+        if self.handshaking() && self.ready.r {
+            // Plaintext written during the handshake waits in rustls until it is done: move
+            // the handshake on with what the peer has sent before taking more, rather than
+            // count on a later event to come back for the rest.
+            self.advance_handshake()?;
+        }
         let Sock::Tls(_, t) = &mut self.sock else {
             unreachable!("a TLS transport")
         };
@@ -315,6 +328,34 @@ impl Transport {
         }
     }
 
+    /// Reads what the peer sent during a handshake into rustls (it holds any plaintext for
+    /// the next `read_into`) and sends the answers.
+    fn advance_handshake(&mut self) -> io::Result<()> {
+        let Sock::Tls(tcp, t) = &mut self.sock else {
+            return Ok(());
+        };
+        let Tls::Open { conn, .. } = &mut **t else {
+            return Ok(());
+        };
+        while conn.is_handshaking() && self.ready.r {
+            match conn.read_tls(tcp) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if would_block(&e) => self.ready.r = false,
+                Err(e) => return Err(e),
+            }
+            if let Err(e) = conn.process_new_packets() {
+                let _ = conn.write_tls(tcp);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+        match self.flush() {
+            Err(e) if !would_block(&e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Starts a non-blocking connect.
     pub fn connect(addr: SocketAddr) -> io::Result<Transport> {
         let s = TcpStream::connect(addr)?;
@@ -323,6 +364,31 @@ impl Transport {
             sock: Sock::Plain(s),
             ready: Ready::default(),
         })
+    }
+
+    /// Starts a non-blocking connect to an upstream that speaks TLS: the ClientHello waits
+    /// in rustls until the socket is writable, and a request written meanwhile waits for
+    /// the handshake.
+    pub fn connect_tls(
+        addr: SocketAddr,
+        cfg: &Arc<rustls::ClientConfig>,
+        name: rustls_pki_types::ServerName<'static>,
+    ) -> io::Result<Transport> {
+        let mut conn =
+            rustls::ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?;
+        conn.set_buffer_limit(Some(TLS_BUFFER));
+        let mut t = Transport::connect(addr)?;
+        let Sock::Plain(s) = t.sock else {
+            unreachable!("connect makes a plain socket")
+        };
+        t.sock = Sock::Tls(
+            s,
+            Box::new(Tls::Open {
+                conn: conn.into(),
+                server: 0,
+            }),
+        );
+        Ok(t)
     }
 
     fn tcp(&self) -> &TcpStream {
@@ -473,7 +539,10 @@ impl Transport {
 
     /// What the kernel still holds for us. Asked only when the last read did not prove it
     /// empty (it filled the buffer exactly), so it costs a system call only then.
-    pub fn unread(&self) -> Unread {
+    pub fn unread(&mut self) -> Unread {
+        if !self.is_plain() {
+            return self.settle();
+        }
         if !self.ready.r {
             return Unread::Nothing;
         }
@@ -485,8 +554,41 @@ impl Transport {
         }
     }
 
+    /// TLS's `unread`: records that arrived are processed, since a session ticket or a key
+    /// update is no data; plaintext or a close is.
+    fn settle(&mut self) -> Unread {
+        let Sock::Tls(tcp, t) = &mut self.sock else {
+            return Unread::Nothing;
+        };
+        let Tls::Open { conn, .. } = &mut **t else {
+            return Unread::Closed;
+        };
+        loop {
+            match conn.process_new_packets() {
+                Ok(s) if s.plaintext_bytes_to_read() > 0 => return Unread::Bytes,
+                Ok(s) if s.peer_has_closed() => return Unread::Closed,
+                Ok(_) => {}
+                Err(_) => return Unread::Closed,
+            }
+            if !self.ready.r {
+                return Unread::Nothing;
+            }
+            match conn.read_tls(tcp) {
+                Ok(0) => return Unread::Closed,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if would_block(&e) => self.ready.r = false,
+                Err(_) => return Unread::Closed,
+            }
+        }
+    }
+
     /// For a pooled idle connection that got an event: still silent and open?
     pub fn idle_and_open(&mut self) -> bool {
+        if !self.is_plain() {
+            self.ready.r = true;
+            return self.settle() == Unread::Nothing;
+        }
         let mut probe = [0u8; 1];
         matches!(self.tcp_mut().read(&mut probe), Err(e) if would_block(&e))
     }

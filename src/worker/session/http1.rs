@@ -198,7 +198,7 @@ impl Http1 {
                 match &self.up {
                     // Waiting out a retry's backoff.
                     None => x.retry_at.unwrap_or(now),
-                    Some(u) if !u.connected => now + up.connect_timeout,
+                    Some(u) if u.establishing() => now + up.connect_timeout,
                     _ if self.waiting_for_body() => now + cfg.server[x.server].client_body_timeout,
                     Some(u)
                         if !u.stream.ready.w
@@ -258,7 +258,7 @@ impl Http1 {
             // A retry's backoff is over: `drive` connects.
             Phase::Proxy if self.up.is_none() => true,
             Phase::Proxy => {
-                let connecting = self.up.as_ref().is_some_and(|u| !u.connected);
+                let connecting = self.up.as_ref().is_some_and(|u| u.establishing());
                 let retry_timeout = !connecting
                     && self.x.as_ref().is_some_and(|x| {
                         !x.head_sent() && matches!(x.recv, Recv::Head { seen: false, .. })

@@ -233,6 +233,7 @@ mod tests {
             names: Vec::new(),
             resolve_interval: Duration::ZERO,
             max_addresses: 8,
+            tls: None,
         }]
     }
 

@@ -43,6 +43,14 @@ pub struct UpConn {
     pub _active: Active,
 }
 
+impl UpConn {
+    /// The TCP connect, or over TLS the handshake, is still under way: `connect_timeout`
+    /// applies (as nginx's does to its upstream handshake), and failing is failing to connect.
+    pub fn establishing(&self) -> bool {
+        !self.connected || self.stream.handshaking()
+    }
+}
+
 /// A peer's active-connection gauge, held up for as long as this lives.
 pub struct Active {
     shared: crate::shm::Block,
@@ -124,7 +132,15 @@ impl Http1 {
                 self.upstream_connected(w, u, peer, true);
                 return Ok(());
             }
-            match Transport::connect(addr) {
+            let up = &cfg.upstream[u];
+            let made = match &up.tls {
+                Some(t) => {
+                    let name = t.name_for(&up.peers[peer], &up.names, addr);
+                    Transport::connect_tls(addr, &t.config, name)
+                }
+                None => Transport::connect(addr),
+            };
+            match made {
                 Ok(mut s) => {
                     let conn = w.upconns.insert(Owner::Session(self.slot));
                     let token = Token(super::key(conn, Kind::Upstream));
@@ -353,6 +369,17 @@ impl Http1 {
         let up = self.up.as_mut().expect("upstream");
         if x.send == Send::Failed {
             return Ok(false);
+        }
+        // TLS records taken earlier and still waiting for the socket.
+        if up.stream.pending() && up.stream.ready.w {
+            match up.stream.flush() {
+                Ok(()) => progress = true,
+                Err(e) if would_block(&e) => {}
+                Err(_) => {
+                    x.send = Send::Failed;
+                    return Ok(true);
+                }
+            }
         }
         let max_body = w.cfg.server[x.server].client_max_body_size;
         // Bounded, so a fast client uploading to a fast upstream yields to the others.
@@ -622,8 +649,9 @@ impl Http1 {
                     }
                     return Ok(progress);
                 }
-                // splice(2) moves socket bytes; a TLS client needs them through rustls.
+                // splice(2) moves socket bytes; TLS on either side needs them through rustls.
                 if self.client.is_plain()
+                    && up.stream.is_plain()
                     && splice::try_start(resp, buf.unparsed().is_empty(), &mut w.pipes)
                 {
                     return Ok(true);
@@ -644,6 +672,12 @@ impl Http1 {
                 Err(e) if would_block(&e) => {
                     self.drop_empty_resp_buf(w);
                     return Ok(progress);
+                }
+                // A failed handshake is a failed connect: the peer is charged, another may
+                // be tried.
+                Err(e) if up.stream.handshaking() => {
+                    let why = format!("TLS handshake: {e}");
+                    return self.connect_failed(w, &why, false).map(|_| true);
                 }
                 Err(e) => {
                     log::debug!("upstream read error: {e}");
@@ -696,13 +730,13 @@ impl Http1 {
         }
         let request_done = self.request_done();
         let x = self.x.as_ref().expect("exchange");
-        if let Some(up) = self.up.take() {
+        if let Some(mut up) = self.up.take() {
             let reusable = matches!(&x.recv, Recv::Body(r) if r.reusable)
                 && request_done
                 && x.send != Send::Failed
                 && !w.draining
                 && self.resp_buf.as_ref().is_none_or(|b| b.is_empty())
-                && nothing_unread(&up);
+                && nothing_unread(&mut up);
             w.release(up, reusable);
         }
         if let Some(b) = self.resp_buf.take() {
@@ -756,7 +790,7 @@ impl Ctx {
 
 /// Whether the kernel holds nothing more from this upstream connection: bytes past the
 /// response would otherwise reach the next client of the connection.
-fn nothing_unread(up: &UpConn) -> bool {
+fn nothing_unread(up: &mut UpConn) -> bool {
     match up.stream.unread() {
         Unread::Nothing => true,
         Unread::Closed => false,
