@@ -693,3 +693,26 @@ fn protocols_and_ciphers_are_chosen_by_the_config() {
         assert!(!ok && out.contains(says), "wanted {says:?} in {out}");
     }
 }
+
+#[test]
+fn session_resumption_can_be_turned_off() {
+    let dir = TempDir::new("tls-no-resumption");
+    cert(dir.path(), "a", &["a.test"], false);
+    let d = dir.path().display().to_string();
+    let sess = dir.path().join("session.pem");
+    for (setting, resumes) in [("", true), (", session_resumption = false", false)] {
+        let p = Proxyd::start(
+            1,
+            &format!(
+                "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+                 tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\"{setting} }}\n\
+                 [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"site a\"\n"
+            ),
+        );
+        assert!(!s_client_resumed(p.port, &sess, true));
+        let resumed = (0..3)
+            .filter(|_| s_client_resumed(p.port, &sess, false))
+            .count();
+        assert_eq!(resumed, if resumes { 3 } else { 0 }, "{setting}");
+    }
+}

@@ -59,6 +59,7 @@ pub struct RawTls {
     pub verify_client: Option<S<String>>,
     pub client_ca: Option<S<String>>,
     pub handshake_timeout: Option<S<toml::Value>>,
+    pub session_resumption: Option<bool>,
 }
 
 /// One of a server's `extra_certs`.

@@ -110,12 +110,13 @@ impl Validator {
         if certified.len() < paths.len() {
             return None;
         }
+        let session_resumption = t.session_resumption.unwrap_or(true);
         let config = match crate::tls::server_config(
             certified,
             &protocols,
             &ciphers,
-            verify_client,
-            roots,
+            (verify_client, roots),
+            session_resumption,
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -137,6 +138,7 @@ impl Validator {
             verify_client,
             client_ca: client_ca.map(|(_, p)| p),
             handshake_timeout,
+            session_resumption,
             config,
         })
     }

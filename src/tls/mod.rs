@@ -186,8 +186,8 @@ pub fn server_config(
     certs: Vec<(Arc<CertifiedKey>, Option<Arc<ocsp::Staple>>)>,
     protocols: &[String],
     ciphers: &[String],
-    verify: VerifyClient,
-    client_ca: Option<Arc<rustls::RootCertStore>>,
+    (verify, client_ca): (VerifyClient, Option<Arc<rustls::RootCertStore>>),
+    resumption: bool,
 ) -> Result<Arc<ServerConfig>, String> {
     let mut p = rustls::crypto::ring::default_provider();
     if !ciphers.is_empty() {
@@ -238,8 +238,12 @@ pub fn server_config(
     // (one without AES hardware picks ChaCha20).
     cfg.ignore_client_order = !ciphers.is_empty();
     // Tickets any worker can open, and after a reload (see `tickets`); without the keys
-    // (`proxyctl -t`), rustls's defaults.
-    if let Some(t) = tickets::ticketer() {
+    // (`proxyctl -t`), rustls's defaults. `session_resumption = false`: no tickets and no
+    // session cache, so every handshake is a full one.
+    if !resumption {
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
+    } else if let Some(t) = tickets::ticketer() {
         cfg.ticketer = t;
     }
     Ok(Arc::new(cfg))

@@ -312,10 +312,14 @@ impl Transport {
             // Nothing is written before a request has been read.
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let mut n = conn.writer().write(a)?;
-        if n == a.len() && !b.is_empty() {
-            n += conn.writer().write(b)?;
-        }
+        // One payload, so a response head and its first body bytes share a record: one
+        // decryption for the client instead of two.
+        let n = if b.is_empty() {
+            conn.writer().write(a)?
+        } else {
+            conn.writer()
+                .write_vectored(&[IoSlice::new(a), IoSlice::new(b)])?
+        };
         if n == 0 && a.len() + b.len() > 0 {
             // rustls is full (or still handshaking with its buffer full): wait.
             self.ready.w = false;
