@@ -4,12 +4,14 @@
 //! the one `release()` checklist.
 
 mod balancer;
+mod conn;
 mod outlier;
 mod pool;
 mod retry;
 mod splice;
 
 pub use balancer::{Balancer, Pick};
+pub use conn::{Active, UpConn};
 use outlier::Outcome;
 pub use pool::{IdleConn, Owner, Pool};
 pub(crate) use retry::Cause as RetryCause;
@@ -25,50 +27,6 @@ use crate::http::body::Framer;
 use crate::http::response;
 use mio::Token;
 pub use splice::{Pipes, Splice};
-
-/// A session's connection to a peer while it carries an exchange (or a tunnel).
-pub struct UpConn {
-    pub stream: Transport,
-    /// Slot in the owner table; the socket's token.
-    pub conn: usize,
-    pub upstream: usize,
-    pub peer: usize,
-    /// The version of the peer's address it was connected to (a peer given by host name
-    /// may move meanwhile; see `Peer::locate`).
-    pub version: u32,
-    pub reused: bool,
-    pub requests: u64,
-    pub connected: bool,
-    /// Counts it in the peer's active connections while it carries an exchange.
-    pub _active: Active,
-}
-
-impl UpConn {
-    /// The TCP connect, or over TLS the handshake, is still under way: `connect_timeout`
-    /// applies (as nginx's does to its upstream handshake), and failing is failing to connect.
-    pub fn establishing(&self) -> bool {
-        !self.connected || self.stream.handshaking()
-    }
-}
-
-/// A peer's active-connection gauge, held up for as long as this lives.
-pub struct Active {
-    shared: crate::shm::Block,
-    slot: u32,
-}
-
-impl Active {
-    pub fn new(shared: crate::shm::Block, slot: u32) -> Active {
-        shared.active(slot, 1);
-        Active { shared, slot }
-    }
-}
-
-impl Drop for Active {
-    fn drop(&mut self) {
-        self.shared.active(self.slot, -1);
-    }
-}
 
 /// Rounds of reading the client and writing the upstream in one `send_request`.
 const SEND_ROUNDS: usize = 8;
