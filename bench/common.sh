@@ -1,6 +1,7 @@
-# Shared by bench/run.sh and bench/reload.sh: a work dir cleaned up on exit, the release
+# Shared by the bench scripts: a work dir cleaned up on exit, the release
 # build, one nginx upstream serving a static body, and proxyd / nginx / HAProxy configured
-# alike in front of it. Everything listens on 127.0.0.1.
+# alike in front of it, and a wrk measurement with the proxy's CPU. Everything listens on
+# 127.0.0.1.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PIDS=()
@@ -164,3 +165,26 @@ rss_kib() {
     for p in "$@"; do t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done
     echo $t
 }
+
+# wrk_measure "PIDS" URL [WRK ARGS...] -> "rps p50 p99 cpu_us_per_request": a 1 s warm-up,
+# then SECS seconds with CONNS connections; CPU counts the processes PIDS only.
+wrk_measure() {
+    local pids=$1 url=$2
+    shift 2
+    wrk -t1 -c"$CONNS" -d1s "$@" "$url" >/dev/null 2>&1 || true
+    local t0 out t1
+    # shellcheck disable=SC2086
+    t0=$(cpu_ticks $pids)
+    out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" "$url" 2>&1)
+    t1=$(cpu_ticks $pids)
+    echo "$out" | awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
+        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
+                         if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
+                         if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 } return v }
+        /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 }
+        /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+        END { printf "%s %s %s %.2f\n", rps, p50, p99, (n > 0 ? t * 1e6 / hz / n : 0) }'
+}
+
+# median: of the numbers on stdin, one per line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }

@@ -42,24 +42,8 @@ start_all() {
 measure() {
     local name=$1 path=$2
     shift 2
-    local url="http://127.0.0.1:$(port_of "$name")$path"
-    # shellcheck disable=SC2046
-    local pids=$(worker_pids "$name")
-    wrk -t1 -c"$CONNS" -d1s "$@" "$url" >/dev/null 2>&1 || true
-    local t0 out t1
-    t0=$(cpu_ticks $pids)
-    out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency "$@" "$url" 2>&1)
-    t1=$(cpu_ticks $pids)
-    echo "$out" | awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '
-        function ms(v) { if (v ~ /us$/) { sub(/us$/, "", v); return v / 1000 }
-                         if (v ~ /ms$/) { sub(/ms$/, "", v); return v + 0 }
-                         if (v ~ /s$/)  { sub(/s$/, "", v);  return v * 1000 } return v }
-        /requests in/ { n = $1 } /Requests\/sec/ { rps = $2 }
-        /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
-        END { printf "%s %s %s %.2f\n", rps, p50, p99, (n > 0 ? t * 1e6 / hz / n : 0) }'
+    wrk_measure "$(worker_pids "$name")" "http://127.0.0.1:$(port_of "$name")$path" "$@"
 }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 
 declare -A R
 # run WORKLOAD PATH [WRK ARGS...]: ROUNDS rounds, proxies in rotating order.
