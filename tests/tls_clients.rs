@@ -250,18 +250,29 @@ fn s_client_with(port: u16, sigalgs: &str) -> String {
 }
 
 #[test]
-fn an_ecdsa_and_an_rsa_certificate_serve_every_client() {
+fn ecdsa_rsa_and_ed25519_certificates_serve_every_client() {
     let dir = TempDir::new("tls-extra-certs");
     let p = dir.path();
     cert(p, "ec", &["a.test"], false);
     cert(p, "rsa", &["a.test"], true);
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-nodes", "-days", "30", "-newkey", "ed25519",
+        ])
+        .args(["-keyout", "ed.key", "-out", "ed.crt", "-subj", "/CN=a.test"])
+        .args(["-addext", "subjectAltName=DNS:a.test"])
+        .current_dir(p)
+        .output()
+        .expect("openssl");
+    assert!(made.status.success());
     let d = p.display().to_string();
     let px = Proxyd::start(
         1,
         &format!(
             "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
              tls = {{ cert = \"{d}/ec.crt\", key = \"{d}/ec.key\", \
-             extra_certs = [{{ cert = \"{d}/rsa.crt\", key = \"{d}/rsa.key\" }}] }}\n\
+             extra_certs = [{{ cert = \"{d}/rsa.crt\", key = \"{d}/rsa.key\" }}, \
+             {{ cert = \"{d}/ed.crt\", key = \"{d}/ed.key\" }}] }}\n\
              [[server.route]]\npath = \"/\"\nreturn = 200\n"
         ),
     );
@@ -269,6 +280,8 @@ fn an_ecdsa_and_an_rsa_certificate_serve_every_client() {
     assert!(ec.contains("Server public key is 256 bit"), "{ec}");
     let rsa = s_client_with(px.port, "rsa_pss_rsae_sha256");
     assert!(rsa.contains("Server public key is 2048 bit"), "{rsa}");
+    let ed = s_client_with(px.port, "ed25519");
+    assert!(ed.contains("Peer signature type: ed25519"), "{ed}");
     // A key that does not match its extra certificate is refused where it is named.
     let text = format!(
         "pid_file = \"{d}/p.pid\"\n[[server]]\nlisten = \"127.0.0.1:{}\"\n\
