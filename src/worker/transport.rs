@@ -37,6 +37,36 @@ pub enum Connect {
     Failed(io::Error),
 }
 
+/// A TLS connection's first byte is 0x16 (a handshake record); a letter is an HTTP method.
+/// Such a client gets a plain 400 saying what went wrong, as nginx answers it, rather than
+/// an alert it cannot read. The request is read first, so the close does not reset the
+/// connection and destroy the answer.
+fn plain_http(tcp: &mut TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    if !matches!(tcp.peek(&mut first), Ok(1) if first[0].is_ascii_uppercase()) {
+        return false;
+    }
+    let mut scratch = [0u8; 4096];
+    for _ in 0..4 {
+        match tcp.read(&mut scratch) {
+            Ok(n) if n == scratch.len() => {}
+            _ => break,
+        }
+    }
+    const BODY: &str = "<html>\r\n<head><title>400 Bad Request</title></head>\r\n<body>\r\n\
+        <center><h1>400 Bad Request</h1></center>\r\n\
+        <center>The plain HTTP request was sent to HTTPS port</center>\r\n\
+        <hr><center>proxyd</center>\r\n</body>\r\n</html>\r\n";
+    let head = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        BODY.len()
+    );
+    let _ = tcp.write_all(format!("{head}{BODY}").as_bytes());
+    let _ = tcp.shutdown(Shutdown::Write);
+    true
+}
+
 /// See `Transport::unread`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unread {
@@ -60,6 +90,8 @@ enum Tls {
     Hello {
         acceptor: rustls::server::Acceptor,
         site: Arc<crate::tls::Site>,
+        /// The first bytes have been looked at (see `plain_http`).
+        looked: bool,
     },
     /// `server`: for a client's connection, the index of the server SNI chose.
     Open {
@@ -108,6 +140,7 @@ impl Transport {
                 Box::new(Tls::Hello {
                     acceptor: rustls::server::Acceptor::default(),
                     site: site.clone(),
+                    looked: false,
                 }),
             ),
             ready: Ready::default(),
@@ -248,9 +281,23 @@ impl Transport {
         let Sock::Tls(tcp, t) = &mut self.sock else {
             unreachable!("a TLS transport")
         };
-        let Tls::Hello { acceptor, site } = &mut **t else {
+        let Tls::Hello {
+            acceptor,
+            site,
+            looked,
+        } = &mut **t
+        else {
             return Ok(());
         };
+        if !*looked && self.ready.r {
+            *looked = true;
+            if plain_http(tcp) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "plain HTTP request on a TLS port",
+                ));
+            }
+        }
         loop {
             match acceptor.accept() {
                 Ok(None) => {}
