@@ -216,6 +216,47 @@ fn client_certificate_pooling_and_large_bodies() {
 }
 
 #[test]
+fn http_health_checks_speak_tls() {
+    let (dir, d) = setup();
+    let up = TlsUpstream::start(dir.path(), "up", None);
+    let peer = format!("127.0.0.1:{}", up.port);
+    let tls = format!("{{ ca = \"{d}/ca.crt\", server_name = \"up.test\" }}");
+    let check = |status: &str| {
+        format!(
+            "{tls}\nhealth_check = {{ path = \"/healthz\", interval = \"100ms\", timeout = \"1s\", \
+             rise = 1, fall = 1, status = \"{status}\", body = \"~\\\"path\\\": \\\"/healthz\\\"\" }}"
+        )
+    };
+    // The upstream answers the probe's GET over TLS with 200 and the path it saw.
+    let px = proxy(&peer, &check("200-299"));
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || px
+            .peer_line("app", &peer)
+            .contains(": up,")),
+        "{}",
+        px.status()
+    );
+    assert_eq!(client::get(&px.addr(), "/").unwrap().status, 200);
+    drop(px);
+    // A check that wants another status finds the peer down: the probe got a real answer.
+    let px = proxy(&peer, &check("500-599"));
+    assert!(
+        wait_until(std::time::Duration::from_secs(5), || px
+            .peer_line("app", &peer)
+            .contains("down (health check)")),
+        "{}",
+        px.status()
+    );
+    assert!(px.error_log().contains("status 200"), "{}", px.error_log());
+    // And the wrong CA fails the probe's handshake.
+    drop(px);
+    let px = proxy(&peer, &check("200-299").replace("ca.crt", "other.crt"));
+    assert!(wait_until(std::time::Duration::from_secs(5), || px
+        .peer_line("app", &peer)
+        .contains("down (health check)")));
+}
+
+#[test]
 fn upstream_tls_settings_are_checked() {
     let (dir, d) = setup();
     let conf = |tls: &str, extra: &str| {
@@ -246,10 +287,6 @@ fn upstream_tls_settings_are_checked() {
         ),
         (conf("{ sni = \"a\" }", ""), "unknown field"),
         (conf("\"yes\"", ""), "upstream tls"),
-        (
-            conf("true", "health_check = { path = \"/\" }\n"),
-            "does not speak TLS yet",
-        ),
     ];
     for (text, says) in bad {
         let (ok, out) = config_test(&dir, &text);

@@ -137,14 +137,6 @@ impl Validator {
                 .as_ref()
                 .and_then(|t| self.upstream_tls(usrc, base, t));
             let health_check = u.health_check.as_ref().map(|h| self.health_check(usrc, h));
-            if let (Some(_), Some(h), Some(raw)) = (&tls, &health_check, &u.health_check) {
-                if h.kind == CheckKind::Http {
-                    self.errors.push(usrc.err(
-                        raw.span(),
-                        "an http health check does not speak TLS yet: use type = \"tcp\" for an upstream with tls",
-                    ));
-                }
-            }
             names.insert(name.clone(), upstream.len());
             upstream.push(Upstream {
                 slot: 0,

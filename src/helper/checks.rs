@@ -88,7 +88,12 @@ impl Checks {
                         continue;
                     };
                     shared.health(peer.slot).probed();
-                    match Probe::start(addr, check, &peer.name) {
+                    let up = &cfg.upstream[t.upstream];
+                    let tls = up
+                        .tls
+                        .as_ref()
+                        .map(|tls| (&tls.config, tls.name_for(peer, &up.names, addr)));
+                    match Probe::start(addr, check, &peer.name, tls) {
                         Ok(mut p) => {
                             let interest = Interest::READABLE | Interest::WRITABLE;
                             if poll

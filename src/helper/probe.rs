@@ -1,11 +1,16 @@
 //! One health-check probe of one peer, as a state machine driven by the helper's event
 //! loop: connect, (for http) send a GET and read the answer until the peer closes, then a
-//! verdict. Bounded: the answer read is at most `MAX_ANSWER` bytes.
+//! verdict. Bounded: the answer read is at most `MAX_ANSWER` bytes. An upstream with `tls`
+//! is probed over TLS, with its own rustls config (the same verification as the workers').
 
 use crate::config::{CheckKind, HealthCheck};
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+
+/// A socket, plain or through rustls.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 /// Bytes of an answer kept for the status and body checks.
 const MAX_ANSWER: usize = 64 * 1024;
@@ -19,6 +24,8 @@ pub enum Step {
 
 pub struct Probe {
     pub stream: TcpStream,
+    /// For an upstream that speaks TLS (an http check; a tcp check only connects).
+    tls: Option<Box<rustls::ClientConnection>>,
     request: Vec<u8>,
     sent: usize,
     answer: Vec<u8>,
@@ -26,7 +33,21 @@ pub struct Probe {
 }
 
 impl Probe {
-    pub fn start(addr: SocketAddr, check: &HealthCheck, host: &str) -> io::Result<Probe> {
+    pub fn start(
+        addr: SocketAddr,
+        check: &HealthCheck,
+        host: &str,
+        tls: Option<(
+            &std::sync::Arc<rustls::ClientConfig>,
+            rustls_pki_types::ServerName<'static>,
+        )>,
+    ) -> io::Result<Probe> {
+        let tls = match (tls, check.kind) {
+            (Some((cfg, name)), CheckKind::Http) => Some(Box::new(
+                rustls::ClientConnection::new(cfg.clone(), name).map_err(io::Error::other)?,
+            )),
+            _ => None,
+        };
         let request = match check.kind {
             CheckKind::Tcp => Vec::new(),
             CheckKind::Http => format!(
@@ -38,6 +59,7 @@ impl Probe {
         };
         Ok(Probe {
             stream: TcpStream::connect(addr)?,
+            tls,
             request,
             sent: 0,
             answer: Vec::new(),
@@ -61,25 +83,41 @@ impl Probe {
                 return Step::Healthy;
             }
         }
+        // Over TLS, rustls's Stream does the handshake and the records as it reads and
+        // writes, and says WouldBlock as the socket does.
+        let mut tls_stream;
+        let io: &mut dyn ReadWrite = match &mut self.tls {
+            Some(conn) => {
+                tls_stream = rustls::Stream::new(&mut **conn, &mut self.stream);
+                &mut tls_stream
+            }
+            None => &mut self.stream,
+        };
         while self.sent < self.request.len() {
-            match self.stream.write(&self.request[self.sent..]) {
+            match io.write(&self.request[self.sent..]) {
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Step::Failed(format!("send: {e}")),
             }
         }
+        let _ = io.flush();
         let mut buf = [0u8; 8192];
         loop {
-            match self.stream.read(&mut buf) {
-                Ok(0) => return self.verdict(check),
+            match io.read(&mut buf) {
+                // A TLS peer that closes without close_notify ends the answer all the same
+                // (the framing checks say whether it is whole).
+                Ok(0) => return Self::verdict(&self.answer, check),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Self::verdict(&self.answer, check)
+                }
                 Ok(n) => {
                     let room = MAX_ANSWER - self.answer.len();
                     self.answer.extend_from_slice(&buf[..n.min(room)]);
                     // A peer that keeps the connection open despite `Connection: close` is
                     // answered once its response is complete by its own framing.
-                    if self.answer.len() >= MAX_ANSWER || self.complete() {
-                        return self.verdict(check);
+                    if self.answer.len() >= MAX_ANSWER || Self::complete(&self.answer) {
+                        return Self::verdict(&self.answer, check);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Pending,
@@ -91,13 +129,13 @@ impl Probe {
 
     /// Whether the answer so far is a whole response (by Content-Length or the last chunk);
     /// otherwise the end is the peer's close.
-    fn complete(&self) -> bool {
+    fn complete(answer: &[u8]) -> bool {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut headers);
-        let Ok(httparse::Status::Complete(n)) = resp.parse(&self.answer) else {
+        let Ok(httparse::Status::Complete(n)) = resp.parse(answer) else {
             return false;
         };
-        let body = &self.answer[n..];
+        let body = &answer[n..];
         for h in resp.headers.iter() {
             if h.name.eq_ignore_ascii_case("content-length") {
                 let len = std::str::from_utf8(h.value)
@@ -113,10 +151,10 @@ impl Probe {
         matches!(resp.code, Some(100..=199 | 204 | 304))
     }
 
-    fn verdict(&self, check: &HealthCheck) -> Step {
+    fn verdict(answer: &[u8], check: &HealthCheck) -> Step {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut headers);
-        let body_at = match resp.parse(&self.answer) {
+        let body_at = match resp.parse(answer) {
             Ok(httparse::Status::Complete(n)) => n,
             _ => return Step::Failed("no valid HTTP response".into()),
         };
@@ -125,7 +163,7 @@ impl Probe {
             return Step::Failed(format!("status {status}"));
         }
         if let Some(want) = &check.body {
-            let body = &self.answer[body_at..];
+            let body = &answer[body_at..];
             if !want.holds_body(body) {
                 return Step::Failed("body does not match".into());
             }
