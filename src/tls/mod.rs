@@ -249,10 +249,18 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
-/// What the upstream is told about a verified client certificate: its subject (RFC 4514
-/// order as x509-parser prints it, any byte outside printable ASCII escaped as `\xHH` so a
-/// header can carry it) and its SHA-256 fingerprint (lowercase hex).
-pub fn client_identity(cert: &CertificateDer<'_>) -> (String, String) {
+/// What the upstream is told about a verified client certificate.
+#[derive(Debug)]
+pub struct ClientIdentity {
+    /// RFC 4514 order as x509-parser prints it, any byte outside printable ASCII escaped as
+    /// `\xHH` so a header can carry it.
+    pub subject: String,
+    /// SHA-256 of the certificate, lowercase hex.
+    pub fingerprint: String,
+}
+
+/// The `ClientIdentity` of a verified client certificate.
+pub fn client_identity(cert: &CertificateDer<'_>) -> ClientIdentity {
     use x509_parser::prelude::FromDer;
     let subject = match x509_parser::certificate::X509Certificate::from_der(cert.as_ref()) {
         Ok((_, c)) => c.subject().to_string(),
@@ -268,5 +276,8 @@ pub fn client_identity(cert: &CertificateDer<'_>) -> (String, String) {
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     let fingerprint = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    (safe, fingerprint)
+    ClientIdentity {
+        subject: safe,
+        fingerprint,
+    }
 }

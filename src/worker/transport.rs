@@ -9,6 +9,7 @@
 use super::buffer::Buf;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use std::cell::OnceCell;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -35,6 +36,42 @@ pub enum Connect {
     Done,
     InProgress,
     Failed(io::Error),
+}
+
+/// What one `pull` found.
+#[derive(Debug, PartialEq, Eq)]
+enum Pull {
+    /// Records, now processed.
+    Records,
+    /// Nothing more for now (`ready.r` cleared).
+    Drained,
+    /// The peer's end of stream (`ready.r` cleared; rustls knows).
+    End,
+}
+
+/// Reads one batch of TLS records from the socket into rustls and processes them. A
+/// protocol error sends the alert rustls queued saying why, and is InvalidData.
+fn pull(conn: &mut rustls::Connection, tcp: &mut TcpStream, ready: &mut Ready) -> io::Result<Pull> {
+    loop {
+        match conn.read_tls(tcp) {
+            Ok(0) => {
+                ready.r = false;
+                return Ok(Pull::End);
+            }
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if would_block(&e) => {
+                ready.r = false;
+                return Ok(Pull::Drained);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if let Err(e) = conn.process_new_packets() {
+        let _ = conn.write_tls(tcp);
+        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+    }
+    Ok(Pull::Records)
 }
 
 /// A TLS connection's first byte is 0x16 (a handshake record); a letter is an HTTP method.
@@ -97,6 +134,9 @@ enum Tls {
     Open {
         conn: rustls::Connection,
         server: usize,
+        /// The client certificate's identity, worked out once per connection (on first
+        /// use, only when the client sent one).
+        identity: OnceCell<Option<crate::tls::ClientIdentity>>,
     },
 }
 
@@ -104,8 +144,9 @@ enum Tls {
 pub struct TlsInfo<'a> {
     /// The server SNI chose.
     pub server: usize,
-    /// The verified client certificate (leaf), when the server asks for one.
-    pub client_cert: Option<&'a rustls_pki_types::CertificateDer<'static>>,
+    /// Who the verified client certificate says the client is, when the server asked for
+    /// one and got it.
+    pub client: Option<&'a crate::tls::ClientIdentity>,
 }
 
 /// Ciphertext rustls may hold for the socket before a write is refused (WouldBlock): the
@@ -154,9 +195,15 @@ impl Transport {
                 Tls::Open {
                     conn: rustls::Connection::Server(conn),
                     server,
+                    identity,
                 } => Some(TlsInfo {
                     server: *server,
-                    client_cert: conn.peer_certificates().and_then(|c| c.first()),
+                    client: identity
+                        .get_or_init(|| {
+                            let leaf = conn.peer_certificates()?.first()?;
+                            Some(crate::tls::client_identity(leaf))
+                        })
+                        .as_ref(),
                 }),
                 Tls::Open { .. } | Tls::Hello { .. } => None,
             },
@@ -249,23 +296,8 @@ impl Transport {
             if !self.ready.r {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            match conn.read_tls(tcp) {
-                Ok(0) => self.ready.r = false,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    if would_block(&e) {
-                        self.ready.r = false;
-                        continue;
-                    }
-                    return Err(e);
-                }
-            }
-            if let Err(e) = conn.process_new_packets() {
-                // rustls queued an alert saying why: send it, then give up.
-                let _ = conn.write_tls(tcp);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
-            }
+            // At the end of stream rustls knows it, and the reader says so next round.
+            pull(conn, tcp, &mut self.ready)?;
             match self.flush() {
                 Ok(()) => {}
                 Err(e) if would_block(&e) => {}
@@ -312,6 +344,7 @@ impl Transport {
                             **t = Tls::Open {
                                 conn: conn.into(),
                                 server,
+                                identity: OnceCell::new(),
                             };
                             match self.flush() {
                                 Err(e) if !would_block(&e) => Err(e),
@@ -389,16 +422,8 @@ impl Transport {
             return Ok(());
         };
         while conn.is_handshaking() && self.ready.r {
-            match conn.read_tls(tcp) {
-                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if would_block(&e) => self.ready.r = false,
-                Err(e) => return Err(e),
-            }
-            if let Err(e) = conn.process_new_packets() {
-                let _ = conn.write_tls(tcp);
-                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            if pull(conn, tcp, &mut self.ready)? == Pull::End {
+                return Err(io::ErrorKind::UnexpectedEof.into());
             }
         }
         match self.flush() {
@@ -437,6 +462,7 @@ impl Transport {
             Box::new(Tls::Open {
                 conn: conn.into(),
                 server: 0,
+                identity: OnceCell::new(),
             }),
         );
         Ok(t)
@@ -624,12 +650,11 @@ impl Transport {
             if !self.ready.r {
                 return Unread::Nothing;
             }
-            match conn.read_tls(tcp) {
-                Ok(0) => return Unread::Closed,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if would_block(&e) => self.ready.r = false,
-                Err(_) => return Unread::Closed,
+            if !matches!(
+                pull(conn, tcp, &mut self.ready),
+                Ok(Pull::Records | Pull::Drained)
+            ) {
+                return Unread::Closed;
             }
         }
     }

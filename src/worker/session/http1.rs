@@ -482,17 +482,13 @@ impl Http1 {
                     &buf.held()[..x.req.head_len],
                     &|| self.peer_ip.ip(),
                 );
-                let identity;
                 let client_cert = match self.client.tls_info() {
-                    Some(t) if verifies(&cfg, t.server) => Some(match t.client_cert {
+                    Some(t) if verifies(&cfg, t.server) => Some(match t.client {
                         None => ClientCert::None,
-                        Some(c) => {
-                            identity = crate::tls::client_identity(c);
-                            ClientCert::Verified {
-                                subject: &identity.0,
-                                fingerprint: &identity.1,
-                            }
-                        }
+                        Some(id) => ClientCert::Verified {
+                            subject: &id.subject,
+                            fingerprint: &id.fingerprint,
+                        },
                     }),
                     _ => None,
                 };
