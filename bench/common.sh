@@ -52,6 +52,10 @@ CONF
     nginx -c "$WORK/up.conf" -e "$WORK/up-error.log"
 }
 
+# The start_* functions take what a workload adds to their server (TLS, for bench/tls.sh)
+# from PROXYD_SERVER_EXTRA (lines of TOML), NGINX_LISTEN_OPTS and NGINX_SERVER_EXTRA,
+# HAPROXY_BIND_OPTS and HAPROXY_GLOBAL_EXTRA; empty by default.
+
 # start_proxyd WORKERS PORT UPSTREAM_PORT KEEPALIVE
 start_proxyd() {
     cat > "$WORK/proxyd.toml" <<CONF
@@ -68,6 +72,7 @@ keepalive = $4
 [[server]]
 listen = "127.0.0.1:$2"
 keepalive_requests = 1000000
+${PROXYD_SERVER_EXTRA:-}
 [[server.route]]
 path = "/"
 upstream = "app"
@@ -88,7 +93,8 @@ http {
     keepalive_requests 1000000;
     upstream app { server 127.0.0.1:$3; keepalive $4; }
     server {
-        listen 127.0.0.1:$2;
+        listen 127.0.0.1:$2${NGINX_LISTEN_OPTS:-};
+        ${NGINX_SERVER_EXTRA:-}
         location / {
             proxy_pass http://app;
             proxy_http_version 1.1;
@@ -109,6 +115,7 @@ start_haproxy() {
 global
     nbthread $1
     maxconn 8192
+    ${HAPROXY_GLOBAL_EXTRA:-}
 defaults
     mode http
     timeout connect 5s
@@ -117,7 +124,7 @@ defaults
     http-reuse always
 frontend fe
     maxconn 8192
-    bind 127.0.0.1:$2
+    bind 127.0.0.1:$2${HAPROXY_BIND_OPTS:-}
     default_backend be
 backend be
     server s1 127.0.0.1:$3

@@ -38,74 +38,18 @@ port_of() {
     case $1 in proxyd) echo $PROXYD_PORT ;; nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; esac
 }
 
+# The common starters with TLS added: one certificate, TLS 1.3 only, no resumption.
+PROXYD_SERVER_EXTRA="access_log = \"off\"
+tls = { cert = \"$WORK/cert.pem\", key = \"$WORK/key.pem\", protocols = [\"TLSv1.3\"], session_resumption = false }"
+NGINX_LISTEN_OPTS=" ssl"
+NGINX_SERVER_EXTRA="ssl_certificate $WORK/cert.pem; ssl_certificate_key $WORK/key.pem; ssl_protocols TLSv1.3; ssl_session_cache off; ssl_session_tickets off;"
+HAPROXY_BIND_OPTS=" ssl crt $WORK/haproxy.pem ssl-min-ver TLSv1.3 no-tls-tickets"
+HAPROXY_GLOBAL_EXTRA="tune.ssl.cachesize 0"
+
 start_all() {
-    local workers=$1
-    cat > "$WORK/proxyd.toml" <<CONF
-worker_processes = $workers
-worker_connections = 16384
-pid_file = "$WORK/proxyd.pid"
-error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
-[[upstream]]
-name = "app"
-peers = ["127.0.0.1:$UP_PORT"]
-keepalive = 512
-[[server]]
-listen = "127.0.0.1:$PROXYD_PORT"
-keepalive_requests = 1000000
-access_log = "off"
-tls = { cert = "$WORK/cert.pem", key = "$WORK/key.pem", protocols = ["TLSv1.3"], session_resumption = false }
-[[server.route]]
-path = "/"
-upstream = "app"
-CONF
-    "$ROOT/target/release/proxyd" -c "$WORK/proxyd.toml" 2>"$WORK/proxyd-stderr.log" &
-    PIDS+=($!)
-    cat > "$WORK/nginx.conf" <<CONF
-worker_processes $workers;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log;
-events { worker_connections 16384; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    upstream app { server 127.0.0.1:$UP_PORT; keepalive 512; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT ssl;
-        ssl_certificate $WORK/cert.pem;
-        ssl_certificate_key $WORK/key.pem;
-        ssl_protocols TLSv1.3;
-        ssl_session_cache off;
-        ssl_session_tickets off;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_buffering off;
-        }
-    }
-}
-CONF
-    nginx -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
-    cat > "$WORK/haproxy.cfg" <<CONF
-global
-    nbthread $workers
-    maxconn 8192
-    tune.ssl.cachesize 0
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    http-reuse always
-frontend fe
-    maxconn 8192
-    bind 127.0.0.1:$HAPROXY_PORT ssl crt $WORK/haproxy.pem ssl-min-ver TLSv1.3 no-tls-tickets
-    default_backend be
-backend be
-    server s1 127.0.0.1:$UP_PORT
-CONF
-    haproxy -f "$WORK/haproxy.cfg" -D -p "$WORK/haproxy.pid"
+    start_proxyd "$1" "$PROXYD_PORT" "$UP_PORT" 512
+    start_nginx "$1" "$NGINX_PORT" "$UP_PORT" 512
+    start_haproxy "$1" "$HAPROXY_PORT" "$UP_PORT"
     for port in $PROXYD_PORT $NGINX_PORT $HAPROXY_PORT; do
         for _ in $(seq 100); do
             curl -skf -o /dev/null "https://127.0.0.1:$port/" && break
