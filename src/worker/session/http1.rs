@@ -463,6 +463,8 @@ impl Http1 {
         // or a client without a certificate would reach a server that requires one.
         let sni = self.client.tls_info().map(|t| t.server);
         if sni.is_some_and(|s| s != server && (verifies(&cfg, s) || verifies(&cfg, server))) {
+            // The head is answered: it must not be read again as the next request.
+            buf.skip_head(x.req.head_len);
             let close = !x.keep_alive || x.req.has_body;
             self.x = Some(x);
             self.respond_error(w, 421, close);
