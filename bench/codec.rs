@@ -44,6 +44,7 @@ fn main() {
         proto: "http",
         default_host: "app",
         client_cert: None,
+        request_id: None,
     };
     // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
     // allocates its strings).

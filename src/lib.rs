@@ -10,6 +10,7 @@ pub mod hash;
 pub mod helper;
 pub mod http;
 pub mod listeners;
+pub mod log_format;
 pub mod logging;
 pub mod master;
 pub mod privileges;

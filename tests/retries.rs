@@ -99,7 +99,8 @@ fn configured_statuses_and_timeouts_are_retried_after_a_backoff() {
         5
     );
     assert!(
-        p.error_log().contains("answered 503: retrying \"GET /"),
+        p.error_log()
+            .contains("answered 503: retrying, client: 127.0.0.1, request: \"GET /"),
         "{}",
         p.error_log()
     );

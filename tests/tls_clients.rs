@@ -16,6 +16,7 @@ fn sites(d: &str, up: &RawUpstream) -> String {
         format!(
             "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"{name}\"\n\
              tls = {{ cert = \"{d}/{name}.crt\", key = \"{d}/{name}.key\"{verify} }}\n\
+             access_log = {{ path = \"{{dir}}/tls.log\", format = \"tls\" }}\n\
              [[server.route]]\npath = \"/\"\nupstream = \"app\"\n"
         )
     };
@@ -34,6 +35,9 @@ fn sites(d: &str, up: &RawUpstream) -> String {
     )
 }
 
+/// What the access log says of each TLS request.
+const TLS_FORMAT: &str = "log_format = { tls = '$ssl_server_name $ssl_protocol $ssl_cipher $ssl_client_verify \"$ssl_client_s_dn\" $ssl_client_fingerprint $scheme $status' }";
+
 #[test]
 fn client_certificates_are_verified_and_passed_upstream() {
     let dir = TempDir::new("mtls");
@@ -46,7 +50,7 @@ fn client_certificates_are_verified_and_passed_upstream() {
     client_cert(p, "alice", "/CN=alice/O=Example Corp", "ca");
     client_cert(p, "mallory", "/CN=mallory", "other");
     let up = RawUpstream::start(|_| raw::ok("from upstream"));
-    let px = Proxyd::start(1, &sites(&p.display().to_string(), &up));
+    let px = Proxyd::start_with(1, TLS_FORMAT, &sites(&p.display().to_string(), &up));
     let key = |n: &str| p.join(format!("{n}.key")).display().to_string();
     let crt = |n: &str| p.join(format!("{n}.crt")).display().to_string();
     let spoof = [
@@ -128,6 +132,45 @@ fn client_certificates_are_verified_and_passed_upstream() {
     assert_eq!((rc, body.as_str()), (0, "421"), "{v}");
     assert!(up.requests().is_empty());
     assert!(px.unexpected_errors(&[]).is_empty(), "{}", px.error_log());
+
+    // The access log has the verified identity of each request (and nothing for those
+    // refused in the handshake).
+    let log = px.dir.path().join("tls.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(std::time::Duration::from_secs(3), || read().lines().count()
+            >= 5),
+        "{}",
+        read()
+    );
+    let lines: Vec<String> = read().lines().map(String::from).collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    let fp = fingerprint(&p.join("alice.crt"));
+    assert!(
+        lines[0].starts_with("api.test TLSv1.3 TLS13_"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].ends_with(&format!("SUCCESS \"{subject}\" {fp} https 200")),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].starts_with("opt.test ") && lines[1].ends_with(" NONE \"-\" - https 200"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].ends_with(&format!("SUCCESS \"{subject}\" {fp} https 200")),
+        "{}",
+        lines[2]
+    );
+    assert!(
+        lines[3].starts_with("www.test ") && lines[3].ends_with(" NONE \"-\" - https 421"),
+        "{}",
+        lines[3]
+    );
 }
 
 #[test]

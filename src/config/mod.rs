@@ -2,6 +2,7 @@
 //! -> one validated, immutable `Config` (every semantic error with its FILE:LINE:COL, all
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
+pub mod logs;
 mod raw;
 pub mod ring;
 mod routes;
@@ -85,6 +86,9 @@ pub struct Config {
     /// Distinct access log destinations; servers refer to them by index.
     #[serde(skip)]
     pub access_logs: Vec<LogTarget>,
+    /// The formats servers' access logs use.
+    #[serde(skip)]
+    pub log_formats: logs::LogFormats,
     pub server: Vec<Server>,
     pub upstream: Vec<Upstream>,
     /// Distinct listen addresses over all servers, in first-seen order.
@@ -130,12 +134,12 @@ pub struct Server {
     pub tls: Option<ServerTls>,
     pub server_name: Vec<String>,
     pub default_server: bool,
-    /// Index into `Config::access_logs`, or None for `access_log = "off"`.
+    /// Where its requests are logged, and how (empty for `access_log = "off"`).
     #[serde(skip)]
-    pub access_log: Option<usize>,
-    /// The same, as written, for `-T`.
+    pub access_log: Vec<logs::AccessLog>,
+    /// The same, for `-T`.
     #[serde(rename = "access_log")]
-    pub access_log_shown: String,
+    pub access_log_shown: Vec<logs::AccessLogShown>,
     #[serde(serialize_with = "ser_duration")]
     pub client_header_timeout: Duration,
     #[serde(serialize_with = "ser_duration")]
@@ -153,6 +157,9 @@ pub struct Server {
     /// Idle time allowed on an upgraded (tunnelled) connection.
     #[serde(serialize_with = "ser_duration")]
     pub tunnel_timeout: Duration,
+    /// The header that carries `$request_id` upstream and back (None: not sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<logs::RequestIdHeader>,
     pub route: Vec<Route>,
     /// `route`, compiled for lookup.
     #[serde(skip)]
@@ -161,6 +168,8 @@ pub struct Server {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
+    /// Its name for `$route` and metrics (by default, its path as written).
+    pub name: String,
     /// The prefix, the exact path or the regex, as `kind` says.
     #[serde(skip)]
     pub path: String,

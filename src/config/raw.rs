@@ -17,7 +17,8 @@ pub struct RawMain {
     pub pid_file: Option<S<String>>,
     pub control_socket: Option<S<String>>,
     pub error_log: Option<S<RawErrorLog>>,
-    pub access_log: Option<S<String>>,
+    pub access_log: Option<S<toml::Value>>,
+    pub log_format: Option<BTreeMap<String, S<toml::Value>>>,
     pub shutdown_timeout: Option<S<toml::Value>>,
     pub max_draining_generations: Option<S<i64>>,
     pub shared_memory: Option<S<RawSharedMemory>>,
@@ -103,7 +104,7 @@ pub struct RawServer {
     pub tls: Option<S<RawTls>>,
     pub server_name: Option<S<StringOrList>>,
     pub default_server: Option<bool>,
-    pub access_log: Option<S<String>>,
+    pub access_log: Option<S<toml::Value>>,
     pub client_header_timeout: Option<S<toml::Value>>,
     pub client_body_timeout: Option<S<toml::Value>>,
     pub keepalive_timeout: Option<S<toml::Value>>,
@@ -114,6 +115,7 @@ pub struct RawServer {
     pub max_uri_length: Option<S<toml::Value>>,
     pub client_max_body_size: Option<S<toml::Value>>,
     pub tunnel_timeout: Option<S<toml::Value>>,
+    pub request_id: Option<S<toml::Value>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
 }
@@ -137,6 +139,7 @@ impl StringOrList {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
+    pub name: Option<S<String>>,
     pub host: Option<S<String>>,
     pub path: Option<S<String>>,
     pub exact: Option<S<String>>,

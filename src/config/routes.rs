@@ -118,7 +118,13 @@ impl Validator {
         if self.errors.len() > errors {
             return None;
         }
+        let name = match &r.name {
+            Some(n) => n.get_ref().clone(),
+            None if key == "path" => text.clone(),
+            None => format!("{key} {text}"),
+        };
         Some(Route {
+            name,
             shown: [(key, text.clone())].into_iter().collect(),
             path: text,
             kind,

@@ -106,7 +106,13 @@ impl Validator {
     }
 
     /// A log destination; a file's directory must exist (the file itself is created).
-    fn log_target(&mut self, src: &Source, span: Range<usize>, base: &Path, s: &str) -> LogTarget {
+    pub(super) fn log_target(
+        &mut self,
+        src: &Source,
+        span: Range<usize>,
+        base: &Path,
+        s: &str,
+    ) -> LogTarget {
         match s {
             "stderr" => LogTarget::Stderr,
             "stdout" => LogTarget::Stdout,
@@ -238,10 +244,11 @@ impl Validator {
             }
         }
         let mut access_logs: Vec<LogTarget> = Vec::new();
-        let global_access = main
-            .access_log
-            .as_ref()
-            .and_then(|a| self.access_log(src, a, base, &mut access_logs));
+        let mut log_formats = self.log_formats(src, main.log_format.as_ref());
+        let global_access = match &main.access_log {
+            Some(a) => self.access_logs(src, a, base, &mut access_logs, &mut log_formats),
+            None => Vec::new(),
+        };
 
         let resolver = self.resolver(src, base, main.resolver.as_ref());
         let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver, base);
@@ -355,8 +362,8 @@ impl Validator {
                 }
             }
             let access_log = match &s.access_log {
-                Some(a) => self.access_log(ssrc, a, base, &mut access_logs),
-                None => global_access,
+                Some(a) => self.access_logs(ssrc, a, base, &mut access_logs, &mut log_formats),
+                None => global_access.clone(),
             };
             let route = self.routes(ssrc, &s.route, &names);
             let tls = s
@@ -369,8 +376,7 @@ impl Validator {
                 tls,
                 server_name,
                 default_server,
-                access_log_shown: access_log
-                    .map_or("off".to_string(), |i| String::from(access_logs[i].clone())),
+                access_log_shown: logs::shown(&access_log, &access_logs, &log_formats),
                 access_log,
                 client_header_timeout: self.duration(
                     ssrc,
@@ -403,6 +409,7 @@ impl Validator {
                     as usize,
                 client_max_body_size: self.size(ssrc, &s.client_max_body_size, 1 << 20),
                 tunnel_timeout: self.duration(ssrc, &s.tunnel_timeout, Duration::from_secs(3600)),
+                request_id: self.request_id(ssrc, s.request_id.as_ref()),
                 routes: crate::router::RouteTable::compile(&route),
                 route,
             });
@@ -438,27 +445,11 @@ impl Validator {
             shared_memory,
             resolver,
             access_logs,
+            log_formats,
             server,
             upstream,
             listeners,
         }
-    }
-
-    fn access_log(
-        &mut self,
-        src: &Source,
-        s: &S<String>,
-        base: &Path,
-        logs: &mut Vec<LogTarget>,
-    ) -> Option<usize> {
-        if s.get_ref() == "off" {
-            return None;
-        }
-        let t = self.log_target(src, s.span(), base, s.get_ref());
-        Some(logs.iter().position(|l| *l == t).unwrap_or_else(|| {
-            logs.push(t);
-            logs.len() - 1
-        }))
     }
 }
 

@@ -79,6 +79,8 @@ pub struct RequestInfo<'a> {
     pub proto: &'static str,
     /// Set when the server verifies client certificates (`verify_client`).
     pub client_cert: Option<ClientCert<'a>>,
+    /// The request id header's name and this request's id (`request_id`).
+    pub request_id: Option<(&'a str, &'a str)>,
 }
 
 /// What a server that verifies client certificates tells its upstream.
@@ -166,6 +168,10 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
     h.append_to_list(raw, "X-Forwarded-For", info.client_ip.as_bytes());
     h.remove(Kind::XForwardedProto);
     h.append_static("X-Forwarded-Proto", info.proto);
+    if let Some((name, id)) = info.request_id {
+        h.remove_named(raw, name.as_bytes());
+        h.append_copy(name.as_bytes(), id.as_bytes());
+    }
     if let Some(cert) = info.client_cert {
         for name in CLIENT_CERT_HEADERS {
             h.remove_named(raw, name.as_bytes());
@@ -195,6 +201,7 @@ mod tests {
             client_ip: "10.0.0.9",
             proto: "https",
             client_cert: None,
+            request_id: None,
         };
         assert_eq!(on_request(chain, raw, &mut h, &info), Verdict::Continue);
         let mut out = Vec::new();

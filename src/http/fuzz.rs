@@ -39,6 +39,7 @@ pub fn request_head(data: &[u8]) {
             proto: "http",
             default_host: "app",
             client_cert: None,
+            request_id: None,
         };
         let mut out = Vec::new();
         let verdict = head.write_upstream(

@@ -45,9 +45,11 @@ pub enum Connection {
 
 /// Writes a complete response. A HEAD request gets the headers only. `date` is the
 /// current HTTP-date (formatted once per second by the caller).
+#[allow(clippy::too_many_arguments)]
 pub fn write(
     status: u16,
     headers: &[(String, String)],
+    request_id: Option<(&str, &str)>,
     body: &[u8],
     head_only: bool,
     connection: Connection,
@@ -64,6 +66,9 @@ pub fn write(
     let mut has_type = false;
     for (k, v) in headers {
         has_type |= k.eq_ignore_ascii_case("content-type");
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    if let Some((k, v)) = request_id {
         let _ = write!(out, "{k}: {v}\r\n");
     }
     if !has_type && !body.is_empty() {

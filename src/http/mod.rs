@@ -9,6 +9,7 @@ pub mod headers;
 pub mod local;
 pub mod path;
 pub mod request;
+pub mod request_id;
 pub mod response;
 pub mod strict;
 

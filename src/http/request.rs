@@ -60,6 +60,8 @@ pub struct Forwarding<'a> {
     pub default_host: &'a str,
     /// See `filters::RequestInfo`.
     pub client_cert: Option<super::filters::ClientCert<'a>>,
+    /// The request id header and value, in place of any the client sent.
+    pub request_id: Option<(&'a str, &'a str)>,
 }
 
 #[derive(Debug, Default)]
@@ -305,6 +307,17 @@ impl RequestHead {
         self.headers.capacity()
     }
 
+    /// Every header's name and value, in order.
+    pub fn header_pairs<'a>(
+        &'a self,
+        raw: &'a [u8],
+    ) -> impl Iterator<Item = (&'a str, &'a [u8])> + Clone + use<'a> {
+        self.headers.iter().filter_map(move |(n, v, _)| {
+            let name = std::str::from_utf8(raw.get(n.clone())?).ok()?;
+            Some((name, raw.get(v.clone())?))
+        })
+    }
+
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_values<'a, 'n>(
         &'a self,
@@ -368,6 +381,7 @@ impl RequestHead {
             client_ip: fwd.client_ip,
             proto: fwd.proto,
             client_cert: fwd.client_cert,
+            request_id: fwd.request_id,
         };
         let verdict = filters::on_request(chain, raw, h, &info);
         if verdict != Verdict::Continue {
@@ -414,6 +428,7 @@ mod tests {
             proto: "http",
             default_host: "app",
             client_cert: None,
+            request_id: None,
         };
         let mut out = Vec::new();
         h.write_upstream(

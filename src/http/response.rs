@@ -176,7 +176,27 @@ impl ResponseHead {
         h: &mut Headers,
         out: &mut Vec<u8>,
     ) -> Result<ClientFraming, u16> {
+        self.write_client_id(raw, client_minor, client_keep_alive, chain, None, h, out)
+    }
+
+    /// `write_client`, with the request id header (name and value) in place of any the
+    /// upstream sent, before the filters run (so `response_headers` may still remove it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_client_id(
+        &self,
+        raw: &[u8],
+        client_minor: u8,
+        client_keep_alive: bool,
+        chain: &[Filter],
+        request_id: Option<(&str, &str)>,
+        h: &mut Headers,
+        out: &mut Vec<u8>,
+    ) -> Result<ClientFraming, u16> {
         h.fill(&self.headers);
+        if let Some((name, id)) = request_id {
+            h.remove_named(raw, name.as_bytes());
+            h.append_copy(name.as_bytes(), id.as_bytes());
+        }
         if let Verdict::Respond(status) = filters::on_response(chain, raw, h) {
             return Err(status);
         }

@@ -10,6 +10,8 @@ pub struct Clock {
     pub http_date: String,
     /// nginx `$time_local`, for the access log.
     pub log_time: String,
+    /// nginx `$time_iso8601`.
+    pub iso_time: String,
 }
 
 impl Clock {
@@ -20,9 +22,9 @@ impl Clock {
         if secs != self.secs || self.http_date.is_empty() {
             self.secs = secs;
             self.http_date = httpdate::fmt_http_date(now);
-            self.log_time = chrono::Local::now()
-                .format("%d/%b/%Y:%H:%M:%S %z")
-                .to_string();
+            let local = chrono::Local::now();
+            self.log_time = local.format("%d/%b/%Y:%H:%M:%S %z").to_string();
+            self.iso_time = local.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
             return true;
         }
         false

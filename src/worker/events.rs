@@ -3,10 +3,12 @@
 //! log, and later metrics and tracing, are sinks of these events rather than code sprinkled
 //! through the session.
 
-use super::access_log::Entry;
+use super::access_log::Line;
 use super::exchange::Exchange;
+use super::session::PeerIp;
+use super::transport::Transport;
 use super::Ctx;
-use crate::http::request::RequestHead;
+use crate::config::Config;
 use std::time::{Duration, Instant};
 
 /// When an exchange reached each point of its life.
@@ -43,29 +45,86 @@ pub enum Event<'a> {
     Done(Done<'a>),
 }
 
+/// The client connection an event happened on.
+#[derive(Clone, Copy)]
+pub struct Conn<'a> {
+    /// Its serial number in the worker (`$connection`).
+    pub id: u64,
+    /// Requests it has carried so far, this one included.
+    pub requests: u64,
+    pub client: &'a PeerIp,
+    pub transport: &'a Transport,
+}
+
 pub struct Done<'a> {
-    pub req: Option<&'a RequestHead>,
-    /// The server whose access log gets the line.
+    pub conn: Conn<'a>,
+    /// None for a request refused before it could be parsed.
+    pub x: Option<&'a Exchange>,
+    /// The server whose access logs get the line.
     pub server: usize,
-    pub client_ip: &'a str,
     pub status: u16,
     /// Body bytes sent to the client.
     pub bytes: u64,
-    pub timings: Option<Timings>,
+    /// All bytes sent to the client.
+    pub sent: u64,
 }
 
 impl<'a> Done<'a> {
     /// The end of an exchange, with `status` (which may differ from what the exchange
     /// recorded: 499 for a client gone, 101 for a tunnel).
-    pub fn of(x: &'a Exchange, client_ip: &'a str, status: u16) -> Done<'a> {
+    pub fn of(x: &'a Exchange, conn: Conn<'a>, status: u16) -> Done<'a> {
         Done {
-            req: Some(&x.req),
+            conn,
+            x: Some(x),
             server: x.server,
-            client_ip,
             status,
             bytes: x.bytes_sent,
-            timings: Some(x.timings),
+            sent: x.record.wire,
         }
+    }
+}
+
+/// The end of an error-log line about a request, in nginx's form (`, client: ...,
+/// server: ..., request: "..."`), plus the upstream, the peer being tried and the request
+/// id, so that a line can be matched with the access log's.
+pub struct Context<'a> {
+    pub cfg: &'a Config,
+    pub client: &'a PeerIp,
+    pub x: Option<&'a Exchange>,
+}
+
+impl std::fmt::Display for Context<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, ", client: {}", self.client)?;
+        let Some(x) = self.x else { return Ok(()) };
+        let text = |b: &[u8]| {
+            let mut v = Vec::new();
+            crate::log_format::text_escape(&mut v, b);
+            String::from_utf8(v).unwrap_or_default()
+        };
+        if let Some(name) = self.cfg.server[x.server].server_name.first() {
+            write!(f, ", server: {name}")?;
+        }
+        write!(
+            f,
+            ", request: \"{} {} HTTP/1.{}\"",
+            text(x.req.method.as_bytes()),
+            text(x.req.uri.as_bytes()),
+            x.req.minor
+        )?;
+        if let Some(u) = self.cfg.upstream.get(x.upstream) {
+            write!(f, ", upstream: \"{}\"", u.name)?;
+            if let Some(addr) = x.record.attempts.last().and_then(|a| a.addr) {
+                write!(f, ", peer: {addr}")?;
+            }
+        }
+        if let Some(h) = x.req.host_name() {
+            write!(f, ", host: \"{}\"", text(h.as_bytes()))?;
+        }
+        if !x.request_id.is_empty() {
+            write!(f, ", request_id: {}", x.request_id.as_str())?;
+        }
+        Ok(())
     }
 }
 
@@ -101,19 +160,21 @@ impl Ctx {
     }
 
     fn access_log_sink(&mut self, d: &Done) {
-        let Some(idx) = self.cfg.server[d.server].access_log else {
+        let cfg = &self.cfg;
+        let logs = &cfg.server[d.server].access_log;
+        if logs.is_empty() {
             return;
+        }
+        let line = Line {
+            cfg,
+            d,
+            clock: &self.clock,
+            now: self.now,
         };
-        let entry = Entry {
-            ip: d.client_ip,
-            time: &self.clock.log_time,
-            request: d.req.map(|r| (r.method.as_str(), r.uri.as_str(), r.minor)),
-            status: d.status,
-            bytes: d.bytes,
-            referer: d.req.and_then(|r| r.referer.as_deref()),
-            user_agent: d.req.and_then(|r| r.user_agent.as_deref()),
-        };
-        self.access.write(idx, &entry);
+        for l in logs {
+            self.access
+                .write(l.target, &cfg.log_formats.formats[l.format], &line);
+        }
     }
 
     /// Every event at trace level in the error log (off unless `level = "trace"`).
@@ -145,10 +206,10 @@ impl Ctx {
             ),
             Event::Done(d) => log::trace!(
                 "client {}: done {} with {} bytes in {:?}",
-                d.client_ip,
+                d.conn.client,
                 d.status,
                 d.bytes,
-                d.timings.map_or(Duration::ZERO, |t| since(t.started))
+                d.x.map_or(Duration::ZERO, |x| since(x.timings.started))
             ),
         }
     }

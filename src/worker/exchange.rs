@@ -4,11 +4,13 @@
 //! one line of phases or a set of flags.
 
 use super::events::Timings;
+use super::record::Record;
 use super::upstream::Splice;
 use crate::config::Config;
 use crate::http::body::Framer;
 use crate::http::filters::Filter;
 use crate::http::request::RequestHead;
+use crate::http::request_id::RequestId;
 use std::time::Instant;
 
 /// The request half, toward the upstream.
@@ -84,6 +86,10 @@ pub struct Exchange {
     /// The client connection closes after this response.
     pub close_after: bool,
     pub timings: Timings,
+    /// `$request_id`: kept from the request or made here.
+    pub request_id: RequestId,
+    /// What the access log wants beyond the above (tries, captured headers, bytes).
+    pub record: Record,
 }
 
 impl Exchange {
@@ -114,6 +120,8 @@ impl Exchange {
             bytes_sent: 0,
             close_after: false,
             timings: Timings::new(now),
+            request_id: RequestId::default(),
+            record: Record::default(),
         }
     }
 
@@ -143,6 +151,8 @@ impl Exchange {
         self.bytes_sent = 0;
         self.close_after = false;
         self.timings = Timings::new(now);
+        self.request_id = RequestId::default();
+        self.record.clear();
     }
 
     /// Heap bytes it would keep if recycled.
@@ -150,6 +160,7 @@ impl Exchange {
         let r = &self.req;
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
         self.up_head.capacity()
+            + self.record.kept_bytes()
             + r.method.capacity()
             + r.uri.capacity()
             + r.route_path.capacity()

@@ -6,6 +6,7 @@ pub mod buffer;
 mod clock;
 mod events;
 mod exchange;
+mod record;
 mod route;
 mod session;
 mod spare;
@@ -91,6 +92,8 @@ pub struct Ctx {
     pub headers: crate::http::headers::Headers,
     /// Recycled exchanges and output buffers.
     pub spare: spare::Spare,
+    /// Makes `$request_id`s.
+    pub ids: crate::http::request_id::IdGen,
     /// The span list response heads are parsed into, reused.
     pub resp_spans: crate::http::HeaderSpans,
     /// Pipes for splicing large bodies.
@@ -228,6 +231,7 @@ impl Worker {
             clock: Clock::default(),
             headers: Default::default(),
             spare: Default::default(),
+            ids: Default::default(),
             resp_spans: Vec::new(),
             pipes: Default::default(),
         };

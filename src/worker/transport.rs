@@ -147,6 +147,12 @@ pub struct TlsInfo<'a> {
     /// Who the verified client certificate says the client is, when the server asked for
     /// one and got it.
     pub client: Option<&'a crate::tls::ClientIdentity>,
+    /// "TLSv1.3" or "TLSv1.2".
+    pub protocol: Option<&'static str>,
+    /// The suite, named as the `ciphers` setting names it.
+    pub cipher: Option<&'static str>,
+    /// The name the client sent (SNI).
+    pub sni: Option<&'a str>,
 }
 
 /// Ciphertext rustls may hold for the socket before a write is refused (WouldBlock): the
@@ -204,6 +210,15 @@ impl Transport {
                             Some(crate::tls::client_identity(leaf))
                         })
                         .as_ref(),
+                    protocol: conn.protocol_version().map(|v| match v {
+                        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+                        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+                        _ => "unknown",
+                    }),
+                    cipher: conn
+                        .negotiated_cipher_suite()
+                        .and_then(|s| s.suite().as_str()),
+                    sni: conn.server_name(),
                 }),
                 Tls::Open { .. } | Tls::Hello { .. } => None,
             },
@@ -481,6 +496,11 @@ impl Transport {
     }
 
     /// The socket, for splice(2).
+    /// The local address of the connection (`$server_addr`).
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.tcp().local_addr()
+    }
+
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.tcp().as_raw_fd()

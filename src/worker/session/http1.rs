@@ -14,10 +14,11 @@ use super::tunnel::Tunnel;
 use super::Drive;
 use crate::config::Config;
 use crate::http::filters::{ClientCert, Verdict};
+use crate::http::request_id::RequestId;
 use crate::http::{local, request};
 use crate::router;
 use crate::worker::buffer::{Buf, BUF_SIZE};
-use crate::worker::events::{Done, Event};
+use crate::worker::events::{Conn, Context, Done, Event};
 pub(crate) use crate::worker::exchange::Exchange;
 use crate::worker::exchange::Recv;
 use crate::worker::route::{self, Routed};
@@ -91,7 +92,7 @@ impl Http1 {
             id,
             slot,
             client,
-            peer_ip: PeerIp::new(addr.ip()),
+            peer_ip: PeerIp::new(addr.ip(), addr.port()),
             listener,
             phase: Phase::Head,
             req_buf: None,
@@ -103,6 +104,25 @@ impl Http1 {
             served: 0,
             head_by: None,
             deadline: Default::default(),
+        }
+    }
+
+    /// The connection, as events tell it.
+    pub(crate) fn conn(&self) -> Conn<'_> {
+        Conn {
+            id: self.id,
+            requests: self.served,
+            client: &self.peer_ip,
+            transport: &self.client,
+        }
+    }
+
+    /// Where an error-log line about the current request ends (see `events::Context`).
+    pub(crate) fn context<'a>(&'a self, cfg: &'a Config) -> Context<'a> {
+        Context {
+            cfg,
+            client: &self.peer_ip,
+            x: self.x.as_deref(),
         }
     }
 
@@ -264,7 +284,10 @@ impl Http1 {
                         !x.head_sent() && matches!(x.recv, Recv::Head { seen: false, .. })
                     });
                 let result = if self.waiting_for_body() {
-                    log::info!("client {} timed out sending the request body", self.peer_ip);
+                    log::info!(
+                        "client timed out sending the request body{}",
+                        self.context(&w.cfg)
+                    );
                     if self.x.as_ref().is_some_and(|x| x.head_sent()) {
                         Err(Close)
                     } else {
@@ -373,15 +396,15 @@ impl Http1 {
             w.spare.put_exchange(x);
         }
         let page = local::error_page(status);
+        self.respond(w, status, &local::error_headers(), &page, true);
         w.emit(Event::Done(Done {
-            req: None,
+            conn: self.conn(),
+            x: None,
             server: w.default_server[self.listener],
-            client_ip: &self.peer_ip,
             status,
             bytes: page.len() as u64,
-            timings: None,
+            sent: self.out.len() as u64,
         }));
-        self.respond(w, status, &local::error_headers(), &page, true);
         Ok(true)
     }
 
@@ -413,15 +436,25 @@ impl Http1 {
             (false, 0) => local::Connection::KeepAlive,
             (false, _) => local::Connection::Default,
         };
+        let cfg = w.cfg.clone();
+        let request_id = self.x.as_ref().and_then(|x| {
+            let h = cfg.server[x.server].request_id.as_ref()?;
+            Some((h.header.as_str(), x.request_id.as_str()))
+        });
         local::write(
             status,
             headers,
+            request_id,
             body,
             head_only,
             connection,
             &w.clock.http_date,
             &mut self.out,
         );
+        if let Some(x) = &mut self.x {
+            x.record
+                .capture_response(&cfg.log_formats.captures.response, &self.out);
+        }
         self.phase = Phase::Local;
     }
 
@@ -455,6 +488,22 @@ impl Http1 {
             route::route(&cfg, server, &x.req, raw, &|| self.peer_ip.ip(), w.requests);
         x.start(server, keep_alive, w.now);
         x.route = found;
+        x.request_id = srv
+            .request_id
+            .as_ref()
+            .filter(|r| r.keep_incoming)
+            .and_then(|r| {
+                let mut v = x.req.header_values(raw, &r.header);
+                // Two ids would be ambiguous: neither is kept.
+                let id = v.next();
+                v.next().is_none().then_some(id).flatten()
+            })
+            .and_then(RequestId::incoming)
+            .unwrap_or_else(|| w.ids.generate());
+        if !srv.access_log.is_empty() {
+            x.record
+                .capture_request(&cfg.log_formats.captures.request, x.req.header_pairs(raw));
+        }
         if self.out.capacity() == 0 {
             self.out = w.spare.vec();
         }
@@ -495,6 +544,10 @@ impl Http1 {
                     _ => None,
                 };
                 let fwd = request::Forwarding {
+                    request_id: srv
+                        .request_id
+                        .as_ref()
+                        .map(|h| (h.header.as_str(), x.request_id.as_str())),
                     client_cert,
                     client_ip: &self.peer_ip,
                     proto: if self.client.is_plain() {
@@ -557,7 +610,7 @@ impl Http1 {
             .as_ref()
             .is_some_and(|x| !x.req.keep_alive && x.req_body.is_done());
         if let Some(x) = self.x.take() {
-            w.emit(Event::Done(Done::of(&x, &self.peer_ip, x.status)));
+            w.emit(Event::Done(Done::of(&x, self.conn(), x.status)));
             w.spare.put_exchange(x);
         }
         // An idle connection holds no buffer: this one serves the next request anywhere.
@@ -631,6 +684,7 @@ impl Http1 {
                     }
                     if let Some(x) = &mut self.x {
                         x.bytes_sent += (n - from_head) as u64;
+                        x.record.wire += n as u64;
                     }
                     progress = true;
                 }
@@ -682,6 +736,7 @@ impl Http1 {
             h.req_buf.take(),
             h.resp_buf.take(),
             h.peer_ip,
+            h.served,
             x,
             w,
         ))
@@ -709,7 +764,7 @@ impl Http1 {
     pub fn abort(&mut self, w: &mut Ctx) {
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
-            w.emit(Event::Done(Done::of(&x, &self.peer_ip, status)));
+            w.emit(Event::Done(Done::of(&x, self.conn(), status)));
             w.spare.put_exchange(x);
         }
         self.release_all(w);

@@ -5,6 +5,7 @@
 
 pub mod http1;
 mod peer;
+pub use peer::PeerIp;
 pub mod tunnel;
 
 use super::timer::Deadline;

@@ -1,4 +1,4 @@
-//! The client's address as text, inline: it goes into X-Forwarded-For, the access log and
+//! The client's address (as text) and port, inline: it goes into X-Forwarded-For, the access log and
 //! error lines of every request, so it is formatted once per connection, and without a heap
 //! allocation (an idle connection holds no heap for it).
 
@@ -12,10 +12,11 @@ const MAX: usize = 45;
 pub struct PeerIp {
     len: u8,
     text: [u8; MAX],
+    port: u16,
 }
 
 impl PeerIp {
-    pub fn new(ip: IpAddr) -> PeerIp {
+    pub fn new(ip: IpAddr, port: u16) -> PeerIp {
         let mut text = [0u8; MAX];
         let mut cursor = &mut text[..];
         // Cannot fail: every address fits.
@@ -24,6 +25,7 @@ impl PeerIp {
         PeerIp {
             len: len as u8,
             text,
+            port,
         }
     }
 
@@ -31,6 +33,10 @@ impl PeerIp {
         self.as_str()
             .parse()
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     pub fn as_str(&self) -> &str {
@@ -65,7 +71,7 @@ mod tests {
             "::ffff:255.255.255.255",
         ] {
             let ip: IpAddr = s.parse().unwrap();
-            assert_eq!(PeerIp::new(ip).as_str(), ip.to_string());
+            assert_eq!(PeerIp::new(ip, 1).as_str(), ip.to_string());
         }
     }
 }

@@ -9,7 +9,7 @@ use super::http1::{Exchange, UpConn};
 use super::peer::PeerIp;
 use super::Drive;
 use crate::worker::buffer::{Buf, BUF_SIZE};
-use crate::worker::events::{Done, Event};
+use crate::worker::events::{Conn, Done, Event};
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
 use crate::worker::{Ctx, Kind};
@@ -49,6 +49,8 @@ pub struct Tunnel {
     u2c: Flow,
     idle_timeout: Duration,
     peer_ip: PeerIp,
+    /// Requests the connection carried, the upgrade included.
+    served: u64,
     /// The upgrade request, for the access log line written when the tunnel ends.
     x: Box<Exchange>,
 }
@@ -66,6 +68,7 @@ impl Tunnel {
         to_up: Option<Buf>,
         to_client: Option<Buf>,
         peer_ip: PeerIp,
+        served: u64,
         x: Box<Exchange>,
         w: &mut Ctx,
     ) -> Tunnel {
@@ -81,6 +84,7 @@ impl Tunnel {
             u2c: Flow::Open,
             idle_timeout: w.cfg.server[x.server].tunnel_timeout,
             peer_ip,
+            served,
             x,
         };
         t.touch(w);
@@ -97,7 +101,7 @@ impl Tunnel {
     pub fn drive(&mut self, w: &mut Ctx) -> Drive {
         let mut moved = false;
         for _ in 0..ROUNDS {
-            let mut ignored = 0;
+            let (mut ignored, mut sent) = (0, 0);
             let a = pump(
                 &mut self.client,
                 &mut self.up.stream,
@@ -111,9 +115,14 @@ impl Tunnel {
                 &mut self.client,
                 &mut self.to_client,
                 &mut self.u2c,
-                &mut self.x.bytes_sent,
+                &mut sent,
                 w,
             );
+            self.x.bytes_sent += sent;
+            self.x.record.wire += sent;
+            if let Some(a) = self.x.record.attempts.last_mut() {
+                a.received += sent;
+            }
             match (a, b) {
                 (Pump::Failed, _) | (_, Pump::Failed) => return self.end(w),
                 (Pump::Idle, Pump::Idle) => break,
@@ -152,7 +161,13 @@ impl Tunnel {
     /// back buffers and the upstream connection. Safe to call twice.
     pub fn release_all(&mut self, w: &mut Ctx) {
         if self.x.status != 0 {
-            w.emit(Event::Done(Done::of(&self.x, &self.peer_ip, 101)));
+            let conn = Conn {
+                id: self.id,
+                requests: self.served,
+                client: &self.peer_ip,
+                transport: &self.client,
+            };
+            w.emit(Event::Done(Done::of(&self.x, conn, 101)));
             self.x.status = 0;
         }
         for b in [self.to_up.take(), self.to_client.take()]

@@ -18,7 +18,7 @@ pub(crate) use retry::Cause as RetryCause;
 use retry::Cause;
 
 use super::buffer::{Buf, BUF_SIZE};
-use super::events::Event;
+use super::events::{Context, Event};
 use super::exchange::{Recv, RespState, Send};
 use super::session::http1::{Close, Http1, Phase, Step};
 use super::transport::{would_block, Connect, Ready, Transport, Unread};
@@ -67,6 +67,7 @@ impl Http1 {
             };
             w.shared.request(slot);
             x.attempts += 1;
+            x.record.start_attempt(addr, w.now);
             x.up_head_pos = 0;
             if let Some(mut idle) = w.pool.take(u, peer, version) {
                 w.upconns[idle.conn] = Owner::Session(self.slot);
@@ -120,10 +121,16 @@ impl Http1 {
                 }
                 Err(e) => {
                     log::error!(
-                        "connect() to {} failed: {e} (upstream \"{}\")",
+                        "connect() to {} failed: {e} (upstream \"{}\"){}",
                         cfg.upstream[u].peers[peer].label(Some(addr)),
-                        cfg.upstream[u].name
+                        cfg.upstream[u].name,
+                        Context {
+                            cfg: &cfg,
+                            client: &self.peer_ip,
+                            x: Some(x),
+                        }
                     );
+                    x.record.end_attempt(502, w.now);
                     w.peer_outcome(u, peer, Outcome::ConnectFailed);
                 }
             }
@@ -137,6 +144,9 @@ impl Http1 {
         let cfg = w.cfg.clone();
         let x = self.x.as_mut().expect("exchange");
         x.timings.upstream_connected = Some(w.now);
+        if let Some(a) = x.record.current() {
+            a.connected = Some(w.now);
+        }
         w.emit(Event::UpstreamConnected {
             x,
             peer: &cfg.upstream[u].peers[peer].name,
@@ -163,12 +173,16 @@ impl Http1 {
         let up = self.up.take().expect("connecting upstream");
         let peer = &cfg.upstream[up.upstream].peers[up.peer];
         log::error!(
-            "connect() to {} failed: {why} (upstream \"{}\")",
+            "connect() to {} failed: {why} (upstream \"{}\"){}",
             peer.label(peer.address(w.shared.view())),
-            cfg.upstream[up.upstream].name
+            cfg.upstream[up.upstream].name,
+            self.context(&cfg)
         );
         w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
         w.upconns.try_remove(up.conn);
+        let x = self.x.as_mut().expect("exchange");
+        x.record
+            .end_attempt(if timed_out { 504 } else { 502 }, w.now);
         if retry::may_retry(w, self.x.as_ref().expect("exchange"), Cause::Connect).is_ok() {
             return self.retry(w, Cause::Connect);
         }
@@ -191,18 +205,10 @@ impl Http1 {
             w.peer_outcome(up.upstream, up.peer, Outcome::Failed);
         }
         self.drop_upstream(w);
-        let x = self.x.as_mut().expect("exchange");
         let cfg = w.cfg.clone();
-        log::error!(
-            "{why} while proxying \"{} {}\" to upstream \"{}\", client {}",
-            x.req.method,
-            x.req.uri,
-            cfg.upstream
-                .get(x.upstream)
-                .map(|u| u.name.as_str())
-                .unwrap_or("-"),
-            self.peer_ip
-        );
+        log::error!("{why} while proxying{}", self.context(&cfg));
+        let x = self.x.as_mut().expect("exchange");
+        x.record.end_attempt(status, w.now);
         if x.head_sent() {
             // Too late for an error page: send what arrived intact, then cut the client.
             x.recv = Recv::Truncated;
@@ -501,6 +507,7 @@ impl Http1 {
                         }
                         // What follows the 101 head is already tunnel data; it stays put.
                         x.status = 101;
+                        x.record.got_head(101, w.now);
                         buf.skip_head(h.head_len);
                         self.phase = Phase::Switching;
                         return Ok(true);
@@ -511,15 +518,20 @@ impl Http1 {
                     {
                         let cfg = w.cfg.clone();
                         log::warn!(
-                            "upstream \"{}\" peer {} answered {}: retrying \"{} {}\"",
+                            "upstream \"{}\" peer {} answered {}: retrying{}",
                             cfg.upstream[up.upstream].name,
                             cfg.upstream[up.upstream].peers[up.peer].label(None),
                             h.status,
-                            x.req.method,
-                            x.req.uri
+                            Context {
+                                cfg: &cfg,
+                                client: &self.peer_ip,
+                                x: Some(x),
+                            }
                         );
                         let (u, peer, status) = (up.upstream, up.peer, h.status);
                         w.resp_spans = h.into_spans();
+                        x.record.got_head(status, w.now);
+                        x.record.end_attempt(status, w.now);
                         w.peer_outcome(u, peer, Outcome::Status5xx);
                         self.retry(w, Cause::Status(status))?;
                         return Ok(true);
@@ -528,11 +540,17 @@ impl Http1 {
                         // Unread request body bytes would be taken for the next request.
                         let keep = x.keep_alive && !w.draining && x.req_body.is_done();
                         let cfg = w.cfg.clone();
-                        let framing = match h.write_client(
+                        let head_start = self.out.len();
+                        let request_id = cfg.server[x.server]
+                            .request_id
+                            .as_ref()
+                            .map(|h| (h.header.as_str(), x.request_id.as_str()));
+                        let framing = match h.write_client_id(
                             buf.held(),
                             x.req.minor,
                             keep,
                             x.filters(&cfg),
+                            request_id,
                             &mut w.headers,
                             &mut self.out,
                         ) {
@@ -562,6 +580,11 @@ impl Http1 {
                             splice: None,
                         });
                         x.timings.response_head = Some(w.now);
+                        x.record.got_head(h.status, w.now);
+                        x.record.capture_response(
+                            &cfg.log_formats.captures.response,
+                            &self.out[head_start..],
+                        );
                         w.emit(Event::ResponseHead { x });
                         buf.skip_head(h.head_len);
                         w.resp_spans = h.into_spans();
@@ -621,9 +644,12 @@ impl Http1 {
             }
             match up.stream.read_into(buf) {
                 Ok(0) => return self.upstream_eof(w).map(|_| true),
-                Ok(_) => {
+                Ok(n) => {
                     if let Recv::Head { seen, .. } = &mut x.recv {
                         *seen = true;
+                    }
+                    if let Some(a) = x.record.current() {
+                        a.received += n as u64;
                     }
                     progress = true;
                 }
@@ -671,8 +697,10 @@ impl Http1 {
         // (the upstream may have acted on a POST before it closed).
         let replayable = x.body_sent == 0 && (x.req.idempotent() || x.up_head_pos == 0);
         if up.reused && nothing_back && replayable && x.attempts < 8 {
-            // A stale pooled connection says nothing about the peer: try it again.
+            // A stale pooled connection says nothing about the peer: try it again, logged
+            // as one try.
             x.tried.pop();
+            x.record.attempts.pop();
             self.drop_upstream(w);
             return self.connect(w);
         }
@@ -687,6 +715,8 @@ impl Http1 {
             }
         }
         let request_done = self.request_done();
+        let x = self.x.as_mut().expect("exchange");
+        x.record.end_attempt(0, w.now);
         let x = self.x.as_ref().expect("exchange");
         if let Some(mut up) = self.up.take() {
             let reusable = matches!(&x.recv, Recv::Body(r) if r.reusable)

@@ -107,11 +107,10 @@ impl Http1 {
         }
         let cfg = w.cfg.clone();
         log::warn!(
-            "{why} (upstream \"{}\" peer {}): retrying \"{} {}\"",
+            "{why} (upstream \"{}\" peer {}): retrying{}",
             cfg.upstream[up.upstream].name,
             cfg.upstream[up.upstream].peers[up.peer].label(None),
-            x.req.method,
-            x.req.uri
+            self.context(&cfg)
         );
         w.peer_outcome(up.upstream, up.peer, super::Outcome::Failed);
         self.retry(w, cause).is_ok()

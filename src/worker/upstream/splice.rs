@@ -157,6 +157,7 @@ impl Http1 {
                     Ok(n) => {
                         s.in_pipe -= n;
                         x.bytes_sent += n as u64;
+                        x.record.wire += n as u64;
                         moved |= n > 0;
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.client.ready.w = false,
@@ -173,6 +174,9 @@ impl Http1 {
                     Ok(0) => s.eof = true,
                     Ok(n) => {
                         s.in_pipe += n;
+                        if let Some(a) = x.record.current() {
+                            a.received += n as u64;
+                        }
                         let left = left - n as u64;
                         *body = if left == 0 {
                             Framer::Done

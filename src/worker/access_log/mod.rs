@@ -1,23 +1,16 @@
-//! The access log in nginx "combined" format. Lines are buffered per destination and written
+//! Access log destinations. Lines (in each log's format, see `log_format`; the values come
+//! from `values`) are buffered per destination and written
 //! in whole lines (O_APPEND, so lines from several workers never interleave) when the buffer
 //! fills, once a second, before a reopen and at exit: a busy worker makes one write per
 //! 64 KiB of log, not one per request.
 
+mod values;
+
 use crate::config::LogTarget;
+use crate::log_format::Format;
 use std::fs::File;
 use std::io::Write;
-
-/// One access log line's fields.
-pub struct Entry<'a> {
-    pub ip: &'a str,
-    pub time: &'a str,
-    /// Method, URI and minor version; None for a request that could not be parsed.
-    pub request: Option<(&'a str, &'a str, u8)>,
-    pub status: u16,
-    pub bytes: u64,
-    pub referer: Option<&'a str>,
-    pub user_agent: Option<&'a str>,
-}
+pub use values::Line;
 
 /// Buffered bytes per destination that trigger a write.
 const FLUSH_AT: usize = 64 * 1024;
@@ -26,6 +19,8 @@ pub struct AccessLog {
     outputs: Vec<Output>,
     /// Pending whole lines per output.
     pending: Vec<Vec<u8>>,
+    /// Holds one value while a line is written.
+    scratch: Vec<u8>,
 }
 
 enum Output {
@@ -46,7 +41,11 @@ impl AccessLog {
             })
             .collect();
         let pending = vec![Vec::new(); targets.len()];
-        AccessLog { outputs, pending }
+        AccessLog {
+            outputs,
+            pending,
+            scratch: Vec::new(),
+        }
     }
 
     pub fn has_pending(&self) -> bool {
@@ -88,23 +87,10 @@ impl AccessLog {
         }
     }
 
-    pub fn write(&mut self, idx: usize, e: &Entry) {
+    /// Appends a line in `format` to destination `idx`.
+    pub fn write(&mut self, idx: usize, format: &Format, line: &Line) {
         let l = &mut self.pending[idx];
-        let _ = write!(l, "{} - - [{}] \"", e.ip, e.time);
-        match e.request {
-            Some((method, uri, minor)) => {
-                escape(l, method);
-                l.push(b' ');
-                escape(l, uri);
-                let _ = write!(l, " HTTP/1.{minor}");
-            }
-            None => l.push(b'-'),
-        }
-        let _ = write!(l, "\" {} {} \"", e.status, e.bytes);
-        escape(l, e.referer.unwrap_or("-"));
-        l.extend_from_slice(b"\" \"");
-        escape(l, e.user_agent.unwrap_or("-"));
-        l.extend_from_slice(b"\"\n");
+        format.write(line, l, &mut self.scratch);
         if l.len() >= FLUSH_AT {
             self.flush_one(idx);
         }
@@ -114,16 +100,5 @@ impl AccessLog {
 impl Drop for AccessLog {
     fn drop(&mut self) {
         self.flush();
-    }
-}
-
-/// Escapes quotes, backslashes and non-printable bytes as \xHH, like nginx.
-fn escape(out: &mut Vec<u8>, s: &str) {
-    for &b in s.as_bytes() {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            let _ = write!(out, "\\x{b:02X}");
-        } else {
-            out.push(b);
-        }
     }
 }

@@ -1,0 +1,283 @@
+//! Access logs in the config: named `log_format`s (the built-in `combined`, `main` and
+//! `json`, and the operator's own) compiled once, and each server's list of access logs,
+//! every one a destination and a format.
+//!
+//! ```toml
+//! [log_format]
+//! timing = '$remote_addr "$request" $status $request_time $upstream_response_time'
+//! audit = { json = { client = "$remote_addr", status = "$status", id = "$request_id" } }
+//!
+//! access_log = "/var/log/proxyd/access.log"                     # combined
+//! [[server]]
+//! access_log = ["/var/log/proxyd/a.log", { path = "/var/log/proxyd/a.json", format = "json" }]
+//! ```
+
+use super::raw::S;
+use super::validate::Validator;
+use super::{LogTarget, Source};
+use crate::log_format::{self, Captures, Format};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The compiled formats every access log of the config refers to.
+#[derive(Debug, Clone, Default)]
+pub struct LogFormats {
+    /// By index; the built-in ones are compiled only when used.
+    pub formats: Vec<Format>,
+    names: Vec<String>,
+    /// Header names the formats capture from requests and responses.
+    pub captures: Captures,
+}
+
+/// One access log of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccessLog {
+    /// Index into `Config::access_logs`.
+    pub target: usize,
+    /// Index into `LogFormats::formats`.
+    pub format: usize,
+}
+
+/// An access log as `-T` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLogShown {
+    pub path: String,
+    pub format: String,
+}
+
+/// `request_id = true | false | { header, keep_incoming }` of a server.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestIdHeader {
+    pub header: String,
+    /// A well-formed id the request already carries is kept rather than replaced.
+    pub keep_incoming: bool,
+}
+
+impl Default for RequestIdHeader {
+    fn default() -> RequestIdHeader {
+        RequestIdHeader {
+            header: "X-Request-Id".into(),
+            keep_incoming: true,
+        }
+    }
+}
+
+/// What an access log's `format` may say before it is compiled.
+enum Named {
+    /// A template given in place.
+    Inline(String),
+    Name(String),
+}
+
+impl LogFormats {
+    pub fn name(&self, i: usize) -> &str {
+        &self.names[i]
+    }
+
+    /// The index of format `name`, compiling a built-in one on first use.
+    fn by_name(&mut self, name: &str) -> Option<usize> {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return Some(i);
+        }
+        let f = log_format::builtin(name, &mut self.captures)?;
+        Some(self.push(name.to_string(), f))
+    }
+
+    fn push(&mut self, name: String, f: Format) -> usize {
+        self.formats.push(f);
+        self.names.push(name);
+        self.formats.len() - 1
+    }
+}
+
+impl Validator {
+    /// Compiles the `[log_format]` table.
+    pub(super) fn log_formats(
+        &mut self,
+        src: &Source,
+        raw: Option<&BTreeMap<String, S<toml::Value>>>,
+    ) -> LogFormats {
+        let mut out = LogFormats::default();
+        for (name, v) in raw.into_iter().flatten() {
+            if log_format::BUILTIN.contains(&name.as_str()) {
+                self.errors.push(src.err(
+                    v.span(),
+                    format!("log_format \"{name}\" is built in and cannot be redefined"),
+                ));
+                continue;
+            }
+            let compiled = match v.get_ref() {
+                toml::Value::String(t) => log_format::text(t, &mut out.captures),
+                toml::Value::Table(t) => match (t.get("json"), t.len()) {
+                    (Some(toml::Value::Table(fields)), 1) => {
+                        let mut pairs = Vec::new();
+                        let mut bad = None;
+                        for (k, v) in fields {
+                            match v.as_str() {
+                                Some(s) => pairs.push((k.as_str(), s)),
+                                None => bad = Some(k),
+                            }
+                        }
+                        match bad {
+                            Some(k) => Err(format!("json field \"{k}\" must be a string")),
+                            None => log_format::json(pairs.into_iter(), &mut out.captures),
+                        }
+                    }
+                    _ => Err(
+                        "expected a template string or { json = { key = \"$variable\", ... } }"
+                            .into(),
+                    ),
+                },
+                _ => Err("expected a template string or { json = { ... } }".into()),
+            };
+            match compiled {
+                Ok(f) => {
+                    out.push(name.clone(), f);
+                }
+                Err(e) => self
+                    .errors
+                    .push(src.err(v.span(), format!("log_format \"{name}\": {e}"))),
+            }
+        }
+        out
+    }
+
+    /// An `access_log` value: "off", a path, `{ path, format }`, or a list of those.
+    /// Destinations are shared by index in `targets`.
+    pub(super) fn access_logs(
+        &mut self,
+        src: &Source,
+        v: &S<toml::Value>,
+        base: &Path,
+        targets: &mut Vec<LogTarget>,
+        formats: &mut LogFormats,
+    ) -> Vec<AccessLog> {
+        let one = |v: &toml::Value| -> Result<Option<(String, Named)>, String> {
+            match v {
+                toml::Value::String(s) if s == "off" => Ok(None),
+                toml::Value::String(s) => Ok(Some((s.clone(), Named::Name("combined".into())))),
+                toml::Value::Table(t) => {
+                    if let Some(k) = t.keys().find(|k| *k != "path" && *k != "format") {
+                        return Err(format!("unknown access_log key \"{k}\" (path, format)"));
+                    }
+                    let path = match t.get("path") {
+                        Some(toml::Value::String(p)) if p != "off" => p.clone(),
+                        _ => return Err("an access_log table needs a path".into()),
+                    };
+                    let format = match t.get("format") {
+                        None => Named::Name("combined".into()),
+                        Some(toml::Value::String(f)) if f.contains('$') => Named::Inline(f.clone()),
+                        Some(toml::Value::String(f)) => Named::Name(f.clone()),
+                        Some(_) => {
+                            return Err("an access_log format is a name or a template".into())
+                        }
+                    };
+                    Ok(Some((path, format)))
+                }
+                _ => Err("expected \"off\", a path, { path, format } or a list of them".into()),
+            }
+        };
+        let items: Vec<&toml::Value> = match v.get_ref() {
+            toml::Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let (path, named) = match one(item) {
+                Ok(Some(x)) => x,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.errors.push(src.err(v.span(), e));
+                    continue;
+                }
+            };
+            let format = match named {
+                Named::Name(n) => match formats.by_name(&n) {
+                    Some(i) => i,
+                    None => {
+                        self.errors.push(src.err(
+                            v.span(),
+                            format!("unknown log_format \"{n}\" (built in: combined, main, json)"),
+                        ));
+                        continue;
+                    }
+                },
+                Named::Inline(t) => match log_format::text(&t, &mut formats.captures) {
+                    Ok(f) => formats.push(t, f),
+                    Err(e) => {
+                        self.errors
+                            .push(src.err(v.span(), format!("access_log format: {e}")));
+                        continue;
+                    }
+                },
+            };
+            let t = self.log_target(src, v.span(), base, &path);
+            let target = targets.iter().position(|l| *l == t).unwrap_or_else(|| {
+                targets.push(t);
+                targets.len() - 1
+            });
+            let log = AccessLog { target, format };
+            if !out.contains(&log) {
+                out.push(log);
+            }
+        }
+        out
+    }
+}
+
+impl Validator {
+    /// A server's `request_id` (on by default).
+    pub(super) fn request_id(
+        &mut self,
+        src: &Source,
+        v: Option<&S<toml::Value>>,
+    ) -> Option<RequestIdHeader> {
+        let Some(v) = v else {
+            return Some(RequestIdHeader::default());
+        };
+        let mut out = RequestIdHeader::default();
+        let err = match v.get_ref() {
+            toml::Value::Boolean(on) => return on.then_some(out),
+            toml::Value::Table(t) => t.iter().find_map(|(k, val)| match (k.as_str(), val) {
+                ("header", toml::Value::String(h))
+                    if super::validate::httparse_token(h)
+                        && crate::http::filters::HeaderEdits::editable(h) =>
+                {
+                    out.header = h.clone();
+                    None
+                }
+                ("header", _) => Some(
+                    "request_id header must be a header name proxyd does not write itself"
+                        .to_string(),
+                ),
+                ("keep_incoming", toml::Value::Boolean(b)) => {
+                    out.keep_incoming = *b;
+                    None
+                }
+                _ => Some(format!(
+                    "unknown or mistyped request_id key \"{k}\" (header, keep_incoming)"
+                )),
+            }),
+            _ => Some("request_id is true, false or { header, keep_incoming }".into()),
+        };
+        if let Some(e) = err {
+            self.errors.push(src.err(v.span(), e));
+        }
+        Some(out)
+    }
+}
+
+/// The access logs of a server, for `-T`.
+pub(super) fn shown(
+    logs: &[AccessLog],
+    targets: &[LogTarget],
+    formats: &LogFormats,
+) -> Vec<AccessLogShown> {
+    logs.iter()
+        .map(|l| AccessLogShown {
+            path: String::from(targets[l.target].clone()),
+            format: formats.name(l.format).to_string(),
+        })
+        .collect()
+}
