@@ -89,7 +89,7 @@ fn every_variable_has_the_value_the_exchange_had() {
     let body = app_conf(
         &up,
         "",
-        "server_name = \"site.test\"\naccess_log = { path = \"{dir}/all.log\", format = \"all\" }",
+        "server_name = \"site.test\"\nrequest_id = true\naccess_log = { path = \"{dir}/all.log\", format = \"all\" }",
         "fixed",
     )
     .replace(
@@ -326,6 +326,7 @@ peers = ["127.0.0.1:{dead}"]
 [[server]]
 listen = "127.0.0.1:{{port}}"
 server_name = "keep.test"
+request_id = true
 access_log = {{ path = "{{dir}}/ids.log", format = "$host $request_id $upstream_status" }}
 [[server.route]]
 path = "/"
@@ -346,7 +347,6 @@ upstream = "app"
 [[server]]
 listen = "127.0.0.1:{{port}}"
 server_name = "none.test"
-request_id = false
 access_log = {{ path = "{{dir}}/ids.log", format = "$host $request_id $upstream_status" }}
 [[server.route]]
 path = "/"
@@ -399,7 +399,7 @@ upstream = "app"
         .to_string();
     assert_eq!(r.matches(&format!("X-Trace-Me: {fresh}")).count(), 2, "{r}");
     assert!(!r.contains("X-Request-Id"), "{r}");
-    // request_id = false: nothing sent either way, the log still has an id.
+    // request_id off (the default): nothing sent either way, the log still has an id.
     let r = get("none.test", "/headers", "X-Request-Id: passthrough\r\n");
     assert_eq!(r.matches("X-Request-Id: passthrough").count(), 1, "{r}");
     // A failed request: the error line names the id the client got.
