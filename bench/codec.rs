@@ -45,6 +45,7 @@ fn main() {
         default_host: "app",
         client_cert: None,
         request_id: None,
+        trace: Default::default(),
     };
     // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
     // allocates its strings).

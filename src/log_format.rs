@@ -50,6 +50,8 @@ pub enum Var {
     Pid,
     Hostname,
     RequestId,
+    TraceId,
+    SpanId,
     Route,
     SslProtocol,
     SslCipher,
@@ -60,7 +62,7 @@ pub enum Var {
 }
 
 /// Variables by name, without the `$` (header variables are prefixes, handled apart).
-const NAMES: [(&str, Var); 41] = [
+const NAMES: [(&str, Var); 43] = [
     ("remote_addr", Var::RemoteAddr),
     ("remote_port", Var::RemotePort),
     ("remote_user", Var::RemoteUser),
@@ -95,6 +97,8 @@ const NAMES: [(&str, Var); 41] = [
     ("pid", Var::Pid),
     ("hostname", Var::Hostname),
     ("request_id", Var::RequestId),
+    ("trace_id", Var::TraceId),
+    ("span_id", Var::SpanId),
     ("route", Var::Route),
     ("ssl_protocol", Var::SslProtocol),
     ("ssl_cipher", Var::SslCipher),
@@ -167,11 +171,12 @@ pub struct Template {
 /// The built-in formats, by name.
 pub const COMBINED: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent""#;
 const MAIN: &str = r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_forwarded_for""#;
-const JSON: [(&str, &str); 24] = [
+const JSON: [(&str, &str); 25] = [
     ("time", "$time_iso8601"),
     ("remote_addr", "$remote_addr"),
     ("remote_port", "$remote_port"),
     ("request_id", "$request_id"),
+    ("trace_id", "$trace_id"),
     ("method", "$request_method"),
     ("uri", "$request_uri"),
     ("protocol", "$server_protocol"),

@@ -520,3 +520,93 @@ fn every_try_of_a_retried_request_is_logged() {
         );
     }
 }
+
+#[test]
+fn trace_context_is_continued_started_or_dropped() {
+    let up = Upstream::start("up");
+    let server = |name: &str, mode: &str| {
+        format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"{name}\"\n{mode}\naccess_log = {{ path = \"{{dir}}/trace.log\", format = \"$host $trace_id $span_id\" }}\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n"
+        )
+    };
+    let body = format!(
+        "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n{}{}{}",
+        up.addr(),
+        server("cont.test", ""),
+        server("start.test", "traceparent = \"start\""),
+        server("off.test", "traceparent = \"off\""),
+    );
+    let p = Proxyd::start(1, &body);
+    let get = |host: &str, extra: &str| -> String {
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        write!(
+            s,
+            "GET /headers HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut v = Vec::new();
+        s.read_to_end(&mut v).unwrap();
+        let r = String::from_utf8_lossy(&v).to_string();
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        // What the upstream got (its /headers answer).
+        r[r.find("\r\n\r\n").unwrap() + 4..].to_string()
+    };
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let state = "tracestate: vendor=abc\r\n";
+    // Continued: passed on unchanged, with its tracestate; logged.
+    let got = get("cont.test", &format!("traceparent: {tp}\r\n{state}"));
+    assert!(
+        got.contains(&format!("traceparent: {tp}\r\n")) && got.contains(state),
+        "{got}"
+    );
+    // Invalid (upper case), or two of them: dropped with the tracestate.
+    let bad = tp.to_ascii_uppercase();
+    let got = get("cont.test", &format!("traceparent: {bad}\r\n{state}"));
+    assert!(
+        !got.contains("traceparent") && !got.contains("tracestate"),
+        "{got}"
+    );
+    let got = get(
+        "cont.test",
+        &format!("traceparent: {tp}\r\ntraceparent: {tp}\r\n"),
+    );
+    assert!(!got.contains("traceparent"), "{got}");
+    // None and continue: nothing is made up.
+    let got = get("cont.test", "");
+    assert!(!got.contains("traceparent"), "{got}");
+    // Start: a request without one gets a fresh, valid, sampled one; one with a valid one keeps it.
+    let got = get("start.test", state);
+    let made = got
+        .lines()
+        .find_map(|l| l.strip_prefix("traceparent: "))
+        .unwrap_or_else(|| panic!("{got}"))
+        .to_string();
+    assert!(!got.contains("tracestate"), "{got}");
+    let parts: Vec<&str> = made.split('-').collect();
+    assert_eq!((parts.len(), parts[0], parts[3]), (4, "00", "01"), "{made}");
+    assert!(parts[1].len() == 32 && parts[2].len() == 16, "{made}");
+    assert!(made
+        .bytes()
+        .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+    let got = get("start.test", &format!("traceparent: {tp}\r\n"));
+    assert!(got.contains(&format!("traceparent: {tp}\r\n")), "{got}");
+    // Off: untouched, even when invalid.
+    let got = get("off.test", &format!("traceparent: {bad}\r\n{state}"));
+    assert!(
+        got.contains(&format!("traceparent: {bad}\r\n")) && got.contains(state),
+        "{got}"
+    );
+    let l = lines(&p.dir.path().join("trace.log"), 7);
+    assert_eq!(
+        l[0],
+        "cont.test 4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b7"
+    );
+    for i in [1, 2, 3, 6] {
+        assert!(l[i].ends_with(" - -"), "{}", l[i]);
+    }
+    assert_eq!(l[4], format!("start.test {} {}", parts[1], parts[2]));
+    assert_eq!(
+        l[5],
+        "start.test 4bf92f3577b34da6a3ce929d0e0e4736 00f067aa0ba902b7"
+    );
+}

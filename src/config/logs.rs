@@ -15,6 +15,7 @@
 use super::raw::S;
 use super::validate::Validator;
 use super::{LogTarget, Source};
+use crate::http::trace::Mode;
 use crate::log_format::{self, Captures, Format};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -264,6 +265,25 @@ impl Validator {
             self.errors.push(src.err(v.span(), e));
         }
         Some(out)
+    }
+}
+
+impl Validator {
+    /// A server's `traceparent` mode (default "continue").
+    pub(super) fn trace_mode(&mut self, src: &Source, v: Option<&S<String>>) -> Mode {
+        match v.map(|v| (v, v.get_ref().as_str())) {
+            None => Mode::Continue,
+            Some((_, "continue")) => Mode::Continue,
+            Some((_, "start")) => Mode::Start,
+            Some((_, "off")) => Mode::Off,
+            Some((v, other)) => {
+                self.errors.push(src.err(
+                    v.span(),
+                    format!("traceparent \"{other}\" is not one of continue, start, off"),
+                ));
+                Mode::Continue
+            }
+        }
     }
 }
 

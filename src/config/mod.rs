@@ -160,6 +160,8 @@ pub struct Server {
     /// The header that carries `$request_id` upstream and back (None: not sent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<logs::RequestIdHeader>,
+    /// What W3C trace context headers get.
+    pub traceparent: crate::http::trace::Mode,
     pub route: Vec<Route>,
     /// `route`, compiled for lookup.
     #[serde(skip)]

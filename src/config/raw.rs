@@ -116,6 +116,7 @@ pub struct RawServer {
     pub client_max_body_size: Option<S<toml::Value>>,
     pub tunnel_timeout: Option<S<toml::Value>>,
     pub request_id: Option<S<toml::Value>>,
+    pub traceparent: Option<S<String>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
 }

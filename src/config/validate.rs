@@ -410,6 +410,7 @@ impl Validator {
                 client_max_body_size: self.size(ssrc, &s.client_max_body_size, 1 << 20),
                 tunnel_timeout: self.duration(ssrc, &s.tunnel_timeout, Duration::from_secs(3600)),
                 request_id: self.request_id(ssrc, s.request_id.as_ref()),
+                traceparent: self.trace_mode(ssrc, s.traceparent.as_ref()),
                 routes: crate::router::RouteTable::compile(&route),
                 route,
             });

@@ -6,6 +6,7 @@
 //! built-ins; auth, rate limits, CORS and compression come as more variants.
 
 use super::headers::{Headers, Kind};
+use super::trace::Trace;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub struct RequestInfo<'a> {
     pub client_cert: Option<ClientCert<'a>>,
     /// The request id header's name and this request's id (`request_id`).
     pub request_id: Option<(&'a str, &'a str)>,
+    /// What the request's `traceparent` and `tracestate` become.
+    pub trace: super::trace::Trace,
 }
 
 /// What a server that verifies client certificates tells its upstream.
@@ -172,6 +175,18 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
         h.remove_named(raw, name.as_bytes());
         h.append_copy(name.as_bytes(), id.as_bytes());
     }
+    match info.trace {
+        Trace::Started(t) => {
+            h.remove_named(raw, b"traceparent");
+            h.remove_named(raw, b"tracestate");
+            h.append_copy(b"traceparent", &t.header());
+        }
+        Trace::Dropped => {
+            h.remove_named(raw, b"traceparent");
+            h.remove_named(raw, b"tracestate");
+        }
+        Trace::None | Trace::Continued(_) => {}
+    }
     if let Some(cert) = info.client_cert {
         for name in CLIENT_CERT_HEADERS {
             h.remove_named(raw, name.as_bytes());
@@ -202,6 +217,7 @@ mod tests {
             proto: "https",
             client_cert: None,
             request_id: None,
+            trace: Trace::None,
         };
         assert_eq!(on_request(chain, raw, &mut h, &info), Verdict::Continue);
         let mut out = Vec::new();

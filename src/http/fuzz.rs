@@ -40,6 +40,7 @@ pub fn request_head(data: &[u8]) {
             default_host: "app",
             client_cert: None,
             request_id: None,
+            trace: Default::default(),
         };
         let mut out = Vec::new();
         let verdict = head.write_upstream(

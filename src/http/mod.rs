@@ -12,6 +12,7 @@ pub mod request;
 pub mod request_id;
 pub mod response;
 pub mod strict;
+pub mod trace;
 
 use std::ops::Range;
 

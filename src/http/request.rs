@@ -62,6 +62,8 @@ pub struct Forwarding<'a> {
     pub client_cert: Option<super::filters::ClientCert<'a>>,
     /// The request id header and value, in place of any the client sent.
     pub request_id: Option<(&'a str, &'a str)>,
+    /// The trace context decided for the request.
+    pub trace: super::trace::Trace,
 }
 
 #[derive(Debug, Default)]
@@ -382,6 +384,7 @@ impl RequestHead {
             proto: fwd.proto,
             client_cert: fwd.client_cert,
             request_id: fwd.request_id,
+            trace: fwd.trace,
         };
         let verdict = filters::on_request(chain, raw, h, &info);
         if verdict != Verdict::Continue {
@@ -429,6 +432,7 @@ mod tests {
             default_host: "app",
             client_cert: None,
             request_id: None,
+            trace: Default::default(),
         };
         let mut out = Vec::new();
         h.write_upstream(

@@ -76,7 +76,8 @@ impl IdGen {
         IdGen { state }
     }
 
-    fn next(&mut self) -> u64 {
+    /// 64 random bits (not for secrets: ids only).
+    pub fn random(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.state;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -91,7 +92,7 @@ impl IdGen {
             len: 32,
             ..RequestId::default()
         };
-        for (half, v) in [self.next(), self.next()].into_iter().enumerate() {
+        for (half, v) in [self.random(), self.random()].into_iter().enumerate() {
             for i in 0..16 {
                 id.bytes[half * 16 + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
             }

@@ -11,6 +11,7 @@ use crate::http::body::Framer;
 use crate::http::filters::Filter;
 use crate::http::request::RequestHead;
 use crate::http::request_id::RequestId;
+use crate::http::trace::Trace;
 use std::time::Instant;
 
 /// The request half, toward the upstream.
@@ -88,6 +89,8 @@ pub struct Exchange {
     pub timings: Timings,
     /// `$request_id`: kept from the request or made here.
     pub request_id: RequestId,
+    /// Its W3C trace context.
+    pub trace: Trace,
     /// What the access log wants beyond the above (tries, captured headers, bytes).
     pub record: Record,
 }
@@ -121,6 +124,7 @@ impl Exchange {
             close_after: false,
             timings: Timings::new(now),
             request_id: RequestId::default(),
+            trace: Trace::None,
             record: Record::default(),
         }
     }
@@ -152,6 +156,7 @@ impl Exchange {
         self.close_after = false;
         self.timings = Timings::new(now);
         self.request_id = RequestId::default();
+        self.trace = Trace::None;
         self.record.clear();
     }
 

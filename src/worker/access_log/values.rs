@@ -24,6 +24,12 @@ fn secs(out: &mut Vec<u8>, d: Duration) {
     let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
 }
 
+fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    out.resize(start + bytes.len() * 2, 0);
+    crate::http::trace::write_hex(&mut out[start..], bytes);
+}
+
 fn hostname() -> &'static str {
     static NAME: OnceLock<String> = OnceLock::new();
     NAME.get_or_init(|| {
@@ -179,6 +185,14 @@ impl Values for Line<'_> {
             Var::RequestId => x
                 .filter(|x| !x.request_id.is_empty())
                 .is_some_and(|x| put(out, x.request_id.as_str())),
+            Var::TraceId => x.and_then(|x| x.trace.parent()).is_some_and(|t| {
+                hex(out, &t.trace_id);
+                true
+            }),
+            Var::SpanId => x.and_then(|x| x.trace.parent()).is_some_and(|t| {
+                hex(out, &t.span_id);
+                true
+            }),
             Var::Route => x
                 .and_then(|x| self.cfg.server[x.server].route.get(x.route?))
                 .is_some_and(|r| put(out, &r.name)),

@@ -15,6 +15,7 @@ use super::Drive;
 use crate::config::Config;
 use crate::http::filters::{ClientCert, Verdict};
 use crate::http::request_id::RequestId;
+use crate::http::trace::Trace;
 use crate::http::{local, request};
 use crate::router;
 use crate::worker::buffer::{Buf, BUF_SIZE};
@@ -500,6 +501,12 @@ impl Http1 {
             })
             .and_then(RequestId::incoming)
             .unwrap_or_else(|| w.ids.generate());
+        let ids = &mut w.ids;
+        x.trace = Trace::decide(
+            srv.traceparent,
+            x.req.header_values(raw, "traceparent"),
+            || [ids.random(), ids.random(), ids.random()],
+        );
         if !srv.access_log.is_empty() {
             x.record
                 .capture_request(&cfg.log_formats.captures.request, x.req.header_pairs(raw));
@@ -549,6 +556,7 @@ impl Http1 {
                         .as_ref()
                         .map(|h| (h.header.as_str(), x.request_id.as_str())),
                     client_cert,
+                    trace: x.trace,
                     client_ip: &self.peer_ip,
                     proto: if self.client.is_plain() {
                         "http"
