@@ -133,26 +133,28 @@ body = "peers {n}"
 #[test]
 fn a_reload_needing_more_slots_than_the_region_has_is_refused() {
     let globals = "shared_memory = { slots = 16 }";
-    // 1 upstream + 3 peers: 4 slots of 16.
+    // A server, a route, an upstream and 3 peers: 6 slots of 16.
     let p = Proxyd::start_with(1, globals, &many_peers(3, 40000));
     assert_eq!(get(&p.addr(), "/").unwrap().text(), "peers 3");
-    // 1 + 15 fits the region, but 15 of them are new and only 12 slots are free while
+    // 3 + 13 fits the region, but 13 of them are new and only 10 slots are free while
     // generation 1 serves.
-    p.rewrite(1, globals, &many_peers(15, 41000));
+    p.rewrite(1, globals, &many_peers(13, 41000));
     let out = p.ctl("reload");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
         err.contains("shared memory is full")
-            && err.contains("needs 15 new slots for upstreams and peers but only 12 of 16")
+            && err.contains(
+                "needs 13 new slots for servers, routes, upstreams and peers but only 10 of 16"
+            )
             && err.contains("shared_memory.slots"),
         "{err}"
     );
     assert_eq!(get(&p.addr(), "/").unwrap().text(), "peers 3");
-    // 1 + 11 fits in what is left; then the first generation's peers may be recycled.
-    p.rewrite(1, globals, &many_peers(11, 42000));
+    // 9 new ones fit in what is left; then the first generation's peers may be recycled.
+    p.rewrite(1, globals, &many_peers(9, 42000));
     assert!(p.ctl("reload").status.success());
-    assert_eq!(get(&p.addr(), "/").unwrap().text(), "peers 11");
+    assert_eq!(get(&p.addr(), "/").unwrap().text(), "peers 9");
     // (Recycling waits until no worker of generation 1 is left.)
     assert!(wait_until(Duration::from_secs(10), || p
         .worker_pids()
@@ -168,7 +170,7 @@ fn a_reload_needing_more_slots_than_the_region_has_is_refused() {
     assert_eq!(get(&p.addr(), "/").unwrap().text(), "peers 3");
 }
 
-/// More upstreams and peers than slots is a config error, with file:line, for `-t` too.
+/// More servers, routes, upstreams and peers than slots is a config error, with file:line, for `-t` too.
 #[test]
 fn a_config_larger_than_the_region_does_not_start() {
     let dir = TempDir::new("shm-full");
@@ -190,11 +192,11 @@ fn a_config_larger_than_the_region_does_not_start() {
     assert!(!out.status.success(), "{err}");
     assert!(
         err.contains(
-            "proxyd.toml:6:17: 17 upstreams and peers need more shared memory slots than the 16"
+            "proxyd.toml:6:17: 19 servers, routes, upstreams and peers need more shared memory slots than the 16"
         ),
         "{err}"
     );
     let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("proxyd.toml:6:17: 17 upstreams"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proxyd.toml:6:17: 19 servers"));
 }

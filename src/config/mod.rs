@@ -2,6 +2,7 @@
 //! -> one validated, immutable `Config` (every semantic error with its FILE:LINE:COL, all
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
+pub mod admin;
 pub mod logs;
 mod raw;
 pub mod ring;
@@ -83,6 +84,9 @@ pub struct Config {
     pub shared_memory: SharedMemory,
     /// Where peers' host names are resolved.
     pub resolver: crate::dns::Resolver,
+    /// The admin listener, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<admin::Admin>,
     /// Distinct access log destinations; servers refer to them by index.
     #[serde(skip)]
     pub access_logs: Vec<LogTarget>,
@@ -162,6 +166,9 @@ pub struct Server {
     pub request_id: Option<logs::RequestIdHeader>,
     /// What W3C trace context headers get.
     pub traceparent: crate::http::trace::Mode,
+    /// Its slot in shared memory (request counters).
+    #[serde(skip)]
+    pub slot: u32,
     pub route: Vec<Route>,
     /// `route`, compiled for lookup.
     #[serde(skip)]
@@ -172,6 +179,9 @@ pub struct Server {
 pub struct Route {
     /// Its name for `$route` and metrics (by default, its path as written).
     pub name: String,
+    /// Its slot in shared memory (request counters).
+    #[serde(skip)]
+    pub slot: u32,
     /// The prefix, the exact path or the regex, as `kind` says.
     #[serde(skip)]
     pub path: String,
@@ -637,6 +647,12 @@ impl Config {
     /// The shared-memory names of every upstream and peer, in the order `set_slots` takes.
     pub fn slot_names(&self) -> Vec<String> {
         let mut v = Vec::new();
+        for s in &self.server {
+            v.push(format!("server {}", s.label()));
+            for r in &s.route {
+                v.push(format!("route {}/{}", s.label(), r.name));
+            }
+        }
         for u in &self.upstream {
             v.push(format!("upstream {}", u.name));
             for p in &u.peers {
@@ -649,6 +665,12 @@ impl Config {
     /// Gives every upstream and peer its slot (as `slot_names` listed them).
     pub fn set_slots(&mut self, slots: &[u32]) {
         let mut it = slots.iter().copied();
+        for s in &mut self.server {
+            s.slot = it.next().expect("a slot per name");
+            for r in &mut s.route {
+                r.slot = it.next().expect("a slot per name");
+            }
+        }
         for u in &mut self.upstream {
             u.slot = it.next().expect("a slot per name");
             for p in &mut u.peers {
@@ -659,6 +681,16 @@ impl Config {
 }
 
 impl Server {
+    /// Its name in metrics and the slot directory: its first server_name, or else its first
+    /// listen address.
+    pub fn label(&self) -> String {
+        match (self.server_name.first(), self.listen.first()) {
+            (Some(n), _) => n.clone(),
+            (None, Some(a)) => a.to_string(),
+            (None, None) => "_".into(),
+        }
+    }
+
     /// The bounds a request head on this server is checked against.
     pub fn limits(&self) -> crate::http::request::Limits {
         crate::http::request::Limits {

@@ -23,6 +23,7 @@ pub struct RawMain {
     pub max_draining_generations: Option<S<i64>>,
     pub shared_memory: Option<S<RawSharedMemory>>,
     pub resolver: Option<S<RawResolver>>,
+    pub admin: Option<S<RawAdmin>>,
     pub include: Option<Vec<S<String>>>,
     #[serde(default)]
     pub server: Vec<S<RawServer>>,
@@ -35,6 +36,16 @@ pub struct RawMain {
 #[serde(deny_unknown_fields)]
 pub struct RawSharedMemory {
     pub slots: Option<S<i64>>,
+}
+
+/// `admin = { ... }`: the master's admin listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: S<String>,
+    pub token: Option<S<String>>,
+    pub unauthenticated: Option<bool>,
+    pub public_metrics: Option<bool>,
 }
 
 /// `resolver = { ... }`: where peers' host names are looked up.

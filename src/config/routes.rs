@@ -125,6 +125,7 @@ impl Validator {
         };
         Some(Route {
             name,
+            slot: 0,
             shown: [(key, text.clone())].into_iter().collect(),
             path: text,
             kind,

@@ -217,7 +217,7 @@ impl Validator {
             1000,
             DEFAULT_MAX_DRAINING as u64,
         ) as usize;
-        let shared_memory = SharedMemory {
+        let mut shared_memory = SharedMemory {
             slots: main
                 .shared_memory
                 .as_ref()
@@ -251,20 +251,9 @@ impl Validator {
         };
 
         let resolver = self.resolver(src, base, main.resolver.as_ref());
+        let admin = self.admin(src, main.admin.as_ref());
         let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver, base);
 
-        // Every upstream and peer takes a slot in shared memory (see `shm`).
-        let slot_names: usize = upstream.iter().map(|u: &Upstream| 1 + u.peers.len()).sum();
-        if slot_names > shared_memory.slots as usize {
-            let msg = format!(
-                "{slot_names} upstreams and peers need more shared memory slots than the {} of shared_memory.slots",
-                shared_memory.slots
-            );
-            match &main.shared_memory {
-                Some(m) => self.errors.push(src.err(m.span(), msg)),
-                None => self.errors.push(src.err(0..0, msg)),
-            }
-        }
         let mut server = Vec::new();
         let mut name_patterns: Vec<Vec<crate::router::NamePattern>> = Vec::new();
         let mut listeners: Vec<SocketAddr> = Vec::new();
@@ -411,9 +400,35 @@ impl Validator {
                 tunnel_timeout: self.duration(ssrc, &s.tunnel_timeout, Duration::from_secs(3600)),
                 request_id: self.request_id(ssrc, s.request_id.as_ref()),
                 traceparent: self.trace_mode(ssrc, s.traceparent.as_ref()),
+                slot: 0,
                 routes: crate::router::RouteTable::compile(&route),
                 route,
             });
+        }
+        // Every server, route, upstream and peer takes a slot in shared memory (see `shm`).
+        let slot_names: usize = upstream
+            .iter()
+            .map(|u: &Upstream| 1 + u.peers.len())
+            .sum::<usize>()
+            + server
+                .iter()
+                .map(|s: &Server| 1 + s.route.len())
+                .sum::<usize>();
+        if main.shared_memory.is_none() {
+            // Unset: room for this config twice over (a reload's new names take free
+            // slots while the old generation drains), at least the default.
+            let want = (slot_names as u32).saturating_mul(2).next_power_of_two();
+            shared_memory.slots = want.clamp(DEFAULT_SHARED_SLOTS, 1 << 20);
+        }
+        if slot_names > shared_memory.slots as usize {
+            let msg = format!(
+                "{slot_names} servers, routes, upstreams and peers need more shared memory slots than the {} of shared_memory.slots",
+                shared_memory.slots
+            );
+            match &main.shared_memory {
+                Some(m) => self.errors.push(src.err(m.span(), msg)),
+                None => self.errors.push(src.err(0..0, msg)),
+            }
         }
         if server.is_empty() && self.errors.is_empty() {
             self.errors
@@ -445,6 +460,7 @@ impl Validator {
             max_draining_generations,
             shared_memory,
             resolver,
+            admin,
             access_logs,
             log_formats,
             server,

@@ -6,9 +6,11 @@ use crate::config::Config;
 use crate::listeners::ListenSet;
 use crate::logging;
 
+mod admin;
 mod child;
 mod commands;
 mod helper;
+mod metrics;
 mod notify;
 mod reload;
 mod shared;
@@ -188,6 +190,8 @@ pub struct Master {
     tickets_rotate_at: Instant,
     /// When the OCSP response files are looked at next (`tls::ocsp`).
     staples_check_at: Instant,
+    admin: admin::Admin,
+    stats: metrics::MasterStats,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -313,7 +317,10 @@ impl Master {
             readiness: Readiness::Starting,
             upgrade: upgrade::Upgrade::Idle,
             inherited,
+            admin: admin::Admin::default(),
+            stats: metrics::MasterStats::default(),
         };
+        m.admin_listen()?;
         let cfg = m.cfg.clone();
         for i in 0..cfg.worker_processes {
             m.spawn(&cfg, 1, i, None)
@@ -344,8 +351,10 @@ impl Master {
                         while matches!(self.wake_rx.read(&mut buf), Ok(n) if n > 0) {}
                     }
                     CONTROL => self.accept_control(),
+                    admin::LISTENER => self.admin_accept(),
                     upgrade::UPGRADE => self.on_upgrade_pipe(),
                     Token(t) if t >= WORKER_BASE => self.on_worker_channel(t - WORKER_BASE),
+                    Token(t) if t >= admin::CONN_BASE => self.admin_event(t - admin::CONN_BASE),
                     Token(t) if t >= CLIENT_BASE => self.on_control_client(t - CLIENT_BASE),
                     _ => {}
                 }
@@ -371,6 +380,7 @@ impl Master {
         d.extend(self.upgrade_deadline());
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
         d.extend(self.helper.respawn_at);
+        d.extend(self.admin.deadline());
         d.push(self.tickets_rotate_at);
         if !self.cfg.staples.is_empty() {
             d.push(self.staples_check_at);
@@ -574,10 +584,12 @@ impl Master {
             log::warn!("worker {index} keeps crashing: respawning in {delay:?}");
         }
         self.respawn.push((index, now + delay));
+        self.stats.worker_restarts += 1;
     }
 
     fn handle_timers(&mut self) {
         self.helper_timers();
+        self.admin_timers();
         let now = Instant::now();
         if self.tickets_rotate_at <= now {
             crate::tls::tickets::rotate();

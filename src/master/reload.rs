@@ -217,6 +217,10 @@ impl Master {
         self.respawn.clear();
         self.crashes.clear();
         let pids = self.worker_pids(gen);
+        self.stats.reloads_ok += 1;
+        if let Err(e) = self.admin_listen() {
+            log::error!("{e}; the admin listener stays where it was");
+        }
         log::info!("reload complete: generation {gen} serving (workers {pids})");
         self.notify
             .ready(&format!("generation {gen} serving, workers {pids}"));
@@ -273,7 +277,8 @@ impl Master {
 
     /// The reload is over and the running generation keeps serving: the service manager
     /// leaves its reloading state with the reason in the status line.
-    fn notify_reload_failed(&self, why: &str) {
+    fn notify_reload_failed(&mut self, why: &str) {
+        self.stats.reloads_failed += 1;
         let first = why.lines().next().unwrap_or("");
         self.notify.ready(&format!(
             "generation {} serving; reload failed: {first}",

@@ -64,6 +64,14 @@ impl Shared {
         Ok(())
     }
 
+    /// The blocks workers hold now.
+    pub(super) fn live_blocks(&self) -> Vec<u32> {
+        let view = self.region.view();
+        (0..view.blocks())
+            .filter(|b| !self.free_blocks.contains(b))
+            .collect()
+    }
+
     pub(super) fn take_block(&mut self) -> Option<u32> {
         self.free_blocks.pop()
     }
@@ -71,6 +79,7 @@ impl Shared {
     /// A worker is gone (reaped, or never started): its counters join the retired totals.
     pub(super) fn retire_block(&mut self, block: u32) {
         self.region.view().retire(block);
+        self.region.view().retire_worker(block);
         self.free_blocks.push(block);
     }
 }

@@ -22,8 +22,8 @@ impl fmt::Display for SlotError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "shared memory is full: this configuration needs {} new slots for upstreams and \
-             peers but only {} of {} can be given (shared_memory.slots); raise \
+            "shared memory is full: this configuration needs {} new slots for servers, routes, \
+             upstreams and peers but only {} of {} can be given (shared_memory.slots); raise \
              shared_memory.slots and restart proxyd",
             self.needed, self.free, self.slots
         )

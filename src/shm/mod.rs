@@ -28,7 +28,7 @@ pub use directory::{Directory, SlotError};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
 /// Bumped whenever the layout changes: a region of another layout is never read.
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 /// Bytes of a name kept in its entry (longer names are told apart by their hash too).
 const NAME_BYTES: usize = 104;
 
@@ -103,6 +103,83 @@ pub struct Counters {
     active: AtomicU64,
     /// Retries (of an upstream: requests sent again after a failure).
     retries: AtomicU64,
+    /// Responses by status class, 1xx to 5xx (of a server or route: sent to clients; of an
+    /// upstream or peer: received from it).
+    classes: [AtomicU64; 5],
+    /// Bytes received from clients and sent to them.
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    /// Idle pooled connections to a peer (a gauge).
+    idle: AtomicU64,
+    /// Latency histograms (see `Hist`).
+    hist: [Histogram; HISTS],
+}
+
+/// What a slot's histograms measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hist {
+    /// A request, from its head to its last byte (servers, routes).
+    Request = 0,
+    /// Connecting to a peer (upstreams, peers).
+    Connect = 1,
+    /// From a try's start to the response head.
+    Header = 2,
+    /// From a try's start to the response's last byte.
+    Response = 3,
+}
+
+const HISTS: usize = 4;
+
+/// Upper bounds of the histogram buckets, in microseconds (Prometheus `le`, seconds:
+/// 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10; +Inf is the count).
+pub const BUCKETS_US: [u64; 11] = [
+    5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000,
+    10_000_000,
+];
+
+/// A latency histogram, non-cumulative per bucket (summed into `le` form when exported).
+#[repr(C)]
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; 11],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+/// A histogram summed over workers: cumulative bucket counts, as Prometheus wants them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HistTotals {
+    pub le: [u64; 11],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+/// The request-level totals of a slot over every live worker and the retired ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub classes: [u64; 5],
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub idle: u64,
+    pub hist: [HistTotals; HISTS],
+}
+
+/// One worker's client connections, written by it about once a second (gauges) and as
+/// they happen (counters).
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct WorkerStats {
+    pub accepted: AtomicU64,
+    /// Requests answered (every access log line).
+    pub requests: AtomicU64,
+    /// Open client connections, and of them: reading a request head, working on a request
+    /// (proxying, answering, tunnelling), idle between requests.
+    pub active: AtomicU64,
+    pub reading: AtomicU64,
+    pub writing: AtomicU64,
+    pub waiting: AtomicU64,
+    /// The worker's pid (0: the block is free).
+    pub pid: AtomicU64,
 }
 
 /// Totals of a slot over every worker (live and retired).
@@ -144,14 +221,21 @@ fn offsets(slots: u32, blocks: u32) -> (usize, usize, usize, usize) {
     let dir = std::mem::size_of::<Header>();
     let health = dir + slots as usize * std::mem::size_of::<Entry>();
     let counters = health + slots as usize * std::mem::size_of::<Health>();
-    let end = counters + (blocks as usize + 1) * slots as usize * std::mem::size_of::<Counters>();
-    (dir, health, counters, end)
+    let workers =
+        counters + (blocks as usize + 1) * slots as usize * std::mem::size_of::<Counters>();
+    (dir, health, counters, workers)
+}
+
+/// Where the region ends: the worker stats follow the counter blocks.
+fn region_len(slots: u32, blocks: u32) -> usize {
+    let (_, _, _, workers) = offsets(slots, blocks);
+    workers + (blocks as usize + 1) * std::mem::size_of::<WorkerStats>()
 }
 
 impl Region {
     /// A new, zeroed region for `slots` names and `blocks` live workers.
     pub fn create(slots: u32, blocks: u32) -> io::Result<Region> {
-        let (_, _, _, len) = offsets(slots, blocks);
+        let len = region_len(slots, blocks);
         let fd = nix::sys::memfd::memfd_create(
             c"proxyd-shared",
             nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
@@ -226,6 +310,37 @@ impl View {
         )
     }
 
+    /// The client-connection stats of worker block `block` (`blocks()`: retired totals).
+    pub fn worker_stats(&self, block: u32) -> &WorkerStats {
+        let (_, _, _, workers) = offsets(self.slots, self.blocks);
+        self.at(workers, block as usize, self.blocks as usize + 1)
+    }
+
+    /// Request-level totals of `slot` over the blocks in `live` and the retired totals.
+    /// Only the blocks given are read: a free block's pages are never touched.
+    pub fn traffic(&self, slot: u32, live: &[u32]) -> Traffic {
+        let mut t = Traffic::default();
+        for &b in live.iter().chain(std::iter::once(&self.blocks)) {
+            let c = self.counters(b, slot);
+            for (i, v) in c.classes.iter().enumerate() {
+                t.classes[i] += v.load(Relaxed);
+            }
+            t.bytes_in += c.bytes_in.load(Relaxed);
+            t.bytes_out += c.bytes_out.load(Relaxed);
+            t.idle += c.idle.load(Relaxed);
+            for (h, out) in c.hist.iter().zip(t.hist.iter_mut()) {
+                let mut run = 0;
+                for (i, n) in h.buckets.iter().enumerate() {
+                    run += n.load(Relaxed);
+                    out.le[i] += run;
+                }
+                out.count += h.count.load(Relaxed);
+                out.sum_us += h.sum_us.load(Relaxed);
+            }
+        }
+        t
+    }
+
     /// A worker's handle on its own block.
     pub fn block(&self, block: u32) -> Block {
         assert!(
@@ -268,7 +383,8 @@ impl View {
     /// Folds a dead worker's block into the retired totals and clears it for the next
     /// worker. Master only, after the worker was reaped (so nobody writes the block).
     pub fn retire(&self, block: u32) {
-        for s in 0..self.slots {
+        // Only named slots: touching the others would back their pages with memory.
+        for s in (0..self.slots).filter(|&s| self.entry(s).used.load(Relaxed) != 0) {
             let c = self.counters(block, s);
             let r = self.counters(self.blocks, s);
             let (req, fail) = (c.requests.swap(0, Relaxed), c.failures.swap(0, Relaxed));
@@ -278,6 +394,24 @@ impl View {
                 r.failures.fetch_add(fail, Relaxed);
                 r.retries.fetch_add(retries, Relaxed);
             }
+            if c.classes.iter().any(|v| v.load(Relaxed) != 0) {
+                for (from, to) in c.classes.iter().zip(r.classes.iter()) {
+                    to.fetch_add(from.swap(0, Relaxed), Relaxed);
+                }
+                r.bytes_in.fetch_add(c.bytes_in.swap(0, Relaxed), Relaxed);
+                r.bytes_out.fetch_add(c.bytes_out.swap(0, Relaxed), Relaxed);
+            }
+            for (from, to) in c.hist.iter().zip(r.hist.iter()) {
+                if from.count.load(Relaxed) == 0 {
+                    continue;
+                }
+                for (a, b) in from.buckets.iter().zip(to.buckets.iter()) {
+                    b.fetch_add(a.swap(0, Relaxed), Relaxed);
+                }
+                to.count.fetch_add(from.count.swap(0, Relaxed), Relaxed);
+                to.sum_us.fetch_add(from.sum_us.swap(0, Relaxed), Relaxed);
+            }
+            c.idle.store(0, Relaxed);
             // Connections of a dead process are gone: the gauge is not carried over, and
             // they leave the node's count.
             let gone = c.active.swap(0, Relaxed);
@@ -285,6 +419,17 @@ impl View {
                 let node = &self.health(s).active;
                 let _ = node.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(gone)));
             }
+        }
+    }
+
+    /// Folds a dead worker's connection counters into the retired ones (its gauges end
+    /// with it). Master only, after the reap.
+    pub fn retire_worker(&self, block: u32) {
+        let (w, r) = (self.worker_stats(block), self.worker_stats(self.blocks));
+        r.accepted.fetch_add(w.accepted.swap(0, Relaxed), Relaxed);
+        r.requests.fetch_add(w.requests.swap(0, Relaxed), Relaxed);
+        for g in [&w.active, &w.reading, &w.writing, &w.waiting, &w.pid] {
+            g.store(0, Relaxed);
         }
     }
 
@@ -325,6 +470,14 @@ impl View {
             c.failures.store(0, Relaxed);
             c.active.store(0, Relaxed);
             c.retries.store(0, Relaxed);
+            for v in c.classes.iter().chain([&c.bytes_in, &c.bytes_out, &c.idle]) {
+                v.store(0, Relaxed);
+            }
+            for h in &c.hist {
+                for v in h.buckets.iter().chain([&h.count, &h.sum_us]) {
+                    v.store(0, Relaxed);
+                }
+            }
         }
         let h = self.health(slot);
         h.down_until.store(0, Relaxed);
@@ -368,6 +521,43 @@ impl Block {
 
     pub fn retry(&self, slot: u32) {
         bump(&self.view.counters(self.block, slot).retries, 1);
+    }
+
+    /// A response with `status` (of a server or route: sent; of an upstream or peer: got).
+    pub fn status(&self, slot: u32, status: u16) {
+        if let Some(i) = (status / 100).checked_sub(1).filter(|i| *i < 5) {
+            bump(&self.view.counters(self.block, slot).classes[i as usize], 1);
+        }
+    }
+
+    pub fn bytes(&self, slot: u32, received: u64, sent: u64) {
+        let c = self.view.counters(self.block, slot);
+        bump(&c.bytes_in, received as i64);
+        bump(&c.bytes_out, sent as i64);
+    }
+
+    /// One observation of `d` in histogram `h` of `slot`.
+    pub fn observe(&self, slot: u32, h: Hist, d: std::time::Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        let hist = &self.view.counters(self.block, slot).hist[h as usize];
+        if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
+            bump(&hist.buckets[i], 1);
+        }
+        bump(&hist.count, 1);
+        bump(&hist.sum_us, us as i64);
+    }
+
+    /// This worker's idle pooled connections to the peer in `slot`.
+    pub fn set_idle(&self, slot: u32, n: u64) {
+        let idle = &self.view.counters(self.block, slot).idle;
+        if idle.load(Relaxed) != n {
+            idle.store(n, Relaxed);
+        }
+    }
+
+    /// This worker's connection stats.
+    pub fn stats(&self) -> &WorkerStats {
+        self.view.worker_stats(self.block)
     }
 
     pub fn active(&self, slot: u32, by: i64) {

@@ -9,6 +9,8 @@ use super::session::PeerIp;
 use super::transport::Transport;
 use super::Ctx;
 use crate::config::Config;
+use crate::shm::Hist;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// When an exchange reached each point of its life.
@@ -137,6 +139,7 @@ impl Ctx {
         self.trace_sink(&ev);
         if let Event::Done(d) = ev {
             self.access_log_sink(&d);
+            self.metrics_sink(&d);
             self.requests += 1;
             #[cfg(feature = "alloc-count")]
             if self.requests == ALLOC_WARMUP {
@@ -156,6 +159,49 @@ impl Ctx {
                 "heap allocations: {n} in {} requests after the first {ALLOC_WARMUP}: {per:.3} per request",
                 self.requests - ALLOC_WARMUP
             );
+        }
+    }
+
+    /// Counts the request in shared memory: its server and route (status class, duration,
+    /// bytes), and each try of its upstream and peer (status, connect, header and response
+    /// times).
+    fn metrics_sink(&self, d: &Done) {
+        let (cfg, b) = (&self.cfg, self.shared);
+        let srv = &cfg.server[d.server];
+        let took = d.x.map_or(Duration::ZERO, |x| {
+            self.now.saturating_duration_since(x.timings.started)
+        });
+        let received = d.x.map_or(0, |x| x.req.head_len as u64 + x.body_read);
+        let route = d.x.and_then(|x| srv.route.get(x.route?));
+        for slot in std::iter::once(srv.slot).chain(route.map(|r| r.slot)) {
+            b.status(slot, d.status);
+            b.observe(slot, Hist::Request, took);
+            b.bytes(slot, received, d.sent);
+        }
+        let stats = b.stats();
+        stats
+            .requests
+            .store(stats.requests.load(Relaxed) + 1, Relaxed);
+        let Some((x, u)) = d.x.and_then(|x| Some((x, cfg.upstream.get(x.upstream)?))) else {
+            return;
+        };
+        for a in &x.record.attempts {
+            let peer = u.peers.get(a.peer).map(|p| p.slot);
+            for slot in std::iter::once(u.slot).chain(peer) {
+                b.status(slot, a.status);
+                if let Some(t) = a.connected {
+                    b.observe(slot, Hist::Connect, t.saturating_duration_since(a.started));
+                }
+                if let Some(t) = a.header {
+                    b.observe(slot, Hist::Header, t.saturating_duration_since(a.started));
+                }
+                let end = a.ended.unwrap_or(self.now);
+                b.observe(
+                    slot,
+                    Hist::Response,
+                    end.saturating_duration_since(a.started),
+                );
+            }
         }
     }
 

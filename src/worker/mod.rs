@@ -6,6 +6,7 @@ pub mod buffer;
 mod clock;
 mod events;
 mod exchange;
+mod gauges;
 mod record;
 mod route;
 mod session;
@@ -29,6 +30,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use timer::Timers;
 use transport::Transport;
@@ -281,6 +283,7 @@ impl Worker {
             self.ctx.now_ms = crate::shm::now_ms();
             if self.ctx.clock.tick() {
                 self.ctx.access.flush();
+                self.publish_gauges();
             }
             for ev in events.iter() {
                 let t = ev.token();
@@ -408,6 +411,8 @@ impl Worker {
                         Some(site) => Transport::accepted_tls(stream, site),
                     };
                     let id = self.ctx.next_id();
+                    let accepted = &self.ctx.shared.stats().accepted;
+                    accepted.store(accepted.load(Relaxed) + 1, Relaxed);
                     let entry = self.sessions.vacant_entry();
                     let slot = entry.key();
                     let token = Token(key(slot, Kind::Client));

@@ -10,6 +10,8 @@ use std::time::Instant;
 /// One try of a peer.
 #[derive(Debug, Clone, Copy)]
 pub struct Attempt {
+    /// The peer's index in its upstream.
+    pub peer: usize,
     pub addr: Option<SocketAddr>,
     pub started: Instant,
     pub connected: Option<Instant>,
@@ -48,8 +50,9 @@ impl Record {
                 * std::mem::size_of::<Option<(u32, u32)>>()
     }
 
-    pub fn start_attempt(&mut self, addr: SocketAddr, now: Instant) {
+    pub fn start_attempt(&mut self, peer: usize, addr: SocketAddr, now: Instant) {
         self.attempts.push(Attempt {
+            peer,
             addr: Some(addr),
             started: now,
             connected: None,

@@ -78,6 +78,16 @@ impl Session {
         }
     }
 
+    /// What it is doing, for the worker's gauges.
+    pub fn state(&self) -> super::gauges::ConnState {
+        use super::gauges::ConnState;
+        match &self.proto {
+            Proto::Http1(h) if h.is_idle() => ConnState::Waiting,
+            Proto::Http1(h) if h.phase == http1::Phase::Head => ConnState::Reading,
+            _ => ConnState::Writing,
+        }
+    }
+
     pub fn served(&self) -> u64 {
         match &self.proto {
             Proto::Http1(h) => h.served,

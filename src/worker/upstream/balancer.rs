@@ -339,6 +339,11 @@ mod tests {
             let mut b = Balancer::new(&u);
             let r = Region::create(16, 2).unwrap();
             let v = r.view();
+            let names: Vec<String> = (0..3).map(|i| format!("peer {i}")).collect();
+            let slots = crate::shm::Directory(&v)
+                .assign(&names, &Default::default())
+                .unwrap();
+            assert_eq!(slots, [0, 1, 2]);
             // Peer 1 carries 50 connections (from another worker's block).
             v.block(1).active(1, 50);
             let mut seen = [0; 3];

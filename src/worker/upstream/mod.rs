@@ -67,7 +67,7 @@ impl Http1 {
             };
             w.shared.request(slot);
             x.attempts += 1;
-            x.record.start_attempt(addr, w.now);
+            x.record.start_attempt(peer, addr, w.now);
             x.up_head_pos = 0;
             if let Some(mut idle) = w.pool.take(u, peer, version) {
                 w.upconns[idle.conn] = Owner::Session(self.slot);

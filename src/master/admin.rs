@@ -1,0 +1,254 @@
+//! The admin listener (`admin = { listen, ... }`), served by the master like its control
+//! socket: one small HTTP/1.1 request per connection (a head of at most 8 KiB, read within
+//! 10 s, no body), answered and closed. Everything is non-blocking: a slow or silent client
+//! costs a slot in a bounded table and nothing else. Today it serves `GET /metrics`.
+
+use super::Master;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+use slab::Slab;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+pub(super) const LISTENER: Token = Token(4);
+/// Tokens of admin connections start here (below the workers', above the control clients').
+pub(super) const CONN_BASE: usize = 1 << 25;
+const MAX_HEAD: usize = 8 * 1024;
+const MAX_CONNS: usize = 64;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+pub(super) struct AdminConn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    written: usize,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+pub(super) struct Admin {
+    listener: Option<(SocketAddr, TcpListener)>,
+    conns: Slab<AdminConn>,
+}
+
+impl Admin {
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        self.conns.iter().map(|(_, c)| c.deadline).min()
+    }
+}
+
+/// What a request asked for.
+enum Answer {
+    Status(u16, &'static str),
+    Metrics,
+}
+
+impl Master {
+    /// Binds (or keeps, or closes) the admin listener for the current config.
+    pub(super) fn admin_listen(&mut self) -> Result<(), String> {
+        let want = self.cfg.admin.as_ref().map(|a| a.listen);
+        if self.admin.listener.as_ref().map(|(a, _)| *a) == want {
+            return Ok(());
+        }
+        let Some(addr) = want else {
+            if let Some((_, mut l)) = self.admin.listener.take() {
+                let _ = self.poll.registry().deregister(&mut l);
+            }
+            return Ok(());
+        };
+        // The new address is bound before the old one closes: a failure keeps the old.
+        let mut l = TcpListener::bind(addr)
+            .map_err(|e| format!("cannot listen on the admin address {addr}: {e}"))?;
+        if let Some((_, mut old)) = self.admin.listener.take() {
+            let _ = self.poll.registry().deregister(&mut old);
+        }
+        self.poll
+            .registry()
+            .register(&mut l, LISTENER, Interest::READABLE)
+            .map_err(|e| e.to_string())?;
+        log::info!("admin listener on {addr}");
+        self.admin.listener = Some((addr, l));
+        Ok(())
+    }
+
+    pub(super) fn admin_accept(&mut self) {
+        loop {
+            let Some((_, l)) = &self.admin.listener else {
+                return;
+            };
+            match l.accept() {
+                Ok((mut stream, peer)) => {
+                    if self.admin.conns.len() >= MAX_CONNS {
+                        // Dropped at once: a flood cannot grow the table.
+                        continue;
+                    }
+                    let entry = self.admin.conns.vacant_entry();
+                    let token = Token(CONN_BASE + entry.key());
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::READABLE)
+                        .is_ok()
+                    {
+                        entry.insert(AdminConn {
+                            stream,
+                            peer,
+                            input: Vec::new(),
+                            output: Vec::new(),
+                            written: 0,
+                            deadline: Instant::now() + DEADLINE,
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::error!("admin accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    pub(super) fn admin_event(&mut self, key: usize) {
+        let Some(c) = self.admin.conns.get_mut(key) else {
+            return;
+        };
+        if c.output.is_empty() {
+            let mut buf = [0u8; 2048];
+            loop {
+                match c.stream.read(&mut buf) {
+                    Ok(0) => return self.admin_close(key),
+                    Ok(n) => {
+                        c.input.extend_from_slice(&buf[..n]);
+                        if c.input.windows(4).any(|w| w == b"\r\n\r\n") {
+                            break;
+                        }
+                        if c.input.len() > MAX_HEAD {
+                            c.input.clear();
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.admin_close(key),
+                }
+            }
+            let input = std::mem::take(&mut c.input);
+            let answer = self.admin_route(&input);
+            let (status, ctype, body) = match answer {
+                Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
+                Answer::Metrics => (
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    self.metrics_text(),
+                ),
+            };
+            let Some(c) = self.admin.conns.get_mut(key) else {
+                return;
+            };
+            let reason = crate::http::local::reason(status);
+            let mut out = format!(
+                "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+                body.len()
+            );
+            if status == 401 {
+                out.push_str("WWW-Authenticate: Bearer realm=\"proxyd\"\r\n");
+            }
+            out.push_str("\r\n");
+            c.output = out.into_bytes();
+            c.output.extend_from_slice(body.as_bytes());
+            let token = Token(CONN_BASE + key);
+            let _ = self.poll.registry().reregister(
+                &mut c.stream,
+                token,
+                Interest::READABLE | Interest::WRITABLE,
+            );
+        }
+        let Some(c) = self.admin.conns.get_mut(key) else {
+            return;
+        };
+        while c.written < c.output.len() {
+            match c.stream.write(&c.output[c.written..]) {
+                Ok(0) => return self.admin_close(key),
+                Ok(n) => c.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.admin_close(key),
+            }
+        }
+        self.admin_close(key);
+    }
+
+    /// Decides the answer to one request head (an empty one: too big or unparsable).
+    fn admin_route(&self, head: &[u8]) -> Answer {
+        let Some(admin) = &self.cfg.admin else {
+            return Answer::Status(404, "no admin listener configured");
+        };
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let (method, path) = match req.parse(head) {
+            Ok(httparse::Status::Complete(_)) => (
+                req.method.unwrap_or(""),
+                req.path.unwrap_or("").split('?').next().unwrap_or(""),
+            ),
+            _ => return Answer::Status(400, "bad request"),
+        };
+        let authorized = admin.unauthenticated
+            || admin.token.as_ref().is_some_and(|t| {
+                req.headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .any(|h| bearer_matches(h.value, t))
+            });
+        match (method, path) {
+            ("GET", "/metrics") if authorized || admin.public_metrics => Answer::Metrics,
+            _ if !authorized => {
+                Answer::Status(401, "unauthorized: send Authorization: Bearer <token>")
+            }
+            ("GET", _) => Answer::Status(404, "not found"),
+            _ => Answer::Status(405, "method not allowed"),
+        }
+    }
+
+    pub(super) fn admin_close(&mut self, key: usize) {
+        if let Some(mut c) = self.admin.conns.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut c.stream);
+            log::debug!("admin connection from {} closed", c.peer);
+        }
+    }
+
+    /// Closes admin connections past their deadline.
+    pub(super) fn admin_timers(&mut self) {
+        let now = Instant::now();
+        let late: Vec<usize> = self
+            .admin
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline <= now)
+            .map(|(k, _)| k)
+            .collect();
+        for k in late {
+            self.admin_close(k);
+        }
+    }
+}
+
+/// `Bearer <token>`, compared in constant time.
+fn bearer_matches(value: &[u8], token: &str) -> bool {
+    let Some(given) = value
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.strip_prefix(b"bearer "))
+    else {
+        return false;
+    };
+    let given = given.trim_ascii();
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}

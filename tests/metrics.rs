@@ -1,0 +1,342 @@
+//! `/metrics` on the admin listener: Prometheus text that Prometheus's own parser
+//! (`prometheus_client`) reads, with counts that match the traffic sent, summed over
+//! workers, kept across a reload and a worker crash; the token is required unless
+//! `public_metrics`; bad admin settings are `-t` errors with file:line.
+
+mod common;
+
+use common::upstream::Upstream;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const TOKEN: &str = "test-token-0123456789";
+
+fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    let text = String::from_utf8(v).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+/// Samples as Prometheus's parser reads them.
+fn parse(text: &str) -> Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> {
+    let mut child = Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/prom.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the parser refused it: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    v
+}
+
+fn value(
+    samples: &[(String, serde_json::Map<String, serde_json::Value>, f64)],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let found: Vec<f64> = samples
+        .iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).and_then(|x| x.as_str()) == Some(*v))
+        })
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
+    found[0]
+}
+
+fn send(p: &Proxyd, path: &str) -> u16 {
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    String::from_utf8_lossy(&v)[9..12].parse().unwrap()
+}
+
+fn conf(up: &Upstream, dead: u16, admin_port: u16, extra: &str) -> String {
+    format!(
+        r#"
+[[upstream]]
+name = "app"
+peers = ["{a}"]
+
+[[upstream]]
+name = "dead"
+peers = ["127.0.0.1:{dead}"]
+
+[[server]]
+listen = "127.0.0.1:{{port}}"
+server_name = "site.test"
+[[server.route]]
+name = "api"
+path = "/"
+upstream = "app"
+[[server.route]]
+path = "/fixed"
+return = 204
+[[server.route]]
+path = "/dead"
+upstream = "dead"
+"#,
+        a = up.addr()
+    )
+    .replace("[[upstream]]\nname = \"app\"", &format!("admin = {{ listen = \"127.0.0.1:{admin_port}\", token = \"{TOKEN}\"{extra} }}\n\n[[upstream]]\nname = \"app\""))
+}
+
+#[test]
+fn metrics_count_the_traffic_and_survive_reloads_and_crashes() {
+    let up = Upstream::start("up");
+    let dead = free_port();
+    let admin = free_port();
+    let p = Proxyd::start(2, &conf(&up, dead, admin, ""));
+    for _ in 0..10 {
+        assert_eq!(send(&p, "/a"), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(send(&p, "/fixed"), 204);
+    }
+    assert_eq!(send(&p, "/dead"), 502);
+    // Without the token: 401 (and /metrics is not public by default).
+    assert_eq!(admin_get(admin, "/metrics", None).0, 401);
+    assert_eq!(
+        admin_get(admin, "/metrics", Some("wrong-token-0123456789")).0,
+        401
+    );
+    assert_eq!(admin_get(admin, "/nope", Some(TOKEN)).0, 404);
+    // Gauges are published about once a second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, text) = admin_get(admin, "/metrics", Some(TOKEN));
+    assert_eq!(status, 200, "{text}");
+    let m = parse(&text);
+    let server = |class| {
+        value(
+            &m,
+            "proxyd_server_requests_total",
+            &[("server", "site.test"), ("class", class)],
+        )
+    };
+    assert_eq!(server("2xx"), 13.0);
+    assert_eq!(server("5xx"), 1.0);
+    let route = |r, class| {
+        value(
+            &m,
+            "proxyd_route_requests_total",
+            &[("server", "site.test"), ("route", r), ("class", class)],
+        )
+    };
+    assert_eq!(route("api", "2xx"), 10.0);
+    assert_eq!(route("/fixed", "2xx"), 3.0);
+    assert_eq!(route("/dead", "5xx"), 1.0);
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_route_request_duration_seconds_count",
+            &[("route", "api")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_route_request_duration_seconds_bucket",
+            &[("route", "api"), ("le", "+Inf")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_upstream_responses_total",
+            &[("upstream", "app"), ("class", "2xx")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_upstream_responses_total",
+            &[("upstream", "dead"), ("class", "5xx")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_upstream_connect_duration_seconds_count",
+            &[("upstream", "app")]
+        ),
+        10.0
+    );
+    assert_eq!(
+        value(&m, "proxyd_upstream_peer_up", &[("upstream", "app")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_upstream_peer_failures_total",
+            &[("upstream", "dead")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_upstream_peer_requests_total",
+            &[("upstream", "app")]
+        ),
+        10.0
+    );
+    assert!(
+        value(
+            &m,
+            "proxyd_server_sent_bytes_total",
+            &[("server", "site.test")]
+        ) > 1000.0
+    );
+    assert_eq!(value(&m, "proxyd_requests_total", &[]), 14.0);
+    // (and the test harness's readiness probe, which sends no request)
+    assert!(value(&m, "proxyd_connections_accepted_total", &[]) >= 14.0);
+    assert_eq!(value(&m, "proxyd_connections", &[("state", "active")]), 0.0);
+    assert_eq!(value(&m, "proxyd_config_generation", &[]), 1.0);
+    assert_eq!(value(&m, "proxyd_workers", &[("state", "serving")]), 2.0);
+
+    // A reload and a failed one: counted, and nothing is reset.
+    assert!(p.ctl("reload").status.success());
+    let good = std::fs::read_to_string(&p.conf).unwrap();
+    std::fs::write(&p.conf, format!("{good}\nbogus = 1\n")).unwrap();
+    assert!(!p.ctl("reload").status.success());
+    std::fs::write(&p.conf, &good).unwrap();
+    assert_eq!(send(&p, "/a"), 200);
+    // A worker killed: its counts join the retired totals; it is restarted.
+    let victim = p.worker_pids()[0];
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || {
+        let w = p.worker_pids();
+        w.len() == 2 && !w.contains(&victim)
+    }));
+    assert_eq!(send(&p, "/a"), 200);
+    let m = parse(&admin_get(admin, "/metrics", Some(TOKEN)).1);
+    assert_eq!(
+        value(&m, "proxyd_server_requests_total", &[("class", "2xx")]),
+        15.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_route_requests_total",
+            &[("route", "api"), ("class", "2xx")]
+        ),
+        12.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "proxyd_upstream_peer_requests_total",
+            &[("upstream", "app")]
+        ),
+        12.0
+    );
+    assert_eq!(value(&m, "proxyd_requests_total", &[]), 16.0);
+    assert_eq!(value(&m, "proxyd_config_generation", &[]), 2.0);
+    assert_eq!(
+        value(&m, "proxyd_reloads_total", &[("result", "success")]),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "proxyd_reloads_total", &[("result", "failure")]),
+        1.0
+    );
+    assert_eq!(value(&m, "proxyd_worker_restarts_total", &[]), 1.0);
+}
+
+#[test]
+fn metrics_may_be_public_while_the_rest_needs_the_token() {
+    let up = Upstream::start("up");
+    let admin = free_port();
+    let p = Proxyd::start(1, &conf(&up, free_port(), admin, ", public_metrics = true"));
+    assert_eq!(send(&p, "/a"), 200);
+    let (status, text) = admin_get(admin, "/metrics", None);
+    assert_eq!(status, 200);
+    let m = parse(&text);
+    assert_eq!(
+        value(&m, "proxyd_server_requests_total", &[("class", "2xx")]),
+        1.0
+    );
+    assert_eq!(admin_get(admin, "/", None).0, 401);
+    // A slow client is cut after the deadline and does not hold up the others.
+    let _silent = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    assert_eq!(admin_get(admin, "/metrics", None).0, 200);
+    // A head too big gets 400, and the listener goes on.
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    let _ = s
+        .write_all(format!("GET /metrics HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20000)).as_bytes());
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    assert!(
+        String::from_utf8_lossy(&v).starts_with("HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&v)
+    );
+    assert_eq!(admin_get(admin, "/metrics", None).0, 200);
+}
+
+#[test]
+fn admin_settings_are_checked() {
+    let dir = TempDir::new("admin");
+    for (admin, want) in [
+        ("{ listen = \"127.0.0.1:9180\" }", "admin needs a token"),
+        (
+            "{ listen = \"0.0.0.0:9180\", unauthenticated = true }",
+            "loopback address only",
+        ),
+        (
+            "{ listen = \"127.0.0.1:9180\", token = \"short\" }",
+            "at least 16",
+        ),
+        (
+            "{ listen = \"nowhere\", token = \"0123456789abcdef\" }",
+            "not an address",
+        ),
+    ] {
+        let text = format!("admin = {admin}\n\n[[server]]\nlisten = \"127.0.0.1:1\"\n");
+        let (ok, out) = config_test(&dir, &text);
+        assert!(!ok, "{text}");
+        assert!(
+            out.contains("main.toml:1:") && out.contains(want),
+            "{want}: {out}"
+        );
+    }
+    let (ok, out) = config_test(&dir, "admin = { listen = \"127.0.0.1:9180\", unauthenticated = true }\n\n[[server]]\nlisten = \"127.0.0.1:1\"\n");
+    assert!(ok, "{out}");
+}
