@@ -1,7 +1,8 @@
 //! The admin listener (`admin = { listen, ... }`), served by the master like its control
 //! socket: one small HTTP/1.1 request per connection (a head of at most 8 KiB, read within
 //! 10 s, no body), answered and closed. Everything is non-blocking: a slow or silent client
-//! costs a slot in a bounded table and nothing else. Today it serves `GET /metrics`.
+//! costs a slot in a bounded table and nothing else. It serves `GET /metrics` (`metrics.rs`)
+//! and the JSON API under `/api/` (`api.rs`).
 
 use super::Master;
 use mio::net::{TcpListener, TcpStream};
@@ -43,6 +44,7 @@ impl Admin {
 enum Answer {
     Status(u16, &'static str),
     Metrics,
+    Json(u16, serde_json::Value),
 }
 
 impl Master {
@@ -137,7 +139,8 @@ impl Master {
                 }
             }
             let input = std::mem::take(&mut c.input);
-            let answer = self.admin_route(&input);
+            let who = c.peer;
+            let answer = self.admin_route(&input, who);
             let (status, ctype, body) = match answer {
                 Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
                 Answer::Metrics => (
@@ -145,6 +148,7 @@ impl Master {
                     "text/plain; version=0.0.4; charset=utf-8",
                     self.metrics_text(),
                 ),
+                Answer::Json(s, v) => (s, "application/json", format!("{v}\n")),
             };
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
@@ -183,17 +187,18 @@ impl Master {
     }
 
     /// Decides the answer to one request head (an empty one: too big or unparsable).
-    fn admin_route(&self, head: &[u8]) -> Answer {
-        let Some(admin) = &self.cfg.admin else {
+    fn admin_route(&mut self, head: &[u8], who: SocketAddr) -> Answer {
+        let Some(admin) = self.cfg.admin.clone() else {
             return Answer::Status(404, "no admin listener configured");
         };
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
-        let (method, path) = match req.parse(head) {
-            Ok(httparse::Status::Complete(_)) => (
-                req.method.unwrap_or(""),
-                req.path.unwrap_or("").split('?').next().unwrap_or(""),
-            ),
+        let (method, path, query) = match req.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {
+                let target = req.path.unwrap_or("");
+                let (path, query) = target.split_once('?').unwrap_or((target, ""));
+                (req.method.unwrap_or(""), path, query)
+            }
             _ => return Answer::Status(400, "bad request"),
         };
         let authorized = admin.unauthenticated
@@ -207,6 +212,10 @@ impl Master {
             ("GET", "/metrics") if authorized || admin.public_metrics => Answer::Metrics,
             _ if !authorized => {
                 Answer::Status(401, "unauthorized: send Authorization: Bearer <token>")
+            }
+            (_, p) if p.starts_with("/api/") => {
+                let (status, v) = self.api(method, path, query, who);
+                Answer::Json(status, v)
             }
             ("GET", _) => Answer::Status(404, "not found"),
             _ => Answer::Status(405, "method not allowed"),

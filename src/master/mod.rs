@@ -7,6 +7,7 @@ use crate::listeners::ListenSet;
 use crate::logging;
 
 mod admin;
+mod api;
 mod child;
 mod commands;
 mod helper;
@@ -192,6 +193,7 @@ pub struct Master {
     staples_check_at: Instant,
     admin: admin::Admin,
     stats: metrics::MasterStats,
+    last_reload: Option<api::LastReload>,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -319,6 +321,7 @@ impl Master {
             inherited,
             admin: admin::Admin::default(),
             stats: metrics::MasterStats::default(),
+            last_reload: None,
         };
         m.admin_listen()?;
         let cfg = m.cfg.clone();

@@ -218,6 +218,12 @@ impl Master {
         self.crashes.clear();
         let pids = self.worker_pids(gen);
         self.stats.reloads_ok += 1;
+        self.last_reload = Some(super::api::LastReload {
+            ok: true,
+            message: format!("generation {gen} serving, workers {pids}"),
+            at: super::api::epoch_secs(),
+        });
+        self.clear_peer_overrides();
         if let Err(e) = self.admin_listen() {
             log::error!("{e}; the admin listener stays where it was");
         }
@@ -279,6 +285,11 @@ impl Master {
     /// leaves its reloading state with the reason in the status line.
     fn notify_reload_failed(&mut self, why: &str) {
         self.stats.reloads_failed += 1;
+        self.last_reload = Some(super::api::LastReload {
+            ok: false,
+            message: why.to_string(),
+            at: super::api::epoch_secs(),
+        });
         let first = why.lines().next().unwrap_or("");
         self.notify.ready(&format!(
             "generation {} serving; reload failed: {first}",

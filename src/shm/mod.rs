@@ -24,6 +24,7 @@ use std::io;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 pub use address::Placed;
+
 pub use directory::{Directory, SlotError};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
@@ -74,6 +75,21 @@ pub struct Health {
     window_retries: AtomicU32,
     /// A peer given by host name: its current address (see `address.rs`).
     address: address::Cell,
+    /// What an operator said at run time (`PeerAdmin`), and a weight replacing the config's
+    /// (0: the config's); both cleared by a reload.
+    admin: AtomicU32,
+    weight: AtomicU32,
+}
+
+/// A peer's state as the admin API set it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerAdmin {
+    /// As the config and health say.
+    Normal = 0,
+    /// No new requests; what it carries finishes.
+    Drain = 1,
+    /// No requests at all, whatever its health.
+    Down = 2,
 }
 
 /// Length of a retry-budget window.
@@ -491,6 +507,8 @@ impl View {
         h.window_base.store(0, Relaxed);
         h.window_retries.store(0, Relaxed);
         h.address.set(None);
+        h.admin.store(0, Relaxed);
+        h.weight.store(0, Relaxed);
     }
 }
 
@@ -572,6 +590,27 @@ impl Block {
 }
 
 impl Health {
+    pub fn admin(&self) -> PeerAdmin {
+        match self.admin.load(Relaxed) {
+            1 => PeerAdmin::Drain,
+            2 => PeerAdmin::Down,
+            _ => PeerAdmin::Normal,
+        }
+    }
+
+    pub fn set_admin(&self, a: PeerAdmin) {
+        self.admin.store(a as u32, Relaxed);
+    }
+
+    /// The weight set at run time, if any.
+    pub fn weight(&self) -> Option<u32> {
+        Some(self.weight.load(Relaxed)).filter(|w| *w != 0)
+    }
+
+    pub fn set_weight(&self, w: Option<u32>) {
+        self.weight.store(w.unwrap_or(0), Relaxed);
+    }
+
     /// Upstream connections carrying an exchange now, over every worker.
     pub fn active(&self) -> u64 {
         self.active.load(Relaxed)

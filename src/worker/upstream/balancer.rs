@@ -8,7 +8,7 @@
 //! the node's (see `shm`).
 
 use crate::config::{Balance, Peer, Upstream};
-use crate::shm::{Checked, View};
+use crate::shm::{Checked, PeerAdmin, View};
 
 pub struct Balancer {
     /// Smooth weighted round-robin: each peer's current weight, per upstream.
@@ -64,12 +64,15 @@ impl Balancer {
         let lone = up
             .peers
             .iter()
-            .filter(|p| !p.down && p.present(shared))
+            .filter(|p| {
+                !p.down && p.present(shared) && shared.health(p.slot).admin() == PeerAdmin::Normal
+            })
             .count()
             == 1;
         let live = |i: usize, p: &Peer, health: bool| {
             let h = shared.health(p.slot);
             !p.down
+                && h.admin() == PeerAdmin::Normal
                 && !tried.contains(&i)
                 && p.present(shared)
                 && (!health || (h.checked() != Checked::Down && (lone || !h.ejected(now_ms))))
@@ -110,7 +113,7 @@ impl Balancer {
 
     /// One of the usable peers `c` (never empty), by the upstream's algorithm.
     fn choose(&mut self, up: &Upstream, u: usize, c: &[usize], shared: &View) -> usize {
-        let weight = |i: usize| up.peers[i].weight as u64;
+        let weight = |i: usize| effective_weight(up, i, shared);
         let active = |i: usize| shared.health(up.peers[i].slot).active();
         // `a` carries less load per weight than `b`.
         let lighter = |a: usize, b: usize| active(a) * weight(b) < active(b) * weight(a);
@@ -135,8 +138,8 @@ impl Balancer {
                 best
             }
             Balance::RandomTwo if c.len() > 1 => {
-                let a = self.weighted_random(up, c, None);
-                let b = self.weighted_random(up, c, Some(a));
+                let a = self.weighted_random(up, c, None, shared);
+                let b = self.weighted_random(up, c, Some(a), shared);
                 if lighter(b, a) {
                     b
                 } else {
@@ -162,15 +165,21 @@ impl Balancer {
     }
 
     /// A peer of `c` drawn with probability proportional to its weight, other than `not`.
-    fn weighted_random(&mut self, up: &Upstream, c: &[usize], not: Option<usize>) -> usize {
+    fn weighted_random(
+        &mut self,
+        up: &Upstream,
+        c: &[usize],
+        not: Option<usize>,
+        shared: &View,
+    ) -> usize {
         let total: u64 = c
             .iter()
             .filter(|&&i| Some(i) != not)
-            .map(|&i| up.peers[i].weight as u64)
+            .map(|&i| effective_weight(up, i, shared))
             .sum();
         let mut at = self.random() % total.max(1);
         for &i in c.iter().filter(|&&i| Some(i) != not) {
-            let w = up.peers[i].weight as u64;
+            let w = effective_weight(up, i, shared);
             if at < w {
                 return i;
             }
@@ -178,6 +187,12 @@ impl Balancer {
         }
         c[0]
     }
+}
+
+/// A peer's weight: the one set at run time through the admin API, else the config's.
+fn effective_weight(up: &Upstream, i: usize, shared: &View) -> u64 {
+    let p = &up.peers[i];
+    shared.health(p.slot).weight().unwrap_or(p.weight) as u64
 }
 
 #[cfg(test)]

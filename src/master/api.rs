@@ -1,0 +1,246 @@
+//! The admin listener's JSON API: the node's status, its upstreams with each peer's health
+//! and counters, the effective config; and actions taken without a reload: drain a peer,
+//! mark it down or up, change its weight (kept in shared memory, shown as set at run time,
+//! cleared by the next reload), start a reload (its result shows in the status), reopen the
+//! logs. Every action is logged with who took it.
+
+use super::Master;
+use crate::config::PeerAddr;
+use crate::shm::{self, PeerAdmin};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// The outcome of the last reload, for `GET /api/status`.
+#[derive(Debug, Clone, Default)]
+pub(super) struct LastReload {
+    pub(super) ok: bool,
+    pub(super) message: String,
+    /// Seconds since the Unix epoch.
+    pub(super) at: u64,
+}
+
+pub(super) fn epoch_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Master {
+    /// Answers `method path` under `/api/`; `who` is the client's address.
+    pub(super) fn api(
+        &mut self,
+        method: &str,
+        path: &str,
+        query: &str,
+        who: SocketAddr,
+    ) -> (u16, Value) {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, parts.as_slice()) {
+            ("GET", ["api", "status"]) => (200, self.api_status()),
+            ("GET", ["api", "upstreams"]) => (200, self.api_upstreams()),
+            ("GET", ["api", "config"]) => {
+                (200, serde_json::to_value(&self.cfg).unwrap_or(Value::Null))
+            }
+            ("POST", ["api", "reload"]) => {
+                log::info!("admin: reload requested by {who}");
+                self.begin_reload(None);
+                (
+                    202,
+                    json!({"reload": "started", "see": "/api/status last_reload"}),
+                )
+            }
+            ("POST", ["api", "reopen"]) => {
+                log::info!("admin: log reopen requested by {who}");
+                match self.reopen() {
+                    Ok(()) => (200, json!({"reopened": true})),
+                    Err(e) => (500, json!({"error": e.to_string()})),
+                }
+            }
+            ("POST", ["api", "upstreams", u, "peers", p, action]) => {
+                self.api_peer_action(u, p, action, query, who)
+            }
+            ("GET", _) => (404, json!({"error": "not found"})),
+            _ => (405, json!({"error": "method not allowed"})),
+        }
+    }
+
+    fn api_status(&self) -> Value {
+        let view = self.shared.region.view();
+        let workers: Vec<Value> = self
+            .workers
+            .iter()
+            .map(|(_, w)| {
+                let s = view.worker_stats(w.block);
+                json!({
+                    "pid": w.pid.as_raw(),
+                    "generation": w.generation,
+                    "serving": w.generation == self.generation,
+                    "connections": {
+                        "active": s.active.load(Relaxed),
+                        "reading": s.reading.load(Relaxed),
+                        "writing": s.writing.load(Relaxed),
+                        "waiting": s.waiting.load(Relaxed),
+                    },
+                    "requests": s.requests.load(Relaxed),
+                })
+            })
+            .collect();
+        let started = self
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "master_pid": std::process::id(),
+            "generation": self.generation,
+            "started": started,
+            "uptime_seconds": epoch_secs().saturating_sub(started),
+            "workers": workers,
+            "reloads": {"success": self.stats.reloads_ok, "failure": self.stats.reloads_failed},
+            "worker_restarts": self.stats.worker_restarts,
+            "last_reload": self.last_reload.as_ref().map(|r| json!({
+                "ok": r.ok, "message": r.message, "at": r.at,
+            })),
+        })
+    }
+
+    fn api_upstreams(&self) -> Value {
+        let view = self.shared.region.view();
+        let live = self.shared.live_blocks();
+        let now = shm::now_ms();
+        let ups: Vec<Value> = self
+            .cfg
+            .upstream
+            .iter()
+            .map(|u| {
+                let peers: Vec<Value> = u
+                    .peers
+                    .iter()
+                    .filter_map(|p| {
+                        let address = match p.addr {
+                            PeerAddr::Fixed(a) => a.to_string(),
+                            PeerAddr::Named { .. } => view.address(p.slot)?.to_string(),
+                        };
+                        let t = view.totals(p.slot, now);
+                        let traffic = view.traffic(p.slot, &live);
+                        let h = view.health(p.slot);
+                        let state = match h.admin() {
+                            _ if p.down => "down (config)",
+                            PeerAdmin::Down => "down (admin)",
+                            PeerAdmin::Drain => "draining (admin)",
+                            PeerAdmin::Normal if t.checked == shm::Checked::Down => {
+                                "down (health check)"
+                            }
+                            PeerAdmin::Normal if t.down_for_ms > 0 => "ejected",
+                            PeerAdmin::Normal => "up",
+                        };
+                        Some(json!({
+                            "peer": p.key(),
+                            "address": address,
+                            "state": state,
+                            "backup": p.backup,
+                            "weight": h.weight().unwrap_or(p.weight),
+                            "weight_set_at_run_time": h.weight().is_some(),
+                            "health_check": match t.checked {
+                                shm::Checked::Up => "up",
+                                shm::Checked::Down => "down",
+                                shm::Checked::Unknown => "unknown",
+                            },
+                            "requests": t.requests,
+                            "failures": t.failures,
+                            "consecutive_failures": t.fails,
+                            "ejections": t.ejections,
+                            "ejected_for_ms": t.down_for_ms,
+                            "active": t.active,
+                            "idle": traffic.idle,
+                            "responses": {
+                                "1xx": traffic.classes[0], "2xx": traffic.classes[1],
+                                "3xx": traffic.classes[2], "4xx": traffic.classes[3],
+                                "5xx": traffic.classes[4],
+                            },
+                        }))
+                    })
+                    .collect();
+                let t = view.totals(u.slot, now);
+                json!({
+                    "name": u.name,
+                    "retries": t.retries,
+                    "peers": peers,
+                })
+            })
+            .collect();
+        json!({ "upstreams": ups })
+    }
+
+    fn api_peer_action(
+        &mut self,
+        u: &str,
+        p: &str,
+        action: &str,
+        query: &str,
+        who: SocketAddr,
+    ) -> (u16, Value) {
+        let Some(up) = self.cfg.upstream.iter().find(|x| x.name == u) else {
+            return (404, json!({"error": format!("no upstream \"{u}\"")}));
+        };
+        let p = p
+            .replace("%5B", "[")
+            .replace("%5D", "]")
+            .replace("%3A", ":");
+        let Some(peer) = up.peers.iter().find(|x| x.key() == p) else {
+            return (
+                404,
+                json!({"error": format!("no peer \"{p}\" in upstream \"{u}\"")}),
+            );
+        };
+        let view = self.shared.region.view();
+        let h = view.health(peer.slot);
+        let what = match action {
+            "drain" => {
+                h.set_admin(PeerAdmin::Drain);
+                "drained (no new requests)".to_string()
+            }
+            "down" => {
+                h.set_admin(PeerAdmin::Down);
+                "marked down".to_string()
+            }
+            "up" => {
+                h.set_admin(PeerAdmin::Normal);
+                "marked up (as the config and health say)".to_string()
+            }
+            "weight" => {
+                let value = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("value="))
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .filter(|w| (1..=1000).contains(w));
+                let Some(w) = value else {
+                    return (400, json!({"error": "weight needs ?value=1..1000"}));
+                };
+                h.set_weight(Some(w));
+                format!("given weight {w} (the config says {})", peer.weight)
+            }
+            _ => {
+                return (
+                    404,
+                    json!({"error": format!("no action \"{action}\" (drain, down, up, weight)")}),
+                )
+            }
+        };
+        log::info!("admin: peer {u}/{p} {what} by {who}; a reload resets it");
+        (200, json!({"upstream": u, "peer": p, "done": what}))
+    }
+
+    /// A reload resets what the API set on peers (the config is the truth again).
+    pub(super) fn clear_peer_overrides(&self) {
+        let view = self.shared.region.view();
+        for u in &self.cfg.upstream {
+            for p in &u.peers {
+                let h = view.health(p.slot);
+                h.set_admin(PeerAdmin::Normal);
+                h.set_weight(None);
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The admin JSON API: status, upstreams and config as JSON; peers drained, marked down or
+//! up and re-weighted without a reload (and the traffic follows at once), a reload started
+//! and its result shown, overrides cleared by the reload; every action logged with who took
+//! it; nothing without the token.
+
+mod common;
+
+use common::upstream::Upstream;
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+const TOKEN: &str = "api-token-0123456789";
+
+fn call(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    let text = String::from_utf8(v).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text.split_once("\r\n\r\n").unwrap().1;
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+    )
+}
+
+fn bodies(p: &Proxyd, n: usize) -> (usize, usize) {
+    let (mut a, mut b) = (0, 0);
+    for _ in 0..n {
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut v = Vec::new();
+        s.read_to_end(&mut v).unwrap();
+        let t = String::from_utf8_lossy(&v);
+        if t.ends_with("a /x") {
+            a += 1;
+        } else if t.ends_with("b /x") {
+            b += 1;
+        } else {
+            panic!("{t}");
+        }
+    }
+    (a, b)
+}
+
+fn peer<'a>(v: &'a Value, key: &str) -> &'a Value {
+    v["upstreams"][0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == key)
+        .unwrap()
+}
+
+#[test]
+fn peers_are_drained_downed_and_reweighted_at_run_time() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let admin = free_port();
+    let conf = app_conf_peers(&[a.addr(), b.addr()], "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\" }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(1, &conf);
+    assert_eq!(bodies(&p, 10), (5, 5));
+
+    // Nothing without the token.
+    assert_eq!(call(admin, "GET", "/api/status", None).0, 401);
+    assert_eq!(
+        call(
+            admin,
+            "POST",
+            &format!("/api/upstreams/app/peers/{}/down", a.addr()),
+            None
+        )
+        .0,
+        401
+    );
+
+    let (s, st) = call(admin, "GET", "/api/status", Some(TOKEN));
+    assert_eq!(s, 200);
+    assert_eq!(st["generation"], 1);
+    assert_eq!(st["master_pid"], p.pid());
+    let pids: Vec<u64> = st["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        pids,
+        p.worker_pids()
+            .iter()
+            .map(|&x| x as u64)
+            .collect::<Vec<_>>()
+    );
+    assert!(st["workers"][0]["connections"]["active"].is_u64());
+
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    assert_eq!(ups["upstreams"][0]["name"], "app");
+    assert_eq!(peer(&ups, &a.addr())["state"], "up");
+    assert_eq!(peer(&ups, &a.addr())["requests"], 5);
+    assert_eq!(peer(&ups, &a.addr())["responses"]["2xx"], 5);
+
+    // Down: all traffic to b at once, no reload.
+    let (s, r) = call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/down", a.addr()),
+        Some(TOKEN),
+    );
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(bodies(&p, 6), (0, 6));
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    assert_eq!(peer(&ups, &a.addr())["state"], "down (admin)");
+    // Up again, then drained.
+    call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/up", a.addr()),
+        Some(TOKEN),
+    );
+    let (x, y) = bodies(&p, 10);
+    assert!(x > 0 && y > 0, "{x} {y}");
+    call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/drain", b.addr()),
+        Some(TOKEN),
+    );
+    assert_eq!(bodies(&p, 4), (4, 0));
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    assert_eq!(peer(&ups, &b.addr())["state"], "draining (admin)");
+    call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/up", b.addr()),
+        Some(TOKEN),
+    );
+    // Weight 3 against 1: smooth round-robin gives exactly 3 to 1.
+    let (s, _) = call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/weight?value=3", a.addr()),
+        Some(TOKEN),
+    );
+    assert_eq!(s, 200);
+    assert_eq!(bodies(&p, 40), (30, 10));
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    assert_eq!(peer(&ups, &a.addr())["weight"], 3);
+    assert_eq!(peer(&ups, &a.addr())["weight_set_at_run_time"], true);
+    // Bad input.
+    assert_eq!(
+        call(
+            admin,
+            "POST",
+            &format!("/api/upstreams/app/peers/{}/weight?value=0", a.addr()),
+            Some(TOKEN)
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            admin,
+            "POST",
+            "/api/upstreams/app/peers/10.9.9.9:1/down",
+            Some(TOKEN)
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            admin,
+            "POST",
+            "/api/upstreams/nope/peers/x/down",
+            Some(TOKEN)
+        )
+        .0,
+        404
+    );
+    assert_eq!(call(admin, "DELETE", "/api/status", Some(TOKEN)).0, 405);
+    // Every action is in the error log, with who did it.
+    let log = p.error_log();
+    for what in [
+        "marked down by 127.0.0.1:",
+        "drained (no new requests) by 127.0.0.1:",
+        "given weight 3 (the config says 1) by 127.0.0.1:",
+    ] {
+        assert!(log.contains(what), "{what}: {log}");
+    }
+
+    // A reload through the API: started, then its result in the status; the overrides go.
+    let (s, _) = call(admin, "POST", "/api/reload", Some(TOKEN));
+    assert_eq!(s, 202);
+    assert!(wait_until(Duration::from_secs(10), || {
+        call(admin, "GET", "/api/status", Some(TOKEN)).1["generation"] == 2
+    }));
+    let (_, st) = call(admin, "GET", "/api/status", Some(TOKEN));
+    assert_eq!(st["last_reload"]["ok"], true, "{st}");
+    assert_eq!(st["reloads"]["success"], 1);
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    assert_eq!(peer(&ups, &a.addr())["weight"], 1);
+    assert_eq!(peer(&ups, &a.addr())["weight_set_at_run_time"], false);
+    // A failing reload: its error is the result.
+    let good = std::fs::read_to_string(&p.conf).unwrap();
+    std::fs::write(&p.conf, format!("{good}\nbogus = 1\n")).unwrap();
+    assert_eq!(call(admin, "POST", "/api/reload", Some(TOKEN)).0, 202);
+    assert!(wait_until(Duration::from_secs(10), || {
+        call(admin, "GET", "/api/status", Some(TOKEN)).1["last_reload"]["ok"] == false
+    }));
+    let (_, st) = call(admin, "GET", "/api/status", Some(TOKEN));
+    assert!(
+        st["last_reload"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bogus"),
+        "{st}"
+    );
+    assert_eq!(st["generation"], 2);
+    std::fs::write(&p.conf, &good).unwrap();
+    // The effective config.
+    let (s, cfg) = call(admin, "GET", "/api/config", Some(TOKEN));
+    assert_eq!(s, 200);
+    assert_eq!(cfg["upstream"][0]["name"], "app");
+    assert!(!cfg.to_string().contains(TOKEN), "the token is never shown");
+    // Reopen.
+    assert_eq!(call(admin, "POST", "/api/reopen", Some(TOKEN)).0, 200);
+}
