@@ -293,7 +293,7 @@ fn metrics_may_be_public_while_the_rest_needs_the_token() {
         value(&m, "proxyd_server_requests_total", &[("class", "2xx")]),
         1.0
     );
-    assert_eq!(admin_get(admin, "/", None).0, 401);
+    assert_eq!(admin_get(admin, "/api/status", None).0, 401);
     // A slow client is cut after the deadline and does not hold up the others.
     let _silent = TcpStream::connect(("127.0.0.1", admin)).unwrap();
     assert_eq!(admin_get(admin, "/metrics", None).0, 200);

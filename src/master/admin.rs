@@ -16,6 +16,8 @@ pub(super) const LISTENER: Token = Token(4);
 /// Tokens of admin connections start here (below the workers', above the control clients').
 pub(super) const CONN_BASE: usize = 1 << 25;
 const MAX_HEAD: usize = 8 * 1024;
+/// The dashboard, built into the binary: nothing is fetched from the network at run time.
+const DASHBOARD: &str = include_str!("dashboard.html");
 const MAX_CONNS: usize = 64;
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -43,6 +45,8 @@ impl Admin {
 /// What a request asked for.
 enum Answer {
     Status(u16, &'static str),
+    /// The dashboard page: static, holds no data (its API calls need the token).
+    Dashboard,
     Metrics,
     Json(u16, serde_json::Value),
 }
@@ -149,6 +153,7 @@ impl Master {
                     self.metrics_text(),
                 ),
                 Answer::Json(s, v) => (s, "application/json", format!("{v}\n")),
+                Answer::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
             };
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
@@ -209,6 +214,7 @@ impl Master {
                     .any(|h| bearer_matches(h.value, t))
             });
         match (method, path) {
+            ("GET", "/" | "/index.html") => Answer::Dashboard,
             ("GET", "/metrics") if authorized || admin.public_metrics => Answer::Metrics,
             _ if !authorized => {
                 Answer::Status(401, "unauthorized: send Authorization: Bearer <token>")

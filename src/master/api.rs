@@ -20,6 +20,13 @@ pub(super) struct LastReload {
     pub(super) at: u64,
 }
 
+/// Reloads kept for the status.
+pub(super) const RELOAD_HISTORY: usize = 20;
+
+fn reload_json(r: &LastReload) -> Value {
+    json!({ "ok": r.ok, "message": r.message, "at": r.at })
+}
+
 pub(super) fn epoch_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -39,6 +46,8 @@ impl Master {
         match (method, parts.as_slice()) {
             ("GET", ["api", "status"]) => (200, self.api_status()),
             ("GET", ["api", "upstreams"]) => (200, self.api_upstreams()),
+            ("GET", ["api", "traffic"]) => (200, self.api_traffic()),
+            ("GET", ["api", "errors"]) => (200, self.api_errors()),
             ("GET", ["api", "config"]) => {
                 (200, serde_json::to_value(&self.cfg).unwrap_or(Value::Null))
             }
@@ -99,10 +108,76 @@ impl Master {
             "workers": workers,
             "reloads": {"success": self.stats.reloads_ok, "failure": self.stats.reloads_failed},
             "worker_restarts": self.stats.worker_restarts,
-            "last_reload": self.last_reload.as_ref().map(|r| json!({
-                "ok": r.ok, "message": r.message, "at": r.at,
-            })),
+            "last_reload": self.reloads.back().map(reload_json),
+            "reload_history": self.reloads.iter().map(reload_json).collect::<Vec<_>>(),
         })
+    }
+
+    /// Request counts and latency histograms by server, and client connections: what the
+    /// dashboard turns into rates and percentiles between two polls.
+    fn api_traffic(&self) -> Value {
+        let view = self.shared.region.view();
+        let live = self.shared.live_blocks();
+        let mut seen = std::collections::HashSet::new();
+        let servers: Vec<Value> = self
+            .cfg
+            .server
+            .iter()
+            .filter(|s| seen.insert(s.slot))
+            .map(|s| {
+                let t = view.traffic(s.slot, &live);
+                let h = &t.hist[shm::Hist::Request as usize];
+                json!({
+                    "server": s.label(),
+                    "classes": t.classes,
+                    "duration": { "le": h.le, "count": h.count, "sum_seconds": h.sum_us as f64 / 1e6 },
+                })
+            })
+            .collect();
+        let (mut requests, mut accepted) = (0, 0);
+        let mut c = [0u64; 4];
+        for b in live.iter().copied().chain(std::iter::once(view.blocks())) {
+            let w = view.worker_stats(b);
+            requests += w.requests.load(Relaxed);
+            accepted += w.accepted.load(Relaxed);
+            for (x, g) in c
+                .iter_mut()
+                .zip([&w.active, &w.reading, &w.writing, &w.waiting])
+            {
+                *x += g.load(Relaxed);
+            }
+        }
+        let le: Vec<f64> = shm::BUCKETS_US.iter().map(|b| *b as f64 / 1e6).collect();
+        json!({
+            "requests": requests,
+            "accepted": accepted,
+            "connections": { "active": c[0], "reading": c[1], "writing": c[2], "waiting": c[3] },
+            "le": le,
+            "servers": servers,
+        })
+    }
+
+    /// The last lines of the error log, when it is a file.
+    fn api_errors(&self) -> Value {
+        use std::io::{Read, Seek, SeekFrom};
+        const TAIL: u64 = 64 * 1024;
+        let crate::config::LogTarget::File(path) = &self.cfg.error_log.path else {
+            return json!({ "lines": [], "note": "the error log is not a file" });
+        };
+        let mut text = Vec::new();
+        if let Ok(mut f) = std::fs::File::open(path) {
+            let len = f.metadata().map_or(0, |m| m.len());
+            let _ = f.seek(SeekFrom::Start(len.saturating_sub(TAIL)));
+            let _ = f.take(TAIL).read_to_end(&mut text);
+        }
+        let text = String::from_utf8_lossy(&text);
+        let lines: Vec<&str> = text.lines().collect();
+        // The first line may be cut; the last 50 are enough.
+        let from = lines
+            .len()
+            .saturating_sub(50)
+            .max(usize::from(lines.len() > 50));
+        json!({ "lines": lines[from.min(lines.len())..] })
     }
 
     fn api_upstreams(&self) -> Value {

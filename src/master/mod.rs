@@ -193,7 +193,8 @@ pub struct Master {
     staples_check_at: Instant,
     admin: admin::Admin,
     stats: metrics::MasterStats,
-    last_reload: Option<api::LastReload>,
+    /// The last reloads' results, oldest first (`api::RELOAD_HISTORY` at most).
+    reloads: VecDeque<api::LastReload>,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -321,7 +322,7 @@ impl Master {
             inherited,
             admin: admin::Admin::default(),
             stats: metrics::MasterStats::default(),
-            last_reload: None,
+            reloads: VecDeque::new(),
         };
         m.admin_listen()?;
         let cfg = m.cfg.clone();

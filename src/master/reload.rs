@@ -218,11 +218,7 @@ impl Master {
         self.crashes.clear();
         let pids = self.worker_pids(gen);
         self.stats.reloads_ok += 1;
-        self.last_reload = Some(super::api::LastReload {
-            ok: true,
-            message: format!("generation {gen} serving, workers {pids}"),
-            at: super::api::epoch_secs(),
-        });
+        self.record_reload(true, format!("generation {gen} serving, workers {pids}"));
         self.clear_peer_overrides();
         if let Err(e) = self.admin_listen() {
             log::error!("{e}; the admin listener stays where it was");
@@ -283,13 +279,20 @@ impl Master {
 
     /// The reload is over and the running generation keeps serving: the service manager
     /// leaves its reloading state with the reason in the status line.
-    fn notify_reload_failed(&mut self, why: &str) {
-        self.stats.reloads_failed += 1;
-        self.last_reload = Some(super::api::LastReload {
-            ok: false,
-            message: why.to_string(),
+    fn record_reload(&mut self, ok: bool, message: String) {
+        if self.reloads.len() == super::api::RELOAD_HISTORY {
+            self.reloads.pop_front();
+        }
+        self.reloads.push_back(super::api::LastReload {
+            ok,
+            message,
             at: super::api::epoch_secs(),
         });
+    }
+
+    fn notify_reload_failed(&mut self, why: &str) {
+        self.stats.reloads_failed += 1;
+        self.record_reload(false, why.to_string());
         let first = why.lines().next().unwrap_or("");
         self.notify.ready(&format!(
             "generation {} serving; reload failed: {first}",
