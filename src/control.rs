@@ -19,7 +19,7 @@ pub struct Reply {
 /// Longest reply message. The master writes replies without blocking, so a reply must fit
 /// in the socket buffer; longer ones (a reload with thousands of errors) are cut at a line
 /// with a count of what was left out.
-const MAX_MESSAGE: usize = 48 * 1024;
+pub const MAX_MESSAGE: usize = 48 * 1024;
 
 impl Reply {
     pub fn line(&self) -> Vec<u8> {

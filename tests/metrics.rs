@@ -340,3 +340,55 @@ fn admin_settings_are_checked() {
     let (ok, out) = config_test(&dir, "admin = { listen = \"127.0.0.1:9180\", unauthenticated = true }\n\n[[server]]\nlisten = \"127.0.0.1:1\"\n");
     assert!(ok, "{out}");
 }
+
+#[test]
+fn proxyctl_status_json_and_top_show_the_same_numbers() {
+    let up = Upstream::start("up");
+    let admin = free_port();
+    let p = Proxyd::start(2, &conf(&up, free_port(), admin, ""));
+    for _ in 0..7 {
+        assert_eq!(send(&p, "/a"), 200);
+    }
+    let pid_file = p.dir.path().join("proxyd.pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let out = proxyctl(&["-p", pid_file, "status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status"]["generation"], 1);
+    assert_eq!(v["status"]["workers"].as_array().unwrap().len(), 2);
+    assert_eq!(v["traffic"]["requests"], 7);
+    let app = v["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "app")
+        .unwrap();
+    assert_eq!(app["peers"][0]["requests"], 7);
+    assert_eq!(app["peers"][0]["state"], "up");
+    // top: two screens, the second with rates; the peer table has its row.
+    let out = proxyctl(&["-p", pid_file, "top", "-n", "2", "-d", "0.3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.rsplit("\x1b[2J").next().unwrap();
+    assert!(last.contains("generation 1"), "{last}");
+    let row = last
+        .lines()
+        .find(|l| l.starts_with("app ") && l.contains(&up.addr()))
+        .unwrap_or_else(|| panic!("{last}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[2], "up", "{row}");
+    assert_eq!(cols[5], "7", "{row}");
+    assert!(
+        last.lines()
+            .any(|l| l.starts_with("site.test ") && l.split_whitespace().nth(2) == Some("7")),
+        "{last}"
+    );
+}

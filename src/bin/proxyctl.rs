@@ -11,7 +11,9 @@ const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
   quit               graceful stop: finish in-flight requests, then exit
   stop               fast stop
   reopen             reopen log files (after rotation)
-  status             master pid, generation, worker pids, uptime, config path
+  status             master pid, generation, worker pids, uptime, config path, peers
+  status --json      the same and more (the admin API's status, upstreams, traffic) as JSON
+  top [-n N] [-d S]  live numbers, redrawn every S seconds (default 1), N times (default: until ^C)
   -c FILE            configuration file (default /etc/proxyd/proxyd.toml)
   -p PIDFILE         find the master by its pid file instead
   -q                 quiet: print only errors (for scripts and ExecStartPre)";
@@ -22,6 +24,9 @@ fn main() {
     let mut pid_file: Option<PathBuf> = None;
     let mut quiet = false;
     let mut command: Option<String> = None;
+    let mut json = false;
+    let mut top_count: Option<u64> = None;
+    let mut top_interval = Duration::from_secs(1);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -40,6 +45,23 @@ fn main() {
             }
             "-t" | "-T" => command = Some(a.clone()),
             "-q" => quiet = true,
+            "--json" => json = true,
+            "top" => command = Some(a.clone()),
+            "-n" => {
+                top_count = Some(
+                    args.next()
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| fail("option -n needs a count")),
+                )
+            }
+            "-d" => {
+                top_interval = args
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .filter(|s| *s > 0.0 && *s < 3600.0)
+                    .map(Duration::from_secs_f64)
+                    .unwrap_or_else(|| fail("option -d needs seconds"))
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -62,16 +84,24 @@ fn main() {
         Some(p) => config::control_socket_for_pid_file(p),
         None => config::control_paths(&path).1,
     };
-    let wait = if command == "status" || command == "reopen" {
+    if command == "top" {
+        std::process::exit(cli::top::run(&socket, top_interval, top_count));
+    }
+    let command = if command == "status" && json {
+        "status json".to_string()
+    } else {
+        command
+    };
+    let wait = if command.starts_with("status") || command == "reopen" {
         Duration::from_secs(10)
     } else {
         Duration::from_secs(600)
     };
     match control::request(&socket, &command, wait) {
-        Ok(reply) if reply.ok && quiet && command != "status" => {}
+        Ok(reply) if reply.ok && quiet && !command.starts_with("status") => {}
         Ok(reply) if reply.ok => {
             let msg = reply.message.trim_end();
-            if command == "status" {
+            if command.starts_with("status") {
                 println!("{msg}");
             } else {
                 println!("proxyctl: {command}: {msg}");

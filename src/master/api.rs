@@ -74,7 +74,7 @@ impl Master {
         }
     }
 
-    fn api_status(&self) -> Value {
+    pub(super) fn api_status(&self) -> Value {
         let view = self.shared.region.view();
         let workers: Vec<Value> = self
             .workers
@@ -115,7 +115,7 @@ impl Master {
 
     /// Request counts and latency histograms by server, and client connections: what the
     /// dashboard turns into rates and percentiles between two polls.
-    fn api_traffic(&self) -> Value {
+    pub(super) fn api_traffic(&self) -> Value {
         let view = self.shared.region.view();
         let live = self.shared.live_blocks();
         let mut seen = std::collections::HashSet::new();
@@ -180,7 +180,7 @@ impl Master {
         json!({ "lines": lines[from.min(lines.len())..] })
     }
 
-    fn api_upstreams(&self) -> Value {
+    pub(super) fn api_upstreams(&self) -> Value {
         let view = self.shared.region.view();
         let live = self.shared.live_blocks();
         let now = shm::now_ms();

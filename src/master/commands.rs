@@ -72,7 +72,7 @@ impl Master {
         if let Some(c) = self.clients.get_mut(key) {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
-        if cmd == "status" {
+        if cmd.starts_with("status") {
             log::debug!("control command \"{cmd}\"");
         } else {
             log::info!("control command \"{cmd}\"");
@@ -95,6 +95,26 @@ impl Master {
             "status" => {
                 let msg = self.status();
                 self.reply(key, true, msg)
+            }
+            // What the admin API's status, upstreams and traffic say, in one JSON object
+            // (`proxyctl status --json`, `proxyctl top`).
+            "status json" => {
+                let v = serde_json::json!({
+                    "status": self.api_status(),
+                    "upstreams": self.api_upstreams()["upstreams"],
+                    "traffic": self.api_traffic(),
+                });
+                let msg = v.to_string();
+                if msg.len() > crate::control::MAX_MESSAGE {
+                    let why = format!(
+                        "the status is {} bytes, more than the control socket carries ({}); use the admin API (GET /api/status, /api/upstreams)",
+                        msg.len(),
+                        crate::control::MAX_MESSAGE
+                    );
+                    self.reply(key, false, why)
+                } else {
+                    self.reply(key, true, msg)
+                }
             }
             other => self.reply(key, false, format!("unknown command \"{other}\"")),
         }

@@ -1,5 +1,7 @@
 //! Command-line pieces shared by `proxyd` and `proxyctl`.
 
+pub mod top;
+
 use crate::config;
 use std::path::Path;
 

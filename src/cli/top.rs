@@ -1,0 +1,165 @@
+//! `proxyctl top`: the node's live numbers in the terminal, for hosts where nobody opens a
+//! browser: every interval it asks the master for `status json` (the admin API's status,
+//! upstreams and traffic) and redraws one screen: workers, connections, request rate by
+//! status class, and every peer with its state and request rate.
+
+use crate::control;
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Runs `count` screens (None: until interrupted), `interval` apart. Returns the exit code.
+pub fn run(socket: &Path, interval: Duration, count: Option<u64>) -> i32 {
+    let mut prev: Option<(Instant, Value)> = None;
+    let mut shown = 0;
+    loop {
+        let reply = match control::request(socket, "status json", Duration::from_secs(10)) {
+            Ok(r) if r.ok => r,
+            Ok(r) => {
+                eprintln!("proxyctl: top: {}", r.message);
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("proxyctl: {e}");
+                return 1;
+            }
+        };
+        let now = Instant::now();
+        let Ok(v) = serde_json::from_str::<Value>(&reply.message) else {
+            eprintln!("proxyctl: top: the master's status is not JSON");
+            return 1;
+        };
+        let screen = render(&v, prev.as_ref().map(|(t, p)| (now.duration_since(*t), p)));
+        let mut out = std::io::stdout().lock();
+        // Clear and home, as top does; a pipe gets plain screens one after another.
+        let _ = write!(out, "\x1b[H\x1b[2J{screen}");
+        let _ = out.flush();
+        prev = Some((now, v));
+        shown += 1;
+        if count.is_some_and(|c| shown >= c) {
+            return 0;
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or(0)
+}
+
+/// Per second, between two readings.
+fn rate(now: u64, before: Option<u64>, dt: Option<Duration>) -> String {
+    match (before, dt) {
+        (Some(b), Some(dt)) if dt.as_secs_f64() > 0.0 => {
+            format!("{:.1}", now.saturating_sub(b) as f64 / dt.as_secs_f64())
+        }
+        _ => "-".into(),
+    }
+}
+
+pub fn render(v: &Value, prev: Option<(Duration, &Value)>) -> String {
+    let mut s = String::new();
+    let st = &v["status"];
+    let tr = &v["traffic"];
+    let dt = prev.map(|(d, _)| d);
+    let pv = prev.map(|(_, p)| p);
+    s.push_str(&format!(
+        "proxyd {}  master {}  generation {}  up {}s  reloads {} ok / {} failed  worker restarts {}\n",
+        st["version"].as_str().unwrap_or("?"),
+        st["master_pid"],
+        st["generation"],
+        st["uptime_seconds"],
+        st["reloads"]["success"],
+        st["reloads"]["failure"],
+        st["worker_restarts"],
+    ));
+    let c = &tr["connections"];
+    s.push_str(&format!(
+        "connections: active {}  reading {}  writing {}  waiting {}   requests {} ({}/s)\n\n",
+        c["active"],
+        c["reading"],
+        c["writing"],
+        c["waiting"],
+        tr["requests"],
+        rate(
+            u(&tr["requests"]),
+            pv.map(|p| u(&p["traffic"]["requests"])),
+            dt
+        ),
+    ));
+    s.push_str(&format!(
+        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+        "SERVER", "REQ/S", "2xx", "3xx", "4xx", "5xx", "p99(s)"
+    ));
+    for srv in tr["servers"].as_array().into_iter().flatten() {
+        let before = pv.and_then(|p| {
+            p["traffic"]["servers"]
+                .as_array()?
+                .iter()
+                .find(|x| x["server"] == srv["server"])
+        });
+        let total = |x: &Value| x["classes"].as_array().map_or(0, |a| a.iter().map(u).sum());
+        let class = |i: usize| u(&srv["classes"][i]);
+        s.push_str(&format!(
+            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
+            srv["server"].as_str().unwrap_or("?"),
+            rate(total(srv), before.map(total), dt),
+            class(1),
+            class(2),
+            class(3),
+            class(4),
+            p99(&tr["le"], &srv["duration"], before.map(|b| &b["duration"])),
+        ));
+    }
+    s.push_str(&format!(
+        "\n{:<16} {:<24} {:<20} {:>6} {:>8} {:>9} {:>8} {:>6} {:>5}\n",
+        "UPSTREAM", "PEER", "STATE", "WEIGHT", "REQ/S", "REQUESTS", "FAILURES", "ACTIVE", "IDLE"
+    ));
+    for up in v["upstreams"].as_array().into_iter().flatten() {
+        for p in up["peers"].as_array().into_iter().flatten() {
+            let before = pv.and_then(|pv| {
+                pv["upstreams"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["name"] == up["name"])?["peers"]
+                    .as_array()?
+                    .iter()
+                    .find(|x| x["peer"] == p["peer"])
+            });
+            s.push_str(&format!(
+                "{:<16} {:<24} {:<20} {:>6} {:>8} {:>9} {:>8} {:>6} {:>5}\n",
+                up["name"].as_str().unwrap_or("?"),
+                p["peer"].as_str().unwrap_or("?"),
+                p["state"].as_str().unwrap_or("?"),
+                u(&p["weight"]),
+                rate(u(&p["requests"]), before.map(|b| u(&b["requests"])), dt),
+                u(&p["requests"]),
+                u(&p["failures"]),
+                u(&p["active"]),
+                u(&p["idle"]),
+            ));
+        }
+    }
+    s
+}
+
+/// The 99th percentile of the requests between two readings (or since the start), from
+/// the cumulative histogram: the upper bound of the bucket it falls in.
+fn p99(le: &Value, now: &Value, before: Option<&Value>) -> String {
+    let bounds: Vec<f64> = le
+        .as_array()
+        .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_f64).collect());
+    let get = |h: Option<&Value>, i: usize| h.map_or(0, |h| u(&h["le"][i]));
+    let count = u(&now["count"]).saturating_sub(before.map_or(0, |b| u(&b["count"])));
+    if count == 0 {
+        return "-".into();
+    }
+    let want = (count as f64 * 0.99).ceil() as u64;
+    for (i, b) in bounds.iter().enumerate() {
+        if get(Some(now), i).saturating_sub(get(before, i)) >= want {
+            return format!("<{b}");
+        }
+    }
+    ">10".into()
+}
