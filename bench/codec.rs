@@ -46,6 +46,7 @@ fn main() {
         client_cert: None,
         request_id: None,
         trace: Default::default(),
+        span: None,
     };
     // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
     // allocates its strings).

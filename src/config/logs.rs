@@ -287,6 +287,76 @@ impl Validator {
     }
 }
 
+/// `otlp = { endpoint = "http://127.0.0.1:4318/v1/traces", service_name = "proxyd" }`:
+/// each worker sends the spans of traced requests there, batched, as OTLP/HTTP JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct Otlp {
+    pub endpoint: String,
+    #[serde(skip)]
+    pub addr: std::net::SocketAddr,
+    #[serde(skip)]
+    pub host: String,
+    #[serde(skip)]
+    pub path: String,
+    pub service_name: String,
+}
+
+impl Validator {
+    pub(super) fn otlp(
+        &mut self,
+        src: &Source,
+        raw: Option<&S<super::raw::RawOtlp>>,
+    ) -> Option<Otlp> {
+        use std::net::ToSocketAddrs;
+        let raw = raw?;
+        let r = raw.get_ref();
+        let url = r.endpoint.get_ref();
+        let Some(rest) = url.strip_prefix("http://") else {
+            self.errors.push(src.err(
+                r.endpoint.span(),
+                format!(
+                    "otlp endpoint \"{url}\" must be an http:// URL (https is not supported yet)"
+                ),
+            ));
+            return None;
+        };
+        let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let path = if path.is_empty() { "/v1/traces" } else { path };
+        let with_port = if hostport
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            hostport.to_string()
+        } else {
+            format!("{hostport}:80")
+        };
+        let addr = match with_port.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => a,
+            _ => {
+                self.errors.push(src.err(
+                    r.endpoint.span(),
+                    format!("otlp endpoint \"{url}\": cannot resolve \"{hostport}\""),
+                ));
+                return None;
+            }
+        };
+        if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            self.errors.push(src.err(
+                r.endpoint.span(),
+                "otlp endpoint path has spaces or control bytes",
+            ));
+            return None;
+        }
+        Some(Otlp {
+            endpoint: url.clone(),
+            addr,
+            host: hostport.to_string(),
+            path: path.to_string(),
+            service_name: r.service_name.clone().unwrap_or_else(|| "proxyd".into()),
+        })
+    }
+}
+
 /// The access logs of a server, for `-T`.
 pub(super) fn shown(
     logs: &[AccessLog],

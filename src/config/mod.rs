@@ -84,6 +84,9 @@ pub struct Config {
     pub shared_memory: SharedMemory,
     /// Where peers' host names are resolved.
     pub resolver: crate::dns::Resolver,
+    /// Where request spans go (OTLP/HTTP JSON), if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp: Option<logs::Otlp>,
     /// The admin listener, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admin: Option<admin::Admin>,

@@ -24,6 +24,7 @@ pub struct RawMain {
     pub shared_memory: Option<S<RawSharedMemory>>,
     pub resolver: Option<S<RawResolver>>,
     pub admin: Option<S<RawAdmin>>,
+    pub otlp: Option<S<RawOtlp>>,
     pub include: Option<Vec<S<String>>>,
     #[serde(default)]
     pub server: Vec<S<RawServer>>,
@@ -36,6 +37,14 @@ pub struct RawMain {
 #[serde(deny_unknown_fields)]
 pub struct RawSharedMemory {
     pub slots: Option<S<i64>>,
+}
+
+/// `otlp = { endpoint, service_name }`: where request spans are exported.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtlp {
+    pub endpoint: S<String>,
+    pub service_name: Option<String>,
 }
 
 /// `admin = { ... }`: the master's admin listener.

@@ -252,6 +252,7 @@ impl Validator {
 
         let resolver = self.resolver(src, base, main.resolver.as_ref());
         let admin = self.admin(src, main.admin.as_ref());
+        let otlp = self.otlp(src, main.otlp.as_ref());
         let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver, base);
 
         let mut server = Vec::new();
@@ -461,6 +462,7 @@ impl Validator {
             shared_memory,
             resolver,
             admin,
+            otlp,
             access_logs,
             log_formats,
             server,

@@ -84,6 +84,8 @@ pub struct RequestInfo<'a> {
     pub request_id: Option<(&'a str, &'a str)>,
     /// What the request's `traceparent` and `tracestate` become.
     pub trace: super::trace::Trace,
+    /// proxyd's span, which becomes the parent in the `traceparent` sent upstream.
+    pub span: Option<[u8; 8]>,
 }
 
 /// What a server that verifies client certificates tells its upstream.
@@ -185,7 +187,15 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
             h.remove_named(raw, b"traceparent");
             h.remove_named(raw, b"tracestate");
         }
-        Trace::None | Trace::Continued(_) => {}
+        Trace::Continued(mut t) => {
+            // A hop of its own: the upstream's parent is proxyd's span; tracestate stays.
+            if let Some(span) = info.span {
+                t.span_id = span;
+                h.remove_named(raw, b"traceparent");
+                h.append_copy(b"traceparent", &t.header());
+            }
+        }
+        Trace::None => {}
     }
     if let Some(cert) = info.client_cert {
         for name in CLIENT_CERT_HEADERS {
@@ -218,6 +228,7 @@ mod tests {
             client_cert: None,
             request_id: None,
             trace: Trace::None,
+            span: None,
         };
         assert_eq!(on_request(chain, raw, &mut h, &info), Verdict::Continue);
         let mut out = Vec::new();

@@ -41,6 +41,7 @@ pub fn request_head(data: &[u8]) {
             client_cert: None,
             request_id: None,
             trace: Default::default(),
+            span: None,
         };
         let mut out = Vec::new();
         let verdict = head.write_upstream(

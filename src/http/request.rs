@@ -64,6 +64,8 @@ pub struct Forwarding<'a> {
     pub request_id: Option<(&'a str, &'a str)>,
     /// The trace context decided for the request.
     pub trace: super::trace::Trace,
+    /// proxyd's own span (when spans are exported): the upstream's parent.
+    pub span: Option<[u8; 8]>,
 }
 
 #[derive(Debug, Default)]
@@ -385,6 +387,7 @@ impl RequestHead {
             client_cert: fwd.client_cert,
             request_id: fwd.request_id,
             trace: fwd.trace,
+            span: fwd.span,
         };
         let verdict = filters::on_request(chain, raw, h, &info);
         if verdict != Verdict::Continue {
@@ -433,6 +436,7 @@ mod tests {
             client_cert: None,
             request_id: None,
             trace: Default::default(),
+            span: None,
         };
         let mut out = Vec::new();
         h.write_upstream(

@@ -140,6 +140,12 @@ impl Ctx {
         if let Event::Done(d) = ev {
             self.access_log_sink(&d);
             self.metrics_sink(&d);
+            if let Some(e) = &mut self.exporter {
+                e.add(&d, &self.cfg, self.now);
+                if e.full() {
+                    e.flush(&self.registry, self.now);
+                }
+            }
             self.requests += 1;
             #[cfg(feature = "alloc-count")]
             if self.requests == ALLOC_WARMUP {

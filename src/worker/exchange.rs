@@ -91,6 +91,8 @@ pub struct Exchange {
     pub request_id: RequestId,
     /// Its W3C trace context.
     pub trace: Trace,
+    /// Its own span, when spans are exported: the parent the upstream is told of.
+    pub span_id: Option<[u8; 8]>,
     /// What the access log wants beyond the above (tries, captured headers, bytes).
     pub record: Record,
 }
@@ -125,6 +127,7 @@ impl Exchange {
             timings: Timings::new(now),
             request_id: RequestId::default(),
             trace: Trace::None,
+            span_id: None,
             record: Record::default(),
         }
     }
@@ -157,6 +160,7 @@ impl Exchange {
         self.timings = Timings::new(now);
         self.request_id = RequestId::default();
         self.trace = Trace::None;
+        self.span_id = None;
         self.record.clear();
     }
 

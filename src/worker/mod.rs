@@ -6,6 +6,7 @@ pub mod buffer;
 mod clock;
 mod events;
 mod exchange;
+mod export;
 mod gauges;
 mod record;
 mod route;
@@ -100,6 +101,8 @@ pub struct Ctx {
     pub resp_spans: crate::http::HeaderSpans,
     /// Pipes for splicing large bodies.
     pub pipes: upstream::Pipes,
+    /// Sends request spans to the OTLP collector (`otlp`), if there is one.
+    pub exporter: Option<export::Exporter>,
 }
 
 /// The token (and timer key) of a connection: slab slot and kind.
@@ -206,6 +209,7 @@ impl Worker {
             Interest::READABLE,
         )?;
         let cfg = Rc::new(s.cfg);
+        let exporter = cfg.otlp.clone().map(export::Exporter::new);
         let ctx = Ctx {
             balancer: Balancer::new(&cfg.upstream),
             pool: Pool::new(cfg.upstream.len()),
@@ -236,6 +240,7 @@ impl Worker {
             ids: Default::default(),
             resp_spans: Vec::new(),
             pipes: Default::default(),
+            exporter,
         };
         log::set_max_level(ctx.cfg.error_log.level_filter());
         log::debug!("worker of generation {} started", s.generation);
@@ -284,6 +289,9 @@ impl Worker {
             if self.ctx.clock.tick() {
                 self.ctx.access.flush();
                 self.publish_gauges();
+                if let Some(e) = &mut self.ctx.exporter {
+                    e.flush(&self.ctx.registry, self.ctx.now);
+                }
             }
             for ev in events.iter() {
                 let t = ev.token();
@@ -365,6 +373,11 @@ impl Worker {
                 }
                 _ => {}
             },
+            3 => {
+                if let Some(e) = &mut self.ctx.exporter {
+                    e.on_event(&self.ctx.registry);
+                }
+            }
             _ => {}
         }
     }

@@ -189,10 +189,12 @@ impl Values for Line<'_> {
                 hex(out, &t.trace_id);
                 true
             }),
-            Var::SpanId => x.and_then(|x| x.trace.parent()).is_some_and(|t| {
-                hex(out, &t.span_id);
-                true
-            }),
+            Var::SpanId => x
+                .and_then(|x| x.span_id.or(x.trace.parent().map(|t| t.span_id)))
+                .is_some_and(|s| {
+                    hex(out, &s);
+                    true
+                }),
             Var::Route => x
                 .and_then(|x| self.cfg.server[x.server].route.get(x.route?))
                 .is_some_and(|r| put(out, &r.name)),

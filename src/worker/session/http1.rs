@@ -507,6 +507,14 @@ impl Http1 {
             x.req.header_values(raw, "traceparent"),
             || [ids.random(), ids.random(), ids.random()],
         );
+        // Exporting spans makes proxyd a hop of the trace: its span is the upstream's parent.
+        if cfg.otlp.is_some() {
+            x.span_id = match x.trace {
+                Trace::Started(t) => Some(t.span_id),
+                Trace::Continued(_) => Some((w.ids.random() | 1).to_be_bytes()),
+                Trace::None | Trace::Dropped => None,
+            };
+        }
         if !srv.access_log.is_empty() {
             x.record
                 .capture_request(&cfg.log_formats.captures.request, x.req.header_pairs(raw));
@@ -557,6 +565,7 @@ impl Http1 {
                         .map(|h| (h.header.as_str(), x.request_id.as_str())),
                     client_cert,
                     trace: x.trace,
+                    span: x.span_id,
                     client_ip: &self.peer_ip,
                     proto: if self.client.is_plain() {
                         "http"
