@@ -196,13 +196,7 @@ fn json_lines_stay_valid_whatever_the_request_carries() {
             "fixed",
         ),
     );
-    let send = |bytes: &[u8]| -> String {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
-        s.write_all(bytes).unwrap();
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        String::from_utf8_lossy(&got).to_string()
-    };
+    let send = |bytes: &[u8]| send_raw(&p.addr(), bytes);
     // Quotes, backslashes, a tab, obs-text that is not UTF-8, and UTF-8.
     // (to a route answered here: the test upstream reads heads as UTF-8)
     let r = send(b"GET /fixed?a%22b=%00 HTTP/1.1\r\nHost: x\r\nUser-Agent: \"quoted\" \\ tab\there \xff\xfe caf\xc3\xa9\r\nConnection: close\r\n\r\n");
@@ -274,17 +268,8 @@ upstream = "app"
         a = up.addr()
     );
     let p = Proxyd::start_with(1, "log_format = { short = '$host $status' }", &body);
-    let send = |host: &str| {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
-        write!(
-            s,
-            "GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
-        assert!(v.starts_with(b"HTTP/1.1 200"));
-    };
+    let send =
+        |host: &str| assert!(get_close(&p.addr(), "/x", host, "").starts_with("HTTP/1.1 200"));
     send("quiet.test");
     send("logged.test");
     send("quiet.test");
@@ -355,17 +340,7 @@ upstream = "app"
         a = up.addr()
     );
     let p = Proxyd::start(1, &body);
-    let get = |host: &str, path: &str, extra: &str| -> String {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
-        String::from_utf8_lossy(&v).to_string()
-    };
+    let get = |host: &str, path: &str, extra: &str| get_close(&p.addr(), path, host, extra);
     // A well-formed incoming id is kept: upstream, response and log agree.
     let r = get("keep.test", "/headers", "X-Request-Id: lb-1234.abc_Z:9\r\n");
     assert_eq!(
@@ -487,16 +462,8 @@ fn every_try_of_a_retried_request_is_logged() {
         ),
     );
     for _ in 0..4 {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
-        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
-        assert!(
-            v.starts_with(b"HTTP/1.1 200"),
-            "{}",
-            String::from_utf8_lossy(&v)
-        );
+        let r = get_close(&p.addr(), "/x", "t", "");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     }
     let l = lines(&p.dir.path().join("tries.log"), 4);
     let retried: Vec<&String> = l.iter().filter(|l| l.contains(", ")).collect();
@@ -538,15 +505,7 @@ fn trace_context_is_continued_started_or_dropped() {
     );
     let p = Proxyd::start(1, &body);
     let get = |host: &str, extra: &str| -> String {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
-        write!(
-            s,
-            "GET /headers HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
-        let r = String::from_utf8_lossy(&v).to_string();
+        let r = get_close(&p.addr(), "/headers", host, extra);
         assert!(r.starts_with("HTTP/1.1 200"), "{r}");
         // What the upstream got (its /headers answer).
         r[r.find("\r\n\r\n").unwrap() + 4..].to_string()

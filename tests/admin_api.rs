@@ -8,23 +8,17 @@ mod common;
 use common::upstream::Upstream;
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 const TOKEN: &str = "api-token-0123456789";
 
 fn call(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n"
-    )
-    .unwrap();
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).unwrap();
-    let text = String::from_utf8(v).unwrap();
+    let text = send_raw(
+        &format!("127.0.0.1:{port}"),
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
+            .as_bytes(),
+    );
     let status = text[9..12].parse().unwrap();
     let body = text.split_once("\r\n\r\n").unwrap().1;
     (
@@ -36,12 +30,7 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, Value
 fn bodies(p: &Proxyd, n: usize) -> (usize, usize) {
     let (mut a, mut b) = (0, 0);
     for _ in 0..n {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
-        s.write_all(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
-        let t = String::from_utf8_lossy(&v);
+        let t = get_close(&p.addr(), "/x", "t", "");
         if t.ends_with("a /x") {
             a += 1;
         } else if t.ends_with("b /x") {

@@ -7,8 +7,6 @@ mod common;
 
 use common::upstream::Upstream;
 use common::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 
 const TOKEN: &str = "dash-token-0123456789";
@@ -44,15 +42,8 @@ fn the_dashboard_shows_upstreams_and_live_counters_in_a_browser() {
         );
     let p = Proxyd::start(2, &conf);
     for i in 0..40 {
-        let mut s = TcpStream::connect(p.addr()).unwrap();
         let path = if i % 10 == 0 { "/fixed" } else { "/x" };
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut v = Vec::new();
-        s.read_to_end(&mut v).unwrap();
+        get_close(&p.addr(), path, "shop.test", "");
     }
     // Without the token, the page asks for it and shows no data.
     let dom = chromium(&[
@@ -71,19 +62,12 @@ fn the_dashboard_shows_upstreams_and_live_counters_in_a_browser() {
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let mut s = TcpStream::connect(&addr).unwrap();
                 let path = if n.is_multiple_of(7) {
                     "/sleep?ms=30"
                 } else {
                     "/sleep?ms=2"
                 };
-                write!(
-                    s,
-                    "GET {path} HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n"
-                )
-                .unwrap();
-                let mut v = Vec::new();
-                s.read_to_end(&mut v).unwrap();
+                get_close(&addr, path, "shop.test", "");
                 n += 1;
             }
             n

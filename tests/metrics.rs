@@ -15,12 +15,11 @@ use std::time::Duration;
 const TOKEN: &str = "test-token-0123456789";
 
 fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").unwrap();
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).unwrap();
-    let text = String::from_utf8(v).unwrap();
+    let text = send_raw(
+        &format!("127.0.0.1:{port}"),
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes(),
+    );
     let status = text[9..12].parse().unwrap();
     let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
     (status, body)
@@ -72,15 +71,9 @@ fn value(
 }
 
 fn send(p: &Proxyd, path: &str) -> u16 {
-    let mut s = TcpStream::connect(p.addr()).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).unwrap();
-    String::from_utf8_lossy(&v)[9..12].parse().unwrap()
+    get_close(&p.addr(), path, "site.test", "")[9..12]
+        .parse()
+        .unwrap()
 }
 
 fn conf(up: &Upstream, dead: u16, admin_port: u16, extra: &str) -> String {

@@ -9,8 +9,7 @@ mod common;
 use common::upstream::Upstream;
 use common::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -78,15 +77,7 @@ fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
 }
 
 fn get(p: &Proxyd, path: &str, extra: &str) -> String {
-    let mut s = TcpStream::connect(p.addr()).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\n{extra}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut v = Vec::new();
-    s.read_to_end(&mut v).unwrap();
-    String::from_utf8_lossy(&v).to_string()
+    get_close(&p.addr(), path, "t", extra)
 }
 
 /// The traceparent the upstream got (its /headers answer is the head it received).

@@ -120,6 +120,27 @@ body = "{fixed_body}"
     )
 }
 
+/// Sends `bytes` on a new connection to `addr` and returns all that comes back until the
+/// server closes (send `Connection: close`).
+pub fn send_raw(addr: &str, bytes: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).unwrap();
+    String::from_utf8_lossy(&v).to_string()
+}
+
+/// `GET path` for `host` with `extra` header lines (each ending in CRLF), on a connection
+/// of its own: the whole response as text.
+pub fn get_close(addr: &str, path: &str, host: &str, extra: &str) -> String {
+    send_raw(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
+            .as_bytes(),
+    )
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
