@@ -227,3 +227,40 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     // Reopen.
     assert_eq!(call(admin, "POST", "/api/reopen", Some(TOKEN)).0, 200);
 }
+
+#[test]
+fn a_unix_socket_admin_listener_may_go_without_a_token() {
+    use std::io::{Read, Write};
+    let up = Upstream::start("a");
+    let conf = app_conf(&up, "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        "admin = { listen = \"unix:{dir}/admin.sock\", unauthenticated = true }\n\n[[upstream]]\nname = \"app\"",
+    );
+    let p = Proxyd::start(1, &conf);
+    assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+    let sock = p.dir.path().join("admin.sock");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let ask = |path: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut v = String::new();
+        s.read_to_string(&mut v).unwrap();
+        v
+    };
+    let st = ask("/api/status");
+    assert!(st.starts_with("HTTP/1.1 200"), "{st}");
+    assert!(st.contains(&format!("\"master_pid\":{}", p.pid())), "{st}");
+    assert!(ask("/metrics").contains("proxyd_server_requests_total{server=\"127.0.0.1:"));
+    // A socket in a directory that does not exist is a -t error.
+    let dir = TempDir::new("admin-unix");
+    let (ok, out) = config_test(&dir, "admin = { listen = \"unix:/nonexistent-dir/a.sock\", unauthenticated = true }\n\n[[server]]\nlisten = \"127.0.0.1:1\"\n");
+    assert!(
+        !ok && out.contains("main.toml:1:") && out.contains("does not exist"),
+        "{out}"
+    );
+    // The socket file goes with the master.
+    drop(p);
+    assert!(wait_until(Duration::from_secs(5), || !sock.exists()));
+}

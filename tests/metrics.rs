@@ -311,7 +311,7 @@ fn admin_settings_are_checked() {
         ("{ listen = \"127.0.0.1:9180\" }", "admin needs a token"),
         (
             "{ listen = \"0.0.0.0:9180\", unauthenticated = true }",
-            "loopback address only",
+            "or a unix socket only",
         ),
         (
             "{ listen = \"127.0.0.1:9180\", token = \"short\" }",
@@ -319,7 +319,7 @@ fn admin_settings_are_checked() {
         ),
         (
             "{ listen = \"nowhere\", token = \"0123456789abcdef\" }",
-            "not an address",
+            "neither an address:port",
         ),
     ] {
         let text = format!("admin = {admin}\n\n[[server]]\nlisten = \"127.0.0.1:1\"\n");

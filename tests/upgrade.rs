@@ -43,6 +43,8 @@ struct Master {
     exe: PathBuf,
     conf: PathBuf,
     port: u16,
+    /// The admin listener's port (bound again by each new master).
+    admin: u16,
     child: Option<Child>,
 }
 
@@ -52,7 +54,10 @@ impl Master {
         let exe = dir.path().join("proxyd");
         std::fs::copy(bin("proxyd"), &exe).unwrap();
         let port = free_port();
-        let text = Proxyd::render(&dir, port, 2, "", &app_conf(up, "", "", "fixed"));
+        let admin = free_port();
+        let globals =
+            format!("admin = {{ listen = \"127.0.0.1:{admin}\", unauthenticated = true }}");
+        let text = Proxyd::render(&dir, port, 2, &globals, &app_conf(up, "", "", "fixed"));
         let conf = dir.write("proxyd.toml", &text);
         let child = spawn_fresh(&exe, &conf);
         let m = Master {
@@ -60,6 +65,7 @@ impl Master {
             exe,
             conf,
             port,
+            admin,
             child: Some(child),
         };
         assert!(wait_until(Duration::from_secs(10), || m
@@ -73,6 +79,19 @@ impl Master {
 
     fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The master pid the admin listener's /api/status names (0 when it does not answer).
+    fn admin_master_pid(&self) -> u64 {
+        let text = std::panic::catch_unwind(|| {
+            get_close(&format!("127.0.0.1:{}", self.admin), "/api/status", "x", "")
+        })
+        .unwrap_or_default();
+        let body = text.split_once("\r\n\r\n").map_or("", |b| b.1);
+        serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["master_pid"].as_u64())
+            .unwrap_or(0)
     }
 
     fn ctl(&self, cmd: &str) -> std::process::Output {
@@ -172,6 +191,13 @@ fn upgrade_under_load_refuses_nothing() {
         .path()
         .join("proxyd.pid.oldbin")
         .exists()));
+    // The admin listener moved to the newest master once the old one let the port go.
+    let newest = *pids.last().unwrap() as u64;
+    assert!(
+        wait_until(Duration::from_secs(5), || m.admin_master_pid() == newest),
+        "admin answers for {} instead of {newest}",
+        m.admin_master_pid()
+    );
 }
 
 #[test]

@@ -5,11 +5,12 @@
 //! and the JSON API under `/api/` (`api.rs`).
 
 use super::Master;
-use mio::net::{TcpListener, TcpStream};
-use mio::{Interest, Token};
+use crate::config::admin::AdminAddr;
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub(super) const LISTENER: Token = Token(4);
@@ -21,9 +22,104 @@ const DASHBOARD: &str = include_str!("dashboard.html");
 const MAX_CONNS: usize = 64;
 const DEADLINE: Duration = Duration::from_secs(10);
 
+/// A listening socket of either kind.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// An admin connection of either kind.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(r, t, i),
+            Stream::Unix(s) => s.register(r, t, i),
+        }
+    }
+
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(r, t, i),
+            Stream::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(r),
+            Stream::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+impl Listener {
+    fn bind(addr: &AdminAddr) -> io::Result<Listener> {
+        match addr {
+            AdminAddr::Tcp(a) => TcpListener::bind(*a).map(Listener::Tcp),
+            AdminAddr::Unix(p) => {
+                // A socket file left by an earlier master is in the way.
+                if std::fs::symlink_metadata(p)
+                    .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+                {
+                    let _ = std::fs::remove_file(p);
+                }
+                let l = UnixListener::bind(p)?;
+                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+                Ok(Listener::Unix(l))
+            }
+        }
+    }
+
+    fn accept(&self) -> io::Result<(Stream, String)> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), a.to_string())),
+            Listener::Unix(l) => l
+                .accept()
+                .map(|(s, _)| (Stream::Unix(s), "the unix socket".to_string())),
+        }
+    }
+
+    fn close(&mut self, r: &Registry, addr: &AdminAddr) {
+        let _ = match self {
+            Listener::Tcp(l) => l.deregister(r),
+            Listener::Unix(l) => l.deregister(r),
+        };
+        if let AdminAddr::Unix(p) = addr {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 pub(super) struct AdminConn {
-    stream: TcpStream,
-    peer: SocketAddr,
+    stream: Stream,
+    peer: String,
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
@@ -32,8 +128,10 @@ pub(super) struct AdminConn {
 
 #[derive(Default)]
 pub(super) struct Admin {
-    listener: Option<(SocketAddr, TcpListener)>,
+    listener: Option<(AdminAddr, Listener)>,
     conns: Slab<AdminConn>,
+    /// When to try binding again (after a binary upgrade, until the old master lets go).
+    pub(super) retry_at: Option<Instant>,
 }
 
 impl Admin {
@@ -54,26 +152,33 @@ enum Answer {
 impl Master {
     /// Binds (or keeps, or closes) the admin listener for the current config.
     pub(super) fn admin_listen(&mut self) -> Result<(), String> {
-        let want = self.cfg.admin.as_ref().map(|a| a.listen);
-        if self.admin.listener.as_ref().map(|(a, _)| *a) == want {
+        let want = self.cfg.admin.as_ref().map(|a| a.listen.clone());
+        if self.admin.listener.as_ref().map(|(a, _)| a) == want.as_ref() {
             return Ok(());
         }
         let Some(addr) = want else {
-            if let Some((_, mut l)) = self.admin.listener.take() {
-                let _ = self.poll.registry().deregister(&mut l);
+            if let Some((a, mut l)) = self.admin.listener.take() {
+                l.close(self.poll.registry(), &a);
             }
             return Ok(());
         };
         // The new address is bound before the old one closes: a failure keeps the old.
-        let mut l = TcpListener::bind(addr)
+        let mut l = Listener::bind(&addr)
             .map_err(|e| format!("cannot listen on the admin address {addr}: {e}"))?;
-        if let Some((_, mut old)) = self.admin.listener.take() {
-            let _ = self.poll.registry().deregister(&mut old);
+        if let Some((a, mut old)) = self.admin.listener.take() {
+            old.close(self.poll.registry(), &a);
         }
-        self.poll
-            .registry()
-            .register(&mut l, LISTENER, Interest::READABLE)
-            .map_err(|e| e.to_string())?;
+        let registered = match &mut l {
+            Listener::Tcp(t) => self
+                .poll
+                .registry()
+                .register(t, LISTENER, Interest::READABLE),
+            Listener::Unix(u) => self
+                .poll
+                .registry()
+                .register(u, LISTENER, Interest::READABLE),
+        };
+        registered.map_err(|e| e.to_string())?;
         log::info!("admin listener on {addr}");
         self.admin.listener = Some((addr, l));
         Ok(())
@@ -143,8 +248,8 @@ impl Master {
                 }
             }
             let input = std::mem::take(&mut c.input);
-            let who = c.peer;
-            let answer = self.admin_route(&input, who);
+            let who = c.peer.clone();
+            let answer = self.admin_route(&input, &who);
             let (status, ctype, body) = match answer {
                 Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
                 Answer::Metrics => (
@@ -192,7 +297,7 @@ impl Master {
     }
 
     /// Decides the answer to one request head (an empty one: too big or unparsable).
-    fn admin_route(&mut self, head: &[u8], who: SocketAddr) -> Answer {
+    fn admin_route(&mut self, head: &[u8], who: &str) -> Answer {
         let Some(admin) = self.cfg.admin.clone() else {
             return Answer::Status(404, "no admin listener configured");
         };
@@ -225,6 +330,21 @@ impl Master {
             }
             ("GET", _) => Answer::Status(404, "not found"),
             _ => Answer::Status(405, "method not allowed"),
+        }
+    }
+
+    /// Closes the admin listener when the master exits; its socket file goes too, unless
+    /// a new master (binary upgrade) has bound its own there.
+    pub(super) fn admin_shutdown(&mut self, handed_over: bool) {
+        if let Some((a, mut l)) = self.admin.listener.take() {
+            if handed_over {
+                let _ = match &mut l {
+                    Listener::Tcp(t) => self.poll.registry().deregister(t),
+                    Listener::Unix(u) => self.poll.registry().deregister(u),
+                };
+            } else {
+                l.close(self.poll.registry(), &a);
+            }
         }
     }
 

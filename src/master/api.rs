@@ -8,7 +8,6 @@ use super::Master;
 use crate::config::PeerAddr;
 use crate::shm::{self, PeerAdmin};
 use serde_json::{json, Value};
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The outcome of the last reload, for `GET /api/status`.
@@ -35,13 +34,7 @@ pub(super) fn epoch_secs() -> u64 {
 
 impl Master {
     /// Answers `method path` under `/api/`; `who` is the client's address.
-    pub(super) fn api(
-        &mut self,
-        method: &str,
-        path: &str,
-        query: &str,
-        who: SocketAddr,
-    ) -> (u16, Value) {
+    pub(super) fn api(&mut self, method: &str, path: &str, query: &str, who: &str) -> (u16, Value) {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         match (method, parts.as_slice()) {
             ("GET", ["api", "status"]) => (200, self.api_status()),
@@ -254,7 +247,7 @@ impl Master {
         p: &str,
         action: &str,
         query: &str,
-        who: SocketAddr,
+        who: &str,
     ) -> (u16, Value) {
         let Some(up) = self.cfg.upstream.iter().find(|x| x.name == u) else {
             return (404, json!({"error": format!("no upstream \"{u}\"")}));

@@ -324,7 +324,14 @@ impl Master {
             stats: metrics::MasterStats::default(),
             reloads: VecDeque::new(),
         };
-        m.admin_listen()?;
+        if let Err(e) = m.admin_listen() {
+            // After a binary upgrade the old master holds the address until it exits.
+            if m.inherited.is_none() {
+                return Err(e);
+            }
+            log::info!("{e}; trying again every second (the old master still has it)");
+            m.admin.retry_at = Some(Instant::now() + Duration::from_secs(1));
+        }
         let cfg = m.cfg.clone();
         for i in 0..cfg.worker_processes {
             m.spawn(&cfg, 1, i, None)
@@ -385,6 +392,7 @@ impl Master {
         d.extend(self.workers.iter().filter_map(|(_, w)| w.kill_at));
         d.extend(self.helper.respawn_at);
         d.extend(self.admin.deadline());
+        d.extend(self.admin.retry_at);
         d.push(self.tickets_rotate_at);
         if !self.cfg.staples.is_empty() {
             d.push(self.staples_check_at);
@@ -594,6 +602,12 @@ impl Master {
     fn handle_timers(&mut self) {
         self.helper_timers();
         self.admin_timers();
+        if self.admin.retry_at.is_some_and(|t| t <= Instant::now()) {
+            self.admin.retry_at = match self.admin_listen() {
+                Ok(()) => None,
+                Err(_) => Some(Instant::now() + Duration::from_secs(1)),
+            };
+        }
         let now = Instant::now();
         if self.tickets_rotate_at <= now {
             crate::tls::tickets::rotate();
@@ -697,8 +711,10 @@ impl Master {
     }
 
     fn cleanup(&mut self) {
+        let handed_over = matches!(self.upgrade, upgrade::Upgrade::HandedOver);
+        self.admin_shutdown(handed_over);
         // After a binary upgrade they are the new master's; this one only had the .oldbin.
-        if matches!(self.upgrade, upgrade::Upgrade::HandedOver) {
+        if handed_over {
             // Unless a later upgrade's old master wrote its own pid there since.
             let oldbin = upgrade::oldbin(&self.cfg.pid_file);
             if std::fs::read_to_string(&oldbin)
