@@ -40,3 +40,20 @@ pub fn token_list_contains(value: &[u8], token: &str) -> bool {
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
+
+/// `bytes` as lower-case hex into `out` (twice their length): trace and span ids, request
+/// ids.
+pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+}
+
+/// `bytes` as a lower-case hex string.
+pub fn hex_string(bytes: &[u8]) -> String {
+    let mut out = vec![0u8; bytes.len() * 2];
+    write_hex(&mut out, bytes);
+    String::from_utf8(out).unwrap_or_default()
+}

@@ -87,16 +87,14 @@ impl IdGen {
 
     /// A fresh id: 128 bits as 32 lower-case hex digits.
     pub fn generate(&mut self) -> RequestId {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut id = RequestId {
             len: 32,
             ..RequestId::default()
         };
-        for (half, v) in [self.random(), self.random()].into_iter().enumerate() {
-            for i in 0..16 {
-                id.bytes[half * 16 + i] = HEX[((v >> (60 - 4 * i)) & 0xf) as usize];
-            }
-        }
+        let mut bits = [0u8; 16];
+        bits[..8].copy_from_slice(&self.random().to_be_bytes());
+        bits[8..].copy_from_slice(&self.random().to_be_bytes());
+        super::write_hex(&mut id.bytes[..32], &bits);
         id
     }
 }

@@ -4,6 +4,8 @@
 //! `traceparent` goes upstream unchanged, and an invalid one is dropped with its `tracestate`
 //! (the spec forbids reading a `tracestate` whose `traceparent` did not parse).
 
+use super::write_hex;
+
 /// `traceparent`'s length in version 00: "00-" 32 hex "-" 16 hex "-" 2 hex.
 pub const LEN: usize = 55;
 
@@ -115,14 +117,6 @@ impl TraceParent {
         write_hex(&mut out[36..52], &self.span_id);
         write_hex(&mut out[53..55], &[self.flags]);
         out
-    }
-}
-
-pub fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = HEX[(b >> 4) as usize];
-        out[2 * i + 1] = HEX[(b & 0xf) as usize];
     }
 }
 

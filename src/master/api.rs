@@ -5,7 +5,6 @@
 //! logs. Every action is logged with who took it.
 
 use super::Master;
-use crate::config::PeerAddr;
 use crate::shm::{self, PeerAdmin};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
@@ -127,24 +126,12 @@ impl Master {
                 })
             })
             .collect();
-        let (mut requests, mut accepted) = (0, 0);
-        let mut c = [0u64; 4];
-        for b in live.iter().copied().chain(std::iter::once(view.blocks())) {
-            let w = view.worker_stats(b);
-            requests += w.requests.load(Relaxed);
-            accepted += w.accepted.load(Relaxed);
-            for (x, g) in c
-                .iter_mut()
-                .zip([&w.active, &w.reading, &w.writing, &w.waiting])
-            {
-                *x += g.load(Relaxed);
-            }
-        }
+        let c = view.connections(&live);
         let le: Vec<f64> = shm::BUCKETS_US.iter().map(|b| *b as f64 / 1e6).collect();
         json!({
-            "requests": requests,
-            "accepted": accepted,
-            "connections": { "active": c[0], "reading": c[1], "writing": c[2], "waiting": c[3] },
+            "requests": c.requests,
+            "accepted": c.accepted,
+            "connections": { "active": c.active, "reading": c.reading, "writing": c.writing, "waiting": c.waiting },
             "le": le,
             "servers": servers,
         })
@@ -186,10 +173,8 @@ impl Master {
                     .peers
                     .iter()
                     .filter_map(|p| {
-                        let address = match p.addr {
-                            PeerAddr::Fixed(a) => a.to_string(),
-                            PeerAddr::Named { .. } => view.address(p.slot)?.to_string(),
-                        };
+                        // A host name's spare entries (no address now) are not shown.
+                        let address = p.address(&view)?.to_string();
                         let t = view.totals(p.slot, now);
                         let traffic = view.traffic(p.slot, &live);
                         let h = view.health(p.slot);

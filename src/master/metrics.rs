@@ -4,9 +4,8 @@
 //! the master's own counts (generations, reloads, worker restarts).
 
 use super::Master;
-use crate::shm::{self, HistTotals, BUCKETS_US};
+use crate::shm::{self, HistTotals, Traffic, BUCKETS_US};
 use std::fmt::Write;
-use std::sync::atomic::Ordering::Relaxed;
 
 /// The master's own counts since it started.
 #[derive(Debug, Default)]
@@ -16,8 +15,16 @@ pub(super) struct MasterStats {
     pub(super) worker_restarts: u64,
 }
 
-/// A server's label and slot, and its routes' names and slots.
-type ServerSlots = (String, u32, Vec<(String, u32)>);
+/// A server's label and sums, and its routes' names and sums.
+type ServerSums = (String, Traffic, Vec<(String, Traffic)>);
+
+/// A peer's labels and sums, gathered once per scrape.
+struct PeerSums {
+    label: String,
+    down_in_config: bool,
+    totals: shm::Totals,
+    traffic: Traffic,
+}
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -80,14 +87,19 @@ impl Master {
         };
 
         // Requests, by server and route.
-        let servers: Vec<ServerSlots> = {
+        // Each slot is summed over the workers once per scrape.
+        let servers: Vec<ServerSums> = {
             let mut seen = std::collections::HashSet::new();
             cfg.server
                 .iter()
                 .filter(|s| seen.insert(s.slot))
                 .map(|s| {
-                    let routes = s.route.iter().map(|r| (r.name.clone(), r.slot)).collect();
-                    (s.label(), s.slot, routes)
+                    let routes = s
+                        .route
+                        .iter()
+                        .map(|r| (r.name.clone(), view.traffic(r.slot, &live)))
+                        .collect();
+                    (s.label(), view.traffic(s.slot, &live), routes)
                 })
                 .collect()
         };
@@ -96,8 +108,7 @@ impl Master {
             "counter",
             "Requests answered, by server and status class.",
         );
-        for (name, slot, _) in &servers {
-            let t = view.traffic(*slot, &live);
+        for (name, t, _) in &servers {
             for (c, n) in CLASSES.iter().zip(t.classes) {
                 o.sample(
                     "proxyd_server_requests_total",
@@ -111,8 +122,7 @@ impl Master {
             "histogram",
             "Time from a request's head to its last byte sent, by server.",
         );
-        for (name, slot, _) in &servers {
-            let t = view.traffic(*slot, &live);
+        for (name, t, _) in &servers {
             o.histogram(
                 "proxyd_server_request_duration_seconds",
                 &format!("server=\"{}\"", esc(name)),
@@ -132,8 +142,7 @@ impl Master {
             ),
         ] {
             o.family(family, "counter", help);
-            for (name, slot, _) in &servers {
-                let t = view.traffic(*slot, &live);
+            for (name, t, _) in &servers {
                 let v = if pick == 0 { t.bytes_in } else { t.bytes_out };
                 o.sample(family, &format!("server=\"{}\"", esc(name)), v);
             }
@@ -144,8 +153,7 @@ impl Master {
             "Requests answered, by server, route and status class.",
         );
         for (name, _, routes) in &servers {
-            for (route, slot) in routes {
-                let t = view.traffic(*slot, &live);
+            for (route, t) in routes {
                 for (c, n) in CLASSES.iter().zip(t.classes) {
                     o.sample(
                         "proxyd_route_requests_total",
@@ -165,8 +173,7 @@ impl Master {
             "Time from a request's head to its last byte sent, by server and route.",
         );
         for (name, _, routes) in &servers {
-            for (route, slot) in routes {
-                let t = view.traffic(*slot, &live);
+            for (route, t) in routes {
                 o.histogram(
                     "proxyd_route_request_duration_seconds",
                     &format!("server=\"{}\",route=\"{}\"", esc(name), esc(route)),
@@ -177,17 +184,27 @@ impl Master {
 
         // Upstreams and peers.
         let now = shm::now_ms();
+        let upstreams: Vec<(&str, Traffic, shm::Totals)> = cfg
+            .upstream
+            .iter()
+            .map(|u| {
+                (
+                    u.name.as_str(),
+                    view.traffic(u.slot, &live),
+                    view.totals(u.slot, now),
+                )
+            })
+            .collect();
         o.family(
             "proxyd_upstream_responses_total",
             "counter",
             "Responses from an upstream's peers by status class (a failed try counts as the 502 or 504 proxyd made of it).",
         );
-        for u in &cfg.upstream {
-            let t = view.traffic(u.slot, &live);
+        for (name, t, _) in &upstreams {
             for (c, n) in CLASSES.iter().zip(t.classes) {
                 o.sample(
                     "proxyd_upstream_responses_total",
-                    &format!("upstream=\"{}\",class=\"{c}\"", esc(&u.name)),
+                    &format!("upstream=\"{}\",class=\"{c}\"", esc(name)),
                     n,
                 );
             }
@@ -210,11 +227,10 @@ impl Master {
             ),
         ] {
             o.family(family, "histogram", help);
-            for u in &cfg.upstream {
-                let t = view.traffic(u.slot, &live);
+            for (name, t, _) in &upstreams {
                 o.histogram(
                     family,
-                    &format!("upstream=\"{}\"", esc(&u.name)),
+                    &format!("upstream=\"{}\"", esc(name)),
                     &t.hist[h as usize],
                 );
             }
@@ -224,43 +240,44 @@ impl Master {
             "counter",
             "Requests sent again to another peer after a failure, by upstream.",
         );
-        for u in &cfg.upstream {
+        for (name, _, totals) in &upstreams {
             o.sample(
                 "proxyd_upstream_retries_total",
-                &format!("upstream=\"{}\"", esc(&u.name)),
-                view.totals(u.slot, now).retries,
+                &format!("upstream=\"{}\"", esc(name)),
+                totals.retries,
             );
         }
-        let peers: Vec<(String, &crate::config::Peer, String)> = cfg
+        // A host name's spare entries (no address now) are left out.
+        let peers: Vec<PeerSums> = cfg
             .upstream
             .iter()
             .flat_map(|u| {
+                let (view, live) = (&view, &live);
                 u.peers.iter().filter_map(move |p| {
-                    let addr = match p.addr {
-                        crate::config::PeerAddr::Fixed(a) => a.to_string(),
-                        crate::config::PeerAddr::Named { .. } => view.address(p.slot)?.to_string(),
-                    };
-                    Some((u.name.clone(), p, addr))
+                    let addr = p.address(view)?.to_string();
+                    Some(PeerSums {
+                        label: format!(
+                            "upstream=\"{}\",peer=\"{}\",address=\"{}\"",
+                            esc(&u.name),
+                            esc(&p.key()),
+                            esc(&addr)
+                        ),
+                        down_in_config: p.down,
+                        totals: view.totals(p.slot, now),
+                        traffic: view.traffic(p.slot, live),
+                    })
                 })
             })
             .collect();
-        let label = |u: &str, p: &crate::config::Peer, a: &str| {
-            format!(
-                "upstream=\"{}\",peer=\"{}\",address=\"{}\"",
-                esc(u),
-                esc(&p.key()),
-                esc(a)
-            )
-        };
         o.family(
             "proxyd_upstream_peer_up",
             "gauge",
             "1 when the peer takes requests: not down in the config, not failed by its health check, not ejected.",
         );
-        for (u, p, a) in &peers {
-            let t = view.totals(p.slot, now);
-            let up = !p.down && t.checked != shm::Checked::Down && t.down_for_ms == 0;
-            o.sample("proxyd_upstream_peer_up", &label(u, p, a), up as u64);
+        for p in &peers {
+            let t = &p.totals;
+            let up = !p.down_in_config && t.checked != shm::Checked::Down && t.down_for_ms == 0;
+            o.sample("proxyd_upstream_peer_up", &p.label, up as u64);
         }
         for (family, kind, help) in [
             (
@@ -280,14 +297,14 @@ impl Master {
             ),
         ] {
             o.family(family, kind, help);
-            for (u, p, a) in &peers {
-                let t = view.totals(p.slot, now);
+            for p in &peers {
+                let t = &p.totals;
                 let v = match family {
                     "proxyd_upstream_peer_requests_total" => t.requests,
                     "proxyd_upstream_peer_failures_total" => t.failures,
                     _ => t.ejections,
                 };
-                o.sample(family, &label(u, p, a), v);
+                o.sample(family, &p.label, v);
             }
         }
         o.family(
@@ -295,12 +312,11 @@ impl Master {
             "counter",
             "Responses from the peer by status class.",
         );
-        for (u, p, a) in &peers {
-            let t = view.traffic(p.slot, &live);
-            for (c, n) in CLASSES.iter().zip(t.classes) {
+        for p in &peers {
+            for (c, n) in CLASSES.iter().zip(p.traffic.classes) {
                 o.sample(
                     "proxyd_upstream_peer_responses_total",
-                    &format!("{},class=\"{c}\"", label(u, p, a)),
+                    &format!("{},class=\"{c}\"", p.label),
                     n,
                 );
             }
@@ -310,32 +326,20 @@ impl Master {
             "gauge",
             "Connections to the peer: carrying a request (active) or pooled (idle).",
         );
-        for (u, p, a) in &peers {
-            let active = view.totals(p.slot, now).active;
-            let idle = view.traffic(p.slot, &live).idle;
-            for (state, v) in [("active", active), ("idle", idle)] {
+        for p in &peers {
+            for (state, v) in [("active", p.totals.active), ("idle", p.traffic.idle)] {
                 o.sample(
                     "proxyd_upstream_peer_connections",
-                    &format!("{},state=\"{state}\"", label(u, p, a)),
+                    &format!("{},state=\"{state}\"", p.label),
                     v,
                 );
             }
         }
 
         // Client connections, over the live workers.
-        let (mut accepted, mut requests) = (0, 0);
-        let mut states = [0u64; 4];
-        for b in live.iter().copied().chain(std::iter::once(view.blocks())) {
-            let w = view.worker_stats(b);
-            accepted += w.accepted.load(Relaxed);
-            requests += w.requests.load(Relaxed);
-            for (s, g) in states
-                .iter_mut()
-                .zip([&w.active, &w.reading, &w.writing, &w.waiting])
-            {
-                *s += g.load(Relaxed);
-            }
-        }
+        let c = view.connections(&live);
+        let (accepted, requests) = (c.accepted, c.requests);
+        let states = [c.active, c.reading, c.writing, c.waiting];
         o.family(
             "proxyd_connections",
             "gauge",

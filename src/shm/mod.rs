@@ -180,6 +180,17 @@ pub struct Traffic {
     pub hist: [HistTotals; HISTS],
 }
 
+/// `WorkerStats` summed over workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connections {
+    pub accepted: u64,
+    pub requests: u64,
+    pub active: u64,
+    pub reading: u64,
+    pub writing: u64,
+    pub waiting: u64,
+}
+
 /// One worker's client connections, written by it about once a second (gauges) and as
 /// they happen (counters).
 #[repr(C, align(64))]
@@ -355,6 +366,22 @@ impl View {
             }
         }
         t
+    }
+
+    /// Client connections and requests over the blocks in `live` and the retired totals
+    /// (gauges of the retired block are zero).
+    pub fn connections(&self, live: &[u32]) -> Connections {
+        let mut c = Connections::default();
+        for &b in live.iter().chain(std::iter::once(&self.blocks)) {
+            let w = self.worker_stats(b);
+            c.accepted += w.accepted.load(Relaxed);
+            c.requests += w.requests.load(Relaxed);
+            c.active += w.active.load(Relaxed);
+            c.reading += w.reading.load(Relaxed);
+            c.writing += w.writing.load(Relaxed);
+            c.waiting += w.waiting.load(Relaxed);
+        }
+        c
     }
 
     /// A worker's handle on its own block.

@@ -7,7 +7,7 @@
 
 use super::events::Done;
 use crate::config::logs::Otlp;
-use crate::http::trace::write_hex;
+use crate::http::hex_string;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use std::io::{self, Read, Write};
@@ -41,12 +41,6 @@ pub struct Exporter {
     pub dropped: u64,
     /// When a failure was last logged (once a minute at most).
     complained: Option<Instant>,
-}
-
-fn hex<const N: usize>(b: &[u8; N]) -> String {
-    let mut out = vec![0u8; N * 2];
-    write_hex(&mut out, b);
-    String::from_utf8(out).unwrap_or_default()
 }
 
 fn attr_str(out: &mut String, key: &str, v: &str) {
@@ -93,11 +87,14 @@ impl Exporter {
         let mut s = String::with_capacity(768);
         s.push_str(&format!(
             "{{\"traceId\":\"{}\",\"spanId\":\"{}\",",
-            hex(&parent.trace_id),
-            hex(&span)
+            hex_string(&parent.trace_id),
+            hex_string(&span)
         ));
         if parent.span_id != span {
-            s.push_str(&format!("\"parentSpanId\":\"{}\",", hex(&parent.span_id)));
+            s.push_str(&format!(
+                "\"parentSpanId\":\"{}\",",
+                hex_string(&parent.span_id)
+            ));
         }
         s.push_str(&format!(
             "\"name\":{},\"kind\":2,\"startTimeUnixNano\":\"{}\",\"endTimeUnixNano\":\"{}\",\"attributes\":[",

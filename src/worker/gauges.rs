@@ -33,24 +33,21 @@ impl Worker {
         st.writing.store(writing, Relaxed);
         st.waiting.store(waiting, Relaxed);
         st.pid.store(std::process::id() as u64, Relaxed);
+        // Idle pooled connections per peer: one pass over the pool, then one store per peer.
         let cfg = &self.ctx.cfg;
-        let mut idle = vec![
-            0i64;
-            cfg.upstream
-                .iter()
-                .map(|u| u.peers.len())
-                .max()
-                .unwrap_or(0)
-        ];
-        for (ui, u) in cfg.upstream.iter().enumerate() {
-            idle.iter_mut().for_each(|n| *n = 0);
-            for (_, c) in self.ctx.pool.conns.iter().filter(|(_, c)| c.upstream == ui) {
-                if let Some(n) = idle.get_mut(c.peer) {
-                    *n += 1;
-                }
+        let mut idle: Vec<Vec<u64>> = cfg
+            .upstream
+            .iter()
+            .map(|u| vec![0; u.peers.len()])
+            .collect();
+        for (_, c) in self.ctx.pool.conns.iter() {
+            if let Some(n) = idle.get_mut(c.upstream).and_then(|u| u.get_mut(c.peer)) {
+                *n += 1;
             }
-            for (p, n) in u.peers.iter().zip(&idle) {
-                b.set_idle(p.slot, *n as u64);
+        }
+        for (u, counts) in cfg.upstream.iter().zip(&idle) {
+            for (p, n) in u.peers.iter().zip(counts) {
+                b.set_idle(p.slot, *n);
             }
         }
     }

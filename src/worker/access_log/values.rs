@@ -27,7 +27,7 @@ fn secs(out: &mut Vec<u8>, d: Duration) {
 fn hex(out: &mut Vec<u8>, bytes: &[u8]) {
     let start = out.len();
     out.resize(start + bytes.len() * 2, 0);
-    crate::http::trace::write_hex(&mut out[start..], bytes);
+    crate::http::write_hex(&mut out[start..], bytes);
 }
 
 fn hostname() -> &'static str {
