@@ -12,16 +12,62 @@ use std::path::Path;
 /// One error log line: `2026/11/23 04:09:32 [error] 5095: message`.
 pub fn write_line(
     out: &mut impl Write,
-    level: log::Level,
+    level: &str,
     msg: &dyn std::fmt::Display,
 ) -> io::Result<()> {
     writeln!(
         out,
-        "{} [{}] {}: {msg}",
+        "{} [{level}] {}: {msg}",
         chrono::Local::now().format("%Y/%m/%d %H:%M:%S"),
-        level.as_str().to_ascii_lowercase(),
         std::process::id()
     )
+}
+
+/// The `log` target that marks a record as nginx's "notice": what an operator did or the
+/// node did in answer (signals, reloads, workers started and gone, admin actions). `log` has
+/// no level between info and warn, so a notice is an info record with this target.
+pub const NOTICE: &str = "notice";
+
+/// Logs at notice level: `notice!("reload requested by {who}")`.
+#[macro_export]
+macro_rules! notice {
+    ($($arg:tt)+) => { log::info!(target: $crate::logging::NOTICE, $($arg)+) };
+}
+
+/// Set when the configured level is `notice`: info records pass `log`'s filter (a notice
+/// is one) and the format drops those that are not notices.
+static NOTICE_FLOOR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The label a record is written with, or None when the level filter drops it.
+fn label(record: &log::Record) -> Option<&'static str> {
+    let notice = record.level() == log::Level::Info && record.target() == NOTICE;
+    if notice {
+        return Some("notice");
+    }
+    if record.level() == log::Level::Info && NOTICE_FLOOR.load(std::sync::atomic::Ordering::Relaxed)
+    {
+        return None;
+    }
+    Some(match record.level() {
+        log::Level::Error => "error",
+        log::Level::Warn => "warn",
+        log::Level::Info => "info",
+        log::Level::Debug => "debug",
+        log::Level::Trace => "trace",
+    })
+}
+
+/// Applies the configured error-log level (`error`, `warn`, `notice`, `info`, `debug`,
+/// `trace` or `off`).
+pub fn set_level(level: &str) {
+    let notice = level == "notice";
+    NOTICE_FLOOR.store(notice, std::sync::atomic::Ordering::Relaxed);
+    let filter = if notice {
+        log::LevelFilter::Info
+    } else {
+        level.parse().unwrap_or(log::LevelFilter::Info)
+    };
+    log::set_max_level(filter);
 }
 
 /// Most error-log lines a process writes per second. An upstream outage logs one line per
@@ -55,7 +101,7 @@ fn take_budget() -> (bool, u64) {
 }
 
 /// Installs the logger once per process (workers inherit it across fork).
-pub fn init(level: log::LevelFilter) {
+pub fn init(level: &str) {
     let mut b = env_logger::Builder::new();
     b.filter_level(log::LevelFilter::Trace)
         // rustls warns about what clients send (an IP address as SNI, say): a client could
@@ -63,19 +109,22 @@ pub fn init(level: log::LevelFilter) {
         .filter_module("rustls", log::LevelFilter::Error)
         .target(env_logger::Target::Stderr)
         .format(|buf, record| {
+            let Some(label) = label(record) else {
+                return Ok(());
+            };
             let (write, dropped) = take_budget();
             if dropped > 0 {
                 let note = format!("{dropped} error log lines suppressed in the last second");
-                write_line(buf, log::Level::Warn, &note)?;
+                write_line(buf, "warn", &note)?;
             }
             if write {
-                write_line(buf, record.level(), record.args())
+                write_line(buf, label, record.args())
             } else {
                 Ok(())
             }
         });
     let _ = b.try_init();
-    log::set_max_level(level);
+    set_level(level);
 }
 
 pub fn open_append(path: &Path) -> io::Result<File> {

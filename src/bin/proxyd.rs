@@ -60,7 +60,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    logging::init(cfg.error_log.level_filter());
+    logging::init(&cfg.error_log.level);
     for w in &cfg.warnings {
         log::warn!("{w}");
     }

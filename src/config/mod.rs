@@ -127,12 +127,6 @@ pub struct ErrorLog {
     pub level: String,
 }
 
-impl ErrorLog {
-    pub fn level_filter(&self) -> log::LevelFilter {
-        self.level.parse().unwrap_or(log::LevelFilter::Info)
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Server {
     pub listen: Vec<SocketAddr>,

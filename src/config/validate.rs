@@ -192,14 +192,14 @@ impl Validator {
                             } else {
                                 name
                             };
-                            if ["error", "warn", "info", "debug", "trace", "off"]
+                            if ["error", "warn", "notice", "info", "debug", "trace", "off"]
                                 .contains(&name.as_str())
                             {
                                 name
                             } else {
                                 self.errors.push(src.err(
                                     e.span(),
-                                    format!("unknown log level \"{l}\" (use error, warn, info, debug, trace)"),
+                                    format!("unknown log level \"{l}\" (use error, warn, notice, info, debug, trace, off)"),
                                 ));
                                 "info".into()
                             }

@@ -179,7 +179,7 @@ impl Master {
                 .register(u, LISTENER, Interest::READABLE),
         };
         registered.map_err(|e| e.to_string())?;
-        log::info!("admin listener on {addr}");
+        crate::notice!("admin listener on {addr}");
         self.admin.listener = Some((addr, l));
         Ok(())
     }

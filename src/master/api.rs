@@ -44,7 +44,7 @@ impl Master {
                 (200, serde_json::to_value(&self.cfg).unwrap_or(Value::Null))
             }
             ("POST", ["api", "reload"]) => {
-                log::info!("admin: reload requested by {who}");
+                crate::notice!("admin: reload requested by {who}");
                 self.begin_reload(None);
                 (
                     202,
@@ -52,7 +52,7 @@ impl Master {
                 )
             }
             ("POST", ["api", "reopen"]) => {
-                log::info!("admin: log reopen requested by {who}");
+                crate::notice!("admin: log reopen requested by {who}");
                 match self.reopen() {
                     Ok(()) => (200, json!({"reopened": true})),
                     Err(e) => (500, json!({"error": e.to_string()})),
@@ -281,7 +281,7 @@ impl Master {
                 )
             }
         };
-        log::info!("admin: peer {u}/{p} {what} by {who}; a reload resets it");
+        crate::notice!("admin: peer {u}/{p} {what} by {who}; a reload resets it");
         (200, json!({"upstream": u, "peer": p, "done": what}))
     }
 

@@ -75,7 +75,7 @@ impl Master {
         if cmd.starts_with("status") {
             log::debug!("control command \"{cmd}\"");
         } else {
-            log::info!("control command \"{cmd}\"");
+            crate::notice!("control command \"{cmd}\"");
         }
         match cmd.as_str() {
             "reload" => self.begin_reload(Some(key)),

@@ -38,7 +38,7 @@ impl Master {
                 std::process::exit(crate::helper::run(&self.cfg, view));
             }
             Ok(ForkResult::Parent { child }) => {
-                log::info!("started helper process {child}");
+                crate::notice!("started helper process {child}");
                 self.helper.pid = Some(child);
             }
             Err(e) => {

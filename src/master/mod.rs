@@ -214,7 +214,7 @@ pub fn run(cfg: Config) -> i32 {
             eprintln!("proxyd: [emerg] {e}");
             if let crate::config::LogTarget::File(p) = &error_log.path {
                 if let Ok(mut f) = logging::open_append(p) {
-                    let _ = logging::write_line(&mut f, log::Level::Error, &e);
+                    let _ = logging::write_line(&mut f, "error", &e);
                 }
             }
             1
@@ -287,7 +287,7 @@ impl Master {
         if cfg.user.is_some() && !nix::unistd::geteuid().is_root() {
             log::warn!("\"user\" is ignored: the master does not run as root");
         }
-        log::info!(
+        crate::notice!(
             "proxyd {} master started, pid {}",
             env!("CARGO_PKG_VERSION"),
             std::process::id()
@@ -378,7 +378,7 @@ impl Master {
             self.check_committed();
             if self.stop.is_some() && self.workers.is_empty() {
                 self.cleanup();
-                log::info!("master exiting");
+                crate::notice!("master exiting");
                 return 0;
             }
         }
@@ -411,23 +411,23 @@ impl Master {
             match sig {
                 SIGCHLD => self.reap(),
                 SIGTERM | SIGINT => {
-                    log::info!("SIG{name} received: fast shutdown");
+                    crate::notice!("SIG{name} received: fast shutdown");
                     self.begin_stop(Stop::Fast);
                 }
                 SIGQUIT => {
-                    log::info!("SIGQUIT received: graceful shutdown");
+                    crate::notice!("SIGQUIT received: graceful shutdown");
                     self.begin_stop(Stop::Graceful);
                 }
                 SIGHUP => {
-                    log::info!("SIGHUP received: reloading configuration");
+                    crate::notice!("SIGHUP received: reloading configuration");
                     self.begin_reload(None);
                 }
                 SIGUSR2 => {
-                    log::info!("SIGUSR2 received: upgrading the binary");
+                    crate::notice!("SIGUSR2 received: upgrading the binary");
                     self.begin_upgrade(None);
                 }
                 SIGUSR1 => {
-                    log::info!("SIGUSR1 received: reopening log files");
+                    crate::notice!("SIGUSR1 received: reopening log files");
                     if let Err(e) = self.reopen() {
                         log::error!("reopen failed: {e}");
                     }
@@ -499,7 +499,7 @@ impl Master {
                     kill_at: None,
                     block,
                 });
-                log::info!("started worker process {child} (generation {generation})");
+                crate::notice!("started worker process {child} (generation {generation})");
                 Ok(())
             }
         }
@@ -562,7 +562,7 @@ impl Master {
                 .deregister(&mut SourceFd(&w.channel.as_raw_fd()));
             let expected = w.draining() || self.stop.is_some();
             if expected {
-                log::info!("worker process {pid} {how}");
+                crate::notice!("worker process {pid} {how}");
                 continue;
             }
             log::error!("worker process {pid} {how} unexpectedly");
@@ -665,11 +665,11 @@ impl Master {
         if self.ready_workers(gen) >= self.cfg.worker_processes {
             self.readiness = Readiness::Announced;
             let pids = self.worker_pids(gen);
-            log::info!("generation {gen} serving (workers {pids})");
+            crate::notice!("generation {gen} serving (workers {pids})");
             self.notify
                 .ready(&format!("generation {gen} serving, workers {pids}"));
             if let Some(i) = &mut self.inherited {
-                log::info!("upgrade: this master serves; the old one drains");
+                crate::notice!("upgrade: this master serves; the old one drains");
                 i.announce_ready();
             }
         }

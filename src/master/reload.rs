@@ -206,7 +206,7 @@ impl Master {
                 Err(e) => log::error!("{e}"),
             }
         }
-        log::set_max_level(p.cfg.error_log.level_filter());
+        crate::logging::set_level(&p.cfg.error_log.level);
         self.cfg = p.cfg;
         // The helper checks the new generation's peers (their health stays in shared memory).
         self.stop_helper();
@@ -223,7 +223,7 @@ impl Master {
         if let Err(e) = self.admin_listen() {
             log::error!("{e}; the admin listener stays where it was");
         }
-        log::info!("reload complete: generation {gen} serving (workers {pids})");
+        crate::notice!("reload complete: generation {gen} serving (workers {pids})");
         self.notify
             .ready(&format!("generation {gen} serving, workers {pids}"));
         let waiters = std::mem::take(&mut p.waiters);
@@ -383,7 +383,7 @@ impl Master {
                 _ => Ok(None),
             })
             .collect::<Result<_, _>>()?;
-        log::info!("reopened log files");
+        crate::notice!("reopened log files");
         Ok(())
     }
 }

@@ -106,7 +106,7 @@ impl Master {
         }
         match self.start_upgrade() {
             Ok((pid, ready)) => {
-                log::info!("upgrade: new master process {pid} started");
+                crate::notice!("upgrade: new master process {pid} started");
                 self.upgrade = Upgrade::Starting {
                     pid,
                     ready,
@@ -233,7 +233,7 @@ impl Master {
         let Some((pid, waiters)) = self.end_starting(Upgrade::HandedOver) else {
             return;
         };
-        log::info!("upgrade: new master {pid} serves; this master drains and exits");
+        crate::notice!("upgrade: new master {pid} serves; this master drains and exits");
         // As nginx: the old master's pid stays findable while it drains.
         let _ = std::fs::write(
             oldbin(&self.cfg.pid_file),

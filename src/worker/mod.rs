@@ -242,7 +242,7 @@ impl Worker {
             pipes: Default::default(),
             exporter,
         };
-        log::set_max_level(ctx.cfg.error_log.level_filter());
+        crate::logging::set_level(&ctx.cfg.error_log.level);
         log::debug!("worker of generation {} started", s.generation);
         Ok(Worker {
             poll,
@@ -659,6 +659,6 @@ impl Worker {
         self.ctx
             .access
             .reopen(&self.ctx.cfg.access_logs, fds.map(File::from));
-        log::info!("reopened log files");
+        crate::notice!("reopened log files");
     }
 }
