@@ -136,3 +136,38 @@ fn the_dashboard_shows_upstreams_and_live_counters_in_a_browser() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     assert!(load.join().unwrap() > 0);
 }
+
+/// With basic-auth users, the page offers to sign in; a browser that signed in at `/login`
+/// is sent back to the page, and the page's calls carry its credentials.
+#[test]
+fn a_basic_auth_user_signs_in_to_the_dashboard() {
+    // bcrypt of "secret" at cost 4.
+    const BCRYPT: &str = "$2y$04$mtR7KntlY0.o9BPcRubBr.7FDd73r5STzyTTNc33SoLMwPHZzufTK";
+    let a = Upstream::start("a");
+    let admin = free_port();
+    let conf = app_conf(&a, "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", basic_auth = {{ ops = \"{BCRYPT}\" }} }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(1, &conf);
+    for _ in 0..5 {
+        get_close(&p.addr(), "/x", "t", "");
+    }
+    let dom = chromium(&[
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        &format!("http://127.0.0.1:{admin}/"),
+    ]);
+    assert!(
+        dom.contains("<span id=\"basic\">, or <a href=\"/login\">sign in</a>"),
+        "{dom}"
+    );
+    assert!(!dom.contains(&a.addr()), "{dom}");
+    let dom = chromium(&[
+        "--virtual-time-budget=3000",
+        "--dump-dom",
+        &format!("http://ops:secret@127.0.0.1:{admin}/login"),
+    ]);
+    assert!(dom.contains(&format!("<td>{}</td>", a.addr())), "{dom}");
+    assert!(p.error_log().contains("[notice]"));
+}

@@ -1,5 +1,5 @@
-//! `admin = { listen, token, unauthenticated, public_metrics }`: the master's admin
-//! listener (Prometheus metrics; later the JSON API and the dashboard). Off unless set.
+//! `admin = { listen, token, basic_auth, unauthenticated, public_metrics }`: the master's
+//! admin listener (Prometheus metrics, the JSON API and the dashboard). Off unless set.
 
 use super::raw::{RawAdmin, S};
 use super::validate::Validator;
@@ -37,10 +37,70 @@ pub struct Admin {
     /// `Authorization: Bearer <token>` opens everything.
     #[serde(skip)]
     pub token: Option<String>,
+    /// HTTP basic auth: these users, each with a crypt(3) hash of their password (bcrypt
+    /// `$2b$`/`$2y$`/`$2a$`, SHA-512 `$6$` or SHA-256 `$5$`). Only the names are shown.
+    pub basic_auth: Vec<BasicUser>,
     /// No authentication at all (only on a loopback address or a unix socket).
     pub unauthenticated: bool,
     /// `/metrics` needs no token (for scrapers).
     pub public_metrics: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BasicUser {
+    pub name: String,
+    #[serde(skip)]
+    pub hash: String,
+}
+
+/// Whether `h` is a crypt(3) hash proxyd verifies: bcrypt (`$2b$`, `$2y$`, `$2a$`, cost 4
+/// to 31) or SHA-crypt (`$5$`, `$6$`, optional `rounds=N$`). Checked by shape only, so a
+/// config test does not spend a password hash's deliberate cost per user.
+pub fn crypt_hash_ok(h: &str) -> bool {
+    let crypt64 = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'/')
+    };
+    if let Some(rest) = ["$2b$", "$2y$", "$2a$"]
+        .iter()
+        .find_map(|p| h.strip_prefix(p))
+    {
+        let Some((cost, tail)) = rest.split_once('$') else {
+            return false;
+        };
+        return cost.len() == 2
+            && cost.parse::<u32>().is_ok_and(|c| (4..=31).contains(&c))
+            && tail.len() == 53
+            && crypt64(tail);
+    }
+    let (rest, len) = match (h.strip_prefix("$5$"), h.strip_prefix("$6$")) {
+        (Some(r), _) => (r, 43),
+        (_, Some(r)) => (r, 86),
+        _ => return false,
+    };
+    let rest = match rest.strip_prefix("rounds=") {
+        Some(r) => {
+            let Some((n, tail)) = r.split_once('$') else {
+                return false;
+            };
+            if !n
+                .parse::<u32>()
+                .is_ok_and(|n| (1000..=999_999_999).contains(&n))
+            {
+                return false;
+            }
+            tail
+        }
+        None => rest,
+    };
+    let Some((salt, hash)) = rest.split_once('$') else {
+        return false;
+    };
+    !salt.is_empty()
+        && salt.len() <= 16
+        && !salt.contains(['$', ':', '\n'])
+        && hash.len() == len
+        && crypt64(hash)
 }
 
 impl Validator {
@@ -85,6 +145,35 @@ impl Validator {
                 ));
             }
         }
+        let mut basic_auth = Vec::new();
+        if let Some(users) = &r.basic_auth {
+            for (name, hash) in users.get_ref() {
+                let hash = hash.as_str().unwrap_or("");
+                if name.is_empty()
+                    || name.contains(':')
+                    || name.bytes().any(|b| b.is_ascii_control())
+                {
+                    self.errors.push(src.err(
+                        users.span(),
+                        format!("admin basic_auth user \"{name}\": a name is not empty and has no ':' or control characters"),
+                    ));
+                } else if !crypt_hash_ok(hash) {
+                    self.errors.push(src.err(
+                        users.span(),
+                        format!("admin basic_auth user \"{name}\": the password must be a bcrypt ($2b$, $2y$) or SHA-crypt ($6$, $5$) hash, as made by `htpasswd -nB {name}` or `openssl passwd -6`; not a password in clear"),
+                    ));
+                } else {
+                    basic_auth.push(BasicUser {
+                        name: name.clone(),
+                        hash: hash.to_string(),
+                    });
+                }
+            }
+            if users.get_ref().is_empty() {
+                self.errors
+                    .push(src.err(users.span(), "admin basic_auth names no users"));
+            }
+        }
         let unauthenticated = r.unauthenticated.unwrap_or(false);
         let local = match &listen {
             AdminAddr::Tcp(a) => a.ip().is_loopback(),
@@ -96,15 +185,16 @@ impl Validator {
                 format!("admin unauthenticated = true is allowed on a loopback address or a unix socket only, not {listen}"),
             ));
         }
-        if token.is_none() && !unauthenticated {
+        if token.is_none() && r.basic_auth.is_none() && !unauthenticated {
             self.errors.push(src.err(
                 raw.span(),
-                "admin needs a token (or unauthenticated = true on a loopback address or a unix socket)",
+                "admin needs a token or basic_auth users (or unauthenticated = true on a loopback address or a unix socket)",
             ));
         }
         Some(Admin {
             listen,
             token,
+            basic_auth,
             unauthenticated,
             public_metrics: r.public_metrics.unwrap_or(false),
         })

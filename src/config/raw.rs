@@ -53,6 +53,8 @@ pub struct RawOtlp {
 pub struct RawAdmin {
     pub listen: S<String>,
     pub token: Option<S<String>>,
+    /// `{ user = "crypt hash" }`.
+    pub basic_auth: Option<S<toml::map::Map<String, toml::Value>>>,
     pub unauthenticated: Option<bool>,
     pub public_metrics: Option<bool>,
 }

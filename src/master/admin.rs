@@ -4,6 +4,7 @@
 //! costs a slot in a bounded table and nothing else. It serves `GET /metrics` (`metrics.rs`)
 //! and the JSON API under `/api/` (`api.rs`).
 
+use super::admin_auth::Verdict;
 use super::Master;
 use crate::config::admin::AdminAddr;
 use mio::event::Source;
@@ -132,6 +133,7 @@ pub(super) struct Admin {
     conns: Slab<AdminConn>,
     /// When to try binding again (after a binary upgrade, until the old master lets go).
     pub(super) retry_at: Option<Instant>,
+    pub(super) auth: super::admin_auth::Auth,
 }
 
 impl Admin {
@@ -145,6 +147,8 @@ enum Answer {
     Status(u16, &'static str),
     /// The dashboard page: static, holds no data (its API calls need the token).
     Dashboard,
+    /// `/login` passed basic auth: back to the dashboard, whose calls now carry it.
+    SignedIn,
     Metrics,
     Json(u16, serde_json::Value),
 }
@@ -152,6 +156,8 @@ enum Answer {
 impl Master {
     /// Binds (or keeps, or closes) the admin listener for the current config.
     pub(super) fn admin_listen(&mut self) -> Result<(), String> {
+        // The config may have new users or hashes: every sign-in is checked afresh.
+        self.admin.auth.forget();
         let want = self.cfg.admin.as_ref().map(|a| a.listen.clone());
         if self.admin.listener.as_ref().map(|(a, _)| a) == want.as_ref() {
             return Ok(());
@@ -191,7 +197,7 @@ impl Master {
             };
             match l.accept() {
                 Ok((mut stream, peer)) => {
-                    if self.admin.conns.len() >= MAX_CONNS {
+                    if self.admin.conns.len() >= MAX_CONNS && !self.admin_evict() {
                         // Dropped at once: a flood cannot grow the table.
                         continue;
                     }
@@ -249,9 +255,11 @@ impl Master {
             }
             let input = std::mem::take(&mut c.input);
             let who = c.peer.clone();
+            let from_dashboard = memmem(&input, b"\r\nX-Proxyd-Dashboard: 1\r\n");
             let answer = self.admin_route(&input, &who);
             let (status, ctype, body) = match answer {
                 Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
+                Answer::SignedIn => (303, "text/plain", "signed in\n".to_string()),
                 Answer::Metrics => (
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
@@ -269,7 +277,26 @@ impl Master {
                 body.len()
             );
             if status == 401 {
-                out.push_str("WWW-Authenticate: Bearer realm=\"proxyd\"\r\n");
+                if let Some(a) = &self.cfg.admin {
+                    // The dashboard's own calls get no Basic challenge: a browser would put
+                    // up its password dialog at every poll. The page links to /login.
+                    if !a.basic_auth.is_empty() {
+                        out.push_str("X-Proxyd-Sign-In: /login\r\n");
+                    }
+                    if !a.basic_auth.is_empty() && !from_dashboard {
+                        out.push_str(
+                            "WWW-Authenticate: Basic realm=\"proxyd admin\", charset=\"UTF-8\"\r\n",
+                        );
+                    }
+                    if a.token.is_some() {
+                        out.push_str("WWW-Authenticate: Bearer realm=\"proxyd\"\r\n");
+                    }
+                }
+            }
+            match status {
+                303 => out.push_str("Location: /\r\n"),
+                429 => out.push_str("Retry-After: 1\r\n"),
+                _ => {}
             }
             out.push_str("\r\n");
             c.output = out.into_bytes();
@@ -311,21 +338,31 @@ impl Master {
             }
             _ => return Answer::Status(400, "bad request"),
         };
-        let authorized = admin.unauthenticated
-            || admin.token.as_ref().is_some_and(|t| {
-                req.headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
-                    .any(|h| bearer_matches(h.value, t))
-            });
-        match (method, path) {
-            ("GET", "/" | "/index.html") => Answer::Dashboard,
-            ("GET", "/metrics") if authorized || admin.public_metrics => Answer::Metrics,
-            _ if !authorized => {
-                Answer::Status(401, "unauthorized: send Authorization: Bearer <token>")
+        let public = matches!((method, path), ("GET", "/" | "/index.html"))
+            || (admin.public_metrics && (method, path) == ("GET", "/metrics"));
+        if public {
+            return if path == "/metrics" {
+                Answer::Metrics
+            } else {
+                Answer::Dashboard
+            };
+        }
+        let principal = match self.admin.auth.check(&admin, req.headers) {
+            Verdict::Allowed(p) => p,
+            Verdict::Busy => {
+                return Answer::Status(429, "too many sign-ins being checked; try again")
             }
+            Verdict::Denied if admin.basic_auth.is_empty() => {
+                return Answer::Status(401, "unauthorized: send Authorization: Bearer <token>")
+            }
+            Verdict::Denied => return Answer::Status(401, "unauthorized: sign in"),
+        };
+        match (method, path) {
+            ("GET", "/metrics") => Answer::Metrics,
+            ("GET", "/login") => Answer::SignedIn,
             (_, p) if p.starts_with("/api/") => {
-                let (status, v) = self.api(method, path, query, who);
+                let who = format!("{who} ({principal})");
+                let (status, v) = self.api(method, path, query, &who);
                 Answer::Json(status, v)
             }
             ("GET", _) => Answer::Status(404, "not found"),
@@ -355,6 +392,25 @@ impl Master {
         }
     }
 
+    /// Makes room for a new connection by closing the oldest one still sending its head (a
+    /// client that answers promptly is never it); false when every one is being answered.
+    fn admin_evict(&mut self) -> bool {
+        let oldest = self
+            .admin
+            .conns
+            .iter()
+            .filter(|(_, c)| c.output.is_empty())
+            .min_by_key(|(_, c)| c.deadline)
+            .map(|(k, _)| k);
+        match oldest {
+            Some(k) => {
+                self.admin_close(k);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Closes admin connections past their deadline.
     pub(super) fn admin_timers(&mut self) {
         let now = Instant::now();
@@ -371,19 +427,7 @@ impl Master {
     }
 }
 
-/// `Bearer <token>`, compared in constant time.
-fn bearer_matches(value: &[u8], token: &str) -> bool {
-    let Some(given) = value
-        .strip_prefix(b"Bearer ")
-        .or_else(|| value.strip_prefix(b"bearer "))
-    else {
-        return false;
-    };
-    let given = given.trim_ascii();
-    given.len() == token.len()
-        && given
-            .iter()
-            .zip(token.as_bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+fn memmem(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }

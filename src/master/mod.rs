@@ -7,6 +7,7 @@ use crate::listeners::ListenSet;
 use crate::logging;
 
 mod admin;
+mod admin_auth;
 mod api;
 mod child;
 mod commands;
