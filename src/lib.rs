@@ -16,5 +16,6 @@ pub mod master;
 pub mod privileges;
 pub mod router;
 pub mod shm;
+pub mod text_table;
 pub mod tls;
 pub mod worker;

@@ -148,6 +148,11 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
     assert_eq!(peer(&ups, &a.addr())["weight"], 3);
     assert_eq!(peer(&ups, &a.addr())["weight_set_at_run_time"], true);
+    // proxyctl status's table says so too, with what the traffic did.
+    let row = p.peer_row("app", &a.addr());
+    assert_eq!(row.get("WEIGHT"), "3*", "{row:?}");
+    assert_eq!(row.state(), "up");
+    assert!(p.status().contains("* weight set through the admin API"));
     // Bad input.
     assert_eq!(
         call(

@@ -79,11 +79,19 @@ fn every_address_is_used_and_dns_changes_apply_without_a_reload() {
     assert!(seen["a"] >= 10 && seen["b"] >= 10, "{seen:?}");
     let status = p.status();
     assert!(
-        status.contains(&format!("peer app/app.test:{port}#0 127.0.0.2:{port}: up")),
+        up_at(
+            &status,
+            &format!("app.test:{port}#0"),
+            &format!("127.0.0.2:{port}")
+        ),
         "{status}"
     );
     assert!(
-        status.contains(&format!("peer app/app.test:{port}#1 127.0.0.3:{port}: up")),
+        up_at(
+            &status,
+            &format!("app.test:{port}#1"),
+            &format!("127.0.0.3:{port}")
+        ),
         "{status}"
     );
 
@@ -115,11 +123,19 @@ fn every_address_is_used_and_dns_changes_apply_without_a_reload() {
     // The address that stayed kept its slot (#1); the new one took the free one (#0).
     let status = p.status();
     assert!(
-        status.contains(&format!("peer app/app.test:{port}#1 127.0.0.3:{port}: up")),
+        up_at(
+            &status,
+            &format!("app.test:{port}#1"),
+            &format!("127.0.0.3:{port}")
+        ),
         "{status}"
     );
     assert!(
-        status.contains(&format!("peer app/app.test:{port}#0 127.0.0.4:{port}: up")),
+        up_at(
+            &status,
+            &format!("app.test:{port}#0"),
+            &format!("127.0.0.4:{port}")
+        ),
         "{status}"
     );
 
@@ -132,11 +148,19 @@ fn every_address_is_used_and_dns_changes_apply_without_a_reload() {
     );
     let again = p.status();
     assert!(
-        again.contains(&format!("peer app/app.test:{port}#1 127.0.0.3:{port}: up")),
+        up_at(
+            &again,
+            &format!("app.test:{port}#1"),
+            &format!("127.0.0.3:{port}")
+        ),
         "{again}"
     );
     assert!(
-        again.contains(&format!("peer app/app.test:{port}#0 127.0.0.4:{port}: up")),
+        up_at(
+            &again,
+            &format!("app.test:{port}#0"),
+            &format!("127.0.0.4:{port}")
+        ),
         "{again}"
     );
     // The helper follows a name server that truncates its UDP answers (over TCP).
@@ -317,16 +341,27 @@ fn each_address_has_its_own_health() {
     // Nothing listens on 127.0.0.5.
     let (ups, dns, p) = start(2, &["127.0.0.2", "127.0.0.5"], "resolve_interval = \"200ms\"\nhealth_check = { type = \"tcp\", interval = \"100ms\", timeout = \"1s\" }");
     let port = ups[0].port;
-    let dead = format!("127.0.0.5:{port}: down (health check)");
+    let state_of = |addr: &str| {
+        let status = p.status();
+        ["#0", "#1"].iter().find_map(|slot| {
+            let row = PeerRow::find(&status, "app", &format!("app.test:{port}{slot}"))?;
+            (row.get("ADDRESS") == addr).then(|| row.state().to_string())
+        })
+    };
     assert!(
-        wait_until(Duration::from_secs(5), || p.status().contains(&dead)),
+        wait_until(Duration::from_secs(5), || state_of(&format!(
+            "127.0.0.5:{port}"
+        ))
+        .as_deref()
+            == Some("down (health check)")),
         "{}",
         p.status()
     );
-    let status = p.status();
-    assert!(
-        status.contains(&format!("127.0.0.2:{port}: up")),
-        "{status}"
+    assert_eq!(
+        state_of(&format!("127.0.0.2:{port}")).as_deref(),
+        Some("up"),
+        "{}",
+        p.status()
     );
     // Every request goes to the live address; the dead one's health is its own.
     assert_eq!(spread(&p, 20).get("a"), Some(&20));
@@ -342,4 +377,9 @@ fn each_address_has_its_own_health() {
     assert!(wait_until(Duration::from_secs(5), || !p
         .status()
         .contains("127.0.0.5")));
+}
+
+/// Whether `proxyctl status` shows peer `key` of upstream "app" at `addr`, up.
+fn up_at(status: &str, key: &str, addr: &str) -> bool {
+    PeerRow::find(status, "app", key).is_some_and(|r| r.get("ADDRESS") == addr && r.state() == "up")
 }

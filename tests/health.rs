@@ -38,8 +38,8 @@ fn one_probe_per_interval_whatever_the_worker_count() {
     let probes = up.requests();
     eprintln!("probes in 2.6 s with 4 workers: {probes}");
     assert!((5..=14).contains(&probes), "{probes} probes");
-    let line = p.peer_line("app", &up.addr());
-    assert!(line.contains(": up,"), "{line}");
+    let row = p.peer_row("app", &up.addr());
+    assert_eq!(row.state(), "up", "{row:?}");
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
 }
 
@@ -71,8 +71,9 @@ fn peers_go_down_and_come_back_and_workers_follow() {
     let dead_name = format!("127.0.0.1:{dead}");
     // The dead peer is found down by its first probe, before any request tries it.
     assert!(wait_until(Duration::from_secs(5), || p
-        .peer_line("app", &dead_name)
-        .contains("down (health check)")));
+        .peer_row("app", &dead_name)
+        .state()
+        == "down (health check)"));
     let spread = |n: usize| {
         let mut c = Client::connect(&p.addr()).unwrap();
         let mut flaky = 0;
@@ -94,8 +95,9 @@ fn peers_go_down_and_come_back_and_workers_follow() {
     // Sick: down after two failed probes; no request goes there meanwhile or after.
     sick.store(true, Ordering::SeqCst);
     assert!(wait_until(Duration::from_secs(5), || p
-        .peer_line("app", &flaky.addr())
-        .contains("down (health check)")));
+        .peer_row("app", &flaky.addr())
+        .state()
+        == "down (health check)"));
     assert_eq!(spread(30), 0);
     assert!(
         p.error_log().contains("is down (status 503)"),
@@ -107,16 +109,15 @@ fn peers_go_down_and_come_back_and_workers_follow() {
     p.rewrite(2, "", &conf("two"));
     assert!(p.ctl("reload").status.success());
     assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "two");
-    assert!(p
-        .peer_line("app", &flaky.addr())
-        .contains("down (health check)"));
+    assert!(p.peer_row("app", &flaky.addr()).state() == "down (health check)");
     assert_eq!(spread(30), 0);
 
     // Well again: back after two good probes.
     sick.store(false, Ordering::SeqCst);
     assert!(wait_until(Duration::from_secs(5), || p
-        .peer_line("app", &flaky.addr())
-        .contains(": up,")));
+        .peer_row("app", &flaky.addr())
+        .state()
+        == "up"));
     assert_eq!(spread(40), 20);
     assert!(p.error_log().contains("is up again"));
 }
@@ -142,17 +143,9 @@ fn a_killed_health_checker_is_restarted() {
         .error_log()
         .contains(&format!("helper process {first} killed by signal")));
     // tcp checks connect and send nothing: the peer saw connections but no requests.
-    let probes = |p: &Proxyd| {
-        let line = p.peer_line("app", &up.addr());
-        line.rsplit("probes ")
-            .next()
-            .unwrap()
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-    };
+    let probes = |p: &Proxyd| p.peer_row("app", &up.addr()).n("PROBES");
     let before = probes(&p);
     assert!(wait_until(Duration::from_secs(5), || probes(&p) > before + 2));
     assert_eq!(up.requests(), 0);
-    assert!(p.peer_line("app", &up.addr()).contains(": up,"));
+    assert!(p.peer_row("app", &up.addr()).state() == "up");
 }

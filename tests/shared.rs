@@ -18,18 +18,6 @@ fn conf(dead: u16, live: &Upstream, fixed: &str) -> String {
     )
 }
 
-fn field(line: &str, name: &str) -> u64 {
-    let rest = line
-        .split(&format!("{name} "))
-        .nth(1)
-        .unwrap_or_else(|| panic!("{line}"));
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 fn requests_through(p: &Proxyd, n: usize) {
     let mut c = Client::connect(&p.addr()).unwrap();
     for i in 0..n {
@@ -57,16 +45,12 @@ fn peer_health_and_counters_survive_reload_and_worker_crash() {
     // the node, and is retried on the live one.
     requests_through(&p, 10);
     assert_eq!(failed_connects(&p, dead), 1, "{}", p.error_log());
-    let d = p.peer_line("app", &format!("127.0.0.1:{dead}"));
-    assert!(d.contains(": down ("), "{d}");
-    assert_eq!(
-        (field(&d, "failures"), field(&d, "ejections")),
-        (1, 1),
-        "{d}"
-    );
-    let l = p.peer_line("app", &la);
-    assert!(l.contains(": up,"), "{l}");
-    assert_eq!((field(&l, "requests"), field(&l, "active")), (10, 0), "{l}");
+    let d = p.peer_row("app", &format!("127.0.0.1:{dead}"));
+    assert!(d.state().starts_with("ejected ("), "{d:?}");
+    assert_eq!((d.n("FAILURES"), d.n("EJECTIONS")), (1, 1), "{d:?}");
+    let l = p.peer_row("app", &la);
+    assert_eq!(l.state(), "up", "{l:?}");
+    assert_eq!((l.n("REQUESTS"), l.n("ACTIVE")), (10, 0), "{l:?}");
 
     // A reload: new workers know the peer is down without trying it, and the counters go on.
     p.rewrite(1, "", &conf(dead, &live, "gen2"));
@@ -83,10 +67,11 @@ fn peer_health_and_counters_survive_reload_and_worker_crash() {
         1,
         "the new generation tried the down peer"
     );
-    assert_eq!(field(&p.peer_line("app", &la), "requests"), 20);
+    assert_eq!(p.peer_row("app", &la).n("REQUESTS"), 20);
     assert!(p
-        .peer_line("app", &format!("127.0.0.1:{dead}"))
-        .contains(": down ("));
+        .peer_row("app", &format!("127.0.0.1:{dead}"))
+        .state()
+        .starts_with("ejected"));
 
     // A worker crash: the respawned worker sees the same, and no count goes backwards.
     let old = p.serving_pids();
@@ -103,11 +88,11 @@ fn peer_health_and_counters_survive_reload_and_worker_crash() {
         1,
         "the respawned worker tried the down peer"
     );
-    let l = p.peer_line("app", &la);
-    assert_eq!((field(&l, "requests"), field(&l, "active")), (30, 0), "{l}");
-    let d = p.peer_line("app", &format!("127.0.0.1:{dead}"));
-    assert!(d.contains(": down ("), "{d}");
-    assert_eq!(field(&d, "failures"), 1, "{d}");
+    let l = p.peer_row("app", &la);
+    assert_eq!((l.n("REQUESTS"), l.n("ACTIVE")), (30, 0), "{l:?}");
+    let d = p.peer_row("app", &format!("127.0.0.1:{dead}"));
+    assert!(d.state().starts_with("ejected ("), "{d:?}");
+    assert_eq!(d.n("FAILURES"), 1, "{d:?}");
     assert_eq!(live.requests(), 30);
 }
 

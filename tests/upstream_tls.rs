@@ -231,8 +231,9 @@ fn http_health_checks_speak_tls() {
     let px = proxy(&peer, &check("200-299"));
     assert!(
         wait_until(std::time::Duration::from_secs(5), || px
-            .peer_line("app", &peer)
-            .contains(": up,")),
+            .peer_row("app", &peer)
+            .state()
+            == "up"),
         "{}",
         px.status()
     );
@@ -242,8 +243,9 @@ fn http_health_checks_speak_tls() {
     let px = proxy(&peer, &check("500-599"));
     assert!(
         wait_until(std::time::Duration::from_secs(5), || px
-            .peer_line("app", &peer)
-            .contains("down (health check)")),
+            .peer_row("app", &peer)
+            .state()
+            == "down (health check)"),
         "{}",
         px.status()
     );
@@ -252,8 +254,9 @@ fn http_health_checks_speak_tls() {
     drop(px);
     let px = proxy(&peer, &check("200-299").replace("ca.crt", "other.crt"));
     assert!(wait_until(std::time::Duration::from_secs(5), || px
-        .peer_line("app", &peer)
-        .contains("down (health check)")));
+        .peer_row("app", &peer)
+        .state()
+        == "down (health check)"));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! status class, and every peer with its state and request rate.
 
 use crate::control;
+use crate::text_table::Table;
 use serde_json::Value;
 use std::io::Write;
 use std::path::Path;
@@ -88,10 +89,9 @@ pub fn render(v: &Value, prev: Option<(Duration, &Value)>) -> String {
             dt
         ),
     ));
-    s.push_str(&format!(
-        "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-        "SERVER", "REQ/S", "2xx", "3xx", "4xx", "5xx", "p99(s)"
-    ));
+    let mut servers = Table::new(&[
+        "SERVER", ">REQ/S", ">2xx", ">3xx", ">4xx", ">5xx", ">p99(s)",
+    ]);
     for srv in tr["servers"].as_array().into_iter().flatten() {
         let before = pv.and_then(|p| {
             p["traffic"]["servers"]
@@ -100,22 +100,29 @@ pub fn render(v: &Value, prev: Option<(Duration, &Value)>) -> String {
                 .find(|x| x["server"] == srv["server"])
         });
         let total = |x: &Value| x["classes"].as_array().map_or(0, |a| a.iter().map(u).sum());
-        let class = |i: usize| u(&srv["classes"][i]);
-        s.push_str(&format!(
-            "{:<24} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-            srv["server"].as_str().unwrap_or("?"),
+        let class = |i: usize| u(&srv["classes"][i]).to_string();
+        servers.row(vec![
+            srv["server"].as_str().unwrap_or("?").to_string(),
             rate(total(srv), before.map(total), dt),
             class(1),
             class(2),
             class(3),
             class(4),
             p99(&tr["le"], &srv["duration"], before.map(|b| &b["duration"])),
-        ));
+        ]);
     }
-    s.push_str(&format!(
-        "\n{:<16} {:<24} {:<20} {:>6} {:>8} {:>9} {:>8} {:>6} {:>5}\n",
-        "UPSTREAM", "PEER", "STATE", "WEIGHT", "REQ/S", "REQUESTS", "FAILURES", "ACTIVE", "IDLE"
-    ));
+    s.push_str(&servers.render());
+    let mut peers = Table::new(&[
+        "UPSTREAM",
+        "PEER",
+        "STATE",
+        ">WEIGHT",
+        ">REQ/S",
+        ">REQUESTS",
+        ">FAILURES",
+        ">ACTIVE",
+        ">IDLE",
+    ]);
     for up in v["upstreams"].as_array().into_iter().flatten() {
         for p in up["peers"].as_array().into_iter().flatten() {
             let before = pv.and_then(|pv| {
@@ -127,20 +134,21 @@ pub fn render(v: &Value, prev: Option<(Duration, &Value)>) -> String {
                     .iter()
                     .find(|x| x["peer"] == p["peer"])
             });
-            s.push_str(&format!(
-                "{:<16} {:<24} {:<20} {:>6} {:>8} {:>9} {:>8} {:>6} {:>5}\n",
-                up["name"].as_str().unwrap_or("?"),
-                p["peer"].as_str().unwrap_or("?"),
-                p["state"].as_str().unwrap_or("?"),
-                u(&p["weight"]),
+            peers.row(vec![
+                up["name"].as_str().unwrap_or("?").to_string(),
+                p["peer"].as_str().unwrap_or("?").to_string(),
+                p["state"].as_str().unwrap_or("?").to_string(),
+                u(&p["weight"]).to_string(),
                 rate(u(&p["requests"]), before.map(|b| u(&b["requests"])), dt),
-                u(&p["requests"]),
-                u(&p["failures"]),
-                u(&p["active"]),
-                u(&p["idle"]),
-            ));
+                u(&p["requests"]).to_string(),
+                u(&p["failures"]).to_string(),
+                u(&p["active"]).to_string(),
+                u(&p["idle"]).to_string(),
+            ]);
         }
     }
+    s.push('\n');
+    s.push_str(&peers.render());
     s
 }
 

@@ -205,6 +205,7 @@ impl Master {
                             "consecutive_failures": t.fails,
                             "ejections": t.ejections,
                             "ejected_for_ms": t.down_for_ms,
+                            "probes": t.probes,
                             "active": t.active,
                             "idle": traffic.idle,
                             "responses": {

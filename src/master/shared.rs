@@ -4,7 +4,7 @@
 
 use super::Master;
 use crate::config::Config;
-use crate::shm::{self, Directory, Region};
+use crate::shm::{Directory, Region};
 use std::collections::{HashMap, HashSet};
 
 pub(crate) struct Shared {
@@ -94,36 +94,62 @@ impl Master {
         g
     }
 
-    /// `proxyctl status` lines for every peer: health and counters over all workers.
+    /// `proxyctl status`'s peer table: health and counters over all workers, from what
+    /// the admin API's upstreams say.
     pub(super) fn peer_status(&self) -> String {
-        let view = self.shared.region.view();
-        let now = shm::now_ms();
-        let mut s = String::new();
-        for u in &self.cfg.upstream {
-            for p in &u.peers {
-                let addr = match p.addr {
-                    crate::config::PeerAddr::Fixed(_) => String::new(),
-                    crate::config::PeerAddr::Named { .. } => match view.address(p.slot) {
-                        Some(a) => format!(" {a}"),
-                        // A host name's spare entry.
-                        None => continue,
-                    },
+        let mut t = crate::text_table::Table::new(&[
+            "UPSTREAM",
+            "PEER",
+            "ADDRESS",
+            "STATE",
+            ">WEIGHT",
+            ">REQUESTS",
+            ">FAILURES",
+            ">5XX",
+            ">ACTIVE",
+            ">IDLE",
+            ">EJECTIONS",
+            ">FAILS",
+            ">PROBES",
+        ]);
+        let mut run_time_weight = false;
+        let ups = self.api_upstreams();
+        for u in ups["upstreams"].as_array().into_iter().flatten() {
+            for p in u["peers"].as_array().into_iter().flatten() {
+                let n = |k: &str| p[k].as_u64().unwrap_or(0).to_string();
+                let text = |k: &str| p[k].as_str().unwrap_or("?").to_string();
+                let state = match p["state"].as_str() {
+                    Some("ejected") => format!("ejected ({} ms left)", n("ejected_for_ms")),
+                    _ => text("state"),
                 };
-                let t = view.totals(p.slot, now);
-                let state = if p.down {
-                    "down (config)".to_string()
-                } else if t.checked == shm::Checked::Down {
-                    "down (health check)".to_string()
-                } else if t.down_for_ms > 0 {
-                    format!("down ({} ms left)", t.down_for_ms)
-                } else {
-                    "up".to_string()
-                };
-                s.push_str(&format!(
-                    "peer {}/{}{addr}: {state}, requests {}, failures {}, active {}, ejections {}, consecutive failures {}, probes {}\n",
-                    u.name, p.key(), t.requests, t.failures, t.active, t.ejections, t.fails, t.probes
-                ));
+                let mut weight = n("weight");
+                if p["weight_set_at_run_time"] == true {
+                    weight.push('*');
+                    run_time_weight = true;
+                }
+                t.row(vec![
+                    u["name"].as_str().unwrap_or("?").to_string(),
+                    text("peer"),
+                    text("address"),
+                    state,
+                    weight,
+                    n("requests"),
+                    n("failures"),
+                    p["responses"]["5xx"].as_u64().unwrap_or(0).to_string(),
+                    n("active"),
+                    n("idle"),
+                    n("ejections"),
+                    n("consecutive_failures"),
+                    n("probes"),
+                ]);
             }
+        }
+        if t.is_empty() {
+            return String::new();
+        }
+        let mut s = format!("\n{}", t.render());
+        if run_time_weight {
+            s.push_str("* weight set through the admin API; the next reload resets it\n");
         }
         s
     }

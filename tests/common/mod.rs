@@ -343,14 +343,11 @@ impl Proxyd {
         None
     }
 
-    /// The `proxyctl status` line of peer `peer` of upstream `upstream`.
-    pub fn peer_line(&self, upstream: &str, peer: &str) -> String {
+    /// The row of peer `peer` of upstream `upstream` in `proxyctl status`'s peer table.
+    pub fn peer_row(&self, upstream: &str, peer: &str) -> PeerRow {
         let status = self.status();
-        status
-            .lines()
-            .find(|l| l.starts_with(&format!("peer {upstream}/{peer}:")))
-            .unwrap_or_else(|| panic!("no line for {upstream}/{peer} in:\n{status}"))
-            .to_string()
+        PeerRow::find(&status, upstream, peer)
+            .unwrap_or_else(|| panic!("no row for {upstream}/{peer} in:\n{status}"))
     }
 
     /// Error-log lines at [error] or worse that are not in `allowed`.
@@ -435,4 +432,49 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(10));
     }
     f()
+}
+
+/// One row of `proxyctl status`'s peer table, by column name.
+#[derive(Debug)]
+pub struct PeerRow {
+    cells: Vec<(String, String)>,
+}
+
+impl PeerRow {
+    pub fn find(status: &str, upstream: &str, peer: &str) -> Option<PeerRow> {
+        let split = |l: &str| -> Vec<String> {
+            l.split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(String::from)
+                .collect()
+        };
+        let mut lines = status.lines().skip_while(|l| !l.starts_with("UPSTREAM "));
+        let header = split(lines.next()?);
+        lines
+            .map(split)
+            .find(|r| r.len() == header.len() && r[0] == upstream && r[1] == peer)
+            .map(|r| PeerRow {
+                cells: header.iter().cloned().zip(r).collect(),
+            })
+    }
+
+    pub fn get(&self, column: &str) -> &str {
+        self.cells
+            .iter()
+            .find(|(h, _)| h == column)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no column {column} in {self:?}"))
+    }
+
+    pub fn state(&self) -> &str {
+        self.get("STATE")
+    }
+
+    pub fn n(&self, column: &str) -> u64 {
+        self.get(column)
+            .trim_end_matches('*')
+            .parse()
+            .unwrap_or_else(|_| panic!("{column} of {self:?}"))
+    }
 }
