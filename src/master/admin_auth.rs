@@ -73,6 +73,9 @@ impl Auth {
             return Verdict::Allowed(Principal::Anyone);
         }
         let mut verdict = Verdict::Denied;
+        // Only the first Basic credential is checked: a head of thirty of them must not cost
+        // thirty hashes.
+        let mut basic_tried = false;
         for h in headers
             .iter()
             .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
@@ -89,7 +92,11 @@ impl Auth {
                 {
                     return Verdict::Allowed(Principal::Token);
                 }
-            } else if scheme.eq_ignore_ascii_case(b"basic") && !admin.basic_auth.is_empty() {
+            } else if scheme.eq_ignore_ascii_case(b"basic")
+                && !admin.basic_auth.is_empty()
+                && !basic_tried
+            {
+                basic_tried = true;
                 match self.basic(admin, value) {
                     Verdict::Denied => {}
                     v @ Verdict::Allowed(_) => return v,
@@ -250,6 +257,24 @@ mod tests {
         assert_eq!(check(&mut a, &basic("ops", "wrong")), None);
         assert_eq!(check(&mut a, &basic("nobody", "secret")), None);
         assert_eq!(check(&mut a, "Basic !!!"), None);
+        assert_eq!(
+            check(&mut a, &format!("Basic {}", "QUFB".repeat(400))),
+            None
+        );
+        // Only the first Basic credential counts.
+        let wrong = basic("ops", "wrong");
+        let right = basic("ops", "secret");
+        let two = [
+            httparse::Header {
+                name: "Authorization",
+                value: wrong.as_bytes(),
+            },
+            httparse::Header {
+                name: "Authorization",
+                value: right.as_bytes(),
+            },
+        ];
+        assert!(matches!(a.check(&admin(), &two), Verdict::Denied));
         assert_eq!(check(&mut a, "Basic"), None);
         // Remembered: the second check needs no hash (the budget is spent to prove it).
         a.owed = BUDGET * 4;
