@@ -15,7 +15,8 @@
 # Counting cannot be switched off (health, balancing and proxyctl status read the same
 # counters), so the base build is the "metrics off" side. It is built once into
 # /tmp/proxyd-bench-base-<rev> (a git worktree and its target dir, kept for later runs).
-# Prints median req/s and CPU per request (worker only, from /proc) and the ratios.
+# Prints median req/s and CPU per request (worker only, from /proc), and the median over
+# rounds of each build's ratio to base within the round.
 # Listens on 127.0.0.1 ports 18190-18194.
 set -euo pipefail
 
@@ -108,9 +109,15 @@ for name in "${NAMES[@]}"; do
     C[$name]=$(med 4)
     printf "%-8s %10.0f %8s %8s %12s\n" "$name" "${M[$name]}" "$(med 2)" "$(med 3)" "${C[$name]}"
 done
+# Ratios per round (the three ran back to back), then their median: a machine that slows
+# down over the run (shared cores) moves all three alike and cancels out.
+ratio() { # ratio FIELD NAME
+    for r in $(seq "$ROUNDS"); do
+        awk -v a="$(echo "${R[$2,$r]}" | cut -d' ' -f"$1")" -v b="$(echo "${R[base,$r]}" | cut -d' ' -f"$1")" \
+            'BEGIN { printf "%.4f\n", (b > 0 ? a / b : 0) }'
+    done | median
+}
 echo
-awk -v b="${M[base]}" -v m="${M[metrics]}" -v s="${M[scraped]}" \
-    -v cb="${C[base]}" -v cm="${C[metrics]}" -v cs="${C[scraped]}" -v n="$scrapes" 'BEGIN {
-    printf "req/s  metrics/base %.3f  scraped/base %.3f   (loss %.1f%% and %.1f%%; the bar is 3%%)\n", m / b, s / b, (1 - m / b) * 100, (1 - s / b) * 100
-    printf "CPU/req metrics/base %.3f  scraped/base %.3f\n", cm / cb, cs / cb
-    printf "one /metrics scrape: %d sample lines\n", n }'
+printf "req/s   metrics/base %.3f  scraped/base %.3f   (median of per-round ratios; the bar is 0.970)\n" "$(ratio 1 metrics)" "$(ratio 1 scraped)"
+printf "CPU/req metrics/base %.3f  scraped/base %.3f\n" "$(ratio 4 metrics)" "$(ratio 4 scraped)"
+echo "one /metrics scrape: $scrapes sample lines"
