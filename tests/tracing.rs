@@ -21,6 +21,11 @@ struct Collector {
 
 impl Collector {
     fn start(dir: &TempDir, mode: &str) -> Collector {
+        Self::start_tls(dir, mode, &[])
+    }
+
+    /// `tls`: the certificate and key files of an HTTPS collector, or none.
+    fn start_tls(dir: &TempDir, mode: &str, tls: &[&std::path::Path]) -> Collector {
         let out = dir.path().join(format!("spans-{mode}.jsonl"));
         let mut child = Command::new("python3")
             .arg(concat!(
@@ -29,6 +34,7 @@ impl Collector {
             ))
             .arg(&out)
             .arg(mode)
+            .args(tls)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -195,8 +201,16 @@ fn otlp_endpoints_are_checked() {
     let dir = TempDir::new("otlp-conf");
     for (otlp, want) in [
         (
-            "{ endpoint = \"https://c:4318\" }",
-            "must be an http:// URL",
+            "{ endpoint = \"ftp://c:4318\" }",
+            "must be an http:// or https:// URL",
+        ),
+        (
+            "{ endpoint = \"http://127.0.0.1:4318\", ca = \"ca.pem\" }",
+            "otlp ca needs an https:// endpoint",
+        ),
+        (
+            "{ endpoint = \"https://127.0.0.1:4318\", ca = \"missing.pem\" }",
+            "cannot read CA bundle",
         ),
         (
             "{ endpoint = \"http://no-such-host.invalid:4318/v1/traces\" }",
@@ -215,4 +229,76 @@ fn otlp_endpoints_are_checked() {
             "{want}: {out}"
         );
     }
+}
+
+/// An https collector: spans arrive over TLS, verified against the configured CA; a
+/// collector whose certificate the CA did not sign gets nothing, and the requests do not
+/// notice.
+#[test]
+fn spans_go_to_an_https_collector_verified_against_its_ca() {
+    let dir = TempDir::new("otlp-tls");
+    common::certs::ca(dir.path(), "ca");
+    common::certs::ca(dir.path(), "other");
+    common::certs::server_cert(dir.path(), "collector", "127.0.0.1", "ca");
+    let c = Collector::start_tls(
+        &dir,
+        "tls",
+        &[
+            &dir.path().join("collector.crt"),
+            &dir.path().join("collector.key"),
+        ],
+    );
+    let up = Upstream::start("up");
+    let ca = dir.path().join("ca.crt");
+    let p = Proxyd::start_with(
+        1,
+        &format!(
+            "otlp = {{ endpoint = \"https://127.0.0.1:{}/v1/traces\", ca = \"{}\" }}",
+            c.port,
+            ca.display()
+        ),
+        &app_conf(&up, "", "traceparent = \"start\"", "fixed"),
+    );
+    for _ in 0..5 {
+        assert!(get(&p, "/x", "").starts_with("HTTP/1.1 200"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || c.spans().len() == 5),
+        "{} spans; {}",
+        c.spans().len(),
+        p.error_log()
+    );
+    let (head, _, span) = &c.spans()[0];
+    assert!(head.starts_with("/v1/traces application/json"), "{head}");
+    assert_eq!(attr(span, "http.response.status_code")["intValue"], "200");
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+
+    // The same collector, trusted through a CA that did not sign it: refused, logged, and
+    // the requests carry on.
+    let wrong = dir.path().join("other.crt");
+    let p2 = Proxyd::start_with(
+        1,
+        &format!(
+            "otlp = {{ endpoint = \"https://127.0.0.1:{}/v1/traces\", ca = \"{}\" }}",
+            c.port,
+            wrong.display()
+        ),
+        &app_conf(&up, "", "traceparent = \"start\"", "fixed"),
+    );
+    for _ in 0..5 {
+        assert!(get(&p2, "/x", "").starts_with("HTTP/1.1 200"));
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || p2
+            .error_log()
+            .contains("span export to")),
+        "{}",
+        p2.error_log()
+    );
+    assert!(
+        p2.error_log().contains("TLS: invalid peer certificate"),
+        "{}",
+        p2.error_log()
+    );
+    assert_eq!(c.spans().len(), 5);
 }

@@ -287,8 +287,9 @@ impl Validator {
     }
 }
 
-/// `otlp = { endpoint = "http://127.0.0.1:4318/v1/traces", service_name = "proxyd" }`:
-/// each worker sends the spans of traced requests there, batched, as OTLP/HTTP JSON.
+/// `otlp = { endpoint = "http://127.0.0.1:4318/v1/traces", service_name = "proxyd", ca }`:
+/// each worker sends the spans of traced requests there, batched, as OTLP/HTTP JSON; over TLS
+/// for an https endpoint, its certificate verified against `ca` or the system's roots.
 #[derive(Debug, Clone, Serialize)]
 pub struct Otlp {
     pub endpoint: String,
@@ -299,60 +300,118 @@ pub struct Otlp {
     #[serde(skip)]
     pub path: String,
     pub service_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<std::path::PathBuf>,
+    /// For an https endpoint: the client config and the name the certificate must carry.
+    #[serde(skip)]
+    pub tls: Option<(
+        std::sync::Arc<rustls::ClientConfig>,
+        rustls_pki_types::ServerName<'static>,
+    )>,
 }
 
 impl Validator {
     pub(super) fn otlp(
         &mut self,
         src: &Source,
+        base: &std::path::Path,
         raw: Option<&S<super::raw::RawOtlp>>,
     ) -> Option<Otlp> {
         use std::net::ToSocketAddrs;
         let raw = raw?;
         let r = raw.get_ref();
         let url = r.endpoint.get_ref();
-        let Some(rest) = url.strip_prefix("http://") else {
-            self.errors.push(src.err(
-                r.endpoint.span(),
-                format!(
-                    "otlp endpoint \"{url}\" must be an http:// URL (https is not supported yet)"
-                ),
-            ));
-            return None;
+        let fail = |v: &mut Validator, span: std::ops::Range<usize>, msg: String| {
+            v.errors.push(src.err(span, msg));
+            None
+        };
+        let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(r), _) => (r, false),
+            (_, Some(r)) => (r, true),
+            _ => {
+                return fail(
+                    self,
+                    r.endpoint.span(),
+                    format!("otlp endpoint \"{url}\" must be an http:// or https:// URL"),
+                )
+            }
         };
         let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let path = if path.is_empty() { "/v1/traces" } else { path };
-        let with_port = if hostport
-            .rsplit_once(':')
-            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        {
+        let has_port = hostport.rsplit_once(':').is_some_and(|(h, p)| {
+            p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']'))
+        });
+        let with_port = if has_port {
             hostport.to_string()
         } else {
-            format!("{hostport}:80")
+            format!("{hostport}:{}", if https { 443 } else { 80 })
         };
         let addr = match with_port.to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => a,
             _ => {
-                self.errors.push(src.err(
+                return fail(
+                    self,
                     r.endpoint.span(),
                     format!("otlp endpoint \"{url}\": cannot resolve \"{hostport}\""),
-                ));
-                return None;
+                )
             }
         };
         if path.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            self.errors.push(src.err(
+            return fail(
+                self,
                 r.endpoint.span(),
-                "otlp endpoint path has spaces or control bytes",
-            ));
-            return None;
+                "otlp endpoint path has spaces or control bytes".into(),
+            );
         }
+        let ca = r.ca.as_ref().map(|c| super::resolve(base, c.get_ref()));
+        let tls = match (https, &ca) {
+            (false, Some(_)) => {
+                let span = r.ca.as_ref().map_or(raw.span(), |c| c.span());
+                return fail(self, span, "otlp ca needs an https:// endpoint".into());
+            }
+            (false, None) => None,
+            (true, _) => {
+                let host = if has_port {
+                    hostport.rsplit_once(':').map_or(hostport, |(h, _)| h)
+                } else {
+                    hostport
+                };
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                let roots = match &ca {
+                    Some(c) => crate::tls::load_ca(c),
+                    None => crate::tls::upstream::system_roots(),
+                };
+                let name = rustls_pki_types::ServerName::try_from(host.to_string());
+                let config = roots.and_then(|r| {
+                    crate::tls::upstream::client_config(
+                        crate::tls::upstream::Verify::Roots(r, None),
+                        None,
+                    )
+                });
+                match (config, name) {
+                    (Ok(c), Ok(n)) => Some((c, n)),
+                    (Err(e), _) => {
+                        let span = r.ca.as_ref().map_or(r.endpoint.span(), |c| c.span());
+                        return fail(self, span, format!("otlp: {e}"));
+                    }
+                    (_, Err(e)) => {
+                        return fail(
+                            self,
+                            r.endpoint.span(),
+                            format!("otlp endpoint host \"{host}\": {e}"),
+                        )
+                    }
+                }
+            }
+        };
         Some(Otlp {
             endpoint: url.clone(),
             addr,
             host: hostport.to_string(),
             path: path.to_string(),
             service_name: r.service_name.clone().unwrap_or_else(|| "proxyd".into()),
+            ca,
+            tls,
         })
     }
 }

@@ -45,6 +45,8 @@ pub struct RawSharedMemory {
 pub struct RawOtlp {
     pub endpoint: S<String>,
     pub service_name: Option<String>,
+    /// CA bundle for an https endpoint (default: the system's roots).
+    pub ca: Option<S<String>>,
 }
 
 /// `admin = { ... }`: the master's admin listener.

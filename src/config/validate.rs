@@ -252,7 +252,7 @@ impl Validator {
 
         let resolver = self.resolver(src, base, main.resolver.as_ref());
         let admin = self.admin(src, base, main.admin.as_ref());
-        let otlp = self.otlp(src, main.otlp.as_ref());
+        let otlp = self.otlp(src, base, main.otlp.as_ref());
         let (upstream, names) = self.upstreams(sources, &upstreams_raw, &resolver, base);
 
         let mut server = Vec::new();

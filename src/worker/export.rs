@@ -3,7 +3,8 @@
 //! once a second over its own non-blocking connection in the event loop. The loop never
 //! waits on the collector: while a batch is in flight the next one gathers, and when the
 //! collector is slow or gone, batches past `MAX_PENDING` are dropped (and counted) rather
-//! than growing without bound.
+//! than growing without bound. An https endpoint gets TLS (rustls, driven by the same
+//! readiness events), its certificate verified against `ca` or the system's roots.
 
 use super::events::Done;
 use crate::config::logs::Otlp;
@@ -25,6 +26,8 @@ enum Phase {
     /// Connecting, then writing `out[written..]`, then reading the answer.
     Sending {
         stream: TcpStream,
+        /// For https: the batch went into it whole, and `out` is empty.
+        tls: Option<Box<rustls::ClientConnection>>,
         out: Vec<u8>,
         written: usize,
         answer: Vec<u8>,
@@ -138,6 +141,12 @@ impl Exporter {
         self.spans += 1;
     }
 
+    /// Whether spans wait to be sent or a batch is in flight: the loop must wake within a
+    /// second for it.
+    pub fn busy(&self) -> bool {
+        !self.pending.is_empty() || matches!(self.phase, Phase::Sending { .. })
+    }
+
     /// Whether a batch should go now, before the clock says so.
     pub fn full(&self) -> bool {
         self.pending.len() >= FLUSH_AT
@@ -172,6 +181,22 @@ impl Exporter {
         )
         .into_bytes();
         out.extend_from_slice(body.as_bytes());
+        let tls = match &self.cfg.tls {
+            None => None,
+            Some((config, name)) => {
+                match rustls::ClientConnection::new(config.clone(), name.clone()) {
+                    Ok(mut c) => {
+                        // The batch waits in rustls until the handshake is done; it is bounded
+                        // by MAX_PENDING, and `out` is freed at once.
+                        c.set_buffer_limit(None);
+                        let _ = c.writer().write_all(&out);
+                        out = Vec::new();
+                        Some(Box::new(c))
+                    }
+                    Err(e) => return self.complain(&format!("TLS: {e}")),
+                }
+            }
+        };
         match TcpStream::connect(self.cfg.addr) {
             Ok(mut stream) => {
                 if registry
@@ -180,6 +205,7 @@ impl Exporter {
                 {
                     self.phase = Phase::Sending {
                         stream,
+                        tls,
                         out,
                         written: 0,
                         answer: Vec::new(),
@@ -195,6 +221,7 @@ impl Exporter {
     pub fn on_event(&mut self, registry: &Registry) {
         let Phase::Sending {
             stream,
+            tls,
             out,
             written,
             answer,
@@ -203,6 +230,13 @@ impl Exporter {
         else {
             return;
         };
+        if let Some(conn) = tls {
+            match pump_tls(conn, stream, answer) {
+                Ok(false) => return,
+                Ok(true) => return self.answered(registry),
+                Err(e) => return self.fail(registry, &format!("TLS: {e}")),
+            }
+        }
         while *written < out.len() {
             match stream.write(&out[*written..]) {
                 Ok(n) => *written += n,
@@ -228,6 +262,14 @@ impl Exporter {
                 Err(e) => return self.fail(registry, &e.to_string()),
             }
         }
+        self.answered(registry);
+    }
+
+    /// The collector closed the connection: its status line says whether the batch landed.
+    fn answered(&mut self, registry: &Registry) {
+        let Phase::Sending { answer, .. } = &self.phase else {
+            return;
+        };
         let ok = answer.starts_with(b"HTTP/1.1 2") || answer.starts_with(b"HTTP/1.0 2");
         if ok {
             self.close(registry);
@@ -239,6 +281,7 @@ impl Exporter {
     }
 
     fn close(&mut self, registry: &Registry) {
+        // An orderly TLS close is not waited for: the collector has answered, or failed.
         if let Phase::Sending { mut stream, .. } = std::mem::replace(&mut self.phase, Phase::Idle) {
             let _ = registry.deregister(&mut stream);
         }
@@ -262,6 +305,67 @@ impl Exporter {
                 self.cfg.endpoint,
                 self.dropped
             );
+        }
+    }
+}
+
+/// Moves bytes both ways between rustls and the socket until the socket would block. True
+/// when the collector has closed (its answer is whole); the first 64 bytes of the answer
+/// are kept, the rest read and dropped.
+fn pump_tls(
+    conn: &mut rustls::ClientConnection,
+    stream: &mut TcpStream,
+    answer: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let blocked = |e: &io::Error| {
+        matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
+        )
+    };
+    loop {
+        let mut moved = false;
+        while conn.wants_write() {
+            match conn.write_tls(stream) {
+                Ok(0) => break,
+                Ok(_) => moved = true,
+                Err(e) if blocked(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut closed = false;
+        match conn.read_tls(stream) {
+            Ok(0) => closed = true,
+            Ok(_) => {
+                moved = true;
+                conn.process_new_packets().map_err(io::Error::other)?;
+            }
+            Err(e) if blocked(&e) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let mut buf = [0u8; 1024];
+        loop {
+            match conn.reader().read(&mut buf) {
+                // close_notify: the answer is whole.
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    if answer.len() < 64 {
+                        answer.extend_from_slice(&buf[..n.min(64 - answer.len())]);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // Closed without close_notify: what came is all there is.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(true),
+                Err(e) => return Err(e),
+            }
+        }
+        if closed {
+            return Ok(true);
+        }
+        if !moved {
+            return Ok(false);
         }
     }
 }

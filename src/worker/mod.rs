@@ -272,8 +272,10 @@ impl Worker {
                     .min();
                 let next = next
                     .map(|t| t.saturating_duration_since(self.ctx.now) + Duration::from_millis(1));
-                if self.ctx.access.has_pending() {
-                    // Buffered access-log lines go out within a second even when idle.
+                let exporting = self.ctx.exporter.as_ref().is_some_and(|e| e.busy());
+                if self.ctx.access.has_pending() || exporting {
+                    // Buffered access-log lines and spans go out within a second even when
+                    // idle (and a collector that stays silent is given up on in time).
                     Some(next.map_or(FLUSH_EVERY, |n| n.min(FLUSH_EVERY)))
                 } else {
                     next

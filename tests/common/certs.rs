@@ -52,7 +52,12 @@ pub fn client_cert(dir: &Path, name: &str, subject: &str, ca: &str) {
 
 /// A server certificate for `host` signed by the CA `ca`, as NAME.crt and NAME.key.
 pub fn server_cert(dir: &Path, name: &str, host: &str, ca: &str) {
-    let ext = format!("extendedKeyUsage=serverAuth\nsubjectAltName=DNS:{host}");
+    let kind = if host.parse::<std::net::IpAddr>().is_ok() {
+        "IP"
+    } else {
+        "DNS"
+    };
+    let ext = format!("extendedKeyUsage=serverAuth\nsubjectAltName={kind}:{host}");
     signed(dir, name, &format!("/CN={host}"), ca, &ext);
 }
 

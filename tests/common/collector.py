@@ -1,7 +1,9 @@
 """A small OTLP/HTTP (JSON) collector for tests: POST /v1/traces bodies are appended, one per
 line, to the file given as argv[1]; it answers 200 {}. Prints its port, then serves until
-killed. With argv[2] == "fail" it answers 503 instead."""
+killed. With argv[2] == "fail" it answers 503 instead. With argv[3] and argv[4] (a
+certificate and its key) it speaks HTTPS."""
 import http.server
+import ssl
 import sys
 
 OUT = sys.argv[1]
@@ -27,5 +29,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+if len(sys.argv) > 4:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
 print(server.server_address[1], flush=True)
 server.serve_forever()
