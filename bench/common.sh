@@ -56,13 +56,17 @@ CONF
 # from PROXYD_SERVER_EXTRA (lines of TOML), NGINX_LISTEN_OPTS and NGINX_SERVER_EXTRA,
 # HAPROXY_BIND_OPTS and HAPROXY_GLOBAL_EXTRA; empty by default.
 
-# start_proxyd WORKERS PORT UPSTREAM_PORT KEEPALIVE
+# start_proxyd WORKERS PORT UPSTREAM_PORT KEEPALIVE. PROXYD_NAME (default proxyd) names its
+# files in $WORK (NAME.toml, NAME.pid), PROXYD_GLOBAL_EXTRA adds top-level lines and
+# PROXYD_BIN picks the binary, for scripts that run several.
 start_proxyd() {
-    cat > "$WORK/proxyd.toml" <<CONF
+    local name=${PROXYD_NAME:-proxyd}
+    cat > "$WORK/$name.toml" <<CONF
 worker_processes = $1
 worker_connections = 16384
-pid_file = "$WORK/proxyd.pid"
-error_log = { path = "$WORK/proxyd-error.log", level = "warn" }
+pid_file = "$WORK/$name.pid"
+error_log = { path = "$WORK/$name-error.log", level = "warn" }
+${PROXYD_GLOBAL_EXTRA:-}
 
 [[upstream]]
 name = "app"
@@ -77,7 +81,7 @@ ${PROXYD_SERVER_EXTRA:-}
 path = "/"
 upstream = "app"
 CONF
-    "${PROXYD_BIN:-$ROOT/target/release/proxyd}" -c "$WORK/proxyd.toml" 2>"$WORK/proxyd-stderr.log" &
+    "${PROXYD_BIN:-$ROOT/target/release/proxyd}" -c "$WORK/$name.toml" 2>"$WORK/$name-stderr.log" &
     PIDS+=($!)
 }
 

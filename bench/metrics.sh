@@ -48,34 +48,10 @@ fi
 
 start_upstream "$UP_PORT" 100
 
-# start NAME BINARY [ADMIN LINE]
-start() {
-    cat > "$WORK/$1.toml" <<CONF
-worker_processes = 1
-worker_connections = 16384
-pid_file = "$WORK/$1.pid"
-error_log = { path = "$WORK/$1-error.log", level = "warn" }
-${3:-}
-
-[[upstream]]
-name = "app"
-peers = ["127.0.0.1:$UP_PORT"]
-keepalive = 512
-
-[[server]]
-listen = "127.0.0.1:${PORT[$1]}"
-keepalive_requests = 1000000
-[[server.route]]
-path = "/"
-upstream = "app"
-CONF
-    "$2" -c "$WORK/$1.toml" 2>"$WORK/$1-stderr.log" &
-    PIDS+=($!)
-}
-
-start base "$BASE_DIR/target/release/proxyd"
-start metrics "$ROOT/target/release/proxyd"
-start scraped "$ROOT/target/release/proxyd" "admin = { listen = \"127.0.0.1:$ADMIN_PORT\", token = \"$TOKEN\" }"
+PROXYD_NAME=base PROXYD_BIN="$BASE_DIR/target/release/proxyd" start_proxyd 1 "${PORT[base]}" "$UP_PORT" 512
+PROXYD_NAME=metrics start_proxyd 1 "${PORT[metrics]}" "$UP_PORT" 512
+PROXYD_NAME=scraped PROXYD_GLOBAL_EXTRA="admin = { listen = \"127.0.0.1:$ADMIN_PORT\", token = \"$TOKEN\" }" \
+    start_proxyd 1 "${PORT[scraped]}" "$UP_PORT" 512
 wait_ready "$UP_PORT" "${PORT[base]}" "${PORT[metrics]}" "${PORT[scraped]}"
 
 # The scraper: what Prometheus (every 1 s here; 15 s is usual) and a dashboard ask for.

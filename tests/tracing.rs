@@ -249,19 +249,23 @@ fn spans_go_to_an_https_collector_verified_against_its_ca() {
         ],
     );
     let up = Upstream::start("up");
-    let ca = dir.path().join("ca.crt");
-    let p = Proxyd::start_with(
-        1,
-        &format!(
-            "otlp = {{ endpoint = \"https://127.0.0.1:{}/v1/traces\", ca = \"{}\" }}",
-            c.port,
-            ca.display()
-        ),
-        &app_conf(&up, "", "traceparent = \"start\"", "fixed"),
-    );
-    for _ in 0..5 {
-        assert!(get(&p, "/x", "").starts_with("HTTP/1.1 200"));
-    }
+    // A proxyd that sends its spans to the collector, trusting `ca`; five requests.
+    let traced = |ca: &str| {
+        let p = Proxyd::start_with(
+            1,
+            &format!(
+                "otlp = {{ endpoint = \"https://127.0.0.1:{}/v1/traces\", ca = \"{}\" }}",
+                c.port,
+                dir.path().join(ca).display()
+            ),
+            &app_conf(&up, "", "traceparent = \"start\"", "fixed"),
+        );
+        for _ in 0..5 {
+            assert!(get(&p, "/x", "").starts_with("HTTP/1.1 200"));
+        }
+        p
+    };
+    let p = traced("ca.crt");
     assert!(
         wait_until(Duration::from_secs(5), || c.spans().len() == 5),
         "{} spans; {}",
@@ -275,19 +279,7 @@ fn spans_go_to_an_https_collector_verified_against_its_ca() {
 
     // The same collector, trusted through a CA that did not sign it: refused, logged, and
     // the requests carry on.
-    let wrong = dir.path().join("other.crt");
-    let p2 = Proxyd::start_with(
-        1,
-        &format!(
-            "otlp = {{ endpoint = \"https://127.0.0.1:{}/v1/traces\", ca = \"{}\" }}",
-            c.port,
-            wrong.display()
-        ),
-        &app_conf(&up, "", "traceparent = \"start\"", "fixed"),
-    );
-    for _ in 0..5 {
-        assert!(get(&p2, "/x", "").starts_with("HTTP/1.1 200"));
-    }
+    let p2 = traced("other.crt");
     assert!(
         wait_until(Duration::from_secs(5), || p2
             .error_log()
