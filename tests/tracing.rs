@@ -249,7 +249,8 @@ fn spans_go_to_an_https_collector_verified_against_its_ca() {
         ],
     );
     let up = Upstream::start("up");
-    // A proxyd that sends its spans to the collector, trusting `ca`; five requests.
+    // A proxyd that sends its spans to the collector, trusting `ca`; five requests. No
+    // access log: nothing but the spans may wake the idle worker to send them.
     let traced = |ca: &str| {
         let p = Proxyd::start_with(
             1,
@@ -258,7 +259,12 @@ fn spans_go_to_an_https_collector_verified_against_its_ca() {
                 c.port,
                 dir.path().join(ca).display()
             ),
-            &app_conf(&up, "", "traceparent = \"start\"", "fixed"),
+            &app_conf(
+                &up,
+                "",
+                "traceparent = \"start\"\naccess_log = \"off\"",
+                "fixed",
+            ),
         );
         for _ in 0..5 {
             assert!(get(&p, "/x", "").starts_with("HTTP/1.1 200"));
