@@ -338,15 +338,17 @@ impl Validator {
         };
         let (hostport, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
         let path = if path.is_empty() { "/v1/traces" } else { path };
-        let has_port = hostport.rsplit_once(':').is_some_and(|(h, p)| {
-            p.parse::<u16>().is_ok() && (!h.contains(':') || h.ends_with(']'))
-        });
-        let with_port = if has_port {
-            hostport.to_string()
-        } else {
-            format!("{hostport}:{}", if https { 443 } else { 80 })
+        // host, or host:port; an IPv6 address is in brackets.
+        let default_port = if https { 443 } else { 80 };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.ends_with(']') => match p.parse::<u16>() {
+                Ok(p) => (h, p),
+                Err(_) => (hostport, default_port),
+            },
+            _ => (hostport, default_port),
         };
-        let addr = match with_port.to_socket_addrs().map(|mut a| a.next()) {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = match (host, port).to_socket_addrs().map(|mut a| a.next()) {
             Ok(Some(a)) => a,
             _ => {
                 return fail(
@@ -371,12 +373,6 @@ impl Validator {
             }
             (false, None) => None,
             (true, _) => {
-                let host = if has_port {
-                    hostport.rsplit_once(':').map_or(hostport, |(h, _)| h)
-                } else {
-                    hostport
-                };
-                let host = host.trim_start_matches('[').trim_end_matches(']');
                 let roots = match &ca {
                     Some(c) => crate::tls::load_ca(c),
                     None => crate::tls::upstream::system_roots(),

@@ -149,6 +149,8 @@ enum Answer {
     Dashboard,
     /// `/login` passed basic auth: back to the dashboard, whose calls now carry it.
     SignedIn,
+    /// 401, with the header lines of the challenges this listener accepts.
+    Unauthorized(&'static str, String),
     Metrics,
     Json(u16, serde_json::Value),
 }
@@ -255,11 +257,18 @@ impl Master {
             }
             let input = std::mem::take(&mut c.input);
             let who = c.peer.clone();
-            let from_dashboard = memmem(&input, b"\r\nX-Proxyd-Dashboard: 1\r\n");
             let answer = self.admin_route(&input, &who);
+            let mut extra = String::new();
             let (status, ctype, body) = match answer {
                 Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
-                Answer::SignedIn => (303, "text/plain", "signed in\n".to_string()),
+                Answer::Unauthorized(text, challenges) => {
+                    extra = challenges;
+                    (401, "text/plain", format!("{text}\n"))
+                }
+                Answer::SignedIn => {
+                    extra.push_str("Location: /\r\n");
+                    (303, "text/plain", "signed in\n".to_string())
+                }
                 Answer::Metrics => (
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
@@ -268,36 +277,17 @@ impl Master {
                 Answer::Json(s, v) => (s, "application/json", format!("{v}\n")),
                 Answer::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
             };
+            if status == 429 {
+                extra.push_str("Retry-After: 1\r\n");
+            }
             let Some(c) = self.admin.conns.get_mut(key) else {
                 return;
             };
             let reason = crate::http::local::reason(status);
             let mut out = format!(
-                "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
+                "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{extra}",
                 body.len()
             );
-            if status == 401 {
-                if let Some(a) = &self.cfg.admin {
-                    // The dashboard's own calls get no Basic challenge: a browser would put
-                    // up its password dialog at every poll. The page links to /login.
-                    if !a.basic_auth.is_empty() {
-                        out.push_str("X-Proxyd-Sign-In: /login\r\n");
-                    }
-                    if !a.basic_auth.is_empty() && !from_dashboard {
-                        out.push_str(
-                            "WWW-Authenticate: Basic realm=\"proxyd admin\", charset=\"UTF-8\"\r\n",
-                        );
-                    }
-                    if a.token.is_some() {
-                        out.push_str("WWW-Authenticate: Bearer realm=\"proxyd\"\r\n");
-                    }
-                }
-            }
-            match status {
-                303 => out.push_str("Location: /\r\n"),
-                429 => out.push_str("Retry-After: 1\r\n"),
-                _ => {}
-            }
             out.push_str("\r\n");
             c.output = out.into_bytes();
             c.output.extend_from_slice(body.as_bytes());
@@ -352,10 +342,18 @@ impl Master {
             Verdict::Busy => {
                 return Answer::Status(429, "too many sign-ins being checked; try again")
             }
-            Verdict::Denied if admin.basic_auth.is_empty() => {
-                return Answer::Status(401, "unauthorized: send Authorization: Bearer <token>")
+            Verdict::Denied => {
+                let from_dashboard = req
+                    .headers
+                    .iter()
+                    .any(|h| h.name.eq_ignore_ascii_case("x-proxyd-dashboard"));
+                let text = if admin.basic_auth.is_empty() {
+                    "unauthorized: send Authorization: Bearer <token>"
+                } else {
+                    "unauthorized: sign in"
+                };
+                return Answer::Unauthorized(text, challenges(&admin, from_dashboard));
             }
-            Verdict::Denied => return Answer::Status(401, "unauthorized: sign in"),
         };
         match (method, path) {
             ("GET", "/metrics") => Answer::Metrics,
@@ -427,7 +425,19 @@ impl Master {
     }
 }
 
-fn memmem(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+/// The 401 header lines for what `admin` accepts. The dashboard's own calls get no Basic
+/// challenge: a browser would put up its password dialog at every poll; the page links to
+/// /login instead.
+fn challenges(admin: &crate::config::admin::Admin, from_dashboard: bool) -> String {
+    let mut h = String::new();
+    if !admin.basic_auth.is_empty() {
+        h.push_str("X-Proxyd-Sign-In: /login\r\n");
+        if !from_dashboard {
+            h.push_str("WWW-Authenticate: Basic realm=\"proxyd admin\", charset=\"UTF-8\"\r\n");
+        }
+    }
+    if admin.token.is_some() {
+        h.push_str("WWW-Authenticate: Bearer realm=\"proxyd\"\r\n");
+    }
+    h
 }

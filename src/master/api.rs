@@ -32,6 +32,13 @@ pub(super) fn epoch_secs() -> u64 {
 }
 
 impl Master {
+    /// When the master started, in seconds since the Unix epoch.
+    pub(super) fn started_secs(&self) -> u64 {
+        self.started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+
     /// Answers `method path` under `/api/`; `who` is the client's address.
     pub(super) fn api(&mut self, method: &str, path: &str, query: &str, who: &str) -> (u16, Value) {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -87,10 +94,7 @@ impl Master {
                 })
             })
             .collect();
-        let started = self
-            .started
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let started = self.started_secs();
         json!({
             "version": env!("CARGO_PKG_VERSION"),
             "master_pid": std::process::id(),

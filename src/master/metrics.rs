@@ -410,11 +410,7 @@ impl Master {
             "gauge",
             "When the master started, in seconds since the Unix epoch.",
         );
-        let started = self
-            .started
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        o.sample("proxyd_start_time_seconds", "", started);
+        o.sample("proxyd_start_time_seconds", "", self.started_secs());
         o.family("proxyd_info", "gauge", "The running version.");
         o.sample(
             "proxyd_info",
