@@ -112,6 +112,14 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     assert_eq!(bodies(&p, 6), (0, 6));
     let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
     assert_eq!(peer(&ups, &a.addr())["state"], "down (admin)");
+    // /metrics agrees: the peer takes no requests.
+    let up_line = |addr: &str| {
+        format!("proxyd_upstream_peer_up{{upstream=\"app\",peer=\"{addr}\",address=\"{addr}\"}}")
+    };
+    let (_, m) = call(admin, "GET", "/metrics", Some(TOKEN));
+    let m = m.as_str().unwrap().to_string();
+    assert!(m.contains(&format!("{} 0\n", up_line(&a.addr()))), "{m}");
+    assert!(m.contains(&format!("{} 1\n", up_line(&b.addr()))), "{m}");
     // Up again, then drained.
     call(
         admin,

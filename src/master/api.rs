@@ -18,6 +18,42 @@ pub(super) struct LastReload {
     pub(super) at: u64,
 }
 
+/// Whether a peer takes requests, and if not, why: one answer for the API, `proxyctl
+/// status` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PeerState {
+    Up,
+    DownInConfig,
+    DownByAdmin,
+    DrainingByAdmin,
+    DownByHealthCheck,
+    Ejected,
+}
+
+impl PeerState {
+    pub(super) fn of(p: &crate::config::Peer, t: &shm::Totals, admin: PeerAdmin) -> PeerState {
+        match admin {
+            _ if p.down => PeerState::DownInConfig,
+            PeerAdmin::Down => PeerState::DownByAdmin,
+            PeerAdmin::Drain => PeerState::DrainingByAdmin,
+            PeerAdmin::Normal if t.checked == shm::Checked::Down => PeerState::DownByHealthCheck,
+            PeerAdmin::Normal if t.down_for_ms > 0 => PeerState::Ejected,
+            PeerAdmin::Normal => PeerState::Up,
+        }
+    }
+
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Up => "up",
+            PeerState::DownInConfig => "down (config)",
+            PeerState::DownByAdmin => "down (admin)",
+            PeerState::DrainingByAdmin => "draining (admin)",
+            PeerState::DownByHealthCheck => "down (health check)",
+            PeerState::Ejected => "ejected",
+        }
+    }
+}
+
 /// Reloads kept for the status.
 pub(super) const RELOAD_HISTORY: usize = 20;
 
@@ -182,20 +218,11 @@ impl Master {
                         let t = view.totals(p.slot, now);
                         let traffic = view.traffic(p.slot, &live);
                         let h = view.health(p.slot);
-                        let state = match h.admin() {
-                            _ if p.down => "down (config)",
-                            PeerAdmin::Down => "down (admin)",
-                            PeerAdmin::Drain => "draining (admin)",
-                            PeerAdmin::Normal if t.checked == shm::Checked::Down => {
-                                "down (health check)"
-                            }
-                            PeerAdmin::Normal if t.down_for_ms > 0 => "ejected",
-                            PeerAdmin::Normal => "up",
-                        };
+                        let state = PeerState::of(p, &t, h.admin());
                         Some(json!({
                             "peer": p.key(),
                             "address": address,
-                            "state": state,
+                            "state": state.as_str(),
                             "backup": p.backup,
                             "weight": h.weight().unwrap_or(p.weight),
                             "weight_set_at_run_time": h.weight().is_some(),

@@ -3,6 +3,7 @@
 //! totals, so nothing goes backwards when a worker exits or a reload replaces it) and from
 //! the master's own counts (generations, reloads, worker restarts).
 
+use super::api::PeerState;
 use super::Master;
 use crate::shm::{self, HistTotals, Traffic, BUCKETS_US};
 use std::fmt::Write;
@@ -21,7 +22,8 @@ type ServerSums = (String, Traffic, Vec<(String, Traffic)>);
 /// A peer's labels and sums, gathered once per scrape.
 struct PeerSums {
     label: String,
-    down_in_config: bool,
+    /// It takes requests (`PeerState::Up`).
+    up: bool,
     totals: shm::Totals,
     traffic: Traffic,
 }
@@ -255,6 +257,8 @@ impl Master {
                 let (view, live) = (&view, &live);
                 u.peers.iter().filter_map(move |p| {
                     let addr = p.address(view)?.to_string();
+                    let totals = view.totals(p.slot, now);
+                    let state = PeerState::of(p, &totals, view.health(p.slot).admin());
                     Some(PeerSums {
                         label: format!(
                             "upstream=\"{}\",peer=\"{}\",address=\"{}\"",
@@ -262,8 +266,8 @@ impl Master {
                             esc(&p.key()),
                             esc(&addr)
                         ),
-                        down_in_config: p.down,
-                        totals: view.totals(p.slot, now),
+                        up: state == PeerState::Up,
+                        totals,
                         traffic: view.traffic(p.slot, live),
                     })
                 })
@@ -272,12 +276,10 @@ impl Master {
         o.family(
             "proxyd_upstream_peer_up",
             "gauge",
-            "1 when the peer takes requests: not down in the config, not failed by its health check, not ejected.",
+            "1 when the peer takes requests: not down in the config or through the admin API, not draining, not failed by its health check, not ejected.",
         );
         for p in &peers {
-            let t = &p.totals;
-            let up = !p.down_in_config && t.checked != shm::Checked::Down && t.down_for_ms == 0;
-            o.sample("proxyd_upstream_peer_up", &p.label, up as u64);
+            o.sample("proxyd_upstream_peer_up", &p.label, p.up as u64);
         }
         for (family, kind, help) in [
             (
