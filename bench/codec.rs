@@ -47,6 +47,7 @@ fn main() {
         request_id: None,
         trace: Default::default(),
         span: None,
+        underscores: false,
     };
     // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
     // allocates its strings).

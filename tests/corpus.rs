@@ -185,7 +185,9 @@ fn request_cases() -> Vec<Case> {
         case("leading empty line", format!("\r\nGET / HTTP/1.1\r\n{H}\r\n"), 200, 1, &["GET / HTTP/1.1"], &[]),
         case("two pipelined", format!("GET /1 HTTP/1.1\r\n{H}\r\nGET /2 HTTP/1.1\r\n{H}\r\n"), 200, 2, &["GET /1 ", "GET /2 "], &[]),
         case("upper-case admin is another path", format!("GET /ADMIN HTTP/1.1\r\n{H}\r\n"), 200, 1, &["GET /ADMIN "], &[]),
-        case("encoded slash is not a separator", format!("GET /x%2Fadmin HTTP/1.1\r\n{H}\r\n"), 200, 1, &["GET /x%2Fadmin "], &[]),
+        // A backend that decodes %2F would see /x/admin or /admin: refused (allow_encoded_slashes).
+        rejected("encoded slash", format!("GET /x%2Fadmin HTTP/1.1\r\n{H}\r\n"), 400),
+        rejected("encoded slash dot-dot admin", format!("GET /x/..%2fadmin HTTP/1.1\r\n{H}\r\n"), 400),
         // Routed on the normalized path: each of these is /admin (answered 403 by proxyd).
         case("percent-encoded admin", format!("GET /%61dmin HTTP/1.1\r\n{H}\r\n"), 403, 0, &[], &[]),
         case("double slash admin", format!("GET //admin HTTP/1.1\r\n{H}\r\n"), 403, 0, &[], &[]),

@@ -337,3 +337,62 @@ return = 200
         "{err}"
     );
 }
+
+/// Issue 19 item 1: a thousand regex routes (the shapes that overflowed one `RegexSet`, which
+/// then matched nothing) leave a deny route working, and every route still matches; 1,500
+/// routes with counted Unicode classes load (they took 2 GB with the old engine).
+#[test]
+fn many_regex_routes_never_fail_open() {
+    let (_u, upstreams) = ups(&["main"]);
+    let mut routes = String::from(
+        "[[server.route]]\npath = \"/\"\nupstream = \"main\"\n[[server.route]]\nregex = '^/admin(/.*)?$'\nreturn = 403\n",
+    );
+    for i in 0..500 {
+        routes.push_str(&format!(
+            "[[server.route]]\nregex = '^/(?P<lang>\\w{{2}})/blog/(?P<year>\\d{{4}})/(?P<slug>[\\w-]+)-{i}$'\nreturn = 200\nbody = \"blog {i}\"\n[[server.route]]\nregex = '^/api/v{i}/users/(\\d+)/posts/(\\w+)$'\nreturn = 200\nbody = \"api {i}\"\n"
+        ));
+    }
+    let p = Proxyd::start(
+        1,
+        &format!("{upstreams}\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n{routes}"),
+    );
+    for path in ["/admin", "/admin/", "/admin/users", "/%61dmin", "//admin"] {
+        assert_eq!(send(&p, "GET", path, &[]).status, 403, "{path}");
+    }
+    for i in [0, 250, 499] {
+        let r = send(&p, "GET", &format!("/de/blog/2024/hello-world-{i}"), &[]);
+        assert_eq!(r.text(), format!("blog {i}"));
+        let r = send(&p, "GET", &format!("/api/v{i}/users/7/posts/abc"), &[]);
+        assert_eq!(r.text(), format!("api {i}"));
+    }
+    assert_eq!(via(&p, "/de/blog/2024/x-500", &[]).0, "main");
+    assert!(p.unexpected_errors(&[]).is_empty());
+
+    let dir = TempDir::new("regex-scale");
+    let mut text = String::from("[[server]]\nlisten = \"127.0.0.1:1\"\n");
+    for i in 0..1500 {
+        text.push_str(&format!(
+            "[[server.route]]\nregex = '^/shop/(?P<cat>[\\p{{L}}0-9_-]{{1,40}})/item-{i}/(?P<id>[0-9a-f]{{8,32}})(/(edit|view|buy))?$'\nreturn = 200\n"
+        ));
+    }
+    let (ok, out) = config_test(&dir, &text);
+    assert!(ok, "{out}");
+}
+
+/// A pattern that runs out of its backtracking budget is a 500 (nginx answers a PCRE error
+/// alike), never a fall-through to a route that would proxy what a deny route guards.
+#[test]
+fn runaway_regex_fails_closed() {
+    let (u, upstreams) = ups(&["main"]);
+    let p = Proxyd::start(
+        1,
+        &format!(
+            "{upstreams}\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"main\"\n[[server.route]]\nregex = '^/(a|aa)+$'\nreturn = 403\n"
+        ),
+    );
+    assert_eq!(send(&p, "GET", "/aaaa", &[]).status, 403);
+    let evil = format!("/{}b", "a".repeat(4000));
+    assert_eq!(send(&p, "GET", &evil, &[]).status, 500);
+    assert_eq!(u[0].requests(), 0, "nothing reached the upstream");
+    assert!(p.error_log().contains("route regex of server 0 failed"));
+}

@@ -163,6 +163,13 @@ pub struct Server {
     pub request_id: Option<logs::RequestIdHeader>,
     /// What W3C trace context headers get.
     pub traceparent: crate::http::trace::Mode,
+    /// Paths with `%2F` or `%5C` (an escaped slash or backslash) are routed with the escape
+    /// kept; by default they are refused with 400, since backends that decode them would
+    /// resolve another path than the one routed.
+    pub allow_encoded_slashes: bool,
+    /// Request header names with `_` are forwarded; by default they are dropped (nginx's
+    /// `underscores_in_headers off`): CGI-style backends fold `_` and `-` together.
+    pub underscores_in_headers: bool,
     /// Its slot in shared memory (request counters).
     #[serde(skip)]
     pub slot: u32,
@@ -196,7 +203,7 @@ pub struct Route {
     pub conditions: crate::router::Conditions,
     /// The compiled `regex` of a regex route (for its captures).
     #[serde(skip)]
-    pub regex: Option<regex::Regex>,
+    pub regex: Option<crate::router::Pattern>,
     #[serde(flatten)]
     pub action: Action,
     /// Path changes before proxying.
@@ -204,6 +211,9 @@ pub struct Route {
     pub rewrite: Option<crate::router::Template>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub strip_prefix: Option<String>,
+    /// The request's path goes upstream as the client wrote it, not as it was routed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forward_raw_path: bool,
     /// When a failed request goes to another peer.
     pub retry: Retry,
     /// The header edits as configured, for `-T` (the filter chain carries them).

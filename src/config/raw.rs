@@ -141,6 +141,8 @@ pub struct RawServer {
     pub tunnel_timeout: Option<S<toml::Value>>,
     pub request_id: Option<S<toml::Value>>,
     pub traceparent: Option<S<String>>,
+    pub allow_encoded_slashes: Option<bool>,
+    pub underscores_in_headers: Option<bool>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
 }
@@ -178,6 +180,7 @@ pub struct RawRoute {
     pub redirect: Option<S<String>>,
     pub rewrite: Option<S<String>>,
     pub strip_prefix: Option<S<String>>,
+    pub forward_raw_path: Option<S<bool>>,
     pub retry: Option<S<RawRetry>>,
     #[serde(rename = "return")]
     pub return_status: Option<S<i64>>,

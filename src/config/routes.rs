@@ -6,8 +6,8 @@ use super::raw::*;
 use super::validate::{httparse_token, Validator};
 use super::*;
 use crate::http::filters::Filter;
+use crate::router::Pattern;
 use crate::router::{Cidr, Conditions, Rank, Template, Test};
-use regex::Regex;
 use std::ops::Range;
 
 const REDIRECT_STATUSES: [i64; 5] = [301, 302, 303, 307, 308];
@@ -56,7 +56,7 @@ impl Validator {
         let at = path.map_or(rspan.clone(), |p| p.span());
         let mut regex = None;
         match kind {
-            PathKind::Regex => match Regex::new(&text) {
+            PathKind::Regex => match Pattern::new(&text) {
                 Ok(re) => regex = Some(re),
                 Err(e) => self.errors.push(src.err(
                     at.clone(),
@@ -90,6 +90,19 @@ impl Validator {
         let proxied = matches!(action, Action::Proxy { .. } | Action::Split { .. });
         let (rewrite, strip_prefix) =
             self.path_changes(src, r, proxied, kind, &text, regex.as_ref());
+        let forward_raw_path = match &r.forward_raw_path {
+            Some(f)
+                if *f.get_ref() && (!proxied || rewrite.is_some() || strip_prefix.is_some()) =>
+            {
+                self.errors.push(src.err(
+                    f.span(),
+                    "forward_raw_path needs \"upstream\" or \"split\" and no \"rewrite\" or \"strip_prefix\"",
+                ));
+                false
+            }
+            Some(f) => *f.get_ref(),
+            None => false,
+        };
         let mut filters = if proxied {
             crate::http::filters::proxy_defaults()
         } else {
@@ -135,6 +148,7 @@ impl Validator {
             action,
             rewrite,
             strip_prefix,
+            forward_raw_path,
             retry: self.retry(src, r.retry.as_ref()),
             request_headers,
             response_headers,
@@ -187,7 +201,7 @@ impl Validator {
         rspan: &Range<usize>,
         r: &RawRoute,
         upstreams: &HashMap<String, usize>,
-        regex: Option<&Regex>,
+        regex: Option<&Pattern>,
     ) -> Option<Action> {
         let fixed_only = |v: &mut Validator, what: &str| {
             if r.body.is_some() || !r.headers.is_empty() {
@@ -334,7 +348,7 @@ impl Validator {
         proxied: bool,
         kind: PathKind,
         path: &str,
-        regex: Option<&Regex>,
+        regex: Option<&Pattern>,
     ) -> (Option<Template>, Option<String>) {
         for v in [&r.rewrite, &r.strip_prefix].into_iter().flatten() {
             if !proxied {

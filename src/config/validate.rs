@@ -401,6 +401,8 @@ impl Validator {
                 tunnel_timeout: self.duration(ssrc, &s.tunnel_timeout, Duration::from_secs(3600)),
                 request_id: self.request_id(ssrc, s.request_id.as_ref()),
                 traceparent: self.trace_mode(ssrc, s.traceparent.as_ref()),
+                allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
+                underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
                 slot: 0,
                 routes: crate::router::RouteTable::compile(&route),
                 route,

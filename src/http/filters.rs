@@ -86,6 +86,8 @@ pub struct RequestInfo<'a> {
     pub trace: super::trace::Trace,
     /// proxyd's span, which becomes the parent in the `traceparent` sent upstream.
     pub span: Option<[u8; 8]>,
+    /// Header names with `_` are forwarded (`underscores_in_headers`).
+    pub underscores: bool,
 }
 
 /// What a server that verifies client certificates tells its upstream.
@@ -99,7 +101,9 @@ pub enum ClientCert<'a> {
     },
 }
 
-/// The headers `ClientCert` sets; a client's own are always removed first.
+/// The headers `ClientCert` sets; a client's own are removed on every proxied request, in
+/// either spelling (`X_Client_Verify` becomes the same `HTTP_X_CLIENT_VERIFY` in CGI, WSGI
+/// and PHP), whether or not the server verifies certificates.
 pub const CLIENT_CERT_HEADERS: [&str; 3] = [
     "X-Client-Verify",
     "X-Client-Subject",
@@ -169,7 +173,34 @@ fn hop_by_hop(raw: &[u8], h: &mut Headers) -> Verdict {
     Verdict::Continue
 }
 
+/// `X-Client-Verify` in any case, with `-` or `_`.
+fn is_client_cert_header(name: &[u8]) -> bool {
+    CLIENT_CERT_HEADERS.iter().any(|c| {
+        c.len() == name.len()
+            && c.bytes()
+                .zip(name)
+                .all(|(a, &b)| a.eq_ignore_ascii_case(&b) || (a == b'-' && b == b'_'))
+    })
+}
+
 fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
+    let underscores = info.underscores;
+    h.retain(raw, |f, name| {
+        if f.kind != Kind::Other {
+            return true;
+        }
+        if is_client_cert_header(name) {
+            return false;
+        }
+        if !underscores && name.contains(&b'_') {
+            log::info!(
+                "dropped request header \"{}\" (underscores_in_headers = false)",
+                String::from_utf8_lossy(name)
+            );
+            return false;
+        }
+        true
+    });
     h.append_to_list(raw, "X-Forwarded-For", info.client_ip.as_bytes());
     h.remove(Kind::XForwardedProto);
     h.append_static("X-Forwarded-Proto", info.proto);
@@ -198,9 +229,6 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
         Trace::None => {}
     }
     if let Some(cert) = info.client_cert {
-        for name in CLIENT_CERT_HEADERS {
-            h.remove_named(raw, name.as_bytes());
-        }
         match cert {
             ClientCert::None => h.append_static(CLIENT_CERT_HEADERS[0], "NONE"),
             ClientCert::Verified {
@@ -229,6 +257,7 @@ mod tests {
             request_id: None,
             trace: Trace::None,
             span: None,
+            underscores: false,
         };
         assert_eq!(on_request(chain, raw, &mut h, &info), Verdict::Continue);
         let mut out = Vec::new();

@@ -42,6 +42,7 @@ pub fn request_head(data: &[u8]) {
             request_id: None,
             trace: Default::default(),
             span: None,
+            underscores: false,
         };
         let mut out = Vec::new();
         let verdict = head.write_upstream(

@@ -66,6 +66,8 @@ pub struct Forwarding<'a> {
     pub trace: super::trace::Trace,
     /// proxyd's own span (when spans are exported): the upstream's parent.
     pub span: Option<[u8; 8]>,
+    /// `underscores_in_headers` of the server.
+    pub underscores: bool,
 }
 
 #[derive(Debug, Default)]
@@ -346,6 +348,20 @@ impl RequestHead {
         &self.route_path
     }
 
+    /// The path as the client sent it (no query or fragment).
+    pub fn raw_path(&self) -> &str {
+        self.uri.split(['?', '#']).next().unwrap_or("")
+    }
+
+    /// The path has an escaped slash or backslash (`%2F`, `%5C`), which routing keeps inside
+    /// a segment but many backends decode into a separator.
+    pub fn encoded_slash(&self) -> bool {
+        self.route_path.as_bytes().windows(3).any(|w| {
+            w[0] == b'%'
+                && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"))
+        })
+    }
+
     /// Host without port, lowercased, for routing.
     pub fn host_name(&self) -> Option<&str> {
         let h = self.host.as_deref()?;
@@ -388,6 +404,7 @@ impl RequestHead {
             request_id: fwd.request_id,
             trace: fwd.trace,
             span: fwd.span,
+            underscores: fwd.underscores,
         };
         let verdict = filters::on_request(chain, raw, h, &info);
         if verdict != Verdict::Continue {
@@ -437,6 +454,7 @@ mod tests {
             request_id: None,
             trace: Default::default(),
             span: None,
+            underscores: false,
         };
         let mut out = Vec::new();
         h.write_upstream(

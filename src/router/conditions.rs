@@ -1,7 +1,7 @@
 //! A route's conditions besides its path: host, method, headers, query parameters and the
 //! client's address. All must hold for the route to match; compiled once at config load.
 
-use regex::Regex;
+use super::pattern::{MatchError, Pattern};
 use serde::{Serialize, Serializer};
 use std::net::IpAddr;
 
@@ -13,7 +13,7 @@ pub enum Test {
     /// Absent.
     Absent,
     Equals(String),
-    Matches(Regex),
+    Matches(Pattern),
 }
 
 impl Test {
@@ -23,7 +23,7 @@ impl Test {
             toml::Value::Boolean(true) => Ok(Test::Present),
             toml::Value::Boolean(false) => Ok(Test::Absent),
             toml::Value::String(s) => match s.strip_prefix('~') {
-                Some(re) => Regex::new(re)
+                Some(re) => Pattern::new(re)
                     .map(Test::Matches)
                     .map_err(|e| format!("invalid regular expression \"{re}\": {e}")),
                 None => Ok(Test::Equals(s.clone())),
@@ -33,15 +33,22 @@ impl Test {
     }
 
     /// Whether the values found (none, one or several) pass: one passing value is enough.
-    fn holds<'a>(&self, mut values: impl Iterator<Item = &'a [u8]>) -> bool {
-        match self {
+    fn holds<'a>(&self, mut values: impl Iterator<Item = &'a [u8]>) -> Result<bool, MatchError> {
+        Ok(match self {
             Test::Present => values.next().is_some(),
             Test::Absent => values.next().is_none(),
             Test::Equals(want) => values.any(|v| v == want.as_bytes()),
             Test::Matches(re) => {
-                values.any(|v| std::str::from_utf8(v).is_ok_and(|v| re.is_match(v)))
+                for v in values {
+                    if let Ok(v) = std::str::from_utf8(v) {
+                        if re.is_match(v)? {
+                            return Ok(true);
+                        }
+                    }
+                }
+                false
             }
-        }
+        })
     }
 }
 
@@ -52,7 +59,8 @@ impl Test {
             Test::Equals(t) => {
                 body.windows(t.len().max(1)).any(|w| w == t.as_bytes()) || t.is_empty()
             }
-            Test::Matches(re) => re.is_match(&String::from_utf8_lossy(body)),
+            // A body the pattern cannot finish matching does not pass.
+            Test::Matches(re) => re.is_match(&String::from_utf8_lossy(body)) == Ok(true),
             Test::Present => !body.is_empty(),
             Test::Absent => body.is_empty(),
         }
@@ -191,28 +199,32 @@ impl Conditions {
             && self.client.is_empty()
     }
 
-    pub fn holds(&self, r: &Request) -> bool {
+    pub fn holds(&self, r: &Request) -> Result<bool, MatchError> {
         if let Some(p) = &self.host {
             if !r.host.is_some_and(|h| name_matches(p, h)) {
-                return false;
+                return Ok(false);
             }
         }
         if !self.method.is_empty() && !self.method.iter().any(|m| m == r.method) {
-            return false;
+            return Ok(false);
         }
         if !self.client.is_empty() {
             let ip = (r.client)();
             if !self.client.iter().any(|c| c.contains(ip)) {
-                return false;
+                return Ok(false);
             }
         }
-        self.header
-            .iter()
-            .all(|(name, t)| t.holds((r.header)(name).into_iter()))
-            && self
-                .query
-                .iter()
-                .all(|(name, t)| t.holds(query_values(r.query, name)))
+        for (name, t) in &self.header {
+            if !t.holds((r.header)(name).into_iter())? {
+                return Ok(false);
+            }
+        }
+        for (name, t) in &self.query {
+            if !t.holds(query_values(r.query, name))? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 }
 
@@ -267,11 +279,11 @@ mod tests {
             header: &hdr,
             client: &|| "127.0.0.1".parse().unwrap(),
         };
-        assert!(c.holds(&r));
+        assert!(c.holds(&r).unwrap());
         r.query = Some("v=1");
-        assert!(!c.holds(&r));
+        assert!(!c.holds(&r).unwrap());
         r.query = Some("v=2");
         r.method = "POST";
-        assert!(!c.holds(&r));
+        assert!(!c.holds(&r).unwrap());
     }
 }

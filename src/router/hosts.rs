@@ -8,7 +8,7 @@
 //! config order wins); otherwise the address's default server (`default_server = true`, else
 //! the first server listed on it). `.example.com` is `example.com` and `*.example.com` at once.
 
-use regex::Regex;
+use super::pattern::Pattern;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -20,14 +20,14 @@ pub enum NamePattern {
     Leading(String),
     /// `www.example.*`: the prefix `www.example.`.
     Trailing(String),
-    Regex(Regex),
+    Regex(Pattern),
 }
 
 impl NamePattern {
     /// Parses one `server_name` (lowercase unless a regex). `.example.com` gives two.
     pub fn parse(name: &str) -> Result<Vec<NamePattern>, String> {
         if let Some(re) = name.strip_prefix('~') {
-            return Regex::new(re)
+            return Pattern::new(re)
                 .map(|r| vec![NamePattern::Regex(r)])
                 .map_err(|e| format!("invalid server_name regex \"{re}\": {e}"));
         }
@@ -67,7 +67,7 @@ pub struct HostTable {
     exact: HashMap<String, usize>,
     leading: HashMap<String, usize>,
     trailing: HashMap<String, usize>,
-    regex: Vec<(Regex, usize)>,
+    regex: Vec<(Pattern, usize)>,
     default: usize,
 }
 
@@ -96,9 +96,11 @@ impl HostTable {
                 }
             }
         }
+        // A name the pattern cannot finish matching goes to the default server, as any
+        // name no server claims does: the client chose the Host, so nothing is bypassed.
         self.regex
             .iter()
-            .find(|(r, _)| r.is_match(host))
+            .find(|(r, _)| r.is_match(host) == Ok(true))
             .map_or(self.default, |(_, s)| *s)
     }
 }

@@ -3,10 +3,12 @@
 
 mod conditions;
 mod hosts;
+mod pattern;
 mod routes;
 mod template;
 pub use conditions::{Cidr, Conditions, Request, Test};
 pub use hosts::{HostTable, Hosts, NamePattern};
+pub use pattern::{MatchError, Pattern};
 pub use routes::{Rank, RouteTable};
 pub use template::{Template, Vars};
 
@@ -20,7 +22,12 @@ pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> us
 }
 
 /// The route of `server` for a request, by the rules in `routes`.
-pub fn select_route(cfg: &Config, server: usize, path: &str, req: &Request) -> Option<usize> {
+pub fn select_route(
+    cfg: &Config,
+    server: usize,
+    path: &str,
+    req: &Request,
+) -> Result<Option<usize>, MatchError> {
     let srv = &cfg.server[server];
     srv.routes.lookup(&srv.route, path, req)
 }
@@ -63,7 +70,10 @@ mod tests {
             header: &hdr,
             client: &|| "10.1.2.3".parse().unwrap(),
         };
-        match select_route(c, server, path, &r).map(|i| &c.server[server].route[i].action) {
+        match select_route(c, server, path, &r)
+            .unwrap()
+            .map(|i| &c.server[server].route[i].action)
+        {
             Some(Action::Return { body, .. }) => body.clone(),
             None => "none".into(),
             _ => panic!(),
@@ -164,5 +174,93 @@ body = "b"
         assert_eq!(pick(&c, 0, None, "GET", "/p19/x"), "p19");
         assert_eq!(pick(&c, 0, None, "GET", "/e7"), "e7");
         assert_eq!(pick(&c, 0, None, "GET", "/e7/"), "none");
+    }
+
+    /// The literal index of regex routes finds exactly what trying every regex finds.
+    #[test]
+    fn regex_index_agrees_with_trying_every_regex() {
+        let patterns = [
+            r"^/shop/(?P<cat>[\p{L}0-9_-]{1,40})/item-N/(?P<id>[0-9a-f]{8,32})(/(edit|view|buy))?$",
+            r"^/(?P<lang>\w{2})/blog/(?P<year>\d{4})/(?P<slug>[\w-]+)-N$",
+            r"^/api/vN/users/(\d+)/posts/(\w+)$",
+            r"/x[]/]yN/",
+            r"^/(a|b)+N",
+            r"N\.css$",
+            r"^/adminN(/.*)?$",
+            r"(?i)^/CaseN/",
+            r"^/q\QN|\E",
+        ];
+        let mut text = String::from("[[server]]\nlisten = \"127.0.0.1:1\"\n");
+        for n in 0..40 {
+            for (k, p) in patterns.iter().enumerate() {
+                let p = p.replace('N', &n.to_string());
+                text.push_str(&format!(
+                    "[[server.route]]\nregex = '{p}'\nreturn = 200\nbody = \"{n}.{k}\"\n"
+                ));
+            }
+        }
+        let c = cfg(&text);
+        let routes = &c.server[0].route;
+        let hdr = |_: &str| -> Vec<&[u8]> { vec![] };
+        let req = Request {
+            method: "GET",
+            host: None,
+            query: None,
+            header: &hdr,
+            client: &|| "10.1.2.3".parse().unwrap(),
+        };
+        let mut seed = 12345u64;
+        let mut rand = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let parts = [
+            "shop",
+            "item-7",
+            "item-17",
+            "deadbeef00",
+            "view",
+            "de",
+            "blog",
+            "2024",
+            "slug-3",
+            "api",
+            "v12",
+            "users",
+            "42",
+            "posts",
+            "x]",
+            "y3",
+            "a",
+            "b",
+            "ab13",
+            "7.css",
+            "admin",
+            "case5",
+            "CASE5",
+            "q",
+            "q3|",
+            "",
+        ];
+        let mut matched = 0;
+        for _ in 0..20_000 {
+            let mut path = String::new();
+            for _ in 0..1 + rand(6) {
+                path.push('/');
+                path.push_str(parts[rand(parts.len())]);
+            }
+            let brute = routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.regex.as_ref().unwrap().is_match(&path).unwrap())
+                .max_by_key(|(i, r)| Rank::of(r, *i))
+                .map(|(i, _)| i);
+            let found = select_route(&c, 0, &path, &req).unwrap();
+            assert_eq!(found, brute, "{path}");
+            matched += found.is_some() as usize;
+        }
+        assert!(matched > 1000, "the paths exercise the routes: {matched}");
     }
 }

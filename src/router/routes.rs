@@ -1,7 +1,9 @@
 //! A server's routes, compiled once per config into structures that find a request's
 //! candidates without scanning every route: a hash map of exact paths, a byte trie of
-//! prefixes (walked once along the path) and one `RegexSet` for every regex route. Each
-//! route has a static rank; the highest-ranked candidate whose conditions hold wins:
+//! prefixes (walked once along the path) and, for regex routes, an Aho-Corasick automaton of
+//! the literal text each pattern requires (`/item-17/` of `^/shop/([^/]+)/item-17/...`): only
+//! the patterns whose literal occurs in the path are run, plus those with no such literal.
+//! Each route has a static rank; the highest-ranked candidate whose conditions hold wins:
 //!
 //! 1. higher `priority` (default 0);
 //! 2. exact path, then regex, then prefix (nginx's order: a regex beats a prefix);
@@ -10,8 +12,9 @@
 //! 5. earlier in the config.
 
 use super::conditions::Request;
+use super::pattern::MatchError;
 use crate::config::{PathKind, Route};
-use regex::RegexSet;
+use aho_corasick::AhoCorasick;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
@@ -57,9 +60,11 @@ pub struct RouteTable {
     ranks: Vec<Rank>,
     exact: HashMap<String, Vec<u32>>,
     trie: Vec<Node>,
-    regex: RegexSet,
-    /// Route index of each pattern of `regex`.
-    regex_routes: Vec<u32>,
+    /// Required literals of regex routes; pattern k of the automaton is `literal_routes[k]`.
+    literals: Option<AhoCorasick>,
+    literal_routes: Vec<Vec<u32>>,
+    /// Regex routes without a required literal: run on every lookup.
+    regex_always: Vec<u32>,
 }
 
 impl Default for RouteTable {
@@ -78,10 +83,29 @@ impl RouteTable {
                 .collect(),
             exact: HashMap::new(),
             trie: vec![Node::default()],
-            regex: RegexSet::empty(),
-            regex_routes: Vec::new(),
+            literals: None,
+            literal_routes: Vec::new(),
+            regex_always: Vec::new(),
         };
-        let mut patterns = Vec::new();
+        let mut literals: HashMap<String, usize> = HashMap::new();
+        // Each pattern is indexed by the literal it shares with the fewest other patterns
+        // (`-17` rather than `/blog/` in `^/(\w\w)/blog/([\w-]+)-17$`).
+        let lits: Vec<Vec<String>> = routes
+            .iter()
+            .map(|r| match (&r.kind, &r.regex) {
+                (PathKind::Regex, Some(re)) => re.required_literals(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let mut shared: HashMap<&str, usize> = HashMap::new();
+        for l in lits.iter().flat_map(|v| {
+            let mut v: Vec<&str> = v.iter().map(String::as_str).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        }) {
+            *shared.entry(l).or_default() += 1;
+        }
         for (i, r) in routes.iter().enumerate() {
             match r.kind {
                 PathKind::Exact => t.exact.entry(r.path.clone()).or_default().push(i as u32),
@@ -100,25 +124,61 @@ impl RouteTable {
                     }
                     t.trie[n].routes.push(i as u32);
                 }
-                PathKind::Regex => {
-                    patterns.push(r.path.clone());
-                    t.regex_routes.push(i as u32);
+                PathKind::Regex => match choose(&shared, &lits[i]) {
+                    Some(lit) => {
+                        let n = literals.len();
+                        let k = *literals.entry(lit.to_string()).or_insert(n);
+                        if k == t.literal_routes.len() {
+                            t.literal_routes.push(Vec::new());
+                        }
+                        t.literal_routes[k].push(i as u32);
+                    }
+                    None => t.regex_always.push(i as u32),
+                },
+            }
+        }
+        if !literals.is_empty() {
+            let mut by_index: Vec<(String, usize)> = literals.into_iter().collect();
+            by_index.sort_by_key(|(_, k)| *k);
+            // Plain literals always build; if one day they did not, every regex route is
+            // run on every request rather than skipped (never fail open).
+            match AhoCorasick::new(by_index.iter().map(|(l, _)| l)) {
+                Ok(ac) => t.literals = Some(ac),
+                Err(_) => {
+                    let all = std::mem::take(&mut t.literal_routes);
+                    t.regex_always.extend(all.into_iter().flatten());
+                    t.regex_always.sort_unstable();
                 }
             }
         }
-        // Every pattern compiled alone at config load, so the set compiles too.
-        t.regex = RegexSet::new(&patterns).unwrap_or_else(|_| RegexSet::empty());
         t
     }
 
-    /// The winning route for `path` (normalized, no query), if any.
-    pub fn lookup(&self, routes: &[Route], path: &str, req: &Request) -> Option<usize> {
+    /// The winning route for `path` (normalized, no query), if any. An error when a regex
+    /// (the path's or a condition's) could not finish matching: the route it guards might
+    /// have won, so no other route may answer in its place.
+    pub fn lookup(
+        &self,
+        routes: &[Route],
+        path: &str,
+        req: &Request,
+    ) -> Result<Option<usize>, MatchError> {
         let mut best: Option<(Rank, usize)> = None;
+        let mut error = None;
         let mut consider = |i: u32| {
             let i = i as usize;
             let rank = self.ranks[i];
-            if best.is_none_or(|(b, _)| rank > b) && routes[i].conditions.holds(req) {
-                best = Some((rank, i));
+            if best.is_some_and(|(b, _)| rank <= b) {
+                return;
+            }
+            let path_ok = match &routes[i].regex {
+                Some(re) if routes[i].kind == PathKind::Regex => re.is_match(path),
+                _ => Ok(true),
+            };
+            match path_ok.and_then(|ok| Ok(ok && routes[i].conditions.holds(req)?)) {
+                Ok(true) => best = Some((rank, i)),
+                Ok(false) => {}
+                Err(e) => error = Some(e),
             }
         };
         if !self.exact.is_empty() {
@@ -136,11 +196,25 @@ impl RouteTable {
             }
             self.trie[n].routes.iter().copied().for_each(&mut consider);
         }
-        if !self.regex_routes.is_empty() {
-            for k in self.regex.matches(path).iter() {
-                consider(self.regex_routes[k]);
+        self.regex_always.iter().copied().for_each(&mut consider);
+        if let Some(ac) = &self.literals {
+            for m in ac.find_overlapping_iter(path) {
+                self.literal_routes[m.pattern().as_usize()]
+                    .iter()
+                    .copied()
+                    .for_each(&mut consider);
             }
         }
-        best.map(|(_, i)| i)
+        match error {
+            Some(e) => Err(e),
+            None => Ok(best.map(|(_, i)| i)),
+        }
     }
+}
+
+/// The literal of `lits` fewest patterns share, the longest among those.
+fn choose<'a>(shared: &HashMap<&str, usize>, lits: &'a [String]) -> Option<&'a str> {
+    lits.iter()
+        .map(String::as_str)
+        .min_by_key(|l| (shared.get(l).copied().unwrap_or(0), Reverse(l.len())))
 }

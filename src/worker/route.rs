@@ -24,6 +24,9 @@ pub enum Routed<'c> {
         location: String,
     },
     NotFound,
+    /// A regex could not finish matching (its backtracking budget): answered 500, as nginx
+    /// answers a PCRE error, because the route it guards might have been the one.
+    MatchFailed,
 }
 
 /// Routes `req` (its head bytes `raw`) on `server`: the route's index and what to do.
@@ -45,8 +48,16 @@ pub fn route<'c>(
         client,
     };
     let path = req.path();
-    let Some(i) = router::select_route(cfg, server, path, &r) else {
-        return (None, Routed::NotFound);
+    let i = match router::select_route(cfg, server, path, &r) {
+        Ok(Some(i)) => i,
+        Ok(None) => return (None, Routed::NotFound),
+        Err(e) => {
+            log::error!(
+                "route regex of server {server} failed on \"{path}\": {}",
+                e.0
+            );
+            return (None, Routed::MatchFailed);
+        }
     };
     let route = &cfg.server[server].route[i];
     let tls = cfg.server[server].tls.is_some();
@@ -97,12 +108,13 @@ pub fn route<'c>(
     (Some(i), routed)
 }
 
+/// The route regex's groups in `path`. It matched a moment ago, so an error here (the same
+/// budget) cannot happen in practice; it would give empty captures.
 fn captures(route: &Route, path: &str) -> Vec<Option<(usize, usize)>> {
     route
         .regex
         .as_ref()
-        .and_then(|re| re.captures(path))
-        .map(|c| c.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect())
+        .and_then(|re| re.captures(path).ok().flatten())
         .unwrap_or_default()
 }
 
@@ -123,7 +135,8 @@ fn vars<'a>(
     }
 }
 
-/// The request target after the route's `rewrite` or `strip_prefix` (None: unchanged). The
+/// The request target after the route's `rewrite` or `strip_prefix`, or else the normalized
+/// path unless the route has `forward_raw_path` (None: the target as the client sent it). The
 /// query string is kept unless the rewrite sets its own.
 fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>, tls: bool) -> Option<String> {
     let path = req.path();
@@ -148,8 +161,16 @@ fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>, tls: bool) -> O
             out.push('?');
             out.push_str(q);
         }
-    } else {
+    } else if route.forward_raw_path || req.raw_path() == path {
         return None;
+    } else {
+        // What goes upstream is what was routed: a backend that resolves `//admin` or
+        // `/x/%2e%2e/admin` itself would otherwise see a path no route was chosen for.
+        out.push_str(path);
+        if let Some(q) = req.query() {
+            out.push('?');
+            out.push_str(q);
+        }
     }
     Some(out)
 }

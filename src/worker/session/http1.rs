@@ -526,12 +526,24 @@ impl Http1 {
         // naming another server may not ride on it when either server verifies clients,
         // or a client without a certificate would reach a server that requires one.
         let sni = self.client.tls_info().map(|t| t.server);
-        if sni.is_some_and(|s| s != server && (verifies(&cfg, s) || verifies(&cfg, server))) {
+        let refused =
+            if sni.is_some_and(|s| s != server && (verifies(&cfg, s) || verifies(&cfg, server))) {
+                Some(421)
+            } else if !srv.allow_encoded_slashes && x.req.encoded_slash() {
+                log::info!(
+                    "refused an escaped slash in the path \"{}\" (allow_encoded_slashes)",
+                    x.req.raw_path()
+                );
+                Some(400)
+            } else {
+                None
+            };
+        if let Some(status) = refused {
             // The head is answered: it must not be read again as the next request.
             buf.skip_head(x.req.head_len);
             let close = !x.keep_alive || x.req.has_body;
             self.x = Some(x);
-            self.respond_error(w, 421, close);
+            self.respond_error(w, status, close);
             return Ok(());
         }
         w.emit(Event::Routed {
@@ -573,6 +585,7 @@ impl Http1 {
                         "https"
                     },
                     default_host: &cfg.upstream[upstream].name,
+                    underscores: srv.underscores_in_headers,
                 };
                 let verdict = x.req.write_upstream(
                     &buf.held()[..x.req.head_len],
@@ -611,6 +624,7 @@ impl Http1 {
                         ];
                         self.respond(w, status, &headers, &local::error_page(status), close)
                     }
+                    Routed::MatchFailed => self.respond_error(w, 500, close),
                     _ => self.respond_error(w, 404, close),
                 }
                 Ok(())

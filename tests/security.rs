@@ -1,0 +1,160 @@
+//! Regressions from the hostile review of issue 19, one test per finding, named after it:
+//! what an attacker sends through proxyd, and what the upstream then receives.
+
+mod common;
+
+use common::raw::{ok, RawUpstream};
+use common::*;
+
+fn status(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Item 2: `/%2fadmin`, `/x/..%2fadmin` and `/x%2F..%2Fadmin` route with the escape kept, so
+/// a backend that decodes `%2F` would resolve `/admin` past a deny route. They are refused
+/// with 400 unless the server opts in; what goes upstream is the path that was routed
+/// (`//admin` never reaches the backend as `//admin`), and a route may ask for the raw one.
+#[test]
+fn encoded_slash_bypass() {
+    let up = RawUpstream::start(|_| ok("up"));
+    let p = Proxyd::start(
+        1,
+        &format!(
+            r#"[[upstream]]
+name = "app"
+peers = ["{}"]
+[[server]]
+listen = "127.0.0.1:{{port}}"
+[[server.route]]
+path = "/"
+upstream = "app"
+[[server.route]]
+regex = '^/admin(/.*)?$'
+return = 403
+[[server.route]]
+path = "/raw/"
+upstream = "app"
+forward_raw_path = true
+[[server.route]]
+path = "/strip/"
+upstream = "app"
+strip_prefix = "/strip"
+"#,
+            up.addr()
+        ),
+    );
+    let a = p.addr();
+    for path in [
+        "/%2fadmin",
+        "/%2Fadmin",
+        "/x/..%2fadmin",
+        "/x%2F..%2Fadmin",
+        "/x/..%5cadmin",
+        "/raw/%2f..%2fadmin",
+    ] {
+        let r = get_close(&a, path, "t", "");
+        assert_eq!(status(&r), 400, "{path}: {r}");
+    }
+    for path in [
+        "/admin",
+        "//admin",
+        "/./admin",
+        "/x/../admin",
+        "/%61dmin",
+        "/x/%2e%2e/admin",
+    ] {
+        let r = get_close(&a, path, "t", "");
+        assert_eq!(status(&r), 403, "{path}: {r}");
+    }
+    assert!(up.requests().is_empty(), "nothing reached the upstream");
+
+    // The upstream gets the routed (normalized) path; the query as sent.
+    for (sent, got) in [
+        ("//a//b/./c?q=%2F", "/a/b/c?q=%2F"),
+        ("/x/%2e%2e/y", "/y"),
+        ("/%7euser/a%2dz", "/~user/a-z"),
+        ("/plain/path?x=1", "/plain/path?x=1"),
+        ("/strip//x/../y", "/y"),
+        ("/raw//a/./b", "/raw//a/./b"),
+    ] {
+        up.clear();
+        let r = get_close(&a, sent, "t", "");
+        assert_eq!(status(&r), 200, "{sent}: {r}");
+        let reqs = up.requests();
+        assert_eq!(reqs.len(), 1);
+        assert_eq!(reqs[0].path(), got, "{sent}");
+    }
+
+    // Opting in routes the escape as part of a segment and forwards it as routed.
+    p.rewrite(
+        1,
+        "",
+        &format!(
+            r#"[[upstream]]
+name = "app"
+peers = ["{}"]
+[[server]]
+listen = "127.0.0.1:{{port}}"
+allow_encoded_slashes = true
+[[server.route]]
+path = "/"
+upstream = "app"
+"#,
+            up.addr()
+        ),
+    );
+    p.ctl("reload");
+    up.clear();
+    let r = get_close(&a, "/files/a%2fb", "t", "");
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(up.requests()[0].path(), "/files/a%2Fb");
+    assert!(p
+        .error_log()
+        .contains("refused an escaped slash in the path \"/%2fadmin\""));
+}
+
+/// Item 3: a client's own `X-Client-Verify: SUCCESS` or `X_Client_Subject: CN=admin` must
+/// not reach the upstream from a server that does not verify certificates; header names
+/// with `_` are dropped unless `underscores_in_headers = true`.
+#[test]
+fn forged_client_identity() {
+    let up = RawUpstream::start(|_| ok("up"));
+    let conf = |underscores: bool| {
+        format!(
+            r#"[[upstream]]
+name = "app"
+peers = ["{}"]
+[[server]]
+listen = "127.0.0.1:{{port}}"
+underscores_in_headers = {underscores}
+[[server.route]]
+path = "/"
+upstream = "app"
+"#,
+            up.addr()
+        )
+    };
+    let p = Proxyd::start(1, &conf(false));
+    let forged = "X-Client-Verify: SUCCESS\r\nx-client-subject: CN=admin\r\nX-CLIENT-FINGERPRINT: ab\r\n\
+                  X_Client_Verify: SUCCESS\r\nX_CLIENT_SUBJECT: CN=admin\r\nx-client_fingerprint: ab\r\n\
+                  X_Custom_Thing: 1\r\nX-Kept: yes\r\n";
+    let r = get_close(&p.addr(), "/", "t", forged);
+    assert_eq!(status(&r), 200, "{r}");
+    let head = up.requests()[0].head.to_ascii_lowercase();
+    assert!(!head.contains("client"), "{head}");
+    assert!(!head.contains("x_custom_thing"), "{head}");
+    assert!(head.contains("x-kept: yes"), "{head}");
+
+    // With underscores allowed, other names pass; the identity headers still never do.
+    p.rewrite(1, "", &conf(true));
+    p.ctl("reload");
+    up.clear();
+    let r = get_close(&p.addr(), "/", "t", forged);
+    assert_eq!(status(&r), 200, "{r}");
+    let head = up.requests()[0].head.to_ascii_lowercase();
+    assert!(!head.contains("client"), "{head}");
+    assert!(head.contains("x_custom_thing: 1"), "{head}");
+}
