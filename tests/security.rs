@@ -158,3 +158,26 @@ upstream = "app"
     assert!(!head.contains("client"), "{head}");
     assert!(head.contains("x_custom_thing: 1"), "{head}");
 }
+
+/// Item 9: an upstream chunk size with leading zeros (`00000000000000000005`, 20 digits) was
+/// refused after the 200 head went out, so the client got a truncated body; nginx takes it.
+#[test]
+fn chunk_size_leading_zeros() {
+    let up = RawUpstream::start(|_| {
+        vec![common::raw::bytes(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000000005\r\nhello\r\n0000000000000000000000006\r\n world\r\n0\r\n\r\n",
+        )]
+    });
+    let p = Proxyd::start(
+        1,
+        &format!(
+            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n",
+            up.addr()
+        ),
+    );
+    let mut c = common::client::Client::connect(&p.addr()).unwrap();
+    let r = c.request("GET", "/", common::client::Body::None).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "hello world");
+    assert!(p.unexpected_errors(&[]).is_empty());
+}

@@ -234,12 +234,14 @@ fn chunked_step(st: &mut Chunked, input: &[u8]) -> Result<(usize, Range<usize>, 
                     return Err(FrameError::ChunkLineTooLong);
                 }
                 if let Some(h) = hex(b) {
-                    if digits >= 15 {
+                    // Leading zeros are allowed (nginx takes them; the line length bounds
+                    // them); only a size past 15 significant digits is refused.
+                    if value >= 1 << 56 {
                         return Err(FrameError::BadChunkSize);
                     }
                     *st = Chunked::Size {
                         value: value * 16 + h,
-                        digits: digits + 1,
+                        digits: digits.saturating_add(1),
                         line: line + 1,
                     };
                 } else if digits == 0 {
@@ -387,6 +389,14 @@ mod tests {
             Framer::chunked().advance_raw(b"fffffffffffffffff\r\n"),
             Err(FrameError::BadChunkSize)
         );
+        assert_eq!(
+            Framer::chunked().advance_raw(b"00000000000000000001000000000000000\r\n"),
+            Err(FrameError::BadChunkSize)
+        );
+        assert_eq!(
+            Framer::chunked().advance_raw(b"0000000000000000000fffffffffffffff\r\n"),
+            Ok((36, false))
+        );
         for bad in [
             &b"5\nhello\r\n0\r\n\r\n"[..],
             b"5\r\nhello\n0\r\n\r\n",
@@ -413,6 +423,7 @@ mod tests {
             &b"5 ;a=b\r\nhello\r\n0\r\n\r\n"[..],
             b"5;a=\"x y\";c\r\nhello\r\n0\r\nX-T: 1\r\nY:\r\n\r\n",
             b"000005\r\nhello\r\n0\r\n\r\n",
+            b"00000000000000000005\r\nhello\r\n0000\r\n\r\n",
         ] {
             assert_eq!(
                 Framer::chunked().advance_raw(good).map(|r| r.1),
