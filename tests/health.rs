@@ -149,3 +149,62 @@ fn a_killed_health_checker_is_restarted() {
     assert_eq!(up.requests(), 0);
     assert!(p.peer_row("app", &up.addr()).state() == "up");
 }
+
+/// Issue 19 item 10: with a health check, a peer was not up until its first probe passed, so a
+/// backend still starting when proxyd did (a cold boot, `systemctl restart`) turned requests
+/// away. Peers start up, as in nginx and HAProxy: a failed first probe is one of `fall`;
+/// `initial = "down"` keeps a peer out until a probe passes.
+#[test]
+fn health_checked_peers_start_up() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let app = RawUpstream::start(move |r| {
+        let status = if r.path() == "/healthz" && !h.load(Ordering::SeqCst) {
+            "503 Service Unavailable"
+        } else {
+            "200 OK"
+        };
+        vec![bytes(format!(
+            "HTTP/1.1 {status}\r\nContent-Length: 2\r\n\r\nok"
+        ))]
+    });
+    let probes = |app: &RawUpstream| {
+        app.requests()
+            .iter()
+            .filter(|r| r.path() == "/healthz")
+            .count()
+    };
+    let conf = |initial: &str| {
+        app_conf_at(
+            &app.addr(),
+            &format!("health_check = {{ path = \"/healthz\", interval = \"2s\", fall = 3, rise = 1{initial} }}"),
+            "",
+            "x",
+        )
+    };
+    let p = Proxyd::start(1, &conf(""));
+    // Before any probe and after the first failed one, requests go through.
+    assert_eq!(get(&p.addr(), "/a").unwrap().status, 200);
+    assert!(wait_until(Duration::from_secs(5), || probes(&app) >= 1));
+    // Time for the helper to read the 503 and record it (the old code then refused).
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(get(&p.addr(), "/b").unwrap().status, 200);
+    assert_ne!(
+        p.peer_row("app", &app.addr()).state(),
+        "down (health check)"
+    );
+    drop(p);
+
+    // initial = "down": turned away until a probe passes, then served.
+    app.clear();
+    let p = Proxyd::start(1, &conf(", initial = \"down\""));
+    assert_eq!(get(&p.addr(), "/c").unwrap().status, 503);
+    assert!(wait_until(Duration::from_secs(5), || probes(&app) >= 1));
+    assert_eq!(get(&p.addr(), "/d").unwrap().status, 503);
+    healthy.store(true, Ordering::SeqCst);
+    assert!(wait_until(Duration::from_secs(6), || p
+        .peer_row("app", &app.addr())
+        .state()
+        == "up"));
+    assert_eq!(get(&p.addr(), "/e").unwrap().status, 200);
+}

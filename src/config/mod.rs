@@ -415,6 +415,16 @@ pub struct HealthCheck {
     /// The body must contain this (or match it, for "~regex").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub body: Option<crate::router::Test>,
+    /// A peer no probe has judged yet: up (`fall` failed probes take it down, as nginx and
+    /// HAProxy start their servers) or down (its first good probe brings it up).
+    pub initial: Initial,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Initial {
+    Up,
+    Down,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

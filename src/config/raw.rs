@@ -293,6 +293,7 @@ pub struct RawHealthCheck {
     pub fall: Option<S<i64>>,
     pub status: Option<S<String>>,
     pub body: Option<S<String>>,
+    pub initial: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -375,6 +375,17 @@ impl Validator {
                 }
             }
         });
+        let initial = match r.initial.as_ref().map(|i| i.get_ref().as_str()) {
+            None | Some("up") => Initial::Up,
+            Some("down") => Initial::Down,
+            Some(other) => {
+                self.errors.push(src.err(
+                    r.initial.as_ref().expect("some").span(),
+                    format!("health check initial \"{other}\": use \"up\" or \"down\""),
+                ));
+                Initial::Up
+            }
+        };
         if kind == CheckKind::Tcp {
             for v in [
                 r.path.as_ref(),
@@ -401,6 +412,7 @@ impl Validator {
             fall,
             status,
             body,
+            initial,
         }
     }
 }

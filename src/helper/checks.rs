@@ -133,7 +133,9 @@ fn step(cfg: &Config, shared: &View, poll: &mut Poll, t: &mut Target) {
 }
 
 /// Counts a probe's outcome; `rise` successes in a row bring a peer up, `fall` failures
-/// take it down (the first verdict after start takes one probe either way).
+/// take it down. A peer not judged yet counts as `initial` says: up (so `fall` failures take
+/// it down; one slow start of a backend does not turn every request away) or down (one
+/// good probe brings it up).
 fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Result<(), String>) {
     let up = &cfg.upstream[t.upstream];
     let check = up.health_check.as_ref().expect("checked");
@@ -158,7 +160,12 @@ fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Result<(), Strin
         Err(why) => {
             t.bad += 1;
             t.ok = 0;
-            if was == Checked::Unknown || (was == Checked::Up && t.bad >= check.fall) {
+            let goes_down = match was {
+                Checked::Unknown if check.initial == crate::config::Initial::Down => true,
+                Checked::Unknown | Checked::Up => t.bad >= check.fall,
+                Checked::Down => false,
+            };
+            if goes_down {
                 log::warn!(
                     "health check: peer {} of upstream \"{}\" is down ({why})",
                     peer.label(peer.address(shared)),

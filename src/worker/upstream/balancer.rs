@@ -75,7 +75,7 @@ impl Balancer {
                 && h.admin() == PeerAdmin::Normal
                 && !tried.contains(&i)
                 && p.present(shared)
-                && (!health || (h.checked() != Checked::Down && (lone || !h.ejected(now_ms))))
+                && (!health || (checked_up(up, h.checked()) && (lone || !h.ejected(now_ms))))
         };
         let mut c = std::mem::take(&mut self.scratch);
         for health in [true, false] {
@@ -193,6 +193,19 @@ impl Balancer {
 fn effective_weight(up: &Upstream, i: usize, shared: &View) -> u64 {
     let p = &up.peers[i];
     shared.health(p.slot).weight().unwrap_or(p.weight) as u64
+}
+
+/// Whether the health check lets a peer take requests: not found down, and, for a check with
+/// `initial = "down"`, judged up at least once.
+fn checked_up(up: &crate::config::Upstream, c: Checked) -> bool {
+    match c {
+        Checked::Up => true,
+        Checked::Down => false,
+        Checked::Unknown => up
+            .health_check
+            .as_ref()
+            .is_none_or(|h| h.initial == crate::config::Initial::Up),
+    }
 }
 
 #[cfg(test)]
