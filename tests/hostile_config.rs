@@ -75,6 +75,35 @@ fn include_through_a_symlink_loop_reads_each_file_once() {
     assert_eq!(code, 0, "{err}");
 }
 
+/// Issue 19 item 11: a literal include naming a symlink to a file already included was
+/// refused as "no such file"; it is read once, and a literal name that does not exist is
+/// still an error.
+#[test]
+fn include_symlink_to_a_file_already_included() {
+    let dir = TempDir::new("inclink");
+    dir.write(
+        "site.toml",
+        "[[upstream]]\nname = \"u\"\npeers = [\"127.0.0.1:9\"]\n",
+    );
+    std::os::unix::fs::symlink("site.toml", dir.path().join("site-link.toml")).unwrap();
+    let main = dir.write(
+        "proxyd.toml",
+        &format!("include = [\"site.toml\", \"site-link.toml\"]\n{SERVER}"),
+    );
+    let (code, err) = test_config(&main);
+    assert_eq!(code, 0, "{err}");
+    let main = dir.write(
+        "proxyd.toml",
+        &format!("include = [\"site.toml\", \"gone.toml\"]\n{SERVER}"),
+    );
+    let (code, err) = test_config(&main);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("proxyd.toml:1:") && err.contains("\"gone.toml\": no such file"),
+        "{err}"
+    );
+}
+
 #[test]
 fn include_of_a_fifo_or_device_is_an_error_not_a_hang() {
     let dir = TempDir::new("incfifo");

@@ -861,13 +861,15 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
                     matched.truncate(room);
                 }
                 matched.sort();
-                matched.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or(p.clone())));
+                // Missing is decided before duplicates go: a file already read (through
+                // another name or a symlink) is no error, just not read again.
                 if matched.is_empty() && !is_glob {
                     v.errors.push(main_src.err(
                         pat.span(),
                         format!("include \"{}\": no such file", pat.get_ref()),
                     ));
                 }
+                matched.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or(p.clone())));
                 inc_paths.extend(matched.into_iter().map(|p| (p, pat.span())));
             }
         }
