@@ -280,6 +280,82 @@ fn the_handshake_has_its_own_timeout() {
     );
 }
 
+/// A real ClientHello for `a.test`, as a TLS client's first write sends it.
+fn client_hello() -> Vec<u8> {
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("a.test").unwrap();
+    let mut c = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut hello = Vec::new();
+    c.write_tls(&mut hello).unwrap();
+    assert_eq!(hello.first(), Some(&0x16), "a handshake record");
+    hello
+}
+
+/// Review item 12: what follows the ClientHello in the same write (a fatal alert, a
+/// close_notify, garbage) is acted on at once, as nginx does; it waited for more bytes, so
+/// the connection stayed open until `handshake_timeout`.
+#[test]
+fn bytes_after_the_client_hello_in_one_write_are_processed_at_once() {
+    use std::io::{Read, Write};
+    let dir = TempDir::new("tls-hello-tail");
+    let p = dir.path();
+    cert(p, "a", &["a.test"], false);
+    let d = p.display().to_string();
+    let px = Proxyd::start(
+        1,
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\", handshake_timeout = \"60s\" }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"hello\"\n"
+        ),
+    );
+    let hello = client_hello();
+    let tails: [(&str, &[u8]); 4] = [
+        ("fatal alert", &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28]),
+        ("close_notify", &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00]),
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n"),
+        (
+            "an application record",
+            &[0x17, 0x03, 0x03, 0x00, 0x03, 1, 2, 3],
+        ),
+    ];
+    for (what, tail) in tails {
+        let mut s = std::net::TcpStream::connect(px.addr()).unwrap();
+        // Far shorter than handshake_timeout: only a close that does not wait for it ends
+        // this read in time.
+        s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+            .unwrap();
+        s.write_all(&[&hello[..], tail].concat()).unwrap();
+        let mut got = Vec::new();
+        let end = loop {
+            let mut b = [0u8; 4096];
+            match s.read(&mut b) {
+                Ok(0) => break Ok(()),
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(e) => break Err(e),
+            }
+        };
+        match end {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!(
+                "{what}: the connection was not closed ({e}); {} bytes came",
+                got.len()
+            ),
+        }
+        // The ServerHello went out first: the hello itself was fine.
+        assert_eq!(got.first(), Some(&0x16), "{what}: {} bytes came", got.len());
+    }
+    let log = px.error_log();
+    assert!(log.contains("TLS error from client"), "{log}");
+}
+
 /// `openssl s_client` offering only `sigalgs`; returns its output (certificate and
 /// handshake summary).
 fn s_client_with(port: u16, sigalgs: &str) -> String {

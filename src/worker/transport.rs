@@ -356,11 +356,20 @@ impl Transport {
                     return match accepted.into_connection(cfg) {
                         Ok(mut conn) => {
                             conn.set_buffer_limit(Some(TLS_BUFFER));
+                            let mut conn = rustls::Connection::from(conn);
+                            // Records that came in the same read as the hello (an alert, a
+                            // close_notify, garbage) wait in rustls: no new edge will come
+                            // for them, so they are processed now, not when more bytes come.
+                            let processed = conn.process_new_packets();
                             **t = Tls::Open {
-                                conn: conn.into(),
+                                conn,
                                 server,
                                 identity: OnceCell::new(),
                             };
+                            if let Err(e) = processed {
+                                let _ = self.flush();
+                                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                            }
                             match self.flush() {
                                 Err(e) if !would_block(&e) => Err(e),
                                 _ => Ok(()),
