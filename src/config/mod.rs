@@ -554,7 +554,7 @@ pub struct ServerTls {
     /// when it is done.
     #[serde(serialize_with = "ser_duration")]
     pub handshake_timeout: Duration,
-    /// Tickets (and TLS 1.2 session ids); off, every handshake is a full one.
+    /// Tickets (no TLS 1.2 session IDs are offered); off, every handshake is a full one.
     pub session_resumption: bool,
     #[serde(skip)]
     pub config: std::sync::Arc<rustls::ServerConfig>,

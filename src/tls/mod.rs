@@ -237,11 +237,14 @@ pub fn server_config(
     // `ssl_prefer_server_ciphers on`); otherwise every suite is fine and the client chooses
     // (one without AES hardware picks ChaCha20).
     cfg.ignore_client_order = !ciphers.is_empty();
-    // Tickets any worker can open, and after a reload (see `tickets`); without the keys
-    // (`proxyctl -t`), rustls's defaults. `session_resumption = false`: no tickets and no
-    // session cache, so every handshake is a full one.
+    // No TLS 1.2 session IDs: a session cache would be per worker (rustls's is in process
+    // memory), so a client resuming by ID would succeed only on the worker that made the
+    // session. Without a cache rustls offers no ID and clients resume with tickets, which
+    // every worker opens, also after a reload (see `tickets`).
+    cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    // Without the keys (`proxyctl -t`), rustls's default: no tickets.
+    // `session_resumption = false`: no tickets either, so every handshake is a full one.
     if !resumption {
-        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
     } else if let Some(t) = tickets::ticketer() {
         cfg.ticketer = t;
