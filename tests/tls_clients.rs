@@ -501,3 +501,46 @@ fn ocsp_responses_are_stapled_and_refreshed() {
         );
     }
 }
+
+/// Review item 13: a response whose nextUpdate passes is no longer stapled (clients refuse a
+/// stale one), with a warning, although its file does not change; it stayed stapled while
+/// the master only looked for changed files.
+#[test]
+fn an_ocsp_response_past_its_next_update_is_no_longer_stapled() {
+    use common::certs::{ocsp_response_minutes, server_cert};
+    let dir = TempDir::new("tls-ocsp-stale");
+    let p = dir.path();
+    ca(p, "ca");
+    server_cert(p, "a.test", "a.test", "ca");
+    // openssl ocsp's shortest validity: a minute.
+    ocsp_response_minutes(p, "a.test", "ca", 1, "a.ocsp");
+    let d = p.display().to_string();
+    let px = Proxyd::start(
+        2,
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/a.test.crt\", key = \"{d}/a.test.key\", ocsp = \"{d}/a.ocsp\" }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\n"
+        ),
+    );
+    let first = stapled(px.port);
+    assert!(first.contains("Cert Status: good"), "{first}");
+    assert!(
+        wait_until(std::time::Duration::from_secs(180), || px
+            .error_log()
+            .contains("(nextUpdate): no longer stapled")),
+        "{}",
+        px.error_log()
+    );
+    let log = px.error_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("[warn]") && l.contains("a.ocsp expired at")),
+        "{log}"
+    );
+    // Both workers (on either, the connection lands) staple nothing now.
+    for _ in 0..4 {
+        let now = stapled(px.port);
+        assert!(now.contains("OCSP response: no response sent"), "{now}");
+    }
+}

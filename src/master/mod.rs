@@ -296,7 +296,8 @@ impl Master {
         let mut m = Master {
             helper: helper::Helper::default(),
             tickets_rotate_at: Instant::now() + crate::tls::tickets::ROTATION,
-            staples_check_at: Instant::now() + crate::tls::ocsp::CHECK_EVERY,
+            // At once: that computes when the first stapled response goes stale.
+            staples_check_at: Instant::now(),
             shared,
             cfg,
             generation: 1,
@@ -615,10 +616,16 @@ impl Master {
             self.tickets_rotate_at = now + crate::tls::tickets::ROTATION;
         }
         if self.staples_check_at <= now {
-            for s in &self.cfg.staples {
-                s.refresh();
-            }
             self.staples_check_at = now + crate::tls::ocsp::CHECK_EVERY;
+            let wall = chrono::Utc::now().timestamp();
+            for s in &self.cfg.staples {
+                // Also wake the second a stapled response goes stale, to stop stapling it.
+                if let Some(next_update) = s.refresh(wall) {
+                    let stale =
+                        Duration::from_secs(next_update.saturating_sub(wall).max(0) as u64 + 1);
+                    self.staples_check_at = self.staples_check_at.min(now + stale);
+                }
+            }
         }
         let due: Vec<usize> = self
             .respawn

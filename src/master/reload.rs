@@ -208,6 +208,8 @@ impl Master {
         }
         crate::logging::set_level(&p.cfg.error_log.level);
         self.cfg = p.cfg;
+        // The new config's OCSP responses: when the first goes stale.
+        self.staples_check_at = std::time::Instant::now();
         // The helper checks the new generation's peers (their health stays in shared memory).
         self.stop_helper();
         self.start_helper();

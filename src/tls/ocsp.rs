@@ -2,7 +2,9 @@
 //! it). The master reads and checks each file when it loads a config and keeps the response in
 //! memory it shares with the workers (a memfd per file, mapped before they are forked); it
 //! looks at the files again every `CHECK_EVERY` and writes a changed one there, so a renewed
-//! response is stapled without a reload. Workers staple what the memory holds.
+//! response is stapled without a reload. It also clears a response when its nextUpdate passes
+//! (waking for that moment, see `Staple::refresh`), since clients refuse a stale one and a file
+//! nobody renews does not change. Workers staple what the memory holds.
 //!
 //! The checks are the ones that catch a wrong file: a successful basic response, for this
 //! certificate's serial number, not revoked, not past its nextUpdate. The signature is left to
@@ -39,8 +41,24 @@ pub struct Staple {
     leaf: CertificateDer<'static>,
     _map: MmapMut,
     slot: *const Slot,
-    /// The file as last read (master only).
-    seen: Mutex<Option<Stamp>>,
+    /// The master's view of the file and of what the memory holds.
+    seen: Mutex<Seen>,
+}
+
+/// What the master knows of a staple.
+#[derive(Debug)]
+struct Seen {
+    /// The file as last read.
+    stamp: Option<Stamp>,
+    /// The response in memory: none, or one valid until a nextUpdate (Unix seconds; None
+    /// when it has none, so it never expires).
+    held: Held,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Nothing,
+    Until(Option<i64>),
 }
 
 // SAFETY: `slot` points into `_map`, which lives as long as the Staple and is never
@@ -93,20 +111,20 @@ impl Staple {
         let mut map = unsafe { MmapMut::map_mut(&file) }
             .map_err(|e| format!("cannot keep OCSP response: {e}"))?;
         let slot = map.as_mut_ptr() as *const Slot;
+        let (held, warning) = match check_file(path, &der, leaf)? {
+            Fresh::Yes(until) => (Held::Until(until), None),
+            Fresh::Expired(w) => (Held::Nothing, Some(w)),
+        };
         let s = Staple {
             path: path.to_path_buf(),
             leaf: leaf.clone().into_owned(),
             _map: map,
             slot,
-            seen: Mutex::new(seen),
+            seen: Mutex::new(Seen { stamp: seen, held }),
         };
-        let warning = match check_file(path, &der, leaf)? {
-            Fresh::Yes => {
-                s.write(&der);
-                None
-            }
-            Fresh::Expired(w) => Some(w),
-        };
+        if held != Held::Nothing {
+            s.write(&der);
+        }
         Ok((s, warning))
     }
 
@@ -156,27 +174,53 @@ impl Staple {
         s.seq.store(seq + 2, Release);
     }
 
-    /// The master, every `CHECK_EVERY`: a changed file is read, checked and stapled from
-    /// now on; one that fails the checks is logged and the last good response stays.
-    pub fn refresh(&self) {
+    /// The master, every `CHECK_EVERY` and when a nextUpdate passes: a changed file is read,
+    /// checked and stapled from now on; one that fails the checks is logged and the last
+    /// good response stays, until its own nextUpdate passes: then nothing is stapled (and a
+    /// warning says so) until a fresh file comes. `now`: Unix seconds. Returns the nextUpdate
+    /// of what is stapled, for the master to wake then.
+    pub fn refresh(&self, now: i64) -> Option<i64> {
         let now_stamp = stamp(&self.path);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if now_stamp == *seen {
-            return;
+        if now_stamp != seen.stamp {
+            seen.stamp = now_stamp;
+            let checked = read(&self.path)
+                .and_then(|der| Ok((check_file(&self.path, &der, &self.leaf)?, der)));
+            match checked {
+                Ok((Fresh::Yes(until), der)) => {
+                    self.write(&der);
+                    seen.held = Held::Until(until);
+                    log::info!("OCSP response {} reloaded", self.path.display());
+                }
+                Ok((Fresh::Expired(w), _)) | Err(w) => {
+                    let last = match seen.held {
+                        Held::Nothing => "nothing is stapled",
+                        Held::Until(_) => "keeping the last OCSP response",
+                    };
+                    log::error!("{w}: {last}")
+                }
+            }
         }
-        *seen = now_stamp;
-        let checked =
-            read(&self.path).and_then(|der| Ok((check_file(&self.path, &der, &self.leaf)?, der)));
-        match checked {
-            Ok((Fresh::Yes, der)) => {
-                self.write(&der);
-                log::info!("OCSP response {} reloaded", self.path.display());
+        match seen.held {
+            Held::Until(Some(t)) if expired(t, now) => {
+                self.write(&[]);
+                seen.held = Held::Nothing;
+                log::warn!(
+                    "OCSP response {} expired at {} (nextUpdate): no longer stapled until a fresh one is written",
+                    self.path.display(),
+                    ASN1Time::from_timestamp(t).map_or_else(|_| t.to_string(), |t| t.to_string())
+                );
+                None
             }
-            Ok((Fresh::Expired(w), _)) | Err(w) => {
-                log::error!("{w}: keeping the last OCSP response")
-            }
+            Held::Until(until) => until,
+            Held::Nothing => None,
         }
     }
+}
+
+/// A response is stale once its nextUpdate is in the past (RFC 6960 4.2.2.1).
+fn expired(next_update: i64, now: i64) -> bool {
+    next_update < now
 }
 
 /// `check` now, its messages naming the file.
@@ -184,7 +228,7 @@ fn check_file(path: &Path, der: &[u8], leaf: &CertificateDer<'_>) -> Result<Fres
     let named = |e: String| format!("{}: {e}", path.display());
     match check(der, leaf, ASN1Time::now().timestamp()).map_err(named)? {
         Fresh::Expired(w) => Ok(Fresh::Expired(named(w))),
-        Fresh::Yes => Ok(Fresh::Yes),
+        fresh => Ok(fresh),
     }
 }
 
@@ -200,7 +244,8 @@ fn read(path: &Path) -> Result<Vec<u8>, String> {
 /// Whether a response that passed the checks may be stapled now.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Fresh {
-    Yes,
+    /// Until its nextUpdate (Unix seconds), or for good without one.
+    Yes(Option<i64>),
     /// Past its nextUpdate: clients would refuse it (the message says since when).
     Expired(String),
 }
@@ -277,15 +322,17 @@ pub fn check(der: &[u8], leaf: &CertificateDer<'_>, now: i64) -> Result<Fresh, S
             _ => return Err("the OCSP response says the certificate is unknown".into()),
         }
         let (_, _, _, rest) = tlv(rest).ok_or_else(|| bad("no thisUpdate"))?;
+        let mut until = None;
         if let Some((next_update, _)) = expect(rest, CTX, Tag(0)) {
             let (_, t) = ASN1Time::from_der(next_update).map_err(|_| bad("a bad nextUpdate"))?;
-            if t.timestamp() < now {
+            if expired(t.timestamp(), now) {
                 return Ok(Fresh::Expired(format!(
                     "the OCSP response expired at {t} (nextUpdate): not stapled until a fresh one is written"
                 )));
             }
+            until = Some(t.timestamp());
         }
-        return Ok(Fresh::Yes);
+        return Ok(Fresh::Yes(until));
     }
     Err("the OCSP response is not for this certificate (no serial number matches)".into())
 }

@@ -110,9 +110,27 @@ pub fn ocsp_response(dir: &Path, name: &str, ca: &str, revoked: bool, days: u32,
     ocsp_for(dir, &format!("{name}.crt"), ca, revoked, days, out);
 }
 
+/// `ocsp_response` valid for `minutes` only (its nextUpdate that far from now).
+pub fn ocsp_response_minutes(dir: &Path, name: &str, ca: &str, minutes: u32, out: &str) {
+    let minutes = minutes.to_string();
+    ocsp_valid(
+        dir,
+        &format!("{name}.crt"),
+        ca,
+        false,
+        &["-nmin", &minutes],
+        out,
+    );
+}
+
 /// `ocsp_response` for the certificate file `cert` (a self-signed one is its own `ca`:
 /// CA.crt and CA.key).
 pub fn ocsp_for(dir: &Path, cert: &str, ca: &str, revoked: bool, days: u32, out: &str) {
+    ocsp_valid(dir, cert, ca, revoked, &["-ndays", &days.to_string()], out);
+}
+
+/// `ocsp_for` with openssl ocsp's arguments for the validity period.
+fn ocsp_valid(dir: &Path, cert: &str, ca: &str, revoked: bool, validity: &[&str], out: &str) {
     let name = cert;
     let serial = Command::new("openssl")
         .args(["x509", "-noout", "-serial", "-in", cert])
@@ -140,26 +158,28 @@ pub fn ocsp_for(dir: &Path, cert: &str, ca: &str, revoked: bool, days: u32, out:
         ],
         dir,
     );
-    openssl(
-        &[
-            "ocsp",
-            "-index",
-            "index.txt",
-            "-rsigner",
-            &format!("{ca}.crt"),
-            "-rkey",
-            &format!("{ca}.key"),
-            "-CA",
-            &format!("{ca}.crt"),
-            "-reqin",
-            "ocsp-req.der",
-            "-ndays",
-            &days.to_string(),
-            "-respout",
-            out,
-        ],
-        dir,
+    let (rsigner, rkey, ca_crt) = (
+        format!("{ca}.crt"),
+        format!("{ca}.key"),
+        format!("{ca}.crt"),
     );
+    let mut args = vec![
+        "ocsp",
+        "-index",
+        "index.txt",
+        "-rsigner",
+        &rsigner,
+        "-rkey",
+        &rkey,
+        "-CA",
+        &ca_crt,
+        "-reqin",
+        "ocsp-req.der",
+        "-respout",
+        out,
+    ];
+    args.extend_from_slice(validity);
+    openssl(&args, dir);
 }
 
 /// The SHA-256 fingerprint of a PEM certificate, lowercase hex without colons.
