@@ -1,6 +1,6 @@
 //! TLS termination: certificates made by `openssl` at test time, real clients (curl, openssl
 //! s_client). SNI picks the server (exact, wildcard, default for unknown or missing names),
-//! TLS 1.2 and 1.3, ALPN http/1.1, keep-alive and large bodies through rustls, a reload
+//! TLS 1.2 and 1.3, ALPN http/1.1 (and http/1.0 alone), keep-alive and large bodies through rustls, a reload
 //! picking up a renewed certificate, bad certificates refused by the config test, and
 //! clients that do not speak TLS (or stop halfway) costing nothing but a log line.
 
@@ -477,7 +477,10 @@ fn config_test_checks_dates_order_and_names() {
     let (ok, out) = check(&format!("{leaf_pem}{ca_pem}"), &leaf_key, "\"a.test\"");
     assert!(ok, "{out}");
     let (ok, out) = check(&format!("{ca_pem}{leaf_pem}"), &leaf_key, "\"a.test\"");
-    assert!(!ok && out.contains("does not match"), "the CA first: {out}");
+    assert!(
+        !ok && out.contains("is out of order"),
+        "the CA first: {out}"
+    );
     let (other_pem, _, _) = made("Other CA", &[], -1, 365, true, None);
     let (ok, out) = check(&format!("{leaf_pem}{other_pem}"), &leaf_key, "\"a.test\"");
     assert!(!ok, "{out}");
@@ -491,6 +494,119 @@ fn config_test_checks_dates_order_and_names() {
     let (ok, out) = check(&format!("{leaf_pem}{old_ca_pem}"), &leaf_key, "\"a.test\"");
     assert!(
         !ok && out.contains("certificate 2 in") && out.contains("expired on"),
+        "{out}"
+    );
+}
+
+/// Review item 15: a chain written CA first is named as out of order (it was "the private key
+/// does not match"), and a leaf alone whose issuer is not in the file is a warning (it passed
+/// silently); both with file:line.
+#[test]
+fn config_test_names_a_chain_out_of_order_and_a_leaf_without_its_issuer() {
+    let dir = TempDir::new("tls-chain-order");
+    let d = dir.path().display().to_string();
+    let check = |pem: &str, key: &str| {
+        dir.write("c.pem", pem);
+        dir.write("c.key", key);
+        let text = format!(
+            "pid_file = \"{d}/p.pid\"\n[[server]]\nlisten = \"127.0.0.1:{port}\"\nserver_name = \"a.test\"\n\
+             tls = {{ cert = \"{d}/c.pem\", key = \"{d}/c.key\" }}\n[[server.route]]\npath = \"/\"\nreturn = 200\n",
+            port = free_port(),
+        );
+        config_test(&dir, &text)
+    };
+    let (ca_pem, ca_key, ca) = made("Test CA", &[], -1, 365, true, None);
+    let (mid_pem, _, mid) = made("Test Intermediate", &[], -1, 365, true, Some(&ca));
+    let (leaf_pem, leaf_key, _) = made("a.test", &["a.test"], -1, 90, false, Some(&mid));
+    // CA first, then the leaf: out of order, naming the certificate the key is for.
+    for (chain, n) in [
+        (format!("{ca_pem}{leaf_pem}"), 2),
+        (format!("{mid_pem}{ca_pem}{leaf_pem}"), 3),
+        (format!("{mid_pem}{leaf_pem}{ca_pem}"), 2),
+    ] {
+        let (ok, out) = check(&chain, &leaf_key);
+        assert!(!ok, "{out}");
+        assert!(
+            out.contains("main.toml:5:")
+                && out.contains("c.pem is out of order")
+                && out.contains(&format!("is for certificate {n} (CN=a.test)"))
+                && out.contains("leaf) must come first"),
+            "{out}"
+        );
+        assert!(!out.contains("does not match"), "{out}");
+    }
+    // The key of the first certificate, the chain still the wrong way round: out of order.
+    let (ok, out) = check(&format!("{ca_pem}{leaf_pem}"), &ca_key);
+    assert!(!ok && out.contains("is out of order"), "{out}");
+    // A key that is for no certificate in the file still says so.
+    let (_, other_key, _) = made("other", &["a.test"], -1, 90, false, None);
+    let (ok, out) = check(&format!("{leaf_pem}{mid_pem}"), &other_key);
+    assert!(!ok && out.contains("does not match certificate"), "{out}");
+    // The leaf alone, its issuer missing: a warning with file:line, exit 0.
+    let (ok, out) = check(&leaf_pem, &leaf_key);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("main.toml:5:")
+            && out.contains("warning:")
+            && out.contains("is issued by \"CN=Test Intermediate\", which is not in the file"),
+        "{out}"
+    );
+    // With its issuer, or self-signed, or with a root left out: no such warning.
+    let (self_pem, self_key, _) = made("a.test", &["a.test"], -1, 90, false, None);
+    for (pem, key) in [
+        (format!("{leaf_pem}{mid_pem}"), &leaf_key),
+        (format!("{leaf_pem}{mid_pem}{ca_pem}"), &leaf_key),
+        (self_pem, &self_key),
+    ] {
+        let (ok, out) = check(&pem, key);
+        assert!(ok && !out.contains("not in the file"), "{out}");
+    }
+}
+
+/// `openssl s_client -alpn ALPN` sending `request`; its output.
+fn s_client_alpn(port: u16, alpn: &str, request: &str) -> String {
+    let mut c = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "a.test", "-ign_eof", "-alpn", alpn])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Review item 15: a client offering only `http/1.0` by ALPN is served HTTP/1.0 (it was
+/// refused with no_application_protocol; nginx serves it); one offering both gets http/1.1.
+#[test]
+fn alpn_http_1_0_alone_is_served_as_http_1_0() {
+    let (_dir, _up, p) = setup();
+    // No keep-alive asked for: the answer ends with the connection, as HTTP/1.0 has it
+    // (s_client waits for the close).
+    let out = s_client_alpn(p.port, "http/1.0", "GET / HTTP/1.0\r\nHost: a.test\r\n\r\n");
+    assert!(out.contains("ALPN protocol: http/1.0"), "{out}");
+    assert!(
+        out.contains(" 200 OK\r\n") && out.contains("site a"),
+        "{out}"
+    );
+    assert!(!out.contains("chunked"), "{out}");
+    let out = s_client_alpn(
+        p.port,
+        "http/1.0,http/1.1",
+        "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    assert!(out.contains("site a"), "{out}");
+    // A protocol proxyd does not speak is still refused.
+    let out = s_client_alpn(p.port, "h2", "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert!(
+        !out.contains("site a") && !out.contains("ALPN protocol: h2"),
         "{out}"
     );
 }

@@ -1,6 +1,6 @@
 //! What `proxyctl -t` (and every config load) says about a server's certificate chain beyond
-//! "it parses and the key matches": the chain's order, its dates, and whether it covers the
-//! server's names. X.509 is read with `x509-parser`.
+//! "it parses and the key matches": the chain's order, a leaf without its issuer, its dates,
+//! and whether it covers the server's names. X.509 is read with `x509-parser`.
 
 use rustls_pki_types::CertificateDer;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -96,6 +96,19 @@ pub fn check(
                 pair[0].subject(),
                 i + 2,
                 pair[1].subject()
+            ));
+        }
+    }
+    // A leaf alone whose issuer is not itself: unless the issuer is a root every client
+    // has, clients cannot build the chain (browsers may, from a cache; curl and most
+    // libraries cannot).
+    if let [leaf] = parsed.as_slice() {
+        if leaf.issuer() != leaf.subject() {
+            f.warnings.push(format!(
+                "certificate {file} ({}) is issued by \"{}\", which is not in the file: clients without that certificate cannot verify the chain; append the intermediate certificate(s) after the server's, unless \"{}\" is a root the clients trust",
+                leaf.subject(),
+                leaf.issuer(),
+                leaf.issuer()
             ));
         }
     }

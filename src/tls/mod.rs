@@ -19,8 +19,10 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-/// Protocols offered by ALPN.
-const ALPN: &[&[u8]] = &[b"http/1.1"];
+/// Protocols offered by ALPN, in the server's order of preference. HTTP/1.0 too: a client
+/// offering only it would otherwise be refused (no_application_protocol), and the HTTP/1
+/// session serves its requests as HTTP/1.0 (as nginx does).
+const ALPN: &[&[u8]] = &[b"http/1.1", b"http/1.0"];
 
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -58,18 +60,51 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Unusable> {
     }
     let text = crate::config::read_bounded(key).map_err(bad_key)?;
     let der = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| bad_key(e.to_string()))?;
-    let certified = CertifiedKey::from_der(chain, der, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => Unusable::Cert(format!(
-            "private key {} does not match certificate {}",
-            key.display(),
-            cert.display()
-        )),
-        e => Unusable::Key(format!(
+    let unusable = |e| {
+        Unusable::Key(format!(
             "cannot use {} with {}: {e}",
             key.display(),
             cert.display()
-        )),
-    })?;
+        ))
+    };
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(unusable)?;
+    let certified = CertifiedKey::new(chain, signing);
+    match certified.keys_match() {
+        // A key rustls cannot tell the public half of is taken as rustls takes it.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(_)) => {
+            // The key of a later certificate: the chain is out of order (an issuer first),
+            // which is what to fix, not the key.
+            let at = certified.key.public_key().and_then(|spki| {
+                certified
+                    .cert
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .find_map(|(i, c)| {
+                        let (_, parsed) = x509_parser::parse_x509_certificate(c).ok()?;
+                        (parsed.tbs_certificate.subject_pki.raw == spki.as_ref())
+                            .then(|| (i + 1, parsed.subject().to_string()))
+                    })
+            });
+            return Err(Unusable::Cert(match at {
+                Some((n, subject)) => format!(
+                    "the chain in {} is out of order: the private key {} is for certificate {n} ({subject}); the server's certificate (the leaf) must come first, then each issuer",
+                    cert.display(),
+                    key.display()
+                ),
+                None => format!(
+                    "private key {} does not match certificate {}",
+                    key.display(),
+                    cert.display()
+                ),
+            }));
+        }
+        Err(e) => return Err(unusable(e)),
+    }
     Ok(Arc::new(certified))
 }
 
