@@ -621,8 +621,9 @@ impl Master {
             for s in &self.cfg.staples {
                 // Also wake the second a stapled response goes stale, to stop stapling it.
                 if let Some(next_update) = s.refresh(wall) {
-                    let stale =
-                        Duration::from_secs(next_update.saturating_sub(wall).max(0) as u64 + 1);
+                    let stale = next_update.saturating_sub(wall).max(0) as u64 + 1;
+                    // Capped, so a nextUpdate in year 9999 adds nothing to an Instant.
+                    let stale = Duration::from_secs(stale).min(crate::tls::ocsp::CHECK_EVERY);
                     self.staples_check_at = self.staples_check_at.min(now + stale);
                 }
             }
