@@ -181,3 +181,44 @@ fn chunk_size_leading_zeros() {
     assert_eq!(r.text(), "hello world");
     assert!(p.unexpected_errors(&[]).is_empty());
 }
+
+/// Item 8: chunked framing is written by proxyd, not copied: a chunk-size line `5 `, leading
+/// zeros and extensions come out canonical, and trailers a backend might fold into the head
+/// (`Content-Length`, `Transfer-Encoding`, `X-Client-Verify`, names with `_`) are dropped, in
+/// requests and in responses alike.
+#[test]
+fn chunked_framing_is_written_not_copied() {
+    let up = RawUpstream::start(|_| {
+        vec![common::raw::bytes(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0003 ;q=1\r\nabc\r\n00000000000000000004\r\ndefg\r\n0;z\r\nContent-Length: 99\r\nX-Checksum: 42\r\nTransfer-Encoding: gzip\r\n\r\n",
+        )]
+    });
+    let p = Proxyd::start(
+        1,
+        &format!(
+            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n",
+            up.addr()
+        ),
+    );
+    let resp = send_raw(
+        &p.addr(),
+        b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5 \r\nhello\r\n0006;name=\"x y\"\r\n world\r\n000\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\
+          X-Client-Verify: SUCCESS\r\nX_Client_Subject: CN=admin\r\nHost: evil\r\nX-Digest: abc\r\n\r\n",
+    );
+    let reqs = up.requests();
+    assert_eq!(reqs.len(), 1, "{resp}");
+    let sent = String::from_utf8_lossy(&reqs[0].raw).into_owned();
+    let body = &sent[sent.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(
+        body, "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Digest: abc\r\n\r\n",
+        "{sent}"
+    );
+    // The client's copy: canonical too (the raw bytes, not a decoded body).
+    let got = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
+    assert_eq!(
+        got, "3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Checksum: 42\r\n\r\n",
+        "{resp}"
+    );
+    assert!(p.unexpected_errors(&[]).is_empty());
+}

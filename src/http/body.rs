@@ -1,15 +1,17 @@
 //! Body framing for HTTP/1.x messages (RFC 9112 section 6 and 7.1), sans I/O.
 //!
 //! A `Framer` is fed raw bytes as they arrive and says which of them belong to the body and
-//! where the message ends. The proxy forwards the raw bytes untouched (chunked stays chunked)
-//! unless it must decode, so the framer also reports where each run of payload data lies.
+//! where the message ends, and where each run of payload data lies. A length-delimited body
+//! is forwarded as it is; a chunked one has its framing rewritten (`reframe`) or decoded.
 
 use super::strict::is_tchar;
 use std::ops::Range;
 
 /// Longest chunk-size line (with extensions) and trailer section we accept.
 const MAX_CHUNK_LINE: u32 = 4096;
-const MAX_TRAILERS: u32 = 16 * 1024;
+/// The trailer section is rewritten whole (`reframe`), so it must fit a worker buffer with
+/// room to spare: 8 KiB of a 16 KiB buffer.
+const MAX_TRAILERS: u32 = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
@@ -210,7 +212,10 @@ fn after_size(b: u8, value: u64, line: u32) -> Result<Chunked, FrameError> {
     })
 }
 
-fn chunked_step(st: &mut Chunked, input: &[u8]) -> Result<(usize, Range<usize>, bool), FrameError> {
+pub(super) fn chunked_step(
+    st: &mut Chunked,
+    input: &[u8],
+) -> Result<(usize, Range<usize>, bool), FrameError> {
     let mut i = 0;
     while i < input.len() {
         let b = input[i];

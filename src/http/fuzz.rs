@@ -198,4 +198,32 @@ pub fn chunked(data: &[u8]) {
         }
     }
     assert!(payload <= data.len());
+    // Rewriting the framing (`reframe`) accepts what the framer accepts, keeps the payload,
+    // and its output is already canonical: rewriting it again changes nothing.
+    if let Ok((n, true)) = whole_result {
+        let decode = |bytes: &[u8]| {
+            let mut f = Framer::chunked();
+            let mut rest = bytes;
+            let mut out = Vec::new();
+            while let Ok(s) = f.step(rest) {
+                out.extend_from_slice(&rest[s.data.clone()]);
+                rest = &rest[s.consumed..];
+                if s.done || s.consumed == 0 {
+                    break;
+                }
+            }
+            out
+        };
+        let reframe = |bytes: &[u8]| {
+            let mut buf = bytes.to_vec();
+            let r = Framer::chunked().reframe(&mut buf, 0, 0);
+            assert_eq!(r.result, Ok(true));
+            assert_eq!(r.inp, bytes.len());
+            buf.truncate(r.out);
+            buf
+        };
+        let once = reframe(&data[..n]);
+        assert_eq!(decode(&once), decode(&data[..n]));
+        assert_eq!(reframe(&once), once);
+    }
 }

@@ -8,6 +8,7 @@ pub mod fuzz;
 pub mod headers;
 pub mod local;
 pub mod path;
+pub mod reframe;
 pub mod request;
 pub mod request_id;
 pub mod response;

@@ -93,6 +93,20 @@ impl Buf {
         self.parsed += n;
     }
 
+    /// Lets a codec rewrite framing in place: `f` gets the bytes up to `end` with `ready`
+    /// (where output goes) and `parsed` (where input starts), and returns both moved on
+    /// (output never past input).
+    pub fn rewrite<T>(
+        &mut self,
+        f: impl FnOnce(&mut [u8], usize, usize) -> (usize, usize, T),
+    ) -> T {
+        let (ready, parsed, t) = f(&mut self.data[..self.end], self.ready, self.parsed);
+        debug_assert!(self.ready <= ready && ready <= parsed && parsed <= self.end);
+        self.ready = ready;
+        self.parsed = parsed;
+        t
+    }
+
     /// Drops `n` bytes at the front that were parsed (a head) and will not be sent as is.
     pub fn skip_head(&mut self, n: usize) {
         self.start += n;

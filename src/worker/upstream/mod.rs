@@ -383,9 +383,8 @@ impl Http1 {
             }
             let mut moved = false;
             if !x.req_body.is_done() && !buf.unparsed().is_empty() {
-                let a = x.req_body.advance(buf.unparsed());
+                let a = forward_body(&mut x.req_body, buf);
                 if a.result.is_ok() {
-                    buf.pass(a.consumed);
                     moved |= a.consumed > 0;
                     x.body_read += a.payload;
                 }
@@ -610,9 +609,7 @@ impl Http1 {
                         decode_into(&mut resp.body, buf)
                     } else {
                         // What is valid before an error still goes out before the cut.
-                        let a = resp.body.advance(buf.unparsed());
-                        buf.pass(a.consumed);
-                        a.result.map(|_| ())
+                        forward_body(&mut resp.body, buf).result.map(|_| ())
                     };
                     if res.is_err() {
                         return self
@@ -787,6 +784,26 @@ fn nothing_unread(up: &mut UpConn) -> bool {
             false
         }
     }
+}
+
+/// Marks the body bytes in `buf` forwardable: as they are for a length or until-close body,
+/// with canonical framing for a chunked one (`http::reframe`). What was valid before an
+/// error is marked too.
+fn forward_body(f: &mut Framer, buf: &mut Buf) -> crate::http::body::Advance {
+    if !f.is_chunked() {
+        let a = f.advance(buf.unparsed());
+        buf.pass(a.consumed);
+        return a;
+    }
+    buf.rewrite(|bytes, out, inp| {
+        let r = f.reframe(bytes, out, inp);
+        let a = crate::http::body::Advance {
+            consumed: r.inp - inp,
+            payload: r.payload,
+            result: r.result,
+        };
+        (r.out, r.inp, a)
+    })
 }
 
 /// Strips chunked framing in place: payload runs move down to `ready`.
