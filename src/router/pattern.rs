@@ -35,7 +35,18 @@ impl Pattern {
             .ucp(true)
             .jit_if_available(true)
             .build(&format!("{LIMITS}{source}"))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                // Offsets count from the start of the pattern as written, not of `LIMITS`.
+                let text = e.to_string();
+                match e.offset() {
+                    Some(o) => {
+                        let msg = format!("PCRE2: error compiling pattern at offset {o}: ");
+                        let msg = text.strip_prefix(&msg).unwrap_or(&text);
+                        format!("{msg} (at offset {})", o.saturating_sub(LIMITS.len()))
+                    }
+                    None => text,
+                }
+            })?;
         Ok(Pattern {
             re,
             source: source.to_string(),
@@ -289,6 +300,12 @@ mod tests {
         let s = format!("/{}b", "a".repeat(40));
         assert!(re.is_match(&s).is_err());
         assert_eq!(re.is_match("/aaa"), Ok(true));
+    }
+
+    #[test]
+    fn errors_point_into_the_pattern_as_written() {
+        let e = Pattern::new("^/(a").unwrap_err();
+        assert_eq!(e, "missing closing parenthesis (at offset 4)");
     }
 
     #[test]
