@@ -345,7 +345,8 @@ return = 200
 fn many_regex_routes_never_fail_open() {
     let (_u, upstreams) = ups(&["main"]);
     let mut routes = String::from(
-        "[[server.route]]\npath = \"/\"\nupstream = \"main\"\n[[server.route]]\nregex = '^/admin(/.*)?$'\nreturn = 403\n",
+        "[[server.route]]\npath = \"/\"\nupstream = \"main\"\n[[server.route]]\nregex = '^/admin(/.*)?$'\nreturn = 403\n\
+         [[server.route]]\nregex = '^/panel\\b|^/internal'\nreturn = 403\n",
     );
     for i in 0..500 {
         routes.push_str(&format!(
@@ -356,7 +357,15 @@ fn many_regex_routes_never_fail_open() {
         1,
         &format!("{upstreams}\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n{routes}"),
     );
-    for path in ["/admin", "/admin/", "/admin/users", "/%61dmin", "//admin"] {
+    for path in [
+        "/admin",
+        "/admin/",
+        "/admin/users",
+        "/%61dmin",
+        "//admin",
+        "/internal/x",
+        "/panel",
+    ] {
         assert_eq!(send(&p, "GET", path, &[]).status, 403, "{path}");
     }
     for i in [0, 250, 499] {
@@ -377,6 +386,15 @@ fn many_regex_routes_never_fail_open() {
     }
     let (ok, out) = config_test(&dir, &text);
     assert!(ok, "{out}");
+    // Non-ASCII text in a pattern can never match a routed path: said, not silently dead.
+    let (ok, out) = config_test(
+        &dir,
+        "[[server]]\nlisten = \"127.0.0.1:1\"\n[[server.route]]\nregex = '^/café/'\nreturn = 403\n",
+    );
+    assert!(
+        ok && out.contains("main.toml:4:9: regex \"^/café/\" has non-ASCII"),
+        "{out}"
+    );
 }
 
 /// A pattern that runs out of its backtracking budget is a 500 (nginx answers a PCRE error

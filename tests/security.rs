@@ -42,6 +42,10 @@ forward_raw_path = true
 path = "/strip/"
 upstream = "app"
 strip_prefix = "/strip"
+[[server.route]]
+regex = '^/files-(.*)$'
+upstream = "app"
+rewrite = "/public/$1"
 "#,
             up.addr()
         ),
@@ -54,6 +58,12 @@ strip_prefix = "/strip"
         "/x%2F..%2Fadmin",
         "/x/..%5cadmin",
         "/raw/%2f..%2fadmin",
+        // A bare backslash (a separator to some backends) and a fragment (kept by some).
+        "/public\\..\\admin",
+        "/public#/../admin",
+        // A capture carrying `..` into a rewrite.
+        "/files-../admin",
+        "/files-%2e%2e/admin",
     ] {
         let r = get_close(&a, path, "t", "");
         assert_eq!(status(&r), 400, "{path}: {r}");
@@ -79,6 +89,7 @@ strip_prefix = "/strip"
         ("/plain/path?x=1", "/plain/path?x=1"),
         ("/strip//x/../y", "/y"),
         ("/raw//a/./b", "/raw//a/./b"),
+        ("/files-a//b?x=1", "/public/a/b?x=1"),
     ] {
         up.clear();
         let r = get_close(&a, sent, "t", "");
@@ -140,6 +151,7 @@ upstream = "app"
     let p = Proxyd::start(1, &conf(false));
     let forged = "X-Client-Verify: SUCCESS\r\nx-client-subject: CN=admin\r\nX-CLIENT-FINGERPRINT: ab\r\n\
                   X_Client_Verify: SUCCESS\r\nX_CLIENT_SUBJECT: CN=admin\r\nx-client_fingerprint: ab\r\n\
+                  X_Forwarded_For: 6.6.6.6\r\nx_forwarded-proto: https\r\n\
                   X_Custom_Thing: 1\r\nX-Kept: yes\r\n";
     let r = get_close(&p.addr(), "/", "t", forged);
     assert_eq!(status(&r), 200, "{r}");
@@ -156,7 +168,33 @@ upstream = "app"
     assert_eq!(status(&r), 200, "{r}");
     let head = up.requests()[0].head.to_ascii_lowercase();
     assert!(!head.contains("client"), "{head}");
+    assert!(
+        !head.contains("6.6.6.6") && !head.contains("x_forwarded"),
+        "{head}"
+    );
     assert!(head.contains("x_custom_thing: 1"), "{head}");
+}
+
+/// Item 1, found by attacking the literal index: a `~regex` header condition on a deny route
+/// is not skipped for a value that is not UTF-8 (`BadBot\xff` was proxied).
+#[test]
+fn header_regex_sees_values_that_are_not_utf8() {
+    let up = RawUpstream::start(|_| ok("up"));
+    let p = Proxyd::start(
+        1,
+        &format!(
+            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n[[server.route]]\npath = \"/\"\nmatch = {{ header = {{ user-agent = \"~(?i)badbot\" }} }}\nreturn = 403\n",
+            up.addr()
+        ),
+    );
+    for ua in [&b"BadBot"[..], b"BadBot\xff", b"\xfe\xffbadbot/1"] {
+        let mut req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nUser-Agent: ".to_vec();
+        req.extend_from_slice(ua);
+        req.extend_from_slice(b"\r\n\r\n");
+        let r = send_raw(&p.addr(), &req);
+        assert_eq!(status(&r), 403, "{}", String::from_utf8_lossy(ua));
+    }
+    assert!(up.requests().is_empty());
 }
 
 /// Item 9: an upstream chunk size with leading zeros (`00000000000000000005`, 20 digits) was

@@ -57,7 +57,15 @@ impl Validator {
         let mut regex = None;
         match kind {
             PathKind::Regex => match Pattern::new(&text) {
-                Ok(re) => regex = Some(re),
+                Ok(re) => {
+                    if !text.is_ascii() {
+                        self.warnings.push(src.err(
+                            at.clone(),
+                            format!("regex \"{text}\" has non-ASCII characters, which a routed path never holds: they stay percent-encoded (\"%C3%9C\"), so write them that way"),
+                        ));
+                    }
+                    regex = Some(re)
+                }
                 Err(e) => self.errors.push(src.err(
                     at.clone(),
                     format!("invalid regular expression \"{text}\": {e}"),

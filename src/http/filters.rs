@@ -173,14 +173,25 @@ fn hop_by_hop(raw: &[u8], h: &mut Headers) -> Verdict {
     Verdict::Continue
 }
 
-/// `X-Client-Verify` in any case, with `-` or `_`.
-fn is_client_cert_header(name: &[u8]) -> bool {
-    CLIENT_CERT_HEADERS.iter().any(|c| {
-        c.len() == name.len()
-            && c.bytes()
-                .zip(name)
-                .all(|(a, &b)| a.eq_ignore_ascii_case(&b) || (a == b'-' && b == b'_'))
-    })
+/// `want` in any case, each `-` also written `_`.
+fn same_field(want: &str, name: &[u8]) -> bool {
+    want.len() == name.len()
+        && want
+            .bytes()
+            .zip(name)
+            .all(|(a, &b)| a.eq_ignore_ascii_case(&b) || (a == b'-' && b == b'_'))
+}
+
+/// A client's field that poses as one proxyd vouches for: the client identity in any
+/// spelling, and with `_` (which CGI-style backends read as `-`) the forwarding fields and
+/// the request id, whose `-` spellings the `forwarded` filter itself rewrites.
+fn poses_as_vouched(name: &[u8], request_id: Option<&str>) -> bool {
+    CLIENT_CERT_HEADERS.iter().any(|c| same_field(c, name))
+        || name.contains(&b'_')
+            && ["X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP"]
+                .into_iter()
+                .chain(request_id)
+                .any(|c| same_field(c, name))
 }
 
 fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
@@ -189,7 +200,7 @@ fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
         if f.kind != Kind::Other {
             return true;
         }
-        if is_client_cert_header(name) {
+        if poses_as_vouched(name, info.request_id.map(|(n, _)| n)) {
             return false;
         }
         if !underscores && name.contains(&b'_') {

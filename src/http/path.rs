@@ -81,6 +81,14 @@ pub fn normalize(path: &str) -> Option<String> {
     String::from_utf8(s).ok()
 }
 
+/// Whether `path` has a `.` or `..` segment, escaped or not (`%2e%2E`).
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|seg| {
+        let s = seg.replace("%2e", ".").replace("%2E", ".");
+        s == "." || s == ".."
+    })
+}
+
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }

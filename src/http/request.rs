@@ -353,13 +353,15 @@ impl RequestHead {
         self.uri.split(['?', '#']).next().unwrap_or("")
     }
 
-    /// The path has an escaped slash or backslash (`%2F`, `%5C`), which routing keeps inside
-    /// a segment but many backends decode into a separator.
+    /// The path has an escaped slash or backslash (`%2F`, `%5C`) or a bare backslash, which
+    /// routing keeps inside a segment but many backends decode (or, for `\`, read) as a
+    /// separator.
     pub fn encoded_slash(&self) -> bool {
-        self.route_path.as_bytes().windows(3).any(|w| {
-            w[0] == b'%'
-                && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"))
-        })
+        self.route_path.contains('\\')
+            || self.route_path.as_bytes().windows(3).any(|w| {
+                w[0] == b'%'
+                    && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"))
+            })
     }
 
     /// Host without port, lowercased, for routing.

@@ -109,7 +109,9 @@ pub fn host_ok(v: &[u8]) -> bool {
 /// A request target byte: visible ASCII only (raw UTF-8 or controls are refused; clients
 /// percent-encode).
 pub fn target_ok(t: &[u8]) -> bool {
-    !t.is_empty() && t.iter().all(|&b| (0x21..0x7f).contains(&b))
+    // No fragment either (RFC 9112 3.2): `/public#/../admin` would be routed as `/public`
+    // while a backend that keeps the rest resolves `/admin`.
+    !t.is_empty() && t.iter().all(|&b| (0x21..0x7f).contains(&b) && b != b'#')
 }
 
 #[cfg(test)]

@@ -39,11 +39,11 @@ impl Test {
             Test::Absent => values.next().is_none(),
             Test::Equals(want) => values.any(|v| v == want.as_bytes()),
             Test::Matches(re) => {
+                // Bytes that are not UTF-8 become U+FFFD: skipping the value would let
+                // `BadBot\xff` past a `~(?i)badbot` deny.
                 for v in values {
-                    if let Ok(v) = std::str::from_utf8(v) {
-                        if re.is_match(v)? {
-                            return Ok(true);
-                        }
+                    if re.is_match(&String::from_utf8_lossy(v))? {
+                        return Ok(true);
                     }
                 }
                 false

@@ -189,6 +189,12 @@ body = "b"
             r"^/adminN(/.*)?$",
             r"(?i)^/CaseN/",
             r"^/q\QN|\E",
+            r"^/adminN\b|^/internalN",
+            r"^/xN(\c)admin\d)?",
+            r"^/[[:]|xN:]]/zzz",
+            r"^/bN{2,3}c/d",
+            r"^/e(f|g)*hN\.i",
+            r"^/j[^]k]N\(l",
         ];
         let mut text = String::from("[[server]]\nlisten = \"127.0.0.1:1\"\n");
         for n in 0..40 {
@@ -242,6 +248,17 @@ body = "b"
             "CASE5",
             "q",
             "q3|",
+            "internal3",
+            "admin3",
+            "x3",
+            ":",
+            "b33c",
+            "b333c",
+            "d",
+            "eh3.i",
+            "efgh3.i",
+            "jz3(l",
+            "j]3(l",
             "",
         ];
         let mut matched = 0;

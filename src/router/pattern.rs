@@ -98,14 +98,48 @@ fn plain(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"/-_~%,;:@=&!'\"<>`".contains(&c)
 }
 
-/// Escapes of punctuation that are literal.
-fn escaped_literal(c: u8) -> bool {
-    b"./-_~%,;:@=&!'\"<>`#".contains(&c)
+/// Escapes that match one character class or position and take no argument: `\d`, `\b`...
+fn simple_escape(c: u8) -> bool {
+    b"dDwWsSbBAzZGhHvVRXKE".contains(&c)
+}
+
+/// Whether the pattern holds something that changes how the rest reads, which a byte scan
+/// cannot follow: `\Q..\E` quotes, `\c` (takes any next byte), `(?#..)` comments, verbs
+/// (`(*UTF)`), and inline flags at any depth (`(?x)` makes `#` a comment and `(?i)` makes
+/// case free).
+fn unscannable(p: &str) -> bool {
+    let b = p.as_bytes();
+    p.contains("\\Q")
+        || p.contains("\\c")
+        || p.contains("(?#")
+        || p.contains("(*")
+        || b.windows(3).any(|w| {
+            w[0] == b'('
+                && w[1] == b'?'
+                && (w[2].is_ascii_alphabetic() && !b"PR".contains(&w[2])
+                    || w[2] == b'^'
+                    || w[2] == b'-'
+                    || w[2] == b'C')
+        })
+}
+
+/// The length of a quantifier `{n}`, `{n,}`, `{n,m}` or `{,m}` at `b[i]` (a `{`), or None
+/// when the brace is not one (then PCRE2 reads it as text, which this scanner does not try
+/// to follow).
+fn brace_quantifier(b: &[u8], i: usize) -> Option<usize> {
+    let close = b[i..].iter().position(|&c| c == b'}')?;
+    let body = &b[i + 1..i + close];
+    let ok = !body.is_empty()
+        && body
+            .iter()
+            .all(|&c| c.is_ascii_digit() || c == b',' || c == b' ')
+        && body.iter().filter(|&&c| c == b',').count() <= 1
+        && body.iter().any(u8::is_ascii_digit);
+    ok.then_some(close + 1)
 }
 
 fn required_literals(p: &str) -> Option<Vec<String>> {
-    // `\Q..\E` quotes and `(?#..)` comments hide the structure from a byte scan.
-    if p.contains("\\Q") || p.contains("(?#") {
+    if unscannable(p) {
         return None;
     }
     let b = p.as_bytes();
@@ -113,104 +147,61 @@ fn required_literals(p: &str) -> Option<Vec<String>> {
     let mut run = String::new();
     let mut depth = 0usize;
     let mut i = 0;
-    // A run ends at anything not literal; its last char is dropped when a quantifier follows.
-    let end_run = |run: &mut String, found: &mut Vec<String>, quantified: bool| {
-        if quantified {
-            run.pop();
-        }
+    let end_run = |run: &mut String, found: &mut Vec<String>| {
         if run.len() >= 2 {
             found.push(run.clone());
         }
         run.clear();
     };
     while i < b.len() {
+        // One atom: where it ends, and the literal byte it is at the top level, if any.
         let c = b[i];
-        if depth > 0 {
-            match c {
-                b'\\' => i += 2,
-                b'[' => i = skip_class(b, i)?,
-                b'(' => {
-                    if b.get(i + 1) == Some(&b'*') {
-                        return None;
-                    }
-                    depth += 1;
-                    i += 1;
-                }
-                b')' => {
-                    depth -= 1;
-                    i += 1;
-                }
-                _ => i += 1,
-            }
-            continue;
-        }
-        match c {
-            b'|' => return None,
-            b'(' => {
-                // Inline flags (`(?i)`, `(?x)`) and verbs (`(*UTF)`) change how the rest
-                // reads; groups of any other kind are skipped whole.
-                let rest = &b[i + 1..];
-                let lookbehind = rest.starts_with(b"?<=") || rest.starts_with(b"?<!");
-                let capture = !rest.starts_with(b"*") && !rest.starts_with(b"?");
-                let named = [&b"?:"[..], b"?P<", b"?<", b"?'"]
-                    .iter()
-                    .any(|k| rest.starts_with(k));
-                if !(capture || named && !lookbehind) {
-                    return None;
-                }
-                end_run(&mut run, &mut found, false);
-                depth = 1;
-                i += 1;
-            }
-            b')' => return None,
-            b'[' => {
-                end_run(&mut run, &mut found, false);
-                i = skip_class(b, i)?;
-            }
+        let (next, literal) = match c {
             b'\\' => {
                 let e = *b.get(i + 1)?;
-                if escaped_literal(e) {
-                    i += 2;
-                    if quantifier(b.get(i)) {
-                        end_run(&mut run, &mut found, false);
-                    } else {
-                        run.push(e as char);
-                    }
+                if e.is_ascii_punctuation() {
+                    // A backslash before any punctuation makes it literal.
+                    (i + 2, Some(e))
+                } else if simple_escape(e) {
+                    (i + 2, None)
                 } else {
-                    // \Q..\E, \x{..}, \d, \b, \K...: stop reading literals here.
-                    end_run(&mut run, &mut found, false);
-                    break;
+                    // \x, \o, \p, \N, \g, \k, digits (back references, octal)...: arguments
+                    // of their own; not followed.
+                    return None;
                 }
             }
-            c if plain(c) => {
-                i += 1;
-                if quantifier(b.get(i)) {
-                    end_run(&mut run, &mut found, false);
-                } else {
-                    run.push(c as char);
-                }
+            b'[' => (skip_class(b, i)?, None),
+            b'(' => {
+                depth += 1;
+                (i + 1, None)
             }
-            _ => {
-                // `^`, `$`, `.`, quantifiers, `#`, spaces, non-ASCII: not part of a run.
-                let quantified = quantifier(Some(&c));
-                end_run(&mut run, &mut found, quantified);
-                i += 1;
+            b')' => {
+                depth = depth.checked_sub(1)?;
+                (i + 1, None)
             }
+            b'|' if depth == 0 => return None,
+            b'{' => (i + brace_quantifier(b, i)?, None),
+            c if plain(c) => (i + 1, Some(c)),
+            _ => (i + 1, None),
+        };
+        // A quantified atom may be absent or repeated: it is no part of a run.
+        let quantified = matches!(b.get(next), Some(b'?' | b'*' | b'+' | b'{'));
+        match literal {
+            Some(l) if depth == 0 && !quantified && c != b'(' => run.push(l as char),
+            _ => end_run(&mut run, &mut found),
         }
+        i = next;
     }
     if depth != 0 {
         return None;
     }
-    end_run(&mut run, &mut found, false);
+    end_run(&mut run, &mut found);
     Some(found)
 }
 
-fn quantifier(c: Option<&u8>) -> bool {
-    matches!(c, Some(b'?' | b'*' | b'+' | b'{'))
-}
-
 /// The index just past the class opening at `i`, by PCRE2's rules: a `]` first (after an
-/// optional `^`) is literal, `[:name:]` is a POSIX class, `\` escapes the next byte.
+/// optional `^`) is literal, `[:name:]` is a POSIX class only when `:]` comes before any `]`,
+/// `\` escapes the next byte.
 fn skip_class(b: &[u8], mut i: usize) -> Option<usize> {
     i += 1;
     if b.get(i) == Some(&b'^') {
@@ -222,9 +213,23 @@ fn skip_class(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
         match *b.get(i)? {
             b'\\' => i += 2,
-            b'[' if b.get(i + 1) == Some(&b':') => {
-                let close = b[i + 2..].windows(2).position(|w| w == b":]")?;
-                i += 2 + close + 2;
+            b'[' if matches!(b.get(i + 1), Some(b':' | b'.' | b'=')) => {
+                let term = b[i + 1];
+                let mut k = i + 2;
+                let mut posix = None;
+                while k < b.len() {
+                    if b[k] == b'\\' {
+                        k += 2;
+                    } else if b[k] == b']' {
+                        break;
+                    } else if b[k] == term && b.get(k + 1) == Some(&b']') {
+                        posix = Some(k + 2);
+                        break;
+                    } else {
+                        k += 1;
+                    }
+                }
+                i = posix.unwrap_or(i + 1);
             }
             b']' => return Some(i + 1),
             _ => i += 1,
@@ -265,7 +270,16 @@ mod tests {
         assert_eq!(lit(r"^/x\Q|\E/admin"), None);
         assert_eq!(lit(r"^/x(\Q)\E/admin)?/abc"), None);
         assert_eq!(lit(r"^/xyz(?#)/abc"), None);
-        assert_eq!(lit("^/(?=admin)xyz/"), None);
+        assert_eq!(lit("^/(?=admin)xyz/"), Some("xyz/".into()));
+        // Found by attacking the index: each once yielded a literal only one branch needs.
+        assert_eq!(lit(r"^/admin\b|^/internal"), None);
+        assert_eq!(lit(r"^/x(\c)admin\d)?"), None);
+        assert_eq!(lit(r"^/[[:]|x:]]/zzz"), None);
+        assert_eq!(lit("^/y((?x)#)secret\\d\n)?"), None);
+        assert_eq!(lit(r"^/a{2,4}bc"), Some("bc".into()));
+        assert_eq!(lit(r"^/x\12ab"), None);
+        assert_eq!(lit(r"^/users/\d+/posts$"), Some("/users/".into()));
+        assert_eq!(lit(r"^/a\.b\(c"), Some("/a.b(c".into()));
         assert_eq!(lit(r"^/[]|]admin/"), Some("admin/".into()));
         assert_eq!(lit(r"^/[[:alpha:]]admin/"), Some("admin/".into()));
         assert_eq!(lit("^/(a|b)admin/"), Some("admin/".into()));

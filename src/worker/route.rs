@@ -24,9 +24,10 @@ pub enum Routed<'c> {
         location: String,
     },
     NotFound,
-    /// A regex could not finish matching (its backtracking budget): answered 500, as nginx
-    /// answers a PCRE error, because the route it guards might have been the one.
-    MatchFailed,
+    /// Answered with this error status: 500 when a regex could not finish matching (its
+    /// backtracking budget), as nginx answers a PCRE error, because the route it guards might
+    /// have been the one; 400 when a rewrite made a path that climbs above the root.
+    Refused(u16),
 }
 
 /// Routes `req` (its head bytes `raw`) on `server`: the route's index and what to do.
@@ -56,15 +57,18 @@ pub fn route<'c>(
                 "route regex of server {server} failed on \"{path}\": {}",
                 e.0
             );
-            return (None, Routed::MatchFailed);
+            return (None, Routed::Refused(500));
         }
     };
     let route = &cfg.server[server].route[i];
     let tls = cfg.server[server].tls.is_some();
     let routed = match &route.action {
-        Action::Proxy { index, .. } => Routed::Proxy {
-            upstream: *index,
-            uri: new_uri(route, req, host, tls),
+        Action::Proxy { index, .. } => match new_uri(route, req, host, tls) {
+            Ok(uri) => Routed::Proxy {
+                upstream: *index,
+                uri,
+            },
+            Err(status) => Routed::Refused(status),
         },
         Action::Split { split, sticky } => {
             let total: u64 = split.iter().map(|t| t.weight as u64).sum();
@@ -81,9 +85,12 @@ pub fn route<'c>(
                     hit
                 })
                 .unwrap_or(&split[0]);
-            Routed::Proxy {
-                upstream: target.index,
-                uri: new_uri(route, req, host, tls),
+            match new_uri(route, req, host, tls) {
+                Ok(uri) => Routed::Proxy {
+                    upstream: target.index,
+                    uri,
+                },
+                Err(status) => Routed::Refused(status),
             }
         }
         Action::Return {
@@ -137,42 +144,61 @@ fn vars<'a>(
 
 /// The request target after the route's `rewrite` or `strip_prefix`, or else the normalized
 /// path unless the route has `forward_raw_path` (None: the target as the client sent it). The
-/// query string is kept unless the rewrite sets its own.
-fn new_uri(route: &Route, req: &RequestHead, host: Option<&str>, tls: bool) -> Option<String> {
+/// query string is kept unless the rewrite sets its own. A rewrite is normalized like a
+/// client's path; one with a dot segment (`/public/$1` with `$1` = `../admin`) is refused
+/// with 400.
+fn new_uri(
+    route: &Route,
+    req: &RequestHead,
+    host: Option<&str>,
+    tls: bool,
+) -> Result<Option<String>, u16> {
     let path = req.path();
     let mut out = String::new();
     if let Some(t) = &route.rewrite {
         let caps = captures(route, path);
         t.expand_into(&vars(req, host, &caps, tls), &mut out);
+        let (p, q) = out.split_once('?').unwrap_or((&out, ""));
+        // A capture can carry `..` from a segment like `files-..`: the rewrite then names
+        // a path outside the one the route was written for.
+        if crate::http::path::has_dot_segment(p) {
+            return Err(400);
+        }
+        let normal = crate::http::path::normalize(p).ok_or(400u16)?;
+        if normal != p {
+            let q = (!q.is_empty() || out.ends_with('?')).then(|| q.to_string());
+            out = normal;
+            if let Some(q) = q {
+                out.push('?');
+                out.push_str(&q);
+            }
+        }
         if !t.has_query() {
             if let Some(q) = req.query() {
                 out.push('?');
                 out.push_str(q);
             }
         }
-    } else if let Some(p) = &route.strip_prefix {
-        let rest = path.strip_prefix(p.as_str())?;
-        // "/api" stripped from "/apix" is no path boundary: leave it alone.
-        if !(rest.is_empty() || rest.starts_with('/')) {
-            return None;
-        }
-        out.push_str(if rest.is_empty() { "/" } else { rest });
-        if let Some(q) = req.query() {
-            out.push('?');
-            out.push_str(q);
-        }
-    } else if route.forward_raw_path || req.raw_path() == path {
-        return None;
-    } else {
+        return Ok(Some(out));
+    }
+    // "/api" stripped from "/apix" is no path boundary: that path goes as it was routed.
+    let stripped = route
+        .strip_prefix
+        .as_ref()
+        .and_then(|p| path.strip_prefix(p.as_str()))
+        .filter(|rest| rest.is_empty() || rest.starts_with('/'));
+    match stripped {
+        Some(rest) => out.push_str(if rest.is_empty() { "/" } else { rest }),
+        None if route.forward_raw_path || req.raw_path() == path => return Ok(None),
         // What goes upstream is what was routed: a backend that resolves `//admin` or
         // `/x/%2e%2e/admin` itself would otherwise see a path no route was chosen for.
-        out.push_str(path);
-        if let Some(q) = req.query() {
-            out.push('?');
-            out.push_str(q);
-        }
+        None => out.push_str(path),
     }
-    Some(out)
+    if let Some(q) = req.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    Ok(Some(out))
 }
 
 /// The hash of a request's value for `key`, or None when the request has none.

@@ -624,7 +624,7 @@ impl Http1 {
                         ];
                         self.respond(w, status, &headers, &local::error_page(status), close)
                     }
-                    Routed::MatchFailed => self.respond_error(w, 500, close),
+                    Routed::Refused(status) => self.respond_error(w, status, close),
                     _ => self.respond_error(w, 404, close),
                 }
                 Ok(())
