@@ -16,8 +16,10 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, Value
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let text = send_raw(
         &format!("127.0.0.1:{port}"),
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\n\r\n")
-            .as_bytes(),
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
     );
     let status = text[9..12].parse().unwrap();
     let body = text.split_once("\r\n\r\n").unwrap().1;
@@ -276,4 +278,214 @@ fn a_unix_socket_admin_listener_may_go_without_a_token() {
     // The socket file goes with the master.
     drop(p);
     assert!(wait_until(Duration::from_secs(5), || !sock.exists()));
+}
+
+/// curl's status code for `method url` with extra arguments.
+fn curl_code(method: &str, url: &str, args: &[&str]) -> u16 {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", method])
+        .args(args)
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+/// CSRF and DNS rebinding: a Host that is neither the listener's address nor one of
+/// `server_names` is refused (public pages too); an action needs the dashboard's header
+/// (or the bearer token) and no other site's Origin, and no form body type.
+#[test]
+fn csrf_and_dns_rebinding_are_refused() {
+    // bcrypt of "secret" at cost 4.
+    const BCRYPT: &str = "$2y$04$mtR7KntlY0.o9BPcRubBr.7FDd73r5STzyTTNc33SoLMwPHZzufTK";
+    let a = Upstream::start("a");
+    let admin = free_port();
+    let conf = app_conf(&a, "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\", basic_auth = {{ ops = \"{BCRYPT}\" }}, server_names = [\"admin.test\"] }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(1, &conf);
+    let base = format!("http://127.0.0.1:{admin}");
+    let status = format!("{base}/api/status");
+    let user = ["-u", "ops:secret"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["-u", "ops:secret"];
+        v.extend_from_slice(extra);
+        v
+    };
+    // Rebinding: the page's own name in Host. Refused with the right password, and for the
+    // public dashboard page.
+    assert_eq!(
+        curl_code("GET", &status, &with(&["-H", "Host: evil.test"])),
+        421
+    );
+    let evil_host = format!("Host: evil.test:{admin}");
+    assert_eq!(
+        curl_code("GET", &status, &["-u", "ops:secret", "-H", &evil_host]),
+        421
+    );
+    assert_eq!(
+        curl_code("GET", &format!("{base}/"), &["-H", &evil_host]),
+        421
+    );
+    assert_eq!(
+        curl_code(
+            "GET",
+            &status,
+            &[
+                "-H",
+                &evil_host,
+                "-H",
+                &format!("Authorization: Bearer {TOKEN}")
+            ]
+        ),
+        421
+    );
+    // Its own address, localhost, a configured name, and no Host at all (not a browser).
+    assert_eq!(curl_code("GET", &status, &user), 200);
+    let localhost = format!("Host: localhost:{admin}");
+    assert_eq!(
+        curl_code("GET", &status, &["-u", "ops:secret", "-H", &localhost]),
+        200
+    );
+    assert_eq!(
+        curl_code("GET", &status, &with(&["-H", "Host: ADMIN.test"])),
+        200
+    );
+    assert_eq!(curl_code("GET", &status, &with(&["-H", "Host:"])), 200);
+    let raw = send_raw(
+        &format!("127.0.0.1:{admin}"),
+        format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nHost: evil.test\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes(),
+    );
+    assert!(raw.starts_with("HTTP/1.1 421"), "{raw}");
+
+    // CSRF: a signed-in browser's credential alone does not act.
+    let down = format!("{base}/api/upstreams/app/peers/{}/down", a.addr());
+    let up = format!("{base}/api/upstreams/app/peers/{}/up", a.addr());
+    assert_eq!(curl_code("POST", &down, &user), 403);
+    assert_eq!(
+        curl_code(
+            "POST",
+            &down,
+            &with(&[
+                "-H",
+                "Origin: http://evil.test",
+                "-H",
+                "X-Proxyd-Dashboard: 1"
+            ])
+        ),
+        403
+    );
+    assert_eq!(
+        curl_code(
+            "POST",
+            &down,
+            &with(&[
+                "-H",
+                "Sec-Fetch-Site: cross-site",
+                "-H",
+                "X-Proxyd-Dashboard: 1"
+            ])
+        ),
+        403
+    );
+    assert_eq!(
+        curl_code(
+            "POST",
+            &down,
+            &with(&["-H", "X-Proxyd-Dashboard: 1", "-d", "x=1"])
+        ),
+        415
+    );
+    assert_eq!(
+        curl_code(
+            "POST",
+            &down,
+            &with(&[
+                "-H",
+                "X-Proxyd-Dashboard: 1",
+                "-H",
+                "Content-Type: text/plain",
+                "-d",
+                "x"
+            ])
+        ),
+        415
+    );
+    assert_eq!(curl_code("POST", &format!("{base}/api/reload"), &user), 403);
+    assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+    assert_eq!(
+        peer(
+            &call(admin, "GET", "/api/upstreams", Some(TOKEN)).1,
+            &a.addr()
+        )["state"],
+        "up"
+    );
+    // The dashboard's header, a same-origin Origin, or the bearer token: done.
+    assert_eq!(
+        curl_code("POST", &down, &with(&["-H", "X-Proxyd-Dashboard: 1"])),
+        200
+    );
+    assert_eq!(
+        peer(
+            &call(admin, "GET", "/api/upstreams", Some(TOKEN)).1,
+            &a.addr()
+        )["state"],
+        "down (admin)"
+    );
+    let origin = format!("Origin: http://127.0.0.1:{admin}");
+    assert_eq!(
+        curl_code("POST", &up, &["-u", "ops:secret", "-H", &origin]),
+        200
+    );
+    let bearer = format!("Authorization: Bearer {TOKEN}");
+    assert_eq!(curl_code("POST", &down, &["-H", &bearer]), 200);
+    assert_eq!(
+        curl_code(
+            "POST",
+            &up,
+            &["-H", &bearer, "-H", "Origin: http://evil.test"]
+        ),
+        403
+    );
+    assert!(p.error_log().contains("refused: CrossSite"));
+
+    // unauthenticated = true: no credential at all, so the header is all that stands.
+    let b = Upstream::start("b");
+    let admin2 = free_port();
+    let conf = app_conf(&b, "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin2}\", unauthenticated = true }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let _q = Proxyd::start(1, &conf);
+    let down = format!(
+        "http://127.0.0.1:{admin2}/api/upstreams/app/peers/{}/down",
+        b.addr()
+    );
+    assert_eq!(curl_code("POST", &down, &[]), 403);
+    assert_eq!(
+        curl_code(
+            "POST",
+            &down,
+            &[
+                "-H",
+                &format!("Host: rebound.test:{admin2}"),
+                "-H",
+                "X-Proxyd-Dashboard: 1"
+            ]
+        ),
+        421
+    );
+    assert_eq!(
+        curl_code("POST", &down, &["-H", "X-Proxyd-Dashboard: 1"]),
+        200
+    );
+
+    // server_names are host names; -t says where one is not.
+    let dir = TempDir::new("admin-names");
+    let (ok, out) = config_test(&dir, "[[server]]\nlisten = \"127.0.0.1:1\"\n\n[admin]\nlisten = \"127.0.0.1:9180\"\nunauthenticated = true\nserver_names = [\"ok.test\", \"bad.test:80\"]\n");
+    assert!(
+        !ok && out.contains("main.toml:7:") && out.contains("\"bad.test:80\" is not a host name"),
+        "{out}"
+    );
 }

@@ -38,6 +38,10 @@ fn curl(admin: u16, method: &str, path: &str, user: Option<&str>) -> String {
     if let Some(u) = user {
         c.args(["-u", u]);
     }
+    if method != "GET" {
+        // An action needs it beside the credential (see admin_api's CSRF test).
+        c.args(["-H", "X-Proxyd-Dashboard: 1"]);
+    }
     let out = c
         .arg(format!("http://127.0.0.1:{admin}{path}"))
         .output()
@@ -75,13 +79,13 @@ fn basic_auth_users_sign_in_and_are_named_in_the_log() {
     }
     let raw = send_raw(
         &format!("127.0.0.1:{admin}"),
-        b"GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %%%%\r\n\r\n",
+        format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Basic %%%%\r\n\r\n").as_bytes(),
     );
     assert!(raw.starts_with("HTTP/1.1 401"), "{raw}");
     // The token still works beside the users.
     let raw = send_raw(
         &format!("127.0.0.1:{admin}"),
-        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+        format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
             .as_bytes(),
     );
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
@@ -135,7 +139,7 @@ fn slow_hashes_are_rationed_and_the_master_keeps_answering() {
     // Meanwhile the token (no hash) and the control socket answer, and a reload works.
     let raw = send_raw(
         &format!("127.0.0.1:{admin}"),
-        format!("GET /api/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+        format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
             .as_bytes(),
     );
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");

@@ -171,3 +171,251 @@ fn a_basic_auth_user_signs_in_to_the_dashboard() {
     assert!(dom.contains(&format!("<td>{}</td>", a.addr())), "{dom}");
     assert!(p.error_log().contains("[notice]"));
 }
+
+/// Chromium driven over the DevTools protocol on a pipe (`--remote-debugging-pipe`: JSON
+/// messages ended by NUL on descriptors 3 and 4), to click the dashboard's own buttons and
+/// to run pages of another site against the admin listener.
+struct Browser {
+    child: std::process::Child,
+    to: std::fs::File,
+    from: std::io::BufReader<std::fs::File>,
+    next: u64,
+    _profile: TempDir,
+}
+
+impl Browser {
+    fn launch() -> Browser {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::process::CommandExt;
+        let mut to_browser = [0i32; 2];
+        let mut from_browser = [0i32; 2];
+        unsafe {
+            assert_eq!(libc::pipe2(to_browser.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            assert_eq!(libc::pipe2(from_browser.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        }
+        let profile = TempDir::new("chromium");
+        let (r, w) = (to_browser[0], from_browser[1]);
+        let mut cmd = Command::new("chromium");
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--remote-debugging-pipe",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("about:blank")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        // SAFETY: only async-signal-safe dup2 calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("chromium (apt-get install -y chromium)");
+        unsafe {
+            libc::close(r);
+            libc::close(w);
+        }
+        Browser {
+            child,
+            to: unsafe { std::fs::File::from_raw_fd(to_browser[1]) },
+            from: std::io::BufReader::new(unsafe { std::fs::File::from_raw_fd(from_browser[0]) }),
+            next: 1,
+            _profile: profile,
+        }
+    }
+
+    fn call(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        use std::io::{BufRead, Write};
+        let id = self.next;
+        self.next += 1;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = s.into();
+        }
+        let mut bytes = msg.to_string().into_bytes();
+        bytes.push(0);
+        self.to.write_all(&bytes).unwrap();
+        loop {
+            let mut buf = Vec::new();
+            assert!(
+                self.from.read_until(0, &mut buf).unwrap() > 0,
+                "chromium went away"
+            );
+            buf.pop();
+            let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// Opens `url` in a new tab; returns the tab's session.
+    fn open(&mut self, url: &str) -> String {
+        let t = self.call(None, "Target.createTarget", serde_json::json!({"url": url}));
+        let s = self.call(
+            None,
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": t["targetId"], "flatten": true}),
+        );
+        s["sessionId"].as_str().unwrap().to_string()
+    }
+
+    /// Evaluates `expr` in the tab (awaiting a promise); its value as JSON.
+    fn eval(&mut self, session: &str, expr: &str) -> serde_json::Value {
+        let r = self.call(
+            Some(session),
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "awaitPromise": true, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    /// Waits (up to a minute: this is about whether, not how fast) until `expr` is true.
+    fn wait_for(&mut self, session: &str, expr: &str) -> bool {
+        wait_until(std::time::Duration::from_secs(60), || {
+            self.eval(session, expr) == serde_json::Value::Bool(true)
+        })
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A page of another site: every request gets `html`.
+fn serve_page(html: String) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    l.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = stop.clone();
+    std::thread::spawn(move || {
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            match l.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    let mut b = [0u8; 4096];
+                    let _ = s.read(&mut b);
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                        html.len()
+                    );
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+    });
+    (port, stop)
+}
+
+fn peer_state(admin: u16, peer: &str) -> String {
+    let text = get_close(
+        &format!("127.0.0.1:{admin}"),
+        "/api/upstreams",
+        &format!("127.0.0.1:{admin}"),
+        "",
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(text.split_once("\r\n\r\n").unwrap().1).unwrap();
+    v["upstreams"][0]["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["peer"] == peer)
+        .map(|p| p["state"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+/// CSRF: with `unauthenticated = true` (the worst case: the browser needs no credential),
+/// another site's page that submits a form, `fetch`es without CORS, or `fetch`es with the
+/// dashboard's header cannot act; the dashboard's own buttons still can.
+#[test]
+fn csrf_cross_site_form_and_fetch_are_refused_in_a_browser() {
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let admin = free_port();
+    let conf = app_conf_peers(&[a.addr(), b.addr()], "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", unauthenticated = true }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(1, &conf);
+    let target =
+        |peer: &str| format!("http://127.0.0.1:{admin}/api/upstreams/app/peers/{peer}/down");
+    // Served from http://localhost:PORT: another site than http://127.0.0.1:ADMIN.
+    let page = format!(
+        r#"<!doctype html><body><iframe name="sink"></iframe>
+<form id="form" method="POST" target="sink" action="{form}"><input name="x" value="1"></form>
+<script>
+window.results = {{}};
+async function attack() {{
+  try {{ const r = await fetch("{simple}", {{ method: "POST", mode: "no-cors" }}); results.simple = "sent " + r.type; }}
+  catch (e) {{ results.simple = "blocked " + e; }}
+  try {{ const r = await fetch("{custom}", {{ method: "POST", headers: {{ "X-Proxyd-Dashboard": "1" }} }}); results.custom = "answered " + r.status; }}
+  catch (e) {{ results.custom = "blocked " + e; }}
+  document.getElementById("form").submit();
+  results.done = true;
+}}
+attack();
+</script></body>"#,
+        form = target(&a.addr()),
+        simple = target(&b.addr()),
+        custom = target(&a.addr()),
+    );
+    let (evil, stop) = serve_page(page.clone());
+    let mut browser = Browser::launch();
+    let tab = browser.open(&format!("http://localhost:{evil}/"));
+    assert!(browser.wait_for(&tab, "window.results && results.done === true"));
+    // The form's answer lands in the frame (cross-origin: the page cannot read it).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let results = browser.eval(&tab, "JSON.stringify(results)");
+    // Wait until the attempts reached the proxy: refused (logged), or done (a peer down).
+    let refused = || p.error_log().matches("refused: CrossSite").count();
+    wait_until(std::time::Duration::from_secs(10), || {
+        refused() >= 3
+            || peer_state(admin, &a.addr()) != "up"
+            || peer_state(admin, &b.addr()) != "up"
+    });
+    assert_eq!(peer_state(admin, &a.addr()), "up", "form: {results}");
+    assert_eq!(peer_state(admin, &b.addr()), "up", "fetch: {results}");
+    // The form, the no-cors fetch, and the other fetch's preflight.
+    assert!(refused() >= 3, "{results}\n{}", p.error_log());
+    assert!(
+        results.as_str().unwrap().contains("\"custom\":\"blocked"),
+        "{results}"
+    );
+    for _ in 0..4 {
+        assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+    }
+
+    // The dashboard's own "down" button works.
+    let dash = browser.open(&format!("http://127.0.0.1:{admin}/"));
+    let button = format!(
+        "document.querySelector('button[data-a=\"down\"][data-p=\"{}\"]')",
+        a.addr()
+    );
+    assert!(browser.wait_for(&dash, &format!("{button} !== null")));
+    browser.eval(&dash, &format!("{button}.click()"));
+    assert!(wait_until(
+        std::time::Duration::from_secs(10),
+        || peer_state(admin, &a.addr()) == "down (admin)"
+    ));
+    assert!(browser.wait_for(&dash, "document.body.textContent.includes('down (admin)')"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}

@@ -18,7 +18,7 @@ fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let text = send_raw(
         &format!("127.0.0.1:{port}"),
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n").as_bytes(),
     );
     let status = text[9..12].parse().unwrap();
     let body = text.split_once("\r\n\r\n").unwrap().1.to_string();

@@ -83,10 +83,9 @@ impl Master {
 
     /// The master pid the admin listener's /api/status names (0 when it does not answer).
     fn admin_master_pid(&self) -> u64 {
-        let text = std::panic::catch_unwind(|| {
-            get_close(&format!("127.0.0.1:{}", self.admin), "/api/status", "x", "")
-        })
-        .unwrap_or_default();
+        let addr = format!("127.0.0.1:{}", self.admin);
+        let text = std::panic::catch_unwind(|| get_close(&addr, "/api/status", &addr, ""))
+            .unwrap_or_default();
         let body = text.split_once("\r\n\r\n").map_or("", |b| b.1);
         serde_json::from_str::<serde_json::Value>(body)
             .ok()

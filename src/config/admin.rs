@@ -1,4 +1,4 @@
-//! `admin = { listen, token, basic_auth, unauthenticated, public_metrics }`: the master's
+//! `admin = { listen, token, basic_auth, unauthenticated, public_metrics, server_names }`: the master's
 //! admin listener (Prometheus metrics, the JSON API and the dashboard). Off unless set.
 
 use super::raw::{RawAdmin, S};
@@ -44,6 +44,9 @@ pub struct Admin {
     pub unauthenticated: bool,
     /// `/metrics` needs no token (for scrapers).
     pub public_metrics: bool,
+    /// Names a request's `Host` may give beside the listener's own address (lower case,
+    /// no port): a name not here is refused, so a DNS-rebinding page cannot use the API.
+    pub server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -191,12 +194,29 @@ impl Validator {
                 "admin needs a token or basic_auth users (or unauthenticated = true on a loopback address or a unix socket)",
             ));
         }
+        let mut server_names = Vec::new();
+        for n in r.server_names.iter().flat_map(|l| l.get_ref()) {
+            let name = n.get_ref().to_ascii_lowercase();
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+            if valid {
+                server_names.push(name);
+            } else {
+                self.errors.push(src.err(
+                    n.span(),
+                    format!("admin server_names: \"{}\" is not a host name (letters, digits, '-' and '.', no port)", n.get_ref()),
+                ));
+            }
+        }
         Some(Admin {
             listen,
             token,
             basic_auth,
             unauthenticated,
             public_metrics: r.public_metrics.unwrap_or(false),
+            server_names,
         })
     }
 }

@@ -59,6 +59,8 @@ pub struct RawAdmin {
     pub basic_auth: Option<S<toml::map::Map<String, toml::Value>>>,
     pub unauthenticated: Option<bool>,
     pub public_metrics: Option<bool>,
+    /// Host names (beside its own address) that requests may name in `Host`.
+    pub server_names: Option<S<Vec<S<String>>>>,
 }
 
 /// `resolver = { ... }`: where peers' host names are looked up.

@@ -4,7 +4,8 @@
 //! costs a slot in a bounded table and nothing else. It serves `GET /metrics` (`metrics.rs`)
 //! and the JSON API under `/api/` (`api.rs`).
 
-use super::admin_auth::Verdict;
+use super::admin_auth::{Principal, Verdict};
+use super::admin_origin;
 use super::Master;
 use crate::config::admin::AdminAddr;
 use mio::event::Source;
@@ -12,6 +13,7 @@ use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use mio::{Interest, Registry, Token};
 use slab::Slab;
 use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 pub(super) const LISTENER: Token = Token(4);
@@ -98,12 +100,17 @@ impl Listener {
         }
     }
 
-    fn accept(&self) -> io::Result<(Stream, String)> {
+    /// A new connection, the client's address as logged, and the address it reached (for
+    /// the `Host` check; none on a unix socket).
+    fn accept(&self) -> io::Result<(Stream, String, Option<SocketAddr>)> {
         match self {
-            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), a.to_string())),
+            Listener::Tcp(l) => l.accept().map(|(s, a)| {
+                let local = s.local_addr().ok();
+                (Stream::Tcp(s), a.to_string(), local)
+            }),
             Listener::Unix(l) => l
                 .accept()
-                .map(|(s, _)| (Stream::Unix(s), "the unix socket".to_string())),
+                .map(|(s, _)| (Stream::Unix(s), "the unix socket".to_string(), None)),
         }
     }
 
@@ -121,6 +128,7 @@ impl Listener {
 pub(super) struct AdminConn {
     stream: Stream,
     peer: String,
+    local: Option<SocketAddr>,
     input: Vec<u8>,
     output: Vec<u8>,
     written: usize,
@@ -198,7 +206,7 @@ impl Master {
                 return;
             };
             match l.accept() {
-                Ok((mut stream, peer)) => {
+                Ok((mut stream, peer, local)) => {
                     if self.admin.conns.len() >= MAX_CONNS && !self.admin_evict() {
                         // Dropped at once: a flood cannot grow the table.
                         continue;
@@ -214,6 +222,7 @@ impl Master {
                         entry.insert(AdminConn {
                             stream,
                             peer,
+                            local,
                             input: Vec::new(),
                             output: Vec::new(),
                             written: 0,
@@ -257,7 +266,8 @@ impl Master {
             }
             let input = std::mem::take(&mut c.input);
             let who = c.peer.clone();
-            let answer = self.admin_route(&input, &who);
+            let local = c.local;
+            let answer = self.admin_route(&input, &who, local);
             let mut extra = String::new();
             let (status, ctype, body) = match answer {
                 Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
@@ -285,7 +295,7 @@ impl Master {
             };
             let reason = crate::http::local::reason(status);
             let mut out = format!(
-                "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n{extra}",
+                "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\nConnection: close\r\n{extra}",
                 body.len()
             );
             out.push_str("\r\n");
@@ -314,7 +324,7 @@ impl Master {
     }
 
     /// Decides the answer to one request head (an empty one: too big or unparsable).
-    fn admin_route(&mut self, head: &[u8], who: &str) -> Answer {
+    fn admin_route(&mut self, head: &[u8], who: &str, local: Option<SocketAddr>) -> Answer {
         let Some(admin) = self.cfg.admin.clone() else {
             return Answer::Status(404, "no admin listener configured");
         };
@@ -328,6 +338,11 @@ impl Master {
             }
             _ => return Answer::Status(400, "bad request"),
         };
+        // Before anything else, public pages too: a rebinding page must not read them.
+        if let Err(r) = admin_origin::check_host(&admin, local, req.headers) {
+            let (status, text) = r.answer();
+            return Answer::Status(status, text);
+        }
         let public = matches!((method, path), ("GET", "/" | "/index.html"))
             || (admin.public_metrics && (method, path) == ("GET", "/metrics"));
         if public {
@@ -346,7 +361,7 @@ impl Master {
                 let from_dashboard = req
                     .headers
                     .iter()
-                    .any(|h| h.name.eq_ignore_ascii_case("x-proxyd-dashboard"));
+                    .any(|h| h.name.eq_ignore_ascii_case(admin_origin::DASHBOARD_HEADER));
                 let text = if admin.basic_auth.is_empty() {
                     "unauthorized: send Authorization: Bearer <token>"
                 } else {
@@ -355,6 +370,13 @@ impl Master {
                 return Answer::Unauthorized(text, challenges(&admin, from_dashboard));
             }
         };
+        if let Err(r) =
+            admin_origin::check_action(method, req.headers, principal == Principal::Token)
+        {
+            let (status, text) = r.answer();
+            log::warn!("admin: {method} {path} from {who} refused: {r:?}");
+            return Answer::Status(status, text);
+        }
         match (method, path) {
             ("GET", "/metrics") => Answer::Metrics,
             ("GET", "/login") => Answer::SignedIn,

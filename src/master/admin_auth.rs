@@ -206,6 +206,7 @@ mod tests {
             ],
             unauthenticated: false,
             public_metrics: false,
+            server_names: Vec::new(),
         }
     }
 

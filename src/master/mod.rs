@@ -8,6 +8,7 @@ use crate::logging;
 
 mod admin;
 mod admin_auth;
+mod admin_origin;
 mod api;
 mod child;
 mod commands;
