@@ -20,6 +20,10 @@ const BCRYPT: &str = "$2y$04$mtR7KntlY0.o9BPcRubBr.7FDd73r5STzyTTNc33SoLMwPHZzuf
 /// bcrypt of "secret" at cost 12: a quarter of a second or more per check.
 const SLOW: &str = "$2b$12$2NJNDE81RGLlwNcKO54JWuAvj/Md7pV4/BF2lo4w6gPpS2Ph.ZxfG";
 
+/// SHA-512 of "secret" with 1,000,000 rounds: the slowest SHA-crypt `-t` accepts (about a
+/// second in a release build, several in a debug one).
+const SLOWEST: &str = "$6$rounds=1000000$saltsalt$ODu5qzWG85BfQpbzNPR6U1evaVuYTh8pE0A4vdPbMrzjA/u63ymSQmHeQ6qvWlHugcXmrX4zNCPJIHwcIrg1w0";
+
 fn start(users: &str) -> (Upstream, u16, Proxyd) {
     let up = Upstream::start("a");
     let admin = free_port();
@@ -211,4 +215,112 @@ fn bad_basic_auth_config_is_refused_with_its_line() {
     );
     let (ok, out) = config_test(&dir, &text);
     assert!(ok, "{out}");
+}
+
+/// A bcrypt hash at cost 14, the highest `-t` accepts (a second or more per check; no
+/// password matches it: only wrong guesses are sent).
+const COST14: &str = "$2y$14$mtR7KntlY0.o9BPcRubBr.7FDd73r5STzyTTNc33SoLMwPHZzufTK";
+
+/// Sends a request for `/api/status` as `slow:guess` (a hash of the slowest kind), then a
+/// token request on a second connection and waits for its answer: the master has taken the
+/// first one in hand (it reads them in order) by then. Returns the first connection.
+fn slow_sign_in_in_flight(admin: u16) -> TcpStream {
+    use base64::Engine;
+    let cred = base64::engine::general_purpose::STANDARD.encode("slow:guess");
+    let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    write!(
+        s,
+        "GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Basic {cred}\r\n\r\n"
+    )
+    .unwrap();
+    let raw = send_raw(
+        &format!("127.0.0.1:{admin}"),
+        format!("GET /api/status HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    s
+}
+
+/// Whether `s` has been answered (or closed) yet, without waiting.
+fn answered(s: &mut TcpStream) -> bool {
+    s.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 1];
+    let r = s.peek(&mut b);
+    s.set_nonblocking(false).unwrap();
+    !matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+fn read_all(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut v = Vec::new();
+    let _ = s.read_to_end(&mut v);
+    String::from_utf8_lossy(&v).to_string()
+}
+
+/// Password hashing stalls the master: while a slow hash is checked, a killed worker is
+/// respawned at once (before the sign-in is answered), and the answer comes after.
+#[test]
+fn password_hashing_does_not_stall_the_master_worker_respawn() {
+    let (_up, admin, p) = start(&format!("slow = \"{COST14}\""));
+    let mut pending = slow_sign_in_in_flight(admin);
+    let victim = p.worker_pids()[0];
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(120), || p
+        .error_log()
+        .matches("started worker process")
+        .count()
+        == 2));
+    // Respawned, and the sign-in still waits for its hash.
+    assert!(
+        !answered(&mut pending),
+        "the sign-in was answered before the worker was respawned"
+    );
+    let r = read_all(&mut pending);
+    assert!(r.starts_with("HTTP/1.1 401"), "{r}");
+    assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+}
+
+/// Password hashing stalls the master: SIGTERM during a slow hash stops the master without
+/// waiting for the hash (the sign-in gets 429, never its 401), and the hashing process goes.
+#[test]
+fn password_hashing_does_not_stall_the_master_sigterm() {
+    let (_up, admin, mut p) = start(&format!("slow = \"{COST14}\""));
+    let mut pending = slow_sign_in_in_flight(admin);
+    let helpers = children_of(p.pid());
+    p.signal(libc::SIGTERM);
+    assert!(p.wait_exit(Duration::from_secs(120)).is_some());
+    let r = read_all(&mut pending);
+    assert!(r.starts_with("HTTP/1.1 429"), "{r}");
+    assert!(wait_until(Duration::from_secs(10), || helpers
+        .iter()
+        .all(|&pid| !alive(pid))));
+}
+
+#[test]
+fn password_hashing_too_slow_is_refused_by_config_test() {
+    let dir = TempDir::new("admin-cost");
+    let bcrypt31 = BCRYPT.replace("$04$", "$31$");
+    let sha = SLOWEST.replace("rounds=1000000", "rounds=20000000");
+    for (hash, want) in [
+        (bcrypt31.as_str(), "bcrypt cost 31 is above 14"),
+        (sha.as_str(), "rounds=20000000 is above 1000000"),
+    ] {
+        let text = format!(
+            "[[upstream]]\nname = \"u\"\npeers = [\"127.0.0.1:9\"]\n\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\npath = \"/\"\nupstream = \"u\"\n\n[admin]\nlisten = \"127.0.0.1:9180\"\nbasic_auth = {{ ops = \"{hash}\" }}\n"
+        );
+        let (ok, out) = config_test(&dir, &text);
+        assert!(
+            !ok && out.contains(want) && out.contains("main.toml:13:"),
+            "{out}"
+        );
+    }
+    // The bounds themselves pass.
+    for hash in [BCRYPT.replace("$04$", "$14$"), SLOWEST.to_string()] {
+        let text = format!(
+            "[[upstream]]\nname = \"u\"\npeers = [\"127.0.0.1:9\"]\n\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\npath = \"/\"\nupstream = \"u\"\n\n[admin]\nlisten = \"127.0.0.1:9180\"\nbasic_auth = {{ ops = \"{hash}\" }}\n"
+        );
+        let (ok, out) = config_test(&dir, &text);
+        assert!(ok, "{out}");
+    }
 }

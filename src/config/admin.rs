@@ -56,6 +56,34 @@ pub struct BasicUser {
     pub hash: String,
 }
 
+/// The highest bcrypt cost and SHA-crypt rounds accepted: each check of a password costs
+/// the hashing process about a second at most, not minutes (cost 31 is days).
+pub const MAX_BCRYPT_COST: u32 = 14;
+pub const MAX_SHA_ROUNDS: u32 = 1_000_000;
+
+/// Why a hash of a shape `crypt_hash_ok` accepts is too slow to verify, if it is.
+pub fn crypt_cost_error(h: &str) -> Option<String> {
+    if let Some(rest) = ["$2b$", "$2y$", "$2a$"]
+        .iter()
+        .find_map(|p| h.strip_prefix(p))
+    {
+        let cost: u32 = rest.get(..2)?.parse().ok()?;
+        return (cost > MAX_BCRYPT_COST).then(|| {
+            format!("bcrypt cost {cost} is above {MAX_BCRYPT_COST} (each sign-in would take 2^{cost} rounds); make the hash again with `htpasswd -nB -C 12`")
+        });
+    }
+    let rest = h.strip_prefix("$5$").or_else(|| h.strip_prefix("$6$"))?;
+    let rounds: u32 = rest
+        .strip_prefix("rounds=")?
+        .split_once('$')?
+        .0
+        .parse()
+        .ok()?;
+    (rounds > MAX_SHA_ROUNDS).then(|| {
+        format!("SHA-crypt rounds={rounds} is above {MAX_SHA_ROUNDS}; make the hash again with fewer (the default 5000 is what `openssl passwd -6` makes)")
+    })
+}
+
 /// Whether `h` is a crypt(3) hash proxyd verifies: bcrypt (`$2b$`, `$2y$`, `$2a$`, cost 4
 /// to 31) or SHA-crypt (`$5$`, `$6$`, optional `rounds=N$`). Checked by shape only, so a
 /// config test does not spend a password hash's deliberate cost per user.
@@ -164,6 +192,11 @@ impl Validator {
                     self.errors.push(src.err(
                         users.span(),
                         format!("admin basic_auth user \"{name}\": the password must be a bcrypt ($2b$, $2y$) or SHA-crypt ($6$, $5$) hash, as made by `htpasswd -nB {name}` or `openssl passwd -6`; not a password in clear"),
+                    ));
+                } else if let Some(why) = crypt_cost_error(hash) {
+                    self.errors.push(src.err(
+                        users.span(),
+                        format!("admin basic_auth user \"{name}\": {why}"),
                     ));
                 } else {
                     basic_auth.push(BasicUser {

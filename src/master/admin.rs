@@ -130,6 +130,10 @@ pub(super) struct AdminConn {
     peer: String,
     local: Option<SocketAddr>,
     input: Vec<u8>,
+    /// The id of the hash job this request waits for.
+    waiting: Option<u64>,
+    /// The verdict of that hash, once it came.
+    hashed: Option<bool>,
     output: Vec<u8>,
     written: usize,
     deadline: Instant,
@@ -161,6 +165,8 @@ enum Answer {
     Unauthorized(&'static str, String),
     Metrics,
     Json(u16, serde_json::Value),
+    /// Nothing yet: this password must be hashed first (by the hashing process).
+    Hash(super::hasher::Job),
 }
 
 impl Master {
@@ -224,6 +230,8 @@ impl Master {
                             peer,
                             local,
                             input: Vec::new(),
+                            waiting: None,
+                            hashed: None,
                             output: Vec::new(),
                             written: 0,
                             deadline: Instant::now() + DEADLINE,
@@ -244,70 +252,105 @@ impl Master {
         let Some(c) = self.admin.conns.get_mut(key) else {
             return;
         };
-        if c.output.is_empty() {
-            let mut buf = [0u8; 2048];
-            loop {
-                match c.stream.read(&mut buf) {
-                    Ok(0) => return self.admin_close(key),
-                    Ok(n) => {
-                        c.input.extend_from_slice(&buf[..n]);
-                        if c.input.windows(4).any(|w| w == b"\r\n\r\n") {
-                            break;
-                        }
-                        if c.input.len() > MAX_HEAD {
-                            c.input.clear();
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return self.admin_close(key),
-                }
-            }
-            let input = std::mem::take(&mut c.input);
-            let who = c.peer.clone();
-            let local = c.local;
-            let answer = self.admin_route(&input, &who, local);
-            let mut extra = String::new();
-            let (status, ctype, body) = match answer {
-                Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
-                Answer::Unauthorized(text, challenges) => {
-                    extra = challenges;
-                    (401, "text/plain", format!("{text}\n"))
-                }
-                Answer::SignedIn => {
-                    extra.push_str("Location: /\r\n");
-                    (303, "text/plain", "signed in\n".to_string())
-                }
-                Answer::Metrics => (
-                    200,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    self.metrics_text(),
-                ),
-                Answer::Json(s, v) => (s, "application/json", format!("{v}\n")),
-                Answer::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
-            };
-            if status == 429 {
-                extra.push_str("Retry-After: 1\r\n");
-            }
-            let Some(c) = self.admin.conns.get_mut(key) else {
-                return;
-            };
-            let reason = crate::http::local::reason(status);
-            let mut out = format!(
-                "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\nConnection: close\r\n{extra}",
-                body.len()
-            );
-            out.push_str("\r\n");
-            c.output = out.into_bytes();
-            c.output.extend_from_slice(body.as_bytes());
-            let token = Token(CONN_BASE + key);
-            let _ = self.poll.registry().reregister(
-                &mut c.stream,
-                token,
-                Interest::READABLE | Interest::WRITABLE,
-            );
+        if c.waiting.is_some() {
+            // Its answer waits for a password hash.
+            return;
         }
+        if !c.output.is_empty() {
+            return self.admin_write(key);
+        }
+        let mut buf = [0u8; 2048];
+        loop {
+            match c.stream.read(&mut buf) {
+                Ok(0) => return self.admin_close(key),
+                Ok(n) => {
+                    c.input.extend_from_slice(&buf[..n]);
+                    if c.input.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                    if c.input.len() > MAX_HEAD {
+                        c.input.clear();
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return self.admin_close(key),
+            }
+        }
+        self.admin_answer(key);
+    }
+
+    /// Answers connection `key`'s request head, or sends its password to be hashed and
+    /// leaves it waiting (`admin_hashed` comes back to it).
+    fn admin_answer(&mut self, key: usize) {
+        let Some(c) = self.admin.conns.get_mut(key) else {
+            return;
+        };
+        let input = std::mem::take(&mut c.input);
+        let (who, local, hashed) = (c.peer.clone(), c.local, c.hashed);
+        let mut answer = self.admin_route(&input, &who, local, hashed);
+        if let Answer::Hash(job) = answer {
+            match self.hash_submit(&job) {
+                Some(id) => {
+                    if let Some(c) = self.admin.conns.get_mut(key) {
+                        c.input = input;
+                        c.waiting = Some(id);
+                    }
+                    return;
+                }
+                None => answer = Answer::Status(429, "too many sign-ins being checked; try again"),
+            }
+        }
+        self.admin_reply(key, answer);
+    }
+
+    /// Writes `answer` to connection `key` and closes it once sent.
+    fn admin_reply(&mut self, key: usize, answer: Answer) {
+        let mut extra = String::new();
+        let (status, ctype, body) = match answer {
+            Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
+            Answer::Unauthorized(text, challenges) => {
+                extra = challenges;
+                (401, "text/plain", format!("{text}\n"))
+            }
+            Answer::SignedIn => {
+                extra.push_str("Location: /\r\n");
+                (303, "text/plain", "signed in\n".to_string())
+            }
+            Answer::Metrics => (
+                200,
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.metrics_text(),
+            ),
+            Answer::Json(s, v) => (s, "application/json", format!("{v}\n")),
+            Answer::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
+            Answer::Hash(_) => (500, "text/plain", "internal error\n".to_string()),
+        };
+        if status == 429 {
+            extra.push_str("Retry-After: 1\r\n");
+        }
+        let Some(c) = self.admin.conns.get_mut(key) else {
+            return;
+        };
+        let reason = crate::http::local::reason(status);
+        let mut out = format!(
+            "HTTP/1.1 {status} {reason}\r\nServer: proxyd\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\nConnection: close\r\n{extra}",
+            body.len()
+        );
+        out.push_str("\r\n");
+        c.output = out.into_bytes();
+        c.output.extend_from_slice(body.as_bytes());
+        let token = Token(CONN_BASE + key);
+        let _ = self.poll.registry().reregister(
+            &mut c.stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        self.admin_write(key);
+    }
+
+    fn admin_write(&mut self, key: usize) {
         let Some(c) = self.admin.conns.get_mut(key) else {
             return;
         };
@@ -323,8 +366,55 @@ impl Master {
         self.admin_close(key);
     }
 
+    /// The hashing process answered (or died): the connections that waited are answered.
+    pub(super) fn admin_hashed(&mut self) {
+        for a in self.hasher_event() {
+            self.admin.auth.spent(a.took);
+            let waiting = self
+                .admin
+                .conns
+                .iter()
+                .find(|(_, c)| c.waiting == Some(a.id))
+                .map(|(k, _)| k);
+            if let Some(k) = waiting {
+                if let Some(c) = self.admin.conns.get_mut(k) {
+                    c.waiting = None;
+                    c.hashed = Some(a.ok);
+                }
+                self.admin_answer(k);
+            }
+        }
+        self.admin_hash_lost();
+    }
+
+    /// Answers 429 to connections whose hash will never come (the process died).
+    pub(super) fn admin_hash_lost(&mut self) {
+        let lost: Vec<usize> = self
+            .admin
+            .conns
+            .iter()
+            .filter(|(_, c)| c.waiting.is_some_and(|id| !self.hash_pending(id)))
+            .map(|(k, _)| k)
+            .collect();
+        for k in lost {
+            if let Some(c) = self.admin.conns.get_mut(k) {
+                c.waiting = None;
+            }
+            self.admin_reply(
+                k,
+                Answer::Status(429, "the password check was lost; try again"),
+            );
+        }
+    }
+
     /// Decides the answer to one request head (an empty one: too big or unparsable).
-    fn admin_route(&mut self, head: &[u8], who: &str, local: Option<SocketAddr>) -> Answer {
+    fn admin_route(
+        &mut self,
+        head: &[u8],
+        who: &str,
+        local: Option<SocketAddr>,
+        hashed: Option<bool>,
+    ) -> Answer {
         let Some(admin) = self.cfg.admin.clone() else {
             return Answer::Status(404, "no admin listener configured");
         };
@@ -352,8 +442,9 @@ impl Master {
                 Answer::Dashboard
             };
         }
-        let principal = match self.admin.auth.check(&admin, req.headers) {
+        let principal = match self.admin.auth.check(&admin, req.headers, hashed) {
             Verdict::Allowed(p) => p,
+            Verdict::Hash(job) => return Answer::Hash(job),
             Verdict::Busy => {
                 return Answer::Status(429, "too many sign-ins being checked; try again")
             }

@@ -1,12 +1,15 @@
 //! Who an admin request comes from: the bearer token, a basic-auth user (a crypt(3) hash
 //! from the config), or anyone (`unauthenticated = true`, loopback or unix socket only).
 //!
-//! Password hashes are slow on purpose, and the master verifies them in its event loop. Two
-//! things keep that from stalling reloads and signals: a credential that verified is
-//! remembered (by its SHA-256, for a few minutes) so the dashboard's polling costs one hash
-//! per sign-in, not one per request; and hashing gets at most a quarter of each second, past
-//! which requests that need a hash get 429 without one.
+//! Password hashes are slow on purpose, so the master never computes one: it hands the
+//! password to the hashing process (`hasher.rs`) and answers the request when the verdict
+//! comes back, its loop free meanwhile. A credential that verified is remembered (by its
+//! SHA-256, for a few minutes) so the dashboard's polling costs one hash per sign-in, not one
+//! per request; and hashing gets at most a quarter of each second, past which requests that
+//! need a hash get 429 without one (the hashing process is one CPU that guesses must not
+//! keep busy).
 
+use super::hasher::Job;
 use crate::config::admin::Admin;
 use base64::Engine;
 use std::time::{Duration, Instant};
@@ -36,6 +39,8 @@ pub(super) enum Verdict {
     Denied,
     /// Verifying would pass this second's hashing budget.
     Busy,
+    /// The password must be hashed first: ask again with the verdict.
+    Hash(Job),
 }
 
 /// How long a verified credential is remembered.
@@ -68,7 +73,14 @@ impl Auth {
         self.remembered.clear();
     }
 
-    pub(super) fn check(&mut self, admin: &Admin, headers: &[httparse::Header]) -> Verdict {
+    /// Who `headers` come from. `hashed`: the verdict of the hash this request waited for
+    /// (its Basic credential's), once it came.
+    pub(super) fn check(
+        &mut self,
+        admin: &Admin,
+        headers: &[httparse::Header],
+        hashed: Option<bool>,
+    ) -> Verdict {
         if admin.unauthenticated {
             return Verdict::Allowed(Principal::Anyone);
         }
@@ -97,9 +109,9 @@ impl Auth {
                 && !basic_tried
             {
                 basic_tried = true;
-                match self.basic(admin, value) {
+                match self.basic(admin, value, hashed) {
                     Verdict::Denied => {}
-                    v @ Verdict::Allowed(_) => return v,
+                    v @ (Verdict::Allowed(_) | Verdict::Hash(_)) => return v,
                     Verdict::Busy => verdict = Verdict::Busy,
                 }
             }
@@ -107,7 +119,12 @@ impl Auth {
         verdict
     }
 
-    fn basic(&mut self, admin: &Admin, value: &[u8]) -> Verdict {
+    /// Counts a finished hash's time against the budget.
+    pub(super) fn spent(&mut self, took: Duration) {
+        self.owed += took;
+    }
+
+    fn basic(&mut self, admin: &Admin, value: &[u8], hashed: Option<bool>) -> Verdict {
         if value.len() > MAX_CREDENTIAL {
             return Verdict::Denied;
         }
@@ -134,12 +151,16 @@ impl Auth {
                 .saturating_sub(now.saturating_duration_since(at) / 4);
         }
         self.at = Some(now);
-        if self.owed >= BUDGET {
-            return Verdict::Busy;
-        }
-        let start = Instant::now();
-        let ok = verify(password, hash);
-        self.owed += start.elapsed();
+        let ok = match hashed {
+            Some(ok) => ok,
+            None if self.owed >= BUDGET => return Verdict::Busy,
+            None => {
+                return Verdict::Hash(Job {
+                    hash: hash.to_string(),
+                    password: password.to_vec(),
+                })
+            }
+        };
         match user {
             Some(u) if ok => {
                 if self.remembered.len() >= REMEMBERED {
@@ -154,18 +175,6 @@ impl Auth {
             }
             _ => Verdict::Denied,
         }
-    }
-}
-
-/// Checks a password against a crypt(3) hash of a kind `crypt_hash_ok` accepted.
-fn verify(password: &[u8], hash: &str) -> bool {
-    if hash.starts_with("$2") {
-        bcrypt::verify(password, hash).unwrap_or(false)
-    } else {
-        use sha_crypt::PasswordVerifier;
-        sha_crypt::ShaCrypt::default()
-            .verify_password(password, hash)
-            .is_ok()
     }
 }
 
@@ -222,9 +231,20 @@ mod tests {
             name: "Authorization",
             value: value.as_bytes(),
         }];
-        match auth.check(&admin(), &h) {
+        match decide(auth, &h) {
             Verdict::Allowed(p) => Some(p),
             _ => None,
+        }
+    }
+
+    /// Checks, hashing here what the hashing process would.
+    fn decide(auth: &mut Auth, h: &[httparse::Header]) -> Verdict {
+        match auth.check(&admin(), h, None) {
+            Verdict::Hash(job) => {
+                let ok = crate::master::hasher::verify(&job.password, &job.hash);
+                auth.check(&admin(), h, Some(ok))
+            }
+            v => v,
         }
     }
 
@@ -275,7 +295,7 @@ mod tests {
                 value: right.as_bytes(),
             },
         ];
-        assert!(matches!(a.check(&admin(), &two), Verdict::Denied));
+        assert!(matches!(decide(&mut a, &two), Verdict::Denied));
         assert_eq!(check(&mut a, "Basic"), None);
         // Remembered: the second check needs no hash (the budget is spent to prove it).
         a.owed = BUDGET * 4;
@@ -289,7 +309,8 @@ mod tests {
                 &[httparse::Header {
                     name: "authorization",
                     value: basic("ops", "other").as_bytes(),
-                }]
+                }],
+                None
             ),
             Verdict::Busy
         ));

@@ -12,6 +12,7 @@ mod admin_origin;
 mod api;
 mod child;
 mod commands;
+mod hasher;
 mod helper;
 mod metrics;
 mod notify;
@@ -194,6 +195,8 @@ pub struct Master {
     /// When the OCSP response files are looked at next (`tls::ocsp`).
     staples_check_at: Instant,
     admin: admin::Admin,
+    /// The process that checks admin passwords (see `hasher`).
+    hasher: hasher::Hasher,
     stats: metrics::MasterStats,
     /// The last reloads' results, oldest first (`api::RELOAD_HISTORY` at most).
     reloads: VecDeque<api::LastReload>,
@@ -324,6 +327,7 @@ impl Master {
             upgrade: upgrade::Upgrade::Idle,
             inherited,
             admin: admin::Admin::default(),
+            hasher: hasher::Hasher::default(),
             stats: metrics::MasterStats::default(),
             reloads: VecDeque::new(),
         };
@@ -366,6 +370,7 @@ impl Master {
                     }
                     CONTROL => self.accept_control(),
                     admin::LISTENER => self.admin_accept(),
+                    hasher::HASHER => self.admin_hashed(),
                     upgrade::UPGRADE => self.on_upgrade_pipe(),
                     Token(t) if t >= WORKER_BASE => self.on_worker_channel(t - WORKER_BASE),
                     Token(t) if t >= admin::CONN_BASE => self.admin_event(t - admin::CONN_BASE),
@@ -549,6 +554,10 @@ impl Master {
             if self.helper_exited(pid, &how) {
                 continue;
             }
+            if self.hasher_exited(pid, &how) {
+                self.admin_hash_lost();
+                continue;
+            }
             let Some(key) = self
                 .workers
                 .iter()
@@ -699,6 +708,9 @@ impl Master {
         self.stop = Some((how, now));
         self.respawn.clear();
         self.stop_helper();
+        // A hash in progress is not waited for.
+        self.hasher_gone();
+        self.admin_hash_lost();
         if let Some(p) = self.pending.take() {
             for c in p.waiters {
                 self.reply(c, false, "the master is shutting down".into());
