@@ -15,6 +15,7 @@ pub mod logging;
 pub mod master;
 pub mod privileges;
 pub mod router;
+pub mod scrub;
 pub mod shm;
 pub mod text_table;
 pub mod tls;

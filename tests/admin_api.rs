@@ -489,3 +489,80 @@ fn csrf_and_dns_rebinding_are_refused() {
         "{out}"
     );
 }
+
+/// Occurrences of each of `needles` in the private writable memory of process `pid` (heap,
+/// stacks, data: where a copy made at run time can be; the shared-memory region and the
+/// mapped files are left out).
+fn memory_hits(pid: u32, needles: &[&[u8]]) -> Vec<usize> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    let mut hits = vec![0; needles.len()];
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (range, perms) = (f.next().unwrap(), f.next().unwrap());
+        if !perms.starts_with("rw") || !perms.ends_with('p') {
+            continue;
+        }
+        let (a, b) = range.split_once('-').unwrap();
+        let (a, b) = (
+            u64::from_str_radix(a, 16).unwrap(),
+            u64::from_str_radix(b, 16).unwrap(),
+        );
+        let mut buf = vec![0u8; (b - a) as usize];
+        if mem.seek(SeekFrom::Start(a)).is_err() || mem.read_exact(&mut buf).is_err() {
+            continue;
+        }
+        for (i, &byte) in buf.iter().enumerate() {
+            for (n, needle) in needles.iter().enumerate() {
+                if byte == needle[0] && buf[i..].starts_with(needle) {
+                    hits[n] += 1;
+                }
+            }
+        }
+    }
+    hits
+}
+
+/// Workers hold no admin secrets: the token and the basic-auth hashes are the master's
+/// alone. A worker's whole memory is searched for them, after a reload too.
+#[test]
+fn workers_hold_no_admin_secrets() {
+    // bcrypt of "secret" at cost 4.
+    const BCRYPT: &str = "$2y$04$mtR7KntlY0.o9BPcRubBr.7FDd73r5STzyTTNc33SoLMwPHZzufTK";
+    let token = format!("admin-secret-{}-Zq7", std::process::id());
+    let a = Upstream::start("a");
+    let admin = free_port();
+    let conf = app_conf(&a, "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{token}\", basic_auth = {{ ops = \"{BCRYPT}\" }} }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(2, &conf);
+    assert_eq!(call(admin, "GET", "/api/status", Some(&token)).0, 200);
+    assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+    // The token, the hash, and the hash without its prefix (as a parser may keep it).
+    let needles = [token.as_bytes(), BCRYPT.as_bytes(), &BCRYPT.as_bytes()[7..]];
+    // The master has them (the search finds what is there).
+    assert!(memory_hits(p.pid(), &needles).iter().all(|&n| n > 0));
+    let check = |when: &str| {
+        for pid in p.serving_pids() {
+            assert_eq!(
+                memory_hits(pid, &needles),
+                [0, 0, 0],
+                "{when}: worker {pid}"
+            );
+        }
+    };
+    check("at start");
+    assert!(p.ctl("reload").status.success());
+    assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+    check("after a reload");
+    // A respawned worker too.
+    let victim = p.serving_pids()[0];
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = p.serving_pids();
+        s.len() == 2 && !s.contains(&victim)
+    }));
+    check("after a respawn");
+}

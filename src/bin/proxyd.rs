@@ -3,9 +3,15 @@
 use proxyd::{cli, config, logging, master};
 use std::path::PathBuf;
 
+// Blocks the master frees are wiped (see `scrub`); counted too in an alloc-count build.
 #[cfg(feature = "alloc-count")]
 #[global_allocator]
-static ALLOC: proxyd::alloc_count::Counting = proxyd::alloc_count::Counting;
+static ALLOC: proxyd::scrub::Scrubbing<proxyd::alloc_count::Counting> =
+    proxyd::scrub::Scrubbing(proxyd::alloc_count::Counting);
+#[cfg(not(feature = "alloc-count"))]
+#[global_allocator]
+static ALLOC: proxyd::scrub::Scrubbing<std::alloc::System> =
+    proxyd::scrub::Scrubbing(std::alloc::System);
 
 const USAGE: &str = "usage: proxyd [-c FILE] [-t | -T] [-v] [-h]
   -c FILE   configuration file (default /etc/proxyd/proxyd.toml)
@@ -15,6 +21,8 @@ const USAGE: &str = "usage: proxyd [-c FILE] [-t | -T] [-v] [-h]
   -h        this help";
 
 fn main() {
+    // Before the config (and its secrets) is read.
+    proxyd::scrub::wipe_freed(true);
     let mut path = PathBuf::from(config::DEFAULT_PATH);
     let mut test = false;
     let mut dump = false;

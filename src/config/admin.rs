@@ -49,6 +49,20 @@ pub struct Admin {
     pub server_names: Vec<String>,
 }
 
+impl Admin {
+    /// Wipes the token and the password hashes (in a worker, which never needs them).
+    pub fn forget_secrets(&mut self) {
+        use zeroize::Zeroize;
+        if let Some(t) = &mut self.token {
+            t.zeroize();
+        }
+        self.token = None;
+        for u in &mut self.basic_auth {
+            u.hash.zeroize();
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BasicUser {
     pub name: String,

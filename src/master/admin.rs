@@ -149,6 +149,17 @@ pub(super) struct Admin {
 }
 
 impl Admin {
+    /// Wipes what requests brought (a head may carry the token) and remembered sign-ins,
+    /// in a forked child.
+    pub(super) fn forget_secrets(&mut self) {
+        use zeroize::Zeroize;
+        for (_, c) in self.conns.iter_mut() {
+            c.input.zeroize();
+            c.output.zeroize();
+        }
+        self.auth.forget();
+    }
+
     pub(super) fn deadline(&self) -> Option<Instant> {
         self.conns.iter().map(|(_, c)| c.deadline).min()
     }

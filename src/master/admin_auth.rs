@@ -70,6 +70,9 @@ pub(super) struct Auth {
 impl Auth {
     /// Forgets verified credentials (the users or their hashes may have changed).
     pub(super) fn forget(&mut self) {
+        for r in &mut self.remembered {
+            zeroize::Zeroize::zeroize(&mut r.digest);
+        }
         self.remembered.clear();
     }
 

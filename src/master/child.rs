@@ -13,7 +13,7 @@ impl Master {
     /// Runs in the forked child: shed the master's state, drop privileges, run the worker.
     pub(super) fn child(
         &mut self,
-        cfg: &Config,
+        cfg: &mut Config,
         generation: u64,
         index: usize,
         block: u32,
@@ -21,6 +21,7 @@ impl Master {
         log_fds: Vec<Option<RawFd>>,
     ) -> i32 {
         self.reset_signals();
+        self.forget_secrets(Some(cfg));
         // (index in cfg.listeners, socket) for this worker's share of each address.
         let listener_fds: Vec<(usize, RawFd)> = cfg
             .listeners
@@ -58,6 +59,24 @@ impl Master {
             access_logs,
             shared: self.shared.region.view().block(block),
         })
+    }
+
+    /// In a forked child: wipes the copies of the admin token and password hashes it
+    /// inherited (`cfg`: the one the caller holds besides the master's), then stops wiping
+    /// freed blocks (see `scrub`).
+    pub(super) fn forget_secrets(&mut self, cfg: Option<&mut Config>) {
+        let configs = [
+            Some(&mut self.cfg),
+            self.pending.as_mut().map(|p| &mut p.cfg),
+            cfg,
+        ];
+        for c in configs.into_iter().flatten() {
+            if let Some(a) = &mut c.admin {
+                a.forget_secrets();
+            }
+        }
+        self.admin.forget_secrets();
+        crate::scrub::wipe_freed(false);
     }
 
     /// In a forked child: the master's signal handling is not the child's.

@@ -88,6 +88,8 @@ impl Master {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 self.reset_signals();
+                // Each job brings its hash: this process needs none of the config's.
+                self.forget_secrets(None);
                 drop(master_end);
                 close_other_fds(&[0, 1, 2, child_end.as_raw_fd()]);
                 // SAFETY: plain prctl: die with the master, even in the middle of a hash.

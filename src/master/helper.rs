@@ -27,6 +27,7 @@ impl Master {
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
                 self.reset_signals();
+                self.forget_secrets(None);
                 close_other_fds(&[0, 1, 2]);
                 if let Err(e) =
                     crate::privileges::drop_to(self.cfg.user.as_deref(), self.cfg.group.as_deref())

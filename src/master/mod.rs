@@ -339,9 +339,9 @@ impl Master {
             log::info!("{e}; trying again every second (the old master still has it)");
             m.admin.retry_at = Some(Instant::now() + Duration::from_secs(1));
         }
-        let cfg = m.cfg.clone();
+        let mut cfg = m.cfg.clone();
         for i in 0..cfg.worker_processes {
-            m.spawn(&cfg, 1, i, None)
+            m.spawn(&mut cfg, 1, i, None)
                 .map_err(|e| format!("cannot start worker: {e}"))?;
         }
         m.start_helper();
@@ -448,9 +448,10 @@ impl Master {
     // ---- workers ------------------------------------------------------------------
 
     /// Forks one worker of `generation` running `cfg`.
+    /// `cfg` is the caller's own copy: the child wipes its secrets there too.
     pub(super) fn spawn(
         &mut self,
-        cfg: &Config,
+        cfg: &mut Config,
         generation: u64,
         index: usize,
         logs: Option<&[Option<File>]>,
@@ -647,9 +648,9 @@ impl Master {
         self.respawn.retain(|(_, t)| *t > now);
         if self.stop.is_none() {
             for index in due {
-                let cfg = self.cfg.clone();
+                let mut cfg = self.cfg.clone();
                 let gen = self.generation;
-                if let Err(e) = self.spawn(&cfg, gen, index, None) {
+                if let Err(e) = self.spawn(&mut cfg, gen, index, None) {
                     log::error!("cannot respawn worker: {e}");
                     self.schedule_respawn(index);
                 }

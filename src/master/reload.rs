@@ -120,7 +120,7 @@ impl Master {
             }
         };
         for i in 0..cfg.worker_processes {
-            if let Err(e) = self.spawn(&cfg, generation, i, Some(&access_logs)) {
+            if let Err(e) = self.spawn(&mut cfg, generation, i, Some(&access_logs)) {
                 self.kill_generation(generation);
                 rollback(self, &new_listeners, &grown);
                 return Err(format!("cannot start worker: {e}"));
