@@ -22,10 +22,10 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, Value
         .as_bytes(),
     );
     let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1;
+    let body = body_of(&text);
     (
         status,
-        serde_json::from_str(body).unwrap_or(Value::String(body.to_string())),
+        serde_json::from_str(&body).unwrap_or(Value::String(body.to_string())),
     )
 }
 

@@ -21,8 +21,7 @@ fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n").as_bytes(),
     );
     let status = text[9..12].parse().unwrap();
-    let body = text.split_once("\r\n\r\n").unwrap().1.to_string();
-    (status, body)
+    (status, body_of(&text))
 }
 
 /// Samples as Prometheus's parser reads them.
@@ -384,4 +383,66 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
             .any(|l| l.starts_with("site.test ") && l.split_whitespace().nth(2) == Some("7")),
         "{last}"
     );
+}
+
+/// Public /metrics on a big config: 2,000 upstreams make megabytes of text. Clients that ask
+/// and never read cost the master a bounded piece each, not the text each (it held 64 copies
+/// of 15 MB); past a few of them public scrapes get 503 while a client with the token is
+/// still answered in full; the stalled ones are closed after the send timeout, and public
+/// scrapes are answered again.
+#[test]
+fn public_metrics_on_a_big_config_stay_bounded() {
+    let admin = free_port();
+    let dead = free_port();
+    let mut body = String::new();
+    for i in 0..2000 {
+        body.push_str(&format!(
+            "[[upstream]]\nname = \"upstream-number-{i}\"\npeers = [\"127.0.0.1:{dead}\"]\n\n"
+        ));
+    }
+    body.push_str("[[server]]\nlisten = \"127.0.0.1:{port}\"\n[[server.route]]\npath = \"/\"\nupstream = \"upstream-number-0\"\n");
+    let p = Proxyd::start_with(
+        1,
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\", public_metrics = true }}"),
+        &body,
+    );
+    let (status, full) = admin_get(admin, "/metrics", Some(TOKEN));
+    assert_eq!(status, 200);
+    assert!(full.len() > 4 << 20, "{} bytes", full.len());
+    assert!(full.contains("upstream=\"upstream-number-1999\""));
+    let base = rss_kib(p.pid());
+
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\n\r\n"
+        )
+        .unwrap();
+        stalled.push(s);
+    }
+    // Accepted after them: by its answer the master has taken every one of them in hand.
+    let (status, again) = admin_get(admin, "/metrics", Some(TOKEN));
+    assert_eq!(status, 200);
+    assert!(again.ends_with(&format!(
+        "proxyd_info{{version=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert_eq!(again.lines().count(), full.lines().count());
+    let grown = rss_kib(p.pid()).saturating_sub(base);
+    // One copy of the text is the bound (the old master held one per client).
+    let text_kib = full.len() as u64 / 1024;
+    assert!(
+        grown < text_kib,
+        "the master grew by {grown} KiB; the text is {text_kib} KiB"
+    );
+    // Public scrapes wait for a free slot (the stalled ones hold them)...
+    assert_eq!(admin_get(admin, "/metrics", None).0, 503);
+    // ...until the send timeout closes the stalled ones.
+    assert!(wait_until(Duration::from_secs(120), || admin_get(
+        admin, "/metrics", None
+    )
+    .0 == 200));
+    drop(stalled);
 }

@@ -24,6 +24,15 @@ const MAX_HEAD: usize = 8 * 1024;
 const DASHBOARD: &str = include_str!("dashboard.html");
 const MAX_CONNS: usize = 64;
 const DEADLINE: Duration = Duration::from_secs(10);
+/// `/metrics` answers being sent at once, and of them without a credential (public
+/// metrics): the rest are kept for authenticated clients. Past that: 503.
+const MAX_SCRAPES: usize = 8;
+const PUBLIC_SCRAPES: usize = 6;
+/// The metrics text is made this much at a time, when the client has taken the last piece.
+const PIECE: usize = 32 * 1024;
+/// A scrape whose client takes nothing for this long is closed, and any after this long.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_SCRAPE_TIME: Duration = Duration::from_secs(60);
 
 /// A listening socket of either kind.
 enum Listener {
@@ -125,6 +134,19 @@ impl Listener {
     }
 }
 
+/// The state of a streamed `/metrics` answer.
+struct Streaming {
+    scrape: super::metrics::Scrape,
+    /// HTTP/1.1: chunked, so a cut answer shows as cut; HTTP/1.0: ended by the close.
+    chunked: bool,
+    /// Sent with a credential (counts against MAX_SCRAPES only, not PUBLIC_SCRAPES).
+    authenticated: bool,
+    /// The text is all in `output`.
+    finished: bool,
+    /// Closed then, however it goes.
+    until: Instant,
+}
+
 pub(super) struct AdminConn {
     stream: Stream,
     peer: String,
@@ -134,6 +156,8 @@ pub(super) struct AdminConn {
     waiting: Option<u64>,
     /// The verdict of that hash, once it came.
     hashed: Option<bool>,
+    /// A `/metrics` answer being made as the client reads it.
+    streaming: Option<Streaming>,
     output: Vec<u8>,
     written: usize,
     deadline: Instant,
@@ -174,7 +198,11 @@ enum Answer {
     SignedIn,
     /// 401, with the header lines of the challenges this listener accepts.
     Unauthorized(&'static str, String),
-    Metrics,
+    /// `authenticated`: sent with a credential; `chunked`: an HTTP/1.1 request.
+    Metrics {
+        authenticated: bool,
+        chunked: bool,
+    },
     Json(u16, serde_json::Value),
     /// Nothing yet: this password must be hashed first (by the hashing process).
     Hash(super::hasher::Job),
@@ -243,6 +271,7 @@ impl Master {
                             input: Vec::new(),
                             waiting: None,
                             hashed: None,
+                            streaming: None,
                             output: Vec::new(),
                             written: 0,
                             deadline: Instant::now() + DEADLINE,
@@ -317,7 +346,25 @@ impl Master {
     }
 
     /// Writes `answer` to connection `key` and closes it once sent.
-    fn admin_reply(&mut self, key: usize, answer: Answer) {
+    fn admin_reply(&mut self, key: usize, mut answer: Answer) {
+        if let Answer::Metrics {
+            authenticated,
+            chunked,
+        } = answer
+        {
+            let streams = self
+                .admin
+                .conns
+                .iter()
+                .filter_map(|(_, c)| c.streaming.as_ref());
+            let (all, public) = streams.fold((0, 0), |(a, p), s| {
+                (a + 1, p + usize::from(!s.authenticated))
+            });
+            if all < MAX_SCRAPES && (authenticated || public < PUBLIC_SCRAPES) {
+                return self.admin_stream(key, authenticated, chunked);
+            }
+            answer = Answer::Status(503, "too many scrapes at once; try again");
+        }
         let mut extra = String::new();
         let (status, ctype, body) = match answer {
             Answer::Status(s, text) => (s, "text/plain", format!("{text}\n")),
@@ -329,16 +376,13 @@ impl Master {
                 extra.push_str("Location: /\r\n");
                 (303, "text/plain", "signed in\n".to_string())
             }
-            Answer::Metrics => (
-                200,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics_text(),
-            ),
+            Answer::Metrics { .. } | Answer::Hash(_) => {
+                (500, "text/plain", "internal error\n".to_string())
+            }
             Answer::Json(s, v) => (s, "application/json", format!("{v}\n")),
             Answer::Dashboard => (200, "text/html; charset=utf-8", DASHBOARD.to_string()),
-            Answer::Hash(_) => (500, "text/plain", "internal error\n".to_string()),
         };
-        if status == 429 {
+        if status == 429 || status == 503 {
             extra.push_str("Retry-After: 1\r\n");
         }
         let Some(c) = self.admin.conns.get_mut(key) else {
@@ -361,20 +405,89 @@ impl Master {
         self.admin_write(key);
     }
 
-    fn admin_write(&mut self, key: usize) {
+    /// Starts the streamed `/metrics` answer on connection `key`.
+    fn admin_stream(&mut self, key: usize, authenticated: bool, chunked: bool) {
+        let generation = self.generation;
         let Some(c) = self.admin.conns.get_mut(key) else {
             return;
         };
-        while c.written < c.output.len() {
-            match c.stream.write(&c.output[c.written..]) {
-                Ok(0) => return self.admin_close(key),
-                Ok(n) => c.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.admin_close(key),
+        let framing = if chunked {
+            "Transfer-Encoding: chunked\r\n"
+        } else {
+            ""
+        };
+        c.output = format!(
+            "HTTP/1.1 200 OK\r\nServer: proxyd\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n{framing}Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        let now = Instant::now();
+        c.deadline = now + SEND_TIMEOUT;
+        c.streaming = Some(Streaming {
+            scrape: super::metrics::Scrape::new(generation),
+            chunked,
+            authenticated,
+            finished: false,
+            until: now + MAX_SCRAPE_TIME,
+        });
+        let _ = self.poll.registry().reregister(
+            &mut c.stream,
+            Token(CONN_BASE + key),
+            Interest::READABLE | Interest::WRITABLE,
+        );
+        self.admin_write(key);
+    }
+
+    /// Sends what connection `key` has to send (making the next piece of a streamed answer
+    /// when the last one is out), and closes it when all is sent.
+    fn admin_write(&mut self, key: usize) {
+        loop {
+            let Some(c) = self.admin.conns.get_mut(key) else {
+                return;
+            };
+            while c.written < c.output.len() {
+                match c.stream.write(&c.output[c.written..]) {
+                    Ok(0) => return self.admin_close(key),
+                    Ok(n) => {
+                        c.written += n;
+                        if let Some(st) = &c.streaming {
+                            c.deadline = (Instant::now() + SEND_TIMEOUT).min(st.until);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return self.admin_close(key),
+                }
             }
+            let Some(mut st) = c.streaming.take().filter(|st| !st.finished) else {
+                return self.admin_close(key);
+            };
+            let mut output = std::mem::take(&mut c.output);
+            output.clear();
+            let mut piece = String::new();
+            let Ok(done) = self.metrics_fill(&mut st.scrape, &mut piece, PIECE) else {
+                // A reload replaced the config mid-scrape: cut (a chunked answer shows it).
+                return self.admin_close(key);
+            };
+            if st.chunked && !piece.is_empty() {
+                output.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                output.extend_from_slice(piece.as_bytes());
+                output.extend_from_slice(b"\r\n");
+            } else {
+                output.extend_from_slice(piece.as_bytes());
+            }
+            if done {
+                st.finished = true;
+                if st.chunked {
+                    output.extend_from_slice(b"0\r\n\r\n");
+                }
+            }
+            let Some(c) = self.admin.conns.get_mut(key) else {
+                return;
+            };
+            c.output = output;
+            c.written = 0;
+            c.streaming = Some(st);
         }
-        self.admin_close(key);
     }
 
     /// The hashing process answered (or died): the connections that waited are answered.
@@ -446,9 +559,13 @@ impl Master {
         }
         let public = matches!((method, path), ("GET", "/" | "/index.html"))
             || (admin.public_metrics && (method, path) == ("GET", "/metrics"));
+        let chunked = req.version == Some(1);
         if public {
             return if path == "/metrics" {
-                Answer::Metrics
+                Answer::Metrics {
+                    authenticated: self.admin.auth.bearer_ok(&admin, req.headers),
+                    chunked,
+                }
             } else {
                 Answer::Dashboard
             };
@@ -480,7 +597,10 @@ impl Master {
             return Answer::Status(status, text);
         }
         match (method, path) {
-            ("GET", "/metrics") => Answer::Metrics,
+            ("GET", "/metrics") => Answer::Metrics {
+                authenticated: true,
+                chunked,
+            },
             ("GET", "/login") => Answer::SignedIn,
             (_, p) if p.starts_with("/api/") => {
                 let who = format!("{who} ({principal})");

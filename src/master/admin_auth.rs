@@ -76,6 +76,22 @@ impl Auth {
         self.remembered.clear();
     }
 
+    /// Whether `headers` carry the right bearer token (no hash: cheap enough for a public
+    /// page to tell a credentialed client from an anonymous one).
+    pub(super) fn bearer_ok(&self, admin: &Admin, headers: &[httparse::Header]) -> bool {
+        let Some(token) = &admin.token else {
+            return false;
+        };
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .any(|h| {
+                h.value.len() > 7
+                    && h.value[..7].eq_ignore_ascii_case(b"bearer ")
+                    && same(h.value[7..].trim_ascii(), token.as_bytes())
+            })
+    }
+
     /// Who `headers` come from. `hashed`: the verdict of the hash this request waited for
     /// (its Basic credential's), once it came.
     pub(super) fn check(

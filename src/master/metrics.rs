@@ -2,10 +2,15 @@
 //! scrape time from the shared memory region (every live worker's block plus the retired
 //! totals, so nothing goes backwards when a worker exits or a reload replaces it) and from
 //! the master's own counts (generations, reloads, worker restarts).
+//!
+//! The text is made a piece at a time as the client reads it (a `Scrape` remembers where it
+//! is), never whole: with thousands of upstreams it is megabytes, and the master holds at
+//! most a piece of it per scrape whatever the clients do.
 
 use super::api::PeerState;
 use super::Master;
-use crate::shm::{self, HistTotals, Traffic, BUCKETS_US};
+use crate::shm::{self, HistTotals, BUCKETS_US};
+use std::collections::HashSet;
 use std::fmt::Write;
 
 /// The master's own counts since it started.
@@ -16,33 +21,21 @@ pub(super) struct MasterStats {
     pub(super) worker_restarts: u64,
 }
 
-/// A server's label and sums, and its routes' names and sums.
-type ServerSums = (String, Traffic, Vec<(String, Traffic)>);
-
-/// A peer's labels and sums, gathered once per scrape.
-struct PeerSums {
-    label: String,
-    /// It takes requests (`PeerState::Up`).
-    up: bool,
-    totals: shm::Totals,
-    traffic: Traffic,
-}
-
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// A label value with `\`, `"` and newlines escaped.
+/// A label value with `\\`, `"` and newlines escaped.
 fn esc(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-/// Writes `# HELP` and `# TYPE` once per family.
-struct Out {
-    text: String,
+/// Writes samples into a piece of the text.
+struct Out<'a> {
+    text: &'a mut String,
 }
 
-impl Out {
+impl Out<'_> {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
@@ -79,267 +72,228 @@ impl Out {
     }
 }
 
+/// What a family has one sample (or histogram) per.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    Server,
+    Route,
+    Upstream,
+    Peer,
+    /// The node's and the master's own numbers: one item, several families.
+    Node,
+}
+
+/// The families in the order of the text: name, type, help, what it has a sample per.
+const FAMILIES: [(&str, &str, &str, Scope); 18] = [
+    ("proxyd_server_requests_total", "counter", "Requests answered, by server and status class.", Scope::Server),
+    ("proxyd_server_request_duration_seconds", "histogram", "Time from a request's head to its last byte sent, by server.", Scope::Server),
+    ("proxyd_server_received_bytes_total", "counter", "Bytes of requests (heads and bodies) received from clients, by server.", Scope::Server),
+    ("proxyd_server_sent_bytes_total", "counter", "Bytes sent to clients, by server.", Scope::Server),
+    ("proxyd_route_requests_total", "counter", "Requests answered, by server, route and status class.", Scope::Route),
+    ("proxyd_route_request_duration_seconds", "histogram", "Time from a request's head to its last byte sent, by server and route.", Scope::Route),
+    ("proxyd_upstream_responses_total", "counter", "Responses from an upstream's peers by status class (a failed try counts as the 502 or 504 proxyd made of it).", Scope::Upstream),
+    ("proxyd_upstream_connect_duration_seconds", "histogram", "Time to connect to a peer (TLS handshake included), by upstream.", Scope::Upstream),
+    ("proxyd_upstream_header_duration_seconds", "histogram", "Time from a try's start to the response head, by upstream.", Scope::Upstream),
+    ("proxyd_upstream_response_duration_seconds", "histogram", "Time from a try's start to the response's last byte, by upstream.", Scope::Upstream),
+    ("proxyd_upstream_retries_total", "counter", "Requests sent again to another peer after a failure, by upstream.", Scope::Upstream),
+    ("proxyd_upstream_peer_up", "gauge", "1 when the peer takes requests: not down in the config or through the admin API, not draining, not failed by its health check, not ejected.", Scope::Peer),
+    ("proxyd_upstream_peer_requests_total", "counter", "Requests sent to the peer (a retry counts again).", Scope::Peer),
+    ("proxyd_upstream_peer_failures_total", "counter", "Connect failures, timeouts and broken responses of the peer.", Scope::Peer),
+    ("proxyd_upstream_peer_ejections_total", "counter", "Times the peer was taken out of rotation (failures or health check).", Scope::Peer),
+    ("proxyd_upstream_peer_responses_total", "counter", "Responses from the peer by status class.", Scope::Peer),
+    ("proxyd_upstream_peer_connections", "gauge", "Connections to the peer: carrying a request (active) or pooled (idle).", Scope::Peer),
+    ("", "", "", Scope::Node),
+];
+
+/// Where a scrape is in the text.
+pub(super) struct Scrape {
+    family: usize,
+    /// The item within the family: (server, route) or (upstream, peer); (n, 0) otherwise.
+    at: (usize, usize),
+    /// Server slots written in this family (a server listening on several addresses shares
+    /// one slot, and one sample).
+    seen: HashSet<u32>,
+    /// The text follows the config of this generation; a reload ends the scrape.
+    generation: u64,
+}
+
+impl Scrape {
+    pub(super) fn new(generation: u64) -> Scrape {
+        Scrape {
+            family: 0,
+            at: (0, 0),
+            seen: HashSet::new(),
+            generation,
+        }
+    }
+}
+
 impl Master {
-    pub(super) fn metrics_text(&self) -> String {
+    /// Appends the next pieces of the metrics text to `out` until it holds `want` bytes or
+    /// the text is done. Ok(true): done. Err: a reload replaced the config the text follows.
+    pub(super) fn metrics_fill(
+        &self,
+        s: &mut Scrape,
+        out: &mut String,
+        want: usize,
+    ) -> Result<bool, ()> {
+        if s.generation != self.generation {
+            return Err(());
+        }
         let view = self.shared.region.view();
         let live = self.shared.live_blocks();
-        let cfg = &self.cfg;
-        let mut o = Out {
-            text: String::with_capacity(16 * 1024),
-        };
-
-        // Requests, by server and route.
-        // Each slot is summed over the workers once per scrape.
-        let servers: Vec<ServerSums> = {
-            let mut seen = std::collections::HashSet::new();
-            cfg.server
-                .iter()
-                .filter(|s| seen.insert(s.slot))
-                .map(|s| {
-                    let routes = s
-                        .route
-                        .iter()
-                        .map(|r| (r.name.clone(), view.traffic(r.slot, &live)))
-                        .collect();
-                    (s.label(), view.traffic(s.slot, &live), routes)
-                })
-                .collect()
-        };
-        o.family(
-            "proxyd_server_requests_total",
-            "counter",
-            "Requests answered, by server and status class.",
-        );
-        for (name, t, _) in &servers {
-            for (c, n) in CLASSES.iter().zip(t.classes) {
-                o.sample(
-                    "proxyd_server_requests_total",
-                    &format!("server=\"{}\",class=\"{c}\"", esc(name)),
-                    n,
-                );
-            }
-        }
-        o.family(
-            "proxyd_server_request_duration_seconds",
-            "histogram",
-            "Time from a request's head to its last byte sent, by server.",
-        );
-        for (name, t, _) in &servers {
-            o.histogram(
-                "proxyd_server_request_duration_seconds",
-                &format!("server=\"{}\"", esc(name)),
-                &t.hist[shm::Hist::Request as usize],
-            );
-        }
-        for (family, help, pick) in [
-            (
-                "proxyd_server_received_bytes_total",
-                "Bytes of requests (heads and bodies) received from clients, by server.",
-                0,
-            ),
-            (
-                "proxyd_server_sent_bytes_total",
-                "Bytes sent to clients, by server.",
-                1,
-            ),
-        ] {
-            o.family(family, "counter", help);
-            for (name, t, _) in &servers {
-                let v = if pick == 0 { t.bytes_in } else { t.bytes_out };
-                o.sample(family, &format!("server=\"{}\"", esc(name)), v);
-            }
-        }
-        o.family(
-            "proxyd_route_requests_total",
-            "counter",
-            "Requests answered, by server, route and status class.",
-        );
-        for (name, _, routes) in &servers {
-            for (route, t) in routes {
-                for (c, n) in CLASSES.iter().zip(t.classes) {
-                    o.sample(
-                        "proxyd_route_requests_total",
-                        &format!(
-                            "server=\"{}\",route=\"{}\",class=\"{c}\"",
-                            esc(name),
-                            esc(route)
-                        ),
-                        n,
-                    );
-                }
-            }
-        }
-        o.family(
-            "proxyd_route_request_duration_seconds",
-            "histogram",
-            "Time from a request's head to its last byte sent, by server and route.",
-        );
-        for (name, _, routes) in &servers {
-            for (route, t) in routes {
-                o.histogram(
-                    "proxyd_route_request_duration_seconds",
-                    &format!("server=\"{}\",route=\"{}\"", esc(name), esc(route)),
-                    &t.hist[shm::Hist::Request as usize],
-                );
-            }
-        }
-
-        // Upstreams and peers.
         let now = shm::now_ms();
-        let upstreams: Vec<(&str, Traffic, shm::Totals)> = cfg
-            .upstream
-            .iter()
-            .map(|u| {
-                (
-                    u.name.as_str(),
-                    view.traffic(u.slot, &live),
-                    view.totals(u.slot, now),
-                )
-            })
-            .collect();
-        o.family(
-            "proxyd_upstream_responses_total",
-            "counter",
-            "Responses from an upstream's peers by status class (a failed try counts as the 502 or 504 proxyd made of it).",
-        );
-        for (name, t, _) in &upstreams {
-            for (c, n) in CLASSES.iter().zip(t.classes) {
-                o.sample(
-                    "proxyd_upstream_responses_total",
-                    &format!("upstream=\"{}\",class=\"{c}\"", esc(name)),
-                    n,
-                );
+        let cfg = &self.cfg;
+        let mut o = Out { text: out };
+        while o.text.len() < want {
+            let Some(&(name, kind, help, scope)) = FAMILIES.get(s.family) else {
+                return Ok(true);
+            };
+            if s.at == (0, 0) && scope != Scope::Node {
+                o.family(name, kind, help);
+                s.seen.clear();
+            }
+            let (a, b) = s.at;
+            // Each arm writes item (a, b) if it exists and moves on, or ends the family.
+            let more = match scope {
+                Scope::Server | Scope::Route => match cfg.server.get(a) {
+                    None => false,
+                    Some(srv) if b == 0 && !s.seen.insert(srv.slot) => {
+                        s.at = (a + 1, 0);
+                        true
+                    }
+                    Some(srv) if scope == Scope::Server => {
+                        let t = view.traffic(srv.slot, &live);
+                        let label = format!("server=\"{}\"", esc(&srv.label()));
+                        match s.family {
+                            0 => {
+                                for (c, n) in CLASSES.iter().zip(t.classes) {
+                                    o.sample(name, &format!("{label},class=\"{c}\""), n);
+                                }
+                            }
+                            1 => o.histogram(name, &label, &t.hist[shm::Hist::Request as usize]),
+                            2 => o.sample(name, &label, t.bytes_in),
+                            _ => o.sample(name, &label, t.bytes_out),
+                        }
+                        s.at = (a + 1, 0);
+                        true
+                    }
+                    Some(srv) => {
+                        match srv.route.get(b) {
+                            Some(r) => {
+                                let t = view.traffic(r.slot, &live);
+                                let label = format!(
+                                    "server=\"{}\",route=\"{}\"",
+                                    esc(&srv.label()),
+                                    esc(&r.name)
+                                );
+                                if s.family == 4 {
+                                    for (c, n) in CLASSES.iter().zip(t.classes) {
+                                        o.sample(name, &format!("{label},class=\"{c}\""), n);
+                                    }
+                                } else {
+                                    o.histogram(name, &label, &t.hist[shm::Hist::Request as usize]);
+                                }
+                                s.at = (a, b + 1);
+                            }
+                            None => s.at = (a + 1, 0),
+                        }
+                        true
+                    }
+                },
+                Scope::Upstream => match cfg.upstream.get(a) {
+                    None => false,
+                    Some(u) => {
+                        let label = format!("upstream=\"{}\"", esc(&u.name));
+                        let t = view.traffic(u.slot, &live);
+                        match s.family {
+                            6 => {
+                                for (c, n) in CLASSES.iter().zip(t.classes) {
+                                    o.sample(name, &format!("{label},class=\"{c}\""), n);
+                                }
+                            }
+                            7 => o.histogram(name, &label, &t.hist[shm::Hist::Connect as usize]),
+                            8 => o.histogram(name, &label, &t.hist[shm::Hist::Header as usize]),
+                            9 => o.histogram(name, &label, &t.hist[shm::Hist::Response as usize]),
+                            _ => o.sample(name, &label, view.totals(u.slot, now).retries),
+                        }
+                        s.at = (a + 1, 0);
+                        true
+                    }
+                },
+                Scope::Peer => match cfg.upstream.get(a) {
+                    None => false,
+                    Some(u) => {
+                        match u.peers.get(b) {
+                            // A host name's spare entries (no address now) are left out.
+                            Some(p) => {
+                                if let Some(addr) = p.address(&view) {
+                                    let label = format!(
+                                        "upstream=\"{}\",peer=\"{}\",address=\"{}\"",
+                                        esc(&u.name),
+                                        esc(&p.key()),
+                                        esc(&addr.to_string())
+                                    );
+                                    let t = view.totals(p.slot, now);
+                                    match s.family {
+                                        11 => {
+                                            let state =
+                                                PeerState::of(p, &t, view.health(p.slot).admin());
+                                            o.sample(
+                                                name,
+                                                &label,
+                                                u64::from(state == PeerState::Up),
+                                            );
+                                        }
+                                        12 => o.sample(name, &label, t.requests),
+                                        13 => o.sample(name, &label, t.failures),
+                                        14 => o.sample(name, &label, t.ejections),
+                                        15 => {
+                                            let tr = view.traffic(p.slot, &live);
+                                            for (c, n) in CLASSES.iter().zip(tr.classes) {
+                                                o.sample(
+                                                    name,
+                                                    &format!("{label},class=\"{c}\""),
+                                                    n,
+                                                );
+                                            }
+                                        }
+                                        _ => {
+                                            let idle = view.traffic(p.slot, &live).idle;
+                                            for (state, v) in [("active", t.active), ("idle", idle)]
+                                            {
+                                                o.sample(
+                                                    name,
+                                                    &format!("{label},state=\"{state}\""),
+                                                    v,
+                                                );
+                                            }
+                                        }
+                                    }
+                                }
+                                s.at = (a, b + 1);
+                            }
+                            None => s.at = (a + 1, 0),
+                        }
+                        true
+                    }
+                },
+                Scope::Node => {
+                    self.node_metrics(&mut o, &view, &live);
+                    false
+                }
+            };
+            if !more {
+                s.family += 1;
+                s.at = (0, 0);
             }
         }
-        for (family, help, h) in [
-            (
-                "proxyd_upstream_connect_duration_seconds",
-                "Time to connect to a peer (TLS handshake included), by upstream.",
-                shm::Hist::Connect,
-            ),
-            (
-                "proxyd_upstream_header_duration_seconds",
-                "Time from a try's start to the response head, by upstream.",
-                shm::Hist::Header,
-            ),
-            (
-                "proxyd_upstream_response_duration_seconds",
-                "Time from a try's start to the response's last byte, by upstream.",
-                shm::Hist::Response,
-            ),
-        ] {
-            o.family(family, "histogram", help);
-            for (name, t, _) in &upstreams {
-                o.histogram(
-                    family,
-                    &format!("upstream=\"{}\"", esc(name)),
-                    &t.hist[h as usize],
-                );
-            }
-        }
-        o.family(
-            "proxyd_upstream_retries_total",
-            "counter",
-            "Requests sent again to another peer after a failure, by upstream.",
-        );
-        for (name, _, totals) in &upstreams {
-            o.sample(
-                "proxyd_upstream_retries_total",
-                &format!("upstream=\"{}\"", esc(name)),
-                totals.retries,
-            );
-        }
-        // A host name's spare entries (no address now) are left out.
-        let peers: Vec<PeerSums> = cfg
-            .upstream
-            .iter()
-            .flat_map(|u| {
-                let (view, live) = (&view, &live);
-                u.peers.iter().filter_map(move |p| {
-                    let addr = p.address(view)?.to_string();
-                    let totals = view.totals(p.slot, now);
-                    let state = PeerState::of(p, &totals, view.health(p.slot).admin());
-                    Some(PeerSums {
-                        label: format!(
-                            "upstream=\"{}\",peer=\"{}\",address=\"{}\"",
-                            esc(&u.name),
-                            esc(&p.key()),
-                            esc(&addr)
-                        ),
-                        up: state == PeerState::Up,
-                        totals,
-                        traffic: view.traffic(p.slot, live),
-                    })
-                })
-            })
-            .collect();
-        o.family(
-            "proxyd_upstream_peer_up",
-            "gauge",
-            "1 when the peer takes requests: not down in the config or through the admin API, not draining, not failed by its health check, not ejected.",
-        );
-        for p in &peers {
-            o.sample("proxyd_upstream_peer_up", &p.label, p.up as u64);
-        }
-        for (family, kind, help) in [
-            (
-                "proxyd_upstream_peer_requests_total",
-                "counter",
-                "Requests sent to the peer (a retry counts again).",
-            ),
-            (
-                "proxyd_upstream_peer_failures_total",
-                "counter",
-                "Connect failures, timeouts and broken responses of the peer.",
-            ),
-            (
-                "proxyd_upstream_peer_ejections_total",
-                "counter",
-                "Times the peer was taken out of rotation (failures or health check).",
-            ),
-        ] {
-            o.family(family, kind, help);
-            for p in &peers {
-                let t = &p.totals;
-                let v = match family {
-                    "proxyd_upstream_peer_requests_total" => t.requests,
-                    "proxyd_upstream_peer_failures_total" => t.failures,
-                    _ => t.ejections,
-                };
-                o.sample(family, &p.label, v);
-            }
-        }
-        o.family(
-            "proxyd_upstream_peer_responses_total",
-            "counter",
-            "Responses from the peer by status class.",
-        );
-        for p in &peers {
-            for (c, n) in CLASSES.iter().zip(p.traffic.classes) {
-                o.sample(
-                    "proxyd_upstream_peer_responses_total",
-                    &format!("{},class=\"{c}\"", p.label),
-                    n,
-                );
-            }
-        }
-        o.family(
-            "proxyd_upstream_peer_connections",
-            "gauge",
-            "Connections to the peer: carrying a request (active) or pooled (idle).",
-        );
-        for p in &peers {
-            for (state, v) in [("active", p.totals.active), ("idle", p.traffic.idle)] {
-                o.sample(
-                    "proxyd_upstream_peer_connections",
-                    &format!("{},state=\"{state}\"", p.label),
-                    v,
-                );
-            }
-        }
+        Ok(s.family >= FAMILIES.len())
+    }
 
-        // Client connections, over the live workers.
-        let c = view.connections(&live);
+    /// Client connections over the live workers, and the master's own counts.
+    fn node_metrics(&self, o: &mut Out, view: &shm::View, live: &[u32]) {
+        let c = view.connections(live);
         let (accepted, requests) = (c.accepted, c.requests);
         let states = [c.active, c.reading, c.writing, c.waiting];
         o.family(
@@ -419,6 +373,5 @@ impl Master {
             &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
             1,
         );
-        o.text
     }
 }

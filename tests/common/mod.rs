@@ -141,6 +141,30 @@ pub fn get_close(addr: &str, path: &str, host: &str, extra: &str) -> String {
     )
 }
 
+/// The body of a whole response as `send_raw` returns it, chunked framing removed (and
+/// checked: a cut chunked body panics).
+pub fn body_of(response: &str) -> String {
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    if !head
+        .to_ascii_lowercase()
+        .contains("\r\ntransfer-encoding: chunked")
+    {
+        return body.to_string();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n").expect("a chunk size line");
+        let n = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if n == 0 {
+            assert_eq!(after, "\r\n", "after the last chunk");
+            return out;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].strip_prefix("\r\n").expect("CRLF after a chunk");
+    }
+}
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
