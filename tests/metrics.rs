@@ -286,6 +286,17 @@ fn metrics_may_be_public_while_the_rest_needs_the_token() {
         1.0
     );
     assert_eq!(admin_get(admin, "/api/status", None).0, 401);
+    // HTTP/1.0 has no chunked framing: the text ends with the connection.
+    let old = send_raw(
+        &format!("127.0.0.1:{admin}"),
+        format!("GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{admin}\r\n\r\n").as_bytes(),
+    );
+    assert!(old.starts_with("HTTP/1.1 200"), "{old}");
+    assert!(
+        !old.to_ascii_lowercase().contains("transfer-encoding"),
+        "{old}"
+    );
+    assert_eq!(parse(&body_of(&old)).len(), m.len());
     // A slow client is cut after the deadline and does not hold up the others.
     let _silent = TcpStream::connect(("127.0.0.1", admin)).unwrap();
     assert_eq!(admin_get(admin, "/metrics", None).0, 200);

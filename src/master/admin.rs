@@ -4,7 +4,7 @@
 //! costs a slot in a bounded table and nothing else. It serves `GET /metrics` (`metrics.rs`)
 //! and the JSON API under `/api/` (`api.rs`).
 
-use super::admin_auth::{Principal, Verdict};
+use super::admin_auth::{Hashed, Principal, Verdict};
 use super::admin_origin;
 use super::Master;
 use crate::config::admin::AdminAddr;
@@ -152,10 +152,10 @@ pub(super) struct AdminConn {
     peer: String,
     local: Option<SocketAddr>,
     input: Vec<u8>,
-    /// The id of the hash job this request waits for.
-    waiting: Option<u64>,
+    /// The id of the hash job this request waits for, and the hash it is checked against.
+    waiting: Option<(u64, String)>,
     /// The verdict of that hash, once it came.
-    hashed: Option<bool>,
+    hashed: Option<Hashed>,
     /// A `/metrics` answer being made as the client reads it.
     streaming: Option<Streaming>,
     output: Vec<u8>,
@@ -328,14 +328,14 @@ impl Master {
             return;
         };
         let input = std::mem::take(&mut c.input);
-        let (who, local, hashed) = (c.peer.clone(), c.local, c.hashed);
-        let mut answer = self.admin_route(&input, &who, local, hashed);
+        let (who, local, hashed) = (c.peer.clone(), c.local, c.hashed.take());
+        let mut answer = self.admin_route(&input, &who, local, hashed.as_ref());
         if let Answer::Hash(job) = answer {
             match self.hash_submit(&job) {
                 Some(id) => {
                     if let Some(c) = self.admin.conns.get_mut(key) {
                         c.input = input;
-                        c.waiting = Some(id);
+                        c.waiting = Some((id, job.hash));
                     }
                     return;
                 }
@@ -498,12 +498,13 @@ impl Master {
                 .admin
                 .conns
                 .iter()
-                .find(|(_, c)| c.waiting == Some(a.id))
+                .find(|(_, c)| c.waiting.as_ref().is_some_and(|w| w.0 == a.id))
                 .map(|(k, _)| k);
             if let Some(k) = waiting {
                 if let Some(c) = self.admin.conns.get_mut(k) {
-                    c.waiting = None;
-                    c.hashed = Some(a.ok);
+                    if let Some((_, hash)) = c.waiting.take() {
+                        c.hashed = Some(Hashed { ok: a.ok, hash });
+                    }
                 }
                 self.admin_answer(k);
             }
@@ -517,7 +518,11 @@ impl Master {
             .admin
             .conns
             .iter()
-            .filter(|(_, c)| c.waiting.is_some_and(|id| !self.hash_pending(id)))
+            .filter(|(_, c)| {
+                c.waiting
+                    .as_ref()
+                    .is_some_and(|(id, _)| !self.hash_pending(*id))
+            })
             .map(|(k, _)| k)
             .collect();
         for k in lost {
@@ -537,7 +542,7 @@ impl Master {
         head: &[u8],
         who: &str,
         local: Option<SocketAddr>,
-        hashed: Option<bool>,
+        hashed: Option<&Hashed>,
     ) -> Answer {
         let Some(admin) = self.cfg.admin.clone() else {
             return Answer::Status(404, "no admin listener configured");

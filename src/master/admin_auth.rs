@@ -43,6 +43,13 @@ pub(super) enum Verdict {
     Hash(Job),
 }
 
+/// The verdict of a hash a request waited for, and the hash it was checked against (a
+/// reload may have replaced the user's hash meanwhile: then the verdict says nothing).
+pub(super) struct Hashed {
+    pub(super) ok: bool,
+    pub(super) hash: String,
+}
+
 /// How long a verified credential is remembered.
 const REMEMBER: Duration = Duration::from_secs(300);
 const REMEMBERED: usize = 32;
@@ -98,7 +105,7 @@ impl Auth {
         &mut self,
         admin: &Admin,
         headers: &[httparse::Header],
-        hashed: Option<bool>,
+        hashed: Option<&Hashed>,
     ) -> Verdict {
         if admin.unauthenticated {
             return Verdict::Allowed(Principal::Anyone);
@@ -143,7 +150,7 @@ impl Auth {
         self.owed += took;
     }
 
-    fn basic(&mut self, admin: &Admin, value: &[u8], hashed: Option<bool>) -> Verdict {
+    fn basic(&mut self, admin: &Admin, value: &[u8], hashed: Option<&Hashed>) -> Verdict {
         if value.len() > MAX_CREDENTIAL {
             return Verdict::Denied;
         }
@@ -171,9 +178,9 @@ impl Auth {
         }
         self.at = Some(now);
         let ok = match hashed {
-            Some(ok) => ok,
-            None if self.owed >= BUDGET => return Verdict::Busy,
-            None => {
+            Some(h) if h.hash == hash => h.ok,
+            _ if self.owed >= BUDGET => return Verdict::Busy,
+            _ => {
                 return Verdict::Hash(Job {
                     hash: hash.to_string(),
                     password: password.to_vec(),
@@ -261,7 +268,8 @@ mod tests {
         match auth.check(&admin(), h, None) {
             Verdict::Hash(job) => {
                 let ok = crate::master::hasher::verify(&job.password, &job.hash);
-                auth.check(&admin(), h, Some(ok))
+                let hashed = Hashed { ok, hash: job.hash };
+                auth.check(&admin(), h, Some(&hashed))
             }
             v => v,
         }
@@ -316,6 +324,22 @@ mod tests {
         ];
         assert!(matches!(decide(&mut a, &two), Verdict::Denied));
         assert_eq!(check(&mut a, "Basic"), None);
+        // A verdict against another hash than the user's now (a reload replaced it while
+        // the hash ran) decides nothing: hashed again.
+        let stale = Hashed {
+            ok: true,
+            hash: SHA512.into(),
+        };
+        let guess = basic("ops", "guess");
+        let h = [httparse::Header {
+            name: "Authorization",
+            value: guess.as_bytes(),
+        }];
+        a.owed = Duration::ZERO;
+        assert!(matches!(
+            a.check(&admin(), &h, Some(&stale)),
+            Verdict::Hash(_)
+        ));
         // Remembered: the second check needs no hash (the budget is spent to prove it).
         a.owed = BUDGET * 4;
         assert_eq!(
