@@ -184,7 +184,8 @@ struct Browser {
 }
 
 impl Browser {
-    fn launch() -> Browser {
+    /// `extra`: more command-line switches.
+    fn launch(extra: &[&str]) -> Browser {
         use std::os::fd::FromRawFd;
         use std::os::unix::process::CommandExt;
         let mut to_browser = [0i32; 2];
@@ -204,6 +205,7 @@ impl Browser {
             "--no-first-run",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
         .arg("about:blank")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -379,7 +381,8 @@ attack();
         custom = target(&a.addr()),
     );
     let (evil, stop) = serve_page(page.clone());
-    let mut browser = Browser::launch();
+    // rebound.test resolves to the admin address, as a rebinding attacker's name would.
+    let mut browser = Browser::launch(&["--host-resolver-rules=MAP rebound.test 127.0.0.1"]);
     let tab = browser.open(&format!("http://localhost:{evil}/"));
     assert!(browser.wait_for(&tab, "window.results && results.done === true"));
     // The form's answer lands in the frame (cross-origin: the page cannot read it).
@@ -403,6 +406,23 @@ attack();
     for _ in 0..4 {
         assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
     }
+
+    // DNS rebinding: a page of rebound.test (now resolving to the admin address) is the
+    // same origin as its requests, but names rebound.test in Host: nothing is served.
+    let rebound = browser.open(&format!("http://rebound.test:{admin}/"));
+    assert!(browser.wait_for(
+        &rebound,
+        "document.readyState === 'complete' && document.body !== null"
+    ));
+    let text = browser.eval(
+        &rebound,
+        "fetch('/api/upstreams').then(r => r.status + ' ' + document.body.textContent)",
+    );
+    assert!(
+        text.as_str().unwrap().starts_with("421 Host is not"),
+        "{text}"
+    );
+    assert!(!text.as_str().unwrap().contains(&a.addr()), "{text}");
 
     // The dashboard's own "down" button works.
     let dash = browser.open(&format!("http://127.0.0.1:{admin}/"));
