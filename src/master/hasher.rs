@@ -146,6 +146,9 @@ impl Master {
                 }
                 Ok(0) => {
                     // It died; SIGCHLD reaps it and the next sign-in starts another.
+                    if let Some((pid, _)) = &self.hasher.child {
+                        log::error!("hashing process {pid} went away; sign-ins waiting get 429");
+                    }
                     self.hasher_gone();
                     break;
                 }
