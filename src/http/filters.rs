@@ -43,6 +43,8 @@ impl HeaderEdits {
         matches!(
             super::headers::classify(name.as_bytes()),
             Kind::Other
+                | Kind::ClientIdentity
+                | Kind::Underscored
                 | Kind::XForwardedFor
                 | Kind::XForwardedProto
                 | Kind::Referer
@@ -166,8 +168,7 @@ fn hop_by_hop(raw: &[u8], h: &mut Headers) -> Verdict {
         .map(|t| t.trim_ascii().to_vec())
         .collect();
     h.retain(raw, |f, name| {
-        let named_here =
-            f.kind == Kind::Other && named.iter().any(|t| t.eq_ignore_ascii_case(name));
+        let named_here = f.kind.is_other() && named.iter().any(|t| t.eq_ignore_ascii_case(name));
         !(f.kind.hop_by_hop() || named_here)
     });
     Verdict::Continue
@@ -182,36 +183,35 @@ fn same_field(want: &str, name: &[u8]) -> bool {
             .all(|(a, &b)| a.eq_ignore_ascii_case(&b) || (a == b'-' && b == b'_'))
 }
 
-/// A client's field that poses as one proxyd vouches for: the client identity in any
-/// spelling, and with `_` (which CGI-style backends read as `-`) the forwarding fields and
-/// the request id, whose `-` spellings the `forwarded` filter itself rewrites.
+/// A name with `_` that poses as a field proxyd vouches for (CGI-style backends read `_` as
+/// `-`): the client identity, the forwarding fields and the request id, whose `-`
+/// spellings the `forwarded` filter itself removes or rewrites.
 fn poses_as_vouched(name: &[u8], request_id: Option<&str>) -> bool {
-    CLIENT_CERT_HEADERS.iter().any(|c| same_field(c, name))
-        || name.contains(&b'_')
-            && ["X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP"]
-                .into_iter()
-                .chain(request_id)
-                .any(|c| same_field(c, name))
+    CLIENT_CERT_HEADERS
+        .into_iter()
+        .chain(["X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP"])
+        .chain(request_id)
+        .any(|c| same_field(c, name))
 }
 
 fn forwarded(raw: &[u8], h: &mut Headers, info: &RequestInfo) -> Verdict {
-    let underscores = info.underscores;
-    h.retain(raw, |f, name| {
-        if f.kind != Kind::Other {
-            return true;
-        }
-        if poses_as_vouched(name, info.request_id.map(|(n, _)| n)) {
-            return false;
-        }
-        if !underscores && name.contains(&b'_') {
-            log::info!(
-                "dropped request header \"{}\" (underscores_in_headers = false)",
-                String::from_utf8_lossy(name)
-            );
-            return false;
-        }
-        true
-    });
+    h.remove(Kind::ClientIdentity);
+    if h.values(raw, Kind::Underscored).next().is_some() {
+        let request_id = info.request_id.map(|(n, _)| n);
+        h.retain(raw, |f, name| {
+            if f.kind != Kind::Underscored {
+                return true;
+            }
+            if !info.underscores {
+                log::info!(
+                    "dropped request header \"{}\" (underscores_in_headers = false)",
+                    String::from_utf8_lossy(name)
+                );
+                return false;
+            }
+            !poses_as_vouched(name, request_id)
+        });
+    }
     h.append_to_list(raw, "X-Forwarded-For", info.client_ip.as_bytes());
     h.remove(Kind::XForwardedProto);
     h.append_static("X-Forwarded-Proto", info.proto);

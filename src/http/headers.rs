@@ -23,9 +23,18 @@ pub enum Kind {
     XForwardedProto,
     Referer,
     UserAgent,
+    /// `X-Client-Verify`, `X-Client-Subject`, `X-Client-Fingerprint`: only proxyd sets them.
+    ClientIdentity,
+    /// Any other name with `_` (see `underscores_in_headers`).
+    Underscored,
 }
 
 impl Kind {
+    /// A field the proxy gives no meaning of its own (a `Connection` option may name it).
+    pub fn is_other(self) -> bool {
+        matches!(self, Kind::Other | Kind::ClientIdentity | Kind::Underscored)
+    }
+
     /// Fields that describe one connection and never cross the proxy.
     pub fn hop_by_hop(self) -> bool {
         matches!(
@@ -35,7 +44,8 @@ impl Kind {
     }
 }
 
-/// The kind of a field name (case-insensitive), by length first: one comparison at most.
+/// The kind of a field name (case-insensitive), by length first: one comparison at most
+/// (and a scan for `_` of a name that is none of these).
 pub fn classify(name: &[u8]) -> Kind {
     let is = |s: &str| name.eq_ignore_ascii_case(s.as_bytes());
     match name.len() {
@@ -53,6 +63,10 @@ pub fn classify(name: &[u8]) -> Kind {
         16 if is("proxy-connection") => Kind::HopByHop,
         17 if is("transfer-encoding") => Kind::TransferEncoding,
         17 if is("x-forwarded-proto") => Kind::XForwardedProto,
+        15 if is("x-client-verify") => Kind::ClientIdentity,
+        16 if is("x-client-subject") => Kind::ClientIdentity,
+        20 if is("x-client-fingerprint") => Kind::ClientIdentity,
+        _ if name.contains(&b'_') => Kind::Underscored,
         _ => Kind::Other,
     }
 }
