@@ -38,26 +38,7 @@ fn main() {
         let path = dir.join(format!("{n}.toml"));
         std::fs::write(&path, text).unwrap();
         let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
-        let hdr = |_: &str| -> Vec<&[u8]> { Vec::new() };
-        let req = Request {
-            method: "GET",
-            host: Some("example.com"),
-            query: None,
-            header: &hdr,
-            client: &|| "127.0.0.1".parse().unwrap(),
-        };
-        let time = |p: &str| {
-            let rounds = 200_000;
-            let t = Instant::now();
-            let mut sum = 0;
-            for _ in 0..rounds {
-                sum += select_route(&cfg, 0, std::hint::black_box(p), &req)
-                    .unwrap()
-                    .unwrap_or(0);
-            }
-            std::hint::black_box(sum);
-            t.elapsed().as_nanos() as f64 / rounds as f64
-        };
+        let time = |p: &str| ns_per_lookup(&cfg, p, 200_000);
         let last = format!("/svc{}/items/7", n / 2 - 1);
         let exact = format!("/page/{}", n / 4);
         println!(
@@ -86,26 +67,7 @@ fn main() {
         let t = Instant::now();
         let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e:?}"));
         let load = t.elapsed().as_secs_f64() * 1000.0;
-        let hdr = |_: &str| -> Vec<&[u8]> { Vec::new() };
-        let req = Request {
-            method: "GET",
-            host: Some("example.com"),
-            query: None,
-            header: &hdr,
-            client: &|| "127.0.0.1".parse().unwrap(),
-        };
-        let time = |p: &str| {
-            let rounds = 20_000;
-            let t = Instant::now();
-            let mut sum = 0;
-            for _ in 0..rounds {
-                sum += select_route(&cfg, 0, std::hint::black_box(p), &req)
-                    .unwrap()
-                    .unwrap_or(0);
-            }
-            std::hint::black_box(sum);
-            t.elapsed().as_nanos() as f64 / rounds as f64
-        };
+        let time = |p: &str| ns_per_lookup(&cfg, p, 20_000);
         println!(
             "{n:>8} {load:>10.1} {:>10.0} {:>10.0} {:>10.0}",
             time("/shop/books/item-0/deadbeef/view"),
@@ -114,4 +76,25 @@ fn main() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Nanoseconds per `select_route` of `path` on the first server, over `rounds` lookups.
+fn ns_per_lookup(cfg: &config::Config, path: &str, rounds: u32) -> f64 {
+    let hdr = |_: &str| -> Vec<&[u8]> { Vec::new() };
+    let req = Request {
+        method: "GET",
+        host: Some("example.com"),
+        query: None,
+        header: &hdr,
+        client: &|| "127.0.0.1".parse().unwrap(),
+    };
+    let t = Instant::now();
+    let mut sum = 0;
+    for _ in 0..rounds {
+        sum += select_route(cfg, 0, std::hint::black_box(path), &req)
+            .unwrap()
+            .unwrap_or(0);
+    }
+    std::hint::black_box(sum);
+    t.elapsed().as_nanos() as f64 / rounds as f64
 }

@@ -6,6 +6,17 @@ mod common;
 use common::raw::{ok, RawUpstream};
 use common::*;
 
+/// proxyd with one worker, `/` proxied to `up`, and `routes` after that.
+fn proxy_to(up: &RawUpstream, routes: &str) -> Proxyd {
+    Proxyd::start(
+        1,
+        &format!(
+            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n{routes}",
+            up.addr()
+        ),
+    )
+}
+
 fn status(resp: &str) -> u16 {
     resp.split(' ')
         .nth(1)
@@ -180,12 +191,9 @@ upstream = "app"
 #[test]
 fn header_regex_sees_values_that_are_not_utf8() {
     let up = RawUpstream::start(|_| ok("up"));
-    let p = Proxyd::start(
-        1,
-        &format!(
-            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n[[server.route]]\npath = \"/\"\nmatch = {{ header = {{ user-agent = \"~(?i)badbot\" }} }}\nreturn = 403\n",
-            up.addr()
-        ),
+    let p = proxy_to(
+        &up,
+        "[[server.route]]\npath = \"/\"\nmatch = { header = { user-agent = \"~(?i)badbot\" } }\nreturn = 403\n",
     );
     for ua in [&b"BadBot"[..], b"BadBot\xff", b"\xfe\xffbadbot/1"] {
         let mut req = b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\nUser-Agent: ".to_vec();
@@ -206,13 +214,7 @@ fn chunk_size_leading_zeros() {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000000005\r\nhello\r\n0000000000000000000000006\r\n world\r\n0\r\n\r\n",
         )]
     });
-    let p = Proxyd::start(
-        1,
-        &format!(
-            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n",
-            up.addr()
-        ),
-    );
+    let p = proxy_to(&up, "");
     let mut c = common::client::Client::connect(&p.addr()).unwrap();
     let r = c.request("GET", "/", common::client::Body::None).unwrap();
     assert_eq!(r.status, 200);
@@ -231,13 +233,7 @@ fn chunked_framing_is_written_not_copied() {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0003 ;q=1\r\nabc\r\n00000000000000000004\r\ndefg\r\n0;z\r\nContent-Length: 99\r\nX-Checksum: 42\r\nTransfer-Encoding: gzip\r\n\r\n",
         )]
     });
-    let p = Proxyd::start(
-        1,
-        &format!(
-            "[[upstream]]\nname = \"app\"\npeers = [\"{}\"]\n[[server]]\nlisten = \"127.0.0.1:{{port}}\"\n[[server.route]]\npath = \"/\"\nupstream = \"app\"\n",
-            up.addr()
-        ),
-    );
+    let p = proxy_to(&up, "");
     let resp = send_raw(
         &p.addr(),
         b"POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
