@@ -321,18 +321,16 @@ fn bytes_after_the_client_hello_in_one_write_are_processed_at_once() {
              [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"hello\"\n"
         ),
     );
-    // A close_notify only with TLS 1.3: in a TLS 1.2 handshake it is an unauthenticated
-    // warning, which rustls ignores (the client's FIN, when it comes, closes).
+    // In a TLS 1.2 handshake a close_notify is an unauthenticated warning, which rustls
+    // ignores: proxyd sees the alert record itself.
+    let close_notify: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00];
     let fatal: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x28];
     let garbage: &[u8] = b"GET / HTTP/1.1\r\n\r\n";
     let record: &[u8] = &[0x17, 0x03, 0x03, 0x00, 0x03, 1, 2, 3];
-    let tails: [(&str, &[u8], bool); 7] = [
+    let tails: [(&str, &[u8], bool); 8] = [
         ("fatal alert", fatal, false),
-        (
-            "close_notify",
-            &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00],
-            false,
-        ),
+        ("close_notify", close_notify, false),
+        ("TLS 1.2: close_notify", close_notify, true),
         ("garbage", garbage, false),
         ("an application record", record, false),
         ("TLS 1.2: fatal alert", fatal, true),

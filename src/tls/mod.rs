@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod ocsp;
+pub mod records;
 pub mod tickets;
 pub mod upstream;
 

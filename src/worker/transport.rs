@@ -129,6 +129,8 @@ enum Tls {
         site: Arc<crate::tls::Site>,
         /// The first bytes have been looked at (see `plain_http`).
         looked: bool,
+        /// Record boundaries of what came so far, for an alert rustls would ignore.
+        records: crate::tls::records::RecordScan,
     },
     /// `server`: for a client's connection, the index of the server SNI chose.
     Open {
@@ -188,6 +190,7 @@ impl Transport {
                     acceptor: rustls::server::Acceptor::default(),
                     site: site.clone(),
                     looked: false,
+                    records: Default::default(),
                 }),
             ),
             ready: Ready::default(),
@@ -332,6 +335,7 @@ impl Transport {
             acceptor,
             site,
             looked,
+            records,
         } = &mut **t
         else {
             return Ok(());
@@ -353,6 +357,7 @@ impl Transport {
                     let Some((server, cfg)) = site.pick(sni.as_deref()) else {
                         return Err(io::Error::other("no TLS server for this name"));
                     };
+                    let alert = records.saw_alert();
                     return match accepted.into_connection(cfg) {
                         Ok(mut conn) => {
                             conn.set_buffer_limit(Some(TLS_BUFFER));
@@ -369,6 +374,13 @@ impl Transport {
                             if let Err(e) = processed {
                                 let _ = self.flush();
                                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                            }
+                            if alert {
+                                let _ = self.flush();
+                                return Err(io::Error::new(
+                                    io::ErrorKind::InvalidData,
+                                    "the client sent an alert with its ClientHello",
+                                ));
                             }
                             match self.flush() {
                                 Err(e) if !would_block(&e) => Err(e),
@@ -389,9 +401,19 @@ impl Transport {
             if !self.ready.r {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            match acceptor.read_tls(tcp) {
+            // Read here and hand the bytes to rustls, so their records are seen too.
+            let mut got = [0u8; 4096];
+            match tcp.read(&mut got) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
+                Ok(n) => {
+                    records.feed(&got[..n]);
+                    let mut rest = &got[..n];
+                    while !rest.is_empty() {
+                        if acceptor.read_tls(&mut rest)? == 0 {
+                            return Err(io::Error::other("ClientHello too large"));
+                        }
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if would_block(&e) => self.ready.r = false,
                 Err(e) => return Err(e),
