@@ -19,6 +19,17 @@ pub fn wipe_freed(on: bool) {
     ON.store(on, Ordering::Relaxed);
 }
 
+/// Overwrites the stack below the caller's frame. In a forked child the master's returned
+/// frames are still there (a read buffer that held a request with the token, a parser's
+/// copy of the config text); a fork happens from the loop, a few frames deep, so what lies
+/// below is dead and 256 KiB covers what the master's calls ever used of it.
+#[inline(never)]
+pub fn wipe_stack() {
+    let mut dead = [0u8; 256 * 1024];
+    dead.zeroize();
+    std::hint::black_box(&dead);
+}
+
 /// # Safety
 /// `ptr` points to `len` bytes owned by the caller.
 unsafe fn wipe(ptr: *mut u8, len: usize) {

@@ -518,6 +518,23 @@ fn workers_hold_no_admin_secrets() {
     assert!(p.ctl("reload").status.success());
     assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
     check("after a reload");
+    // A reload asked for through the API (whose own request carries the token), and a
+    // signal after a request with the token (its bytes were on the master's stack).
+    let before = p.serving_pids();
+    assert_eq!(call(admin, "POST", "/api/reload", Some(&token)).0, 202);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = p.serving_pids();
+        s.len() == 2 && s.iter().all(|pid| !before.contains(pid))
+    }));
+    check("after a reload through the API");
+    assert_eq!(call(admin, "GET", "/api/status", Some(&token)).0, 200);
+    let before = p.serving_pids();
+    p.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = p.serving_pids();
+        s.len() == 2 && s.iter().all(|pid| !before.contains(pid))
+    }));
+    check("after SIGHUP following a token request");
     // A respawned worker too.
     let victim = p.serving_pids()[0];
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };

@@ -323,4 +323,13 @@ fn password_hashing_too_slow_is_refused_by_config_test() {
         let (ok, out) = config_test(&dir, &text);
         assert!(ok, "{out}");
     }
+    // Users whose hashes differ in cost: a timing oracle for names, said by -t.
+    let text = format!(
+        "[[upstream]]\nname = \"u\"\npeers = [\"127.0.0.1:9\"]\n\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\npath = \"/\"\nupstream = \"u\"\n\n[admin]\nlisten = \"127.0.0.1:9180\"\nbasic_auth = {{ ops = \"{BCRYPT}\", ci = \"{SLOWEST}\" }}\n"
+    );
+    let (ok, out) = config_test(&dir, &text);
+    assert!(
+        ok && out.contains("main.toml:13:") && out.contains("differ in cost"),
+        "{out}"
+    );
 }

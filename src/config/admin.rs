@@ -75,6 +75,26 @@ pub struct BasicUser {
 pub const MAX_BCRYPT_COST: u32 = 14;
 pub const MAX_SHA_ROUNDS: u32 = 1_000_000;
 
+/// Roughly how long checking a password against `h` takes, in microseconds: bcrypt about
+/// 70 us per 2^cost round, SHA-crypt about 1 us per round (5,000 by default).
+pub fn crypt_work(h: &str) -> u64 {
+    if let Some(rest) = ["$2b$", "$2y$", "$2a$"]
+        .iter()
+        .find_map(|p| h.strip_prefix(p))
+    {
+        let cost: u32 = rest.get(..2).and_then(|c| c.parse().ok()).unwrap_or(10);
+        return 70u64 << cost.min(31);
+    }
+    let rest = h
+        .strip_prefix("$5$")
+        .or_else(|| h.strip_prefix("$6$"))
+        .unwrap_or("");
+    rest.strip_prefix("rounds=")
+        .and_then(|r| r.split_once('$'))
+        .and_then(|(n, _)| n.parse().ok())
+        .unwrap_or(5000)
+}
+
 /// Why a hash of a shape `crypt_hash_ok` accepts is too slow to verify, if it is.
 pub fn crypt_cost_error(h: &str) -> Option<String> {
     if let Some(rest) = ["$2b$", "$2y$", "$2a$"]
@@ -222,6 +242,17 @@ impl Validator {
             if users.get_ref().is_empty() {
                 self.errors
                     .push(src.err(users.span(), "admin basic_auth names no users"));
+            }
+            // An unknown name is checked against the slowest hash; a user whose hash is much
+            // faster answers sooner, which tells an attacker the name exists.
+            let works: Vec<u64> = basic_auth.iter().map(|u| crypt_work(&u.hash)).collect();
+            if let (Some(lo), Some(hi)) = (works.iter().min(), works.iter().max()) {
+                if *hi > lo.saturating_mul(2) {
+                    self.warnings.push(src.err(
+                        users.span(),
+                        "admin basic_auth hashes differ in cost: a wrong password for a user with a cheaper hash is answered sooner than for a name that does not exist, which tells that the name exists; make every hash with the same algorithm and cost",
+                    ));
+                }
             }
         }
         let unauthenticated = r.unauthenticated.unwrap_or(false);

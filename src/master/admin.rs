@@ -299,12 +299,16 @@ impl Master {
         if !c.output.is_empty() {
             return self.admin_write(key);
         }
-        let mut buf = [0u8; 2048];
         loop {
-            match c.stream.read(&mut buf) {
+            // Read straight into the connection's own buffer: a copy on the stack (a head may
+            // carry the token) would outlive the call, and a fork made later inherits it.
+            let len = c.input.len();
+            c.input.resize(len + 2048, 0);
+            let read = c.stream.read(&mut c.input[len..]);
+            c.input.truncate(len + *read.as_ref().unwrap_or(&0));
+            match read {
                 Ok(0) => return self.admin_close(key),
-                Ok(n) => {
-                    c.input.extend_from_slice(&buf[..n]);
+                Ok(_) => {
                     if c.input.windows(4).any(|w| w == b"\r\n\r\n") {
                         break;
                     }
@@ -417,7 +421,7 @@ impl Master {
             ""
         };
         c.output = format!(
-            "HTTP/1.1 200 OK\r\nServer: proxyd\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n{framing}Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nServer: proxyd\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n{framing}Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nContent-Security-Policy: frame-ancestors 'none'\r\nConnection: close\r\n\r\n"
         )
         .into_bytes();
         let now = Instant::now();
@@ -640,13 +644,14 @@ impl Master {
     }
 
     /// Makes room for a new connection by closing the oldest one still sending its head (a
-    /// client that answers promptly is never it); false when every one is being answered.
+    /// client that answers promptly is never it, nor one whose password is being checked);
+    /// false when every one is being answered.
     fn admin_evict(&mut self) -> bool {
         let oldest = self
             .admin
             .conns
             .iter()
-            .filter(|(_, c)| c.output.is_empty())
+            .filter(|(_, c)| c.output.is_empty() && c.waiting.is_none() && c.hashed.is_none())
             .min_by_key(|(_, c)| c.deadline)
             .map(|(k, _)| k);
         match oldest {

@@ -167,10 +167,17 @@ impl Auth {
         if let Some(r) = self.remembered.iter().find(|r| same(&r.digest, &digest)) {
             return Verdict::Allowed(Principal::User(r.user.clone()));
         }
-        // An unknown name is checked against a real hash all the same, so the time taken
-        // does not tell which names exist.
+        // An unknown name is checked against a real hash all the same (the slowest), so the
+        // time taken does not tell which names exist (`-t` warns when the costs differ).
         let user = admin.basic_auth.iter().find(|u| u.name.as_bytes() == name);
-        let hash = user.unwrap_or(&admin.basic_auth[0]).hash.as_str();
+        let Some(decoy) = admin
+            .basic_auth
+            .iter()
+            .max_by_key(|u| crate::config::admin::crypt_work(&u.hash))
+        else {
+            return Verdict::Denied;
+        };
+        let hash = user.unwrap_or(decoy).hash.as_str();
         if let Some(at) = self.at {
             self.owed = self
                 .owed

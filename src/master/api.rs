@@ -88,7 +88,10 @@ impl Master {
             }
             ("POST", ["api", "reload"]) => {
                 crate::notice!("admin: reload requested by {who}");
-                self.begin_reload(None);
+                // Begun by the loop once this request is answered and its head freed: a
+                // generation forked from inside the request would inherit the head (and the
+                // token in it) on its stack.
+                self.api_reload = true;
                 (
                     202,
                     json!({"reload": "started", "see": "/api/status last_reload"}),

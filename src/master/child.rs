@@ -22,6 +22,7 @@ impl Master {
     ) -> i32 {
         self.reset_signals();
         self.forget_secrets(Some(cfg));
+        crate::scrub::wipe_stack();
         // (index in cfg.listeners, socket) for this worker's share of each address.
         let listener_fds: Vec<(usize, RawFd)> = cfg
             .listeners

@@ -1,8 +1,9 @@
 //! The hashing process: verifies basic-auth passwords for the admin listener, so that a
 //! password hash (slow on purpose, up to a second or more) never runs in the master's event
 //! loop, which must keep reaping and respawning workers and answering signals meanwhile.
-//! Forked by the master when the first password needs checking, again after it dies; it
-//! knows no config: each job carries the hash and the password. One SOCK_SEQPACKET
+//! Forked by the master's loop (never from inside a request, whose head would be on the
+//! child's stack) while the config has basic-auth users, again after it dies; it knows no
+//! config: each job carries the hash and the password. One SOCK_SEQPACKET
 //! socketpair, one job or answer per packet; the master's end is non-blocking.
 
 use super::child::close_other_fds;
@@ -34,6 +35,8 @@ pub(super) struct Hasher {
     next_id: u64,
     /// Ids of jobs sent and not answered, oldest first.
     in_flight: Vec<u64>,
+    /// When it was last started.
+    started: Option<Instant>,
 }
 
 /// An answer: the job's id, whether the password matched, how long the hash took.
@@ -44,14 +47,11 @@ pub(super) struct Answer {
 }
 
 impl Master {
-    /// Sends `job` to the hashing process (started if need be); its id, or None when the
-    /// queue is full or the process cannot be started (the caller answers 429).
+    /// Sends `job` to the hashing process; its id, or None when the queue is full or the
+    /// process is not running (it is restarted by the loop; the caller answers 429).
     pub(super) fn hash_submit(&mut self, job: &Job) -> Option<u64> {
         if self.hasher.in_flight.len() >= QUEUE || self.stop.is_some() {
             return None;
-        }
-        if self.hasher.child.is_none() {
-            self.hasher_start()?;
         }
         let (_, fd) = self.hasher.child.as_ref()?;
         let id = self.hasher.next_id;
@@ -76,6 +76,45 @@ impl Master {
         }
     }
 
+    /// The config has basic-auth users and the master is not stopping.
+    fn hasher_wanted(&self) -> bool {
+        self.stop.is_none()
+            && self
+                .cfg
+                .admin
+                .as_ref()
+                .is_some_and(|a| !a.basic_auth.is_empty())
+    }
+
+    /// Called by the loop: the hashing process runs while the config has basic-auth users
+    /// (started at most once a second, so one that keeps dying costs nothing).
+    pub(super) fn hasher_ensure(&mut self) {
+        if !self.hasher_wanted() || self.hasher.child.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        if self
+            .hasher
+            .started
+            .is_some_and(|t| now < t + std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        self.hasher.started = Some(now);
+        let _ = self.hasher_start();
+    }
+
+    /// When the loop should wake to start a hashing process that is wanted and not running.
+    pub(super) fn hasher_restart_at(&self) -> Option<Instant> {
+        (self.hasher_wanted() && self.hasher.child.is_none())
+            .then(|| {
+                self.hasher
+                    .started
+                    .map(|t| t + std::time::Duration::from_secs(1))
+            })
+            .flatten()
+    }
+
     fn hasher_start(&mut self) -> Option<()> {
         let (master_end, child_end) = match crate::channel::pair() {
             Ok(p) => p,
@@ -90,6 +129,7 @@ impl Master {
                 self.reset_signals();
                 // Each job brings its hash: this process needs none of the config's.
                 self.forget_secrets(None);
+                crate::scrub::wipe_stack();
                 drop(master_end);
                 close_other_fds(&[0, 1, 2, child_end.as_raw_fd()]);
                 // SAFETY: plain prctl: die with the master, even in the middle of a hash.

@@ -28,6 +28,7 @@ impl Master {
             Ok(ForkResult::Child) => {
                 self.reset_signals();
                 self.forget_secrets(None);
+                crate::scrub::wipe_stack();
                 close_other_fds(&[0, 1, 2]);
                 if let Err(e) =
                     crate::privileges::drop_to(self.cfg.user.as_deref(), self.cfg.group.as_deref())

@@ -197,6 +197,8 @@ pub struct Master {
     admin: admin::Admin,
     /// The process that checks admin passwords (see `hasher`).
     hasher: hasher::Hasher,
+    /// `POST /api/reload` asked for a reload (begun by the loop, outside the request).
+    api_reload: bool,
     stats: metrics::MasterStats,
     /// The last reloads' results, oldest first (`api::RELOAD_HISTORY` at most).
     reloads: VecDeque<api::LastReload>,
@@ -328,6 +330,7 @@ impl Master {
             inherited,
             admin: admin::Admin::default(),
             hasher: hasher::Hasher::default(),
+            api_reload: false,
             stats: metrics::MasterStats::default(),
             reloads: VecDeque::new(),
         };
@@ -379,6 +382,10 @@ impl Master {
                 }
             }
             self.handle_signals();
+            if std::mem::take(&mut self.api_reload) {
+                self.begin_reload(None);
+            }
+            self.hasher_ensure();
             self.handle_timers();
             self.check_started();
             self.check_upgrade();
@@ -401,6 +408,7 @@ impl Master {
         d.extend(self.helper.respawn_at);
         d.extend(self.admin.deadline());
         d.extend(self.admin.retry_at);
+        d.extend(self.hasher_restart_at());
         d.push(self.tickets_rotate_at);
         if !self.cfg.staples.is_empty() {
             d.push(self.staples_check_at);
