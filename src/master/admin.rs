@@ -309,11 +309,12 @@ impl Master {
             match read {
                 Ok(0) => return self.admin_close(key),
                 Ok(_) => {
-                    if c.input.windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
+                    // Past the limit, complete or not, the head is refused (as empty).
                     if c.input.len() > MAX_HEAD {
                         c.input.clear();
+                        break;
+                    }
+                    if c.input.windows(4).any(|w| w == b"\r\n\r\n") {
                         break;
                     }
                 }
