@@ -57,6 +57,14 @@ strip_prefix = "/strip"
 regex = '^/files-(.*)$'
 upstream = "app"
 rewrite = "/public/$1"
+[[server.route]]
+path = "/ar/"
+upstream = "app"
+rewrite = "/api/$args"
+[[server.route]]
+path = "/q"
+match = {{ query = {{ role = "~^admin$" }} }}
+return = 403
 "#,
             up.addr()
         ),
@@ -72,9 +80,15 @@ rewrite = "/public/$1"
         // A bare backslash (a separator to some backends) and a fragment (kept by some).
         "/public\\..\\admin",
         "/public#/../admin",
-        // A capture carrying `..` into a rewrite.
+        // A capture carrying `..` into a rewrite, or `$args` an escaped slash.
         "/files-../admin",
         "/files-%2e%2e/admin",
+        "/ar/?..%2f..%2fadmin",
+        "/ar/?a%5cb",
+        "/ar/?..\\..\\admin",
+        // Dot segments with parameters, which Tomcat and Spring read as dot segments.
+        "/.;/admin",
+        "/x/..;/admin",
     ] {
         let r = get_close(&a, path, "t", "");
         assert_eq!(status(&r), 400, "{path}: {r}");
@@ -86,6 +100,10 @@ rewrite = "/public/$1"
         "/x/../admin",
         "/%61dmin",
         "/x/%2e%2e/admin",
+        // A query condition sees what the backend decodes.
+        "/q?role=admin",
+        "/q?role=%61dmin",
+        "/q?ro%6ce=adm%69n",
     ] {
         let r = get_close(&a, path, "t", "");
         assert_eq!(status(&r), 403, "{path}: {r}");
@@ -244,15 +262,9 @@ fn chunked_framing_is_written_not_copied() {
     assert_eq!(reqs.len(), 1, "{resp}");
     let sent = String::from_utf8_lossy(&reqs[0].raw).into_owned();
     let body = &sent[sent.find("\r\n\r\n").unwrap() + 4..];
-    assert_eq!(
-        body, "5\r\nhello\r\n6\r\n world\r\n0\r\nX-Digest: abc\r\n\r\n",
-        "{sent}"
-    );
+    assert_eq!(body, "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", "{sent}");
     // The client's copy: canonical too (the raw bytes, not a decoded body).
     let got = &resp[resp.find("\r\n\r\n").unwrap() + 4..];
-    assert_eq!(
-        got, "3\r\nabc\r\n4\r\ndefg\r\n0\r\nX-Checksum: 42\r\n\r\n",
-        "{resp}"
-    );
+    assert_eq!(got, "3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n", "{resp}");
     assert!(p.unexpected_errors(&[]).is_empty());
 }

@@ -64,6 +64,9 @@ pub fn normalize(path: &str) -> Option<String> {
                 out.pop()?;
                 trailing_slash = true;
             }
+            // A dot segment with parameters (`..;x`, `.;`): Tomcat, Jetty and Spring drop
+            // the parameters and climb; refused rather than routed as a name.
+            s if matches!(s.split(|&b| b == b';').next(), Some(b"." | b"..")) => return None,
             s => {
                 out.push(s);
                 trailing_slash = false;
@@ -81,12 +84,24 @@ pub fn normalize(path: &str) -> Option<String> {
     String::from_utf8(s).ok()
 }
 
-/// Whether `path` has a `.` or `..` segment, escaped or not (`%2e%2E`).
+/// Whether `path` has a `.` or `..` segment, escaped or not (`%2e%2E`), with or without
+/// parameters (`..;x`).
 pub fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|seg| {
         let s = seg.replace("%2e", ".").replace("%2E", ".");
+        let s = s.split(';').next().unwrap_or("");
         s == "." || s == ".."
     })
+}
+
+/// Whether `path` has an escaped slash or backslash (`%2F`, `%5C`) or a bare backslash,
+/// which many backends decode (or, for `\`, read) as a separator.
+pub fn has_encoded_slash(path: &str) -> bool {
+    path.contains('\\')
+        || path.as_bytes().windows(3).any(|w| {
+            w[0] == b'%'
+                && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"))
+        })
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -115,7 +130,20 @@ mod tests {
         ] {
             assert_eq!(normalize(input).as_deref(), Some(want), "{input}");
         }
-        for bad in ["", "x", "/..", "/a/../..", "/%zz", "/%4", "*", "/%2e%2e/x"] {
+        for bad in [
+            "",
+            "x",
+            "/..",
+            "/a/../..",
+            "/%zz",
+            "/%4",
+            "*",
+            "/%2e%2e/x",
+            "/.;/admin",
+            "/x/..;/admin",
+            "/x/..;jsessionid=1",
+            "/%2e;x/a",
+        ] {
             assert_eq!(normalize(bad), None, "{bad}");
         }
     }

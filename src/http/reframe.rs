@@ -1,9 +1,9 @@
 //! Chunked framing written by proxyd, not copied: a chunked body is re-emitted in place with
 //! canonical chunk sizes (lowercase hex, no leading zeros, no whitespace), chunk extensions
-//! dropped, and trailer fields that a recipient might merge into the head (framing, routing,
-//! hop-by-hop, authentication, client identity; RFC 9110 section 6.5.1) dropped. A peer then
-//! never sees framing bytes another parser could read differently (`5 `, `0005;x`, a trailer
-//! `Content-Length`).
+//! dropped, and the trailer section dropped (RFC 9112 7.1.2 lets a recipient discard it; a
+//! recipient that merges trailers into the head would take fields no filter saw). A peer
+//! then never sees framing bytes another parser could read differently (`5 `, `0005;x`, a
+//! trailer `Content-Length`).
 //!
 //! It works in place in one buffer: `buf[out..inp]` is free (already forwarded or framing
 //! squeezed out), `buf[inp..]` is unread input. A size line, with the CRLF that ended the
@@ -24,60 +24,6 @@ pub struct Reframed {
     /// Whether the message ended, or the framing error that stopped it. What was rewritten
     /// before an error still counts (`out`, `inp`): it can go out before the cut.
     pub result: Result<bool, FrameError>,
-}
-
-/// Trailer fields never passed on: RFC 9110 6.5.1's framing, routing, request modifier,
-/// authentication and response control fields, hop-by-hop fields, and the identity proxyd
-/// vouches for in heads. A backend that folds trailers into its headers would trust them.
-const DROPPED_TRAILERS: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "trailer",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "upgrade",
-    "authorization",
-    "proxy-authorization",
-    "proxy-authenticate",
-    "www-authenticate",
-    "cookie",
-    "set-cookie",
-    "content-type",
-    "content-encoding",
-    "content-range",
-    "cache-control",
-    "expect",
-    "max-forwards",
-    "pragma",
-    "range",
-    "if-match",
-    "if-none-match",
-    "if-modified-since",
-    "if-unmodified-since",
-    "if-range",
-    "age",
-    "expires",
-    "date",
-    "location",
-    "retry-after",
-    "vary",
-    "x-client-verify",
-    "x-client-subject",
-    "x-client-fingerprint",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-real-ip",
-    "forwarded",
-];
-
-fn keep_trailer(name: &[u8]) -> bool {
-    !name.contains(&b'_')
-        && !DROPPED_TRAILERS
-            .iter()
-            .any(|d| d.as_bytes().eq_ignore_ascii_case(name))
 }
 
 /// Writes `bytes` at `*w`.
@@ -151,31 +97,15 @@ impl Framer {
                 _ => false,
             };
             if done {
-                // The last chunk and its trailer section, whole.
+                // The last chunk and its trailer section, whole: the trailers are dropped,
+                // as nginx drops them. A backend that folds trailers into the head would
+                // otherwise take fields no filter saw (an identity, a header a route's
+                // `request_headers` removed).
                 let end = inp + consumed;
-                let mut r = inp + if after_data { 2 } else { 0 };
-                r += buf[r..end]
-                    .iter()
-                    .position(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1);
                 if after_data {
                     put(buf, &mut w, b"\r\n");
                 }
-                put(buf, &mut w, b"0\r\n");
-                // The framer proved every line: a field name, ':', a value, CRLF.
-                while r + 2 < end {
-                    let eol = buf[r..end]
-                        .windows(2)
-                        .position(|x| x == b"\r\n")
-                        .map_or(end, |i| r + i + 2);
-                    let colon = buf[r..eol].iter().position(|&b| b == b':').unwrap_or(0);
-                    if keep_trailer(&buf[r..r + colon]) {
-                        buf.copy_within(r..eol, w);
-                        w += eol - r;
-                    }
-                    r = eol;
-                }
-                put(buf, &mut w, b"\r\n");
+                put(buf, &mut w, b"0\r\n\r\n");
                 *self = Framer::Done;
                 return Reframed {
                     out: w,
@@ -244,7 +174,7 @@ mod tests {
             (b"0005;a=b;c\r\nhello\r\nA\r\n0123456789\r\n00;x\r\n\r\n", b"5\r\nhello\r\na\r\n0123456789\r\n0\r\n\r\n"),
             (
                 b"3\r\nabc\r\n0\r\nContent-Length: 9\r\nX-Sum: 1\r\ntransfer-encoding: chunked\r\nX_Client_Verify: SUCCESS\r\nServer-Timing: a\r\n\r\n",
-                b"3\r\nabc\r\n0\r\nX-Sum: 1\r\nServer-Timing: a\r\n\r\n",
+                b"3\r\nabc\r\n0\r\n\r\n",
             ),
             (b"00000000000000000005\r\nhello\r\n0\r\n\r\n", b"5\r\nhello\r\n0\r\n\r\n"),
         ];

@@ -353,15 +353,10 @@ impl RequestHead {
         self.uri.split(['?', '#']).next().unwrap_or("")
     }
 
-    /// The path has an escaped slash or backslash (`%2F`, `%5C`) or a bare backslash, which
-    /// routing keeps inside a segment but many backends decode (or, for `\`, read) as a
-    /// separator.
+    /// The path has an escaped slash or backslash, or a bare backslash (see
+    /// `path::has_encoded_slash`).
     pub fn encoded_slash(&self) -> bool {
-        self.route_path.contains('\\')
-            || self.route_path.as_bytes().windows(3).any(|w| {
-                w[0] == b'%'
-                    && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"))
-            })
+        path::has_encoded_slash(&self.route_path)
     }
 
     /// Host without port, lowercased, for routing.

@@ -120,6 +120,8 @@ pub fn parse_reusing(
         // Both framings (nginx refuses the same), or a coding we would have to pass on
         // undecoded: nothing safe can be sent to the client.
         Some(_) if content_length.is_some() => return Err(BadResponse),
+        // HTTP/1.0 has no transfer codings (as for requests).
+        Some(_) if minor == 0 => return Err(BadResponse),
         Some(strict::Coding::Chunked) if !no_body => Framer::chunked(),
         Some(strict::Coding::Chunked) => Framer::Done,
         Some(_) => return Err(BadResponse),
@@ -367,12 +369,13 @@ mod tests {
 
     #[test]
     fn framing_is_strict_and_rewritten() {
-        let bad: [&[u8]; 7] = [
+        let bad: [&[u8]; 8] = [
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5\xc2\xa0\r\n\r\n",
             b"HTTP/1.1 200 OK\nContent-Length: 5\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
             b"HTTP/1.1 099 OK\r\n\r\n",
         ];

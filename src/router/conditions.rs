@@ -3,6 +3,7 @@
 
 use super::pattern::{MatchError, Pattern};
 use serde::{Serialize, Serializer};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// What a header's or query parameter's value must be.
@@ -33,16 +34,19 @@ impl Test {
     }
 
     /// Whether the values found (none, one or several) pass: one passing value is enough.
-    fn holds<'a>(&self, mut values: impl Iterator<Item = &'a [u8]>) -> Result<bool, MatchError> {
+    fn holds<V: AsRef<[u8]>>(
+        &self,
+        mut values: impl Iterator<Item = V>,
+    ) -> Result<bool, MatchError> {
         Ok(match self {
             Test::Present => values.next().is_some(),
             Test::Absent => values.next().is_none(),
-            Test::Equals(want) => values.any(|v| v == want.as_bytes()),
+            Test::Equals(want) => values.any(|v| v.as_ref() == want.as_bytes()),
             Test::Matches(re) => {
                 // Bytes that are not UTF-8 become U+FFFD: skipping the value would let
                 // `BadBot\xff` past a `~(?i)badbot` deny.
                 for v in values {
-                    if re.is_match(&String::from_utf8_lossy(v))? {
+                    if re.is_match(&String::from_utf8_lossy(v.as_ref()))? {
                         return Ok(true);
                     }
                 }
@@ -183,11 +187,37 @@ fn name_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// Values of query parameter `name` (raw, not percent-decoded).
-fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+fn query_values<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = Cow<'a, [u8]>> {
     query.unwrap_or("").split('&').filter_map(move |kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name && !kv.is_empty()).then_some(v.as_bytes())
+        (!kv.is_empty() && form_decode(k).as_ref() == name.as_bytes()).then(|| form_decode(v))
     })
+}
+
+/// A query name or value as the backend reads it (`%61dmin` and `adm%69n` are `admin`;
+/// `+` is a space): a condition on the raw text would let an encoding past a deny rule.
+/// A malformed escape stays as it is.
+fn form_decode(s: &str) -> Cow<'_, [u8]> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s.as_bytes());
+    }
+    let hex = |c: Option<&u8>| c.and_then(|&c| (c as char).to_digit(16));
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match (b[i], hex(b.get(i + 1)), hex(b.get(i + 2))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+            (b'+', _, _) => out.push(b' '),
+            (c, _, _) => out.push(c),
+        }
+        i += 1;
+    }
+    Cow::Owned(out)
 }
 
 impl Conditions {
@@ -280,6 +310,13 @@ mod tests {
             client: &|| "127.0.0.1".parse().unwrap(),
         };
         assert!(c.holds(&r).unwrap());
+        // Names and values are tested as the backend decodes them.
+        for q in ["v=%32", "%76=2", "%76=%32x", "a=1&v=2+"] {
+            r.query = Some(q);
+            assert!(c.holds(&r).unwrap(), "{q}");
+        }
+        r.query = Some("v=%3");
+        assert!(!c.holds(&r).unwrap());
         r.query = Some("v=1");
         assert!(!c.holds(&r).unwrap());
         r.query = Some("v=2");

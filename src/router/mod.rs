@@ -195,6 +195,8 @@ body = "b"
             r"^/bN{2,3}c/d",
             r"^/e(f|g)*hN\.i",
             r"^/j[^]k]N\(l",
+            r"^/adminN\E?/",
+            r"^/x[\E]abcN]",
         ];
         let mut text = String::from("[[server]]\nlisten = \"127.0.0.1:1\"\n");
         for n in 0..40 {
@@ -259,6 +261,10 @@ body = "b"
             "efgh3.i",
             "jz3(l",
             "j]3(l",
+            "admi3",
+            "admi",
+            "xa",
+            "x]",
             "",
         ];
         let mut matched = 0;

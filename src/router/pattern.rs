@@ -100,16 +100,18 @@ fn plain(c: u8) -> bool {
 
 /// Escapes that match one character class or position and take no argument: `\d`, `\b`...
 fn simple_escape(c: u8) -> bool {
-    b"dDwWsSbBAzZGhHvVRXKE".contains(&c)
+    b"dDwWsSbBAzZGhHvVRXK".contains(&c)
 }
 
 /// Whether the pattern holds something that changes how the rest reads, which a byte scan
-/// cannot follow: `\Q..\E` quotes, `\c` (takes any next byte), `(?#..)` comments, verbs
-/// (`(*UTF)`), and inline flags at any depth (`(?x)` makes `#` a comment and `(?i)` makes
-/// case free).
+/// cannot follow: `\Q..\E` quotes and a lone `\E` (PCRE2 drops it, so a quantifier after
+/// it applies to the byte before, and `[\E]` starts a class with a literal `]`), `\c`
+/// (takes any next byte), `(?#..)` comments, verbs (`(*UTF)`), and inline flags at any
+/// depth (`(?x)` makes `#` a comment and `(?i)` makes case free).
 fn unscannable(p: &str) -> bool {
     let b = p.as_bytes();
     p.contains("\\Q")
+        || p.contains("\\E")
         || p.contains("\\c")
         || p.contains("(?#")
         || p.contains("(*")
@@ -280,6 +282,8 @@ mod tests {
         assert_eq!(lit(r"^/x\12ab"), None);
         assert_eq!(lit(r"^/users/\d+/posts$"), Some("/users/".into()));
         assert_eq!(lit(r"^/a\.b\(c"), Some("/a.b(c".into()));
+        assert_eq!(lit(r"^/admin\E?/"), None);
+        assert_eq!(lit(r"^/x[\E]abc]"), None);
         assert_eq!(lit(r"^/[]|]admin/"), Some("admin/".into()));
         assert_eq!(lit(r"^/[[:alpha:]]admin/"), Some("admin/".into()));
         assert_eq!(lit("^/(a|b)admin/"), Some("admin/".into()));

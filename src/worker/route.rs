@@ -62,8 +62,9 @@ pub fn route<'c>(
     };
     let route = &cfg.server[server].route[i];
     let tls = cfg.server[server].tls.is_some();
+    let slashes = cfg.server[server].allow_encoded_slashes;
     let routed = match &route.action {
-        Action::Proxy { index, .. } => match new_uri(route, req, host, tls) {
+        Action::Proxy { index, .. } => match new_uri(route, req, host, tls, slashes) {
             Ok(uri) => Routed::Proxy {
                 upstream: *index,
                 uri,
@@ -85,7 +86,7 @@ pub fn route<'c>(
                     hit
                 })
                 .unwrap_or(&split[0]);
-            match new_uri(route, req, host, tls) {
+            match new_uri(route, req, host, tls, slashes) {
                 Ok(uri) => Routed::Proxy {
                     upstream: target.index,
                     uri,
@@ -152,6 +153,7 @@ fn new_uri(
     req: &RequestHead,
     host: Option<&str>,
     tls: bool,
+    allow_encoded_slashes: bool,
 ) -> Result<Option<String>, u16> {
     let path = req.path();
     let mut out = String::new();
@@ -159,9 +161,12 @@ fn new_uri(
         let caps = captures(route, path);
         t.expand_into(&vars(req, host, &caps, tls), &mut out);
         let (p, q) = out.split_once('?').unwrap_or((&out, ""));
-        // A capture can carry `..` from a segment like `files-..`: the rewrite then names
-        // a path outside the one the route was written for.
-        if crate::http::path::has_dot_segment(p) {
+        // A capture can carry `..` from a segment like `files-..`, and `$args` or `$host`
+        // anything the client wrote there (`..%2F..%2Fadmin`): the rewrite would then name a
+        // path outside the one the route was written for.
+        if crate::http::path::has_dot_segment(p)
+            || !allow_encoded_slashes && crate::http::path::has_encoded_slash(p)
+        {
             return Err(400);
         }
         let normal = crate::http::path::normalize(p).ok_or(400u16)?;
