@@ -410,9 +410,10 @@ attack();
     // DNS rebinding: a page of rebound.test (now resolving to the admin address) is the
     // same origin as its requests, but names rebound.test in Host: nothing is served.
     let rebound = browser.open(&format!("http://rebound.test:{admin}/"));
+    // A new tab is about:blank, complete, until the navigation lands: wait for the host.
     assert!(browser.wait_for(
         &rebound,
-        "document.readyState === 'complete' && document.body !== null"
+        "location.hostname === 'rebound.test' && document.readyState === 'complete' && document.body !== null"
     ));
     let text = browser.eval(
         &rebound,
