@@ -12,6 +12,7 @@ use std::process::Command;
 const TOKEN: &str = "dash-token-0123456789";
 
 fn chromium(args: &[&str]) -> String {
+    common::tools::need("chromium", "chromium");
     let out = Command::new("chromium")
         .args([
             "--headless",
@@ -194,6 +195,7 @@ impl Browser {
             assert_eq!(libc::pipe2(to_browser.as_mut_ptr(), libc::O_CLOEXEC), 0);
             assert_eq!(libc::pipe2(from_browser.as_mut_ptr(), libc::O_CLOEXEC), 0);
         }
+        common::tools::need("chromium", "chromium");
         let profile = TempDir::new("chromium");
         let (r, w) = (to_browser[0], from_browser[1]);
         let mut cmd = Command::new("chromium");

@@ -17,6 +17,7 @@ fn read(rel: &str) -> String {
 
 #[test]
 fn man_pages_format_without_warnings() {
+    common::tools::need("groff", "groff-base");
     for page in ["man/proxyd.8", "man/proxyctl.8", "man/proxyd.toml.5"] {
         let out = Command::new("groff")
             .args(["-ww", "-man", "-z"])

@@ -26,6 +26,7 @@ fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
 
 /// Samples as Prometheus's parser reads them.
 fn parse(text: &str) -> Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> {
+    common::tools::need_python("prometheus_client", "prometheus_client");
     let mut child = Command::new("python3")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/prom.py"))
         .stdin(Stdio::piped())

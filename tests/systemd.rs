@@ -126,6 +126,7 @@ fn unit_file_verifies() {
     let dir = TempDir::new("unit");
     let bins = bin("proxyd").parent().unwrap().display().to_string();
     let local = dir.write("proxyd.service", &unit.replace("/usr/sbin", &bins));
+    common::tools::need("systemd-analyze", "systemd");
     let out = std::process::Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .arg(&local)

@@ -259,6 +259,7 @@ fn a_reload_picks_up_a_renewed_certificate() {
 fn websocket_over_tls() {
     let dir = TempDir::new("tls-ws");
     cert(dir.path(), "a", &["a.test", "127.0.0.1"], false);
+    common::tools::need_python("websockets", "websockets>=13");
     let mut server = Command::new("python3")
         .arg(format!(
             "{}/tests/ws/echo_server.py",

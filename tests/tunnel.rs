@@ -25,6 +25,7 @@ fn script(name: &str) -> String {
 }
 
 fn echo_server() -> (Proc, u16) {
+    common::tools::need_python("websockets", "websockets>=13");
     let mut child = Command::new("python3")
         .arg(script("echo_server.py"))
         .stdout(Stdio::piped())

@@ -7,6 +7,7 @@ pub mod client;
 pub mod dns;
 pub mod load;
 pub mod raw;
+pub mod tools;
 pub mod upstream;
 
 use std::io::Read;
