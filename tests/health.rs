@@ -208,3 +208,68 @@ fn health_checked_peers_start_up() {
         == "up"));
     assert_eq!(get(&p.addr(), "/e").unwrap().status, 200);
 }
+
+/// Issue 20: reloads in quick succession (several a second) once left an old helper running,
+/// when the stop signal reached it before it had reset the master's handlers (it was recorded
+/// and ignored): probes doubled for good. Children are forked with signals blocked until
+/// their handlers are reset, and every helper exit is logged.
+#[test]
+fn rapid_reloads_leave_exactly_one_helper() {
+    let up = Upstream::start("up");
+    let p = Proxyd::start(
+        1,
+        &app_conf_at(
+            &up.addr(),
+            "health_check = { path = \"/healthz\", interval = \"200ms\", timeout = \"1s\" }",
+            "",
+            "x",
+        ),
+    );
+    assert!(wait_until(Duration::from_secs(5), || helper_pid(&p).is_some()));
+    for _ in 0..50 {
+        p.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Settled: one worker and one helper, nothing else left of the earlier generations.
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let kids = children_of(p.pid());
+            kids.len() == 2 && helper_pid(&p).is_some_and(|h| kids.contains(&h))
+        }),
+        "children: {:?}",
+        children_of(p.pid())
+    );
+    // One probe per interval: about 10 in 2 s (two helpers would make about 20).
+    let before = up.requests();
+    std::thread::sleep(Duration::from_millis(2000));
+    let probes = up.requests() - before;
+    assert!((5..=14).contains(&probes), "{probes} probes in 2 s");
+    // Each one stopped was reaped (no zombie is left) and its exit logged (the error log
+    // limits its lines per second, so the first one is looked for).
+    assert!(wait_until(Duration::from_secs(10), || all_children(
+        p.pid()
+    ) == 2));
+    let log = p.error_log();
+    let first = log
+        .split("started helper process ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap();
+    assert!(
+        log.contains(&format!("helper process {first} killed by signal SIGTERM")),
+        "{log}"
+    );
+}
+
+/// Children of `pid` in any state, zombies included.
+fn all_children(pid: u32) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read_to_string(e.path().join("stat")).ok())
+        .filter(|stat| {
+            let rest = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+            rest.split_whitespace().nth(1) == Some(&pid.to_string())
+        })
+        .count()
+}

@@ -4,7 +4,8 @@
 use super::{Master, SIGNALS};
 use crate::config::Config;
 use crate::{privileges, worker};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::unistd::{fork, ForkResult};
 use std::fs::File;
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -20,7 +21,6 @@ impl Master {
         channel: OwnedFd,
         log_fds: Vec<Option<RawFd>>,
     ) -> i32 {
-        self.reset_signals();
         self.forget_secrets(Some(cfg));
         crate::scrub::wipe_stack();
         // (index in cfg.listeners, socket) for this worker's share of each address.
@@ -78,6 +78,24 @@ impl Master {
         }
         self.admin.forget_secrets();
         crate::scrub::wipe_freed(false);
+    }
+
+    /// Forks a child of the master with every signal blocked across the fork: the child
+    /// resets the master's handlers before unblocking, so a signal sent to it at once (a
+    /// SIGTERM from a reload right after it started) takes the default action instead of
+    /// being recorded by a handler nothing reads any more.
+    pub(super) fn fork_child(&mut self) -> nix::Result<ForkResult> {
+        let all = SigSet::all();
+        let mut old = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), Some(&mut old))?;
+        // SAFETY: the master is single-threaded (no threads are ever started before fork),
+        // so the child may use the allocator and everything else freely.
+        let forked = unsafe { fork() };
+        if let Ok(ForkResult::Child) = forked {
+            self.reset_signals();
+        }
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        forked
     }
 
     /// In a forked child: the master's signal handling is not the child's.

@@ -12,7 +12,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{recv, send, MsgFlags};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
@@ -124,9 +124,8 @@ impl Master {
             }
         };
         // SAFETY: the master is single-threaded, as for the workers (see `spawn`).
-        match unsafe { fork() } {
+        match self.fork_child() {
             Ok(ForkResult::Child) => {
-                self.reset_signals();
                 // Each job brings its hash: this process needs none of the config's.
                 self.forget_secrets(None);
                 crate::scrub::wipe_stack();

@@ -5,12 +5,14 @@
 use super::child::close_other_fds;
 use super::Master;
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(crate) struct Helper {
     pid: Option<Pid>,
+    /// Helpers told to stop (by a reload or a shutdown) that have not exited yet.
+    stopping: Vec<Pid>,
     /// When to start it again after it died.
     pub(super) respawn_at: Option<Instant>,
     /// Consecutive unexpected exits, for the backoff.
@@ -23,10 +25,8 @@ impl Master {
             return;
         }
         self.helper.respawn_at = None;
-        // SAFETY: the master is single-threaded, as for the workers (see `spawn`).
-        match unsafe { fork() } {
+        match self.fork_child() {
             Ok(ForkResult::Child) => {
-                self.reset_signals();
                 self.forget_secrets(None);
                 crate::scrub::wipe_stack();
                 close_other_fds(&[0, 1, 2]);
@@ -57,6 +57,7 @@ impl Master {
     pub(super) fn stop_helper(&mut self) {
         if let Some(pid) = self.helper.pid.take() {
             let _ = kill(pid, Signal::SIGTERM);
+            self.helper.stopping.push(pid);
         }
         self.helper.respawn_at = None;
         self.helper.crashes = 0;
@@ -64,8 +65,12 @@ impl Master {
 
     /// Whether `pid` was the helper (then it is respawned unless it was told to stop).
     pub(super) fn helper_exited(&mut self, pid: Pid, how: &str) -> bool {
+        if let Some(i) = self.helper.stopping.iter().position(|&p| p == pid) {
+            self.helper.stopping.swap_remove(i);
+            crate::notice!("helper process {pid} {how}");
+            return true;
+        }
         if self.helper.pid != Some(pid) {
-            // A helper stopped by a reload or shutdown: already forgotten.
             return false;
         }
         self.helper.pid = None;

@@ -24,7 +24,7 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{ForkResult, Pid};
 use signal_hook::consts::*;
 use slab::Slab;
 use std::collections::{HashMap, VecDeque};
@@ -482,9 +482,7 @@ impl Master {
             .iter()
             .map(|f| f.as_ref().map(|f| f.as_raw_fd()))
             .collect();
-        // SAFETY: the master is single-threaded (no threads are ever started before fork),
-        // so the child may use the allocator and everything else freely.
-        let forked = match unsafe { fork() } {
+        let forked = match self.fork_child() {
             Ok(f) => f,
             Err(e) => {
                 self.shared.retire_block(block);
