@@ -381,7 +381,10 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    let last = text.rsplit("\x1b[2J").next().unwrap();
+    // Not a terminal: plain screens one after another, no screen-clearing escapes.
+    assert!(!text.contains('\x1b'), "{text:?}");
+    assert!(text.matches("\nproxyd ").count() >= 1, "{text}");
+    let last = text.rsplit("\nproxyd ").next().unwrap();
     assert!(last.contains("generation 1"), "{last}");
     let row = last
         .lines()
@@ -395,6 +398,36 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
             .any(|l| l.starts_with("site.test ") && l.split_whitespace().nth(2) == Some("7")),
         "{last}"
     );
+
+    // On a terminal (a pty from script(1)): screens are redrawn in place, and `q` quits.
+    common::tools::need("script", "bsdutils");
+    let ctl = bin("proxyctl");
+    let mut top = std::process::Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{} -p {pid_file} top -d 0.2", ctl.display()))
+        .arg("/dev/null")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut screen = std::io::BufReader::new(top.stdout.take().unwrap());
+    let mut first = Vec::new();
+    std::io::BufRead::read_until(&mut screen, b'\n', &mut first).unwrap();
+    assert!(
+        first.starts_with(b"\x1b[H\x1b[2J"),
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    std::io::Write::write_all(top.stdin.as_mut().unwrap(), b"q").unwrap();
+    // Generous: this is about whether it quits, not how fast.
+    let quit = wait_until(Duration::from_secs(20), || {
+        top.try_wait().unwrap().is_some()
+    });
+    if !quit {
+        let _ = top.kill();
+    }
+    assert!(quit, "proxyctl top did not quit on q");
+    assert!(top.wait().unwrap().success());
 }
 
 /// Public /metrics on a big config: 2,000 upstreams make megabytes of text. Clients that ask

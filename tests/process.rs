@@ -316,3 +316,23 @@ fn usr1_reaches_draining_workers_too() {
         p.access_log()
     );
 }
+
+/// Issue 20: `proxyctl -h` lists every command it takes.
+#[test]
+fn proxyctl_help_lists_every_command() {
+    let out = proxyctl(&["-h"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for cmd in [
+        "-t", "-T", "reload", "upgrade", "quit", "stop", "reopen", "status", "top", "-c", "-p",
+        "-q",
+    ] {
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "{cmd} missing:\n{text}"
+        );
+    }
+}

@@ -8,12 +8,14 @@ const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
   -t                 test the configuration and exit (0 ok, 1 errors)
   -T                 test and print the effective configuration
   reload             reload the configuration; waits until the new workers serve
+  upgrade            binary upgrade (as USR2): waits until the new master serves
   quit               graceful stop: finish in-flight requests, then exit
   stop               fast stop
   reopen             reopen log files (after rotation)
   status             master pid, generation, worker pids, uptime, config path, peers
   status --json      the same and more (the admin API's status, upstreams, traffic) as JSON
-  top [-n N] [-d S]  live numbers, redrawn every S seconds (default 1), N times (default: until ^C)
+  top [-n N] [-d S]  live numbers, redrawn every S seconds (default 1), N times (default: until
+                     q or ^C); plain screens one after another when not on a terminal
   -c FILE            configuration file (default /etc/proxyd/proxyd.toml)
   -p PIDFILE         find the master by its pid file instead
   -q                 quiet: print only errors (for scripts and ExecStartPre)";

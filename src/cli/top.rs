@@ -10,8 +10,18 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Runs `count` screens (None: until interrupted), `interval` apart. Returns the exit code.
+/// Runs `count` screens (None: until `q` or interrupted), `interval` apart. Returns the exit
+/// code.
 pub fn run(socket: &Path, interval: Duration, count: Option<u64>) -> i32 {
+    let keys = Keys::new();
+    let code = screens(socket, interval, count, &keys);
+    drop(keys);
+    code
+}
+
+fn screens(socket: &Path, interval: Duration, count: Option<u64>, keys: &Keys) -> i32 {
+    // SAFETY: isatty only looks at the descriptor.
+    let terminal = unsafe { libc::isatty(1) } == 1;
     let mut prev: Option<(Instant, Value)> = None;
     let mut shown = 0;
     loop {
@@ -34,14 +44,82 @@ pub fn run(socket: &Path, interval: Duration, count: Option<u64>) -> i32 {
         let screen = render(&v, prev.as_ref().map(|(t, p)| (now.duration_since(*t), p)));
         let mut out = std::io::stdout().lock();
         // Clear and home, as top does; a pipe gets plain screens one after another.
-        let _ = write!(out, "\x1b[H\x1b[2J{screen}");
+        let _ = if terminal {
+            write!(out, "\x1b[H\x1b[2J{screen}")
+        } else {
+            writeln!(out, "{screen}")
+        };
         let _ = out.flush();
         prev = Some((now, v));
         shown += 1;
-        if count.is_some_and(|c| shown >= c) {
+        if count.is_some_and(|c| shown >= c) || keys.quit_within(interval) {
             return 0;
         }
-        std::thread::sleep(interval);
+    }
+}
+
+/// Single keys from a terminal on stdin (`q` quits), its line mode restored on drop.
+struct Keys {
+    saved: Option<libc::termios>,
+}
+
+impl Keys {
+    fn new() -> Keys {
+        // SAFETY: isatty and tcgetattr/tcsetattr on stdin with a termios we own.
+        unsafe {
+            if libc::isatty(0) != 1 {
+                return Keys { saved: None };
+            }
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut t) != 0 {
+                return Keys { saved: None };
+            }
+            let saved = t;
+            // Keys without Enter and without echo; ^C still interrupts.
+            t.c_lflag &= !(libc::ICANON | libc::ECHO);
+            t.c_cc[libc::VMIN] = 1;
+            t.c_cc[libc::VTIME] = 0;
+            libc::tcsetattr(0, libc::TCSANOW, &t);
+            Keys { saved: Some(saved) }
+        }
+    }
+
+    /// Waits `d` (the time between screens); true when `q` was pressed meanwhile.
+    fn quit_within(&self, d: Duration) -> bool {
+        if self.saved.is_none() {
+            std::thread::sleep(d);
+            return false;
+        }
+        let until = Instant::now() + d;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut fds = libc::pollfd {
+                fd: 0,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one pollfd we own; the byte read goes into a local.
+            let ready = unsafe { libc::poll(&mut fds, 1, left.as_millis().min(60_000) as i32) };
+            if ready > 0 {
+                let mut b = 0u8;
+                let n = unsafe { libc::read(0, (&mut b as *mut u8).cast(), 1) };
+                if n <= 0 || b == b'q' || b == b'Q' {
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Keys {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            // SAFETY: restores the settings read in `new`.
+            unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+        }
     }
 }
 
