@@ -138,3 +138,24 @@ fn max_ejected_percent_keeps_some_peers_in_rotation() {
         .error_log()
         .contains("not ejected: 1 of 2 already are (max_ejected_percent)"));
 }
+
+/// Issue 20: a lone peer is never ejected, as the README says: it kept receiving every
+/// request (the balancer tries it anyway) while status showed it ejected and
+/// proxyd_upstream_peer_up said 0.
+#[test]
+fn a_lone_peer_is_never_shown_ejected() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let p = Proxyd::start(
+        1,
+        &conf(std::slice::from_ref(&dead), "consecutive_failures = 1"),
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            get_close(&p.addr(), "/", "t", "").split(' ').nth(1),
+            Some("502")
+        );
+    }
+    let row = p.peer_row("app", &dead);
+    assert_eq!(row.state(), "up", "{row:?}");
+    assert!(!p.error_log().contains("ejected for"), "{}", p.error_log());
+}

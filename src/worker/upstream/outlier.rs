@@ -51,6 +51,11 @@ impl Ctx {
             peers += 1;
             ejected += view.health(q.slot).ejected(now) as usize;
         }
+        // A lone peer is never ejected (the balancer would try it anyway, as nginx ignores
+        // max_fails then): an ejection would only make status and metrics say it is out.
+        if peers <= 1 {
+            return;
+        }
         if (ejected + 1) * 100 > od.max_ejected_percent as usize * peers {
             log::info!(
                 "peer {} of upstream \"{}\" not ejected: {ejected} of {peers} already are (max_ejected_percent)",
