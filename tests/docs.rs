@@ -191,3 +191,36 @@ fn the_man_page_example_uses_every_key_and_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 20: every repository path the README names exists (it once named
+/// `../shared/ARCHITECTURE.md`, outside the repository and the package).
+#[test]
+fn readme_paths_exist() {
+    let text = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut named = 0;
+    for quoted in text.split('`').skip(1).step_by(2) {
+        let tops = [
+            "../",
+            "src/",
+            "tests/",
+            "bench/",
+            "scripts/",
+            "packaging/",
+            "conf/",
+            "man/",
+        ];
+        if quoted.contains(' ') || !tops.iter().any(|t| quoted.starts_with(t)) {
+            continue;
+        }
+        // Globs and placeholders name no one file.
+        if quoted.contains(['*', '<', '{']) {
+            continue;
+        }
+        named += 1;
+        assert!(
+            root().join(quoted.trim_end_matches('/')).exists() && !quoted.starts_with("../"),
+            "README.md names `{quoted}`, which is not in the repository"
+        );
+    }
+    assert!(named > 10, "{named} paths found");
+}
