@@ -224,3 +224,63 @@ fn readme_paths_exist() {
     }
     assert!(named > 10, "{named} paths found");
 }
+
+/// Issue 20: the manual's examples keep their quotes when rendered (`.B` took them as
+/// argument delimiters, so `upstream = "app"` showed as `upstream = app`), and the rendered
+/// EXAMPLE section is the config the source holds.
+#[test]
+fn man_page_examples_render_with_their_quotes() {
+    common::tools::need("groff", "groff-base");
+    let out = Command::new("groff")
+        .args(["-Tutf8", "-man", "-P-cbou"])
+        .arg(root().join("man/proxyd.toml.5"))
+        .output()
+        .unwrap();
+    let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+    let flat = rendered.split_whitespace().collect::<Vec<_>>().join(" ");
+    let page = read("man/proxyd.toml.5");
+    let mut inline = 0;
+    // `\%` keeps a word from being hyphenated; `\(dq` is a quote `.B` does not eat.
+    let source_lines = page.lines().map(|l| l.replace("\\%", ""));
+    for line in source_lines.filter(|l| l.starts_with(".B ") && l.contains(" = ")) {
+        let want = line[3..].replace("\\(dq", "\"").replace("\\e", "\\");
+        let want = want.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(&want), "rendered without `{want}`");
+        // Each is one line of TOML.
+        assert!(want.parse::<toml::Table>().is_ok(), "`{want}` is not TOML");
+        inline += 1;
+    }
+    assert!(inline >= 10, "{inline} inline examples");
+    // The EXAMPLE section, as a reader copies it from the rendered page.
+    let example = rendered
+        .split("\nEXAMPLE\n")
+        .nth(1)
+        .and_then(|e| e.split("\nSEE ALSO").next())
+        .expect("an EXAMPLE section");
+    let lines: Vec<&str> = example.lines().collect();
+    let indent = lines
+        .iter()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.len() - l.trim_start().len())
+        .min()
+        .unwrap();
+    let copied: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or("").trim_end()))
+        .collect();
+    let source = page
+        .split(".SH EXAMPLE")
+        .nth(1)
+        .and_then(|e| e.split(".nf\n").nth(1))
+        .and_then(|e| e.split("\n.fi").next())
+        .unwrap()
+        .replace("\\e", "\\")
+        .replace("\\-", "-");
+    // After its one-line introduction, the rendered block is the source's, and TOML.
+    let copied = copied.trim().split_once("\n\n").map_or("", |(_, c)| c);
+    assert_eq!(copied, source.trim());
+    assert!(
+        copied.parse::<toml::Table>().is_ok(),
+        "the rendered example is not TOML"
+    );
+}
