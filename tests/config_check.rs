@@ -30,13 +30,14 @@ fn shipped_configs_pass() {
                     .args(["-t", "-c", p.to_str().unwrap()])
                     .output()
                     .unwrap();
-                let stdout = String::from_utf8_lossy(&out.stdout);
+                // The verdict goes to stderr, as nginx's does; stdout stays for -T's dump.
+                let stdout = String::from_utf8_lossy(&out.stderr);
                 assert!(
-                    out.status.success(),
-                    "{}: {}",
-                    p.display(),
-                    String::from_utf8_lossy(&out.stderr)
+                    out.stdout.is_empty(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stdout)
                 );
+                assert!(out.status.success(), "{}: {stdout}", p.display());
                 assert!(
                     stdout.contains(&format!(
                         "{bin_name}: the configuration file {} syntax is ok",
@@ -58,7 +59,7 @@ fn shipped_configs_pass() {
 }
 
 #[test]
-fn dump_shows_effective_config() {
+fn dump_effective_shows_effective_config() {
     let dir = TempDir::new("cfg");
     let f = dir.write(
         "main.toml",
@@ -68,7 +69,7 @@ fn dump_shows_effective_config() {
         "conf.d/up.toml",
         "[[upstream]]\nname = \"inc\"\npeers = [\"127.0.0.1:9\"]\n",
     );
-    let out = proxyctl(&["-T", "-c", f.to_str().unwrap()]);
+    let out = proxyctl(&["-T", "--effective", "-c", f.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(text.contains("conf.d/up.toml"), "{text}");
@@ -77,6 +78,45 @@ fn dump_shows_effective_config() {
         text.contains("keepalive_timeout = \"75s\""),
         "defaults are shown: {text}"
     );
+}
+
+/// Issue 20: `-T` prints every file read verbatim, each after `# configuration file PATH:`,
+/// as `nginx -T` does (it printed a normalised dump: "60s" became "1m"), with the verdict on
+/// stderr even with -q; each file's part loads as it stands.
+#[test]
+fn dump_prints_the_files_verbatim() {
+    let dir = TempDir::new("cfg-verbatim");
+    let main_text = format!(
+        "# the main file\ninclude = [\"conf.d/*.toml\"]\nshutdown_timeout = \"60s\"\n{SERVER}"
+    );
+    let f = dir.write("main.toml", &main_text);
+    let inc_text = "[[upstream]]\nname = \"inc\"   # kept as written\npeers = [\"127.0.0.1:9\"]\n";
+    dir.write("conf.d/up.toml", inc_text);
+    for args in [&["-T"][..], &["-T", "-q"]] {
+        let mut all = args.to_vec();
+        all.extend(["-c", f.to_str().unwrap()]);
+        let out = proxyctl(&all);
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains("syntax is ok"), "{text}");
+        let parts: Vec<&str> = text.split("# configuration file ").skip(1).collect();
+        assert_eq!(parts.len(), 2, "{text}");
+        for (part, path, want) in [
+            (parts[0], f.clone(), main_text.as_str()),
+            (parts[1], dir.path().join("conf.d/up.toml"), inc_text),
+        ] {
+            let (head, body) = part.split_once('\n').unwrap();
+            assert_eq!(head, format!("{}:", path.display()));
+            assert_eq!(body.trim_end(), want.trim_end());
+        }
+    }
+    // What -T printed for the main file loads as the main file.
+    let out = proxyctl(&["-T", "-c", f.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let main_part = text.split("# configuration file ").nth(1).unwrap();
+    let copy = dir.write("copy.toml", main_part.split_once('\n').unwrap().1);
+    let (code, _, err) = check(&dir, &copy);
+    assert_eq!(code, 0, "{err}");
 }
 
 /// (name, main file text, optional included file, expected "FILE:LINE:" suffix, expected message part)

@@ -129,7 +129,7 @@ fn dump_shows_header_edits() {
         "c.toml",
         "[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:9\"]\n[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nupstream = \"app\"\nrequest_headers = { set = { \"X-Env\" = \"prod\" }, remove = [\"Cookie\"] }\n",
     );
-    let out = proxyctl(&["-T", "-c", conf.to_str().unwrap()]);
+    let out = proxyctl(&["-T", "--effective", "-c", conf.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("X-Env = \"prod\""), "{text}");
     assert!(text.contains("remove = [\"cookie\"]"), "{text}");

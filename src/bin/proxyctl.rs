@@ -6,7 +6,8 @@ use std::time::Duration;
 
 const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
   -t                 test the configuration and exit (0 ok, 1 errors)
-  -T                 test and print the effective configuration
+  -T                 test and print every configuration file read, verbatim
+  -T --effective     test and print the configuration as proxyd understood it (defaults shown)
   reload             reload the configuration; waits until the new workers serve
   upgrade            binary upgrade (as USR2): waits until the new master serves
   quit               graceful stop: finish in-flight requests, then exit
@@ -27,6 +28,7 @@ fn main() {
     let mut quiet = false;
     let mut command: Option<String> = None;
     let mut json = false;
+    let mut effective = false;
     let mut top_count: Option<u64> = None;
     let mut top_interval = Duration::from_secs(1);
     let mut args = std::env::args().skip(1);
@@ -48,6 +50,7 @@ fn main() {
             "-t" | "-T" => command = Some(a.clone()),
             "-q" => quiet = true,
             "--json" => json = true,
+            "--effective" => effective = true,
             "top" => command = Some(a.clone()),
             "-n" => {
                 top_count = Some(
@@ -80,7 +83,12 @@ fn main() {
         fail("no command given")
     };
     if command == "-t" || command == "-T" {
-        std::process::exit(cli::config_test("proxyctl", &path, command == "-T", quiet));
+        let dump = match (command == "-T", effective) {
+            (false, _) => cli::Dump::None,
+            (true, false) => cli::Dump::Files,
+            (true, true) => cli::Dump::Effective,
+        };
+        std::process::exit(cli::config_test("proxyctl", &path, dump, quiet));
     }
     let socket = match &pid_file {
         Some(p) => config::control_socket_for_pid_file(p),

@@ -25,7 +25,7 @@ fn main() {
     proxyd::scrub::wipe_freed(true);
     let mut path = PathBuf::from(config::DEFAULT_PATH);
     let mut test = false;
-    let mut dump = false;
+    let mut dump = cli::Dump::None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -36,8 +36,9 @@ fn main() {
             "-t" => test = true,
             "-T" => {
                 test = true;
-                dump = true;
+                dump = cli::Dump::Files;
             }
+            "--effective" if dump != cli::Dump::None => dump = cli::Dump::Effective,
             "-v" | "--version" => {
                 cli::quiet_on_closed_pipe();
                 println!("proxyd {}", env!("CARGO_PKG_VERSION"));

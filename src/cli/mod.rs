@@ -15,29 +15,59 @@ pub fn quiet_on_closed_pipe() {
     }
 }
 
-/// `-t` / `-T`: load the config exactly as startup and reload do, print the verdict
-/// (and with `dump` the effective config), and return the exit code.
-pub fn config_test(prog: &str, path: &Path, dump: bool, quiet: bool) -> i32 {
+/// What `-T` prints after the test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dump {
+    None,
+    /// Every file read, verbatim, each after `# configuration file PATH:` (as `nginx -T`).
+    Files,
+    /// The configuration as proxyd understood it, defaults included (`-T --effective`).
+    Effective,
+}
+
+/// `-t` / `-T`: load the config exactly as startup and reload do, print the verdict on
+/// stderr (and with `dump` the files or the effective config on stdout), and return the
+/// exit code.
+pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
     match config::load(path) {
-        Ok(cfg) if quiet && !dump => {
-            print_warnings(prog, &cfg);
-            0
-        }
         Ok(cfg) => {
             print_warnings(prog, &cfg);
-            println!(
-                "{prog}: the configuration file {} syntax is ok",
-                path.display()
-            );
-            println!(
-                "{prog}: configuration file {} test is successful",
-                path.display()
-            );
-            if dump {
-                for f in &cfg.files {
-                    println!("# configuration file {}", f.display());
+            if !quiet {
+                eprintln!(
+                    "{prog}: the configuration file {} syntax is ok",
+                    path.display()
+                );
+                eprintln!(
+                    "{prog}: configuration file {} test is successful",
+                    path.display()
+                );
+            }
+            match dump {
+                Dump::None => {}
+                Dump::Files => {
+                    for f in &cfg.files {
+                        match std::fs::read_to_string(f) {
+                            Ok(text) => {
+                                println!("# configuration file {}:", f.display());
+                                print!("{text}");
+                                if !text.ends_with('\n') {
+                                    println!();
+                                }
+                                println!();
+                            }
+                            Err(e) => {
+                                eprintln!("{prog}: cannot read {}: {e}", f.display());
+                                return 1;
+                            }
+                        }
+                    }
                 }
-                print!("{}", cfg.to_toml());
+                Dump::Effective => {
+                    for f in &cfg.files {
+                        println!("# configuration file {}", f.display());
+                    }
+                    print!("{}", cfg.to_toml());
+                }
             }
             0
         }
