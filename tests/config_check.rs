@@ -199,3 +199,30 @@ fn all_errors_are_reported_at_once() {
     }
     assert!(err.contains("(4 errors)"), "{err}");
 }
+
+/// Issue 20: errors say what was probably meant: the nearest key or upstream name, `[[server]]`
+/// for `[server]`, quotes around a duration.
+#[test]
+fn errors_hint_at_what_was_meant() {
+    let dir = TempDir::new("cfg-hints");
+    for (text, want) in [
+        (
+            "[[server]]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n".to_string(),
+            "main.toml:3:1: unknown field `lisen`",
+        ),
+        ("[server]\nlisten = \"127.0.0.1:1\"\n".into(), "write [[server]]"),
+        (
+            format!("shutdown_timeout = 30s\n{SERVER}"),
+            "durations and sizes are strings: \"30s\"",
+        ),
+        (
+            "[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:9\"]\n[[server]]\nlisten = \"127.0.0.1:1\"\n[[server.route]]\nupstream = \"ap\"\n".into(),
+            "main.toml:7:12: unknown upstream \"ap\"; did you mean \"app\"?",
+        ),
+    ] {
+        let (ok, out) = config_test(&dir, &text);
+        assert!(!ok && out.contains(want), "{want}: {out}");
+    }
+    let (_, out) = config_test(&dir, "[[server]]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n");
+    assert!(out.contains("did you mean `listen`?"), "{out}");
+}

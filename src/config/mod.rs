@@ -3,6 +3,7 @@
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
 pub mod admin;
+mod hints;
 pub mod logs;
 mod raw;
 pub mod ring;
@@ -760,7 +761,7 @@ fn file_error(path: &Path, msg: impl Into<String>) -> ConfigError {
 
 fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
     toml::from_str(&src.text).map_err(|e| {
-        let msg = e.message().trim().replace('\n', "; ");
+        let msg = hints::toml_hint(&e.message().trim().replace('\n', "; "), &src.text, e.span());
         match e.span() {
             Some(span) => src.err(span, msg),
             None => src.err(0..0, msg),

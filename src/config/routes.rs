@@ -228,7 +228,7 @@ impl Validator {
                 fixed_only(self, "an \"upstream\" route");
                 let Some(&index) = upstreams.get(u.get_ref()) else {
                     self.errors
-                        .push(src.err(u.span(), format!("unknown upstream \"{}\"", u.get_ref())));
+                        .push(src.err(u.span(), unknown_upstream(u.get_ref(), upstreams)));
                     return None;
                 };
                 Some(Action::Proxy {
@@ -260,7 +260,7 @@ impl Validator {
                         }),
                         None => self.errors.push(src.err(
                             t.upstream.span(),
-                            format!("unknown upstream \"{}\"", t.upstream.get_ref()),
+                            unknown_upstream(t.upstream.get_ref(), upstreams),
                         )),
                     }
                 }
@@ -535,5 +535,13 @@ fn kind_key(k: PathKind) -> &'static str {
         PathKind::Prefix => "path",
         PathKind::Exact => "exact",
         PathKind::Regex => "regex",
+    }
+}
+
+/// "unknown upstream", with the nearest name the config has when one is near.
+fn unknown_upstream(name: &str, upstreams: &HashMap<String, usize>) -> String {
+    match super::hints::closest(name, upstreams.keys().map(String::as_str)) {
+        Some(c) => format!("unknown upstream \"{name}\"; did you mean \"{c}\"?"),
+        None => format!("unknown upstream \"{name}\""),
     }
 }
