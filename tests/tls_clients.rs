@@ -227,18 +227,7 @@ fn the_handshake_has_its_own_timeout() {
     use std::io::{Read, Write};
     use std::process::{Command, Stdio};
     let dir = TempDir::new("tls-handshake-timeout");
-    let p = dir.path();
-    cert(p, "a", &["a.test"], false);
-    let d = p.display().to_string();
-    let px = Proxyd::start(
-        1,
-        &format!(
-            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
-             client_header_timeout = \"60s\"\n\
-             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\", handshake_timeout = \"1s\" }}\n\
-             [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"hello\"\n"
-        ),
-    );
+    let px = hello_server(&dir, "1s", "client_header_timeout = \"60s\"\n");
     // Silent, and stalled in the middle of a ClientHello: closed by the handshake timeout,
     // long before the header timeout.
     for sent in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
@@ -310,17 +299,7 @@ fn client_hello(only_tls12: bool) -> Vec<u8> {
 fn bytes_after_the_client_hello_in_one_write_are_processed_at_once() {
     use std::io::{Read, Write};
     let dir = TempDir::new("tls-hello-tail");
-    let p = dir.path();
-    cert(p, "a", &["a.test"], false);
-    let d = p.display().to_string();
-    let px = Proxyd::start(
-        1,
-        &format!(
-            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n\
-             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\", handshake_timeout = \"60s\" }}\n\
-             [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"hello\"\n"
-        ),
-    );
+    let px = hello_server(&dir, "60s", "");
     // In a TLS 1.2 handshake a close_notify is an unauthenticated warning, which rustls
     // ignores: proxyd sees the alert record itself.
     let close_notify: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x00];
@@ -556,4 +535,20 @@ fn an_ocsp_response_past_its_next_update_is_no_longer_stapled() {
         let now = stapled(px.port);
         assert!(now.contains("OCSP response: no response sent"), "{now}");
     }
+}
+
+/// proxyd with one TLS server for a.test (certificate made in `dir`) answering "hello", with
+/// `handshake_timeout` and `extra` server lines.
+fn hello_server(dir: &TempDir, handshake_timeout: &str, extra: &str) -> Proxyd {
+    let p = dir.path();
+    cert(p, "a", &["a.test"], false);
+    let d = p.display().to_string();
+    Proxyd::start(
+        1,
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"a.test\"\n{extra}\
+             tls = {{ cert = \"{d}/a.crt\", key = \"{d}/a.key\", handshake_timeout = \"{handshake_timeout}\" }}\n\
+             [[server.route]]\npath = \"/\"\nreturn = 200\nbody = \"hello\"\n"
+        ),
+    )
 }

@@ -40,6 +40,10 @@ pub struct Admin {
     /// HTTP basic auth: these users, each with a crypt(3) hash of their password (bcrypt
     /// `$2b$`/`$2y$`/`$2a$`, SHA-512 `$6$` or SHA-256 `$5$`). Only the names are shown.
     pub basic_auth: Vec<BasicUser>,
+    /// The user whose hash is slowest: an unknown name is checked against it, so the time
+    /// taken does not tell which names exist.
+    #[serde(skip)]
+    pub decoy: usize,
     /// No authentication at all (only on a loopback address or a unix socket).
     pub unauthenticated: bool,
     /// `/metrics` needs no token (for scrapers).
@@ -77,7 +81,7 @@ pub const MAX_SHA_ROUNDS: u32 = 1_000_000;
 
 /// Roughly how long checking a password against `h` takes, in microseconds: bcrypt about
 /// 70 us per 2^cost round, SHA-crypt about 1 us per round (5,000 by default).
-pub fn crypt_work(h: &str) -> u64 {
+fn crypt_work(h: &str) -> u64 {
     if let Some(rest) = ["$2b$", "$2y$", "$2a$"]
         .iter()
         .find_map(|p| h.strip_prefix(p))
@@ -211,6 +215,7 @@ impl Validator {
             }
         }
         let mut basic_auth = Vec::new();
+        let mut decoy = 0;
         if let Some(users) = &r.basic_auth {
             for (name, hash) in users.get_ref() {
                 let hash = hash.as_str().unwrap_or("");
@@ -246,6 +251,7 @@ impl Validator {
             // An unknown name is checked against the slowest hash; a user whose hash is much
             // faster answers sooner, which tells an attacker the name exists.
             let works: Vec<u64> = basic_auth.iter().map(|u| crypt_work(&u.hash)).collect();
+            decoy = (0..works.len()).max_by_key(|&i| works[i]).unwrap_or(0);
             if let (Some(lo), Some(hi)) = (works.iter().min(), works.iter().max()) {
                 if *hi > lo.saturating_mul(2) {
                     self.warnings.push(src.err(
@@ -292,6 +298,7 @@ impl Validator {
             listen,
             token,
             basic_auth,
+            decoy,
             unauthenticated,
             public_metrics: r.public_metrics.unwrap_or(false),
             server_names,

@@ -88,9 +88,19 @@ pub fn normalize(path: &str) -> Option<String> {
 /// parameters (`..;x`).
 pub fn has_dot_segment(path: &str) -> bool {
     path.split('/').any(|seg| {
-        let s = seg.replace("%2e", ".").replace("%2E", ".");
-        let s = s.split(';').next().unwrap_or("");
-        s == "." || s == ".."
+        let name = seg.split(';').next().unwrap_or("");
+        // Each dot written as `.` or `%2e`: one or two of them, nothing else.
+        let mut dots = 0;
+        let mut rest = name.as_bytes();
+        while !rest.is_empty() {
+            match rest {
+                [b'.', r @ ..] => rest = r,
+                [b'%', b'2', e, r @ ..] if e.eq_ignore_ascii_case(&b'e') => rest = r,
+                _ => return false,
+            }
+            dots += 1;
+        }
+        dots == 1 || dots == 2
     })
 }
 
@@ -129,6 +139,13 @@ mod tests {
             ("/%7Euser", "/~user"),
         ] {
             assert_eq!(normalize(input).as_deref(), Some(want), "{input}");
+        }
+        use super::has_dot_segment;
+        for dotted in ["/a/./b", "/a/..", "/%2e%2E/x", "/.%2e;x/y", "/a/..;/b"] {
+            assert!(has_dot_segment(dotted), "{dotted}");
+        }
+        for plain in ["/a/b", "/a/...", "/a/.x", "/%2e%2e%2e", "/files-../x"] {
+            assert!(!has_dot_segment(plain), "{plain}");
         }
         for bad in [
             "",

@@ -170,11 +170,7 @@ impl Auth {
         // An unknown name is checked against a real hash all the same (the slowest), so the
         // time taken does not tell which names exist (`-t` warns when the costs differ).
         let user = admin.basic_auth.iter().find(|u| u.name.as_bytes() == name);
-        let Some(decoy) = admin
-            .basic_auth
-            .iter()
-            .max_by_key(|u| crate::config::admin::crypt_work(&u.hash))
-        else {
+        let Some(decoy) = admin.basic_auth.get(admin.decoy) else {
             return Verdict::Denied;
         };
         let hash = user.unwrap_or(decoy).hash.as_str();
@@ -246,6 +242,7 @@ mod tests {
                     hash: SHA512.into(),
                 },
             ],
+            decoy: 0,
             unauthenticated: false,
             public_metrics: false,
             server_names: Vec::new(),

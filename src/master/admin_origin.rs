@@ -161,6 +161,7 @@ mod tests {
             listen: AdminAddr::Tcp("0.0.0.0:9180".parse().unwrap()),
             token: None,
             basic_auth: Vec::new(),
+            decoy: 0,
             unauthenticated: true,
             public_metrics: false,
             server_names: vec!["admin.example".into()],
