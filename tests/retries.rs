@@ -170,3 +170,33 @@ fn the_budget_caps_retries_during_an_outage() {
         .error_log()
         .contains("retry budget of upstream \"app\" spent"));
 }
+
+/// A peer that went away leaves stale connections in the pool: the request that finds one
+/// closed is replayed without spending a try (as nginx gives the try back), so `tries = 2`
+/// still reaches the other peer when the replay's connect to the gone one is refused. It
+/// answered 502 "tries exhausted" before.
+#[test]
+fn a_stale_pooled_connection_does_not_use_up_the_tries() {
+    let (a, b) = (Upstream::start("a"), Upstream::start("b"));
+    // `first`: b takes every request while it lives, and is picked again for the replay.
+    let p = Proxyd::start(
+        1,
+        &conf(
+            &[b.addr(), a.addr()],
+            "retry = { tries = 2 }",
+            "keepalive = 8\nbalance = \"first\"",
+        ),
+    );
+    for i in 0..4 {
+        let r = get_close(&p.addr(), &format!("/{i}"), "t", "");
+        assert_eq!(body_of(&r), format!("b /{i}"));
+    }
+    // b stops: its pooled connection closes at the next request, then it refuses.
+    drop(b);
+    for i in 0..10 {
+        let r = get_close(&p.addr(), &format!("/after{i}"), "t", "");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}\n{}", p.error_log());
+        assert_eq!(body_of(&r), format!("a /after{i}"));
+    }
+    assert!(!p.error_log().contains("not retried"), "{}", p.error_log());
+}

@@ -72,9 +72,12 @@ pub struct Exchange {
     pub body_read: u64,
     /// Request body bytes written upstream; nonzero makes a retry impossible.
     pub body_sent: u64,
-    /// Peers tried for this request, and connection attempts in all.
+    /// Peers tried for this request, and tries in all (what a route's `tries` bounds).
     pub tried: Vec<usize>,
     pub attempts: usize,
+    /// Requests replayed after a stale pooled connection closed with nothing back: not
+    /// tries (they say nothing about the peer), but bounded all the same.
+    pub stale_replays: usize,
     /// What the upstream's `ip_hash` or `hash` balancer hashes, for this request.
     pub hash: Option<u64>,
     /// A retry waits for its backoff until then (no upstream connection meanwhile).
@@ -113,6 +116,7 @@ impl Exchange {
             body_sent: 0,
             tried: Vec::new(),
             attempts: 0,
+            stale_replays: 0,
             hash: None,
             retry_at: None,
             send: Send::Sending,
@@ -146,6 +150,7 @@ impl Exchange {
         self.body_sent = 0;
         self.tried.clear();
         self.attempts = 0;
+        self.stale_replays = 0;
         self.hash = None;
         self.retry_at = None;
         self.send = Send::Sending;

@@ -183,11 +183,17 @@ impl Http1 {
         let x = self.x.as_mut().expect("exchange");
         x.record
             .end_attempt(if timed_out { 504 } else { 502 }, w.now);
-        if retry::may_retry(w, self.x.as_ref().expect("exchange"), Cause::Connect).is_ok() {
-            return self.retry(w, Cause::Connect);
-        }
+        let why_not = match retry::may_retry(w, self.x.as_ref().expect("exchange"), Cause::Connect)
+        {
+            Ok(()) => return self.retry(w, Cause::Connect),
+            Err(why_not) => why_not,
+        };
         let status = if timed_out { 504 } else { 502 };
-        self.upstream_failed(w, status, "cannot connect to upstream")
+        self.upstream_failed(
+            w,
+            status,
+            &format!("cannot connect to upstream (not retried: {why_not})"),
+        )
     }
 
     /// The upstream failed. Before the response head went out the client gets `status`;
@@ -693,11 +699,15 @@ impl Http1 {
         // Replaying is safe only for an idempotent request or one of which no byte went out
         // (the upstream may have acted on a POST before it closed).
         let replayable = x.body_sent == 0 && (x.req.idempotent() || x.up_head_pos == 0);
-        if up.reused && nothing_back && replayable && x.attempts < 8 {
-            // A stale pooled connection says nothing about the peer: try it again, logged
-            // as one try.
+        if up.reused && nothing_back && replayable && x.stale_replays < 8 {
+            // A stale pooled connection says nothing about the peer: try again, logged as
+            // one try and not counted against the route's `tries` (nginx gives the try back
+            // the same way), or a peer that went away would use up the tries meant for
+            // the others.
             x.tried.pop();
             x.record.attempts.pop();
+            x.attempts -= 1;
+            x.stale_replays += 1;
             self.drop_upstream(w);
             return self.connect(w);
         }
