@@ -194,6 +194,24 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
         .0,
         404
     );
+    // A misspelt upstream or peer gets the nearest name (issue 20).
+    let (s, r) = call(admin, "POST", "/api/upstreams/ap/peers/x/down", Some(TOKEN));
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (404, Some("no upstream \"ap\"; did you mean \"app\"?"))
+    );
+    let typo = format!("{}0", a.addr());
+    let (s, r) = call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{typo}/down"),
+        Some(TOKEN),
+    );
+    let want = format!(
+        "no peer \"{typo}\" in upstream \"app\"; did you mean \"{}\"?",
+        a.addr()
+    );
+    assert_eq!((s, r["error"].as_str()), (404, Some(want.as_str())));
     assert_eq!(call(admin, "DELETE", "/api/status", Some(TOKEN)).0, 405);
     // Every action is in the error log, with who did it.
     let log = p.error_log();

@@ -123,7 +123,7 @@ fn dump_prints_the_files_verbatim() {
 #[test]
 fn broken_configs_fail_with_location() {
     let cases: Vec<(&str, String, Option<&str>, &str, &str)> = vec![
-        ("syntax error", format!("worker_processes = \n{SERVER}"), None, "main.toml:1:", "invalid"),
+        ("syntax error", format!("worker_processes = \n{SERVER}"), None, "main.toml:1:", "expected"),
         ("unknown key", format!("worker_processes = 1\nbogus_key = 1\n{SERVER}"), None, "main.toml:2:", "bogus_key"),
         ("unknown key in server", "[[server]]\nlisten = \"127.0.0.1:8080\"\nlisen = 1\n".into(), None, "main.toml:", "lisen"),
         ("bad address", "[[server]]\nlisten = \"300.1.1.1:80\"\n[[server.route]]\nreturn = 200\n".into(), None, "main.toml:2:", "invalid listen address"),
@@ -225,4 +225,201 @@ fn errors_hint_at_what_was_meant() {
     }
     let (_, out) = config_test(&dir, "[[server]]\nlisten = \"127.0.0.1:1\"\nlisen = 2\n");
     assert!(out.contains("did you mean `listen`?"), "{out}");
+}
+
+/// Issue 20: every unknown key of every file is reported in one run, each at its own
+/// FILE:LINE:COL with the nearest known key, and the config's other errors come with them.
+#[test]
+fn every_unknown_key_of_every_file_at_once() {
+    let dir = TempDir::new("cfg-unknown");
+    dir.write(
+        "conf.d/site.toml",
+        "user = \"www\"\n[[server]]\nlisten = \"127.0.0.1:8081\"\nkeepalive_timout = \"5s\"\n[[server.route]]\nreturn = 200\nheaderz = { a = \"b\" }\n",
+    );
+    let f = dir.write(
+        "main.toml",
+        concat!(
+            "include = [\"conf.d/*.toml\"]\n",
+            "error_log = { path = \"/dev/null\", levle = \"info\" }\n",
+            "[admin]\nlisten = \"127.0.0.1:9\"\ntokn = \"x\"\n",
+            "[[server]]\nlisten = \"127.0.0.1:8080\"\nserver_nam = \"a\"\n",
+            "[[server.route]]\npath = \"/\"\nupstream = \"app\"\n",
+            "retry = { tries = 2, backof = \"1s\" }\n",
+            "[server.route.match]\nmethd = \"GET\"\n",
+            "[[upstream]]\nname = \"app\"\n",
+            "peers = [\"127.0.0.1:1\", { addr = \"127.0.0.1:2\", wieght = 2 }]\n",
+            "health_check = { path = \"/\", intervall = \"1s\" }\n",
+            "[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:3\"]\n",
+        ),
+    );
+    let (code, out, err) = check(&dir, &f);
+    assert_eq!(code, 1, "{err}");
+    assert!(out.is_empty(), "{out}");
+    for want in [
+        "main.toml:2:35: unknown field `levle`, expected one of `path`, `level`; did you mean `level`?",
+        "main.toml:5:1: unknown field `tokn`",
+        "did you mean `token`?",
+        "main.toml:8:1: unknown field `server_nam`",
+        "did you mean `server_name`?",
+        "main.toml:12:22: unknown field `backof`",
+        "main.toml:14:1: unknown field `methd`",
+        "main.toml:17:49: unknown field `wieght`",
+        "main.toml:18:30: unknown field `intervall`",
+        "site.toml:1:1: unknown field `user`, expected one of `server`, `upstream`; global settings belong in the main config file",
+        "site.toml:4:1: unknown field `keepalive_timout`",
+        "did you mean `keepalive_timeout`?",
+        "site.toml:7:1: unknown field `headerz`",
+        // A semantic error is still found beside them, naming the first place too.
+        "main.toml:20:8: duplicate upstream \"app\" (first given at ",
+        "main.toml:16)\n",
+        "admin needs a token",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(err.contains("(12 errors)"), "{err}");
+}
+
+/// Issue 20: a second server name, default server, upstream or route names the first one's
+/// place, also across files.
+#[test]
+fn duplicates_name_both_places() {
+    let dir = TempDir::new("cfg-dup");
+    dir.write(
+        "b.toml",
+        "[[server]]\nlisten = \"127.0.0.1:8080\"\nserver_name = \"a.example\"\ndefault_server = true\n[[server.route]]\nreturn = 200\n[[server.route]]\nreturn = 204\n",
+    );
+    let f = dir.write(
+        "main.toml",
+        "include = [\"b.toml\"]\n[[server]]\nlisten = \"127.0.0.1:8080\"\nserver_name = \"a.example\"\ndefault_server = true\n[[server.route]]\nreturn = 200\n",
+    );
+    let (code, _, err) = check(&dir, &f);
+    assert_eq!(code, 1, "{err}");
+    let main = dir.path().join("main.toml").display().to_string();
+    let b = dir.path().join("b.toml").display().to_string();
+    for want in [
+        format!("b.toml:3:15: duplicate server \"a.example\" on 127.0.0.1:8080 (first given at {main}:4)"),
+        format!("b.toml:1:1: a second default_server for 127.0.0.1:8080 (the first is at {main}:2)"),
+        format!("b.toml:7:1: duplicate route for path \"/\" (the same as the route at {b}:5)"),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+}
+
+/// Issue 20: `-T --effective` prints a config that loads as it stands (TLS, includes, log
+/// formats, admin secrets, conditions, retries, splits, header edits, host-name peers), and
+/// printing that again gives the same text: nothing is lost or changed on the way.
+#[test]
+fn dump_effective_loads_and_is_a_fixpoint() {
+    let dir = TempDir::new("cfg-effective");
+    common::certs::cert(dir.path(), "site", &["a.example"], false);
+    dir.write(
+        "conf.d/up.toml",
+        concat!(
+            "[[upstream]]\nname = \"app\"\nbalance = \"least_conn\"\n",
+            "peers = [\"127.0.0.1:9001\", { addr = \"127.0.0.1:9002\", weight = 3 }, { addr = \"127.0.0.1:9003\", backup = true }, { addr = \"127.0.0.1:9005\", down = true }]\n",
+            "health_check = { path = \"/healthz\", interval = \"2s\", status = \"200-299\", body = \"~ok\", initial = \"down\" }\n",
+            "outlier = { consecutive_failures = 3, count_5xx = true }\nkeepalive = 16\n",
+            "tls = { verify = false, server_name = \"app.internal\" }\n",
+            "[[upstream]]\nname = \"named\"\nbalance = \"hash\"\nhash_key = \"header:x-user\"\n",
+            "peers = [\"localhost:9004\"]\nresolve_interval = \"10s\"\nmax_addresses = 2\n",
+            "[[server]]\nlisten = \"127.0.0.1:8080\"\naccess_log = \"off\"\n",
+            "[[server.route]]\npath = \"/\"\nupstream = \"named\"\n",
+        ),
+    );
+    let main = dir.write(
+        "main.toml",
+        &format!(
+            r#"worker_processes = 1
+shutdown_timeout = "60s"
+error_log = {{ path = "{d}/error.log", level = "warn" }}
+log_format = {{ timing = '$remote_addr "$request" $status', audit = {{ json = {{ client = "$remote_addr" }} }} }}
+access_log = {{ path = "{d}/access.log", format = "timing" }}
+resolver = {{ servers = ["127.0.0.1:53"], timeout = "2s" }}
+admin = {{ listen = "127.0.0.1:9180", token = "secret-token-123", basic_auth = {{ ops = "$2y$05$c4WoMPo3SXsafkva.HHa6uXQZWr7oboPiC2bT/r7q1BB8I2s0BRqC" }} }}
+otlp = {{ endpoint = "http://127.0.0.1:4318/v1/traces", service_name = "edge" }}
+include = ["conf.d/*.toml"]
+
+[[server]]
+listen = ["127.0.0.1:8443"]
+server_name = ["a.example", "~^c[0-9]+\\.example$"]
+tls = {{ cert = "site.crt", key = "site.key", protocols = ["TLSv1.3"], handshake_timeout = "5s" }}
+request_id = {{ header = "X-Request-ID" }}
+access_log = [{{ path = "{d}/a.log", format = "audit" }}, {{ path = "stdout", format = "$remote_addr $status" }}]
+client_max_body_size = "10m"
+
+[[server.route]]
+path = "/api/"
+upstream = "app"
+strip_prefix = "/api"
+retry = {{ tries = 3, on = ["error", "502"], backoff = "50ms" }}
+request_headers = {{ set = {{ "X-A" = "1" }}, add = {{ "X-B" = "2" }}, remove = ["X-C"] }}
+[server.route.response_headers.set]
+X-D = "$request_id"
+[server.route.match]
+method = ["GET", "POST"]
+header = {{ "X-Env" = "prod", "X-Re" = "~^v[0-9]+$" }}
+query = {{ debug = "1" }}
+client = ["10.0.0.0/8"]
+
+[[server.route]]
+regex = "^/u/([0-9]+)$"
+upstream = "app"
+rewrite = "/users/$1"
+priority = 5
+retry = {{ on = ["connect"] }}
+
+[[server.route]]
+exact = "/old"
+return = 301
+redirect = "https://$host/new"
+
+[[server.route]]
+path = "/canary/"
+split = [{{ upstream = "app", weight = 90 }}, {{ upstream = "named", weight = 10 }}]
+sticky = "cookie:uid"
+
+[[server.route]]
+path = "/"
+return = 200
+body = "hello\n"
+headers = {{ "Content-Type" = "text/plain" }}
+"#,
+            d = dir.path().display()
+        ),
+    );
+    let (code, _, err) = check(&dir, &main);
+    assert_eq!(code, 0, "the source config loads: {err}");
+    let dump = |f: &std::path::Path| {
+        let out = proxyctl(&["-T", "--effective", "-c", f.to_str().unwrap()]);
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        // Everything after the "# configuration file" comments.
+        text.lines()
+            .filter(|l| !l.starts_with("# configuration file "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let first = dump(&main);
+    for want in [
+        "token = \"secret-token-123\"",
+        "ops = \"$2y$05$",
+        "on = [\n    \"error\",\n    \"502\",\n]",
+        "on = [\"connect\"]",
+        "addr = \"localhost:9004\"",
+        "down = true",
+        "X-D = \"$request_id\"",
+        "timing = '$remote_addr \"$request\" $status'",
+    ] {
+        assert!(first.contains(want), "missing {want:?} in:\n{first}");
+    }
+    // The host name stands once for its addresses, not once per address.
+    assert_eq!(first.matches("localhost:9004").count(), 1, "{first}");
+    let copy = dir.write("effective.toml", &first);
+    let (code, _, err) = check(&dir, &copy);
+    assert_eq!(code, 0, "-T --effective output loads: {err}\n{first}");
+    assert_eq!(
+        dump(&copy),
+        first,
+        "the effective config of the effective config is itself"
+    );
 }

@@ -2,23 +2,28 @@
 //! reference, and what the common TOML slips (`[server]` for `[[server]]`, an unquoted
 //! `30s`) really need.
 
-/// Edit distance (Levenshtein) between `a` and `b`, case folded.
+/// Edit distance between `a` and `b`, case folded, a swap of two neighbours counting as one
+/// edit (optimal string alignment: `levle` is one step from `level`).
 fn distance(a: &str, b: &str) -> usize {
     let (a, b): (Vec<char>, Vec<char>) = (
         a.to_lowercase().chars().collect(),
         b.to_lowercase().chars().collect(),
     );
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
+    // d[i][j]: distance between a[..i] and b[..j]; three rows suffice.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut cur = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            cur[j] = (prev[j - 1] + cost).min(prev[j] + 1).min(cur[j - 1] + 1);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                cur[j] = cur[j].min(before[j - 2] + 1);
+            }
         }
+        before = std::mem::replace(&mut prev, cur);
     }
-    row[b.len()]
+    prev[b.len()]
 }
 
 /// The candidate nearest to `word`, if it is near enough to be what was meant.
@@ -45,6 +50,18 @@ pub fn toml_hint(msg: &str, text: &str, span: Option<std::ops::Range<usize>>) ->
         return msg.to_string();
     }
     let at = span.clone().and_then(|s| text.get(s)).unwrap_or("");
+    if msg == "duplicate key" {
+        // The parser does not say which key; it points at the second one.
+        let key = span
+            .clone()
+            .and_then(|s| text.get(s.start..))
+            .and_then(|t| t.split(['=', '\n', ']']).next())
+            .map(str::trim)
+            .unwrap_or("");
+        if !key.is_empty() {
+            return format!("duplicate key `{key}`: a table gives each key once");
+        }
+    }
     if msg.starts_with("invalid type: map, expected a sequence") {
         if let Some(name) = at
             .trim()
@@ -90,6 +107,9 @@ mod tests {
         let text = "[server]\nlisten = 1\n";
         let m = toml_hint("invalid type: map, expected a sequence", text, Some(0..8));
         assert!(m.ends_with("write [[server]]"), "{m}");
+        let text = "[a]\nlisten = 1\nlisten = 2\n";
+        let m = toml_hint("duplicate key", text, Some(15..21));
+        assert_eq!(m, "duplicate key `listen`: a table gives each key once");
         let text = "x = 1\nshutdown_timeout = 30s\n";
         let m = toml_hint("expected newline, `#`", text, Some(27..28));
         assert!(m.ends_with("strings: \"30s\""), "{m}");
@@ -101,5 +121,8 @@ mod tests {
         assert_eq!(closest("lisen", ["listen", "tls"]), Some("listen"));
         assert_eq!(closest("zzzzzz", ["listen", "tls"]), None);
         assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("levle", "level"), 1);
+        assert_eq!(closest("levle", ["path", "level"]), Some("level"));
+        assert_eq!(distance("", "abc"), 3);
     }
 }

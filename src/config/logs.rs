@@ -27,6 +27,8 @@ pub struct LogFormats {
     /// By index; the built-in ones are compiled only when used.
     pub formats: Vec<Format>,
     names: Vec<String>,
+    /// The `[log_format]` table's entries as written, for `-T --effective`.
+    pub written: Vec<(String, toml::Value)>,
     /// Header names the formats capture from requests and responses.
     pub captures: Captures,
 }
@@ -135,6 +137,7 @@ impl Validator {
             match compiled {
                 Ok(f) => {
                     out.push(name.clone(), f);
+                    out.written.push((name.clone(), v.get_ref().clone()));
                 }
                 Err(e) => self
                     .errors

@@ -3,13 +3,14 @@
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
 pub mod admin;
-mod hints;
+pub(crate) mod hints;
 pub mod logs;
 mod raw;
 pub mod ring;
 mod routes;
 mod tls;
 pub mod units;
+mod unknown;
 mod upstream;
 mod validate;
 
@@ -258,6 +259,7 @@ pub enum Action {
         #[serde(rename = "return")]
         status: u16,
         body: String,
+        #[serde(serialize_with = "ser_pairs")]
         headers: Vec<(String, String)>,
     },
     Redirect {
@@ -354,6 +356,7 @@ impl Serialize for Balance {
 /// A route's retries: after a connect failure always (nothing was sent), and on the
 /// conditions of `on` for requests that may be replayed.
 #[derive(Debug, Clone, Serialize)]
+#[serde(into = "RetryShown")]
 pub struct Retry {
     /// Attempts in all, the first included; 0: each peer once.
     pub tries: u32,
@@ -374,6 +377,42 @@ pub struct Retry {
     pub budget_percent: u32,
     /// Retry non-idempotent requests (POST, PATCH) too.
     pub non_idempotent: bool,
+}
+
+/// `Retry` as it is written: its conditions as one `on` list.
+#[derive(Serialize)]
+struct RetryShown {
+    tries: u32,
+    on: Vec<String>,
+    #[serde(serialize_with = "ser_duration")]
+    backoff: Duration,
+    #[serde(serialize_with = "ser_duration")]
+    max_backoff: Duration,
+    budget_percent: u32,
+    non_idempotent: bool,
+}
+
+impl From<Retry> for RetryShown {
+    fn from(r: Retry) -> RetryShown {
+        let mut on: Vec<String> = [(r.error, "error"), (r.timeout, "timeout")]
+            .iter()
+            .filter(|(set, _)| *set)
+            .map(|(_, w)| w.to_string())
+            .collect();
+        on.extend(r.statuses.iter().map(u16::to_string));
+        if on.is_empty() {
+            // An empty `on` list: retries after connect failures only.
+            on.push("connect".into());
+        }
+        RetryShown {
+            tries: r.tries,
+            on,
+            backoff: r.backoff,
+            max_backoff: r.max_backoff,
+            budget_percent: r.budget_percent,
+            non_idempotent: r.non_idempotent,
+        }
+    }
 }
 
 /// Passive health of an upstream's peers (outlier detection).
@@ -455,6 +494,7 @@ pub struct Upstream {
     /// Its slot in the shared memory region (set by the master; see `shm`).
     #[serde(skip)]
     pub slot: u32,
+    #[serde(serialize_with = "ser_peers")]
     pub peers: Vec<Peer>,
     pub balance: Balance,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -480,7 +520,7 @@ pub struct Upstream {
     #[serde(serialize_with = "ser_duration")]
     pub send_timeout: Duration,
     /// Peers given by host name, each standing for `max_addresses` entries of `peers`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip)]
     pub names: Vec<NamedPeer>,
     /// How often the helper resolves `names` again (zero: only when a config is loaded).
     #[serde(serialize_with = "ser_duration")]
@@ -719,14 +759,72 @@ impl Server {
     }
 }
 
+/// Name-value pairs (headers, query conditions) as the table they were written as.
+pub(crate) fn ser_pairs<S: serde::Serializer, V: Serialize>(
+    pairs: &[(String, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
+}
+
+/// Peers as written: a host name's entries (one per address it may have) as the one name.
+fn ser_peers<S: serde::Serializer>(peers: &[Peer], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Shown<'a> {
+        addr: &'a str,
+        weight: u32,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        backup: bool,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        down: bool,
+    }
+    s.collect_seq(
+        peers
+            .iter()
+            .filter(|p| !matches!(p.addr, PeerAddr::Named { index, .. } if index > 0))
+            .map(|p| Shown {
+                addr: &p.name,
+                weight: p.weight,
+                backup: p.backup,
+                down: p.down,
+            }),
+    )
+}
+
 pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&units::format_duration(*d))
 }
 
 impl Config {
-    /// The effective configuration (after includes and defaults) as TOML, for `-T`.
+    /// The effective configuration (after includes and defaults) as TOML, for
+    /// `-T --effective`: a config that loads as it stands. It is the API's view plus what
+    /// the API never shows: the admin token and password hashes (whoever runs `-T` has read
+    /// the files they are in) and the named log formats as written.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        let render = || -> Result<String, toml::ser::Error> {
+            let mut t = toml::Table::try_from(self)?;
+            if let (Some(a), Some(toml::Value::Table(shown))) = (&self.admin, t.get_mut("admin")) {
+                if let Some(token) = &a.token {
+                    shown.insert("token".into(), token.clone().into());
+                }
+                let users: toml::Table = a
+                    .basic_auth
+                    .iter()
+                    .map(|u| (u.name.clone(), u.hash.clone().into()))
+                    .collect();
+                if users.is_empty() {
+                    shown.remove("basic_auth");
+                } else {
+                    shown.insert("basic_auth".into(), users.into());
+                }
+            }
+            if !self.log_formats.written.is_empty() {
+                let formats: toml::Table = self.log_formats.written.clone().into_iter().collect();
+                t.insert("log_format".into(), formats.into());
+            }
+            toml::to_string_pretty(&t)
+        };
+        render().unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 }
 
@@ -734,13 +832,36 @@ impl Config {
 struct Source {
     path: PathBuf,
     text: String,
+    /// Where each line starts, found on the first error: with it a span's line is a binary
+    /// search, so a file with 100,000 errors is not scanned 100,000 times.
+    lines: std::sync::OnceLock<Vec<usize>>,
 }
 
 impl Source {
+    fn new(path: PathBuf, text: String) -> Source {
+        Source {
+            path,
+            text,
+            lines: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `FILE:LINE` of `span`, to point from one error at a second place.
+    fn at(&self, span: Range<usize>) -> String {
+        let e = self.err(span, "");
+        format!("{}:{}", e.file.display(), e.line)
+    }
+
     fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
-        let upto = &self.text[..span.start.min(self.text.len())];
-        let line = upto.matches('\n').count() + 1;
-        let col = upto.len() - upto.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        let lines = self.lines.get_or_init(|| {
+            std::iter::once(0)
+                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect()
+        });
+        let at = span.start.min(self.text.len());
+        // The last line start at or before `at`.
+        let line = lines.partition_point(|&start| start <= at);
+        let col = at - lines[line - 1] + 1;
         ConfigError {
             file: self.path.clone(),
             line,
@@ -759,14 +880,25 @@ fn file_error(path: &Path, msg: impl Into<String>) -> ConfigError {
     }
 }
 
-fn parse_toml<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, ConfigError> {
-    toml::from_str(&src.text).map_err(|e| {
-        let msg = hints::toml_hint(&e.message().trim().replace('\n', "; "), &src.text, e.span());
-        match e.span() {
-            Some(span) => src.err(span, msg),
-            None => src.err(0..0, msg),
-        }
-    })
+/// Parses `src` as `T`. Every unknown key is an error of its own (all of them, not only the
+/// first); a syntax or type error ends the reading of the file, so `T` is then missing.
+fn parse_toml<T: serde::de::DeserializeOwned>(
+    src: &Source,
+    root: unknown::Root,
+) -> (Option<T>, Vec<ConfigError>) {
+    let (result, unknown) = unknown::parse::<T>(&src.text, root);
+    let mut errors: Vec<ConfigError> = unknown
+        .into_iter()
+        .map(|u| src.err(u.span, u.msg))
+        .collect();
+    let parsed = result
+        .map_err(|e| {
+            let msg =
+                hints::toml_hint(&e.message().trim().replace('\n', "; "), &src.text, e.span());
+            errors.push(src.err(e.span().unwrap_or(0..0), msg));
+        })
+        .ok();
+    (parsed, errors)
 }
 
 /// Largest config file read (main or included).
@@ -812,15 +944,15 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     let path = absolute(path);
     let text =
         read_bounded(&path).map_err(|e| vec![file_error(&path, format!("cannot read: {e}"))])?;
-    let main_src = Source {
-        path: path.clone(),
-        text,
+    let main_src = Source::new(path.clone(), text);
+    let (main, errors) = parse_toml::<RawMain>(&main_src, unknown::Root::Main);
+    let Some(mut main) = main else {
+        return Err(errors);
     };
-    let mut main: RawMain = parse_toml(&main_src).map_err(|e| vec![e])?;
 
     let mut v = Validator {
         staples: Vec::new(),
-        errors: Vec::new(),
+        errors,
         warnings: Vec::new(),
     };
     let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -883,18 +1015,14 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
                 v.errors.push(err)
             }
             Ok(text) => {
-                let src = Source {
-                    path: p.clone(),
-                    text,
-                };
+                let src = Source::new(p.clone(), text);
                 files.push(p);
-                match parse_toml::<RawInclude>(&src) {
-                    Ok(inc) => {
-                        let i = sources.len();
-                        servers_raw.extend(inc.server.into_iter().map(|s| (i, s)));
-                        upstreams_raw.extend(inc.upstream.into_iter().map(|u| (i, u)));
-                    }
-                    Err(e) => v.errors.push(e),
+                let (inc, errors) = parse_toml::<RawInclude>(&src, unknown::Root::Include);
+                v.errors.extend(errors);
+                if let Some(inc) = inc {
+                    let i = sources.len();
+                    servers_raw.extend(inc.server.into_iter().map(|s| (i, s)));
+                    upstreams_raw.extend(inc.upstream.into_iter().map(|u| (i, u)));
                 }
                 sources.push(src);
             }

@@ -1,5 +1,7 @@
 //! The config file as written: serde structs that keep source spans so that every later
 //! semantic error can point at FILE:LINE:COL. Nothing here is validated beyond TOML types.
+//! Unknown keys are collected by `unknown.rs` (all of them at once); only `RawUpstreamTls`,
+//! read later from a `toml::Value`, denies them itself.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -7,8 +9,37 @@ use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
 
+/// `Deserialize` for an enum of a string or a table, written out rather than
+/// `#[serde(untagged)]`: an untagged enum buffers its input, which loses the table's unknown
+/// keys (`serde_ignored` sees none) and says only "did not match any variant" on an error.
+macro_rules! string_or_table {
+    ($ty:ident, $string:ident, $table:ident, $expecting:literal) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$ty, E> {
+                        Ok($ty::$string(s.to_string()))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        m: A,
+                    ) -> Result<$ty, A::Error> {
+                        Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                            .map($ty::$table)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawMain {
     pub user: Option<S<String>>,
     pub group: Option<S<String>>,
@@ -34,14 +65,12 @@ pub struct RawMain {
 
 /// `shared_memory = { slots = N }`: capacity of the region shared by the workers.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSharedMemory {
     pub slots: Option<S<i64>>,
 }
 
 /// `otlp = { endpoint, service_name }`: where request spans are exported.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawOtlp {
     pub endpoint: S<String>,
     pub service_name: Option<String>,
@@ -51,7 +80,6 @@ pub struct RawOtlp {
 
 /// `admin = { ... }`: the master's admin listener.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     pub listen: S<String>,
     pub token: Option<S<String>>,
@@ -65,7 +93,6 @@ pub struct RawAdmin {
 
 /// `resolver = { ... }`: where peers' host names are looked up.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawResolver {
     pub servers: Option<S<Vec<S<String>>>>,
     pub timeout: Option<S<toml::Value>>,
@@ -75,7 +102,6 @@ pub struct RawResolver {
 
 /// `tls = { cert, key, ... }` of a server: its listen addresses speak TLS.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub cert: S<String>,
     pub key: S<String>,
@@ -91,7 +117,6 @@ pub struct RawTls {
 
 /// One of a server's `extra_certs`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawCert {
     pub cert: S<String>,
     pub key: S<String>,
@@ -100,7 +125,6 @@ pub struct RawCert {
 
 /// An included file holds only servers and upstreams; globals belong to the main file.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawInclude {
     #[serde(default)]
     pub server: Vec<S<RawServer>>,
@@ -108,23 +132,27 @@ pub struct RawInclude {
     pub upstream: Vec<S<RawUpstream>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `error_log = "path"` or `{ path, level }`.
+#[derive(Debug)]
 pub enum RawErrorLog {
     Path(String),
     Table(RawErrorLogTable),
 }
 
+string_or_table!(
+    RawErrorLog,
+    Path,
+    Table,
+    "a path or a table { path, level }"
+);
+
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawErrorLogTable {
-    // No spans here: untagged enums buffer their input and lose them.
     pub path: Option<String>,
     pub level: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawServer {
     pub listen: Option<S<StringOrList>>,
     pub tls: Option<S<RawTls>>,
@@ -166,7 +194,6 @@ impl StringOrList {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRoute {
     pub name: Option<S<String>>,
     pub host: Option<S<String>>,
@@ -195,7 +222,6 @@ pub struct RawRoute {
 
 /// A route's `retry` table.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawRetry {
     pub tries: Option<S<i64>>,
     pub on: Option<S<Vec<String>>>,
@@ -207,7 +233,6 @@ pub struct RawRetry {
 
 /// A route's `match` table: conditions besides the path.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawMatch {
     pub method: Option<S<StringOrList>>,
     #[serde(default)]
@@ -218,7 +243,6 @@ pub struct RawMatch {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSplit {
     pub upstream: S<String>,
     pub weight: Option<S<i64>>,
@@ -226,7 +250,6 @@ pub struct RawSplit {
 
 /// `request_headers` / `response_headers` of a route.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawHeaderEdits {
     #[serde(default)]
     pub set: BTreeMap<String, String>,
@@ -237,7 +260,6 @@ pub struct RawHeaderEdits {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     pub name: S<String>,
     pub peers: S<Vec<S<RawPeer>>>,
@@ -272,7 +294,6 @@ pub struct RawUpstreamTls {
 
 /// `outlier = { ... }` of an upstream: passive health.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawOutlier {
     pub consecutive_failures: Option<S<i64>>,
     pub count_5xx: Option<bool>,
@@ -283,7 +304,6 @@ pub struct RawOutlier {
 
 /// `health_check = { ... }` of an upstream.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     #[serde(rename = "type")]
     pub kind: Option<S<String>>,
@@ -298,12 +318,19 @@ pub struct RawHealthCheck {
     pub initial: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A peer: `"host:port"` or `{ addr, weight, backup, down }`.
+#[derive(Debug)]
 pub enum RawPeer {
     Addr(String),
     Table(RawPeerTable),
 }
+
+string_or_table!(
+    RawPeer,
+    Addr,
+    Table,
+    "an address \"host:port\" or a table { addr, weight, backup, down }"
+);
 
 impl RawPeer {
     pub fn addr(&self) -> &str {
@@ -315,7 +342,6 @@ impl RawPeer {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawPeerTable {
     pub addr: String,
     pub weight: Option<i64>,

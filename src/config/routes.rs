@@ -422,10 +422,15 @@ impl Validator {
         };
         let mut seen = HashMap::new();
         for (i, r) in routes.iter().enumerate() {
-            if seen.insert(key(r), i).is_some() {
+            if let Some(first) = seen.insert(key(r), i) {
                 self.errors.push(src.err(
                     spans[i].clone(),
-                    format!("duplicate route for {} \"{}\"", kind_key(r.kind), r.path),
+                    format!(
+                        "duplicate route for {} \"{}\" (the same as the route at {})",
+                        kind_key(r.kind),
+                        r.path,
+                        src.at(spans[first].clone())
+                    ),
                 ));
             }
         }

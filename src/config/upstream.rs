@@ -32,15 +32,21 @@ impl Validator {
             .collect();
         let mut upstream = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
+        // Where each name was first given (source, span), for the error about a second one.
+        let mut given: HashMap<String, (usize, std::ops::Range<usize>)> = HashMap::new();
         for (si, u) in upstreams_raw {
             let usrc = &sources[*si];
             let u = u.get_ref();
             let name = u.name.get_ref().clone();
-            if names.contains_key(&name) {
-                self.errors
-                    .push(usrc.err(u.name.span(), format!("duplicate upstream \"{name}\"")));
+            if let Some((fi, fspan)) = given.get(&name) {
+                let first = sources[*fi].at(fspan.clone());
+                self.errors.push(usrc.err(
+                    u.name.span(),
+                    format!("duplicate upstream \"{name}\" (first given at {first})"),
+                ));
                 continue;
             }
+            given.insert(name.clone(), (*si, u.name.span()));
             if name.is_empty() {
                 self.errors
                     .push(usrc.err(u.name.span(), "upstream name must not be empty"));

@@ -4,6 +4,7 @@
 use super::raw::*;
 use super::*;
 use crate::http::filters::HeaderEdits;
+use std::collections::hash_map::Entry;
 use std::ops::Range;
 
 /// The longest duration any key accepts.
@@ -258,8 +259,11 @@ impl Validator {
         let mut server = Vec::new();
         let mut name_patterns: Vec<Vec<crate::router::NamePattern>> = Vec::new();
         let mut listeners: Vec<SocketAddr> = Vec::new();
-        let mut vhosts: HashSet<(SocketAddr, String)> = HashSet::new();
-        let mut defaults: HashSet<SocketAddr> = HashSet::new();
+        // Where each (address, name) and each address's default server was first given
+        // (source, span: made into FILE:LINE only for an error, since counting lines for
+        // each of 10,000 servers would take seconds).
+        let mut vhosts: HashMap<(SocketAddr, String), (usize, Range<usize>)> = HashMap::new();
+        let mut defaults: HashMap<SocketAddr, (usize, Range<usize>)> = HashMap::new();
         let mut server_at = Vec::new();
         for (si, s) in &servers_raw {
             let ssrc = &sources[*si];
@@ -329,25 +333,46 @@ impl Validator {
                 } else {
                     server_name.clone()
                 };
+                let at = s
+                    .server_name
+                    .as_ref()
+                    .map(|n| n.span())
+                    .unwrap_or(span.clone());
                 for n in names {
-                    if !vhosts.insert((*addr, n.clone())) {
-                        let at = s
-                            .server_name
-                            .as_ref()
-                            .map(|n| n.span())
-                            .unwrap_or(span.clone());
-                        self.errors
-                            .push(ssrc.err(at, format!("duplicate server \"{n}\" on {addr}")));
+                    match vhosts.entry((*addr, n.clone())) {
+                        Entry::Vacant(e) => {
+                            e.insert((*si, at.clone()));
+                        }
+                        Entry::Occupied(e) => {
+                            let (fi, fspan) = e.get().clone();
+                            self.errors.push(ssrc.err(
+                                at.clone(),
+                                format!(
+                                    "duplicate server \"{n}\" on {addr} (first given at {})",
+                                    sources[fi].at(fspan)
+                                ),
+                            ))
+                        }
                     }
                 }
             }
             let default_server = s.default_server.unwrap_or(false);
             if default_server {
                 for addr in &listen {
-                    if !defaults.insert(*addr) {
-                        self.errors.push(
-                            ssrc.err(span.clone(), format!("a second default_server for {addr}")),
-                        );
+                    match defaults.entry(*addr) {
+                        Entry::Vacant(e) => {
+                            e.insert((*si, span.clone()));
+                        }
+                        Entry::Occupied(e) => {
+                            let (fi, fspan) = e.get().clone();
+                            self.errors.push(ssrc.err(
+                                span.clone(),
+                                format!(
+                                    "a second default_server for {addr} (the first is at {})",
+                                    sources[fi].at(fspan)
+                                ),
+                            ))
+                        }
                     }
                 }
             }

@@ -5,6 +5,7 @@
 //! logs. Every action is logged with who took it.
 
 use super::Master;
+use crate::config::hints::closest;
 use crate::shm::{self, PeerAdmin};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering::Relaxed;
@@ -270,16 +271,22 @@ impl Master {
         who: &str,
     ) -> (u16, Value) {
         let Some(up) = self.cfg.upstream.iter().find(|x| x.name == u) else {
-            return (404, json!({"error": format!("no upstream \"{u}\"")}));
+            let near = closest(u, self.cfg.upstream.iter().map(|x| x.name.as_str()));
+            return (
+                404,
+                json!({"error": format!("no upstream \"{u}\"{}", did_you_mean(near))}),
+            );
         };
         let p = p
             .replace("%5B", "[")
             .replace("%5D", "]")
             .replace("%3A", ":");
         let Some(peer) = up.peers.iter().find(|x| x.key() == p) else {
+            let keys: Vec<String> = up.peers.iter().map(|x| x.key()).collect();
+            let near = closest(&p, keys.iter().map(String::as_str));
             return (
                 404,
-                json!({"error": format!("no peer \"{p}\" in upstream \"{u}\"")}),
+                json!({"error": format!("no peer \"{p}\" in upstream \"{u}\"{}", did_you_mean(near))}),
             );
         };
         let view = self.shared.region.view();
@@ -331,4 +338,10 @@ impl Master {
             }
         }
     }
+}
+
+/// "; did you mean \"NAME\"?" for a name the operator probably meant, or nothing.
+fn did_you_mean(near: Option<&str>) -> String {
+    near.map(|n| format!("; did you mean \"{n}\"?"))
+        .unwrap_or_default()
 }

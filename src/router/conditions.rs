@@ -167,9 +167,15 @@ pub struct Conditions {
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub method: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::config::ser_pairs"
+    )]
     pub header: Vec<(String, Test)>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "crate::config::ser_pairs"
+    )]
     pub query: Vec<(String, Test)>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub client: Vec<Cidr>,
