@@ -226,6 +226,19 @@ impl Proxyd {
         p
     }
 
+    /// Starts proxyd on a complete config file the test wrote into `dir` (with its error
+    /// log at `dir/error.log` and its pid file in `dir`), one of whose servers listens on `port`.
+    pub fn start_file(dir: TempDir, conf: PathBuf, port: u16) -> Proxyd {
+        let mut p = Proxyd {
+            dir,
+            conf,
+            port,
+            child: None,
+        };
+        p.spawn(&[]);
+        p
+    }
+
     pub fn render(dir: &TempDir, port: u16, workers: usize, globals: &str, body: &str) -> String {
         let d = dir.path().display().to_string();
         format!(
