@@ -4,15 +4,19 @@
 
 use super::probe::{Probe, Step};
 use crate::config::Config;
-use crate::shm::{Checked, View};
+use crate::shm::{Checked, ProbeOutcome, View};
 use mio::{Interest, Poll, Token};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// A probe's result: Ok, or what failed and the message for the log.
+type Outcome = Result<(), (ProbeOutcome, String)>;
 
 /// One peer under check.
 struct Target {
     upstream: usize,
     peer: usize,
     next: Instant,
+    /// The probe under way and when it times out.
     probe: Option<(Probe, Instant)>,
     /// Consecutive successes and failures so far.
     ok: u32,
@@ -78,7 +82,8 @@ impl Checks {
                     if let Some((mut p, _)) = t.probe.take() {
                         let _ = poll.registry().deregister(&mut p.stream);
                     }
-                    verdict(cfg, shared, t, Err("timed out".into()));
+                    let why = (ProbeOutcome::Timeout, "timed out".to_string());
+                    verdict(cfg, shared, t, Err(why), check.timeout);
                 }
                 None if t.next <= now => {
                     let peer = &cfg.upstream[t.upstream].peers[t.peer];
@@ -103,10 +108,14 @@ impl Checks {
                             {
                                 t.probe = Some((p, now + check.timeout));
                             } else {
-                                verdict(cfg, shared, t, Err("cannot register".into()));
+                                let why = (ProbeOutcome::Io, "cannot register".into());
+                                verdict(cfg, shared, t, Err(why), Duration::ZERO);
                             }
                         }
-                        Err(e) => verdict(cfg, shared, t, Err(format!("connect: {e}"))),
+                        Err(e) => {
+                            let why = (ProbeOutcome::Connect, format!("connect: {e}"));
+                            verdict(cfg, shared, t, Err(why), Duration::ZERO)
+                        }
                     }
                 }
                 _ => {}
@@ -120,27 +129,38 @@ fn step(cfg: &Config, shared: &View, poll: &mut Poll, t: &mut Target) {
         .health_check
         .as_ref()
         .expect("checked");
-    let Some((p, _)) = &mut t.probe else { return };
+    let Some((p, by)) = &mut t.probe else { return };
     let result = match p.advance(check) {
         Step::Pending => return,
         Step::Healthy => Ok(()),
-        Step::Failed(why) => Err(why),
+        Step::Failed(kind, why) => Err((kind, why)),
     };
+    // The deadline less the timeout is when the probe began.
+    let took = check
+        .timeout
+        .saturating_sub(by.saturating_duration_since(Instant::now()));
     if let Some((mut p, _)) = t.probe.take() {
         let _ = poll.registry().deregister(&mut p.stream);
     }
-    verdict(cfg, shared, t, result);
+    verdict(cfg, shared, t, result, took);
 }
 
 /// Counts a probe's outcome; `rise` successes in a row bring a peer up, `fall` failures
 /// take it down. A peer not judged yet counts as `initial` says: up (so `fall` failures take
 /// it down; one slow start of a backend does not turn every request away) or down (one
 /// good probe brings it up).
-fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Result<(), String>) {
+fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Outcome, took: Duration) {
     let up = &cfg.upstream[t.upstream];
     let check = up.health_check.as_ref().expect("checked");
     let peer = &up.peers[t.peer];
     let h = shared.health(peer.slot);
+    h.probe_done(
+        result
+            .as_ref()
+            .err()
+            .map_or(ProbeOutcome::Ok, |(kind, _)| *kind),
+        took,
+    );
     let was = h.checked();
     match result {
         Ok(()) => {
@@ -157,7 +177,7 @@ fn verdict(cfg: &Config, shared: &View, t: &mut Target, result: Result<(), Strin
                 h.set_checked(Checked::Up);
             }
         }
-        Err(why) => {
+        Err((_, why)) => {
             t.bad += 1;
             t.ok = 0;
             let goes_down = match was {

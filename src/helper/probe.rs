@@ -4,6 +4,7 @@
 //! is probed over TLS, with its own rustls config (the same verification as the workers').
 
 use crate::config::{CheckKind, HealthCheck};
+use crate::shm::ProbeOutcome;
 use mio::net::TcpStream;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -19,7 +20,8 @@ pub enum Step {
     /// Waiting for the socket.
     Pending,
     Healthy,
-    Failed(String),
+    /// What went wrong, for shared memory, and in words for the log.
+    Failed(ProbeOutcome, String),
 }
 
 pub struct Probe {
@@ -71,13 +73,15 @@ impl Probe {
     pub fn advance(&mut self, check: &HealthCheck) -> Step {
         if !self.connected {
             match self.stream.take_error() {
-                Ok(Some(e)) | Err(e) => return Step::Failed(format!("connect: {e}")),
+                Ok(Some(e)) | Err(e) => {
+                    return Step::Failed(ProbeOutcome::Connect, format!("connect: {e}"))
+                }
                 Ok(None) => {}
             }
             match self.stream.peer_addr() {
                 Ok(_) => self.connected = true,
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return Step::Pending,
-                Err(e) => return Step::Failed(format!("connect: {e}")),
+                Err(e) => return Step::Failed(ProbeOutcome::Connect, format!("connect: {e}")),
             }
             if check.kind == CheckKind::Tcp {
                 return Step::Healthy;
@@ -98,7 +102,7 @@ impl Probe {
                 Ok(n) => self.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Failed(format!("send: {e}")),
+                Err(e) => return Step::Failed(ProbeOutcome::Io, format!("send: {e}")),
             }
         }
         let _ = io.flush();
@@ -122,7 +126,7 @@ impl Probe {
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Pending,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Step::Failed(format!("read: {e}")),
+                Err(e) => return Step::Failed(ProbeOutcome::Io, format!("read: {e}")),
             }
         }
     }
@@ -156,16 +160,16 @@ impl Probe {
         let mut resp = httparse::Response::new(&mut headers);
         let body_at = match resp.parse(answer) {
             Ok(httparse::Status::Complete(n)) => n,
-            _ => return Step::Failed("no valid HTTP response".into()),
+            _ => return Step::Failed(ProbeOutcome::NotHttp, "no valid HTTP response".into()),
         };
         let status = resp.code.unwrap_or(0);
         if !(check.status.0..=check.status.1).contains(&status) {
-            return Step::Failed(format!("status {status}"));
+            return Step::Failed(ProbeOutcome::Status(status), format!("status {status}"));
         }
         if let Some(want) = &check.body {
             let body = &answer[body_at..];
             if !want.holds_body(body) {
-                return Step::Failed("body does not match".into());
+                return Step::Failed(ProbeOutcome::Body, "body does not match".into());
             }
         }
         Step::Healthy

@@ -17,7 +17,9 @@
 //! space, not memory.
 
 mod address;
+pub mod codes;
 mod directory;
+mod probes;
 
 use memmap2::MmapMut;
 use std::io;
@@ -26,10 +28,11 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 pub use address::Placed;
 
 pub use directory::{Directory, SlotError};
+pub use probes::{ProbeOutcome, ProbeRecord};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
 /// Bumped whenever the layout changes: a region of another layout is never read.
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 /// Bytes of a name kept in its entry (longer names are told apart by their hash too).
 const NAME_BYTES: usize = 104;
 
@@ -79,6 +82,10 @@ pub struct Health {
     /// (0: the config's); both cleared by a reload.
     admin: AtomicU32,
     weight: AtomicU32,
+    /// Health-check probes finished, by result, and the last one (see `probes.rs`).
+    probes_ok: AtomicU64,
+    probes_failed: AtomicU64,
+    last_probe: probes::Last,
 }
 
 /// A peer's state as the admin API set it.
@@ -122,6 +129,8 @@ pub struct Counters {
     /// Responses by status class, 1xx to 5xx (of a server or route: sent to clients; of an
     /// upstream or peer: received from it).
     classes: [AtomicU64; 5],
+    /// Responses by exact status, for the codes of `codes::CODES` (within its class).
+    codes: [AtomicU64; codes::CODES.len()],
     /// Bytes received from clients and sent to them.
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -145,6 +154,9 @@ pub enum Hist {
 }
 
 const HISTS: usize = 4;
+
+// Every part of the region starts at a multiple of 64 (see `View::at`).
+const _: () = assert!(std::mem::size_of::<Counters>().is_multiple_of(64));
 
 /// Upper bounds of the histogram buckets, in microseconds (Prometheus `le`, seconds:
 /// 0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10; +Inf is the count).
@@ -174,6 +186,8 @@ pub struct HistTotals {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Traffic {
     pub classes: [u64; 5],
+    /// By `codes::CODES`.
+    pub codes: [u64; codes::CODES.len()],
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub idle: u64,
@@ -352,6 +366,9 @@ impl View {
             for (i, v) in c.classes.iter().enumerate() {
                 t.classes[i] += v.load(Relaxed);
             }
+            for (i, v) in c.codes.iter().enumerate() {
+                t.codes[i] += v.load(Relaxed);
+            }
             t.bytes_in += c.bytes_in.load(Relaxed);
             t.bytes_out += c.bytes_out.load(Relaxed);
             t.idle += c.idle.load(Relaxed);
@@ -441,6 +458,9 @@ impl View {
                 for (from, to) in c.classes.iter().zip(r.classes.iter()) {
                     to.fetch_add(from.swap(0, Relaxed), Relaxed);
                 }
+                for (from, to) in c.codes.iter().zip(r.codes.iter()) {
+                    to.fetch_add(from.swap(0, Relaxed), Relaxed);
+                }
                 r.bytes_in.fetch_add(c.bytes_in.swap(0, Relaxed), Relaxed);
                 r.bytes_out.fetch_add(c.bytes_out.swap(0, Relaxed), Relaxed);
             }
@@ -513,7 +533,8 @@ impl View {
             c.failures.store(0, Relaxed);
             c.active.store(0, Relaxed);
             c.retries.store(0, Relaxed);
-            for v in c.classes.iter().chain([&c.bytes_in, &c.bytes_out, &c.idle]) {
+            let gauges = [&c.bytes_in, &c.bytes_out, &c.idle];
+            for v in c.classes.iter().chain(&c.codes).chain(gauges) {
                 v.store(0, Relaxed);
             }
             for h in &c.hist {
@@ -536,6 +557,9 @@ impl View {
         h.address.set(None);
         h.admin.store(0, Relaxed);
         h.weight.store(0, Relaxed);
+        h.probes_ok.store(0, Relaxed);
+        h.probes_failed.store(0, Relaxed);
+        h.last_probe.clear();
     }
 }
 
@@ -570,8 +594,12 @@ impl Block {
 
     /// A response with `status` (of a server or route: sent; of an upstream or peer: got).
     pub fn status(&self, slot: u32, status: u16) {
-        if let Some(i) = (status / 100).checked_sub(1).filter(|i| *i < 5) {
-            bump(&self.view.counters(self.block, slot).classes[i as usize], 1);
+        let c = self.view.counters(self.block, slot);
+        if let Some(i) = codes::class(status) {
+            bump(&c.classes[i], 1);
+        }
+        if let Some(i) = codes::index(status) {
+            bump(&c.codes[i], 1);
         }
     }
 
