@@ -608,6 +608,10 @@ pub struct CertFiles {
     pub key: PathBuf,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ocsp: Option<PathBuf>,
+    /// The server certificate's notAfter, in seconds since the Unix epoch, as read at load
+    /// (for `proxyd_tls_certificate_expiry_seconds`).
+    #[serde(skip)]
+    pub not_after: Option<i64>,
 }
 
 /// A peer given by host name: all its addresses are used, each as a peer of its own (with

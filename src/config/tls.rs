@@ -53,12 +53,14 @@ impl Validator {
         let mut paths = Vec::new();
         let mut certified = Vec::new();
         for (c, k, o) in triples {
-            let files = CertFiles {
+            let mut files = CertFiles {
                 cert: resolve(base, c.get_ref()),
                 key: resolve(base, k.get_ref()),
                 ocsp: o.as_ref().map(|o| resolve(base, o.get_ref())),
+                not_after: None,
             };
             if let Some(ck) = self.certificate(src, c, k, &files.cert, &files.key, server_names) {
+                files.not_after = ck.cert.first().and_then(crate::tls::check::not_after);
                 // A staple that fails leaves this certificate out: the server is refused
                 // below (fewer certificates than files).
                 match (o, &files.ocsp) {

@@ -23,6 +23,12 @@ fn date(ts: i64) -> String {
     )
 }
 
+/// A certificate's notAfter, in seconds since the Unix epoch.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (_, c) = parse_x509_certificate(cert.as_ref()).ok()?;
+    Some(c.validity().not_after.timestamp())
+}
+
 /// The DNS names a certificate is for: its subjectAltName DNS entries, or, without any, its
 /// common name (as clients used to accept).
 fn names(c: &X509Certificate<'_>) -> Vec<String> {
