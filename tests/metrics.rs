@@ -5,70 +5,14 @@
 
 mod common;
 
+use common::prom::{all, parse, sum, value};
 use common::upstream::Upstream;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "test-token-0123456789";
-
-fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let text = send_raw(
-        &format!("127.0.0.1:{port}"),
-        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n").as_bytes(),
-    );
-    let status = text[9..12].parse().unwrap();
-    (status, body_of(&text))
-}
-
-/// Samples as Prometheus's parser reads them.
-fn parse(text: &str) -> Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> {
-    common::tools::need_python("prometheus_client", "prometheus_client");
-    let mut child = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/prom.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the parser refused it: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Vec<(String, serde_json::Map<String, serde_json::Value>, f64)> =
-        serde_json::from_slice(&out.stdout).unwrap();
-    v
-}
-
-fn value(
-    samples: &[(String, serde_json::Map<String, serde_json::Value>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> f64 {
-    let found: Vec<f64> = samples
-        .iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).and_then(|x| x.as_str()) == Some(*v))
-        })
-        .map(|s| s.2)
-        .collect();
-    assert_eq!(found.len(), 1, "{name} {labels:?}: {found:?}");
-    found[0]
-}
 
 fn send(p: &Proxyd, path: &str) -> u16 {
     get_close(&p.addr(), path, "site.test", "")[9..12]
@@ -131,8 +75,9 @@ fn metrics_count_the_traffic_and_survive_reloads_and_crashes() {
     let (status, text) = admin_get(admin, "/metrics", Some(TOKEN));
     assert_eq!(status, 200, "{text}");
     let m = parse(&text);
+    common::prom::promtool_check(&text);
     let server = |class| {
-        value(
+        sum(
             &m,
             "proxyd_server_requests_total",
             &[("server", "site.test"), ("class", class)],
@@ -140,6 +85,14 @@ fn metrics_count_the_traffic_and_survive_reloads_and_crashes() {
     };
     assert_eq!(server("2xx"), 13.0);
     assert_eq!(server("5xx"), 1.0);
+    let code = |c| {
+        value(
+            &m,
+            "proxyd_server_requests_total",
+            &[("server", "site.test"), ("code", c)],
+        )
+    };
+    assert_eq!((code("200"), code("204"), code("502")), (10.0, 3.0, 1.0));
     let route = |r, class| {
         value(
             &m,
@@ -220,7 +173,9 @@ fn metrics_count_the_traffic_and_survive_reloads_and_crashes() {
     assert_eq!(value(&m, "proxyd_requests_total", &[]), 14.0);
     // (and the test harness's readiness probe, which sends no request)
     assert!(value(&m, "proxyd_connections_accepted_total", &[]) >= 14.0);
-    assert_eq!(value(&m, "proxyd_connections", &[("state", "active")]), 0.0);
+    // The states are a partition: no "active" total beside them.
+    assert!(all(&m, "proxyd_connections", &[("state", "active")]).is_empty());
+    assert_eq!(sum(&m, "proxyd_connections", &[]), 0.0);
     assert_eq!(value(&m, "proxyd_config_generation", &[]), 1.0);
     assert_eq!(value(&m, "proxyd_workers", &[("state", "serving")]), 2.0);
 
@@ -241,8 +196,13 @@ fn metrics_count_the_traffic_and_survive_reloads_and_crashes() {
     assert_eq!(send(&p, "/a"), 200);
     let m = parse(&admin_get(admin, "/metrics", Some(TOKEN)).1);
     assert_eq!(
-        value(&m, "proxyd_server_requests_total", &[("class", "2xx")]),
+        sum(&m, "proxyd_server_requests_total", &[("class", "2xx")]),
         15.0
+    );
+    // Exact codes are kept through a worker's end too.
+    assert_eq!(
+        value(&m, "proxyd_server_requests_total", &[("code", "200")]),
+        12.0
     );
     assert_eq!(
         value(

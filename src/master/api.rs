@@ -68,6 +68,61 @@ pub(super) fn epoch_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A peer's last health-check probe: null before the first one ends.
+fn probe_json(h: &shm::Health) -> Value {
+    let (ok, failed) = h.probe_counts();
+    match h.last_probe() {
+        None => Value::Null,
+        Some(l) => json!({
+            "ok": l.outcome == shm::ProbeOutcome::Ok,
+            "result": l.outcome.reason(),
+            "at_ms": l.at_ms,
+            "duration_seconds": l.duration.as_secs_f64(),
+            "count": { "ok": ok, "fail": failed },
+        }),
+    }
+}
+
+/// A peer's latency histograms (connect, response head, whole response; buckets cumulative,
+/// bounds in the answer's `le`) with their means: what a dashboard turns into percentiles.
+fn latency_json(t: &shm::Traffic) -> Value {
+    let one = |h: &shm::HistTotals| {
+        let sum = h.sum_us as f64 / 1e6;
+        json!({
+            "count": h.count,
+            "sum_seconds": sum,
+            "mean_seconds": if h.count == 0 { Value::Null } else { json!(sum / h.count as f64) },
+            "le": h.le,
+        })
+    };
+    json!({
+        "connect": one(&t.hist[shm::Hist::Connect as usize]),
+        "header": one(&t.hist[shm::Hist::Header as usize]),
+        "response": one(&t.hist[shm::Hist::Response as usize]),
+    })
+}
+
+/// Responses by exact code, as `/metrics` counts them ("other" per class for codes outside
+/// the table).
+fn codes_json(t: &shm::Traffic) -> Value {
+    let mut m = serde_json::Map::new();
+    let mut listed = [0u64; 5];
+    for (code, n) in shm::codes::CODES.iter().zip(t.codes) {
+        if n != 0 {
+            m.insert(code.to_string(), json!(n));
+            if let Some(c) = shm::codes::class(*code) {
+                listed[c] += n;
+            }
+        }
+    }
+    for (c, (total, listed)) in t.classes.iter().zip(listed).enumerate() {
+        if *total > listed {
+            m.insert(format!("{}xx other", c + 1), json!(total - listed));
+        }
+    }
+    Value::Object(m)
+}
+
 impl Master {
     /// When the master started, in seconds since the Unix epoch.
     pub(super) fn started_secs(&self) -> u64 {
@@ -241,6 +296,8 @@ impl Master {
                             "ejections": t.ejections,
                             "ejected_for_ms": t.down_for_ms,
                             "probes": t.probes,
+                            "last_probe": probe_json(h),
+                            "latency": latency_json(&traffic),
                             "active": t.active,
                             "idle": traffic.idle,
                             "responses": {
@@ -248,6 +305,7 @@ impl Master {
                                 "3xx": traffic.classes[2], "4xx": traffic.classes[3],
                                 "5xx": traffic.classes[4],
                             },
+                            "codes": codes_json(&traffic),
                         }))
                     })
                     .collect();
@@ -259,7 +317,8 @@ impl Master {
                 })
             })
             .collect();
-        json!({ "upstreams": ups })
+        let le: Vec<f64> = shm::BUCKETS_US.iter().map(|b| *b as f64 / 1e6).collect();
+        json!({ "upstreams": ups, "le": le })
     }
 
     fn api_peer_action(

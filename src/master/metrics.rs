@@ -8,8 +8,9 @@
 //! most a piece of it per scrape whatever the clients do.
 
 use super::api::PeerState;
+use super::process::{Kind, Tally};
 use super::Master;
-use crate::shm::{self, HistTotals, BUCKETS_US};
+use crate::shm::{self, codes, HistTotals, BUCKETS_US};
 use std::collections::HashSet;
 use std::fmt::Write;
 
@@ -19,6 +20,8 @@ pub(super) struct MasterStats {
     pub(super) reloads_ok: u64,
     pub(super) reloads_failed: u64,
     pub(super) worker_restarts: u64,
+    /// CPU time of the node's processes, for `process_cpu_seconds_total`.
+    pub(super) processes: Tally,
 }
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
@@ -46,6 +49,10 @@ impl Out<'_> {
         } else {
             let _ = writeln!(self.text, "{name}{{{labels}}} {v}");
         }
+    }
+
+    fn float(&mut self, name: &str, labels: &str, v: f64) {
+        let _ = writeln!(self.text, "{name}{{{labels}}} {v}");
     }
 
     fn histogram(&mut self, name: &str, labels: &str, h: &HistTotals) {
@@ -79,19 +86,23 @@ enum Scope {
     Route,
     Upstream,
     Peer,
+    /// Peers of upstreams with a health check.
+    Probe,
+    /// Servers with TLS, one sample per certificate file.
+    Certificate,
     /// The node's and the master's own numbers: one item, several families.
     Node,
 }
 
 /// The families in the order of the text: name, type, help, what it has a sample per.
-const FAMILIES: [(&str, &str, &str, Scope); 18] = [
-    ("proxyd_server_requests_total", "counter", "Requests answered, by server and status class.", Scope::Server),
+const FAMILIES: [(&str, &str, &str, Scope); 25] = [
+    ("proxyd_server_requests_total", "counter", "Requests answered, by server, status class and code (a code outside proxyd's table of common codes counts as code=\"other\" of its class).", Scope::Server),
     ("proxyd_server_request_duration_seconds", "histogram", "Time from a request's head to its last byte sent, by server.", Scope::Server),
     ("proxyd_server_received_bytes_total", "counter", "Bytes of requests (heads and bodies) received from clients, by server.", Scope::Server),
     ("proxyd_server_sent_bytes_total", "counter", "Bytes sent to clients, by server.", Scope::Server),
-    ("proxyd_route_requests_total", "counter", "Requests answered, by server, route and status class.", Scope::Route),
+    ("proxyd_route_requests_total", "counter", "Requests answered, by server, route, status class and code.", Scope::Route),
     ("proxyd_route_request_duration_seconds", "histogram", "Time from a request's head to its last byte sent, by server and route.", Scope::Route),
-    ("proxyd_upstream_responses_total", "counter", "Responses from an upstream's peers by status class (a failed try counts as the 502 or 504 proxyd made of it).", Scope::Upstream),
+    ("proxyd_upstream_responses_total", "counter", "Responses from an upstream's peers by status class and code (a failed try counts as the 502 or 504 proxyd made of it).", Scope::Upstream),
     ("proxyd_upstream_connect_duration_seconds", "histogram", "Time to connect to a peer (TLS handshake included), by upstream.", Scope::Upstream),
     ("proxyd_upstream_header_duration_seconds", "histogram", "Time from a try's start to the response head, by upstream.", Scope::Upstream),
     ("proxyd_upstream_response_duration_seconds", "histogram", "Time from a try's start to the response's last byte, by upstream.", Scope::Upstream),
@@ -100,8 +111,15 @@ const FAMILIES: [(&str, &str, &str, Scope); 18] = [
     ("proxyd_upstream_peer_requests_total", "counter", "Requests sent to the peer (a retry counts again).", Scope::Peer),
     ("proxyd_upstream_peer_failures_total", "counter", "Connect failures, timeouts and broken responses of the peer.", Scope::Peer),
     ("proxyd_upstream_peer_ejections_total", "counter", "Times the peer was taken out of rotation (failures or health check).", Scope::Peer),
-    ("proxyd_upstream_peer_responses_total", "counter", "Responses from the peer by status class.", Scope::Peer),
+    ("proxyd_upstream_peer_responses_total", "counter", "Responses from the peer by status class and code.", Scope::Peer),
+    ("proxyd_upstream_peer_response_duration_seconds", "histogram", "Time from a try's start to the response's last byte, by peer.", Scope::Peer),
     ("proxyd_upstream_peer_connections", "gauge", "Connections to the peer: carrying a request (active) or pooled (idle).", Scope::Peer),
+    ("proxyd_upstream_peer_probes_total", "counter", "Health-check probes of the peer finished, by result (ok or fail).", Scope::Probe),
+    ("proxyd_upstream_peer_probe_success", "gauge", "1 when the peer's last health-check probe succeeded, 0 when it failed (no sample before the first).", Scope::Probe),
+    ("proxyd_upstream_peer_probe_duration_seconds", "gauge", "How long the peer's last health-check probe took.", Scope::Probe),
+    ("proxyd_upstream_peer_probe_timestamp_seconds", "gauge", "When the peer's last health-check probe ended, in seconds since the Unix epoch.", Scope::Probe),
+    ("proxyd_tls_certificate_expiry_seconds", "gauge", "When a server's certificate expires (its notAfter, as read at the last config load), in seconds since the Unix epoch.", Scope::Certificate),
+    ("", "", "", Scope::Node),
     ("", "", "", Scope::Node),
 ];
 
@@ -124,6 +142,28 @@ impl Scrape {
             at: (0, 0),
             seen: HashSet::new(),
             generation,
+        }
+    }
+}
+
+/// Samples of a family by status class and code: each code of the table that was seen, and
+/// per class the rest as code="other", so that the samples of a class sum to its count.
+fn statuses(o: &mut Out, name: &str, label: &str, t: &shm::Traffic) {
+    for (c, (class, total)) in CLASSES.iter().zip(t.classes).enumerate() {
+        let mut listed = 0;
+        for (code, n) in codes::CODES.iter().zip(t.codes) {
+            if n != 0 && codes::class(*code) == Some(c) {
+                listed += n;
+                o.sample(
+                    name,
+                    &format!("{label},class=\"{class}\",code=\"{code}\""),
+                    n,
+                );
+            }
+        }
+        if total > listed {
+            let other = format!("{label},class=\"{class}\",code=\"other\"");
+            o.sample(name, &other, total - listed);
         }
     }
 }
@@ -156,7 +196,7 @@ impl Master {
             let (a, b) = s.at;
             // Each arm writes item (a, b) if it exists and moves on, or ends the family.
             let more = match scope {
-                Scope::Server | Scope::Route => match cfg.server.get(a) {
+                Scope::Server | Scope::Route | Scope::Certificate => match cfg.server.get(a) {
                     None => false,
                     Some(srv) if b == 0 && !s.seen.insert(srv.slot) => {
                         s.at = (a + 1, 0);
@@ -165,15 +205,32 @@ impl Master {
                     Some(srv) if scope == Scope::Server => {
                         let t = view.traffic(srv.slot, &live);
                         let label = format!("server=\"{}\"", esc(&srv.label()));
-                        match s.family {
-                            0 => {
-                                for (c, n) in CLASSES.iter().zip(t.classes) {
-                                    o.sample(name, &format!("{label},class=\"{c}\""), n);
-                                }
+                        match name {
+                            "proxyd_server_requests_total" => statuses(&mut o, name, &label, &t),
+                            "proxyd_server_request_duration_seconds" => {
+                                o.histogram(name, &label, &t.hist[shm::Hist::Request as usize])
                             }
-                            1 => o.histogram(name, &label, &t.hist[shm::Hist::Request as usize]),
-                            2 => o.sample(name, &label, t.bytes_in),
+                            "proxyd_server_received_bytes_total" => {
+                                o.sample(name, &label, t.bytes_in)
+                            }
                             _ => o.sample(name, &label, t.bytes_out),
+                        }
+                        s.at = (a + 1, 0);
+                        true
+                    }
+                    Some(srv) if scope == Scope::Certificate => {
+                        let files = srv
+                            .tls
+                            .iter()
+                            .flat_map(|t| std::iter::once(&t.files).chain(t.extra_certs.iter()));
+                        for f in files {
+                            let Some(until) = f.not_after else { continue };
+                            let label = format!(
+                                "server=\"{}\",file=\"{}\"",
+                                esc(&srv.label()),
+                                esc(&f.cert.display().to_string())
+                            );
+                            let _ = writeln!(o.text, "{name}{{{label}}} {until}");
                         }
                         s.at = (a + 1, 0);
                         true
@@ -187,10 +244,8 @@ impl Master {
                                     esc(&srv.label()),
                                     esc(&r.name)
                                 );
-                                if s.family == 4 {
-                                    for (c, n) in CLASSES.iter().zip(t.classes) {
-                                        o.sample(name, &format!("{label},class=\"{c}\""), n);
-                                    }
+                                if name == "proxyd_route_requests_total" {
+                                    statuses(&mut o, name, &label, &t);
                                 } else {
                                     o.histogram(name, &label, &t.hist[shm::Hist::Request as usize]);
                                 }
@@ -206,23 +261,30 @@ impl Master {
                     Some(u) => {
                         let label = format!("upstream=\"{}\"", esc(&u.name));
                         let t = view.traffic(u.slot, &live);
-                        match s.family {
-                            6 => {
-                                for (c, n) in CLASSES.iter().zip(t.classes) {
-                                    o.sample(name, &format!("{label},class=\"{c}\""), n);
-                                }
+                        let hist = |h: shm::Hist| &t.hist[h as usize];
+                        match name {
+                            "proxyd_upstream_responses_total" => statuses(&mut o, name, &label, &t),
+                            "proxyd_upstream_connect_duration_seconds" => {
+                                o.histogram(name, &label, hist(shm::Hist::Connect))
                             }
-                            7 => o.histogram(name, &label, &t.hist[shm::Hist::Connect as usize]),
-                            8 => o.histogram(name, &label, &t.hist[shm::Hist::Header as usize]),
-                            9 => o.histogram(name, &label, &t.hist[shm::Hist::Response as usize]),
+                            "proxyd_upstream_header_duration_seconds" => {
+                                o.histogram(name, &label, hist(shm::Hist::Header))
+                            }
+                            "proxyd_upstream_response_duration_seconds" => {
+                                o.histogram(name, &label, hist(shm::Hist::Response))
+                            }
                             _ => o.sample(name, &label, view.totals(u.slot, now).retries),
                         }
                         s.at = (a + 1, 0);
                         true
                     }
                 },
-                Scope::Peer => match cfg.upstream.get(a) {
+                Scope::Peer | Scope::Probe => match cfg.upstream.get(a) {
                     None => false,
+                    Some(u) if scope == Scope::Probe && u.health_check.is_none() => {
+                        s.at = (a + 1, 0);
+                        true
+                    }
                     Some(u) => {
                         match u.peers.get(b) {
                             // A host name's spare entries (no address now) are left out.
@@ -234,42 +296,7 @@ impl Master {
                                         esc(&p.key()),
                                         esc(&addr.to_string())
                                     );
-                                    let t = view.totals(p.slot, now);
-                                    match s.family {
-                                        11 => {
-                                            let state =
-                                                PeerState::of(p, &t, view.health(p.slot).admin());
-                                            o.sample(
-                                                name,
-                                                &label,
-                                                u64::from(state == PeerState::Up),
-                                            );
-                                        }
-                                        12 => o.sample(name, &label, t.requests),
-                                        13 => o.sample(name, &label, t.failures),
-                                        14 => o.sample(name, &label, t.ejections),
-                                        15 => {
-                                            let tr = view.traffic(p.slot, &live);
-                                            for (c, n) in CLASSES.iter().zip(tr.classes) {
-                                                o.sample(
-                                                    name,
-                                                    &format!("{label},class=\"{c}\""),
-                                                    n,
-                                                );
-                                            }
-                                        }
-                                        _ => {
-                                            let idle = view.traffic(p.slot, &live).idle;
-                                            for (state, v) in [("active", t.active), ("idle", idle)]
-                                            {
-                                                o.sample(
-                                                    name,
-                                                    &format!("{label},state=\"{state}\""),
-                                                    v,
-                                                );
-                                            }
-                                        }
-                                    }
+                                    self.peer_sample(&mut o, name, &label, p, &view, &live, now);
                                 }
                                 s.at = (a, b + 1);
                             }
@@ -279,7 +306,11 @@ impl Master {
                     }
                 },
                 Scope::Node => {
-                    self.node_metrics(&mut o, &view, &live);
+                    if s.family + 1 == FAMILIES.len() {
+                        self.master_metrics(&mut o);
+                    } else {
+                        self.node_metrics(&mut o, &view, &live);
+                    }
                     false
                 }
             };
@@ -291,20 +322,80 @@ impl Master {
         Ok(s.family >= FAMILIES.len())
     }
 
-    /// Client connections over the live workers, and the master's own counts.
+    /// The sample(s) of family `name` for peer `p`.
+    #[allow(clippy::too_many_arguments)]
+    fn peer_sample(
+        &self,
+        o: &mut Out,
+        name: &str,
+        label: &str,
+        p: &crate::config::Peer,
+        view: &shm::View,
+        live: &[u32],
+        now: u64,
+    ) {
+        let t = view.totals(p.slot, now);
+        let h = view.health(p.slot);
+        let last = h.last_probe();
+        match name {
+            "proxyd_upstream_peer_up" => {
+                let state = PeerState::of(p, &t, h.admin());
+                o.sample(name, label, u64::from(state == PeerState::Up));
+            }
+            "proxyd_upstream_peer_requests_total" => o.sample(name, label, t.requests),
+            "proxyd_upstream_peer_failures_total" => o.sample(name, label, t.failures),
+            "proxyd_upstream_peer_ejections_total" => o.sample(name, label, t.ejections),
+            "proxyd_upstream_peer_responses_total" => {
+                statuses(o, name, label, &view.traffic(p.slot, live))
+            }
+            "proxyd_upstream_peer_response_duration_seconds" => {
+                let tr = view.traffic(p.slot, live);
+                o.histogram(name, label, &tr.hist[shm::Hist::Response as usize]);
+            }
+            "proxyd_upstream_peer_connections" => {
+                let idle = view.traffic(p.slot, live).idle;
+                for (state, v) in [("active", t.active), ("idle", idle)] {
+                    o.sample(name, &format!("{label},state=\"{state}\""), v);
+                }
+            }
+            "proxyd_upstream_peer_probes_total" => {
+                let (ok, failed) = h.probe_counts();
+                o.sample(name, &format!("{label},result=\"ok\""), ok);
+                o.sample(name, &format!("{label},result=\"fail\""), failed);
+            }
+            "proxyd_upstream_peer_probe_success" => {
+                if let Some(l) = last {
+                    o.sample(name, label, u64::from(l.outcome == shm::ProbeOutcome::Ok));
+                }
+            }
+            "proxyd_upstream_peer_probe_duration_seconds" => {
+                if let Some(l) = last {
+                    o.float(name, label, l.duration.as_secs_f64());
+                }
+            }
+            _ => {
+                if let Some(l) = last {
+                    o.float(name, label, l.at_ms as f64 / 1e3);
+                }
+            }
+        }
+    }
+
+    /// Client connections over the live workers.
     fn node_metrics(&self, o: &mut Out, view: &shm::View, live: &[u32]) {
         let c = view.connections(live);
-        let (accepted, requests) = (c.accepted, c.requests);
-        let states = [c.active, c.reading, c.writing, c.waiting];
+        // The states partition the open connections (a worker counts all of them at the
+        // same moment), so sum() over them is the total; there is no "all" state beside them.
         o.family(
             "proxyd_connections",
             "gauge",
-            "Client connections (active: all; reading a head, writing: working on a request, waiting: idle keep-alive), as workers last counted them (about once a second).",
+            "Open client connections by state (reading: a request head or TLS handshake; writing: working on a request; waiting: idle keep-alive), as workers last counted them (about once a second); the states sum to the total.",
         );
-        for (state, v) in ["active", "reading", "writing", "waiting"]
-            .iter()
-            .zip(states)
-        {
+        for (state, v) in [
+            ("reading", c.reading),
+            ("writing", c.writing),
+            ("waiting", c.waiting),
+        ] {
             o.sample("proxyd_connections", &format!("state=\"{state}\""), v);
         }
         o.family(
@@ -312,15 +403,18 @@ impl Master {
             "counter",
             "Client connections accepted.",
         );
-        o.sample("proxyd_connections_accepted_total", "", accepted);
+        o.sample("proxyd_connections_accepted_total", "", c.accepted);
         o.family(
             "proxyd_requests_total",
             "counter",
             "Requests answered by the node (every access log line).",
         );
-        o.sample("proxyd_requests_total", "", requests);
+        o.sample("proxyd_requests_total", "", c.requests);
+    }
 
-        // The master.
+    /// The master's own counts, its workers, and the node's processes. `proxyd_info` comes
+    /// last: a scraper that sees it has the whole text.
+    fn master_metrics(&self, o: &mut Out) {
         o.family(
             "proxyd_config_generation",
             "gauge",
@@ -352,15 +446,24 @@ impl Master {
             "",
             self.stats.worker_restarts,
         );
-        o.family("proxyd_workers", "gauge", "Worker processes, by state.");
-        let serving = self
-            .workers
-            .iter()
-            .filter(|(_, w)| w.generation == self.generation)
-            .count();
-        let draining = self.workers.len() - serving;
-        o.sample("proxyd_workers", "state=\"serving\"", serving as u64);
-        o.sample("proxyd_workers", "state=\"other\"", draining as u64);
+        o.family(
+            "proxyd_workers",
+            "gauge",
+            "Worker processes by state: starting (forked, not ready yet), serving, draining (finishing what they have after a reload or before a stop).",
+        );
+        let mut states = [("starting", 0u64), ("serving", 0), ("draining", 0)];
+        for (_, w) in self.workers.iter() {
+            let i = match w.life {
+                super::Life::Starting => 0,
+                super::Life::Serving => 1,
+                super::Life::Draining(_) => 2,
+            };
+            states[i].1 += 1;
+        }
+        for (state, n) in states {
+            o.sample("proxyd_workers", &format!("state=\"{state}\""), n);
+        }
+        self.process_metrics(o);
         o.family(
             "proxyd_start_time_seconds",
             "gauge",
@@ -373,5 +476,39 @@ impl Master {
             &format!("version=\"{}\"", env!("CARGO_PKG_VERSION")),
             1,
         );
+    }
+
+    /// `process_*` of the master, the workers and the helper, summed per kind (see
+    /// `process.rs`).
+    fn process_metrics(&self, o: &mut Out) {
+        let mut pids = vec![(Kind::Master, std::process::id())];
+        for (_, w) in self.workers.iter() {
+            pids.push((Kind::Worker, w.pid.as_raw() as u32));
+        }
+        if let Some(h) = self.helper_pid() {
+            pids.push((Kind::Helper, h.as_raw() as u32));
+        }
+        let kinds = self.stats.processes.scrape(&pids);
+        let families: [(&str, &str, &str); 5] = [
+            ("process_cpu_seconds_total", "counter", "User and system CPU time of the node's processes of a kind (of gone ones: as of the last scrape that saw them), in seconds."),
+            ("process_resident_memory_bytes", "gauge", "Resident memory of the live processes of a kind, summed."),
+            ("process_open_fds", "gauge", "Open file descriptors of the live processes of a kind, summed."),
+            ("process_start_time_seconds", "gauge", "When the oldest live process of a kind started, in seconds since the Unix epoch."),
+            ("proxyd_processes", "gauge", "Live processes of a kind."),
+        ];
+        for (i, (name, kind, help)) in families.iter().enumerate() {
+            o.family(name, kind, help);
+            for (k, t) in &kinds {
+                let label = format!("kind=\"{}\"", k.as_str());
+                match i {
+                    0 => o.float(name, &label, t.cpu_seconds),
+                    _ if t.processes == 0 => {}
+                    1 => o.sample(name, &label, t.resident_bytes),
+                    2 => o.sample(name, &label, t.open_fds),
+                    3 => o.float(name, &label, t.start_time),
+                    _ => o.sample(name, &label, t.processes as u64),
+                }
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ mod hasher;
 mod helper;
 mod metrics;
 mod notify;
+mod process;
 mod reload;
 mod shared;
 mod upgrade;

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod client;
 pub mod dns;
 pub mod load;
+pub mod prom;
 pub mod raw;
 pub mod tools;
 pub mod upstream;
@@ -140,6 +141,17 @@ pub fn get_close(addr: &str, path: &str, host: &str, extra: &str) -> String {
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n")
             .as_bytes(),
     )
+}
+
+/// `GET path` on the admin listener at `port` (with a bearer token if given): status, body.
+pub fn admin_get(port: u16, path: &str, token: Option<&str>) -> (u16, String) {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let text = send_raw(
+        &format!("127.0.0.1:{port}"),
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n").as_bytes(),
+    );
+    let status = text[9..12].parse().unwrap();
+    (status, body_of(&text))
 }
 
 /// The body of a whole response as `send_raw` returns it, chunked framing removed (and

@@ -10,6 +10,7 @@
 //!   /close            -> answers with Connection: close and closes
 //!   /truncate         -> promises 1000 bytes, sends 500 and closes
 //!   /garbage          -> answers with something that is not HTTP
+//!   /status?code=N    -> answers with status N (and a body "status N")
 //!   anything else     -> "NAME PATH" (NAME identifies this upstream)
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -221,6 +222,15 @@ fn serve(
                 w.write_all(b"NOT HTTP AT ALL\r\n\r\n")?;
                 w.flush()?;
                 return Ok(());
+            }
+            "/status" => {
+                let code = query(&path, "code");
+                let body = format!("status {code}");
+                write!(
+                    w,
+                    "HTTP/1.1 {code} Whatever\r\nContent-Length: {}\r\n{extra}\r\n{body}",
+                    body.len()
+                )?;
             }
             "/silent" => {
                 std::thread::sleep(Duration::from_secs(3600));
