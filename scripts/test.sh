@@ -28,6 +28,14 @@ if [ ${#missing[@]} -gt 0 ]; then
         echo "scripts/test.sh: missing ${missing[*]}; their tests will fail: sudo apt-get install -y ${missing[*]}" >&2
     fi
 fi
+# promtool lints /metrics where it is installed (the tests skip that check without it). Its
+# package is Prometheus itself: installed without recommends (no node exporter); where
+# systemd runs, the package enables a prometheus.service of its own.
+if ! command -v promtool >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "scripts/test.sh: installing prometheus (for promtool)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
+        echo "scripts/test.sh: cannot install prometheus; promtool checks are skipped" >&2
+fi
 # Python test clients: the WebSocket tunnel tests and Prometheus's own metrics parser.
 for m in "websockets:websockets>=13" "prometheus_client:prometheus_client"; do
     if ! python3 -c "import ${m%%:*}" 2>/dev/null; then
