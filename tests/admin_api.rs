@@ -261,6 +261,70 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     assert_eq!(call(admin, "POST", "/api/reopen", Some(TOKEN)).0, 200);
 }
 
+/// `GET /api/history`: the master's samples of the node's totals (every 5 s, 15 minutes
+/// kept), oldest first, counting what the traffic did; a reload does not cut them.
+#[test]
+fn the_master_keeps_the_last_minutes_of_traffic_across_a_reload() {
+    let a = Upstream::start("a");
+    let admin = free_port();
+    let conf = app_conf(&a, "", "", "fixed").replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\" }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(1, &conf);
+    assert_eq!(call(admin, "GET", "/api/history", None).0, 401);
+    for _ in 0..12 {
+        assert!(get_close(&p.addr(), "/x", "t", "").starts_with("HTTP/1.1 200"));
+    }
+    let history = || call(admin, "GET", "/api/history", Some(TOKEN)).1;
+    // A sample taken after the requests: wait for it (one every 5 s).
+    assert!(wait_until(Duration::from_secs(30), || {
+        history()["samples"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|s| s["requests"] == 12)
+    }));
+    let h = history();
+    assert_eq!(h["interval_seconds"], 5);
+    assert_eq!(h["capacity"], 180);
+    assert_eq!(h["le"].as_array().unwrap().len(), 11);
+    let samples = h["samples"].as_array().unwrap().clone();
+    let last = samples.last().unwrap();
+    // Twelve 2xx, and the histogram counts twelve.
+    assert_eq!(last["classes"], serde_json::json!([0, 12, 0, 0, 0]), "{h}");
+    assert_eq!(last["duration"]["count"], 12, "{h}");
+    let le: Vec<u64> = last["duration"]["le"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(le.windows(2).all(|w| w[0] <= w[1]), "cumulative: {le:?}");
+    assert_eq!(*le.last().unwrap(), 12, "{le:?}");
+    for k in ["active", "reading", "writing", "waiting"] {
+        assert!(last["connections"][k].is_u64(), "{k}: {h}");
+    }
+    let at = |s: &Value| s["at_ms"].as_u64().unwrap();
+    assert!(samples.windows(2).all(|w| at(&w[0]) < at(&w[1])), "{h}");
+
+    // A reload: the samples taken before it stay, later ones follow, counts go on.
+    assert_eq!(call(admin, "POST", "/api/reload", Some(TOKEN)).0, 202);
+    assert!(wait_until(Duration::from_secs(10), || {
+        call(admin, "GET", "/api/status", Some(TOKEN)).1["generation"] == 2
+    }));
+    get_close(&p.addr(), "/x", "t", "");
+    assert!(wait_until(Duration::from_secs(30), || {
+        history()["samples"]
+            .as_array()
+            .and_then(|s| s.last())
+            .is_some_and(|s| s["requests"] == 13)
+    }));
+    let after = history()["samples"].as_array().unwrap().clone();
+    assert_eq!(after[0], samples[0], "the oldest sample is still there");
+    assert!(after.len() > samples.len());
+    assert_eq!(after.last().unwrap()["classes"][1], 13);
+}
+
 #[test]
 fn a_unix_socket_admin_listener_may_go_without_a_token() {
     use std::io::{Read, Write};

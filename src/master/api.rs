@@ -68,6 +68,12 @@ pub(super) fn epoch_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+pub(super) fn epoch_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A peer's last health-check probe: null before the first one ends.
 fn probe_json(h: &shm::Health) -> Value {
     let (ok, failed) = h.probe_counts();
@@ -138,6 +144,7 @@ impl Master {
             ("GET", ["api", "status"]) => (200, self.api_status()),
             ("GET", ["api", "upstreams"]) => (200, self.api_upstreams()),
             ("GET", ["api", "traffic"]) => (200, self.api_traffic()),
+            ("GET", ["api", "history"]) => (200, self.api_history()),
             ("GET", ["api", "errors"]) => (200, self.api_errors()),
             ("GET", ["api", "config"]) => {
                 (200, serde_json::to_value(&self.cfg).unwrap_or(Value::Null))

@@ -14,6 +14,7 @@ mod child;
 mod commands;
 mod hasher;
 mod helper;
+mod history;
 mod metrics;
 mod notify;
 mod process;
@@ -203,6 +204,8 @@ pub struct Master {
     stats: metrics::MasterStats,
     /// The last reloads' results, oldest first (`api::RELOAD_HISTORY` at most).
     reloads: VecDeque<api::LastReload>,
+    /// The last 15 minutes of traffic, for the dashboard's charts.
+    history: history::History,
 }
 
 /// Whether the service manager has been told that the first generation serves.
@@ -334,6 +337,7 @@ impl Master {
             api_reload: false,
             stats: metrics::MasterStats::default(),
             reloads: VecDeque::new(),
+            history: history::History::default(),
         };
         if let Err(e) = m.admin_listen() {
             // After a binary upgrade the old master holds the address until it exits.
@@ -411,6 +415,7 @@ impl Master {
         d.extend(self.admin.retry_at);
         d.extend(self.hasher_restart_at());
         d.push(self.tickets_rotate_at);
+        d.push(self.history.next_at());
         if !self.cfg.staples.is_empty() {
             d.push(self.staples_check_at);
         }
@@ -629,6 +634,7 @@ impl Master {
             };
         }
         let now = Instant::now();
+        self.history_timer(now);
         if self.tickets_rotate_at <= now {
             crate::tls::tickets::rotate();
             self.tickets_rotate_at = now + crate::tls::tickets::ROTATION;
