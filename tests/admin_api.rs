@@ -131,15 +131,22 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     );
     let (x, y) = bodies(&p, 10);
     assert!(x > 0 && y > 0, "{x} {y}");
-    call(
+    assert_eq!(peer(&ups, &a.addr())["override"]["state"], "down");
+    assert_eq!(peer(&ups, &b.addr())["override"], Value::Null);
+    let (_, r) = call(
         admin,
         "POST",
         &format!("/api/upstreams/app/peers/{}/drain", b.addr()),
         Some(TOKEN),
     );
+    assert_eq!(r["until"], "next reload", "{r}");
     assert_eq!(bodies(&p, 4), (4, 0));
     let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
     assert_eq!(peer(&ups, &b.addr())["state"], "draining (admin)");
+    assert_eq!(
+        peer(&ups, &b.addr())["override"],
+        serde_json::json!({"state": "draining", "weight": null, "until": "next reload"})
+    );
     call(
         admin,
         "POST",
@@ -158,6 +165,7 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
     assert_eq!(peer(&ups, &a.addr())["weight"], 3);
     assert_eq!(peer(&ups, &a.addr())["weight_set_at_run_time"], true);
+    assert_eq!(peer(&ups, &a.addr())["override"]["weight"], 3);
     // proxyctl status's table says so too, with what the traffic did.
     let row = p.peer_row("app", &a.addr());
     assert_eq!(row.get("WEIGHT"), "3*", "{row:?}");
@@ -219,6 +227,7 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
         "marked down by 127.0.0.1:",
         "drained (no new requests) by 127.0.0.1:",
         "given weight 3 (the config says 1) by 127.0.0.1:",
+        "(token), until the next reload",
     ] {
         assert!(log.contains(what), "{what}: {log}");
     }
@@ -235,6 +244,7 @@ fn peers_are_drained_downed_and_reweighted_at_run_time() {
     let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
     assert_eq!(peer(&ups, &a.addr())["weight"], 1);
     assert_eq!(peer(&ups, &a.addr())["weight_set_at_run_time"], false);
+    assert_eq!(peer(&ups, &a.addr())["override"], Value::Null);
     // A failing reload: its error is the result.
     let good = std::fs::read_to_string(&p.conf).unwrap();
     std::fs::write(&p.conf, format!("{good}\nbogus = 1\n")).unwrap();
@@ -304,6 +314,14 @@ fn the_master_keeps_the_last_minutes_of_traffic_across_a_reload() {
     for k in ["active", "reading", "writing", "waiting"] {
         assert!(last["connections"][k].is_u64(), "{k}: {h}");
     }
+    // /api/traffic has each route's share.
+    let (_, tr) = call(admin, "GET", "/api/traffic", Some(TOKEN));
+    let routes = tr["servers"][0]["routes"].as_array().unwrap();
+    assert_eq!(routes[0]["route"], "/", "{tr}");
+    assert_eq!(routes[0]["classes"][1], 12, "{tr}");
+    assert_eq!(routes[0]["duration"]["count"], 12, "{tr}");
+    assert_eq!(routes[1]["route"], "/fixed", "{tr}");
+    assert_eq!(routes[1]["duration"]["count"], 0, "{tr}");
     let at = |s: &Value| s["at_ms"].as_u64().unwrap();
     assert!(samples.windows(2).all(|w| at(&w[0]) < at(&w[1])), "{h}");
 

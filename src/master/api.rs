@@ -89,6 +89,20 @@ fn probe_json(h: &shm::Health) -> Value {
     }
 }
 
+/// What the admin API set on a peer (state, weight), which holds until the next reload:
+/// null when nothing is set.
+fn override_json(h: &shm::Health) -> Value {
+    let state = match h.admin() {
+        PeerAdmin::Normal => Value::Null,
+        PeerAdmin::Drain => json!("draining"),
+        PeerAdmin::Down => json!("down"),
+    };
+    if state.is_null() && h.weight().is_none() {
+        return Value::Null;
+    }
+    json!({ "state": state, "weight": h.weight(), "until": "next reload" })
+}
+
 /// A peer's latency histograms (connect, response head, whole response; buckets cumulative,
 /// bounds in the answer's `le`) with their means: what a dashboard turns into percentiles.
 fn latency_json(t: &shm::Traffic) -> Value {
@@ -106,6 +120,12 @@ fn latency_json(t: &shm::Traffic) -> Value {
         "header": one(&t.hist[shm::Hist::Header as usize]),
         "response": one(&t.hist[shm::Hist::Response as usize]),
     })
+}
+
+/// A server's or route's request durations: cumulative buckets (bounds in the answer's `le`).
+fn duration_json(t: &shm::Traffic) -> Value {
+    let h = &t.hist[shm::Hist::Request as usize];
+    json!({ "le": h.le, "count": h.count, "sum_seconds": h.sum_us as f64 / 1e6 })
 }
 
 /// Responses by exact code, as `/metrics` counts them ("other" per class for codes outside
@@ -211,8 +231,9 @@ impl Master {
         })
     }
 
-    /// Request counts and latency histograms by server, and client connections: what the
-    /// dashboard turns into rates and percentiles between two polls.
+    /// Request counts and latency histograms by server and by each server's route, and
+    /// client connections: what the dashboard turns into rates and percentiles between two
+    /// polls.
     pub(super) fn api_traffic(&self) -> Value {
         let view = self.shared.region.view();
         let live = self.shared.live_blocks();
@@ -224,11 +245,23 @@ impl Master {
             .filter(|s| seen.insert(s.slot))
             .map(|s| {
                 let t = view.traffic(s.slot, &live);
-                let h = &t.hist[shm::Hist::Request as usize];
+                let routes: Vec<Value> = s
+                    .route
+                    .iter()
+                    .map(|r| {
+                        let t = view.traffic(r.slot, &live);
+                        json!({
+                            "route": r.name,
+                            "classes": t.classes,
+                            "duration": duration_json(&t),
+                        })
+                    })
+                    .collect();
                 json!({
                     "server": s.label(),
                     "classes": t.classes,
-                    "duration": { "le": h.le, "count": h.count, "sum_seconds": h.sum_us as f64 / 1e6 },
+                    "duration": duration_json(&t),
+                    "routes": routes,
                 })
             })
             .collect();
@@ -292,6 +325,7 @@ impl Master {
                             "backup": p.backup,
                             "weight": h.weight().unwrap_or(p.weight),
                             "weight_set_at_run_time": h.weight().is_some(),
+                            "override": override_json(h),
                             "health_check": match t.checked {
                                 shm::Checked::Up => "up",
                                 shm::Checked::Down => "down",
@@ -389,8 +423,11 @@ impl Master {
                 )
             }
         };
-        crate::notice!("admin: peer {u}/{p} {what} by {who}; a reload resets it");
-        (200, json!({"upstream": u, "peer": p, "done": what}))
+        crate::notice!("admin: peer {u}/{p} {what} by {who}, until the next reload");
+        (
+            200,
+            json!({"upstream": u, "peer": p, "done": what, "until": "next reload"}),
+        )
     }
 
     /// A reload resets what the API set on peers (the config is the truth again).
