@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium loads `GET /` from the admin listener
 //! of a proxyd carrying traffic, runs the page's script (which polls the JSON API with the
 //! token from the URL fragment), and the DOM it leaves shows the upstreams, their peers and
-//! non-zero counters. Screenshots at desktop and phone widths land in the test's directory.
+//! non-zero counters. Screenshots at desktop and phone widths land in the test's directory
+//! (and in $DASHBOARD_SHOTS when set), full-page ones from the DevTools protocol too.
 
 mod common;
 
@@ -82,9 +83,15 @@ fn the_dashboard_shows_upstreams_and_live_counters_in_a_browser() {
         &url,
     ]);
     let shot_url = url.clone();
-    assert!(dom.contains("<td>app</td>"), "{dom}");
+    assert!(
+        dom.contains("<td data-label=\"upstream\">app</td>"),
+        "{dom}"
+    );
     for peer in [a.addr(), b.addr()] {
-        assert!(dom.contains(&format!("<td>{peer}</td>")), "{peer}: {dom}");
+        assert!(
+            dom.contains(&format!("class=\"peer card-wide\">{peer}</td>")),
+            "{peer}: {dom}"
+        );
     }
     let number = |id: &str| -> f64 {
         dom.split(&format!("id=\"{id}\">"))
@@ -108,7 +115,10 @@ fn the_dashboard_shows_upstreams_and_live_counters_in_a_browser() {
         .collect();
     assert!(peer_requests.iter().sum::<u64>() >= 36, "{dom}");
     assert!(peer_requests.iter().all(|&n| n > 0), "{peer_requests:?}");
-    assert!(dom.contains("class=\"state-up\">up</td>"), "{dom}");
+    assert!(
+        dom.contains("class=\"state-up peer-state card-wide\"><span>up</span></td>"),
+        "{dom}"
+    );
     assert!(dom.contains("id=\"generation\">1<"), "{dom}");
     // The workers and the error log's last lines.
     for pid in p.worker_pids() {
@@ -169,7 +179,10 @@ fn a_basic_auth_user_signs_in_to_the_dashboard() {
         "--dump-dom",
         &format!("http://ops:secret@127.0.0.1:{admin}/login"),
     ]);
-    assert!(dom.contains(&format!("<td>{}</td>", a.addr())), "{dom}");
+    assert!(
+        dom.contains(&format!("class=\"peer card-wide\">{}</td>", a.addr())),
+        "{dom}"
+    );
     assert!(p.error_log().contains("[notice]"));
 }
 
@@ -441,4 +454,226 @@ attack();
     ));
     assert!(browser.wait_for(&dash, "document.body.textContent.includes('down (admin)')"));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// An admin API call with the token; (status, body).
+fn admin_call(admin: u16, method: &str, path: &str) -> (u16, serde_json::Value) {
+    let text = send_raw(
+        &format!("127.0.0.1:{admin}"),
+        format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{admin}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 0\r\n\r\n").as_bytes(),
+    );
+    let status = text[9..12].parse().unwrap();
+    (
+        status,
+        serde_json::from_str(&body_of(&text)).unwrap_or_default(),
+    )
+}
+
+/// What the page shows, read by a script in the page after it drew: charts, tables, where
+/// the first drain button is, and which table boxes are narrower than their tables.
+const LOOK: &str = r##"(() => {
+  const r = (sel) => [...document.querySelectorAll(sel)];
+  const text = (row, cls) => { const c = row.querySelector("." + cls); return c ? c.textContent : null; };
+  const button = document.querySelector("button[data-a=drain]").getBoundingClientRect();
+  return JSON.stringify({
+    width: window.innerWidth,
+    page_width: document.documentElement.scrollWidth,
+    first_points: Object.fromEntries(r("canvas").map(c => [c.id, Number(c.dataset.firstPoints)])),
+    routes: r("#routes tbody tr").map(row => ({ server: row.dataset.server, route: row.dataset.route || null,
+      requests: text(row, "route-requests"), p99: text(row, "route-p99") })),
+    peers: r("#upstreams tbody tr").map(row => ({ peer: row.dataset.peer, state: text(row, "peer-state"),
+      latency: text(row, "peer-latency"), probe: text(row, "peer-probe") })),
+    drain: { left: button.left, right: button.right, width: button.width },
+    drain_box_scrolls: (() => { const s = document.querySelector("button[data-a=drain]").closest(".scroll");
+      return s.scrollWidth > s.clientWidth; })(),
+    upstream_head: getComputedStyle(document.querySelector("#upstreams thead")).display,
+    boxes: r(".scrollbox").map(b => { const s = b.querySelector(".scroll"), h = b.querySelector(".hint");
+      return { table: s.querySelector("table").id, cut: s.scrollWidth > s.clientWidth,
+               scrolls: b.classList.contains("scrolls"), more: b.classList.contains("more"),
+               hint_shown: h.offsetParent !== null && h.textContent.includes("scroll") }; }),
+  });
+})()"##;
+
+/// The dashboard of a master that has been sampling: at desktop and phone widths the
+/// charts are drawn from history on the first render, each server and route has its row,
+/// each peer its latency and last health check, an admin drain says it holds until the
+/// next reload (and is gone after one), and nothing is cut without a cue: the drain
+/// buttons are on screen, and a table wider than its box shows "scroll" and a fade.
+#[test]
+fn the_dashboard_opens_with_history_routes_peer_latency_probes_and_overrides_at_both_widths() {
+    use base64::Engine;
+    let a = Upstream::start("a");
+    let b = Upstream::start("b");
+    let admin = free_port();
+    let conf = app_conf_peers(
+        &[a.addr(), b.addr()],
+        "health_check = { path = \"/healthz\", interval = \"250ms\", timeout = \"1s\" }",
+        "server_name = \"shop.test\"",
+        "fixed",
+    )
+    .replace(
+        "[[upstream]]\nname = \"app\"",
+        &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\" }}\n\n[[upstream]]\nname = \"app\""),
+    );
+    let p = Proxyd::start(1, &conf);
+    let history = || {
+        admin_call(admin, "GET", "/api/history").1["samples"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    // Two batches in two sampling intervals (one every 5 s): two points of each chart.
+    for batch in 0..2 {
+        for i in 0..19 {
+            let path = if i % 5 == 0 { "/fixed" } else { "/sleep?ms=3" };
+            assert!(get_close(&p.addr(), path, "shop.test", "").starts_with("HTTP/1.1 200"));
+        }
+        let done = 19 * (batch + 1);
+        assert!(wait_until(std::time::Duration::from_secs(60), || {
+            history().last().is_some_and(|s| s["requests"] == done)
+        }));
+    }
+    let (s, r) = admin_call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/drain", b.addr()),
+    );
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["until"], "next reload", "{r}");
+    assert!(p.error_log().contains("until the next reload"));
+
+    let url = format!("http://127.0.0.1:{admin}/#token={TOKEN}");
+    let mut browser = Browser::launch(&["--hide-scrollbars"]);
+    let mut phone_tab = String::new();
+    for (name, width, height, mobile) in [("desktop", 1280, 900, false), ("phone", 390, 844, true)]
+    {
+        let tab = browser.open("about:blank");
+        browser.call(
+            Some(&tab),
+            "Emulation.setDeviceMetricsOverride",
+            serde_json::json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
+        );
+        browser.call(Some(&tab), "Page.navigate", serde_json::json!({"url": url}));
+        assert!(browser.wait_for(
+            &tab,
+            "document.querySelector('#routes tbody tr') !== null && document.getElementById('c-conn').dataset.firstPoints !== undefined"
+        ));
+        let look: serde_json::Value =
+            serde_json::from_str(browser.eval(&tab, LOOK).as_str().unwrap()).unwrap();
+        let shot = browser.call(
+            Some(&tab),
+            "Page.captureScreenshot",
+            serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+        );
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap();
+        let file = p.dir.path().join(format!("dashboard-full-{name}.png"));
+        std::fs::write(&file, &png).unwrap();
+        if let Ok(dir) = std::env::var("DASHBOARD_SHOTS") {
+            std::fs::copy(&file, format!("{dir}/dashboard-full-{name}.png")).unwrap();
+        }
+
+        assert_eq!(look["width"], width, "{look}");
+        // Charts full at once: drawn from the master's samples, not from this page's polls.
+        for chart in ["c-rate", "c-lat", "c-conn"] {
+            assert!(
+                look["first_points"][chart].as_u64().unwrap() > 1,
+                "{chart}: {look}"
+            );
+        }
+        // The server's row and its routes', with the requests each took.
+        let row = |route: Option<&str>| {
+            look["routes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["server"] == "shop.test" && r["route"].as_str() == route)
+                .unwrap_or_else(|| panic!("{route:?}: {look}"))
+                .clone()
+        };
+        assert_eq!(row(None)["requests"], "38", "{look}");
+        assert_eq!(row(Some("/"))["requests"], "30", "{look}");
+        assert_eq!(row(Some("/fixed"))["requests"], "8", "{look}");
+        assert!(
+            row(Some("/"))["p99"].as_str().unwrap().ends_with(" ms"),
+            "{look}"
+        );
+        let peer = |addr: &str| {
+            look["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["peer"] == addr)
+                .unwrap_or_else(|| panic!("{addr}: {look}"))
+                .clone()
+        };
+        for addr in [a.addr(), b.addr()] {
+            let row = peer(&addr);
+            // "4.1 ms / 9.8 ms": mean and p99 of its responses.
+            let latency = row["latency"].as_str().unwrap();
+            assert!(
+                latency.contains(" ms / ") && latency.ends_with(" ms"),
+                "{row}"
+            );
+            let probe = row["probe"].as_str().unwrap();
+            assert!(
+                probe.starts_with("ok, ") && probe.ends_with(" ago"),
+                "{row}"
+            );
+        }
+        assert_eq!(peer(&a.addr())["state"], "up", "{look}");
+        assert_eq!(
+            peer(&b.addr())["state"],
+            "draining (admin) \u{2014} until next reload",
+            "{look}"
+        );
+        // Nothing wider than the screen; the drain button on it, not in a cut-off column.
+        assert!(
+            look["page_width"].as_u64() <= look["width"].as_u64(),
+            "{look}"
+        );
+        let drain = &look["drain"];
+        assert!(drain["width"].as_f64().unwrap() > 0.0, "{look}");
+        assert!(drain["left"].as_f64().unwrap() >= 0.0, "{look}");
+        assert!(drain["right"].as_f64().unwrap() <= width as f64, "{look}");
+        assert_eq!(look["drain_box_scrolls"], false, "{look}");
+        // Any table wider than its box says so.
+        for b in look["boxes"].as_array().unwrap() {
+            if b["cut"] == true {
+                assert!(
+                    b["scrolls"] == true && b["more"] == true && b["hint_shown"] == true,
+                    "{b}: {look}"
+                );
+            } else {
+                assert!(b["hint_shown"] == false, "{b}: {look}");
+            }
+        }
+        if mobile {
+            // Peers as cards; the route table scrolls, with its cue.
+            assert_eq!(look["upstream_head"], "none", "{look}");
+            let routes = look["boxes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["table"] == "routes")
+                .unwrap()
+                .clone();
+            assert_eq!(routes["cut"], true, "{look}");
+            phone_tab = tab;
+        } else {
+            assert_eq!(look["upstream_head"], "table-header-group", "{look}");
+        }
+    }
+    // A reload ends the drain; the page, polling, shows it.
+    assert_eq!(admin_call(admin, "POST", "/api/reload").0, 202);
+    let state = format!(
+        "document.querySelector('tr[data-peer=\"{}\"] .peer-state').textContent",
+        b.addr()
+    );
+    assert!(
+        browser.wait_for(&phone_tab, &format!("{state} === 'up'")),
+        "{}",
+        browser.eval(&phone_tab, &state)
+    );
 }

@@ -268,6 +268,8 @@ impl Master {
         let c = view.connections(&live);
         let le: Vec<f64> = shm::BUCKETS_US.iter().map(|b| *b as f64 / 1e6).collect();
         json!({
+            // The master's clock: the dashboard lines these up with /api/history's samples.
+            "at_ms": epoch_ms(),
             "requests": c.requests,
             "accepted": c.accepted,
             "connections": { "active": c.active, "reading": c.reading, "writing": c.writing, "waiting": c.waiting },
