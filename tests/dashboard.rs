@@ -223,7 +223,7 @@ impl Browser {
         .args(extra)
         .arg("about:blank")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::fs::File::create(profile.path().join("stderr")).unwrap());
         // SAFETY: only async-signal-safe dup2 calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -262,7 +262,13 @@ impl Browser {
         }
         let mut bytes = msg.to_string().into_bytes();
         bytes.push(0);
-        self.to.write_all(&bytes).unwrap();
+        if let Err(e) = self.to.write_all(&bytes) {
+            let said = std::fs::read_to_string(self._profile.path().join("stderr"));
+            panic!(
+                "chromium went away ({e}): {:?}: {said:?}",
+                self.child.try_wait()
+            );
+        }
         loop {
             let mut buf = Vec::new();
             assert!(
@@ -540,6 +546,12 @@ fn the_dashboard_opens_with_history_routes_peer_latency_probes_and_overrides_at_
     );
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["until"], "next reload", "{r}");
+    let (s, r) = admin_call(
+        admin,
+        "POST",
+        &format!("/api/upstreams/app/peers/{}/weight?value=3", a.addr()),
+    );
+    assert_eq!(s, 200, "{r}");
     assert!(p.error_log().contains("until the next reload"));
 
     let url = format!("http://127.0.0.1:{admin}/#token={TOKEN}");
@@ -622,7 +634,11 @@ fn the_dashboard_opens_with_history_routes_peer_latency_probes_and_overrides_at_
                 "{row}"
             );
         }
-        assert_eq!(peer(&a.addr())["state"], "up", "{look}");
+        assert_eq!(
+            peer(&a.addr())["state"],
+            "up \u{2014} weight 3 until next reload",
+            "{look}"
+        );
         assert_eq!(
             peer(&b.addr())["state"],
             "draining (admin) \u{2014} until next reload",
