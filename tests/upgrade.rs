@@ -205,6 +205,7 @@ fn a_failing_new_binary_leaves_the_old_master_serving() {
     let up = Upstream::start("up");
     let m = Master::start(&up);
     let pid = m.pid();
+    traffic(&m, 10);
 
     // A binary that refuses the configuration is never started.
     m.replace_binary(b"#!/bin/sh\necho 'no such thing' >&2\nexit 1\n");
@@ -214,6 +215,7 @@ fn a_failing_new_binary_leaves_the_old_master_serving() {
     assert!(err.contains("refuses the configuration"), "{err}");
     assert_eq!(m.pid(), pid);
     assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
+    let before = seen_at_least(&m, 11);
 
     // One that passes the test but dies while starting: the old master takes its pid file
     // and control socket back.
@@ -229,6 +231,8 @@ fn a_failing_new_binary_leaves_the_old_master_serving() {
     assert!(err.contains("exited before it was ready"), "{err}");
     assert_eq!(m.pid(), pid);
     assert!(m.status().contains(&format!("master pid: {pid}")));
+    // Nothing counted was lost or counted twice, and the generation is the old master's.
+    assert_eq!(seen(&m), before);
     assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
 
     // And with a good binary back, SIGUSR2 upgrades.
@@ -240,4 +244,198 @@ fn a_failing_new_binary_leaves_the_old_master_serving() {
         .status()
         .contains(&format!("master pid: {}", m.pid()))));
     assert_eq!(get(&m.addr(), "/fixed").unwrap().text(), "fixed");
+}
+
+impl Master {
+    /// The admin listener's /metrics and /api/status once the master in the pid file
+    /// answers there (an old master keeps the port until it exits).
+    fn scrape(&self) -> (String, serde_json::Value) {
+        let addr = format!("127.0.0.1:{}", self.admin);
+        let pid = self.pid() as u64;
+        assert!(
+            wait_until(Duration::from_secs(20), || self.admin_master_pid() == pid),
+            "admin answers for {} instead of {pid}",
+            self.admin_master_pid()
+        );
+        let status = body_of(&get_close(&addr, "/api/status", &addr, ""));
+        let metrics = body_of(&get_close(&addr, "/metrics", &addr, ""));
+        (metrics, serde_json::from_str(&status).unwrap())
+    }
+
+    fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+/// The sum of every sample of `name` (over all its labels) in Prometheus text.
+fn sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// The numbers an upgrade must carry on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Seen {
+    requests: u64,
+    peer_requests: u64,
+    durations: u64,
+    generation: u64,
+    api_generation: u64,
+    reloads: u64,
+}
+
+fn seen(m: &Master) -> Seen {
+    let (text, status) = m.scrape();
+    Seen {
+        requests: sum(&text, "proxyd_server_requests_total"),
+        peer_requests: sum(&text, "proxyd_upstream_peer_requests_total"),
+        durations: sum(&text, "proxyd_server_request_duration_seconds_count"),
+        generation: sum(&text, "proxyd_config_generation"),
+        api_generation: status["generation"].as_u64().unwrap(),
+        reloads: sum(&text, "proxyd_reloads_total"),
+    }
+}
+
+fn traffic(m: &Master, n: usize) {
+    for i in 0..n {
+        assert_eq!(
+            get(&m.addr(), &format!("/t{i}")).unwrap().text(),
+            format!("up /t{i}")
+        );
+    }
+}
+
+/// Waits until the counters show at least `n` requests (a worker counts a request as it
+/// finishes, which may be just after the client read the answer).
+fn seen_at_least(m: &Master, n: u64) -> Seen {
+    let mut s = seen(m);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            s = seen(m);
+            s.requests >= n
+        }),
+        "{s:?}: fewer than {n} requests counted"
+    );
+    s
+}
+
+#[test]
+fn counters_and_the_generation_go_on_across_an_upgrade() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let up = Upstream::start("up");
+    let m = Master::start(&up);
+    traffic(&m, 20);
+    let out = m.ctl("reload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    traffic(&m, 10);
+    let before = seen_at_least(&m, 30);
+    assert_eq!((before.generation, before.api_generation), (2, 2));
+    assert_eq!(before.reloads, 1);
+    assert!(
+        before.peer_requests >= 30 && before.durations >= 30,
+        "{before:?}"
+    );
+
+    for round in 1..=2 {
+        let old = m.pid();
+        let out = m.ctl("upgrade");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+        // The new master answers with at least what the old one had: no counter reset for
+        // Prometheus to see, and the next generation.
+        let after = seen(&m);
+        assert!(
+            after.requests >= before.requests,
+            "{before:?} then {after:?}"
+        );
+        assert!(
+            after.peer_requests >= before.peer_requests,
+            "{before:?} then {after:?}"
+        );
+        assert!(
+            after.durations >= before.durations,
+            "{before:?} then {after:?}"
+        );
+        assert_eq!(after.generation, before.generation + round);
+        assert_eq!(after.api_generation, after.generation);
+        assert_eq!(after.reloads, before.reloads);
+        // And they go on from there.
+        traffic(&m, 10);
+        let more = seen_at_least(&m, after.requests + 10);
+        assert!(
+            more.durations >= after.durations + 10,
+            "{after:?} then {more:?}"
+        );
+        assert!(
+            more.peer_requests >= after.peer_requests + 10,
+            "{after:?} then {more:?}"
+        );
+        assert!(m
+            .error_log()
+            .contains("adopted the old master's shared memory"));
+    }
+}
+
+#[test]
+fn a_region_of_another_layout_is_not_adopted_and_the_log_says_so() {
+    use std::os::unix::fs::FileExt;
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let up = Upstream::start("up");
+    let m = Master::start(&up);
+    traffic(&m, 20);
+    let before = seen_at_least(&m, 20);
+    // The running master's memfd, through /proc: its header's layout version (after the
+    // 8-byte magic) becomes one no binary has.
+    let fd = std::fs::read_dir(format!("/proc/{}/fd", m.pid()))
+        .unwrap()
+        .flatten()
+        .find(|e| {
+            std::fs::read_link(e.path())
+                .is_ok_and(|l| l.to_string_lossy().contains("memfd:proxyd-shared"))
+        })
+        .expect("the master holds its shared memory's memfd");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(fd.path())
+        .unwrap();
+    f.write_all_at(&0xfff0_u32.to_ne_bytes(), 8).unwrap();
+
+    let old = m.pid();
+    let out = m.ctl("upgrade");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+    let log = m.error_log();
+    assert!(
+        log.contains(
+            "shared memory is not adopted (its layout version is 65520 and this binary's is"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("start from zero"), "{log}");
+    // A fresh start for the counters, but the generation still goes on.
+    let after = seen(&m);
+    assert!(
+        after.requests < before.requests,
+        "{before:?} then {after:?}"
+    );
+    assert_eq!(after.generation, before.generation + 1);
+    traffic(&m, 5);
+    seen_at_least(&m, after.requests + 5);
 }

@@ -222,6 +222,7 @@ impl Master {
             "master_pid": std::process::id(),
             "generation": self.generation,
             "started": started,
+            "service_started": self.service_started,
             "uptime_seconds": epoch_secs().saturating_sub(started),
             "workers": workers,
             "reloads": {"success": self.stats.reloads_ok, "failure": self.stats.reloads_failed},

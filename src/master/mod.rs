@@ -183,6 +183,13 @@ pub struct Master {
     pub(super) control: UnixListener,
     pub(super) clients: Slab<ControlClient>,
     pub(super) started: SystemTime,
+    /// When the first master started, carried across binary upgrades (seconds since the
+    /// epoch); `started` is this master's.
+    pub(super) service_started: u64,
+    /// The master this one upgraded, while it may still run (see `sweep_orphans`).
+    old_master: Option<Pid>,
+    /// When the shared memory is next checked for blocks of workers nobody retired.
+    sweep_at: Instant,
     pub(super) notify: notify::Notifier,
     pub(super) readiness: Readiness,
     pub(super) upgrade: upgrade::Upgrade,
@@ -235,8 +242,10 @@ pub fn run(cfg: Config) -> i32 {
 
 impl Master {
     fn start(mut cfg: Config) -> Result<Master, String> {
+        let handover = upgrade::Handover::from_env();
+        let generation = handover.generation + 1;
         // Before any fork: every worker maps the same pages.
-        let shared = shared::Shared::create(&mut cfg)?;
+        let shared = shared::Shared::create(&mut cfg, handover.shm, generation)?;
         let notify = notify::Notifier::from_env();
         raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
@@ -310,7 +319,7 @@ impl Master {
             staples_check_at: Instant::now(),
             shared,
             cfg,
-            generation: 1,
+            generation,
             access_logs,
             listeners: bound,
             committed: None,
@@ -328,6 +337,9 @@ impl Master {
             control,
             clients: Slab::new(),
             started: SystemTime::now(),
+            service_started: handover.service_started.unwrap_or_else(api::epoch_secs),
+            old_master: handover.old_master,
+            sweep_at: Instant::now(),
             notify,
             readiness: Readiness::Starting,
             upgrade: upgrade::Upgrade::Idle,
@@ -335,7 +347,12 @@ impl Master {
             admin: admin::Admin::default(),
             hasher: hasher::Hasher::default(),
             api_reload: false,
-            stats: metrics::MasterStats::default(),
+            stats: metrics::MasterStats {
+                reloads_ok: handover.reloads_ok,
+                reloads_failed: handover.reloads_failed,
+                worker_restarts: handover.worker_restarts,
+                processes: Default::default(),
+            },
             reloads: VecDeque::new(),
             history: history::History::default(),
         };
@@ -349,7 +366,7 @@ impl Master {
         }
         let mut cfg = m.cfg.clone();
         for i in 0..cfg.worker_processes {
-            m.spawn(&mut cfg, 1, i, None)
+            m.spawn(&mut cfg, generation, i, None)
                 .map_err(|e| format!("cannot start worker: {e}"))?;
         }
         m.start_helper();
@@ -502,6 +519,7 @@ impl Master {
                 std::process::exit(code);
             }
             ForkResult::Parent { child } => {
+                self.shared.held_by(block, child);
                 drop(worker_end);
                 let entry = self.workers.vacant_entry();
                 let key = entry.key();
@@ -626,6 +644,7 @@ impl Master {
 
     fn handle_timers(&mut self) {
         self.helper_timers();
+        self.sweep_orphans();
         self.admin_timers();
         if self.admin.retry_at.is_some_and(|t| t <= Instant::now()) {
             self.admin.retry_at = match self.admin_listen() {
@@ -679,6 +698,23 @@ impl Master {
         if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
             self.fail_reload("new workers did not become ready in time".into());
         }
+    }
+
+    /// Once a second at most, and only while no other master shares the region: retires
+    /// the blocks of workers whose master died before it could.
+    fn sweep_orphans(&mut self) {
+        let now = Instant::now();
+        if self.sweep_at > now || !matches!(self.upgrade, upgrade::Upgrade::Idle) {
+            return;
+        }
+        self.sweep_at = now + Duration::from_secs(1);
+        if let Some(old) = self.old_master {
+            if kill(old, None) != Err(nix::errno::Errno::ESRCH) {
+                return;
+            }
+            self.old_master = None;
+        }
+        self.shared.sweep_orphans();
     }
 
     /// Workers of `gen` that reported ready.

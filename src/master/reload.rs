@@ -33,6 +33,15 @@ impl Master {
             p.waiters.extend(waiter);
             return;
         }
+        // The new master is assigning slots in the shared directory: one writer at a time.
+        if !matches!(self.upgrade, super::upgrade::Upgrade::Idle) {
+            let why = "an upgrade is in progress";
+            log::warn!("reload not started: {why}");
+            if let Some(c) = waiter {
+                self.reply(c, false, why.into());
+            }
+            return;
+        }
         self.notify.reloading();
         match self.prepare_reload() {
             Ok(mut p) => {

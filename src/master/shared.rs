@@ -6,10 +6,13 @@ use super::Master;
 use crate::config::Config;
 use crate::shm::{Directory, Region};
 use std::collections::{HashMap, HashSet};
+use std::os::fd::OwnedFd;
 
 pub(crate) struct Shared {
     pub(super) region: Region,
-    free_blocks: Vec<u32>,
+    /// The blocks this master's workers hold. During a binary upgrade the other master's
+    /// workers hold blocks of the same region (claimed in the region itself).
+    mine: HashSet<u32>,
     /// The slots each generation's config uses (the current one, pending and draining).
     gen_slots: HashMap<u64, HashSet<u32>>,
 }
@@ -22,17 +25,54 @@ fn blocks_for(cfg: &Config) -> u32 {
 }
 
 impl Shared {
-    pub(super) fn create(cfg: &mut Config) -> Result<Shared, String> {
+    /// The region for a master starting: the one `handed` over by the master this one
+    /// upgrades (counters and histograms go on from where they are), else a new one.
+    pub(super) fn create(
+        cfg: &mut Config,
+        handed: Option<OwnedFd>,
+        generation: u64,
+    ) -> Result<Shared, String> {
         let blocks = blocks_for(cfg);
-        let region = Region::create(cfg.shared_memory.slots, blocks)
-            .map_err(|e| format!("cannot create the shared memory region: {e}"))?;
+        let adopted = handed.and_then(|fd| match Region::adopt(fd) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::warn!(
+                    "upgrade: the old master's shared memory is not adopted ({e}): counters, \
+                     histograms and peer health start from zero"
+                );
+                None
+            }
+        });
+        let region = match adopted {
+            Some(r) => {
+                let v = r.view();
+                crate::notice!(
+                    "upgrade: adopted the old master's shared memory ({} slots, {} worker \
+                     blocks): counters go on",
+                    v.slots(),
+                    v.blocks()
+                );
+                if v.slots() != cfg.shared_memory.slots || v.blocks() < blocks {
+                    log::warn!(
+                        "upgrade: shared_memory.slots {} and {} worker processes apply at the \
+                         next restart; the adopted region has {} slots and {} worker blocks",
+                        cfg.shared_memory.slots,
+                        cfg.worker_processes,
+                        v.slots(),
+                        v.blocks()
+                    );
+                }
+                r
+            }
+            None => Region::create(cfg.shared_memory.slots, blocks)
+                .map_err(|e| format!("cannot create the shared memory region: {e}"))?,
+        };
         let mut s = Shared {
             region,
-            // Popped from the end: block 0 first.
-            free_blocks: (0..blocks).rev().collect(),
+            mine: HashSet::new(),
             gen_slots: HashMap::new(),
         };
-        s.assign(cfg, 1, &[])?;
+        s.assign(cfg, generation, &[])?;
         Ok(s)
     }
 
@@ -45,8 +85,16 @@ impl Shared {
         live: &[u64],
     ) -> Result<(), String> {
         self.gen_slots.retain(|g, _| live.contains(g));
-        let in_use: HashSet<u32> = self.gen_slots.values().flatten().copied().collect();
         let view = self.region.view();
+        // While another master's workers run, the slots of its configs are not known here:
+        // no named slot is recycled.
+        let in_use: HashSet<u32> = if self.foreign_blocks().is_empty() {
+            self.gen_slots.values().flatten().copied().collect()
+        } else {
+            (0..view.slots())
+                .filter(|&s| Directory(&view).taken(s))
+                .collect()
+        };
         let slots = Directory(&view)
             .assign(&cfg.slot_names(), &in_use)
             .map_err(|e| e.to_string())?;
@@ -64,23 +112,64 @@ impl Shared {
         Ok(())
     }
 
-    /// The blocks workers hold now.
+    /// The blocks workers hold now, this master's and (during an upgrade) the other's: the
+    /// sums cover both, so a counter never goes back while old workers drain.
     pub(super) fn live_blocks(&self) -> Vec<u32> {
         let view = self.region.view();
         (0..view.blocks())
-            .filter(|b| !self.free_blocks.contains(b))
+            .filter(|&b| view.holder(b) != 0)
             .collect()
     }
 
+    /// Blocks held by processes that are not this master's workers.
+    fn foreign_blocks(&self) -> Vec<u32> {
+        let mut v = self.live_blocks();
+        v.retain(|b| !self.mine.contains(b));
+        v
+    }
+
+    /// Claims a free block for a worker about to be forked (held by this master's pid
+    /// until `held_by` names the worker).
     pub(super) fn take_block(&mut self) -> Option<u32> {
-        self.free_blocks.pop()
+        let view = self.region.view();
+        let me = std::process::id() as u64;
+        let b = (0..view.blocks()).find(|&b| view.claim(b, me))?;
+        self.mine.insert(b);
+        Some(b)
+    }
+
+    /// The worker forked for `block` is `pid`.
+    pub(super) fn held_by(&self, block: u32, pid: nix::unistd::Pid) {
+        self.region
+            .view()
+            .worker_stats(block)
+            .pid
+            .store(pid.as_raw() as u64, std::sync::atomic::Ordering::Release);
     }
 
     /// A worker is gone (reaped, or never started): its counters join the retired totals.
     pub(super) fn retire_block(&mut self, block: u32) {
         self.region.view().retire(block);
         self.region.view().retire_worker(block);
-        self.free_blocks.push(block);
+        self.mine.remove(&block);
+    }
+
+    /// Retires the blocks of workers whose master died without retiring them (a new
+    /// master killed by a failed upgrade, an old master killed while draining). Only when
+    /// no other master is alive, so no block is retired by two masters at once.
+    pub(super) fn sweep_orphans(&mut self) {
+        for b in self.foreign_blocks() {
+            let pid = self.region.view().holder(b);
+            let gone = i32::try_from(pid).map_or(true, |p| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
+                    == Err(nix::errno::Errno::ESRCH)
+            });
+            if gone {
+                log::info!("shared memory: worker block {b} of exited process {pid} retired");
+                self.region.view().retire(b);
+                self.region.view().retire_worker(b);
+            }
+        }
     }
 }
 

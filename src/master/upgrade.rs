@@ -7,6 +7,12 @@
 //! and drain its workers and exit. No socket is ever closed, so no connection is refused.
 //! A new master that fails before it is ready closes the pipe by dying; the old one takes its
 //! pid file and control socket back and keeps serving.
+//!
+//! The shared memory region's memfd and the master's own counts go across too
+//! (PROXYD_UPGRADE_STATE): the new master adopts the same pages, so counters, histograms and
+//! the generation number go on rather than restart. Both masters claim worker blocks in the
+//! region itself, and sum every block held, so the old workers' counts are neither lost nor
+//! counted twice while they drain, and a rollback finds the region as it was.
 
 use super::{Master, Stop, READY_TIMEOUT};
 use crate::listeners::set_cloexec;
@@ -24,6 +30,9 @@ use std::time::Instant;
 
 pub(super) const UPGRADE: Token = Token(2);
 const ENV: &str = "PROXYD_UPGRADE";
+/// What goes on across the upgrade besides sockets; a binary that does not know this
+/// variable ignores it, so an upgrade to an older binary still works (and starts afresh).
+const STATE_ENV: &str = "PROXYD_UPGRADE_STATE";
 
 /// Where a binary upgrade stands, in the old master.
 pub(crate) enum Upgrade {
@@ -73,6 +82,66 @@ impl Inherited {
             let mut f = std::fs::File::from(fd);
             let _ = std::io::Write::write_all(&mut f, b"ready");
         }
+    }
+}
+
+/// The state a new master carries on from the old one, so that what Prometheus sees after
+/// an upgrade is a continuation, not a restart: the shared memory region (every counter and
+/// histogram), the generation number and the master's own counters.
+#[derive(Default)]
+pub(crate) struct Handover {
+    /// The old master's shared memory (a memfd); adopted if its layout is this binary's.
+    pub(super) shm: Option<OwnedFd>,
+    /// The old master's generation; this master's first is the next one.
+    pub(super) generation: u64,
+    pub(super) reloads_ok: u64,
+    pub(super) reloads_failed: u64,
+    pub(super) worker_restarts: u64,
+    /// When the first master of this run of upgrades started (seconds since the epoch).
+    pub(super) service_started: Option<u64>,
+    /// The old master: while it runs its workers hold blocks of the region.
+    pub(super) old_master: Option<Pid>,
+}
+
+impl Handover {
+    /// Reads (and removes) PROXYD_UPGRADE_STATE: "key=value" pairs separated by spaces.
+    pub(super) fn from_env() -> Handover {
+        let Ok(v) = std::env::var(STATE_ENV) else {
+            return Handover::default();
+        };
+        std::env::remove_var(STATE_ENV);
+        let mut h = Handover {
+            old_master: Some(nix::unistd::getppid()),
+            ..Handover::default()
+        };
+        for (k, v) in v.split(' ').filter_map(|kv| kv.split_once('=')) {
+            let Ok(n) = v.parse::<u64>() else { continue };
+            match k {
+                "shm" => {
+                    let fd = n as RawFd;
+                    // Owned (and closed on drop) only if it is the memfd: were the number
+                    // anything else, it would be a socket of ours.
+                    let memfd = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+                        .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:proxyd-shared"));
+                    if memfd {
+                        let _ = set_cloexec(fd, true);
+                        // SAFETY: the old master passed this descriptor for us alone.
+                        h.shm = Some(unsafe { OwnedFd::from_raw_fd(fd) });
+                    } else {
+                        log::warn!(
+                            "upgrade: descriptor {fd} is not the old master's shared memory"
+                        );
+                    }
+                }
+                "generation" => h.generation = n,
+                "reloads_ok" => h.reloads_ok = n,
+                "reloads_failed" => h.reloads_failed = n,
+                "worker_restarts" => h.worker_restarts = n,
+                "service_started" => h.service_started = Some(n),
+                _ => {}
+            }
+        }
+        h
     }
 }
 
@@ -146,6 +215,17 @@ impl Master {
             pass.extend(set.fds());
             env.push_str(&format!(";{addr}={}", fds.join(",")));
         }
+        let shm = self.shared.region.fd();
+        pass.push(shm);
+        let state = format!(
+            "shm={shm} generation={} reloads_ok={} reloads_failed={} worker_restarts={} \
+             service_started={}",
+            self.generation,
+            self.stats.reloads_ok,
+            self.stats.reloads_failed,
+            self.stats.worker_restarts,
+            self.service_started,
+        );
         let path = CString::new(exe.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
         let args = [
             path.clone(),
@@ -161,6 +241,7 @@ impl Master {
                     let _ = set_cloexec(*fd, false);
                 }
                 std::env::set_var(ENV, &env);
+                std::env::set_var(STATE_ENV, &state);
                 if let Some(n) = notify_socket {
                     std::env::set_var("NOTIFY_SOCKET", n);
                 }

@@ -66,6 +66,11 @@ impl Entry {
 pub struct Directory<'a>(pub &'a View);
 
 impl Directory<'_> {
+    /// Whether a name has `slot`.
+    pub fn taken(&self, slot: u32) -> bool {
+        self.0.entry(slot).used.load(Acquire) != 0
+    }
+
     /// The slot holding `name`, if any.
     pub fn find(&self, name: &str) -> Option<u32> {
         let h = hash(name.as_bytes());

@@ -23,7 +23,10 @@ mod probes;
 
 use memmap2::MmapMut;
 use std::io;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 
 pub use address::Placed;
 
@@ -219,7 +222,9 @@ pub struct WorkerStats {
     pub reading: AtomicU64,
     pub writing: AtomicU64,
     pub waiting: AtomicU64,
-    /// The worker's pid (0: the block is free).
+    /// The process holding the block: the master that claimed it until its worker runs,
+    /// then the worker (0: the block is free). Claimed here, not in a master's memory,
+    /// because two masters share the region during a binary upgrade.
     pub pid: AtomicU64,
 }
 
@@ -238,9 +243,11 @@ pub struct Totals {
     pub down_for_ms: u64,
 }
 
-/// The region as the master owns it.
+/// The region as the master owns it. The memfd stays open so that a binary upgrade can hand
+/// the same pages to the new master (`adopt`).
 pub struct Region {
     _map: MmapMut,
+    file: std::fs::File,
     view: View,
 }
 
@@ -297,11 +304,85 @@ impl Region {
         h.version = VERSION;
         h.slots = slots;
         h.blocks = blocks;
-        Ok(Region { _map: map, view })
+        Ok(Region {
+            _map: map,
+            file,
+            view,
+        })
+    }
+
+    /// Maps the region a master handed over across a binary upgrade, if its header says it
+    /// is of this binary's layout and its size matches; the capacities are the region's.
+    /// Its workers keep writing their blocks while they drain: the same pages, so nothing
+    /// they count is lost.
+    pub fn adopt(fd: std::os::fd::OwnedFd) -> Result<Region, Refused> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::from(fd);
+        // Read through the descriptor first: nothing is mapped before the header is known.
+        let mut raw = [0u8; 20];
+        file.read_exact_at(&mut raw, 0)
+            .map_err(|e| Refused::Unreadable(e.to_string()))?;
+        let word = |at: usize| u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
+        if raw[..8] != MAGIC {
+            return Err(Refused::Unreadable("no proxyd header".into()));
+        }
+        let (version, slots, blocks) = (word(8), word(12), word(16));
+        if version != VERSION {
+            return Err(Refused::Version(version));
+        }
+        let len = file
+            .metadata()
+            .map_err(|e| Refused::Unreadable(e.to_string()))?
+            .len();
+        if len != region_len(slots, blocks) as u64 {
+            return Err(Refused::Unreadable(format!(
+                "{len} bytes where {slots} slots and {blocks} blocks take {}",
+                region_len(slots, blocks)
+            )));
+        }
+        // SAFETY: the size was checked against the layout the header names; the old
+        // master never resizes it.
+        let mut map =
+            unsafe { MmapMut::map_mut(&file) }.map_err(|e| Refused::Unreadable(e.to_string()))?;
+        let view = View {
+            base: map.as_mut_ptr(),
+            slots,
+            blocks,
+        };
+        Ok(Region {
+            _map: map,
+            file,
+            view,
+        })
     }
 
     pub fn view(&self) -> View {
         self.view
+    }
+
+    /// The memfd, for handing the region to a new master.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.file)
+    }
+}
+
+/// Why a region handed over was not adopted.
+#[derive(Debug)]
+pub enum Refused {
+    /// Another layout version (an older or newer binary).
+    Version(u32),
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Version(v) => write!(
+                f,
+                "its layout version is {v} and this binary's is {VERSION}"
+            ),
+            Refused::Unreadable(e) => write!(f, "it is not a region this binary can read: {e}"),
+        }
     }
 }
 
@@ -491,9 +572,25 @@ impl View {
         let (w, r) = (self.worker_stats(block), self.worker_stats(self.blocks));
         r.accepted.fetch_add(w.accepted.swap(0, Relaxed), Relaxed);
         r.requests.fetch_add(w.requests.swap(0, Relaxed), Relaxed);
-        for g in [&w.active, &w.reading, &w.writing, &w.waiting, &w.pid] {
+        for g in [&w.active, &w.reading, &w.writing, &w.waiting] {
             g.store(0, Relaxed);
         }
+        // Last: once free, another master may claim it.
+        w.pid.store(0, Release);
+    }
+
+    /// Claims free worker block `block` for process `holder`; false when some process holds
+    /// it (the other master's worker, during a binary upgrade).
+    pub fn claim(&self, block: u32, holder: u64) -> bool {
+        self.worker_stats(block)
+            .pid
+            .compare_exchange(0, holder, Acquire, Relaxed)
+            .is_ok()
+    }
+
+    /// The process holding `block` (0: free).
+    pub fn holder(&self, block: u32) -> u64 {
+        self.worker_stats(block).pid.load(Acquire)
     }
 
     /// Takes one retry from upstream `slot`'s budget: retries may be `percent` of its
