@@ -14,6 +14,7 @@ pub mod log_format;
 pub mod logging;
 pub mod master;
 pub mod privileges;
+pub mod proctitle;
 pub mod router;
 pub mod scrub;
 pub mod shm;

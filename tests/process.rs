@@ -336,3 +336,133 @@ fn proxyctl_help_lists_every_command() {
         );
     }
 }
+
+/// What `ps -o args` shows of a process: its /proc/PID/cmdline, NULs as spaces, trailing
+/// ones dropped.
+fn title(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    String::from_utf8_lossy(&raw[..end]).replace('\0', " ")
+}
+
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// The master's children by title.
+fn titled(master: u32) -> Vec<(u32, String)> {
+    children_of(master)
+        .into_iter()
+        .map(|p| (p, title(p)))
+        .collect()
+}
+
+#[test]
+fn processes_say_what_they_are_in_ps() {
+    common::tools::need("ps", "procps");
+    const BCRYPT: &str = "$2y$04$mtR7KntlY0.o9BPcRubBr.7FDd73r5STzyTTNc33SoLMwPHZzufTK";
+    // "/slow" is answered once the test lets it go: a request in flight for as long as the
+    // test needs one.
+    let release = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = release.clone();
+    let up = common::raw::RawUpstream::start(move |r| {
+        while r.path() == "/slow" && !gate.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        common::raw::ok(r.path())
+    });
+    let dir = TempDir::new("titles");
+    let notify = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    let admin = free_port();
+    // A health check makes a helper process, a basic-auth user a hashing process.
+    let p = Proxyd::start_env(
+        2,
+        &format!(
+            "admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{}\", basic_auth = {{ ops = \"{BCRYPT}\" }} }}",
+            "t".repeat(32)
+        ),
+        &app_conf_at(
+            &format!("127.0.0.1:{}", up.port),
+            "health_check = { path = \"/healthz\", interval = \"1s\", timeout = \"1s\" }",
+            "",
+            "fixed",
+        ),
+        &[("NOTIFY_SOCKET", notify.to_str().unwrap())],
+    );
+    let master = p.pid();
+    let want = format!(
+        "proxyd: master process {} -c {}",
+        bin("proxyd").display(),
+        p.conf.display()
+    );
+    assert_eq!(title(master), want);
+    // ps shows the same, and the short name is still proxyd (pkill, systemd).
+    let ps = std::process::Command::new("ps")
+        .args(["-o", "args=", "-p", &master.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&ps.stdout).trim(), want);
+    assert_eq!(comm(master), "proxyd");
+    // NOTIFY_SOCKET was read from the environment after the title covered its memory.
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = sock.recv(&mut buf).expect("READY=1 on NOTIFY_SOCKET");
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("READY=1"));
+
+    let kinds = |want: &str| {
+        titled(master)
+            .into_iter()
+            .filter(|(_, t)| t == want)
+            .map(|(p, _)| p)
+            .collect::<Vec<u32>>()
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || kinds("proxyd: helper process")
+            .len()
+            == 1
+            && kinds("proxyd: hashing process").len() == 1),
+        "{:?}",
+        titled(master)
+    );
+    let old = kinds("proxyd: worker process (gen 1)");
+    assert_eq!(old.len(), 2, "{:?}", titled(master));
+    let mut serving = p.serving_pids();
+    serving.sort();
+    assert_eq!(old, serving);
+    for (pid, _) in titled(master) {
+        assert_eq!(comm(pid), "proxyd");
+    }
+
+    // A reload while a request is in flight: the old worker that has it drains and says so.
+    let addr = p.addr();
+    let slow = std::thread::spawn(move || get(&addr, "/slow").unwrap().text());
+    assert!(wait_until(Duration::from_secs(10), || up
+        .requests()
+        .iter()
+        .any(|r| r.path() == "/slow")));
+    p.signal(libc::SIGHUP);
+    assert!(
+        wait_until(Duration::from_secs(10), || kinds(
+            "proxyd: worker process (gen 2)"
+        )
+        .len()
+            == 2
+            && !kinds("proxyd: worker process is shutting down").is_empty()),
+        "{:?}",
+        titled(master)
+    );
+    let draining = kinds("proxyd: worker process is shutting down");
+    assert!(draining.iter().all(|d| old.contains(d)), "{draining:?}");
+    release.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(slow.join().unwrap(), "/slow");
+    assert!(wait_until(Duration::from_secs(10), || kinds(
+        "proxyd: worker process is shutting down"
+    )
+    .is_empty()));
+    assert_eq!(title(master), want);
+}

@@ -55,6 +55,13 @@ fn main() {
         cli::quiet_on_closed_pipe();
         std::process::exit(cli::config_test("proxyd", &path, dump, false));
     }
+    // The arguments were read above: from here on their memory shows the title (and the
+    // children's titles, which they set after fork).
+    proxyd::proctitle::init();
+    proxyd::proctitle::set(&format!(
+        "proxyd: master process {}",
+        proxyd::proctitle::command_line()
+    ));
     // Before the config is loaded: its TLS settings take the ticket keys (see tls::tickets).
     if let Err(e) = proxyd::tls::tickets::create() {
         eprintln!("proxyd: [emerg] cannot create the TLS ticket keys: {e}");

@@ -21,6 +21,7 @@ impl Master {
         channel: OwnedFd,
         log_fds: Vec<Option<RawFd>>,
     ) -> i32 {
+        crate::proctitle::set(&format!("proxyd: worker process (gen {generation})"));
         self.forget_secrets(Some(cfg));
         crate::scrub::wipe_stack();
         // (index in cfg.listeners, socket) for this worker's share of each address.

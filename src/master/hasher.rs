@@ -126,6 +126,7 @@ impl Master {
         // SAFETY: the master is single-threaded, as for the workers (see `spawn`).
         match self.fork_child() {
             Ok(ForkResult::Child) => {
+                crate::proctitle::set("proxyd: hashing process");
                 // Each job brings its hash: this process needs none of the config's.
                 self.forget_secrets(None);
                 crate::scrub::wipe_stack();

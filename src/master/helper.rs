@@ -27,6 +27,7 @@ impl Master {
         self.helper.respawn_at = None;
         match self.fork_child() {
             Ok(ForkResult::Child) => {
+                crate::proctitle::set("proxyd: helper process");
                 self.forget_secrets(None);
                 crate::scrub::wipe_stack();
                 close_other_fds(&[0, 1, 2]);

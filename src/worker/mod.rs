@@ -608,6 +608,7 @@ impl Worker {
             return;
         }
         self.ctx.draining = true;
+        crate::proctitle::set("proxyd: worker process is shutting down");
         self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
         for l in self.listeners.iter_mut() {
             l.queued = false;
