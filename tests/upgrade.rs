@@ -50,6 +50,10 @@ struct Master {
 
 impl Master {
     fn start(up: &Upstream) -> Master {
+        Self::start_at(&up.addr())
+    }
+
+    fn start_at(upstream: &str) -> Master {
         let dir = TempDir::new("upgrade");
         let exe = dir.path().join("proxyd");
         std::fs::copy(bin("proxyd"), &exe).unwrap();
@@ -57,7 +61,13 @@ impl Master {
         let admin = free_port();
         let globals =
             format!("admin = {{ listen = \"127.0.0.1:{admin}\", unauthenticated = true }}");
-        let text = Proxyd::render(&dir, port, 2, &globals, &app_conf(up, "", "", "fixed"));
+        let text = Proxyd::render(
+            &dir,
+            port,
+            2,
+            &globals,
+            &app_conf_at(upstream, "", "", "fixed"),
+        );
         let conf = dir.write("proxyd.toml", &text);
         let child = spawn_fresh(&exe, &conf);
         let m = Master {
@@ -337,13 +347,10 @@ fn counters_and_the_generation_go_on_across_an_upgrade() {
         String::from_utf8_lossy(&out.stderr)
     );
     traffic(&m, 10);
-    let before = seen_at_least(&m, 30);
+    let mut before = seen_at_least(&m, 30);
     assert_eq!((before.generation, before.api_generation), (2, 2));
     assert_eq!(before.reloads, 1);
-    assert!(
-        before.peer_requests >= 30 && before.durations >= 30,
-        "{before:?}"
-    );
+    assert_eq!((before.peer_requests, before.durations), (30, 30));
 
     for round in 1..=2 {
         let old = m.pid();
@@ -354,39 +361,91 @@ fn counters_and_the_generation_go_on_across_an_upgrade() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(wait_until(Duration::from_secs(15), || !alive(old)));
-        // The new master answers with at least what the old one had: no counter reset for
-        // Prometheus to see, and the next generation.
+        // The new master answers with what the old one had, nothing lost and nothing
+        // counted twice: no counter reset for Prometheus to see, and the next generation.
         let after = seen(&m);
-        assert!(
-            after.requests >= before.requests,
-            "{before:?} then {after:?}"
-        );
-        assert!(
-            after.peer_requests >= before.peer_requests,
-            "{before:?} then {after:?}"
-        );
-        assert!(
-            after.durations >= before.durations,
-            "{before:?} then {after:?}"
-        );
-        assert_eq!(after.generation, before.generation + round);
+        assert_eq!(after.requests, before.requests, "{before:?} then {after:?}");
+        assert_eq!(after.peer_requests, before.peer_requests);
+        assert_eq!(after.durations, before.durations);
+        assert_eq!(after.generation, before.generation + 1);
         assert_eq!(after.api_generation, after.generation);
         assert_eq!(after.reloads, before.reloads);
         // And they go on from there.
         traffic(&m, 10);
         let more = seen_at_least(&m, after.requests + 10);
-        assert!(
-            more.durations >= after.durations + 10,
+        assert_eq!(
+            more.requests,
+            after.requests + 10,
             "{after:?} then {more:?}"
         );
-        assert!(
-            more.peer_requests >= after.peer_requests + 10,
+        assert_eq!(
+            more.durations,
+            after.durations + 10,
             "{after:?} then {more:?}"
         );
+        assert_eq!(more.peer_requests, after.peer_requests + 10);
+        assert_eq!(more.generation, 2 + round);
         assert!(m
             .error_log()
             .contains("adopted the old master's shared memory"));
+        before = more;
     }
+}
+
+#[test]
+fn a_killed_old_masters_draining_worker_is_still_counted() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // "/slow" is answered once the test lets it go.
+    let release = std::sync::Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let up = common::raw::RawUpstream::start(move |r| {
+        while r.path() == "/slow" && !gate.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        common::raw::ok(r.path())
+    });
+    let m = Master::start_at(&format!("127.0.0.1:{}", up.port));
+    for i in 0..5 {
+        assert_eq!(
+            get(&m.addr(), &format!("/r{i}")).unwrap().text(),
+            format!("/r{i}")
+        );
+    }
+    let addr = m.addr();
+    let slow = std::thread::spawn(move || get(&addr, "/slow").unwrap().text());
+    assert!(wait_until(Duration::from_secs(10), || up
+        .requests()
+        .iter()
+        .any(|r| r.path() == "/slow")));
+    let old = m.pid();
+    let out = m.ctl("upgrade");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The old master dies while its worker drains the slow request; the worker finishes it
+    // and counts it in the shared memory, and the new master retires its block.
+    unsafe { libc::kill(old as i32, libc::SIGKILL) };
+    release.store(true, SeqCst);
+    assert_eq!(slow.join().unwrap(), "/slow");
+    assert!(
+        wait_until(Duration::from_secs(15), || m
+            .error_log()
+            .contains("of exited process")),
+        "{}",
+        m.error_log()
+    );
+    let s = seen_at_least(&m, 6);
+    assert_eq!((s.requests, s.peer_requests, s.durations), (6, 6, 6));
+    for i in 0..4 {
+        assert_eq!(
+            get(&m.addr(), &format!("/s{i}")).unwrap().text(),
+            format!("/s{i}")
+        );
+    }
+    assert_eq!(seen_at_least(&m, 10).requests, 10);
 }
 
 #[test]

@@ -187,9 +187,10 @@ pub struct Master {
     /// epoch); `started` is this master's.
     pub(super) service_started: u64,
     /// The master this one upgraded, while it may still run (see `sweep_orphans`).
-    old_master: Option<Pid>,
-    /// When the shared memory is next checked for blocks of workers nobody retired.
-    sweep_at: Instant,
+    pub(super) old_master: Option<Pid>,
+    /// When the shared memory is next checked for blocks of workers nobody retired (after
+    /// an upgrade or a failed one).
+    pub(super) sweep_at: Option<Instant>,
     pub(super) notify: notify::Notifier,
     pub(super) readiness: Readiness,
     pub(super) upgrade: upgrade::Upgrade,
@@ -339,7 +340,9 @@ impl Master {
             started: SystemTime::now(),
             service_started: handover.service_started.unwrap_or_else(api::epoch_secs),
             old_master: handover.old_master,
-            sweep_at: Instant::now(),
+            sweep_at: handover
+                .old_master
+                .map(|_| Instant::now() + Duration::from_secs(1)),
             notify,
             readiness: Readiness::Starting,
             upgrade: upgrade::Upgrade::Idle,
@@ -430,6 +433,7 @@ impl Master {
         d.extend(self.helper.respawn_at);
         d.extend(self.admin.deadline());
         d.extend(self.admin.retry_at);
+        d.extend(self.sweep_at);
         d.extend(self.hasher_restart_at());
         d.push(self.tickets_rotate_at);
         d.push(self.history.next_at());
@@ -698,23 +702,6 @@ impl Master {
         if self.pending.as_ref().is_some_and(|p| p.deadline <= now) {
             self.fail_reload("new workers did not become ready in time".into());
         }
-    }
-
-    /// Once a second at most, and only while no other master shares the region: retires
-    /// the blocks of workers whose master died before it could.
-    fn sweep_orphans(&mut self) {
-        let now = Instant::now();
-        if self.sweep_at > now || !matches!(self.upgrade, upgrade::Upgrade::Idle) {
-            return;
-        }
-        self.sweep_at = now + Duration::from_secs(1);
-        if let Some(old) = self.old_master {
-            if kill(old, None) != Err(nix::errno::Errno::ESRCH) {
-                return;
-            }
-            self.old_master = None;
-        }
-        self.shared.sweep_orphans();
     }
 
     /// Workers of `gen` that reported ready.

@@ -2,11 +2,12 @@
 //! worker; slots for every upstream and peer of each generation's config; one counter block
 //! per live worker, folded into the retired totals when the worker is reaped.
 
-use super::Master;
+use super::{upgrade, Master};
 use crate::config::Config;
 use crate::shm::{Directory, Region};
 use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
 
 pub(crate) struct Shared {
     pub(super) region: Region,
@@ -157,23 +158,47 @@ impl Shared {
     /// Retires the blocks of workers whose master died without retiring them (a new
     /// master killed by a failed upgrade, an old master killed while draining). Only when
     /// no other master is alive, so no block is retired by two masters at once.
-    pub(super) fn sweep_orphans(&mut self) {
+    /// Returns whether other processes' blocks remain (to look again later).
+    pub(super) fn sweep_orphans(&mut self) -> bool {
+        let mut remain = false;
         for b in self.foreign_blocks() {
             let pid = self.region.view().holder(b);
-            let gone = i32::try_from(pid).map_or(true, |p| {
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None)
-                    == Err(nix::errno::Errno::ESRCH)
-            });
-            if gone {
+            if exited(pid) {
                 log::info!("shared memory: worker block {b} of exited process {pid} retired");
                 self.region.view().retire(b);
                 self.region.view().retire_worker(b);
+            } else {
+                remain = true;
             }
         }
+        remain
     }
 }
 
 impl Master {
+    /// After an upgrade (adopted region) or a failed one, once a second until no other
+    /// process holds a block, and only while no other master shares the region: retires
+    /// the blocks of workers whose master died before it could.
+    pub(super) fn sweep_orphans(&mut self) {
+        let now = Instant::now();
+        if self.sweep_at.is_none_or(|t| t > now) {
+            return;
+        }
+        self.sweep_at = Some(now + Duration::from_secs(1));
+        if !matches!(self.upgrade, upgrade::Upgrade::Idle) {
+            return;
+        }
+        if let Some(old) = self.old_master {
+            if !exited(old.as_raw() as u64) {
+                return;
+            }
+            self.old_master = None;
+        }
+        if !self.shared.sweep_orphans() {
+            self.sweep_at = None;
+        }
+    }
+
     /// Generations that still have a worker, plus the serving one.
     pub(super) fn live_generations(&self) -> Vec<u64> {
         let mut g: Vec<u64> = self.workers.iter().map(|(_, w)| w.generation).collect();
@@ -241,5 +266,21 @@ impl Master {
             s.push_str("* weight set through the admin API; the next reload resets it\n");
         }
         s
+    }
+}
+
+/// Whether process `pid` has exited (a zombie has: nobody reaped it yet, but it runs no
+/// more). A pid taken again by another process since is not noticed: its block stays held,
+/// and summed, which loses nothing.
+fn exited(pid: u64) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return true;
+    };
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat.get(i + 2..))
+            .is_some_and(|rest| rest.starts_with('Z')),
+        Err(_) => true,
     }
 }

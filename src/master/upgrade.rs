@@ -332,6 +332,8 @@ impl Master {
             return;
         };
         let _ = kill(pid, Signal::SIGKILL);
+        // Workers it started may still hold blocks of the shared memory.
+        self.sweep_at = Some(Instant::now() + std::time::Duration::from_secs(1));
         // It may have taken the pid file and the control socket: take them back.
         if let Err(e) = self.take_control() {
             log::error!("upgrade: {e}");

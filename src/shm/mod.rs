@@ -20,9 +20,8 @@ mod address;
 pub mod codes;
 mod directory;
 mod probes;
+mod region;
 
-use memmap2::MmapMut;
-use std::io;
 use std::sync::atomic::{
     AtomicU32, AtomicU64,
     Ordering::{Acquire, Relaxed, Release},
@@ -32,6 +31,7 @@ pub use address::Placed;
 
 pub use directory::{Directory, SlotError};
 pub use probes::{ProbeOutcome, ProbeRecord};
+pub use region::{Refused, Region};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
 /// Bumped whenever the layout changes: a region of another layout is never read.
@@ -243,14 +243,6 @@ pub struct Totals {
     pub down_for_ms: u64,
 }
 
-/// The region as the master owns it. The memfd stays open so that a binary upgrade can hand
-/// the same pages to the new master (`adopt`).
-pub struct Region {
-    _map: MmapMut,
-    file: std::fs::File,
-    view: View,
-}
-
 /// The region as every process reads and writes it: a copyable handle onto the mapping.
 /// The mapping is never unmapped while a process runs (the master keeps `Region`; a worker
 /// is a fork that never drops it), which is what makes `View` sound to copy and share.
@@ -278,112 +270,6 @@ fn offsets(slots: u32, blocks: u32) -> (usize, usize, usize, usize) {
 fn region_len(slots: u32, blocks: u32) -> usize {
     let (_, _, _, workers) = offsets(slots, blocks);
     workers + (blocks as usize + 1) * std::mem::size_of::<WorkerStats>()
-}
-
-impl Region {
-    /// A new, zeroed region for `slots` names and `blocks` live workers.
-    pub fn create(slots: u32, blocks: u32) -> io::Result<Region> {
-        let len = region_len(slots, blocks);
-        let fd = nix::sys::memfd::memfd_create(
-            c"proxyd-shared",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .map_err(io::Error::from)?;
-        let file = std::fs::File::from(fd);
-        file.set_len(len as u64)?;
-        // SAFETY: a fresh memfd nobody else has; its size is fixed from here on.
-        let mut map = unsafe { MmapMut::map_mut(&file)? };
-        let view = View {
-            base: map.as_mut_ptr(),
-            slots,
-            blocks,
-        };
-        // SAFETY: the header is at offset 0 of a mapping at least its size, page-aligned.
-        let h = unsafe { &mut *(view.base as *mut Header) };
-        h.magic = MAGIC;
-        h.version = VERSION;
-        h.slots = slots;
-        h.blocks = blocks;
-        Ok(Region {
-            _map: map,
-            file,
-            view,
-        })
-    }
-
-    /// Maps the region a master handed over across a binary upgrade, if its header says it
-    /// is of this binary's layout and its size matches; the capacities are the region's.
-    /// Its workers keep writing their blocks while they drain: the same pages, so nothing
-    /// they count is lost.
-    pub fn adopt(fd: std::os::fd::OwnedFd) -> Result<Region, Refused> {
-        use std::os::unix::fs::FileExt;
-        let file = std::fs::File::from(fd);
-        // Read through the descriptor first: nothing is mapped before the header is known.
-        let mut raw = [0u8; 20];
-        file.read_exact_at(&mut raw, 0)
-            .map_err(|e| Refused::Unreadable(e.to_string()))?;
-        let word = |at: usize| u32::from_ne_bytes([raw[at], raw[at + 1], raw[at + 2], raw[at + 3]]);
-        if raw[..8] != MAGIC {
-            return Err(Refused::Unreadable("no proxyd header".into()));
-        }
-        let (version, slots, blocks) = (word(8), word(12), word(16));
-        if version != VERSION {
-            return Err(Refused::Version(version));
-        }
-        let len = file
-            .metadata()
-            .map_err(|e| Refused::Unreadable(e.to_string()))?
-            .len();
-        if len != region_len(slots, blocks) as u64 {
-            return Err(Refused::Unreadable(format!(
-                "{len} bytes where {slots} slots and {blocks} blocks take {}",
-                region_len(slots, blocks)
-            )));
-        }
-        // SAFETY: the size was checked against the layout the header names; the old
-        // master never resizes it.
-        let mut map =
-            unsafe { MmapMut::map_mut(&file) }.map_err(|e| Refused::Unreadable(e.to_string()))?;
-        let view = View {
-            base: map.as_mut_ptr(),
-            slots,
-            blocks,
-        };
-        Ok(Region {
-            _map: map,
-            file,
-            view,
-        })
-    }
-
-    pub fn view(&self) -> View {
-        self.view
-    }
-
-    /// The memfd, for handing the region to a new master.
-    pub fn fd(&self) -> std::os::fd::RawFd {
-        std::os::fd::AsRawFd::as_raw_fd(&self.file)
-    }
-}
-
-/// Why a region handed over was not adopted.
-#[derive(Debug)]
-pub enum Refused {
-    /// Another layout version (an older or newer binary).
-    Version(u32),
-    Unreadable(String),
-}
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Refused::Version(v) => write!(
-                f,
-                "its layout version is {v} and this binary's is {VERSION}"
-            ),
-            Refused::Unreadable(e) => write!(f, "it is not a region this binary can read: {e}"),
-        }
-    }
 }
 
 impl View {
