@@ -498,3 +498,39 @@ fn a_region_of_another_layout_is_not_adopted_and_the_log_says_so() {
     traffic(&m, 5);
     seen_at_least(&m, after.requests + 5);
 }
+
+#[test]
+fn an_upgrade_that_resizes_the_shared_memory_copies_the_counts() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let up = Upstream::start("up");
+    let m = Master::start(&up);
+    traffic(&m, 10);
+    let before = seen_at_least(&m, 10);
+    let text = std::fs::read_to_string(&m.conf).unwrap().replacen(
+        "admin = {",
+        "shared_memory = { slots = 5000 }\nadmin = {",
+        1,
+    );
+    std::fs::write(&m.conf, text).unwrap();
+    let old = m.pid();
+    let out = m.ctl("upgrade");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+    let log = m.error_log();
+    assert!(
+        log.contains("shared memory is resized (4096 to 5000 slots"),
+        "{log}"
+    );
+    let after = seen(&m);
+    assert_eq!(
+        (after.requests, after.peer_requests, after.durations),
+        (before.requests, before.peer_requests, before.durations)
+    );
+    assert_eq!(after.generation, before.generation + 1);
+    traffic(&m, 5);
+    assert_eq!(seen_at_least(&m, 15).requests, 15);
+}

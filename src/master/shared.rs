@@ -44,29 +44,41 @@ impl Shared {
                 None
             }
         });
+        let fresh = || {
+            Region::create(cfg.shared_memory.slots, blocks)
+                .map_err(|e| format!("cannot create the shared memory region: {e}"))
+        };
         let region = match adopted {
-            Some(r) => {
-                let v = r.view();
+            Some(old)
+                if old.view().slots() == cfg.shared_memory.slots
+                    && old.view().blocks() >= blocks =>
+            {
+                let v = old.view();
                 crate::notice!(
                     "upgrade: adopted the old master's shared memory ({} slots, {} worker \
                      blocks): counters go on",
                     v.slots(),
                     v.blocks()
                 );
-                if v.slots() != cfg.shared_memory.slots || v.blocks() < blocks {
-                    log::warn!(
-                        "upgrade: shared_memory.slots {} and {} worker processes apply at the \
-                         next restart; the adopted region has {} slots and {} worker blocks",
-                        cfg.shared_memory.slots,
-                        cfg.worker_processes,
-                        v.slots(),
-                        v.blocks()
-                    );
-                }
-                r
+                old
             }
-            None => Region::create(cfg.shared_memory.slots, blocks)
-                .map_err(|e| format!("cannot create the shared memory region: {e}"))?,
+            // Resized: what it holds is copied over; the old workers' counts from here on
+            // stay in the old region.
+            Some(old) => {
+                let new = fresh()?;
+                let n = new.view().absorb(&old.view());
+                log::warn!(
+                    "upgrade: the shared memory is resized ({} to {} slots, {} to {} worker \
+                     blocks): the totals of {n} names are copied over, and what the old \
+                     workers count while they drain is not",
+                    old.view().slots(),
+                    cfg.shared_memory.slots,
+                    old.view().blocks(),
+                    blocks
+                );
+                new
+            }
+            None => fresh()?,
         };
         let mut s = Shared {
             region,

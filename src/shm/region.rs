@@ -5,6 +5,10 @@
 use super::{region_len, Header, View, MAGIC, VERSION};
 use memmap2::MmapMut;
 use std::io;
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 
 /// The region as the master owns it. The memfd stays open so that a binary upgrade can hand
 /// the same pages to the new master (`adopt`).
@@ -100,6 +104,76 @@ impl Region {
     }
 }
 
+impl View {
+    /// Copies what `old` (a region of other capacities) knows into this new one: each name
+    /// with its totals (summed into the retired block) and its peer's health, so counters go
+    /// on across an upgrade that resizes the region. Gauges are not copied: they belong to
+    /// the old workers. Returns how many names were copied (fewer when this region is
+    /// smaller than the old one's names).
+    pub fn absorb(&self, old: &View) -> usize {
+        let mut copied = 0;
+        let mut free = (0..self.slots).filter(|&s| self.entry(s).used.load(Relaxed) == 0);
+        for s in (0..old.slots).filter(|&s| old.entry(s).used.load(Relaxed) != 0) {
+            // The same slot when there is one (its pages are the old one's too), else the next free.
+            let to = if s < self.slots && self.entry(s).used.load(Relaxed) == 0 {
+                s
+            } else {
+                match free.find(|&f| f != s && self.entry(f).used.load(Relaxed) == 0) {
+                    Some(f) => f,
+                    None => break,
+                }
+            };
+            let (from_e, to_e) = (old.entry(s), self.entry(to));
+            for (a, b) in from_e.name.iter().zip(to_e.name.iter()) {
+                b.store(a.load(Relaxed), Relaxed);
+            }
+            to_e.len.store(from_e.len.load(Relaxed), Relaxed);
+            to_e.hash.store(from_e.hash.load(Relaxed), Relaxed);
+            to_e.used.store(1, Release);
+            let r = self.counters(self.blocks, to);
+            for b in 0..=old.blocks {
+                let c = old.counters(b, s);
+                let add = |to: &AtomicU64, from: &AtomicU64| {
+                    to.fetch_add(from.load(Relaxed), Relaxed);
+                };
+                add(&r.requests, &c.requests);
+                add(&r.failures, &c.failures);
+                add(&r.retries, &c.retries);
+                add(&r.bytes_in, &c.bytes_in);
+                add(&r.bytes_out, &c.bytes_out);
+                for (to, from) in r.classes.iter().zip(c.classes.iter()) {
+                    add(to, from);
+                }
+                for (to, from) in r.hist.iter().zip(c.hist.iter()) {
+                    for (x, y) in to.buckets.iter().zip(from.buckets.iter()) {
+                        add(x, y);
+                    }
+                    add(&to.count, &from.count);
+                    add(&to.sum_us, &from.sum_us);
+                }
+            }
+            let (h, oh) = (self.health(to), old.health(s));
+            h.down_until.store(oh.down_until.load(Relaxed), Relaxed);
+            h.fails.store(oh.fails.load(Relaxed), Relaxed);
+            h.ejections.store(oh.ejections.load(Relaxed), Relaxed);
+            h.checked.store(oh.checked.load(Relaxed), Relaxed);
+            h.probes.store(oh.probes.load(Relaxed), Relaxed);
+            h.streak.store(oh.streak.load(Relaxed), Relaxed);
+            h.admin.store(oh.admin.load(Relaxed), Relaxed);
+            h.weight.store(oh.weight.load(Relaxed), Relaxed);
+            h.address.set(oh.address.get().0);
+            copied += 1;
+        }
+        let r = self.worker_stats(self.blocks);
+        for b in 0..=old.blocks {
+            let w = old.worker_stats(b);
+            r.accepted.fetch_add(w.accepted.load(Relaxed), Relaxed);
+            r.requests.fetch_add(w.requests.load(Relaxed), Relaxed);
+        }
+        copied
+    }
+}
+
 /// Why a region handed over was not adopted.
 #[derive(Debug)]
 pub enum Refused {
@@ -144,6 +218,37 @@ mod tests {
         v.block(0).request(3);
         assert_eq!(old.view().totals(3, 0).requests, 3);
         assert_eq!(v.totals(3, 0).requests, 3);
+    }
+
+    #[test]
+    fn a_resized_region_takes_the_names_totals_and_health() {
+        use crate::shm::{Directory, Hist};
+        use std::collections::HashSet;
+        let old = Region::create(4, 2).unwrap();
+        let ov = old.view();
+        let names: Vec<String> = ["u:a", "p:a/1", "p:a/2"].map(String::from).to_vec();
+        let slots = Directory(&ov).assign(&names, &HashSet::new()).unwrap();
+        let p = slots[1];
+        ov.block(0).request(p);
+        ov.block(1).request(p);
+        ov.block(1).status(p, 503);
+        ov.block(0)
+            .observe(p, Hist::Response, std::time::Duration::from_millis(7));
+        ov.retire(1);
+        ov.health(p).set_checked(crate::shm::Checked::Down);
+        ov.block(0).active(p, 1);
+
+        let new = Region::create(8, 3).unwrap();
+        let nv = new.view();
+        assert_eq!(nv.absorb(&ov), 3);
+        let q = Directory(&nv).find("p:a/1").unwrap();
+        let t = nv.totals(q, 0);
+        assert_eq!((t.requests, t.ejections, t.active), (2, 1, 0));
+        assert_eq!(t.checked, crate::shm::Checked::Down);
+        assert_eq!(nv.traffic(q, &[]), ov.traffic(p, &[0, 1]));
+        // The names keep their slots in the new directory: a reload finds them there.
+        let again = Directory(&nv).assign(&names, &HashSet::new()).unwrap();
+        assert_eq!(again[1], q);
     }
 
     #[test]
