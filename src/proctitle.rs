@@ -78,7 +78,8 @@ fn area(args: &[OsString]) -> Option<Area> {
         .iter()
         .flat_map(|a| a.as_bytes().iter().copied().chain([0]))
         .collect();
-    if arg_start == 0 || arg_end.checked_sub(arg_start)? != expected.len() {
+    // (No arguments at all, argc 0, leaves no room for even a NUL.)
+    if expected.is_empty() || arg_start == 0 || arg_end.checked_sub(arg_start)? != expected.len() {
         return None;
     }
     // SAFETY: the kernel says this range holds our argument strings: mapped and readable.
