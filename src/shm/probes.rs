@@ -85,6 +85,14 @@ pub struct ProbeRecord {
 }
 
 impl Last {
+    /// The same as `other` (a region copied into a larger one).
+    pub(super) fn copy_from(&self, other: &Last) {
+        self.at_ms.store(other.at_ms.load(Relaxed), Relaxed);
+        self.duration_us
+            .store(other.duration_us.load(Relaxed), Relaxed);
+        self.outcome.store(other.outcome.load(Relaxed), Relaxed);
+    }
+
     pub(super) fn clear(&self) {
         self.outcome.store(0, Relaxed);
         self.at_ms.store(0, Relaxed);

@@ -144,6 +144,9 @@ impl View {
                 for (to, from) in r.classes.iter().zip(c.classes.iter()) {
                     add(to, from);
                 }
+                for (to, from) in r.codes.iter().zip(c.codes.iter()) {
+                    add(to, from);
+                }
                 for (to, from) in r.hist.iter().zip(c.hist.iter()) {
                     for (x, y) in to.buckets.iter().zip(from.buckets.iter()) {
                         add(x, y);
@@ -161,6 +164,10 @@ impl View {
             h.streak.store(oh.streak.load(Relaxed), Relaxed);
             h.admin.store(oh.admin.load(Relaxed), Relaxed);
             h.weight.store(oh.weight.load(Relaxed), Relaxed);
+            h.probes_ok.store(oh.probes_ok.load(Relaxed), Relaxed);
+            h.probes_failed
+                .store(oh.probes_failed.load(Relaxed), Relaxed);
+            h.last_probe.copy_from(&oh.last_probe);
             h.address.set(oh.address.get().0);
             copied += 1;
         }
@@ -236,6 +243,10 @@ mod tests {
             .observe(p, Hist::Response, std::time::Duration::from_millis(7));
         ov.retire(1);
         ov.health(p).set_checked(crate::shm::Checked::Down);
+        ov.health(p).probe_done(
+            crate::shm::ProbeOutcome::Timeout,
+            std::time::Duration::from_millis(3),
+        );
         ov.block(0).active(p, 1);
 
         let new = Region::create(8, 3).unwrap();
@@ -245,7 +256,10 @@ mod tests {
         let t = nv.totals(q, 0);
         assert_eq!((t.requests, t.ejections, t.active), (2, 1, 0));
         assert_eq!(t.checked, crate::shm::Checked::Down);
+        // Exact status codes and the probes come along too.
         assert_eq!(nv.traffic(q, &[]), ov.traffic(p, &[0, 1]));
+        assert_eq!(nv.health(q).probe_counts(), (0, 1));
+        assert_eq!(nv.health(q).last_probe(), ov.health(p).last_probe());
         // The names keep their slots in the new directory: a reload finds them there.
         let again = Directory(&nv).assign(&names, &HashSet::new()).unwrap();
         assert_eq!(again[1], q);
