@@ -575,29 +575,46 @@ impl Worker {
                 Ok(Some(Msg::Drain)) => {
                     self.start_drain();
                     // The master answers a reload only after this: from then on every new
-                    // connection is the new generation's.
-                    channel::send(self.channel.as_raw_fd(), &Msg::Draining)?;
+                    // connection is the new generation's. A master that died since it asked
+                    // (killed in the middle of an upgrade) cannot hear it: the drain goes on.
+                    if let Err(e) = channel::send(self.channel.as_raw_fd(), &Msg::Draining) {
+                        if !master_gone_error(&e) {
+                            return Err(e);
+                        }
+                        self.lose_master();
+                        return Ok(false);
+                    }
                 }
                 Ok(Some(Msg::Terminate)) => return Ok(true),
                 Ok(Some(Msg::Reopen(fds))) => self.reopen(fds),
                 Ok(Some(Msg::Hurry)) => self.hurry(),
                 Ok(Some(Msg::Ready | Msg::Draining)) => {}
                 Ok(None) => {
-                    if !self.master_gone {
-                        log::warn!("master process is gone; draining and exiting");
-                        self.master_gone = true;
-                        let _ = self
-                            .ctx
-                            .registry
-                            .deregister(&mut SourceFd(&self.channel.as_raw_fd()));
-                        self.start_drain();
-                    }
+                    self.lose_master();
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if master_gone_error(&e) => {
+                    self.lose_master();
+                    return Ok(false);
+                }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The master died (its end of the channel closed): finish what is in flight, then exit.
+    fn lose_master(&mut self) {
+        if self.master_gone {
+            return;
+        }
+        log::warn!("master process is gone; draining and exiting");
+        self.master_gone = true;
+        let _ = self
+            .ctx
+            .registry
+            .deregister(&mut SourceFd(&self.channel.as_raw_fd()));
+        self.start_drain();
     }
 
     /// Stop accepting (the listening sockets live on in the master and the new generation,
@@ -664,4 +681,12 @@ impl Worker {
             .reopen(&self.ctx.cfg.access_logs, fds.map(File::from));
         crate::notice!("reopened log files");
     }
+}
+
+/// Whether a channel error means the master's end is gone (it died).
+fn master_gone_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+    )
 }
