@@ -275,6 +275,18 @@ impl Master {
     fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
+
+    /// `proxyctl upgrade`, which must succeed, then waits for the old master to exit.
+    fn upgrade_and_wait(&self) {
+        let old = self.pid();
+        let out = self.ctl("upgrade");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+    }
 }
 
 /// The sum of every sample of `name` (over all its labels) in Prometheus text.
@@ -353,14 +365,7 @@ fn counters_and_the_generation_go_on_across_an_upgrade() {
     assert_eq!((before.peer_requests, before.durations), (30, 30));
 
     for round in 1..=2 {
-        let old = m.pid();
-        let out = m.ctl("upgrade");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+        m.upgrade_and_wait();
         // The new master answers with what the old one had, nothing lost and nothing
         // counted twice: no counter reset for Prometheus to see, and the next generation.
         let after = seen(&m);
@@ -478,14 +483,7 @@ fn a_region_of_another_layout_is_not_adopted_and_the_log_says_so() {
         .unwrap();
     f.write_all_at(&0xfff0_u32.to_ne_bytes(), 8).unwrap();
 
-    let old = m.pid();
-    let out = m.ctl("upgrade");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+    m.upgrade_and_wait();
     let log = m.error_log();
     assert!(
         log.contains(
@@ -518,14 +516,7 @@ fn an_upgrade_that_resizes_the_shared_memory_copies_the_counts() {
         1,
     );
     std::fs::write(&m.conf, text).unwrap();
-    let old = m.pid();
-    let out = m.ctl("upgrade");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(wait_until(Duration::from_secs(15), || !alive(old)));
+    m.upgrade_and_wait();
     let log = m.error_log();
     assert!(
         log.contains("shared memory is resized (4096 to 5000 slots"),

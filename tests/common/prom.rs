@@ -2,16 +2,14 @@
 //! promtool's lint when it is installed.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 /// One sample: name, labels, value.
 pub type Sample = (String, serde_json::Map<String, serde_json::Value>, f64);
 
-/// Samples as Prometheus's parser reads them; a text it refuses fails the test.
-pub fn parse(text: &str) -> Vec<Sample> {
-    super::tools::need_python("prometheus_client", "prometheus_client");
-    let mut child = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/prom.py"))
+/// What `cmd` prints with `text` on its standard input.
+fn piped(cmd: &mut Command, text: &str) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -23,7 +21,16 @@ pub fn parse(text: &str) -> Vec<Sample> {
         .unwrap()
         .write_all(text.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Samples as Prometheus's parser reads them; a text it refuses fails the test.
+pub fn parse(text: &str) -> Vec<Sample> {
+    super::tools::need_python("prometheus_client", "prometheus_client");
+    let out = piped(
+        Command::new("python3").arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/common/prom.py")),
+        text,
+    );
     assert!(
         out.status.success(),
         "the parser refused it: {}\n{text}",
@@ -64,20 +71,7 @@ pub fn promtool_check(text: &str) {
         eprintln!("skipped: promtool check metrics (apt-get install -y prometheus)");
         return;
     }
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(Command::new("promtool").args(["check", "metrics"]), text);
     assert!(
         out.status.success(),
         "promtool check metrics: {}{}",
