@@ -7,7 +7,8 @@ use std::time::Duration;
 const USAGE: &str = "usage: proxyctl [-c FILE | -p PIDFILE] COMMAND
   -t                 test the configuration and exit (0 ok, 1 errors)
   -T                 test and print every configuration file read, verbatim
-  -T --effective     test and print the configuration as proxyd understood it (defaults shown)
+  -T --effective     test and print the configuration as proxyd understood it (defaults shown;
+                     itself a configuration that loads)
   reload             reload the configuration; waits until the new workers serve
   upgrade            binary upgrade (as USR2): waits until the new master serves
   quit               graceful stop: finish in-flight requests, then exit
