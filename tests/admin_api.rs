@@ -644,3 +644,50 @@ fn workers_hold_no_admin_secrets() {
     }));
     check("after a respawn");
 }
+
+/// The names in an action's path are percent-decoded, as the dashboard encodes them: an
+/// upstream whose name has a space, a host name's entry (`localhost:PORT#0`), lower-case
+/// escapes. Only `%5B`, `%5D` and `%3A` were decoded, so the dashboard's buttons did nothing
+/// (404) for every host-name peer.
+#[test]
+fn actions_reach_names_that_need_escaping() {
+    let a = Upstream::start("a");
+    let admin = free_port();
+    let conf = app_conf_peers(&[format!("localhost:{}", a.port)], "", "", "fixed")
+        .replace("name = \"app\"", "name = \"my app\"")
+        .replace("upstream = \"app\"", "upstream = \"my app\"")
+        .replace(
+            "[[upstream]]",
+            &format!(
+                "admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\" }}\n\n[[upstream]]"
+            ),
+        );
+    let p = Proxyd::start(1, &conf);
+    assert!(get_close(&p.addr(), "/x", "t", "").ends_with("a /x"));
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    let entry = ups["upstreams"][0]["peers"][0]["peer"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(entry, format!("localhost:{}#0", a.port));
+    let path = format!(
+        "/api/upstreams/my%20app/peers/localhost%3a{}%230/down",
+        a.port
+    );
+    let (s, r) = call(admin, "POST", &path, Some(TOKEN));
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["peer"], entry.as_str());
+    let (_, ups) = call(admin, "GET", "/api/upstreams", Some(TOKEN));
+    assert_eq!(
+        ups["upstreams"][0]["peers"][0]["state"], "down (admin)",
+        "{ups}"
+    );
+    let (s, _) = call(
+        admin,
+        "POST",
+        "/api/upstreams/my%ff/peers/x/down",
+        Some(TOKEN),
+    );
+    assert_eq!(s, 400);
+    drop(p);
+}

@@ -188,7 +188,17 @@ impl Master {
                 }
             }
             ("POST", ["api", "upstreams", u, "peers", p, action]) => {
-                self.api_peer_action(u, p, action, query, who)
+                // The names as written: the dashboard encodes them (`#` of a host name's
+                // entry, a space in an upstream's name), and so may a script.
+                let decode = |s: &str| {
+                    percent_encoding::percent_decode_str(s)
+                        .decode_utf8()
+                        .map(|c| c.into_owned())
+                };
+                match (decode(u), decode(p)) {
+                    (Ok(u), Ok(p)) => self.api_peer_action(&u, &p, action, query, who),
+                    _ => (400, json!({"error": "names are UTF-8"})),
+                }
             }
             ("GET", _) => (404, json!({"error": "not found"})),
             _ => (405, json!({"error": "method not allowed"})),
@@ -380,13 +390,9 @@ impl Master {
                 json!({"error": format!("no upstream \"{u}\"{}", did_you_mean(near))}),
             );
         };
-        let p = p
-            .replace("%5B", "[")
-            .replace("%5D", "]")
-            .replace("%3A", ":");
         let Some(peer) = up.peers.iter().find(|x| x.key() == p) else {
             let keys: Vec<String> = up.peers.iter().map(|x| x.key()).collect();
-            let near = closest(&p, keys.iter().map(String::as_str));
+            let near = closest(p, keys.iter().map(String::as_str));
             return (
                 404,
                 json!({"error": format!("no peer \"{p}\" in upstream \"{u}\"{}", did_you_mean(near))}),
