@@ -322,8 +322,10 @@ fn dump_effective_loads_and_is_a_fixpoint() {
             "tls = { verify = false, server_name = \"app.internal\" }\n",
             "[[upstream]]\nname = \"named\"\nbalance = \"hash\"\nhash_key = \"header:x-user\"\n",
             "peers = [\"localhost:9004\"]\nresolve_interval = \"10s\"\nmax_addresses = 2\n",
+            "health_check = { type = \"tcp\", interval = \"3s\" }\n",
             "[[server]]\nlisten = \"127.0.0.1:8080\"\naccess_log = \"off\"\n",
             "[[server.route]]\npath = \"/\"\nupstream = \"named\"\n",
+            "[[server.route]]\npath = \"/p/\"\nhost = \"*.h.test\"\nupstream = \"named\"\n",
         ),
     );
     let main = dir.write(
@@ -408,6 +410,8 @@ headers = {{ "Content-Type" = "text/plain" }}
         "addr = \"localhost:9004\"",
         "down = true",
         "X-D = \"$request_id\"",
+        "host = \"*.h.test\"",
+        "type = \"tcp\"\ninterval = \"3s\"\ntimeout = \"2s\"\nrise = 2\nfall = 3\ninitial = \"up\"",
         "timing = '$remote_addr \"$request\" $status'",
     ] {
         assert!(first.contains(want), "missing {want:?} in:\n{first}");
@@ -422,4 +426,16 @@ headers = {{ "Content-Type" = "text/plain" }}
         first,
         "the effective config of the effective config is itself"
     );
+    // A file name with a newline stays inside its comment line.
+    let odd = dir.write("x\nworker_connections = 5\n#.toml", &first);
+    let out = proxyctl(&["-T", "--effective", "-c", odd.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# configuration file "), "{text}");
+    assert!(
+        text.contains("x\\nworker_connections = 5\\n#.toml"),
+        "{text}"
+    );
+    let again = dir.write("again.toml", &text);
+    let (code, _, err) = check(&dir, &again);
+    assert_eq!(code, 0, "{err}");
 }

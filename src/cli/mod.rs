@@ -48,7 +48,7 @@ pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
                     for f in &cfg.files {
                         match std::fs::read_to_string(f) {
                             Ok(text) => {
-                                println!("# configuration file {}:", f.display());
+                                println!("# configuration file {}:", comment_safe(f));
                                 print!("{text}");
                                 if !text.ends_with('\n') {
                                     println!();
@@ -64,7 +64,7 @@ pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
                 }
                 Dump::Effective => {
                     for f in &cfg.files {
-                        println!("# configuration file {}", f.display());
+                        println!("# configuration file {}", comment_safe(f));
                     }
                     print!("{}", cfg.to_toml());
                 }
@@ -91,4 +91,21 @@ fn print_warnings(prog: &str, cfg: &config::Config) {
     for w in &cfg.warnings {
         eprintln!("{prog}: [warn] warning: {w}");
     }
+}
+
+/// A path for a `#` comment line: a newline (or any control character) in a file's name
+/// is escaped, or the rest of the name would be read as configuration.
+fn comment_safe(p: &std::path::Path) -> String {
+    p.display()
+        .to_string()
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }

@@ -147,7 +147,10 @@ impl Validator {
         Some(Route {
             name,
             slot: 0,
-            shown: [(key, text.clone())].into_iter().collect(),
+            // `host` too: a condition, but written on the route, not in its `match`.
+            shown: std::iter::once((key, text.clone()))
+                .chain(conditions.host.clone().map(|h| ("host", h)))
+                .collect(),
             path: text,
             kind,
             priority,
@@ -417,6 +420,8 @@ impl Validator {
                 r.kind as u8,
                 r.path.clone(),
                 r.priority,
+                // `host` is a condition too, though it is shown with the route.
+                r.conditions.host.clone(),
                 serde_json::to_string(&r.conditions).unwrap_or_default(),
             )
         };

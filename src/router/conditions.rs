@@ -163,7 +163,8 @@ pub struct Request<'a> {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Conditions {
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Shown with the route (`Route::shown`), where it is written.
+    #[serde(skip)]
     pub host: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub method: Vec<String>,
