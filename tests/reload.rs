@@ -30,12 +30,19 @@ fn sighup_keeps_in_flight_request_and_applies_new_config() {
             .unwrap_or(false)),
         "new route not applied"
     );
-    let new_workers = p.serving_pids();
-    assert_eq!(new_workers.len(), 2);
+    // The new workers answer as soon as they accept; the master names them serving once
+    // every one of them reported in, which may be a moment later.
+    let fresh = || {
+        let new_workers = p.serving_pids();
+        new_workers.len() == 2 && new_workers.iter().all(|w| !old_workers.contains(w))
+    };
     assert!(
-        new_workers.iter().all(|w| !old_workers.contains(w)),
-        "worker pids must change"
+        wait_until(Duration::from_secs(5), fresh),
+        "worker pids must change: {:?} then {:?}",
+        old_workers,
+        p.serving_pids()
     );
+    let new_workers = p.serving_pids();
     let r = slow.join().unwrap().unwrap();
     assert_eq!(r.status, 200, "in-flight request across reload");
     assert_eq!(r.text(), "slept");
