@@ -200,3 +200,51 @@ fn a_stale_pooled_connection_does_not_use_up_the_tries() {
     }
     assert!(!p.error_log().contains("not retried"), "{}", p.error_log());
 }
+
+/// An upstream that answers the first request of each connection (keep-alive) and closes on
+/// the second leaves a pool of connections that are all stale: after 8 of them in a row the
+/// request connects afresh and is answered, instead of 502 with healthy peers (the outside
+/// attacker's finding). One fresh connection, not more: an upstream that closes every
+/// connection still gets a prompt 502.
+#[test]
+fn a_pool_of_stale_connections_ends_in_a_fresh_one() {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut line = String::new();
+                // The head of the first request: up to its empty line.
+                while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = (&c).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                // The second request is read and never answered.
+                line.clear();
+                let _ = r.read_line(&mut line);
+            });
+        }
+    });
+    let p = Proxyd::start(1, &conf(&[addr], "retry = { tries = 1 }", "keepalive = 64"));
+    // 20 at once: 20 connections, each answered once, then idle in the pool.
+    let first: Vec<_> = (0..20)
+        .map(|i| {
+            let a = p.addr();
+            std::thread::spawn(move || get_close(&a, &format!("/{i}"), "t", ""))
+        })
+        .collect();
+    for t in first {
+        assert!(t.join().unwrap().starts_with("HTTP/1.1 200"));
+    }
+    for i in 0..5 {
+        let r = get_close(&p.addr(), &format!("/after{i}"), "t", "");
+        assert!(
+            r.starts_with("HTTP/1.1 200"),
+            "request {i}: {r}\n{}",
+            p.error_log()
+        );
+    }
+}

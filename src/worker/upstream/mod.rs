@@ -33,6 +33,9 @@ const SEND_ROUNDS: usize = 8;
 /// Interim (1xx) responses passed on per request before the upstream is deemed broken.
 const MAX_INTERIM: u32 = 16;
 
+/// Stale pooled connections a request may meet in a row before it connects afresh.
+const STALE_REPLAYS: usize = 8;
+
 impl Http1 {
     // ---- upstream connection ------------------------------------------------------
 
@@ -69,7 +72,14 @@ impl Http1 {
             x.attempts += 1;
             x.record.start_attempt(peer, addr, w.now);
             x.up_head_pos = 0;
-            if let Some(mut idle) = w.pool.take(u, peer, version) {
+            // After STALE_REPLAYS pooled connections in a row turned out closed, the rest
+            // of the pool is likely stale too: a fresh connection settles it.
+            let pooled = if x.stale_replays < STALE_REPLAYS {
+                w.pool.take(u, peer, version)
+            } else {
+                None
+            };
+            if let Some(mut idle) = pooled {
                 w.upconns[idle.conn] = Owner::Session(self.slot);
                 // Registered long ago: nothing announces that it is writable, and it is.
                 idle.stream.ready = Ready {
@@ -699,7 +709,8 @@ impl Http1 {
         // Replaying is safe only for an idempotent request or one of which no byte went out
         // (the upstream may have acted on a POST before it closed).
         let replayable = x.body_sent == 0 && (x.req.idempotent() || x.up_head_pos == 0);
-        if up.reused && nothing_back && replayable && x.stale_replays < 8 {
+        // Bounded: past STALE_REPLAYS the replay connects afresh (`reused` false).
+        if up.reused && nothing_back && replayable {
             // A stale pooled connection says nothing about the peer: try again, logged as
             // one try and not counted against the route's `tries` (nginx gives the try back
             // the same way), or a peer that went away would use up the tries meant for
