@@ -531,3 +531,42 @@ fn an_upgrade_that_resizes_the_shared_memory_copies_the_counts() {
     traffic(&m, 5);
     assert_eq!(seen_at_least(&m, 15).requests, 15);
 }
+
+/// PROXYD_UPGRADE set by hand, or left in an environment, is not trusted: its descriptors
+/// are taken only when the ready one is a pipe the parent holds and each socket listens on
+/// its address. A master started with a bogus value starts as a new master (it aborted on
+/// "-1", and on "3" wrote into and closed its own shared memory), and a second process with
+/// one does not take a running master's pid file and control socket (it did, then removed
+/// them when it exited).
+#[test]
+fn a_bogus_upgrade_variable_is_ignored() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let up = Upstream::start("up");
+    for bogus in ["-1", "3", "2147483647", "0;127.0.0.1:1=0", "garbage"] {
+        let p = Proxyd::start_env(
+            1,
+            "",
+            &app_conf(&up, "", "", "fixed"),
+            &[("PROXYD_UPGRADE", bogus)],
+        );
+        assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "fixed", "{bogus}");
+        assert!(
+            p.error_log().contains("PROXYD_UPGRADE ignored ("),
+            "{bogus}: {}",
+            p.error_log()
+        );
+        // The second one, beside a running master, is refused; the first keeps its files.
+        let out = std::process::Command::new(bin("proxyd"))
+            .args(["-c", p.conf.to_str().unwrap()])
+            .env("PROXYD_UPGRADE", format!("0;{}=0", p.addr()))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        // Refused before it touches anything: its listen address is the running master's.
+        assert!(err.contains("Address already in use"), "{err}");
+        assert!(p.status().contains(&format!("master pid: {}", p.pid())));
+        assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "fixed");
+    }
+}

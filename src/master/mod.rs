@@ -250,7 +250,7 @@ impl Master {
         let notify = notify::Notifier::from_env();
         raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
-        let mut inherited = upgrade::Inherited::from_env();
+        let (mut inherited, ignored) = upgrade::Inherited::from_env();
         let mut bound = HashMap::new();
         for addr in &cfg.listeners {
             let passed = inherited.as_mut().and_then(|i| i.sockets.remove(addr));
@@ -304,6 +304,9 @@ impl Master {
         // From here on everything, workers included, logs to the error log file.
         if let Some(f) = &error_file {
             logging::redirect_stderr(f).map_err(|e| e.to_string())?;
+        }
+        if let Some(w) = ignored {
+            log::warn!("{w}");
         }
         if cfg.user.is_some() && !nix::unistd::geteuid().is_root() {
             log::warn!("\"user\" is ignored: the master does not run as root");

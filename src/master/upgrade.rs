@@ -56,22 +56,62 @@ pub(crate) struct Inherited {
 }
 
 impl Inherited {
-    /// Reads (and removes) PROXYD_UPGRADE: "READY_FD;ADDR=FD,FD;ADDR=FD".
-    pub(super) fn from_env() -> Option<Inherited> {
-        let v = std::env::var(ENV).ok()?;
+    /// Reads (and removes) PROXYD_UPGRADE: "READY_FD;ADDR=FD,FD;ADDR=FD". Taken only when
+    /// every descriptor is what an old master hands over: the ready descriptor a pipe whose
+    /// other end the parent holds (so the parent is the master that started this upgrade),
+    /// each socket one listening on its address. Anything else (a variable set by hand, a
+    /// stale one in a service's environment) is ignored with a warning: adopting a wrong
+    /// descriptor would close or write into one of this process's own, and skipping the
+    /// check for a running master would let this process take over its pid file and
+    /// control socket.
+    /// The second value is the warning to log when the variable was ignored (once the
+    /// error log is open, so that it lands there).
+    pub(super) fn from_env() -> (Option<Inherited>, Option<String>) {
+        let Ok(v) = std::env::var(ENV) else {
+            return (None, None);
+        };
         std::env::remove_var(ENV);
+        match Self::parse(&v) {
+            Ok(i) => (Some(i), None),
+            Err(why) => (
+                None,
+                Some(format!("{ENV} ignored ({why}): started as a new master")),
+            ),
+        }
+    }
+
+    fn parse(v: &str) -> Result<Inherited, String> {
         let mut parts = v.split(';');
-        let ready_fd: RawFd = parts.next()?.parse().ok()?;
-        let _ = set_cloexec(ready_fd, true);
+        let ready_fd: RawFd = parts
+            .next()
+            .and_then(|f| f.parse().ok())
+            .filter(|&f| f >= 0)
+            .ok_or("no ready descriptor")?;
+        if !parent_holds_pipe(ready_fd) {
+            return Err(format!(
+                "descriptor {ready_fd} is not a pipe from the parent process"
+            ));
+        }
         let mut sockets = HashMap::new();
         for part in parts.filter(|p| !p.is_empty()) {
-            let (addr, fds) = part.rsplit_once('=')?;
-            let fds: Vec<RawFd> = fds.split(',').filter_map(|f| f.parse().ok()).collect();
-            sockets.insert(addr.parse().ok()?, fds);
+            let (addr, fds) = part.rsplit_once('=').ok_or("no ADDR=FD")?;
+            let addr: SocketAddr = addr.parse().map_err(|_| format!("bad address {addr}"))?;
+            let mut list = Vec::new();
+            for f in fds.split(',') {
+                let fd: RawFd = f.parse().map_err(|_| format!("bad descriptor {f}"))?;
+                if !listens_on(fd, addr) {
+                    return Err(format!(
+                        "descriptor {fd} is not a socket listening on {addr}"
+                    ));
+                }
+                list.push(fd);
+            }
+            sockets.insert(addr, list);
         }
-        Some(Inherited {
+        let _ = set_cloexec(ready_fd, true);
+        Ok(Inherited {
             sockets,
-            // SAFETY: the old master passed this descriptor for us alone.
+            // SAFETY: checked above: a pipe the old master (our parent) made for us alone.
             ready: Some(unsafe { OwnedFd::from_raw_fd(ready_fd) }),
         })
     }
@@ -83,6 +123,37 @@ impl Inherited {
             let _ = std::io::Write::write_all(&mut f, b"ready");
         }
     }
+}
+
+/// Whether `fd` is a pipe whose other end the parent process holds (the old master, which
+/// made it for this one). Read through /proc: no descriptor is taken before it is known.
+fn parent_holds_pipe(fd: RawFd) -> bool {
+    let Ok(mine) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+        return false;
+    };
+    if !mine.to_string_lossy().starts_with("pipe:[") {
+        return false;
+    }
+    let parent = nix::unistd::getppid();
+    std::fs::read_dir(format!("/proc/{parent}/fd")).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == mine))
+    })
+}
+
+/// Whether `fd` is a socket listening on `addr`.
+fn listens_on(fd: RawFd, addr: SocketAddr) -> bool {
+    let is_socket = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:["));
+    if !is_socket {
+        return false;
+    }
+    // SAFETY: the descriptor is open (just seen in /proc) and only borrowed for the calls.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let sock = socket2::SockRef::from(&borrowed);
+    let listening = sock.is_listener().unwrap_or(false);
+    let at = sock.local_addr().ok().and_then(|a| a.as_socket());
+    listening && at == Some(addr)
 }
 
 /// The state a new master carries on from the old one, so that what Prometheus sees after
