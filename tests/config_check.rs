@@ -439,3 +439,29 @@ headers = {{ "Content-Type" = "text/plain" }}
     let (code, _, err) = check(&dir, &again);
     assert_eq!(code, 0, "{err}");
 }
+
+/// Names from the file are shown with their control characters escaped: an escape sequence
+/// in a key or an upstream's name cannot clear the terminal or fake "test is successful"
+/// (found by the outside attacker); a file that is not UTF-8 says where.
+#[test]
+fn errors_escape_control_characters_and_place_bad_bytes() {
+    let dir = TempDir::new("cfg-escape");
+    let f = dir.write(
+        "main.toml",
+        "[[server]]\nlisten = \"127.0.0.1:1\"\n\"\\u001b[2Jx\\r\\nproxyctl: fake\" = 1\n[[server.route]]\nupstream = \"a\\u001b[31m\"\n",
+    );
+    let (code, _, err) = check(&dir, &f);
+    assert_eq!(code, 1);
+    assert!(!err.contains('\u{1b}') && !err.contains('\r'), "{err:?}");
+    assert!(
+        err.contains("main.toml:3:1: unknown field `\\u{1b}[2Jx\\r\\nproxyctl: fake`"),
+        "{err}"
+    );
+    assert!(err.contains("unknown upstream \"a\\u{1b}[31m\""), "{err}");
+    assert_eq!(err.lines().count(), 3, "{err}");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, b"[[server]]\nlisten = \"\xff\"\n").unwrap();
+    let (code, _, err) = check(&dir, &bad);
+    assert_eq!(code, 1);
+    assert!(err.contains("not UTF-8 at line 2, column 11"), "{err}");
+}

@@ -243,7 +243,7 @@ fn a_flood_of_errors_is_reported_promptly() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "keys.toml:102:1: 99900 more unknown keys in this file (the first 100 are listed)"
+            "keys.toml:103:1: 99900 more unknown keys in this file (the first 100 are listed)"
         ),
         "{}",
         &err[err.len().saturating_sub(500)..]

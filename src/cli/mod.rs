@@ -96,16 +96,5 @@ fn print_warnings(prog: &str, cfg: &config::Config) {
 /// A path for a `#` comment line: a newline (or any control character) in a file's name
 /// is escaped, or the rest of the name would be read as configuration.
 fn comment_safe(p: &std::path::Path) -> String {
-    p.display()
-        .to_string()
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    config::escape_controls(&p.display().to_string()).into_owned()
 }

@@ -37,19 +37,36 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Names from the file (keys, upstreams, paths) are quoted in messages as written: a
+        // control character among them (an escape sequence, a newline) is shown escaped, so
+        // that it can neither drive the terminal nor fake a line of proxyctl's output.
+        let file = self.file.display().to_string();
+        let file = escape_controls(&file);
+        let msg = escape_controls(&self.msg);
         if self.line == 0 {
-            write!(f, "{}: {}", self.file.display(), self.msg)
+            write!(f, "{file}: {msg}")
         } else {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file.display(),
-                self.line,
-                self.col,
-                self.msg
-            )
+            write!(f, "{file}:{}:{}: {msg}", self.line, self.col)
         }
     }
+}
+
+/// `s` with its control characters escaped (`\n`, `\u{1b}`).
+pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect::<String>()
+        .into()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -950,7 +967,12 @@ const MAX_INCLUDES: usize = 1024;
 /// master forever, `/dev/zero` would eat its memory. Opened non-blocking so that even a FIFO
 /// swapped in after the check cannot block the open.
 pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
-    String::from_utf8(read_bounded_bytes(path)?).map_err(|e| e.to_string())
+    String::from_utf8(read_bounded_bytes(path)?).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        let col = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        format!("not UTF-8 at line {line}, column {col}")
+    })
 }
 
 /// `read_bounded` for a binary file.

@@ -66,7 +66,11 @@ pub(super) fn parse<T: DeserializeOwned>(
     if more > 0 {
         // A file of garbage need not fill a screen per line of it.
         unknown.push(Unknown {
-            span: unknown.last().map_or(0..0, |u| u.span.clone()),
+            // At the first key not listed.
+            span: doc
+                .as_ref()
+                .and_then(|d| locate(d.get_ref(), &paths[MAX_LISTED]))
+                .unwrap_or(0..0),
             msg: format!(
                 "{more} more unknown keys in this file (the first {MAX_LISTED} are listed)"
             ),
@@ -92,7 +96,7 @@ fn steps(p: &serde_ignored::Path) -> Vec<Step> {
             }
             Path::Map { parent, key } => {
                 // `Spanned<T>` deserializes as a map of private keys; its value is `T`.
-                if !key.starts_with("$__") {
+                if !key.starts_with("$__serde_spanned_private_") {
                     out.push(Step::Key(key.clone()));
                 }
                 parent
