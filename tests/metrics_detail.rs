@@ -363,3 +363,41 @@ upstream = "app"
         p.error_log()
     );
 }
+
+/// Two servers of one name (the plain one that redirects beside the TLS one, both
+/// example.com) are counted apart: the second one's label adds its address. They were one
+/// series, their counts summed (found by the outside attacker).
+#[test]
+fn servers_of_one_name_are_counted_apart() {
+    let admin_port = free_port();
+    let other = free_port();
+    let p = Proxyd::start_with(
+        1,
+        &admin(admin_port),
+        &format!(
+            "[[server]]\nlisten = \"127.0.0.1:{{port}}\"\nserver_name = \"dup.test\"\n[[server.route]]\nreturn = 200\n\
+             [[server]]\nlisten = \"127.0.0.1:{other}\"\nserver_name = \"dup.test\"\n[[server.route]]\nreturn = 204\n"
+        ),
+    );
+    for _ in 0..3 {
+        assert!(get_close(&p.addr(), "/", "dup.test", "").starts_with("HTTP/1.1 200"));
+    }
+    for _ in 0..2 {
+        let r = get_close(&format!("127.0.0.1:{other}"), "/", "dup.test", "");
+        assert!(r.starts_with("HTTP/1.1 204"), "{r}");
+    }
+    let m = scrape(admin_port);
+    let second = format!("dup.test@127.0.0.1:{other}");
+    assert_eq!(
+        sum(
+            &m,
+            "proxyd_server_requests_total",
+            &[("server", "dup.test")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        sum(&m, "proxyd_server_requests_total", &[("server", &second)]),
+        2.0
+    );
+}

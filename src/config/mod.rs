@@ -192,6 +192,9 @@ pub struct Server {
     /// Its slot in shared memory (request counters).
     #[serde(skip)]
     pub slot: u32,
+    /// Its name in metrics and the API, unique among the servers (`name_servers`).
+    #[serde(skip)]
+    pub label: String,
     pub route: Vec<Route>,
     /// `route`, compiled for lookup.
     #[serde(skip)]
@@ -796,14 +799,9 @@ impl Config {
 }
 
 impl Server {
-    /// Its name in metrics and the slot directory: its first server_name, or else its first
-    /// listen address.
+    /// Its name in metrics, the API and the slot directory (see `name_servers`).
     pub fn label(&self) -> String {
-        match (self.server_name.first(), self.listen.first()) {
-            (Some(n), _) => n.clone(),
-            (None, Some(a)) => a.to_string(),
-            (None, None) => "_".into(),
-        }
+        self.label.clone()
     }
 
     /// The bounds a request head on this server is checked against.
@@ -1143,6 +1141,29 @@ pub fn control_paths(path: &Path) -> (PathBuf, PathBuf) {
 /// The control socket sits next to the pid file unless configured.
 pub fn control_socket_for_pid_file(pid: &Path) -> PathBuf {
     pid.with_extension("sock")
+}
+
+/// Gives each server its label: its first server_name, or else its first listen address; a
+/// server whose label another already has (the plain server beside the TLS one, both named
+/// example.com) adds `@` and its first listen address, so that their counts stay apart.
+fn name_servers(servers: &mut [Server]) {
+    let mut taken = HashSet::new();
+    for s in servers {
+        let first = s.listen.first().map_or("_".to_string(), |a| a.to_string());
+        let base = s.server_name.first().cloned().unwrap_or(first.clone());
+        let mut label = base.clone();
+        let mut n = 1;
+        while taken.contains(&label) {
+            n += 1;
+            label = if n == 2 {
+                format!("{base}@{first}")
+            } else {
+                format!("{base}@{first}#{n}")
+            };
+        }
+        taken.insert(label.clone());
+        s.label = label;
+    }
 }
 
 #[cfg(test)]

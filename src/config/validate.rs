@@ -429,10 +429,12 @@ impl Validator {
                 allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
                 underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
                 slot: 0,
+                label: String::new(),
                 routes: crate::router::RouteTable::compile(&route),
                 route,
             });
         }
+        name_servers(&mut server);
         // Every server, route, upstream and peer takes a slot in shared memory (see `shm`).
         let slot_names: usize = upstream
             .iter()
