@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub(crate) mod hints;
+mod load;
 pub mod logs;
 mod raw;
 pub mod ring;
@@ -14,15 +15,16 @@ mod unknown;
 mod upstream;
 mod validate;
 
-use raw::*;
+use load::absolute;
+pub use load::load;
+use load::{file_error, resolve, Source};
+pub(crate) use load::{read_bounded, read_bounded_bytes};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use validate::Validator;
 
 pub const DEFAULT_PATH: &str = "/etc/proxyd/proxyd.toml";
 
@@ -883,241 +885,6 @@ impl Config {
     }
 }
 
-/// A config source file, kept to turn byte spans into line:col.
-struct Source {
-    path: PathBuf,
-    text: String,
-    /// Where each line starts, found on the first error: with it a span's line is a binary
-    /// search, so a file with 100,000 errors is not scanned 100,000 times.
-    lines: std::sync::OnceLock<Vec<usize>>,
-}
-
-impl Source {
-    fn new(path: PathBuf, text: String) -> Source {
-        Source {
-            path,
-            text,
-            lines: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// `FILE:LINE` of `span`, to point from one error at a second place.
-    fn at(&self, span: Range<usize>) -> String {
-        let e = self.err(span, "");
-        format!("{}:{}", e.file.display(), e.line)
-    }
-
-    fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
-        let lines = self.lines.get_or_init(|| {
-            std::iter::once(0)
-                .chain(self.text.match_indices('\n').map(|(i, _)| i + 1))
-                .collect()
-        });
-        let at = span.start.min(self.text.len());
-        // The last line start at or before `at`.
-        let line = lines.partition_point(|&start| start <= at);
-        let col = at - lines[line - 1] + 1;
-        ConfigError {
-            file: self.path.clone(),
-            line,
-            col,
-            msg: msg.into(),
-        }
-    }
-}
-
-fn file_error(path: &Path, msg: impl Into<String>) -> ConfigError {
-    ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        col: 0,
-        msg: msg.into(),
-    }
-}
-
-/// Parses `src` as `T`. Every unknown key is an error of its own (all of them, not only the
-/// first); a syntax or type error ends the reading of the file, so `T` is then missing.
-fn parse_toml<T: serde::de::DeserializeOwned>(
-    src: &Source,
-    root: unknown::Root,
-) -> (Option<T>, Vec<ConfigError>) {
-    let (result, unknown) = unknown::parse::<T>(&src.text, root);
-    let mut errors: Vec<ConfigError> = unknown
-        .into_iter()
-        .map(|u| src.err(u.span, u.msg))
-        .collect();
-    let parsed = result
-        .map_err(|e| {
-            let msg =
-                hints::toml_hint(&e.message().trim().replace('\n', "; "), &src.text, e.span());
-            errors.push(src.err(e.span().unwrap_or(0..0), msg));
-        })
-        .ok();
-    (parsed, errors)
-}
-
-/// Largest config file read (main or included).
-const MAX_FILE: u64 = 16 << 20;
-/// Most files the `include` patterns may expand to, all together.
-const MAX_INCLUDES: usize = 1024;
-
-/// Reads a config file that must be a regular file of bounded size: a FIFO would block the
-/// master forever, `/dev/zero` would eat its memory. Opened non-blocking so that even a FIFO
-/// swapped in after the check cannot block the open.
-pub(crate) fn read_bounded(path: &Path) -> Result<String, String> {
-    String::from_utf8(read_bounded_bytes(path)?).map_err(|e| {
-        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-        let col = good.len() - good.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
-        format!("not UTF-8 at line {line}, column {col}")
-    })
-}
-
-/// `read_bounded` for a binary file.
-pub(crate) fn read_bounded_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| e.to_string())?;
-    let meta = f.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    if meta.len() > MAX_FILE {
-        return Err(format!("larger than {} MiB", MAX_FILE >> 20));
-    }
-    let mut data = Vec::new();
-    f.take(MAX_FILE + 1)
-        .read_to_end(&mut data)
-        .map_err(|e| e.to_string())?;
-    if data.len() as u64 > MAX_FILE {
-        return Err(format!("larger than {} MiB", MAX_FILE >> 20));
-    }
-    Ok(data)
-}
-
-/// Reads, parses and validates the config at `path` and everything it includes.
-pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
-    let path = absolute(path);
-    let text =
-        read_bounded(&path).map_err(|e| vec![file_error(&path, format!("cannot read: {e}"))])?;
-    let main_src = Source::new(path.clone(), text);
-    let (main, errors) = parse_toml::<RawMain>(&main_src, unknown::Root::Main);
-    let Some(mut main) = main else {
-        return Err(errors);
-    };
-
-    let mut v = Validator {
-        staples: Vec::new(),
-        errors,
-        warnings: Vec::new(),
-    };
-    let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-
-    // Included files: parse each; syntax errors are collected and the rest still validated.
-    let mut files = vec![path.clone()];
-    let mut servers_raw: Vec<(usize, S<RawServer>)> =
-        main.server.drain(..).map(|s| (0, s)).collect();
-    let mut upstreams_raw: Vec<(usize, S<RawUpstream>)> =
-        main.upstream.drain(..).map(|u| (0, u)).collect();
-    let mut inc_paths = Vec::new();
-    // The same file reached twice (a symlink to a directory already matched) is read once.
-    let mut seen: HashSet<PathBuf> =
-        HashSet::from([std::fs::canonicalize(&path).unwrap_or(path.clone())]);
-    for pat in main.include.as_deref().unwrap_or(&[]) {
-        let pattern = resolve(&base, pat.get_ref()).display().to_string();
-        let is_glob = pattern.contains(['*', '?', '[']);
-        if pattern.contains("**") {
-            // A recursive pattern over a symlink loop never ends.
-            v.errors.push(main_src.err(
-                pat.span(),
-                "recursive \"**\" patterns are not supported in include; name each directory level",
-            ));
-            continue;
-        }
-        match glob::glob(&pattern) {
-            Err(e) => v
-                .errors
-                .push(main_src.err(pat.span(), format!("bad include pattern: {e}"))),
-            Ok(paths) => {
-                let room = MAX_INCLUDES.saturating_sub(inc_paths.len());
-                let mut matched: Vec<PathBuf> =
-                    paths.filter_map(Result::ok).take(room + 1).collect();
-                if matched.len() > room {
-                    v.errors.push(main_src.err(
-                        pat.span(),
-                        format!("include expands to more than {MAX_INCLUDES} files in all"),
-                    ));
-                    matched.truncate(room);
-                }
-                matched.sort();
-                // Missing is decided before duplicates go: a file already read (through
-                // another name or a symlink) is no error, just not read again.
-                if matched.is_empty() && !is_glob {
-                    v.errors.push(main_src.err(
-                        pat.span(),
-                        format!("include \"{}\": no such file", pat.get_ref()),
-                    ));
-                }
-                matched.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or(p.clone())));
-                inc_paths.extend(matched.into_iter().map(|p| (p, pat.span())));
-            }
-        }
-    }
-    let mut sources = vec![main_src];
-    for (p, span) in inc_paths {
-        match read_bounded(&p) {
-            Err(e) => {
-                let err = sources[0].err(span, format!("cannot read include {}: {e}", p.display()));
-                v.errors.push(err)
-            }
-            Ok(text) => {
-                let src = Source::new(p.clone(), text);
-                files.push(p);
-                let (inc, errors) = parse_toml::<RawInclude>(&src, unknown::Root::Include);
-                v.errors.extend(errors);
-                if let Some(inc) = inc {
-                    let i = sources.len();
-                    servers_raw.extend(inc.server.into_iter().map(|s| (i, s)));
-                    upstreams_raw.extend(inc.upstream.into_iter().map(|u| (i, u)));
-                }
-                sources.push(src);
-            }
-        }
-    }
-
-    let mut cfg = v.build(&sources, &base, main, servers_raw, upstreams_raw, files);
-    if v.errors.is_empty() {
-        cfg.warnings = v.warnings;
-        Ok(cfg)
-    } else {
-        Err(v.errors)
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_path_buf())
-    }
-}
-
-/// Relative paths in the config are relative to the main config file's directory.
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 /// The pid file and control socket a config names, read leniently (no validation), so
 /// `proxyctl reload` can reach the master even when the new config is broken.
 pub fn control_paths(path: &Path) -> (PathBuf, PathBuf) {
@@ -1141,29 +908,6 @@ pub fn control_paths(path: &Path) -> (PathBuf, PathBuf) {
 /// The control socket sits next to the pid file unless configured.
 pub fn control_socket_for_pid_file(pid: &Path) -> PathBuf {
     pid.with_extension("sock")
-}
-
-/// Gives each server its label: its first server_name, or else its first listen address; a
-/// server whose label another already has (the plain server beside the TLS one, both named
-/// example.com) adds `@` and its first listen address, so that their counts stay apart.
-fn name_servers(servers: &mut [Server]) {
-    let mut taken = HashSet::new();
-    for s in servers {
-        let first = s.listen.first().map_or("_".to_string(), |a| a.to_string());
-        let base = s.server_name.first().cloned().unwrap_or(first.clone());
-        let mut label = base.clone();
-        let mut n = 1;
-        while taken.contains(&label) {
-            n += 1;
-            label = if n == 2 {
-                format!("{base}@{first}")
-            } else {
-                format!("{base}@{first}#{n}")
-            };
-        }
-        taken.insert(label.clone());
-        s.label = label;
-    }
 }
 
 #[cfg(test)]

@@ -569,3 +569,26 @@ fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     }
     Ok(addr)
 }
+
+/// Gives each server its label: its first server_name, or else its first listen address; a
+/// server whose label another already has (the plain server beside the TLS one, both named
+/// example.com) adds `@` and its first listen address, so that their counts stay apart.
+fn name_servers(servers: &mut [Server]) {
+    let mut taken = HashSet::new();
+    for s in servers {
+        let first = s.listen.first().map_or("_".to_string(), |a| a.to_string());
+        let base = s.server_name.first().cloned().unwrap_or(first.clone());
+        let mut label = base.clone();
+        let mut n = 1;
+        while taken.contains(&label) {
+            n += 1;
+            label = if n == 2 {
+                format!("{base}@{first}")
+            } else {
+                format!("{base}@{first}#{n}")
+            };
+        }
+        taken.insert(label.clone());
+        s.label = label;
+    }
+}
