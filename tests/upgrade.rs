@@ -569,4 +569,39 @@ fn a_bogus_upgrade_variable_is_ignored() {
         assert!(p.status().contains(&format!("master pid: {}", p.pid())));
         assert_eq!(get(&p.addr(), "/fixed").unwrap().text(), "fixed");
     }
+    // A parent that holds a pipe (a supervisor capturing output) is not an old master, and
+    // the hand-over state alone, with absurd numbers, is dropped (it overflowed).
+    let dir = TempDir::new("bogus-parent");
+    let d = dir.path().display();
+    let conf = dir.write(
+        "proxyd.toml",
+        &format!(
+            "worker_processes = 1\npid_file = \"{d}/proxyd.pid\"\nerror_log = {{ path = \"{d}/error.log\", level = \"info\" }}\n{}",
+            app_conf(&up, "", "", "fixed").replace("{port}", &free_port().to_string())
+        ),
+    );
+    let script = "import os, subprocess, sys\nr, w = os.pipe()\nenv = dict(os.environ, PROXYD_UPGRADE=f'{w};', PROXYD_UPGRADE_STATE='generation=18446744073709551615')\np = subprocess.Popen([sys.argv[1], '-c', sys.argv[2]], env=env, pass_fds=(w,), stdout=subprocess.PIPE, stderr=subprocess.PIPE)\nprint(p.pid, flush=True)\nsys.stdin.read()\np.terminate()\np.wait()\n";
+    let mut parent = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(bin("proxyd"))
+        .arg(&conf)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = dir.path().join("error.log");
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || read()
+            .contains("generation 1 serving")),
+        "{}",
+        read()
+    );
+    assert!(
+        read().contains("PROXYD_UPGRADE ignored (the parent process is not a proxyd master"),
+        "{}",
+        read()
+    );
+    drop(parent.stdin.take());
+    let _ = parent.wait();
 }

@@ -243,14 +243,16 @@ pub fn run(cfg: Config) -> i32 {
 
 impl Master {
     fn start(mut cfg: Config) -> Result<Master, String> {
-        let handover = upgrade::Handover::from_env();
-        let generation = handover.generation + 1;
+        // What the old master handed over, when there is one (checked before any of it is
+        // taken: the variables may be stale or set by hand).
+        let (mut inherited, ignored) = upgrade::Inherited::from_env();
+        let handover = upgrade::Handover::from_env(inherited.is_some());
+        let generation = handover.generation.saturating_add(1);
         // Before any fork: every worker maps the same pages.
         let shared = shared::Shared::create(&mut cfg, handover.shm, generation)?;
         let notify = notify::Notifier::from_env();
         raise_fd_limit(cfg.worker_connections);
         let error_file = logging::open_error_log(&cfg).map_err(|e| e.to_string())?;
-        let (mut inherited, ignored) = upgrade::Inherited::from_env();
         let mut bound = HashMap::new();
         for addr in &cfg.listeners {
             let passed = inherited.as_mut().and_then(|i| i.sockets.remove(addr));

@@ -82,16 +82,21 @@ impl Inherited {
 
     fn parse(v: &str) -> Result<Inherited, String> {
         let mut parts = v.split(';');
+        // 0, 1 and 2 are never handed over (they may be a supervisor's pipes).
         let ready_fd: RawFd = parts
             .next()
             .and_then(|f| f.parse().ok())
-            .filter(|&f| f >= 0)
+            .filter(|&f| f > 2)
             .ok_or("no ready descriptor")?;
-        if !parent_holds_pipe(ready_fd) {
+        if !parent_is_master_binary() {
+            return Err("the parent process is not a proxyd master of this binary".into());
+        }
+        if !writes_to_parent_pipe(ready_fd) {
             return Err(format!(
-                "descriptor {ready_fd} is not a pipe from the parent process"
+                "descriptor {ready_fd} is not the write end of a pipe from the parent process"
             ));
         }
+        let mut seen = vec![ready_fd];
         let mut sockets = HashMap::new();
         for part in parts.filter(|p| !p.is_empty()) {
             let (addr, fds) = part.rsplit_once('=').ok_or("no ADDR=FD")?;
@@ -99,6 +104,11 @@ impl Inherited {
             let mut list = Vec::new();
             for f in fds.split(',') {
                 let fd: RawFd = f.parse().map_err(|_| format!("bad descriptor {f}"))?;
+                // Each descriptor is owned once: a second owner would close it twice.
+                if fd <= 2 || seen.contains(&fd) {
+                    return Err(format!("descriptor {fd} given twice or a standard one"));
+                }
+                seen.push(fd);
                 if !listens_on(fd, addr) {
                     return Err(format!(
                         "descriptor {fd} is not a socket listening on {addr}"
@@ -125,13 +135,19 @@ impl Inherited {
     }
 }
 
-/// Whether `fd` is a pipe whose other end the parent process holds (the old master, which
-/// made it for this one). Read through /proc: no descriptor is taken before it is known.
-fn parent_holds_pipe(fd: RawFd) -> bool {
+/// Whether `fd` is the write end of a pipe whose other end the parent process holds (the old
+/// master, which made it for this one). Read through /proc: no descriptor is taken before it
+/// is known.
+fn writes_to_parent_pipe(fd: RawFd) -> bool {
     let Ok(mine) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
         return false;
     };
     if !mine.to_string_lossy().starts_with("pipe:[") {
+        return false;
+    }
+    // SAFETY: fcntl(F_GETFL) on a descriptor just seen open; nothing is taken or changed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 || flags & libc::O_ACCMODE != libc::O_WRONLY {
         return false;
     }
     let parent = nix::unistd::getppid();
@@ -139,6 +155,25 @@ fn parent_holds_pipe(fd: RawFd) -> bool {
         d.flatten()
             .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == mine))
     })
+}
+
+/// Whether the parent process runs the binary this one runs: an old master execs the binary
+/// on disk at its own path (`binary()`), so the paths are the same, the parent's perhaps
+/// marked " (deleted)" when a package replaced the file. A supervisor that captures the
+/// output through a pipe (and so holds one) is not it.
+fn parent_is_master_binary() -> bool {
+    let exe = |pid: String| {
+        std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| {
+                let p = p.to_string_lossy().into_owned();
+                p.strip_suffix(" (deleted)")
+                    .map(str::to_string)
+                    .unwrap_or(p)
+            })
+    };
+    let parent = nix::unistd::getppid().to_string();
+    matches!((exe("self".into()), exe(parent)), (Some(a), Some(b)) if a == b)
 }
 
 /// Whether `fd` is a socket listening on `addr`.
@@ -175,12 +210,16 @@ pub(crate) struct Handover {
 }
 
 impl Handover {
-    /// Reads (and removes) PROXYD_UPGRADE_STATE: "key=value" pairs separated by spaces.
-    pub(super) fn from_env() -> Handover {
+    /// Reads (and removes) PROXYD_UPGRADE_STATE: "key=value" pairs separated by spaces;
+    /// only when `trusted` (PROXYD_UPGRADE came from a real old master), else it is dropped.
+    pub(super) fn from_env(trusted: bool) -> Handover {
         let Ok(v) = std::env::var(STATE_ENV) else {
             return Handover::default();
         };
         std::env::remove_var(STATE_ENV);
+        if !trusted {
+            return Handover::default();
+        }
         let mut h = Handover {
             old_master: Some(nix::unistd::getppid()),
             ..Handover::default()
@@ -208,7 +247,7 @@ impl Handover {
                 "reloads_ok" => h.reloads_ok = n,
                 "reloads_failed" => h.reloads_failed = n,
                 "worker_restarts" => h.worker_restarts = n,
-                "service_started" => h.service_started = Some(n),
+                "service_started" => h.service_started = Some(n.min(super::api::epoch_secs())),
                 _ => {}
             }
         }
