@@ -23,9 +23,8 @@ pub fn needed(cfg: &Config) -> bool {
         .any(|u| u.health_check.is_some() || names::resolved_again(u))
 }
 
-/// Runs until the master goes away (or a signal ends the process). Returns an exit code.
-pub fn run(cfg: &Config, shared: View) -> i32 {
-    let master = nix::unistd::getppid();
+/// Runs until `master` goes away (or a signal ends the process). Returns an exit code.
+pub fn run(cfg: &Config, shared: View, master: nix::unistd::Pid) -> i32 {
     let mut poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => {

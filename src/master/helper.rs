@@ -25,6 +25,9 @@ impl Master {
             return;
         }
         self.helper.respawn_at = None;
+        // Taken before the fork: a master that dies before the child asks getppid() would
+        // leave it asking about init, and it would never see its master go.
+        let master = nix::unistd::getpid();
         match self.fork_child() {
             Ok(ForkResult::Child) => {
                 crate::proctitle::set("proxyd: helper process");
@@ -38,7 +41,7 @@ impl Master {
                     std::process::exit(2);
                 }
                 let view = self.shared.region.view();
-                std::process::exit(crate::helper::run(&self.cfg, view));
+                std::process::exit(crate::helper::run(&self.cfg, view, master));
             }
             Ok(ForkResult::Parent { child }) => {
                 crate::notice!("started helper process {child}");
