@@ -465,3 +465,14 @@ fn errors_escape_control_characters_and_place_bad_bytes() {
     assert_eq!(code, 1);
     assert!(err.contains("not UTF-8 at line 2, column 11"), "{err}");
 }
+
+/// The verdict lines name the file with its control characters escaped too.
+#[test]
+fn the_verdict_escapes_the_file_name() {
+    let dir = TempDir::new("cfg-name");
+    let f = dir.write("a\rb\u{1b}[2J.toml", SERVER);
+    let (code, _, err) = check(&dir, &f);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains('\r') && !err.contains('\u{1b}'), "{err:?}");
+    assert!(err.contains("a\\rb\\u{1b}[2J.toml syntax is ok"), "{err}");
+}

@@ -35,11 +35,11 @@ pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
             if !quiet {
                 eprintln!(
                     "{prog}: the configuration file {} syntax is ok",
-                    path.display()
+                    shown_path(path)
                 );
                 eprintln!(
                     "{prog}: configuration file {} test is successful",
-                    path.display()
+                    shown_path(path)
                 );
             }
             match dump {
@@ -48,7 +48,7 @@ pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
                     for f in &cfg.files {
                         match std::fs::read_to_string(f) {
                             Ok(text) => {
-                                println!("# configuration file {}:", comment_safe(f));
+                                println!("# configuration file {}:", shown_path(f));
                                 print!("{text}");
                                 if !text.ends_with('\n') {
                                     println!();
@@ -64,7 +64,7 @@ pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
                 }
                 Dump::Effective => {
                     for f in &cfg.files {
-                        println!("# configuration file {}", comment_safe(f));
+                        println!("# configuration file {}", shown_path(f));
                     }
                     print!("{}", cfg.to_toml());
                 }
@@ -77,7 +77,7 @@ pub fn config_test(prog: &str, path: &Path, dump: Dump, quiet: bool) -> i32 {
             }
             eprintln!(
                 "{prog}: configuration file {} test failed ({} error{})",
-                path.display(),
+                shown_path(path),
                 errs.len(),
                 if errs.len() == 1 { "" } else { "s" }
             );
@@ -93,8 +93,9 @@ fn print_warnings(prog: &str, cfg: &config::Config) {
     }
 }
 
-/// A path for a `#` comment line: a newline (or any control character) in a file's name
-/// is escaped, or the rest of the name would be read as configuration.
-fn comment_safe(p: &std::path::Path) -> String {
+/// A path as proxyctl prints it: a control character in a file's name is escaped, or a
+/// newline in it would let the rest be read as configuration after `# configuration file`,
+/// and an escape sequence would drive the terminal.
+fn shown_path(p: &std::path::Path) -> String {
     config::escape_controls(&p.display().to_string()).into_owned()
 }
