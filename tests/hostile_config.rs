@@ -264,3 +264,44 @@ fn a_flood_of_errors_is_reported_promptly() {
     );
     assert!(err.contains("(19999 errors)"));
 }
+
+/// A file of conf.d that a pattern cannot match because its name is not UTF-8 is an error,
+/// not a file silently left out (a deny rule in it would be lost); other such names (not
+/// matching the pattern anyway) are no concern (found by the second outside attack).
+#[test]
+fn an_include_file_with_a_name_that_is_not_utf8_is_reported() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new("hostile-utf8-name");
+    dir.write(
+        "conf.d/ok.toml",
+        "[[upstream]]\nname = \"u\"\npeers = [\"127.0.0.1:9\"]\n",
+    );
+    let odd = dir
+        .path()
+        .join("conf.d")
+        .join(std::ffi::OsStr::from_bytes(b"a\xffb.toml"));
+    std::fs::write(
+        &odd,
+        "[[upstream]]\nname = \"v\"\npeers = [\"127.0.0.1:9\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path()
+            .join("conf.d")
+            .join(std::ffi::OsStr::from_bytes(b"c\xff.bak")),
+        "x",
+    )
+    .unwrap();
+    let f = dir.write(
+        "main.toml",
+        "include = [\"conf.d/*.toml\"]\n[[server]]\nlisten = \"127.0.0.1:1\"\n[[server.route]]\nreturn = 200\n",
+    );
+    let (code, err) = test_config(&f);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("a\\xFFb.toml\" has a name that is not UTF-8 and is not read"),
+        "{err}"
+    );
+    assert!(!err.contains(".bak"), "{err}");
+    assert!(err.contains("(1 error)"), "{err}");
+}

@@ -170,8 +170,32 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
                 .push(main_src.err(pat.span(), format!("bad include pattern: {e}"))),
             Ok(paths) => {
                 let room = MAX_INCLUDES.saturating_sub(inc_paths.len());
-                let mut matched: Vec<PathBuf> =
-                    paths.filter_map(Result::ok).take(room + 1).collect();
+                let mut matched: Vec<PathBuf> = Vec::new();
+                for p in paths {
+                    if matched.len() > room {
+                        break;
+                    }
+                    match p {
+                        Ok(p) => matched.push(p),
+                        // An unreadable directory on the way: part of the config unseen.
+                        Err(e) => v.errors.push(
+                            main_src.err(pat.span(), format!("include \"{}\": {e}", pat.get_ref())),
+                        ),
+                    }
+                }
+                if is_glob {
+                    // A name that is not UTF-8 matches no pattern (glob compares text): the
+                    // file would be left out without a word.
+                    for name in unmatchable_names(Path::new(&pattern)) {
+                        v.errors.push(main_src.err(
+                            pat.span(),
+                            format!(
+                                "include \"{}\": {name} has a name that is not UTF-8 and is not read; rename it",
+                                pat.get_ref()
+                            ),
+                        ));
+                    }
+                }
                 if matched.len() > room {
                     v.errors.push(main_src.err(
                         pat.span(),
@@ -242,4 +266,29 @@ pub(super) fn resolve(base: &Path, p: &str) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+/// The entries of a pattern's directory (when only its last part has wildcards) whose names
+/// are not UTF-8 but would match with their bad bytes read as U+FFFD, shown escaped.
+fn unmatchable_names(pattern: &Path) -> Vec<String> {
+    let (Some(dir), Some(last)) = (pattern.parent(), pattern.file_name()) else {
+        return Vec::new();
+    };
+    let Ok(last) = glob::Pattern::new(&last.to_string_lossy()) else {
+        return Vec::new();
+    };
+    if dir.to_string_lossy().contains(['*', '?', '[']) {
+        return Vec::new();
+    }
+    std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let name = e.file_name();
+                    name.to_str().is_none() && last.matches(&name.to_string_lossy())
+                })
+                .map(|e| format!("{:?}", e.path()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
