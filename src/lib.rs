@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod files;
 pub mod hash;
 pub mod helper;
 pub mod http;

@@ -18,7 +18,6 @@ mod validate;
 use load::absolute;
 pub use load::load;
 use load::{file_error, resolve, Source};
-pub(crate) use load::{read_bounded, read_bounded_bytes};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::fmt;

@@ -246,7 +246,7 @@ impl Validator {
         out.ipv6 = r.ipv6.unwrap_or(true);
         if let Some(h) = &r.hosts {
             out.hosts = resolve(base, h.get_ref());
-            if let Err(e) = read_bounded(&out.hosts) {
+            if let Err(e) = crate::files::read_bounded(&out.hosts) {
                 let msg = format!("cannot read hosts file {}: {e}", out.hosts.display());
                 self.errors.push(src.err(h.span(), msg));
             }

@@ -63,7 +63,7 @@ pub fn system_servers(path: &Path) -> Vec<SocketAddr> {
 pub fn from_hosts_file(path: &Path, host: &str, ipv6: bool) -> Vec<IpAddr> {
     // A regular file of bounded size: whatever the config names (a FIFO, a device) can
     // neither block the helper nor eat its memory.
-    let text = crate::config::read_bounded(path).unwrap_or_default();
+    let text = crate::files::read_bounded(path).unwrap_or_default();
     let mut found = Vec::new();
     for line in text.lines() {
         let line = line.split('#').next().unwrap_or("");

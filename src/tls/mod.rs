@@ -49,7 +49,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Unusable> {
         |e: String| Unusable::Cert(format!("cannot read certificate {}: {e}", cert.display()));
     let bad_key =
         |e: String| Unusable::Key(format!("cannot read private key {}: {e}", key.display()));
-    let text = crate::config::read_bounded(cert).map_err(bad_cert)?;
+    let text = crate::files::read_bounded(cert).map_err(bad_cert)?;
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(text.as_bytes())
         .collect::<Result<_, _>>()
         .map_err(|e| bad_cert(e.to_string()))?;
@@ -59,7 +59,7 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, Unusable> {
             cert.display()
         )));
     }
-    let text = crate::config::read_bounded(key).map_err(bad_key)?;
+    let text = crate::files::read_bounded(key).map_err(bad_key)?;
     let der = PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| bad_key(e.to_string()))?;
     let unusable = |e| {
         Unusable::Key(format!(
@@ -200,7 +200,7 @@ pub enum VerifyClient {
 
 /// The CA bundle client certificates are verified against (PEM, one or more certificates).
 pub fn load_ca(path: &Path) -> Result<Arc<rustls::RootCertStore>, String> {
-    let text = crate::config::read_bounded(path)
+    let text = crate::files::read_bounded(path)
         .map_err(|e| format!("cannot read CA bundle {}: {e}", path.display()))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(text.as_bytes()) {

@@ -234,7 +234,7 @@ fn check_file(path: &Path, der: &[u8], leaf: &CertificateDer<'_>) -> Result<Fres
 
 fn read(path: &Path) -> Result<Vec<u8>, String> {
     let bad = |e: String| format!("cannot read OCSP response {}: {e}", path.display());
-    let der = crate::config::read_bounded_bytes(path).map_err(bad)?;
+    let der = crate::files::read_bounded_bytes(path).map_err(bad)?;
     if der.len() > MAX {
         return Err(bad(format!("larger than {MAX} bytes")));
     }

@@ -23,7 +23,7 @@ const SYSTEM_ROOTS: &[&str] = &[
 /// skipped (system bundles carry a few webpki refuses).
 pub fn system_roots() -> Result<Arc<RootCertStore>, String> {
     for path in SYSTEM_ROOTS {
-        let Ok(text) = crate::config::read_bounded(Path::new(path)) else {
+        let Ok(text) = crate::files::read_bounded(Path::new(path)) else {
             continue;
         };
         use rustls_pki_types::pem::PemObject;
