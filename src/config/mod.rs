@@ -24,6 +24,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use units::ser_duration;
 
 pub const DEFAULT_PATH: &str = "/etc/proxyd/proxyd.toml";
 
@@ -845,10 +846,6 @@ fn ser_peers<S: serde::Serializer>(peers: &[Peer], s: S) -> Result<S::Ok, S::Err
                 down: p.down,
             }),
     )
-}
-
-pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&units::format_duration(*d))
 }
 
 impl Config {

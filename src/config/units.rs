@@ -87,6 +87,11 @@ pub fn format_duration(d: Duration) -> String {
     }
 }
 
+/// A duration serialized as the config writes it (`serialize_with`).
+pub fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_duration(*d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
