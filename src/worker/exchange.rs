@@ -14,9 +14,9 @@ use crate::http::request_id::RequestId;
 use crate::http::trace::Trace;
 use std::time::Instant;
 
-/// The request half, toward the upstream.
+/// The request half, toward the upstream (named so as not to shadow the `Send` trait).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Send {
+pub enum Upload {
     /// Head, then body, as the client delivers it (done when both are out).
     Sending,
     /// Writing to the upstream failed; its response may still come.
@@ -82,7 +82,7 @@ pub struct Exchange {
     pub hash: Option<u64>,
     /// A retry waits for its backoff until then (no upstream connection meanwhile).
     pub retry_at: Option<Instant>,
-    pub send: Send,
+    pub send: Upload,
     pub recv: Recv,
     /// For the access log: status sent and body bytes written to the client.
     pub status: u16,
@@ -119,7 +119,7 @@ impl Exchange {
             stale_replays: 0,
             hash: None,
             retry_at: None,
-            send: Send::Sending,
+            send: Upload::Sending,
             recv: Recv::Head {
                 interim: 0,
                 seen: false,
@@ -153,7 +153,7 @@ impl Exchange {
         self.stale_replays = 0;
         self.hash = None;
         self.retry_at = None;
-        self.send = Send::Sending;
+        self.send = Upload::Sending;
         self.recv = Recv::Head {
             interim: 0,
             seen: false,

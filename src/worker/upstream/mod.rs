@@ -19,7 +19,7 @@ use retry::Cause;
 
 use super::buffer::{Buf, BUF_SIZE};
 use super::events::{Context, Event};
-use super::exchange::{Recv, RespState, Send};
+use super::exchange::{Recv, RespState, Upload};
 use super::session::http1::{Close, Http1, Phase, Step};
 use super::transport::{would_block, Connect, Ready, Transport, Unread};
 use super::{key, Ctx, Kind};
@@ -347,7 +347,7 @@ impl Http1 {
         let mut progress = false;
         let x = self.x.as_mut().expect("exchange");
         let up = self.up.as_mut().expect("upstream");
-        if x.send == Send::Failed {
+        if x.send == Upload::Failed {
             return Ok(false);
         }
         // TLS records taken earlier and still waiting for the socket.
@@ -356,7 +356,7 @@ impl Http1 {
                 Ok(()) => progress = true,
                 Err(e) if would_block(&e) => {}
                 Err(_) => {
-                    x.send = Send::Failed;
+                    x.send = Upload::Failed;
                     return Ok(true);
                 }
             }
@@ -381,7 +381,7 @@ impl Http1 {
                             }
                             Err(e) if would_block(&e) => {}
                             Err(_) => {
-                                x.send = Send::Failed;
+                                x.send = Upload::Failed;
                                 return Ok(true);
                             }
                         }
@@ -439,7 +439,7 @@ impl Http1 {
                     }
                     Err(e) if would_block(&e) => {}
                     Err(_) => {
-                        x.send = Send::Failed;
+                        x.send = Upload::Failed;
                         return Ok(true);
                     }
                 }
@@ -739,7 +739,7 @@ impl Http1 {
         if let Some(mut up) = self.up.take() {
             let reusable = matches!(&x.recv, Recv::Body(r) if r.reusable)
                 && request_done
-                && x.send != Send::Failed
+                && x.send != Upload::Failed
                 && !w.draining
                 && self.resp_buf.as_ref().is_none_or(|b| b.is_empty())
                 && nothing_unread(&mut up);

@@ -7,7 +7,7 @@
 
 use super::super::session::http1::{Close, Http1};
 use super::super::Ctx;
-use crate::worker::exchange::{Exchange, Recv, Send};
+use crate::worker::exchange::{Exchange, Recv, Upload};
 use std::time::Duration;
 
 /// Why a failed attempt happened, for the retry rules.
@@ -77,7 +77,7 @@ impl Http1 {
         let cfg = w.cfg.clone();
         let x = self.x.as_mut().expect("exchange");
         x.up_head_pos = 0;
-        x.send = Send::Sending;
+        x.send = Upload::Sending;
         x.recv = Recv::Head {
             interim: 0,
             seen: false,
