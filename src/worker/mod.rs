@@ -50,12 +50,34 @@ const ACCEPT_BATCH: usize = 64;
 /// closes 32 the same way).
 const REUSE_BATCH: usize = 32;
 
-/// What a token's low bits say about the connection it names.
+/// What a token's (or timer key's) low two bits say it names; the rest is a slab slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A client connection (slot in `sessions`).
     Client = 0,
+    /// An upstream connection (slot in `Ctx::upconns`).
     Upstream = 1,
+    /// An idle pooled upstream connection's timer (slot in the pool).
     Idle = 2,
+    /// The OTLP exporter's connection (slot 0: there is one).
+    Exporter = 3,
+}
+
+impl Kind {
+    /// The kind a token or timer key names.
+    pub fn of(key: usize) -> Kind {
+        match key & 3 {
+            0 => Kind::Client,
+            1 => Kind::Upstream,
+            2 => Kind::Idle,
+            _ => Kind::Exporter,
+        }
+    }
+}
+
+/// The slab slot a token or timer key names.
+pub fn slot_of(key: usize) -> usize {
+    key >> 2
 }
 
 /// Everything a session may touch besides itself.
@@ -349,15 +371,15 @@ impl Worker {
     }
 
     fn on_conn_event(&mut self, token: usize, readable: bool, writable: bool, hup: bool) {
-        let slot = token >> 2;
-        match token & 3 {
-            0 => {
+        let slot = slot_of(token);
+        match Kind::of(token) {
+            Kind::Client => {
                 if let Some(s) = self.sessions.get_mut(slot) {
                     s.client_event(readable, writable, hup);
                     self.drive(slot);
                 }
             }
-            1 => match self.ctx.upconns.get(slot) {
+            Kind::Upstream => match self.ctx.upconns.get(slot) {
                 Some(&Owner::Session(owner)) => {
                     if let Some(s) = self.sessions.get_mut(owner) {
                         s.upstream_event(readable, writable, hup);
@@ -375,12 +397,13 @@ impl Worker {
                 }
                 _ => {}
             },
-            3 => {
+            Kind::Exporter => {
                 if let Some(e) = &mut self.ctx.exporter {
                     e.on_event(&self.ctx.registry);
                 }
             }
-            _ => {}
+            // Idle pooled connections are registered under their `Upstream` token.
+            Kind::Idle => {}
         }
     }
 
@@ -515,12 +538,12 @@ impl Worker {
         if self.ctx.timers.len() > 2 * live + 1024 {
             let before = self.ctx.timers.len();
             let (sessions, pool) = (&self.sessions, &self.ctx.pool);
-            self.ctx.timers.retain(|at, key, id| match key & 3 {
-                0 => sessions
-                    .get(key >> 2)
+            self.ctx.timers.retain(|at, key, id| match Kind::of(key) {
+                Kind::Client => sessions
+                    .get(slot_of(key))
                     .is_some_and(|s| s.id == id && s.deadline_armed_at(at)),
-                2 => pool.conns.get(key >> 2).is_some_and(|c| c.id == id),
-                _ => false,
+                Kind::Idle => pool.conns.get(slot_of(key)).is_some_and(|c| c.id == id),
+                Kind::Upstream | Kind::Exporter => false,
             });
             log::debug!(
                 "timer heap compacted from {before} to {} entries",
@@ -540,9 +563,9 @@ impl Worker {
     fn expire_timers(&mut self) {
         let now = self.ctx.now;
         while let Some((at, key, id)) = self.ctx.timers.pop_due(now) {
-            let slot = key >> 2;
-            match key & 3 {
-                0 => {
+            let slot = slot_of(key);
+            match Kind::of(key) {
+                Kind::Client => {
                     let Some(s) = self.sessions.get_mut(slot) else {
                         continue;
                     };
@@ -554,12 +577,13 @@ impl Worker {
                         self.close(slot);
                     }
                 }
-                2 if self
-                    .ctx
-                    .pool
-                    .conns
-                    .get(slot)
-                    .is_some_and(|c| c.id == id && c.expires <= now) =>
+                Kind::Idle
+                    if self
+                        .ctx
+                        .pool
+                        .conns
+                        .get(slot)
+                        .is_some_and(|c| c.id == id && c.expires <= now) =>
                 {
                     self.ctx.drop_idle(slot);
                 }
