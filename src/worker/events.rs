@@ -114,7 +114,7 @@ impl std::fmt::Display for Context<'_> {
             text(x.req.uri.as_bytes()),
             x.req.minor
         )?;
-        if let Some(u) = self.cfg.upstream.get(x.upstream) {
+        if let Some(u) = x.upstream.and_then(|u| self.cfg.upstream.get(u)) {
             write!(f, ", upstream: \"{}\"", u.name)?;
             if let Some(addr) = x.record.attempts.last().and_then(|a| a.addr) {
                 write!(f, ", peer: {addr}")?;
@@ -188,7 +188,7 @@ impl Ctx {
         stats
             .requests
             .store(stats.requests.load(Relaxed) + 1, Relaxed);
-        let Some((x, u)) = d.x.and_then(|x| Some((x, cfg.upstream.get(x.upstream)?))) else {
+        let Some((x, u)) = d.x.and_then(|x| Some((x, cfg.upstream.get(x.upstream?)?))) else {
             return;
         };
         for a in &x.record.attempts {

@@ -59,8 +59,8 @@ pub struct Exchange {
     pub server: usize,
     /// The route it matched (index among the server's routes).
     pub route: Option<usize>,
-    /// Index of the upstream; `usize::MAX` for a response made here.
-    pub upstream: usize,
+    /// Index of the upstream; None for a response made here.
+    pub upstream: Option<usize>,
     /// The client connection may stay open after this exchange (so far).
     pub keep_alive: bool,
     /// The head sent upstream, and how much of it went out on the current connection.
@@ -107,7 +107,7 @@ impl Exchange {
             req: RequestHead::default(),
             server: 0,
             route: None,
-            upstream: usize::MAX,
+            upstream: None,
             keep_alive: false,
             up_head: Vec::new(),
             up_head_pos: 0,
@@ -142,7 +142,7 @@ impl Exchange {
         self.req_body = self.req.body.clone();
         self.server = server;
         self.route = None;
-        self.upstream = usize::MAX;
+        self.upstream = None;
         self.keep_alive = keep_alive;
         self.up_head.clear();
         self.up_head_pos = 0;

@@ -83,9 +83,9 @@ impl Exporter {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let start = end.saturating_sub(took);
-        let route = cfg.server[x.server]
+        let route = x
             .route
-            .get(x.route.unwrap_or(usize::MAX))
+            .and_then(|r| cfg.server[x.server].route.get(r))
             .map_or("-", |r| r.name.as_str());
         let mut s = String::with_capacity(768);
         s.push_str(&format!(
@@ -114,7 +114,7 @@ impl Exporter {
         attr_int(&mut s, "http.response.status_code", d.status as u64);
         attr_str(&mut s, "client.address", d.conn.client.as_str());
         attr_str(&mut s, "proxyd.request_id", x.request_id.as_str());
-        if let Some(u) = cfg.upstream.get(x.upstream) {
+        if let Some(u) = x.upstream.and_then(|u| cfg.upstream.get(u)) {
             attr_str(&mut s, "proxyd.upstream", &u.name);
             if let Some(a) = x.record.attempts.last().and_then(|a| a.addr) {
                 attr_str(&mut s, "server.address", &a.ip().to_string());

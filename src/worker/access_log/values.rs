@@ -152,7 +152,7 @@ impl Values for Line<'_> {
                 .local_addr()
                 .is_ok_and(|a| num(out, a.port() as u64)),
             Var::UpstreamName => x
-                .and_then(|x| self.cfg.upstream.get(x.upstream))
+                .and_then(|x| self.cfg.upstream.get(x.upstream?))
                 .is_some_and(|u| put(out, &u.name)),
             Var::UpstreamAddr => self.per_try(out, |a, out| match a.addr {
                 Some(addr) => {

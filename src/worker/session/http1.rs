@@ -215,11 +215,17 @@ impl Http1 {
             }
             Phase::Proxy => {
                 let x = self.x.as_ref().expect("proxy phase has an exchange");
-                let up = &cfg.upstream[x.upstream];
+                // The upstream's timeouts (a proxied exchange always has its upstream).
+                let (connect_timeout, send_timeout, read_timeout) = x
+                    .upstream
+                    .and_then(|u| cfg.upstream.get(u))
+                    .map_or(Default::default(), |u| {
+                        (u.connect_timeout, u.send_timeout, u.read_timeout)
+                    });
                 match &self.up {
                     // Waiting out a retry's backoff.
                     None => x.retry_at.unwrap_or(now),
-                    Some(u) if u.establishing() => now + up.connect_timeout,
+                    Some(u) if u.establishing() => now + connect_timeout,
                     _ if self.waiting_for_body() => now + cfg.server[x.server].client_body_timeout,
                     Some(u)
                         if !u.stream.ready.w
@@ -229,16 +235,16 @@ impl Http1 {
                                     .as_ref()
                                     .is_some_and(|b| !b.pending().is_empty())) =>
                     {
-                        now + up.send_timeout
+                        now + send_timeout
                     }
                     _ if self.out_pos < self.out.len() && !self.client.ready.w => {
                         now + cfg.server[x.server].send_timeout
                     }
                     _ if !x.head_sent() => match x.recv {
                         Recv::Head { by: Some(by), .. } => by,
-                        _ => now + up.read_timeout,
+                        _ => now + read_timeout,
                     },
-                    _ => now + up.read_timeout.max(cfg.server[x.server].send_timeout),
+                    _ => now + read_timeout.max(cfg.server[x.server].send_timeout),
                 }
             }
             Phase::Local | Phase::Switching => {
@@ -552,7 +558,7 @@ impl Http1 {
         });
         match routed {
             Routed::Proxy { upstream, uri } => {
-                x.upstream = upstream;
+                x.upstream = Some(upstream);
                 x.hash = route::balance_hash(
                     &cfg,
                     upstream,

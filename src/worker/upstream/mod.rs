@@ -42,8 +42,10 @@ impl Http1 {
     /// Gets an upstream connection for the exchange: idle from the pool, or a new connect.
     pub(super) fn connect(&mut self, w: &mut Ctx) -> Result<(), Close> {
         let cfg = w.cfg.clone();
+        let Some(u) = self.x.as_ref().and_then(|x| x.upstream) else {
+            return self.upstream_failed(w, 502, "no upstream for the exchange");
+        };
         let x = self.x.as_mut().expect("exchange");
-        let u = x.upstream;
         loop {
             let pick = w.balancer.pick(
                 &cfg.upstream,
@@ -288,7 +290,11 @@ impl Http1 {
         if self.request_done() {
             let x = self.x.as_mut().expect("exchange");
             if let Recv::Head { by: by @ None, .. } = &mut x.recv {
-                *by = Some(w.now + w.cfg.upstream[x.upstream].read_timeout);
+                let read_timeout = x
+                    .upstream
+                    .and_then(|u| w.cfg.upstream.get(u))
+                    .map_or(Default::default(), |u| u.read_timeout);
+                *by = Some(w.now + read_timeout);
             }
         }
         if self.splicing() {

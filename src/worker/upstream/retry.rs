@@ -28,7 +28,9 @@ pub(super) fn may_retry(w: &mut Ctx, x: &Exchange, cause: Cause) -> Result<(), &
         return Err("no route");
     };
     let rule = &route.retry;
-    let up = &cfg.upstream[x.upstream];
+    let Some(up) = x.upstream.and_then(|u| cfg.upstream.get(u)) else {
+        return Err("no upstream");
+    };
     match cause {
         Cause::Connect => {}
         Cause::Timeout if !rule.timeout => return Err("not configured"),
