@@ -334,17 +334,18 @@ impl Master {
         live: &[u32],
         now: u64,
     ) {
-        let t = view.totals(p.slot, now);
+        // Each family reads only what it shows: the totals sum every worker block.
+        let totals = || view.totals(p.slot, now);
         let h = view.health(p.slot);
-        let last = h.last_probe();
+        let last = || h.last_probe();
         match name {
             "proxyd_upstream_peer_up" => {
-                let state = PeerState::of(p, &t, h.admin());
+                let state = PeerState::of(p, &totals(), h.admin());
                 o.sample(name, label, u64::from(state == PeerState::Up));
             }
-            "proxyd_upstream_peer_requests_total" => o.sample(name, label, t.requests),
-            "proxyd_upstream_peer_failures_total" => o.sample(name, label, t.failures),
-            "proxyd_upstream_peer_ejections_total" => o.sample(name, label, t.ejections),
+            "proxyd_upstream_peer_requests_total" => o.sample(name, label, totals().requests),
+            "proxyd_upstream_peer_failures_total" => o.sample(name, label, totals().failures),
+            "proxyd_upstream_peer_ejections_total" => o.sample(name, label, totals().ejections),
             "proxyd_upstream_peer_responses_total" => {
                 statuses(o, name, label, &view.traffic(p.slot, live))
             }
@@ -354,7 +355,7 @@ impl Master {
             }
             "proxyd_upstream_peer_connections" => {
                 let idle = view.traffic(p.slot, live).idle;
-                for (state, v) in [("active", t.active), ("idle", idle)] {
+                for (state, v) in [("active", totals().active), ("idle", idle)] {
                     o.sample(name, &format!("{label},state=\"{state}\""), v);
                 }
             }
@@ -364,20 +365,21 @@ impl Master {
                 o.sample(name, &format!("{label},result=\"fail\""), failed);
             }
             "proxyd_upstream_peer_probe_success" => {
-                if let Some(l) = last {
+                if let Some(l) = last() {
                     o.sample(name, label, u64::from(l.outcome == shm::ProbeOutcome::Ok));
                 }
             }
             "proxyd_upstream_peer_probe_duration_seconds" => {
-                if let Some(l) = last {
+                if let Some(l) = last() {
                     o.float(name, label, l.duration.as_secs_f64());
                 }
             }
-            _ => {
-                if let Some(l) = last {
+            "proxyd_upstream_peer_probe_timestamp_seconds" => {
+                if let Some(l) = last() {
                     o.float(name, label, l.at_ms as f64 / 1e3);
                 }
             }
+            _ => {}
         }
     }
 

@@ -139,12 +139,9 @@ impl Inherited {
 /// master, which made it for this one). Read through /proc: no descriptor is taken before it
 /// is known.
 fn writes_to_parent_pipe(fd: RawFd) -> bool {
-    let Ok(mine) = std::fs::read_link(format!("/proc/self/fd/{fd}")) else {
+    let Some(mine) = fd_target(fd).filter(|t| t.starts_with("pipe:[")) else {
         return false;
     };
-    if !mine.to_string_lossy().starts_with("pipe:[") {
-        return false;
-    }
     // SAFETY: fcntl(F_GETFL) on a descriptor just seen open; nothing is taken or changed.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
     if flags < 0 || flags & libc::O_ACCMODE != libc::O_WRONLY {
@@ -153,7 +150,7 @@ fn writes_to_parent_pipe(fd: RawFd) -> bool {
     let parent = nix::unistd::getppid();
     std::fs::read_dir(format!("/proc/{parent}/fd")).is_ok_and(|d| {
         d.flatten()
-            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == mine))
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy() == mine))
     })
 }
 
@@ -176,11 +173,17 @@ fn parent_is_master_binary() -> bool {
     matches!((exe("self".into()), exe(parent)), (Some(a), Some(b)) if a == b)
 }
 
+/// What this process's descriptor `fd` refers to (`pipe:[N]`, `socket:[N]`, a path), as /proc
+/// shows it: a descriptor is looked at this way before anything takes it.
+fn fd_target(fd: RawFd) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|l| l.to_string_lossy().into_owned())
+}
+
 /// Whether `fd` is a socket listening on `addr`.
 fn listens_on(fd: RawFd, addr: SocketAddr) -> bool {
-    let is_socket = std::fs::read_link(format!("/proc/self/fd/{fd}"))
-        .is_ok_and(|l| l.to_string_lossy().starts_with("socket:["));
-    if !is_socket {
+    if !fd_target(fd).is_some_and(|t| t.starts_with("socket:[")) {
         return false;
     }
     // SAFETY: the descriptor is open (just seen in /proc) and only borrowed for the calls.
@@ -231,8 +234,8 @@ impl Handover {
                     let fd = n as RawFd;
                     // Owned (and closed on drop) only if it is the memfd: were the number
                     // anything else, it would be a socket of ours.
-                    let memfd = std::fs::read_link(format!("/proc/self/fd/{fd}"))
-                        .is_ok_and(|l| l.to_string_lossy().starts_with("/memfd:proxyd-shared"));
+                    let memfd =
+                        fd_target(fd).is_some_and(|t| t.starts_with("/memfd:proxyd-shared"));
                     if memfd {
                         let _ = set_cloexec(fd, true);
                         // SAFETY: the old master passed this descriptor for us alone.
