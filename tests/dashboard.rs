@@ -207,6 +207,16 @@ impl Browser {
         unsafe {
             assert_eq!(libc::pipe2(to_browser.as_mut_ptr(), libc::O_CLOEXEC), 0);
             assert_eq!(libc::pipe2(from_browser.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            // The child dup2s the pipe onto fds 3 and 4. A pipe end that already is 3 or 4
+            // would be a no-op dup2 that keeps O_CLOEXEC (the browser then never sees it) or
+            // be clobbered by the other dup2; CI's fresh test process hands out exactly those
+            // numbers. Move every end to 5 or above first.
+            for fd in to_browser.iter_mut().chain(from_browser.iter_mut()) {
+                let high = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 5);
+                assert!(high >= 5);
+                libc::close(*fd);
+                *fd = high;
+            }
         }
         common::tools::need("chromium", "chromium");
         let profile = TempDir::new("chromium");
