@@ -1,6 +1,7 @@
 //! Fixed-size byte buffers taken from a per-worker pool, so an idle keep-alive connection
 //! holds none and memory per connection stays bounded whatever the body size.
 
+use crate::http::body::{Advance, FrameError, Framer};
 use std::io::{self, Read};
 
 pub const BUF_SIZE: usize = 16 * 1024;
@@ -144,6 +145,37 @@ impl Buf {
         bigger.end = held;
         pool.put(self);
         bigger
+    }
+
+    /// Marks the body bytes held forwardable: as they are for a length or until-close body,
+    /// with canonical framing for a chunked one (`http::reframe`). What was valid before an
+    /// error is marked too.
+    pub fn forward(&mut self, f: &mut Framer) -> Advance {
+        if !f.is_chunked() {
+            let a = f.advance(self.unparsed());
+            self.pass(a.consumed);
+            return a;
+        }
+        self.rewrite(|bytes, out, inp| {
+            let r = f.reframe(bytes, out, inp);
+            let a = Advance {
+                consumed: r.inp - inp,
+                payload: r.payload,
+                result: r.result,
+            };
+            (r.out, r.inp, a)
+        })
+    }
+
+    /// Strips chunked framing in place: payload runs move down to `ready`.
+    pub fn decode(&mut self, f: &mut Framer) -> Result<(), FrameError> {
+        loop {
+            let s = f.step(self.unparsed())?;
+            self.pass_decoded(s.consumed, s.data);
+            if s.done || s.consumed == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// One read into the free space; Ok(0) means end of stream (or no room: check has_room).

@@ -9,25 +9,22 @@ use super::session::PeerIp;
 use super::transport::Transport;
 use super::Ctx;
 use crate::config::Config;
+use crate::http::request::RequestHead;
 use crate::shm::Hist;
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-/// When an exchange reached each point of its life.
+/// When an exchange reached each point of its life (each try's own times are in its
+/// `record::Attempt`).
 #[derive(Debug, Clone, Copy)]
 pub struct Timings {
     pub started: Instant,
-    pub upstream_connected: Option<Instant>,
-    pub response_head: Option<Instant>,
 }
 
 impl Timings {
     pub fn new(now: Instant) -> Timings {
-        Timings {
-            started: now,
-            upstream_connected: None,
-            response_head: None,
-        }
+        Timings { started: now }
     }
 }
 
@@ -88,43 +85,64 @@ impl<'a> Done<'a> {
 
 /// The end of an error-log line about a request, in nginx's form (`, client: ...,
 /// server: ..., request: "..."`), plus the upstream, the peer being tried and the request
-/// id, so that a line can be matched with the access log's.
+/// id, so that a line can be matched with the access log's. Made of the exchange's parts,
+/// so that it can be built while its upstream driver is borrowed.
 pub struct Context<'a> {
     pub cfg: &'a Config,
     pub client: &'a PeerIp,
-    pub x: Option<&'a Exchange>,
+    /// None before a request could be parsed (the rest is then not shown).
+    pub req: Option<&'a RequestHead>,
+    pub server: usize,
+    pub upstream: Option<usize>,
+    /// The peer of the current try.
+    pub peer: Option<SocketAddr>,
+    pub request_id: &'a str,
+}
+
+impl<'a> Context<'a> {
+    pub fn of(cfg: &'a Config, client: &'a PeerIp, x: &'a Exchange) -> Context<'a> {
+        Context {
+            cfg,
+            client,
+            req: Some(&x.req),
+            server: x.server,
+            upstream: x.upstream,
+            peer: x.record.attempts.last().and_then(|a| a.addr),
+            request_id: x.request_id.as_str(),
+        }
+    }
 }
 
 impl std::fmt::Display for Context<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, ", client: {}", self.client)?;
-        let Some(x) = self.x else { return Ok(()) };
+        let Some(req) = self.req else { return Ok(()) };
         let text = |b: &[u8]| {
             let mut v = Vec::new();
             crate::log_format::text_escape(&mut v, b);
             String::from_utf8(v).unwrap_or_default()
         };
-        if let Some(name) = self.cfg.server[x.server].server_name.first() {
+        if let Some(name) = self.cfg.server[self.server].server_name.first() {
             write!(f, ", server: {name}")?;
         }
         write!(
             f,
             ", request: \"{} {} HTTP/1.{}\"",
-            text(x.req.method.as_bytes()),
-            text(x.req.uri.as_bytes()),
-            x.req.minor
+            text(req.method.as_bytes()),
+            text(req.uri.as_bytes()),
+            req.minor
         )?;
-        if let Some(u) = x.upstream.and_then(|u| self.cfg.upstream.get(u)) {
+        if let Some(u) = self.upstream.and_then(|u| self.cfg.upstream.get(u)) {
             write!(f, ", upstream: \"{}\"", u.name)?;
-            if let Some(addr) = x.record.attempts.last().and_then(|a| a.addr) {
+            if let Some(addr) = self.peer {
                 write!(f, ", peer: {addr}")?;
             }
         }
-        if let Some(h) = x.req.host_name() {
+        if let Some(h) = req.host_name() {
             write!(f, ", host: \"{}\"", text(h.as_bytes()))?;
         }
-        if !x.request_id.is_empty() {
-            write!(f, ", request_id: {}", x.request_id.as_str())?;
+        if !self.request_id.is_empty() {
+            write!(f, ", request_id: {}", self.request_id)?;
         }
         Ok(())
     }

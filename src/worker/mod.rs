@@ -145,6 +145,13 @@ impl Ctx {
         }
     }
 
+    /// An exchange that ended: its upstream driver gives back connection, buffer and
+    /// pipe, then its memory is kept for the next request.
+    pub fn retire(&mut self, mut x: Box<exchange::Exchange>) {
+        x.up.close(self);
+        self.spare.put_exchange(x);
+    }
+
     pub fn listener_server(&self, listener: usize) -> &crate::config::Server {
         &self.cfg.server[self.default_server[listener]]
     }
@@ -380,10 +387,10 @@ impl Worker {
                 }
             }
             Kind::Upstream => match self.ctx.upconns.get(slot) {
-                Some(&Owner::Session(owner)) => {
-                    if let Some(s) = self.sessions.get_mut(owner) {
-                        s.upstream_event(readable, writable, hup);
-                        self.drive(owner);
+                Some(&Owner::Exchange { session, stream }) => {
+                    if let Some(s) = self.sessions.get_mut(session) {
+                        s.upstream_event(stream, readable, writable, hup);
+                        self.drive(session);
                     }
                 }
                 Some(&Owner::Idle(idle)) if readable => {

@@ -4,7 +4,7 @@
 //! (`bench/allocs.sh` counts it). Idle connections still hold none of it: it belongs to the
 //! worker, bounded in count and in the size of what it keeps.
 
-use super::exchange::{Exchange, Recv};
+use super::exchange::Exchange;
 use std::time::Instant;
 
 /// Objects kept of each kind: more than this many requests finishing at once is a burst
@@ -29,11 +29,8 @@ impl Spare {
             .unwrap_or_else(|| Box::new(Exchange::blank(now)))
     }
 
-    pub fn put_exchange(&mut self, mut x: Box<Exchange>) {
-        // A pipe left by an aborted splice is closed, not kept with the exchange.
-        if let Recv::Body(r) = &mut x.recv {
-            r.splice = None;
-        }
+    /// Keeps an exchange whose upstream driver was closed (`Ctx::retire`).
+    pub fn put_exchange(&mut self, x: Box<Exchange>) {
         if self.exchanges.len() < KEEP && x.kept_bytes() <= MAX_KEPT {
             self.exchanges.push(x);
         }

@@ -166,6 +166,30 @@ pub struct Transport {
     pub ready: Ready,
 }
 
+/// One splice(2) call, non-blocking (pipes and sockets only: no offsets).
+fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
+    loop {
+        // SAFETY: no offsets (both ends are streams); the kernel checks the descriptors.
+        let n = unsafe {
+            libc::splice(
+                from,
+                std::ptr::null_mut(),
+                to,
+                std::ptr::null_mut(),
+                len,
+                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 pub fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
 }
@@ -526,7 +550,6 @@ impl Transport {
         }
     }
 
-    /// The socket, for splice(2).
     /// The local address of the connection (`$server_addr`).
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         self.tcp().local_addr()
@@ -535,6 +558,22 @@ impl Transport {
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.tcp().as_raw_fd()
+    }
+
+    /// Moves up to `len` bytes from this (plain) socket into pipe `to` without copying them
+    /// through this process. Ok(0) is end of stream.
+    pub fn splice_to(&mut self, to: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
+        splice(self.raw_fd(), to, len)
+    }
+
+    /// Moves up to `len` bytes from pipe `from` into this (plain) socket; a full socket
+    /// clears its write readiness.
+    pub fn splice_from(&mut self, from: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
+        let r = splice(from, self.raw_fd(), len);
+        if r.as_ref().is_err_and(would_block) {
+            self.ready.w = false;
+        }
+        r
     }
 
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {

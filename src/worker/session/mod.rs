@@ -110,9 +110,10 @@ impl Session {
         }
     }
 
-    pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
+    /// An event for the upstream connection of the session's exchange `stream`.
+    pub fn upstream_event(&mut self, stream: u32, readable: bool, writable: bool, hup: bool) {
         match &mut self.proto {
-            Proto::Http1(h) => h.upstream_event(readable, writable, hup),
+            Proto::Http1(h) => h.upstream_event(stream, readable, writable, hup),
             Proto::Tunnel(t) => t.up.stream.ready.on_event(readable, writable, hup),
             Proto::Switching => {}
         }

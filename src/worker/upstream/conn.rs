@@ -1,9 +1,9 @@
-//! A session's connection to a peer: the transport and what the exchange needs to know of
+//! An exchange's connection to a peer: the transport and what the exchange needs to know of
 //! it, and the peer's active-connection gauge it holds up.
 
 use crate::worker::transport::Transport;
 
-/// A session's connection to a peer while it carries an exchange (or a tunnel).
+/// An exchange's connection to a peer while it carries an exchange (or a tunnel).
 pub struct UpConn {
     pub stream: Transport,
     /// Slot in the owner table; the socket's token.
@@ -15,17 +15,8 @@ pub struct UpConn {
     pub version: u32,
     pub reused: bool,
     pub requests: u64,
-    pub connected: bool,
     /// Counts it in the peer's active connections while it carries an exchange.
     pub _active: Active,
-}
-
-impl UpConn {
-    /// The TCP connect, or over TLS the handshake, is still under way: `connect_timeout`
-    /// applies (as nginx's does to its upstream handshake), and failing is failing to connect.
-    pub fn establishing(&self) -> bool {
-        !self.connected || self.stream.handshaking()
-    }
 }
 
 /// A peer's active-connection gauge, held up for as long as this lives.

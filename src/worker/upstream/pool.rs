@@ -8,11 +8,14 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 /// Who holds an upstream connection now. Upstream sockets are registered once with a
-/// token naming their slot in this table, so moving a connection between a session and the
-/// pool is a table update, not an `epoll_ctl`.
+/// token naming their slot in this table, so moving a connection between an exchange and
+/// the pool is a table update, not an `epoll_ctl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
-    Session(usize),
+    /// An exchange in flight: stream `stream` of the session in slot `session` (HTTP/1
+    /// has one exchange at a time: stream 0; HTTP/2 streams each own their attempt).
+    Exchange { session: usize, stream: u32 },
+    /// The idle pool, slot `0`.
     Idle(usize),
 }
 

@@ -5,10 +5,10 @@
 //! (a share of its requests, node-wide), so retries cannot multiply an outage. A retry that
 //! is not a connect failure waits an exponential backoff with jitter first.
 
-use super::super::session::http1::{Close, Http1};
-use super::super::Ctx;
-use crate::worker::exchange::{Exchange, Recv, Upload};
-use std::time::Duration;
+use super::outlier::Outcome;
+use super::{Driver, Failure, Owner, Phase, Started, Trip, Upload};
+use crate::worker::Ctx;
+use std::time::{Duration, Instant};
 
 /// Why a failed attempt happened, for the retry rules.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,15 +20,14 @@ pub enum Cause {
     Status(u16),
 }
 
-/// Whether exchange `x` may go to another peer after `cause`; takes the retry from the
-/// budget when it may. The reason when it may not.
-pub(super) fn may_retry(w: &mut Ctx, x: &Exchange, cause: Cause) -> Result<(), &'static str> {
+/// Whether the exchange driven by `d` may go to another peer after `cause`; takes the
+/// retry from the budget when it may. The reason when it may not.
+pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(), &'static str> {
     let cfg = w.cfg.clone();
-    let Some(route) = x.route.and_then(|r| cfg.server[x.server].route.get(r)) else {
+    let Some(rule) = trip.rule else {
         return Err("no route");
     };
-    let rule = &route.retry;
-    let Some(up) = x.upstream.and_then(|u| cfg.upstream.get(u)) else {
+    let Some(up) = cfg.upstream.get(d.upstream) else {
         return Err("no upstream");
     };
     match cause {
@@ -39,18 +38,18 @@ pub(super) fn may_retry(w: &mut Ctx, x: &Exchange, cause: Cause) -> Result<(), &
         _ => {
             // The body streamed to the failed peer is gone: only a request without one
             // (or none of whose body went out) can be sent again.
-            if x.body_sent > 0 || (x.req.has_body && !x.req_body.is_done()) {
+            if d.body_sent > 0 || (trip.req.has_body && !trip.body_done) {
                 return Err("its body was sent");
             }
-            if !x.req.idempotent() && !rule.non_idempotent {
+            if !trip.req.idempotent() && !rule.non_idempotent {
                 return Err("not idempotent");
             }
         }
     }
-    if rule.tries > 0 && x.attempts >= rule.tries as usize {
+    if rule.tries > 0 && d.attempts >= rule.tries as usize {
         return Err("tries exhausted");
     }
-    if x.tried.len() >= up.peers.len() {
+    if d.tried.len() >= up.peers.len() {
         return Err("every peer tried");
     }
     if !w
@@ -68,67 +67,96 @@ pub(super) fn may_retry(w: &mut Ctx, x: &Exchange, cause: Cause) -> Result<(), &
     Ok(())
 }
 
-impl Http1 {
+impl Driver {
     /// Sends the exchange again (after `may_retry` said yes): at once after a connect
     /// failure, after a backoff otherwise.
-    pub(super) fn retry(&mut self, w: &mut Ctx, cause: Cause) -> Result<(), Close> {
-        self.drop_upstream(w);
-        if let Some(b) = self.resp_buf.take() {
+    pub fn retry(
+        &mut self,
+        w: &mut Ctx,
+        owner: Owner,
+        trip: &mut Trip,
+        cause: Cause,
+    ) -> Result<Started, Failure> {
+        self.drop_conn(Phase::Off, w);
+        if let Some(b) = self.resp.take() {
             w.bufs.put(b);
         }
-        let cfg = w.cfg.clone();
-        let x = self.x.as_mut().expect("exchange");
-        x.up_head_pos = 0;
-        x.send = Upload::Sending;
-        x.recv = Recv::Head {
-            interim: 0,
-            seen: false,
-            by: None,
-        };
+        self.head_pos = 0;
+        self.upload = Upload::Sending;
         if cause == Cause::Connect {
-            return self.connect(w);
+            return self.connect(w, owner, trip);
         }
-        let rule = &cfg.server[x.server].route[x.route.expect("routed")].retry;
+        let Some(rule) = trip.rule else {
+            return Err(Failure::new(502, "no route to retry by"));
+        };
         // The n-th retry waits backoff * 2^(n-1), at most max_backoff, times a random 0.5..1.
-        let n = x.attempts.saturating_sub(1).min(16) as u32;
+        let n = self.attempts.saturating_sub(1).min(16) as u32;
         let full = rule.backoff.saturating_mul(1 << n).min(rule.max_backoff);
         let jitter = 0.5 + (w.balancer.random() % 1000) as f64 / 2000.0;
-        x.retry_at = Some(w.now + Duration::from_secs_f64(full.as_secs_f64() * jitter));
-        self.arm_timer(w);
-        Ok(())
+        let until = w.now + Duration::from_secs_f64(full.as_secs_f64() * jitter);
+        self.phase = Phase::Backoff { until };
+        Ok(Started::Backoff)
     }
 
     /// The peer failed before the response head (`why`): try another one if the route
-    /// says so (`Cause::Error` or `Cause::Timeout`). Returns whether a retry is under way.
-    pub(crate) fn retry_after(&mut self, w: &mut Ctx, cause: Cause, why: &str) -> bool {
-        let (Some(x), Some(up)) = (&self.x, &self.up) else {
+    /// says so (`Cause::Error`, `Cause::Timeout`). Returns whether a retry is under way.
+    pub fn retry_after(
+        &mut self,
+        w: &mut Ctx,
+        owner: Owner,
+        trip: &mut Trip,
+        cause: Cause,
+        why: &str,
+    ) -> bool {
+        let Some((u, peer)) = self.conn().map(|c| (c.upstream, c.peer)) else {
             return false;
         };
-        if x.head_sent() || may_retry(w, x, cause).is_err() {
+        if self.head_sent() || may_retry(w, self, trip, cause).is_err() {
             return false;
         }
         let cfg = w.cfg.clone();
         log::warn!(
             "{why} (upstream \"{}\" peer {}): retrying{}",
-            cfg.upstream[up.upstream].name,
-            cfg.upstream[up.upstream].peers[up.peer].label(None),
-            self.context(&cfg)
+            cfg.upstream[u].name,
+            cfg.upstream[u].peers[peer].label(None),
+            trip.log
         );
-        w.peer_outcome(up.upstream, up.peer, super::Outcome::Failed);
-        self.retry(w, cause).is_ok()
+        w.peer_outcome(u, peer, Outcome::Failed);
+        self.retry(w, owner, trip, cause).is_ok()
     }
 
-    /// Waiting for a retry's backoff: connect once it is over.
-    pub(super) fn step_backoff(&mut self, w: &mut Ctx) -> Result<bool, Close> {
-        let x = self.x.as_mut().expect("exchange");
-        match x.retry_at {
-            Some(t) if t > w.now => Ok(false),
-            Some(_) => {
-                x.retry_at = None;
-                self.connect(w)?;
-                Ok(true)
-            }
-            None => Err(Close),
+    /// The attempt failed with `status` (`why`). A 502 before the head is retried when the
+    /// route allows (None: under way). Otherwise the peer is charged and the connection
+    /// closed; after the head went out the phase is `Truncated` (what arrived is still
+    /// flushed), and the failure goes back for the exchange to log and answer.
+    pub fn fail(
+        &mut self,
+        w: &mut Ctx,
+        owner: Owner,
+        trip: &mut Trip,
+        status: u16,
+        why: &str,
+    ) -> Option<Failure> {
+        if status == 502 && self.retry_after(w, owner, trip, Cause::Error, why) {
+            return None;
         }
+        if let Some(up) = self.conn() {
+            let (u, peer) = (up.upstream, up.peer);
+            w.peer_outcome(u, peer, Outcome::Failed);
+        }
+        if self.head_sent() {
+            self.drop_conn(Phase::Truncated, w);
+        } else {
+            self.drop_conn(Phase::Off, w);
+            if let Some(b) = self.resp.take() {
+                w.bufs.put(b);
+            }
+        }
+        Some(Failure::new(status, why))
+    }
+
+    /// Waiting for a retry's backoff: whether it is over.
+    pub fn backoff_over(&self, now: Instant) -> bool {
+        matches!(self.phase, Phase::Backoff { until } if until <= now)
     }
 }

@@ -8,10 +8,9 @@
 //! body size. EAGAIN from a splice into the pipe can mean an empty socket or a full pipe; it
 //! is taken as "socket drained" only when the pipe is empty.
 
-use super::super::exchange::{Recv, RespState};
-use super::super::session::http1::{Close, Http1, Step};
-use super::super::Ctx;
+use super::{Driver, Owner, Phase, Read, Trip};
 use crate::http::body::Framer;
+use crate::worker::Ctx;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -42,6 +41,16 @@ impl Splice {
     pub fn drained(&self) -> bool {
         self.in_pipe == 0
     }
+
+    /// The pipe's read end and the bytes in it, for the session to splice to its client.
+    pub fn out(&self) -> (RawFd, usize) {
+        (self.pipe.r.as_raw_fd(), self.in_pipe)
+    }
+
+    /// The client took `n` bytes from the pipe.
+    pub fn took(&mut self, n: usize) {
+        self.in_pipe -= n;
+    }
 }
 
 /// Empty pipes for reuse (two descriptors and a pipe2 call saved per large response).
@@ -51,7 +60,7 @@ pub struct Pipes {
 }
 
 impl Pipes {
-    fn get(&mut self) -> Option<Pipe> {
+    pub fn get(&mut self) -> Option<Pipe> {
         if let Some(p) = self.free.pop() {
             return Some(p);
         }
@@ -78,137 +87,96 @@ impl Pipes {
     }
 }
 
-/// After the buffered body bytes were framed: switches a long Content-Length body to
-/// splicing when the buffer holds none of what follows. Returns whether it did.
-pub fn try_start(resp: &mut RespState, buffer_framed: bool, pipes: &mut Pipes) -> bool {
-    let eligible = matches!(resp.body, Framer::Length(n) if n >= SPLICE_MIN)
-        && !resp.decode
-        && resp.splice.is_none()
-        && buffer_framed;
-    if !eligible {
-        return false;
-    }
-    let Some(pipe) = pipes.get() else {
-        return false;
-    };
-    resp.splice = Some(Splice {
-        pipe,
-        in_pipe: 0,
-        eof: false,
-    });
-    true
-}
-
-/// One splice(2) call, non-blocking. Ok(0) is end of stream on a socket source.
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    loop {
-        // SAFETY: no offsets (both ends are streams); the kernel checks the descriptors.
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-            )
+impl Driver {
+    /// After the buffered body bytes were framed: switches a long Content-Length body to
+    /// splicing (the buffer holds none of what follows). Returns whether it did.
+    pub(super) fn start_splice(&mut self, w: &mut Ctx) -> bool {
+        let left = match &self.phase {
+            Phase::Body { body, .. } if !body.decode => match body.framer {
+                Framer::Length(n) if n >= SPLICE_MIN => n,
+                _ => return false,
+            },
+            _ => return false,
         };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        let Some(pipe) = w.pipes.get() else {
+            return false;
+        };
+        let Phase::Body { conn, body } = std::mem::take(&mut self.phase) else {
+            return false;
+        };
+        self.phase = Phase::Splicing {
+            conn,
+            splice: Splice {
+                pipe,
+                in_pipe: 0,
+                eof: false,
+            },
+            left,
+            reusable: body.reusable,
+        };
+        true
+    }
+
+    /// The pipe of a spliced body, while there is one.
+    pub fn splice(&mut self) -> Option<&mut Splice> {
+        match &mut self.phase {
+            Phase::Splicing { splice, .. } => Some(splice),
+            _ => None,
         }
     }
-}
 
-impl Http1 {
-    /// Moves body bytes upstream -> pipe -> client while either side can. The response
-    /// buffer (head, and body bytes read with it) is flushed first: order is kept.
-    pub(super) fn splice_body(&mut self, w: &mut Ctx) -> Step {
-        let mut progress = self.send_client()?;
-        let buffered = self.out_pos < self.out.len()
-            || self
-                .resp_buf
-                .as_ref()
-                .is_some_and(|b| !b.pending().is_empty());
-        if buffered {
-            return Ok(progress);
-        }
-        if let Some(b) = self.resp_buf.take() {
-            w.bufs.put(b);
-        }
-        let x = self.x.as_mut().expect("exchange");
-        let up = self.up.as_mut().expect("upstream");
-        let Recv::Body(RespState {
-            body,
-            splice: Some(s),
+    /// Moves body bytes from the peer into the pipe while it has room. A peer that closed
+    /// before the body was complete fails the attempt once the pipe is drained.
+    pub fn splice_in(&mut self, w: &mut Ctx, owner: Owner, trip: &mut Trip) -> Read {
+        // The buffer held the head and the first body bytes; once the client took them, a
+        // spliced body needs it no more.
+        self.drop_empty_resp(w);
+        let Phase::Splicing {
+            conn,
+            splice: s,
+            left,
             reusable,
-            ..
-        }) = &mut x.recv
+        } = &mut self.phase
         else {
-            return Ok(progress);
+            return Read::Quiet(false);
         };
-        loop {
-            let mut moved = false;
-            if s.in_pipe > 0 && self.client.ready.w {
-                match splice(s.pipe.r.as_raw_fd(), self.client.raw_fd(), s.in_pipe) {
-                    Ok(n) => {
-                        s.in_pipe -= n;
-                        x.bytes_sent += n as u64;
-                        x.record.wire += n as u64;
-                        moved |= n > 0;
+        let mut progress = false;
+        while *left > 0 && !s.eof && conn.stream.ready.r && s.in_pipe < PIPE_CAP {
+            let len = (PIPE_CAP - s.in_pipe).min(usize::try_from(*left).unwrap_or(PIPE_CAP));
+            match conn.stream.splice_to(s.pipe.w.as_raw_fd(), len) {
+                Ok(0) => s.eof = true,
+                Ok(n) => {
+                    s.in_pipe += n;
+                    if let Some(a) = trip.record.current() {
+                        a.received += n as u64;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.client.ready.w = false,
-                    Err(_) => return Err(Close),
+                    *left -= n as u64;
+                    progress = true;
                 }
-            }
-            let left = match body {
-                Framer::Length(n) => *n,
-                _ => 0,
-            };
-            if left > 0 && !s.eof && up.stream.ready.r && s.in_pipe < PIPE_CAP {
-                let len = (PIPE_CAP - s.in_pipe).min(usize::try_from(left).unwrap_or(PIPE_CAP));
-                match splice(up.stream.raw_fd(), s.pipe.w.as_raw_fd(), len) {
-                    Ok(0) => s.eof = true,
-                    Ok(n) => {
-                        s.in_pipe += n;
-                        if let Some(a) = x.record.current() {
-                            a.received += n as u64;
-                        }
-                        let left = left - n as u64;
-                        *body = if left == 0 {
-                            Framer::Done
-                        } else {
-                            Framer::Length(left)
-                        };
-                        moved = true;
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // With bytes in the pipe this may be a full pipe, not an empty socket:
+                    // try again once the client has taken them.
+                    if s.in_pipe == 0 {
+                        conn.stream.ready.r = false;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        // With bytes in the pipe this may be a full pipe, not an empty
-                        // socket: try again once the client has taken them.
-                        if s.in_pipe == 0 {
-                            up.stream.ready.r = false;
-                        }
-                    }
-                    Err(e) => {
-                        log::debug!("upstream splice error: {e}");
-                        s.eof = true;
-                    }
+                    break;
                 }
-            }
-            progress |= moved;
-            if !moved {
-                break;
+                Err(e) => {
+                    log::debug!("upstream splice error: {e}");
+                    s.eof = true;
+                }
             }
         }
         if s.eof && s.in_pipe == 0 {
             *reusable = false;
-            return self
-                .upstream_failed(w, 502, "upstream prematurely closed connection")
-                .map(|_| true);
+            return self.failed(
+                w,
+                owner,
+                trip,
+                502,
+                "upstream prematurely closed connection",
+            );
         }
-        Ok(progress)
+        Read::Quiet(progress)
     }
 }

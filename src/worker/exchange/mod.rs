@@ -1,11 +1,21 @@
 //! Layer 4: one request/response exchange, as an HTTP/1 session (and later an HTTP/2
-//! stream) carries it. Its two halves overlap in HTTP/1.1 (an upstream may answer, say 413,
-//! before the request body is all sent), so each half has its own state enum rather than
-//! one line of phases or a set of flags.
+//! stream) carries it. It owns the request's life: its route, its upstream attempt (the
+//! `Driver`), its timings and what the access log records.
+//!
+//! What a session gives the exchange: a parsed request head (and the raw bytes it came
+//! from), then the request body bytes it frames; and, for each step, a `Lend` (where
+//! response heads are serialized, whether the client has taken them, whether its socket is
+//! plain). What it gets back (`Next`): carry on, answer now with an error status, or switch
+//! protocols; body bytes to write wait in the driver's buffer (`Driver::body_pending`) or
+//! pipe (`Driver::splice`).
+
+mod proxy;
+
+pub use proxy::{Lend, Next};
 
 use super::events::Timings;
 use super::record::Record;
-use super::upstream::Splice;
+use super::upstream::Driver;
 use crate::config::Config;
 use crate::http::body::Framer;
 use crate::http::filters::Filter;
@@ -13,45 +23,6 @@ use crate::http::request::RequestHead;
 use crate::http::request_id::RequestId;
 use crate::http::trace::Trace;
 use std::time::Instant;
-
-/// The request half, toward the upstream (named so as not to shadow the `Send` trait).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Upload {
-    /// Head, then body, as the client delivers it (done when both are out).
-    Sending,
-    /// Writing to the upstream failed; its response may still come.
-    Failed,
-}
-
-/// The response half, toward the client.
-#[derive(Debug)]
-pub enum Recv {
-    /// Waiting for the final head. `interim` 1xx heads passed on so far (bounded), `seen`
-    /// whether any byte came back (a stale pooled connection sends none), and `by` the
-    /// deadline for the whole head, set once the request is sent so a head trickled a byte
-    /// at a time cannot push it back.
-    Head {
-        interim: u32,
-        seen: bool,
-        by: Option<Instant>,
-    },
-    /// The head went to the client; the body streams.
-    Body(RespState),
-    /// The upstream failed after the head went out: flush what arrived, then cut the client
-    /// (nothing else can tell it the body is short).
-    Truncated,
-}
-
-#[derive(Debug)]
-pub struct RespState {
-    pub body: Framer,
-    /// Strip chunked framing (HTTP/1.0 client).
-    pub decode: bool,
-    /// The upstream connection may carry another request afterwards (so far).
-    pub reusable: bool,
-    /// The body moves through a pipe instead of the buffer (see `upstream/splice.rs`).
-    pub splice: Option<Splice>,
-}
 
 /// The request in progress and what the access log needs about it.
 pub struct Exchange {
@@ -63,27 +34,12 @@ pub struct Exchange {
     pub upstream: Option<usize>,
     /// The client connection may stay open after this exchange (so far).
     pub keep_alive: bool,
-    /// The head sent upstream, and how much of it went out on the current connection.
-    pub up_head: Vec<u8>,
-    pub up_head_pos: usize,
     /// Framing of the request body, advanced as its bytes are forwarded.
     pub req_body: Framer,
     /// Request body payload bytes read from the client (for `client_max_body_size`).
     pub body_read: u64,
-    /// Request body bytes written upstream; nonzero makes a retry impossible.
-    pub body_sent: u64,
-    /// Peers tried for this request, and tries in all (what a route's `tries` bounds).
-    pub tried: Vec<usize>,
-    pub attempts: usize,
-    /// Requests replayed after a stale pooled connection closed with nothing back: not
-    /// tries (they say nothing about the peer), but bounded all the same.
-    pub stale_replays: usize,
-    /// What the upstream's `ip_hash` or `hash` balancer hashes, for this request.
-    pub hash: Option<u64>,
-    /// A retry waits for its backoff until then (no upstream connection meanwhile).
-    pub retry_at: Option<Instant>,
-    pub send: Upload,
-    pub recv: Recv,
+    /// The upstream attempt(s): connection, response buffer, retries.
+    pub up: Driver,
     /// For the access log: status sent and body bytes written to the client.
     pub status: u16,
     pub bytes_sent: u64,
@@ -109,22 +65,9 @@ impl Exchange {
             route: None,
             upstream: None,
             keep_alive: false,
-            up_head: Vec::new(),
-            up_head_pos: 0,
             req_body: Framer::Done,
             body_read: 0,
-            body_sent: 0,
-            tried: Vec::new(),
-            attempts: 0,
-            stale_replays: 0,
-            hash: None,
-            retry_at: None,
-            send: Upload::Sending,
-            recv: Recv::Head {
-                interim: 0,
-                seen: false,
-                by: None,
-            },
+            up: Driver::default(),
             status: 0,
             bytes_sent: 0,
             close_after: false,
@@ -137,28 +80,15 @@ impl Exchange {
     }
 
     /// Readies an exchange (new or recycled) for the request just parsed into `req`;
-    /// everything else starts over, keeping only the memory of `up_head` and `tried`.
+    /// everything else starts over, keeping only the memory of its vectors.
     pub fn start(&mut self, server: usize, keep_alive: bool, now: Instant) {
         self.req_body = self.req.body.clone();
         self.server = server;
         self.route = None;
         self.upstream = None;
         self.keep_alive = keep_alive;
-        self.up_head.clear();
-        self.up_head_pos = 0;
         self.body_read = 0;
-        self.body_sent = 0;
-        self.tried.clear();
-        self.attempts = 0;
-        self.stale_replays = 0;
-        self.hash = None;
-        self.retry_at = None;
-        self.send = Upload::Sending;
-        self.recv = Recv::Head {
-            interim: 0,
-            seen: false,
-            by: None,
-        };
+        self.up.reset(0);
         self.status = 0;
         self.bytes_sent = 0;
         self.close_after = false;
@@ -173,7 +103,8 @@ impl Exchange {
     pub fn kept_bytes(&self) -> usize {
         let r = &self.req;
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        self.up_head.capacity()
+        self.up.head.capacity()
+            + self.up.tried.capacity() * std::mem::size_of::<usize>()
             + self.record.kept_bytes()
             + r.method.capacity()
             + r.uri.capacity()
@@ -195,15 +126,5 @@ impl Exchange {
         self.route
             .and_then(|r| cfg.server[self.server].route.get(r))
             .map_or(&[], |r| &r.filters)
-    }
-
-    /// The final response head has gone to the client (an error page can no longer).
-    pub fn head_sent(&self) -> bool {
-        !matches!(self.recv, Recv::Head { .. })
-    }
-
-    /// Any byte of a response came back on the current connection.
-    pub fn response_seen(&self) -> bool {
-        !matches!(self.recv, Recv::Head { seen: false, .. })
     }
 }

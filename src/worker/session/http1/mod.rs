@@ -1,6 +1,8 @@
 //! An HTTP/1.x client connection: request heads, one exchange at a time (proxied or
-//! answered here), keep-alive, lingering close; and, while it proxies, its upstream
-//! connection. A successful upgrade hands both connections to a `Tunnel`.
+//! answered here), request body framing, writing the response (head, then body bytes from
+//! the exchange's upstream buffer or pipe), keep-alive, lingering close. The upstream side
+//! is the exchange's (`exchange::proxy`, `upstream::Driver`); a successful upgrade hands
+//! the client and the exchange's upstream connection to a `Tunnel`.
 //!
 //! Readiness is tracked per transport (mio is edge-triggered): a flag is set by an event and
 //! cleared when the kernel has no more (see `transport`). `drive` then makes every move the
@@ -8,6 +10,8 @@
 //! Phases change in few places: `start_request` (to Proxy), `respond` (to Local),
 //! `end_exchange` (back to Head, or to Linger), and on a 101 `recv_response` (to Switching)
 //! then `step_switching` (to Upgraded, which `Session` turns into a `Tunnel`).
+
+mod proxy;
 
 use super::peer::PeerIp;
 use super::tunnel::Tunnel;
@@ -21,12 +25,9 @@ use crate::router;
 use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Context, Done, Event};
 pub(crate) use crate::worker::exchange::Exchange;
-use crate::worker::exchange::Recv;
 use crate::worker::route::{self, Routed};
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
-use crate::worker::upstream::RetryCause;
-pub(crate) use crate::worker::upstream::UpConn;
 use crate::worker::{Ctx, Kind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -68,11 +69,12 @@ pub struct Http1 {
     pub(crate) peer_ip: PeerIp,
     pub(crate) listener: usize,
     pub phase: Phase,
+    /// Request bytes: heads, then body bytes framed for the upstream (`pending()`).
     pub(crate) req_buf: Option<Buf>,
-    pub(crate) resp_buf: Option<Buf>,
+    /// Response bytes made here: a head (the body follows from the exchange), or a whole
+    /// local response.
     pub(crate) out: Vec<u8>,
     pub(crate) out_pos: usize,
-    pub(crate) up: Option<UpConn>,
     pub(crate) x: Option<Box<Exchange>>,
     pub(crate) served: u64,
     /// The request head being read must be complete by then: a deadline for the whole head,
@@ -97,10 +99,8 @@ impl Http1 {
             listener,
             phase: Phase::Head,
             req_buf: None,
-            resp_buf: None,
             out: Vec::new(),
             out_pos: 0,
-            up: None,
             x: None,
             served: 0,
             head_by: None,
@@ -120,10 +120,17 @@ impl Http1 {
 
     /// Where an error-log line about the current request ends (see `events::Context`).
     pub(crate) fn context<'a>(&'a self, cfg: &'a Config) -> Context<'a> {
-        Context {
-            cfg,
-            client: &self.peer_ip,
-            x: self.x.as_deref(),
+        match self.x.as_deref() {
+            Some(x) => Context::of(cfg, &self.peer_ip, x),
+            None => Context {
+                cfg,
+                client: &self.peer_ip,
+                req: None,
+                server: 0,
+                upstream: None,
+                peer: None,
+                request_id: "",
+            },
         }
     }
 
@@ -134,9 +141,11 @@ impl Http1 {
             && self.req_buf.as_ref().is_none_or(|b| b.is_empty())
     }
 
-    pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
-        if let Some(up) = &mut self.up {
-            up.stream.ready.on_event(readable, writable, hup);
+    /// An event for the upstream connection of the exchange in flight (HTTP/1 has one at a
+    /// time: stream 0).
+    pub fn upstream_event(&mut self, _stream: u32, readable: bool, writable: bool, hup: bool) {
+        if let Some(x) = &mut self.x {
+            x.up.on_event(readable, writable, hup);
         }
     }
 
@@ -213,40 +222,10 @@ impl Http1 {
                     now + srv.keepalive_timeout
                 }
             }
-            Phase::Proxy => {
-                let x = self.x.as_ref().expect("proxy phase has an exchange");
-                // The upstream's timeouts (a proxied exchange always has its upstream).
-                let (connect_timeout, send_timeout, read_timeout) = x
-                    .upstream
-                    .and_then(|u| cfg.upstream.get(u))
-                    .map_or(Default::default(), |u| {
-                        (u.connect_timeout, u.send_timeout, u.read_timeout)
-                    });
-                match &self.up {
-                    // Waiting out a retry's backoff.
-                    None => x.retry_at.unwrap_or(now),
-                    Some(u) if u.establishing() => now + connect_timeout,
-                    _ if self.waiting_for_body() => now + cfg.server[x.server].client_body_timeout,
-                    Some(u)
-                        if !u.stream.ready.w
-                            && (x.up_head_pos < x.up_head.len()
-                                || self
-                                    .req_buf
-                                    .as_ref()
-                                    .is_some_and(|b| !b.pending().is_empty())) =>
-                    {
-                        now + send_timeout
-                    }
-                    _ if self.out_pos < self.out.len() && !self.client.ready.w => {
-                        now + cfg.server[x.server].send_timeout
-                    }
-                    _ if !x.head_sent() => match x.recv {
-                        Recv::Head { by: Some(by), .. } => by,
-                        _ => now + read_timeout,
-                    },
-                    _ => now + read_timeout.max(cfg.server[x.server].send_timeout),
-                }
-            }
+            Phase::Proxy => match self.proxy_deadline(&cfg, now) {
+                Some(at) => at,
+                None => return,
+            },
             Phase::Local | Phase::Switching => {
                 let srv = self.x.as_ref().map(|x| x.server).unwrap_or(0);
                 now + cfg.server[srv].send_timeout
@@ -282,54 +261,19 @@ impl Http1 {
                 self.abort(w);
                 false
             }
-            // A retry's backoff is over: `drive` connects.
-            Phase::Proxy if self.up.is_none() => true,
-            Phase::Proxy => {
-                let connecting = self.up.as_ref().is_some_and(|u| u.establishing());
-                let retry_timeout = !connecting
-                    && self.x.as_ref().is_some_and(|x| {
-                        !x.head_sent() && matches!(x.recv, Recv::Head { seen: false, .. })
-                    });
-                let result = if self.waiting_for_body() {
-                    log::info!(
-                        "client timed out sending the request body{}",
-                        self.context(&w.cfg)
-                    );
-                    if self.x.as_ref().is_some_and(|x| x.head_sent()) {
-                        Err(Close)
-                    } else {
-                        self.upstream_failed_client_side(w, 408);
-                        Ok(())
-                    }
-                } else if connecting {
-                    self.connect_failed(w, "timed out", true)
-                } else if retry_timeout
-                    && self.retry_after(w, RetryCause::Timeout, "upstream timed out")
-                {
-                    Ok(())
-                } else {
-                    self.upstream_failed(w, 504, "upstream timed out")
-                };
-                match result {
-                    Ok(_) => true,
-                    Err(Close) => {
-                        self.abort(w);
-                        false
-                    }
-                }
-            }
+            Phase::Proxy => self.proxy_timeout(w),
         }
     }
 
-    /// Returns the session's buffers and upstream connection before it is dropped.
+    /// Returns the session's buffers, and its exchange's upstream connection, before it
+    /// is dropped.
     pub fn release_all(&mut self, w: &mut Ctx) {
         if let Some(b) = self.req_buf.take() {
             w.bufs.put(b);
         }
-        if let Some(b) = self.resp_buf.take() {
-            w.bufs.put(b);
+        if let Some(x) = &mut self.x {
+            x.up.close(w);
         }
-        self.drop_upstream(w);
     }
 
     // ---- request head -------------------------------------------------------------
@@ -350,13 +294,13 @@ impl Http1 {
                         return Ok(true);
                     }
                     Ok(false) => {
-                        w.spare.put_exchange(x);
+                        w.retire(x);
                         if full {
                             return self.reject(w, 431);
                         }
                     }
                     Err(e) => {
-                        w.spare.put_exchange(x);
+                        w.retire(x);
                         return self.reject(w, e.status());
                     }
                 }
@@ -400,7 +344,7 @@ impl Http1 {
             w.bufs.put(b);
         }
         if let Some(x) = self.x.take() {
-            w.spare.put_exchange(x);
+            w.retire(x);
         }
         let page = local::error_page(status);
         self.respond(w, status, &local::error_headers(), &page, true);
@@ -424,8 +368,8 @@ impl Http1 {
         body: &[u8],
         close: bool,
     ) {
-        if let Some(b) = self.resp_buf.take() {
-            w.bufs.put(b);
+        if let Some(x) = &mut self.x {
+            x.up.close(w);
         }
         let (head_only, minor) = self
             .x
@@ -559,7 +503,8 @@ impl Http1 {
         match routed {
             Routed::Proxy { upstream, uri } => {
                 x.upstream = Some(upstream);
-                x.hash = route::balance_hash(
+                x.up.upstream = upstream;
+                x.up.hash = route::balance_hash(
                     &cfg,
                     upstream,
                     &x.req,
@@ -599,7 +544,7 @@ impl Http1 {
                     &fwd,
                     x.filters(&cfg),
                     &mut w.headers,
-                    &mut x.up_head,
+                    &mut x.up.head,
                 );
                 buf.skip_head(x.req.head_len);
                 if let Verdict::Respond(status) = verdict {
@@ -610,7 +555,8 @@ impl Http1 {
                 }
                 self.x = Some(x);
                 self.phase = Phase::Proxy;
-                self.connect(w)
+                self.start_upstream(w);
+                Ok(())
             }
             other => {
                 buf.skip_head(x.req.head_len);
@@ -648,7 +594,7 @@ impl Http1 {
             .is_some_and(|x| !x.req.keep_alive && x.req_body.is_done());
         if let Some(x) = self.x.take() {
             w.emit(Event::Done(Done::of(&x, self.conn(), x.status)));
-            w.spare.put_exchange(x);
+            w.retire(x);
         }
         // An idle connection holds no buffer: this one serves the next request anywhere.
         w.spare.put_vec(std::mem::take(&mut self.out));
@@ -686,10 +632,7 @@ impl Http1 {
         x.close_after
             && match self.phase {
                 Phase::Local => true,
-                Phase::Proxy => matches!(
-                    &x.recv,
-                    Recv::Body(r) if r.body.is_done() && r.splice.is_none()
-                ),
+                Phase::Proxy => x.up.all_read(),
                 _ => false,
             }
     }
@@ -701,7 +644,7 @@ impl Http1 {
         let last = self.last_bytes();
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
-            let body = self.resp_buf.as_ref().map_or(&[][..], |b| b.pending());
+            let body = self.x.as_ref().map_or(&[][..], |x| x.up.body_pending());
             if head.is_empty() && body.is_empty() {
                 if self.client.pending() {
                     match self.client.flush() {
@@ -716,10 +659,8 @@ impl Http1 {
                 Ok(n) => {
                     let from_head = n.min(head.len());
                     self.out_pos += from_head;
-                    if let Some(b) = &mut self.resp_buf {
-                        b.consume(n - from_head);
-                    }
                     if let Some(x) = &mut self.x {
+                        x.up.body_consumed(n - from_head);
                         x.bytes_sent += (n - from_head) as u64;
                         x.record.wire += n as u64;
                     }
@@ -760,7 +701,9 @@ impl Http1 {
     /// heads, to a tunnel.
     pub fn into_tunnel(self: Box<Self>, w: &mut Ctx) -> Option<Tunnel> {
         let mut h = *self;
-        let (Some(up), Some(x)) = (h.up.take(), h.x.take()) else {
+        let mut x = h.x.take()?;
+        let Some((up, from_up)) = x.up.take_switched(w) else {
+            h.x = Some(x);
             h.abort(w);
             return None;
         };
@@ -771,7 +714,7 @@ impl Http1 {
             up,
             h.deadline,
             h.req_buf.take(),
-            h.resp_buf.take(),
+            from_up,
             h.peer_ip,
             h.served,
             x,
@@ -799,12 +742,12 @@ impl Http1 {
     /// Logs an exchange cut short (client gone, upstream broke mid-body, timeout) and gives
     /// back everything the session holds.
     pub fn abort(&mut self, w: &mut Ctx) {
+        self.release_all(w);
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
             w.emit(Event::Done(Done::of(&x, self.conn(), status)));
-            w.spare.put_exchange(x);
+            w.retire(x);
         }
-        self.release_all(w);
     }
 
     /// Draining: answer what is in flight with `Connection: close`; idle connections get a

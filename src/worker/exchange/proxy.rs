@@ -1,0 +1,400 @@
+//! A proxied exchange: what each outcome of its upstream driver means for the client. The
+//! driver reports heads, failures and replays; this decides what the client gets (the head
+//! through the route's filters, an error page, a cut), logs, and records the tries.
+
+use super::Exchange;
+use crate::config::Config;
+use crate::worker::buffer::Buf;
+use crate::worker::events::{Context, Event};
+use crate::worker::session::PeerIp;
+use crate::worker::upstream::{
+    may_retry, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started, Trip, MAX_INTERIM,
+};
+use crate::worker::Ctx;
+
+/// What the session lends its exchange for one step.
+pub struct Lend<'a> {
+    /// Who the upstream connection's events go to.
+    pub owner: Owner,
+    pub client: &'a PeerIp,
+    /// Response heads for the client are serialized here...
+    pub out: &'a mut Vec<u8>,
+    /// ...after the first `out_pos` bytes, which the client has taken.
+    pub out_pos: usize,
+    /// The client socket is plain TCP (a long body may be spliced to it).
+    pub plain: bool,
+}
+
+/// What a step of a proxied exchange asks of its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Carry on; whether anything moved.
+    Go(bool),
+    /// Answer with this error status now (the attempt is over).
+    Respond(u16),
+    /// The upstream switched protocols: flush the 101 head, then become a tunnel.
+    Switch,
+}
+
+/// Borrows of an exchange for one driver call: the driver, and what it may read or record.
+macro_rules! trip {
+    ($x:expr, $cfg:expr, $client:expr, $up:ident, $trip:ident) => {
+        let Exchange {
+            req,
+            record,
+            up: $up,
+            route,
+            server,
+            request_id,
+            upstream,
+            req_body,
+            ..
+        } = $x;
+        let log = Context {
+            cfg: $cfg,
+            client: $client,
+            req: Some(req),
+            server: *server,
+            upstream: *upstream,
+            peer: record.attempts.last().and_then(|a| a.addr),
+            request_id: request_id.as_str(),
+        };
+        let rule = route
+            .and_then(|r| $cfg.server[*server].route.get(r))
+            .map(|r| &r.retry);
+        #[allow(unused_mut)]
+        let mut $trip = Trip {
+            req,
+            record,
+            rule,
+            body_done: req_body.is_done(),
+            log: &log,
+        };
+    };
+}
+
+impl Exchange {
+    /// Starts the upstream attempt of a request routed to `upstream`.
+    pub fn start_upstream(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+        let cfg = w.cfg.clone();
+        trip!(self, &cfg, lend.client, up, trip);
+        let started = up.connect(w, lend.owner, &mut trip);
+        self.started(w, lend, started)
+    }
+
+    /// What a (re)started attempt came to: connected, under way, or failed.
+    fn started(&mut self, w: &mut Ctx, lend: &mut Lend, r: Result<Started, Failure>) -> Next {
+        match r {
+            Ok(Started::Pooled) => {
+                self.emit_connected(w, true);
+                Next::Go(true)
+            }
+            Ok(Started::Connecting | Started::Backoff) => Next::Go(true),
+            Err(f) => self.give_up(w, lend, f),
+        }
+    }
+
+    fn emit_connected(&self, w: &mut Ctx, reused: bool) {
+        let cfg = w.cfg.clone();
+        if let Some(up) = self.up.conn() {
+            let peer = &cfg.upstream[up.upstream].peers[up.peer].name;
+            w.emit(Event::UpstreamConnected {
+                x: self,
+                peer,
+                reused,
+            });
+        }
+    }
+
+    /// The attempt failed for good (retries were considered): log it, record it, and tell
+    /// the session to answer (or, when the head already went out, to flush and cut).
+    fn give_up(&mut self, w: &mut Ctx, lend: &Lend, f: Failure) -> Next {
+        let cfg = w.cfg.clone();
+        log::error!(
+            "{} while proxying{}",
+            f.why,
+            Context::of(&cfg, lend.client, self)
+        );
+        self.record.end_attempt(f.status, w.now);
+        if matches!(self.up.phase, Phase::Truncated) {
+            Next::Go(true)
+        } else {
+            Next::Respond(f.status)
+        }
+    }
+
+    /// The connection and handshake: a backoff that is over connects, a connect that
+    /// completed lets the request go. Before the request is sent each step.
+    pub fn step_connect(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+        let cfg = w.cfg.clone();
+        if self.up.backoff_over(w.now) {
+            trip!(self, &cfg, lend.client, up, trip);
+            let r = up.connect(w, lend.owner, &mut trip);
+            return self.started(w, lend, r);
+        }
+        if !matches!(self.up.phase, Phase::Connecting { .. }) {
+            return Next::Go(false);
+        }
+        trip!(self, &cfg, lend.client, up, trip);
+        match up.poll_connect(w, &mut trip) {
+            Ok(true) => {
+                self.emit_connected(w, false);
+                Next::Go(true)
+            }
+            Ok(false) => Next::Go(false),
+            Err(why) => {
+                let r = up.connect_failed(w, lend.owner, &mut trip, &why, false);
+                self.started(w, lend, r)
+            }
+        }
+    }
+
+    /// Writes what of the request can go to the peer now: the head, then `body`'s framed
+    /// bytes.
+    pub fn send_upstream(&mut self, body: Option<&mut Buf>) -> bool {
+        self.up.send(body)
+    }
+
+    /// Starts the response head's deadline once the whole request is out (`body_left`:
+    /// framed body bytes are still buffered).
+    pub fn note_sent(&mut self, w: &Ctx, body_left: bool) {
+        if body_left || !self.req_body.is_done() {
+            return;
+        }
+        let read_timeout = self
+            .upstream
+            .and_then(|u| w.cfg.upstream.get(u))
+            .map_or(Default::default(), |u| u.read_timeout);
+        self.up.request_sent(w.now, read_timeout);
+    }
+
+    /// Reads the response as far as it can: heads go through the route's filters into
+    /// `lend.out`, body bytes wait in the driver for the session to write.
+    pub fn step_response(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+        let cfg = w.cfg.clone();
+        let mut progress = false;
+        loop {
+            let backlog = lend.out.len() > lend.out_pos;
+            let read = {
+                trip!(self, &cfg, lend.client, up, trip);
+                if up.splice().is_some() {
+                    up.splice_in(w, lend.owner, &mut trip)
+                } else {
+                    up.read(w, lend.owner, &mut trip, backlog, lend.plain)
+                }
+            };
+            match read {
+                Read::Quiet(moved) => return Next::Go(progress || moved),
+                Read::Head(h) => {
+                    progress = true;
+                    match self.on_head(w, &cfg, lend, h) {
+                        Next::Go(_) => {}
+                        other => return other,
+                    }
+                }
+                Read::Replay => {
+                    progress = true;
+                    trip!(self, &cfg, lend.client, up, trip);
+                    let r = up.connect(w, lend.owner, &mut trip);
+                    match self.started(w, lend, r) {
+                        Next::Go(_) => {}
+                        other => return other,
+                    }
+                }
+                Read::HandshakeFailed(why) => {
+                    trip!(self, &cfg, lend.client, up, trip);
+                    let r = up.connect_failed(w, lend.owner, &mut trip, &why, false);
+                    return match self.started(w, lend, r) {
+                        Next::Go(_) => Next::Go(true),
+                        other => other,
+                    };
+                }
+                Read::Failed(f) => return self.give_up(w, lend, f),
+            }
+        }
+    }
+
+    /// A response head came: an interim one is passed on, a 101 switches protocols, a
+    /// retriable 5xx goes to another peer, a final one goes to the client.
+    fn on_head(
+        &mut self,
+        w: &mut Ctx,
+        cfg: &Config,
+        lend: &mut Lend,
+        h: crate::http::response::ResponseHead,
+    ) -> Next {
+        let filters = self
+            .route
+            .and_then(|r| cfg.server[self.server].route.get(r))
+            .map_or(&[][..], |r| &r.filters);
+        fn raw(up: &Driver) -> &[u8] {
+            up.resp.as_ref().map_or(&[], |b| b.held())
+        }
+        if h.is_interim() {
+            let too_many = self
+                .up
+                .head_wait()
+                .is_some_and(|h| h.interim >= MAX_INTERIM);
+            if too_many {
+                self.up.skip_head(w, h);
+                return self.fail(
+                    w,
+                    cfg,
+                    lend,
+                    502,
+                    "upstream sent too many interim responses",
+                );
+            }
+            if self.req.minor >= 1 {
+                h.write_interim(raw(&self.up), filters, lend.out);
+            }
+            self.up.interim_passed(w, h);
+            return Next::Go(true);
+        }
+        if h.status == 101 {
+            let why = if self.req.upgrade.is_none() {
+                Some("upstream switched protocols unasked")
+            } else if h.write_upgrade(raw(&self.up), filters, lend.out).is_none() {
+                Some("upstream sent 101 without Upgrade")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.up.skip_head(w, h);
+                return self.fail(w, cfg, lend, 502, why);
+            }
+            self.status = 101;
+            self.record.got_head(101, w.now);
+            self.up.switched(w, h);
+            return Next::Switch;
+        }
+        if matches!(h.status, 502..=504) {
+            let retry = {
+                trip!(self, cfg, lend.client, up, trip);
+                may_retry(w, up, &trip, Cause::Status(h.status)).is_ok()
+            };
+            if retry {
+                return self.retry_status(w, cfg, lend, h);
+            }
+        }
+        // Unread request body bytes would be taken for the next request.
+        let keep = self.keep_alive && !w.draining && self.req_body.is_done();
+        let head_start = lend.out.len();
+        let request_id = cfg.server[self.server]
+            .request_id
+            .as_ref()
+            .map(|h| (h.header.as_str(), self.request_id.as_str()));
+        let framing = h.write_client_id(
+            raw(&self.up),
+            self.req.minor,
+            keep,
+            filters,
+            request_id,
+            &mut w.headers,
+            lend.out,
+        );
+        let framing = match framing {
+            Ok(f) => f,
+            Err(status) => {
+                lend.out.truncate(head_start);
+                self.up.skip_head(w, h);
+                return self.fail(
+                    w,
+                    cfg,
+                    lend,
+                    status,
+                    "a response filter refused the response",
+                );
+            }
+        };
+        self.status = h.status;
+        if let Some(up) = self.up.conn() {
+            let outcome = if h.status >= 500 {
+                Outcome::Status5xx
+            } else {
+                Outcome::Success
+            };
+            w.peer_outcome(up.upstream, up.peer, outcome);
+        }
+        self.close_after = framing.close;
+        self.record.got_head(h.status, w.now);
+        self.record
+            .capture_response(&cfg.log_formats.captures.response, &lend.out[head_start..]);
+        self.up.body_starts(w, h, framing.decode_chunked);
+        w.emit(Event::ResponseHead { x: self });
+        Next::Go(true)
+    }
+
+    /// A 502/503/504 the route retries: the try ends with that status and the request goes
+    /// to another peer after a backoff.
+    fn retry_status(
+        &mut self,
+        w: &mut Ctx,
+        cfg: &Config,
+        lend: &mut Lend,
+        h: crate::http::response::ResponseHead,
+    ) -> Next {
+        let status = h.status;
+        self.up.skip_head(w, h);
+        if let Some(up) = self.up.conn() {
+            let (u, peer) = (up.upstream, up.peer);
+            log::warn!(
+                "upstream \"{}\" peer {} answered {status}: retrying{}",
+                cfg.upstream[u].name,
+                cfg.upstream[u].peers[peer].label(None),
+                Context::of(cfg, lend.client, self)
+            );
+            w.peer_outcome(u, peer, Outcome::Status5xx);
+        }
+        self.record.got_head(status, w.now);
+        self.record.end_attempt(status, w.now);
+        trip!(self, cfg, lend.client, up, trip);
+        let r = up.retry(w, lend.owner, &mut trip, Cause::Status(status));
+        self.started(w, lend, r)
+    }
+
+    /// The attempt failed with `status` (a 502 may still be retried).
+    fn fail(&mut self, w: &mut Ctx, cfg: &Config, lend: &mut Lend, status: u16, why: &str) -> Next {
+        let failure = {
+            trip!(self, cfg, lend.client, up, trip);
+            up.fail(w, lend.owner, &mut trip, status, why)
+        };
+        match failure {
+            None => Next::Go(true),
+            Some(f) => self.give_up(w, lend, f),
+        }
+    }
+
+    /// The upstream's deadline passed (see `Http1::on_timeout`): a connect that took too
+    /// long fails over to the next peer; a head that did not come is retried when the route
+    /// says so; anything else is a 504 (or, after the head, a cut).
+    pub fn upstream_timeout(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+        let cfg = w.cfg.clone();
+        if matches!(self.up.phase, Phase::Backoff { .. } | Phase::Off) {
+            return Next::Go(true);
+        }
+        if self.up.establishing() {
+            trip!(self, &cfg, lend.client, up, trip);
+            let r = up.connect_failed(w, lend.owner, &mut trip, "timed out", true);
+            return self.started(w, lend, r);
+        }
+        let why = "upstream timed out";
+        if !self.up.head_sent() && !self.up.response_seen() {
+            let retrying = {
+                trip!(self, &cfg, lend.client, up, trip);
+                up.retry_after(w, lend.owner, &mut trip, Cause::Timeout, why)
+            };
+            if retrying {
+                return Next::Go(true);
+            }
+        }
+        self.fail(w, &cfg, lend, 504, why)
+    }
+
+    /// The response is complete: the try ends and the connection goes back to the pool
+    /// when it may carry another request (`request_done`: all of this one went out).
+    pub fn finish_upstream(&mut self, w: &mut Ctx, request_done: bool) {
+        self.record.end_attempt(0, w.now);
+        self.up.finish(w, request_done);
+    }
+}

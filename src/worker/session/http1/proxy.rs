@@ -1,0 +1,351 @@
+//! The session's side of a proxied exchange: request body bytes read from the client and
+//! framed (limits enforced), handed to the exchange for its upstream; the response head the
+//! exchange serialized and the body bytes its driver holds, written to the client; and what
+//! the exchange asks for (`Next`): an error page, a protocol switch.
+
+use super::{Close, Http1, Phase, Step};
+use crate::config::Config;
+use crate::worker::buffer::BUF_SIZE;
+use crate::worker::exchange::{Exchange, Lend, Next};
+use crate::worker::transport::would_block;
+use crate::worker::upstream::Owner;
+use crate::worker::Ctx;
+use std::time::Instant;
+
+/// Rounds of reading the client and writing the upstream in one `upload`.
+const SEND_ROUNDS: usize = 8;
+
+impl Http1 {
+    /// The exchange in flight and what the session lends it for a step.
+    fn lend(&mut self) -> Option<(&mut Exchange, Lend<'_>)> {
+        let plain = self.client.is_plain();
+        let x = self.x.as_deref_mut()?;
+        let lend = Lend {
+            owner: Owner::Exchange {
+                session: self.slot,
+                stream: 0,
+            },
+            client: &self.peer_ip,
+            out: &mut self.out,
+            out_pos: self.out_pos,
+            plain,
+        };
+        Some((x, lend))
+    }
+
+    /// The request was routed to an upstream: its exchange starts the attempt.
+    pub(super) fn start_upstream(&mut self, w: &mut Ctx) {
+        if let Some((x, mut lend)) = self.lend() {
+            let next = x.start_upstream(w, &mut lend);
+            self.on_next(w, next);
+        }
+    }
+
+    /// Does what the exchange asked for. Returns whether anything moved.
+    fn on_next(&mut self, w: &mut Ctx, next: Next) -> bool {
+        match next {
+            Next::Go(moved) => moved,
+            Next::Respond(status) => {
+                // The request body is not read on: the connection closes after the page
+                // unless all of it was read.
+                let close = self
+                    .x
+                    .as_ref()
+                    .is_none_or(|x| !x.keep_alive || !x.req_body.is_done());
+                if let Some(b) = &mut self.req_buf {
+                    let n = b.pending().len();
+                    b.consume(n);
+                }
+                self.respond_error(w, status, close);
+                true
+            }
+            Next::Switch => {
+                self.phase = Phase::Switching;
+                true
+            }
+        }
+    }
+
+    pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
+        let Some(x) = &self.x else { return Err(Close) };
+        if x.up.truncated() {
+            // The upstream failed after the head went out: flush what arrived, then cut
+            // the client (nothing else can tell it the body is short).
+            let progress = self.send_client()?;
+            let flushed = self.out.is_empty()
+                && self
+                    .x
+                    .as_ref()
+                    .is_none_or(|x| x.up.body_pending().is_empty());
+            return if flushed { Err(Close) } else { Ok(progress) };
+        }
+        let Some((x, mut lend)) = self.lend() else {
+            return Err(Close);
+        };
+        let next = x.step_connect(w, &mut lend);
+        let connected = x.up.connected();
+        let mut progress = self.on_next(w, next);
+        if self.phase != Phase::Proxy || !connected {
+            return Ok(progress || self.phase != Phase::Proxy);
+        }
+        progress |= self.upload(w)?;
+        if self.phase != Phase::Proxy {
+            return Ok(true);
+        }
+        let body_left = self
+            .req_buf
+            .as_ref()
+            .is_some_and(|b| !b.pending().is_empty());
+        let Some((x, mut lend)) = self.lend() else {
+            return Err(Close);
+        };
+        x.note_sent(w, body_left);
+        let next = x.step_response(w, &mut lend);
+        progress |= self.on_next(w, next);
+        if self.phase != Phase::Proxy {
+            return Ok(true);
+        }
+        progress |= self.send_client()?;
+        progress |= self.splice_out()?;
+        if self.response_done() {
+            self.finish(w)?;
+            return Ok(true);
+        }
+        Ok(progress)
+    }
+
+    /// Streams the request body: frames what the client sent (enforcing
+    /// `client_max_body_size`), hands it to the exchange for the upstream, reads more.
+    /// Bounded, so a fast client uploading to a fast upstream yields to the others.
+    fn upload(&mut self, w: &mut Ctx) -> Step {
+        let mut progress = false;
+        let Some(x) = self.x.as_deref_mut() else {
+            return Err(Close);
+        };
+        if x.up.upload_failed() {
+            return Ok(false);
+        }
+        let max_body = w.cfg.server[x.server].client_max_body_size;
+        for _ in 0..SEND_ROUNDS {
+            let Some(x) = self.x.as_deref_mut() else {
+                return Err(Close);
+            };
+            let mut buf = match &mut self.req_buf {
+                Some(b) => b,
+                // Nothing buffered and nothing to read: only the head may still go out. (A
+                // readable client after the body means pipelined input or EOF, an abort.)
+                None if !self.client.ready.r => {
+                    progress |= x.send_upstream(None);
+                    return Ok(progress);
+                }
+                None => self.req_buf.insert(w.bufs.get(BUF_SIZE)),
+            };
+            // The small buffer a head was read into is too small to stream a body through.
+            if !x.req_body.is_done() && buf.capacity() < BUF_SIZE {
+                let small = self.req_buf.take().expect("buffer present");
+                buf = self
+                    .req_buf
+                    .insert(small.grow(w.bufs.get(BUF_SIZE), &mut w.bufs));
+            }
+            let mut moved = false;
+            if !x.req_body.is_done() && !buf.unparsed().is_empty() {
+                let a = buf.forward(&mut x.req_body);
+                if a.result.is_ok() {
+                    moved |= a.consumed > 0;
+                    x.body_read += a.payload;
+                }
+                let verdict = match a.result {
+                    Err(_) => Some(400),
+                    Ok(_) if max_body > 0 && x.body_read > max_body => Some(413),
+                    Ok(_) => None,
+                };
+                if let Some(status) = verdict {
+                    log::info!(
+                        "client {} sent {}",
+                        self.peer_ip,
+                        if status == 413 {
+                            "too large a body"
+                        } else {
+                            "an invalid chunked body"
+                        }
+                    );
+                    if x.up.head_sent() {
+                        return Err(Close);
+                    }
+                    x.req_body = crate::http::body::Framer::Done;
+                    self.client_failed(w, status);
+                    return Ok(true);
+                }
+            }
+            moved |= x.send_upstream(Some(buf));
+            // Read from the client: body bytes, or after the body, pipelined input and EOF.
+            if self.client.ready.r && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
+                match self.client.read_into(buf) {
+                    // The client went away (or half-closed) before its response: abort.
+                    Ok(0) => return Err(Close),
+                    Ok(_) => moved = true,
+                    Err(e) if would_block(&e) => {}
+                    Err(_) => return Err(Close),
+                }
+            }
+            // An empty buffer goes back to the pool while the client is quiet: a slow body
+            // holds no memory between its bytes.
+            if buf.is_empty() && (x.req_body.is_done() || !self.client.ready.r) {
+                w.bufs.put(self.req_buf.take().expect("buffer present"));
+            }
+            if !moved {
+                return Ok(progress);
+            }
+            progress = true;
+        }
+        Ok(progress)
+    }
+
+    /// The client sent a bad body (or none in time) while proxying: answer it and close;
+    /// the upstream attempt is dropped.
+    fn client_failed(&mut self, w: &mut Ctx, status: u16) {
+        self.respond_error(w, status, true);
+    }
+
+    /// A spliced body: once the buffered head and body bytes are out, the pipe's bytes go
+    /// to the client.
+    fn splice_out(&mut self) -> Step {
+        let Some(x) = self.x.as_deref_mut() else {
+            return Ok(false);
+        };
+        if self.out_pos < self.out.len() || !x.up.body_pending().is_empty() {
+            return Ok(false);
+        }
+        let Some(s) = x.up.splice() else {
+            return Ok(false);
+        };
+        let mut progress = false;
+        loop {
+            let (fd, len) = s.out();
+            if len == 0 || !self.client.ready.w {
+                return Ok(progress);
+            }
+            match self.client.splice_from(fd, len) {
+                Ok(n) => {
+                    s.took(n);
+                    x.bytes_sent += n as u64;
+                    x.record.wire += n as u64;
+                    progress |= n > 0;
+                    if n == 0 {
+                        return Ok(progress);
+                    }
+                }
+                Err(e) if would_block(&e) => return Ok(progress),
+                Err(_) => return Err(Close),
+            }
+        }
+    }
+
+    /// Stalled on the client: the upstream could take more body but none has arrived.
+    fn waiting_for_body(&self) -> bool {
+        let Some(x) = &self.x else { return false };
+        x.up.connected()
+            && x.up.head_written()
+            && !x.req_body.is_done()
+            && !self.client.ready.r
+            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
+    }
+
+    /// All of the request went upstream.
+    fn request_done(&self) -> bool {
+        self.x.as_ref().is_some_and(|x| {
+            x.up.head_written()
+                && x.req_body.is_done()
+                && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
+        })
+    }
+
+    fn response_done(&self) -> bool {
+        self.x.as_ref().is_some_and(|x| x.up.response_done())
+            && self.out_pos == self.out.len()
+            && !self.client.pending()
+    }
+
+    /// The response is complete: release the upstream, log, then keep alive or close.
+    fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
+        let request_done = self.request_done();
+        let Some(x) = self.x.as_deref_mut() else {
+            return Err(Close);
+        };
+        x.finish_upstream(w, request_done);
+        let keep = !x.close_after && request_done;
+        self.end_exchange(w, keep)
+    }
+
+    /// When the proxy phase times out, whichever side it waits for. None: no deadline.
+    pub(super) fn proxy_deadline(&self, cfg: &Config, now: Instant) -> Option<Instant> {
+        let x = self.x.as_ref()?;
+        let srv = &cfg.server[x.server];
+        // The upstream's timeouts (a proxied exchange always has its upstream).
+        let (connect_timeout, send_timeout, read_timeout) = x
+            .upstream
+            .and_then(|u| cfg.upstream.get(u))
+            .map_or(Default::default(), |u| {
+                (u.connect_timeout, u.send_timeout, u.read_timeout)
+            });
+        let body_left = self
+            .req_buf
+            .as_ref()
+            .is_some_and(|b| !b.pending().is_empty());
+        let client_full = self.out_pos < self.out.len() && !self.client.ready.w;
+        Some(if let Some(until) = x.up.backoff_until() {
+            until
+        } else if x.up.conn().is_none() {
+            // Flushing what a failed upstream sent before the cut.
+            now + srv.send_timeout
+        } else if x.up.establishing() {
+            now + connect_timeout
+        } else if self.waiting_for_body() {
+            now + srv.client_body_timeout
+        } else if x.up.send_stalled(body_left) {
+            now + send_timeout
+        } else if client_full {
+            now + srv.send_timeout
+        } else if let Some(by) = x.up.head_deadline() {
+            by
+        } else if !x.up.head_sent() {
+            now + read_timeout
+        } else {
+            now + read_timeout.max(srv.send_timeout)
+        })
+    }
+
+    /// The proxy phase's deadline passed. Returns whether the session lives on.
+    pub(super) fn proxy_timeout(&mut self, w: &mut Ctx) -> bool {
+        let Some(x) = &self.x else { return false };
+        // A retry's backoff is over: `drive` connects.
+        if x.up.backoff_until().is_some() {
+            return true;
+        }
+        if x.up.conn().is_none() {
+            self.abort(w);
+            return false;
+        }
+        if self.waiting_for_body() {
+            log::info!(
+                "client timed out sending the request body{}",
+                self.context(&w.cfg)
+            );
+            if self.x.as_ref().is_some_and(|x| x.up.head_sent()) {
+                self.abort(w);
+                return false;
+            }
+            self.client_failed(w, 408);
+            return true;
+        }
+        if let Some((x, mut lend)) = self.lend() {
+            let next = x.upstream_timeout(w, &mut lend);
+            self.on_next(w, next);
+        }
+        if self.phase == Phase::Proxy {
+            // A retry's backoff is not a move `drive` sees: its deadline is set here.
+            self.arm_timer(w);
+        }
+        true
+    }
+}

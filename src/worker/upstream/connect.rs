@@ -1,0 +1,220 @@
+//! Getting a connection for an attempt: the balancer picks a peer, the pool gives an idle
+//! connection to it or a new one is opened; a peer that cannot be reached is charged and the
+//! next one tried.
+
+use super::outlier::Outcome;
+use super::retry::{may_retry, Cause};
+use super::{Active, Driver, Failure, HeadWait, Owner, Phase, Pick, Trip, UpConn, STALE_REPLAYS};
+use crate::worker::transport::{Connect, Ready, Transport};
+use crate::worker::{key, Ctx, Kind};
+use mio::Token;
+
+/// How far a new attempt got at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// An idle pooled connection: connected now.
+    Pooled,
+    /// A connect is under way (`Phase::Connecting`).
+    Connecting,
+    /// A retry waits out its backoff first (`Phase::Backoff`).
+    Backoff,
+}
+
+impl Driver {
+    /// Starts an attempt: picks a peer, takes an idle connection to it or opens one. The
+    /// connection's events go to `owner`.
+    pub fn connect(
+        &mut self,
+        w: &mut Ctx,
+        owner: Owner,
+        trip: &mut Trip,
+    ) -> Result<Started, Failure> {
+        let cfg = w.cfg.clone();
+        let u = self.upstream;
+        let Some(up) = cfg.upstream.get(u) else {
+            return Err(Failure::new(502, "no upstream for the exchange"));
+        };
+        loop {
+            let pick = w.balancer.pick(
+                &cfg.upstream,
+                u,
+                &self.tried,
+                self.hash,
+                w.shared.view(),
+                w.now_ms,
+            );
+            let Pick::Peer(peer) = pick else {
+                if self.tried.is_empty() {
+                    // Nothing was tried: the node knows every peer is down (503, as a
+                    // client may retry later), unless the upstream fails open.
+                    let why = format!("no live peers in upstream \"{}\"", up.name);
+                    return Err(Failure::new(503, why));
+                }
+                return Err(Failure::new(502, "all upstream peers failed"));
+            };
+            let slot = up.peers[peer].slot;
+            self.tried.push(peer);
+            let Some((addr, version)) = up.peers[peer].locate(w.shared.view()) else {
+                // A host name's address went away between the pick and now.
+                continue;
+            };
+            w.shared.request(slot);
+            self.attempts += 1;
+            trip.record.start_attempt(peer, addr, w.now);
+            // The request goes out from its start on the new connection (a write that failed
+            // on a stale one says nothing about this one).
+            self.head_pos = 0;
+            self.upload = super::Upload::Sending;
+            // After STALE_REPLAYS pooled connections in a row turned out closed, the rest
+            // of the pool is likely stale too: a fresh connection settles it.
+            let pooled = if self.stale_replays < STALE_REPLAYS {
+                w.pool.take(u, peer, version)
+            } else {
+                None
+            };
+            if let Some(mut idle) = pooled {
+                w.upconns[idle.conn] = owner;
+                // Registered long ago: nothing announces that it is writable, and it is.
+                idle.stream.ready = Ready {
+                    r: false,
+                    w: true,
+                    hup: false,
+                };
+                let conn = UpConn {
+                    stream: idle.stream,
+                    conn: idle.conn,
+                    upstream: u,
+                    peer,
+                    version,
+                    reused: true,
+                    requests: idle.requests,
+                    _active: Active::new(w.shared, slot),
+                };
+                self.phase = Phase::Sending {
+                    conn,
+                    head: HeadWait::default(),
+                };
+                self.note_connected(w, trip);
+                return Ok(Started::Pooled);
+            }
+            let made = match &up.tls {
+                Some(t) => {
+                    let name = t.name_for(&up.peers[peer], &up.names, addr);
+                    Transport::connect_tls(addr, &t.config, name)
+                }
+                None => Transport::connect(addr),
+            };
+            match made {
+                Ok(mut s) => {
+                    let conn = w.upconns.insert(owner);
+                    if s.register(&w.registry, Token(key(conn, Kind::Upstream)))
+                        .is_ok()
+                    {
+                        let conn = UpConn {
+                            stream: s,
+                            conn,
+                            upstream: u,
+                            peer,
+                            version,
+                            reused: false,
+                            requests: 0,
+                            _active: Active::new(w.shared, slot),
+                        };
+                        self.phase = Phase::Connecting { conn };
+                        return Ok(Started::Connecting);
+                    }
+                    w.upconns.remove(conn);
+                }
+                Err(e) => {
+                    log::error!(
+                        "connect() to {} failed: {e} (upstream \"{}\"){}",
+                        up.peers[peer].label(Some(addr)),
+                        up.name,
+                        trip.log
+                    );
+                    trip.record.end_attempt(502, w.now);
+                    w.peer_outcome(u, peer, Outcome::ConnectFailed);
+                }
+            }
+            if self.tried.len() >= up.peers.len() {
+                return Err(Failure::new(502, "all upstream peers failed"));
+            }
+        }
+    }
+
+    /// Notes the try's connection time (the access log's `$upstream_connect_time`).
+    fn note_connected(&mut self, w: &mut Ctx, trip: &mut Trip) {
+        if let Some(a) = trip.record.current() {
+            a.connected = Some(w.now);
+        }
+        if let Some(up) = self.conn() {
+            log::trace!(
+                "upstream \"{}\" peer {} connected (reused: {})",
+                w.cfg.upstream[up.upstream].name,
+                up.peer,
+                up.reused
+            );
+        }
+    }
+
+    /// A connect under way: Ok(true) once it completed (the request may go), Ok(false)
+    /// while it is still pending, Err with the reason when it failed.
+    pub fn poll_connect(&mut self, w: &mut Ctx, trip: &mut Trip) -> Result<bool, String> {
+        let Phase::Connecting { conn } = &mut self.phase else {
+            return Ok(false);
+        };
+        if !(conn.stream.ready.r || conn.stream.ready.w) {
+            return Ok(false);
+        }
+        match conn.stream.connect_state() {
+            Connect::InProgress => Ok(false),
+            Connect::Failed(e) => Err(e.to_string()),
+            Connect::Done => {
+                if let Some(conn) = self.take_conn(Phase::Off, w) {
+                    self.phase = Phase::Sending {
+                        conn,
+                        head: HeadWait::default(),
+                    };
+                }
+                self.note_connected(w, trip);
+                Ok(true)
+            }
+        }
+    }
+
+    /// A connect attempt failed (or its TLS handshake did): the peer is charged and the
+    /// next one tried when the route allows, else 502 (504 when it timed out).
+    pub fn connect_failed(
+        &mut self,
+        w: &mut Ctx,
+        owner: Owner,
+        trip: &mut Trip,
+        why: &str,
+        timed_out: bool,
+    ) -> Result<Started, Failure> {
+        let cfg = w.cfg.clone();
+        if let Some(up) = self.take_conn(Phase::Off, w) {
+            let peer = &cfg.upstream[up.upstream].peers[up.peer];
+            log::error!(
+                "connect() to {} failed: {why} (upstream \"{}\"){}",
+                peer.label(peer.address(w.shared.view())),
+                cfg.upstream[up.upstream].name,
+                trip.log
+            );
+            w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
+            w.upconns.try_remove(up.conn);
+        }
+        if let Some(b) = self.resp.take() {
+            w.bufs.put(b);
+        }
+        let status = if timed_out { 504 } else { 502 };
+        trip.record.end_attempt(status, w.now);
+        match may_retry(w, self, trip, Cause::Connect) {
+            Ok(()) => self.retry(w, owner, trip, Cause::Connect),
+            Err(why_not) => Err(Failure::new(
+                status,
+                format!("cannot connect to upstream (not retried: {why_not})"),
+            )),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The request half: the head the exchange wrote, then the body bytes its session framed,
+//! out to the peer in one system call when both wait.
+
+use super::{Driver, Phase, Upload};
+use crate::worker::buffer::Buf;
+use crate::worker::transport::would_block;
+
+impl Driver {
+    /// Writes what of the request can go now: the rest of the head, then `body`'s framed
+    /// bytes (consumed as they are written). Returns whether anything moved; a write error
+    /// marks the upload failed (the response may still come).
+    pub fn send(&mut self, body: Option<&mut Buf>) -> bool {
+        if self.upload == Upload::Failed {
+            return false;
+        }
+        let conn = match &mut self.phase {
+            Phase::Sending { conn, .. }
+            | Phase::AwaitingHead { conn, .. }
+            | Phase::Body { conn, .. }
+            | Phase::Splicing { conn, .. } => conn,
+            _ => return false,
+        };
+        let mut moved = false;
+        // TLS records taken earlier and still waiting for the socket.
+        if conn.stream.pending() && conn.stream.ready.w {
+            match conn.stream.flush() {
+                Ok(()) => moved = true,
+                Err(e) if would_block(&e) => {}
+                Err(_) => {
+                    self.upload = Upload::Failed;
+                    return true;
+                }
+            }
+        }
+        let head = &self.head[self.head_pos..];
+        let pending = body.as_ref().map_or(&[][..], |b| b.pending());
+        if (head.is_empty() && pending.is_empty()) || !conn.stream.ready.w {
+            return moved;
+        }
+        match conn.stream.write_pair(head, pending, false) {
+            Ok(n) => {
+                let from_head = n.min(head.len());
+                self.head_pos += from_head;
+                if let Some(b) = body {
+                    b.consume(n - from_head);
+                }
+                self.body_sent += (n - from_head) as u64;
+                true
+            }
+            Err(e) if would_block(&e) => moved,
+            Err(_) => {
+                self.upload = Upload::Failed;
+                true
+            }
+        }
+    }
+
+    /// Whether the peer could take more of the request but cannot now (its socket is full)
+    /// while some of it waits: `send_timeout` applies.
+    pub fn send_stalled(&self, body_waiting: bool) -> bool {
+        let waiting = !self.head_written() || body_waiting;
+        self.conn().is_some_and(|c| !c.stream.ready.w) && waiting
+    }
+
+    /// The request head went out and the body (framed to its end by the session) too: the
+    /// response head's deadline starts (`AwaitingHead`).
+    pub fn request_sent(&mut self, now: std::time::Instant, read_timeout: std::time::Duration) {
+        if !self.head_written() {
+            return;
+        }
+        if let Phase::Sending { .. } = self.phase {
+            let Phase::Sending { conn, head } = std::mem::take(&mut self.phase) else {
+                return;
+            };
+            self.phase = Phase::AwaitingHead {
+                conn,
+                head,
+                by: now + read_timeout,
+            };
+        }
+    }
+}
