@@ -8,8 +8,10 @@
 //!   N=20000 valgrind --tool=callgrind target/release/examples/codec
 
 use proxyd::alloc_count::{allocations, Counting};
+use proxyd::config::filters::proxy_defaults;
 use proxyd::http::headers::Headers;
-use proxyd::http::{filters, request, response};
+use proxyd::http::{request, response};
+use proxyd::worker::filters::{self, Cx};
 use std::time::Instant;
 
 #[global_allocator]
@@ -34,20 +36,14 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
-    let chain = filters::proxy_defaults();
+    let chain = proxy_defaults();
     let limits = request::Limits::default();
     let mut out = Vec::with_capacity(1024);
     // One header list for every head, as a worker keeps it.
     let mut headers = Headers::default();
-    let fwd = request::Forwarding {
+    let cx = Cx {
         client_ip: "127.0.0.1",
-        proto: "http",
-        default_host: "app",
-        client_cert: None,
-        request_id: None,
-        trace: Default::default(),
-        span: None,
-        underscores: false,
+        ..Cx::detached()
     };
     // Heads are parsed into reused memory, as the worker does (a fresh `request::parse`
     // allocates its strings).
@@ -56,15 +52,12 @@ fn main() {
         let ok = request::parse_into(std::hint::black_box(req), &limits, &mut h).unwrap();
         std::hint::black_box((ok, &h));
     });
+    // What goes upstream: the fields, the proxy chain over them, the codec.
     step("write_upstream", n, || {
-        h.write_upstream(
-            &req[..h.head_len],
-            None,
-            &fwd,
-            &chain,
-            &mut headers,
-            &mut out,
-        );
+        let raw = &req[..h.head_len];
+        h.upstream_fields("app", &mut headers);
+        filters::on_request(&chain, raw, &mut headers, &cx);
+        h.write_upstream(raw, None, &headers, &mut out);
         std::hint::black_box(&out);
         out.clear();
     });
@@ -81,8 +74,9 @@ fn main() {
     });
     let r = response::parse(resp, false).unwrap().unwrap();
     step("write_client", n, || {
-        r.write_client(resp, 1, true, &chain, &mut headers, &mut out)
-            .unwrap();
+        r.fields(&mut headers);
+        filters::on_response(&chain, resp, &mut headers, &cx);
+        r.write_client(resp, 1, true, &headers, &mut out);
         std::hint::black_box(&out);
         out.clear();
     });

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod dns;
 pub mod files;
+pub mod fuzz;
 pub mod hash;
 pub mod helper;
 pub mod http;

@@ -18,15 +18,15 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
 
 #[test]
 fn request_head_corpus() {
-    assert!(replay("request_head", proxyd::http::fuzz::request_head) > 0);
+    assert!(replay("request_head", proxyd::fuzz::request_head) > 0);
 }
 
 #[test]
 fn response_head_corpus() {
-    assert!(replay("response_head", proxyd::http::fuzz::response_head) > 0);
+    assert!(replay("response_head", proxyd::fuzz::response_head) > 0);
 }
 
 #[test]
 fn chunked_corpus() {
-    assert!(replay("chunked", proxyd::http::fuzz::chunked) > 0);
+    assert!(replay("chunked", proxyd::fuzz::chunked) > 0);
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::client::{Body, Client};
+use common::client::{get, Body, Client};
 use common::raw::{bytes, RawUpstream};
 use common::*;
 
@@ -133,4 +133,97 @@ fn dump_shows_header_edits() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("X-Env = \"prod\""), "{text}");
     assert!(text.contains("remove = [\"cookie\"]"), "{text}");
+}
+
+/// A route's own answer goes through the same filter stage as a proxied response: a
+/// `return` with headers and a body on a route that also has `response_headers` (the chain
+/// answers, then the response hooks edit the answer's head), and a redirect likewise. Error
+/// pages proxyd makes are not edited. A `return` header that would frame the answer a second
+/// time is refused.
+#[test]
+fn a_routes_own_answer_goes_through_its_response_filters() {
+    let conf = r#"
+[[server]]
+listen = "127.0.0.1:{port}"
+request_id = { header = "X-Request-Id" }
+[[server.route]]
+path = "/denied"
+return = 401
+body = "who are you?"
+headers = { "WWW-Authenticate" = "Basic realm=\"x\"", "X-Internal" = "1", "Content-Type" = "text/plain" }
+response_headers = { set = { "Cache-Control" = "no-store" }, remove = ["X-Internal", "X-Request-Id"] }
+[[server.route]]
+path = "/old"
+redirect = "/new"
+response_headers = { add = { "X-Moved" = "yes" } }
+[[server.route]]
+path = "/plain"
+return = 200
+body = "plain"
+"#;
+    let p = Proxyd::start(1, conf);
+    let r = get(&p.addr(), "/denied").unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.text(), "who are you?");
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"x\""));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    assert_eq!(r.header("x-internal"), None, "removed by response_headers");
+    assert_eq!(
+        r.header("x-request-id"),
+        None,
+        "the edits run after the id is set"
+    );
+    assert_eq!(r.header("content-length"), Some("12"));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    c.send("HEAD", "/denied", &[], Body::None).unwrap();
+    let head = c.recv(true).unwrap();
+    assert_eq!(head.header("cache-control"), Some("no-store"));
+    assert_eq!(head.header("content-length"), Some("12"));
+    assert_eq!(head.text(), "");
+    let r = get(&p.addr(), "/old").unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("/new"));
+    assert_eq!(r.header("x-moved"), Some("yes"));
+    let r = get(&p.addr(), "/plain").unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "plain"));
+    assert!(
+        r.header("x-request-id").is_some(),
+        "other routes keep the id"
+    );
+    assert_eq!(r.header("cache-control"), None);
+    // No route matched: the 404 page is proxyd's, not edited by anyone.
+    let p2 = Proxyd::start(
+        1,
+        "[[server]]\nlisten = \"127.0.0.1:{port}\"\n[[server.route]]\npath = \"/only\"\nreturn = 200\nresponse_headers = { add = { \"X-Edited\" = \"1\" } }\n",
+    );
+    let r = get(&p2.addr(), "/elsewhere").unwrap();
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-edited"), None);
+
+    let dir = TempDir::new("return-headers");
+    for (header, name) in [
+        ("\"Content-Length\" = \"0\"", "Content-Length"),
+        ("\"Transfer-Encoding\" = \"chunked\"", "Transfer-Encoding"),
+        ("\"Connection\" = \"close\"", "Connection"),
+    ] {
+        let conf = dir.write(
+            "r.toml",
+            &format!("[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 200\nheaders = {{ {header} }}\n"),
+        );
+        let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{header}");
+        assert!(
+            err.contains(&format!("header \"{name}\" frames the response"))
+                && err.contains("r.toml:5:"),
+            "{header}: {err}"
+        );
+    }
+    // Request edits still need an upstream: nothing goes anywhere from a `return` route.
+    let conf = dir.write(
+        "q.toml",
+        "[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = 200\nrequest_headers = { set = { \"X-A\" = \"1\" } }\n",
+    );
+    let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("request_headers needs \"upstream\""));
 }

@@ -245,7 +245,7 @@ impl Validator {
             toml::Value::Table(t) => t.iter().find_map(|(k, val)| match (k.as_str(), val) {
                 ("header", toml::Value::String(h))
                     if super::validate::httparse_token(h)
-                        && crate::http::filters::HeaderEdits::editable(h) =>
+                        && super::filters::HeaderEdits::editable(h) =>
                 {
                     out.header = h.clone();
                     None

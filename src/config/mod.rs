@@ -3,6 +3,8 @@
 //! reported at once). `proxyd -t`, `proxyctl -t`, startup and reload all call `load`.
 
 pub mod admin;
+pub mod filters;
+pub use filters::{Filter, HeaderEdits};
 pub(crate) mod hints;
 mod load;
 pub mod logs;
@@ -242,12 +244,12 @@ pub struct Route {
     pub retry: Retry,
     /// The header edits as configured, for `-T` (the filter chain carries them).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_headers: Option<crate::http::filters::HeaderEdits>,
+    pub request_headers: Option<filters::HeaderEdits>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_headers: Option<crate::http::filters::HeaderEdits>,
+    pub response_headers: Option<filters::HeaderEdits>,
     /// The filter chain run over heads on this route, compiled here once.
     #[serde(skip)]
-    pub filters: Vec<crate::http::filters::Filter>,
+    pub filters: Vec<filters::Filter>,
 }
 
 fn is_zero(n: &i32) -> bool {

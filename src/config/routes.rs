@@ -2,10 +2,10 @@
 //! conditions, the action (upstream, split, return, redirect), path changes and header
 //! edits; then the routes that can never match, as warnings.
 
+use super::filters::{Filter, Fixed, HeaderEdits};
 use super::raw::*;
 use super::validate::{httparse_token, Validator};
 use super::*;
-use crate::http::filters::Filter;
 use crate::router::Pattern;
 use crate::router::{Cidr, Conditions, Rank, Template, Test};
 use std::ops::Range;
@@ -112,17 +112,19 @@ impl Validator {
             None => false,
         };
         let mut filters = if proxied {
-            crate::http::filters::proxy_defaults()
+            super::filters::proxy_defaults()
         } else {
             Vec::new()
         };
         let (mut request_headers, mut response_headers) = (None, None);
         for (edits, on_request) in [(&r.request_headers, true), (&r.response_headers, false)] {
             let Some(edits) = edits else { continue };
-            if !proxied {
+            // Response edits apply to whatever answers on the route; request edits only
+            // to what goes upstream.
+            if on_request && !proxied {
                 self.errors.push(src.err(
                     edits.span(),
-                    "request_headers and response_headers need \"upstream\" or \"split\" (a \"return\" route has \"headers\")",
+                    "request_headers needs \"upstream\" or \"split\" (nothing goes upstream from a \"return\" or \"redirect\" route)",
                 ));
                 continue;
             }
@@ -135,6 +137,19 @@ impl Validator {
                     filters.push(Filter::EditResponse(e));
                 }
             }
+        }
+        // A `return` route answers through its chain, after the filters before it.
+        if let Action::Return {
+            status,
+            body,
+            headers,
+        } = &action
+        {
+            filters.push(Filter::Return(Fixed {
+                status: *status,
+                headers: headers.clone(),
+                body: body.clone().into_bytes(),
+            }));
         }
         if self.errors.len() > errors {
             return None;
@@ -329,11 +344,18 @@ impl Validator {
                 }
                 let mut headers = Vec::new();
                 for (k, val) in &r.headers {
-                    if httparse_token(k) && !val.get_ref().contains(['\r', '\n']) {
-                        headers.push((k.clone(), val.get_ref().clone()));
-                    } else {
+                    if !httparse_token(k) || val.get_ref().contains(['\r', '\n']) {
                         self.errors
                             .push(src.err(val.span(), format!("invalid header \"{k}\"")));
+                    } else if !HeaderEdits::editable(k) {
+                        // A second Content-Length or a Transfer-Encoding next to the one
+                        // proxyd writes would make the answer ambiguous.
+                        self.errors.push(src.err(
+                            val.span(),
+                            format!("header \"{k}\" frames the response or names the connection: proxyd writes it itself"),
+                        ));
+                    } else {
+                        headers.push((k.clone(), val.get_ref().clone()));
                     }
                 }
                 Some(Action::Return {

@@ -1,9 +1,9 @@
 //! Semantic validation: raw structs in, one `Config` out, every error collected with its
 //! location rather than stopping at the first.
 
+use super::filters::HeaderEdits;
 use super::raw::*;
 use super::*;
-use crate::http::filters::HeaderEdits;
 use std::collections::hash_map::Entry;
 use std::ops::Range;
 

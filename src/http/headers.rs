@@ -210,6 +210,23 @@ impl Headers {
         self.fields.push(Self::field(name, value));
     }
 
+    /// Whether a field is named `name` (any case).
+    pub fn has_named(&self, raw: &[u8], name: &[u8]) -> bool {
+        self.fields
+            .iter()
+            .any(|f| self.get(&f.name, raw).eq_ignore_ascii_case(name))
+    }
+
+    /// Fills the list with `pairs` (copied into the arena), reusing its memory: the fields
+    /// of an answer made here.
+    pub fn fill_pairs(&mut self, pairs: &[(String, String)]) {
+        self.fields.clear();
+        self.added.clear();
+        for (name, value) in pairs {
+            self.append_copy(name.as_bytes(), value.as_bytes());
+        }
+    }
+
     /// Drops every field named `name` (any case).
     pub fn remove_named(&mut self, raw: &[u8], name: &[u8]) {
         self.retain(raw, |_, n| !n.eq_ignore_ascii_case(name));

@@ -1,4 +1,6 @@
-//! Responses proxyd makes itself: configured `return` routes and error pages.
+//! Responses proxyd makes itself: configured `return` routes, redirects and error pages.
+
+use super::headers::Headers;
 
 /// The standard reason phrase for a status code.
 pub fn reason(status: u16) -> &'static str {
@@ -44,13 +46,14 @@ pub enum Connection {
     KeepAlive,
 }
 
-/// Writes a complete response. A HEAD request gets the headers only. `date` is the
-/// current HTTP-date (formatted once per second by the caller).
+/// Writes a complete response: the fields the filters finished (`h`, over `raw`), then
+/// the framing and connection decided here, then the body. A HEAD request gets the head
+/// only. `date` is the current HTTP-date (formatted once per second by the caller).
 #[allow(clippy::too_many_arguments)]
 pub fn write(
     status: u16,
-    headers: &[(String, String)],
-    request_id: Option<(&str, &str)>,
+    h: &Headers,
+    raw: &[u8],
     body: &[u8],
     head_only: bool,
     connection: Connection,
@@ -64,15 +67,8 @@ pub fn write(
         status,
         reason(status)
     );
-    let mut has_type = false;
-    for (k, v) in headers {
-        has_type |= k.eq_ignore_ascii_case("content-type");
-        let _ = write!(out, "{k}: {v}\r\n");
-    }
-    if let Some((k, v)) = request_id {
-        let _ = write!(out, "{k}: {v}\r\n");
-    }
-    if !has_type && !body.is_empty() {
+    h.write(raw, out);
+    if !body.is_empty() && !h.has_named(raw, b"content-type") {
         out.extend_from_slice(b"Content-Type: text/plain\r\n");
     }
     let _ = write!(out, "Content-Length: {}\r\n", body.len());

@@ -2,9 +2,7 @@
 //! heads, framing decisions or bytes to send.
 
 pub mod body;
-pub mod filters;
 #[doc(hidden)]
-pub mod fuzz;
 pub mod headers;
 pub mod local;
 pub mod path;

@@ -1,7 +1,6 @@
 //! Request heads: parse what the client sent (httparse) and write the head we send upstream.
 
 use super::body::Framer;
-use super::filters::{self, Filter, RequestInfo, Verdict};
 use super::headers::{classify, Headers, Kind};
 use super::{path, span, strict, token_list_contains, HeaderSpans, MAX_HEADERS};
 use std::io::Write;
@@ -49,25 +48,6 @@ impl Default for Limits {
             max_body: 0,
         }
     }
-}
-
-/// What the proxy adds to a forwarded request head.
-pub struct Forwarding<'a> {
-    pub client_ip: &'a str,
-    /// "http" or "https", for X-Forwarded-Proto.
-    pub proto: &'static str,
-    /// Host sent when the client gave none (HTTP/1.0).
-    pub default_host: &'a str,
-    /// See `filters::RequestInfo`.
-    pub client_cert: Option<super::filters::ClientCert<'a>>,
-    /// The request id header and value, in place of any the client sent.
-    pub request_id: Option<(&'a str, &'a str)>,
-    /// The trace context decided for the request.
-    pub trace: super::trace::Trace,
-    /// proxyd's own span (when spans are exported): the upstream's parent.
-    pub span: Option<[u8; 8]>,
-    /// `underscores_in_headers` of the server.
-    pub underscores: bool,
 }
 
 #[derive(Debug, Default)]
@@ -371,42 +351,26 @@ impl RequestHead {
         })
     }
 
-    /// Writes the head sent upstream: always HTTP/1.1 (so the upstream connection can be
-    /// kept alive), with the route's filter chain run over the headers (hop-by-hop removal,
-    /// forwarding headers...), the absolute-form authority or, for an HTTP/1.0 request
-    /// without one, the upstream's name as `Host` (as nginx does), and framing written from
-    /// the proxy's own decision. A filter may stop the request instead.
-    pub fn write_upstream(
-        &self,
-        raw: &[u8],
-        uri: Option<&str>,
-        fwd: &Forwarding,
-        chain: &[Filter],
-        h: &mut Headers,
-        out: &mut Vec<u8>,
-    ) -> Verdict {
+    /// The head's end-to-end fields as they go upstream, into `h` (refilled): the framing
+    /// fields left out (`write_upstream` writes its own), `Host` first: the client's, the
+    /// authority of an absolute-form target, or `default_host` for an HTTP/1.0 request
+    /// without one. The filters edit them next.
+    pub fn upstream_fields(&self, default_host: &str, h: &mut Headers) {
         h.fill(&self.headers);
         match (&self.host, self.absolute_form) {
-            (None, _) => h.prepend("Host", fwd.default_host.as_bytes()),
+            (None, _) => h.prepend("Host", default_host.as_bytes()),
             (Some(authority), true) => {
                 h.remove(Kind::Host);
                 h.prepend("Host", authority.as_bytes());
             }
             (Some(_), false) => {}
         }
-        let info = RequestInfo {
-            client_ip: fwd.client_ip,
-            proto: fwd.proto,
-            client_cert: fwd.client_cert,
-            request_id: fwd.request_id,
-            trace: fwd.trace,
-            span: fwd.span,
-            underscores: fwd.underscores,
-        };
-        let verdict = filters::on_request(chain, raw, h, &info);
-        if verdict != Verdict::Continue {
-            return verdict;
-        }
+    }
+
+    /// Writes the head sent upstream: the request line (with `uri` in place of the
+    /// client's target when set), the fields the filters finished, the upgrade the client
+    /// asked for, and the framing this proxy decided (it never copies framing bytes).
+    pub fn write_upstream(&self, raw: &[u8], uri: Option<&str>, h: &Headers, out: &mut Vec<u8>) {
         out.clear();
         out.reserve(raw.len() + 128);
         out.extend_from_slice(self.method.as_bytes());
@@ -425,7 +389,6 @@ impl RequestHead {
             let _ = write!(out, "Content-Length: {n}\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        Verdict::Continue
     }
 
     /// Whether a request may be replayed on another connection after a failure.
@@ -440,73 +403,6 @@ impl RequestHead {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The head `h` (parsed from `raw`) as it goes upstream from client `ip`.
-    fn forward(h: &RequestHead, raw: &[u8], ip: &str) -> Vec<u8> {
-        let fwd = Forwarding {
-            client_ip: ip,
-            proto: "http",
-            default_host: "app",
-            client_cert: None,
-            request_id: None,
-            trace: Default::default(),
-            span: None,
-            underscores: false,
-        };
-        let mut out = Vec::new();
-        h.write_upstream(
-            raw,
-            None,
-            &fwd,
-            &filters::proxy_defaults(),
-            &mut Headers::default(),
-            &mut out,
-        );
-        out
-    }
-
-    #[test]
-    fn parses_and_rewrites() {
-        let raw = b"POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\nConnection: keep-alive, X-Drop\r\nX-Drop: 1\r\nContent-Length: 3\r\nX-Forwarded-For: 1.2.3.4\r\nKeep-Alive: 5\r\n\r\nabc";
-        let h = parse(raw, &Limits::default()).unwrap().unwrap();
-        assert_eq!(h.head_len, raw.len() - 3);
-        assert_eq!(h.path(), "/a");
-        assert_eq!(h.host_name(), Some("ex.com"));
-        assert!(h.keep_alive);
-        assert_eq!(h.body, Framer::Length(3));
-        let out = forward(&h, &raw[..h.head_len], "10.0.0.1");
-        let s = String::from_utf8(out).unwrap();
-        assert!(
-            s.starts_with("POST /a?b=1 HTTP/1.1\r\nHost: Ex.com:8080\r\n"),
-            "{s}"
-        );
-        assert!(
-            !s.contains("X-Drop") && !s.contains("Keep-Alive") && !s.contains("Connection"),
-            "{s}"
-        );
-        assert!(s.contains("X-Forwarded-For: 1.2.3.4, 10.0.0.1\r\n"), "{s}");
-        assert!(
-            s.ends_with("X-Forwarded-Proto: http\r\nContent-Length: 3\r\n\r\n"),
-            "{s}"
-        );
-    }
-
-    #[test]
-    fn folds_forwarded_for_lines_and_replaces_proto() {
-        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-Proto: https\r\nx-forwarded-for: 2.2.2.2\r\n\r\n";
-        let h = parse(raw, &Limits::default()).unwrap().unwrap();
-        let out = forward(&h, raw, "3.3.3.3");
-        let s = String::from_utf8(out).unwrap();
-        assert!(
-            s.contains("X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3\r\n"),
-            "{s}"
-        );
-        assert_eq!(s.matches("orwarded-For").count(), 1, "{s}");
-        assert!(
-            s.contains("X-Forwarded-Proto: http\r\n") && !s.contains("https"),
-            "{s}"
-        );
-    }
 
     /// A worker parses every request into a recycled head: whatever the previous request
     /// left in it must not show through.
@@ -537,81 +433,6 @@ mod tests {
                 assert_eq!(format!("{reused:?}"), format!("{fresh:?}"));
             }
         }
-    }
-
-    #[test]
-    fn absolute_form_sets_host_and_origin_form() {
-        let raw = b"GET http://Example.com:81/a/b?q HTTP/1.1\r\nHost: other\r\n\r\n";
-        let h = parse(raw, &Limits::default()).unwrap().unwrap();
-        assert_eq!(h.uri, "/a/b?q");
-        assert_eq!(h.host_name(), Some("example.com"));
-        let out = forward(&h, raw, "1.1.1.1");
-        let s = String::from_utf8(out).unwrap();
-        assert!(
-            // Host names are case-insensitive; the parsed one is kept lowercase.
-            s.starts_with("GET /a/b?q HTTP/1.1\r\nHost: example.com:81\r\n"),
-            "{s}"
-        );
-        assert!(!s.contains("other"), "{s}");
-        assert_eq!(
-            parse(
-                b"GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
-                &Limits::default()
-            )
-            .unwrap_err(),
-            RequestError::Malformed
-        );
-    }
-
-    #[test]
-    fn framing_rules() {
-        let p = |s: &str| parse(s.as_bytes(), &Limits::default());
-        assert!(p("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
-        assert_eq!(
-            p("GET / HTTP/1.1\r\n\r\n").unwrap_err(),
-            RequestError::Malformed
-        );
-        assert_eq!(
-            p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap_err(),
-            RequestError::Malformed
-        );
-        assert_eq!(
-            p("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
-                .unwrap_err(),
-            RequestError::Malformed
-        );
-        assert_eq!(
-            p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n").unwrap_err(),
-            RequestError::UnsupportedEncoding
-        );
-        let h = p("GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
-        assert!(!h.keep_alive);
-        let out = forward(&h, b"GET / HTTP/1.0\r\n\r\n", "1.1.1.1");
-        assert!(String::from_utf8(out)
-            .unwrap()
-            .starts_with("GET / HTTP/1.1\r\nHost: app\r\n"));
-        let h = p("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(h.keep_alive);
-        let h = p("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
-            .unwrap()
-            .unwrap();
-        assert!(h.has_body);
-    }
-
-    #[test]
-    fn connection_cannot_remove_framing() {
-        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: Content-Length, Host, Transfer-Encoding\r\nContent-Length: 4\r\n\r\n";
-        let h = parse(raw, &Limits::default()).unwrap().unwrap();
-        assert_eq!(h.body, Framer::Length(4));
-        let out = forward(&h, raw, "1.1.1.1");
-        let s = String::from_utf8(out).unwrap();
-        assert!(
-            s.contains("\r\nHost: a\r\n") && s.contains("\r\nContent-Length: 4\r\n"),
-            "{s}"
-        );
-        assert_eq!(s.matches("Content-Length").count(), 1, "{s}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Response heads: parse what the upstream sent and write the head the client gets.
 
 use super::body::Framer;
-use super::filters::{self, Filter, Verdict};
 use super::headers::{classify, Headers, Kind};
 use super::{local, span, strict, token_list_contains, HeaderSpans};
 use std::io::Write;
@@ -166,42 +165,22 @@ impl ResponseHead {
         (100..200).contains(&self.status) && self.status != 101
     }
 
-    /// Writes the head sent to the client, with the route's filter chain run over the
-    /// headers, and returns how the body must be framed (or the status a filter answers
-    /// with instead).
+    /// The head's end-to-end fields, into `h` (refilled; framing left out: `write_client`
+    /// writes its own). The filters edit them next.
+    pub fn fields(&self, h: &mut Headers) {
+        h.fill(&self.headers);
+    }
+
+    /// Writes the head sent to the client: the status line, the fields the filters
+    /// finished, and the framing decided here; returns how the body must be framed.
     pub fn write_client(
         &self,
         raw: &[u8],
         client_minor: u8,
         client_keep_alive: bool,
-        chain: &[Filter],
-        h: &mut Headers,
+        h: &Headers,
         out: &mut Vec<u8>,
-    ) -> Result<ClientFraming, u16> {
-        self.write_client_id(raw, client_minor, client_keep_alive, chain, None, h, out)
-    }
-
-    /// `write_client`, with the request id header (name and value) in place of any the
-    /// upstream sent, before the filters run (so `response_headers` may still remove it).
-    #[allow(clippy::too_many_arguments)]
-    pub fn write_client_id(
-        &self,
-        raw: &[u8],
-        client_minor: u8,
-        client_keep_alive: bool,
-        chain: &[Filter],
-        request_id: Option<(&str, &str)>,
-        h: &mut Headers,
-        out: &mut Vec<u8>,
-    ) -> Result<ClientFraming, u16> {
-        h.fill(&self.headers);
-        if let Some((name, id)) = request_id {
-            h.remove_named(raw, name.as_bytes());
-            h.append_copy(name.as_bytes(), id.as_bytes());
-        }
-        if let Verdict::Respond(status) = filters::on_response(chain, raw, h) {
-            return Err(status);
-        }
+    ) -> ClientFraming {
         let chunked = matches!(self.body, Framer::Chunked(_));
         let decode_chunked = chunked && client_minor == 0;
         let close = !client_keep_alive || self.body == Framer::UntilClose || decode_chunked;
@@ -229,21 +208,18 @@ impl ResponseHead {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         out.extend_from_slice(b"\r\n");
-        Ok(ClientFraming {
+        ClientFraming {
             decode_chunked,
             close,
-        })
+        }
     }
 
-    /// Writes the `101 Switching Protocols` that turns the connection into a tunnel, with the
-    /// upstream's `Upgrade` value. None when the upstream named no protocol.
-    pub fn write_upgrade(&self, raw: &[u8], chain: &[Filter], out: &mut Vec<u8>) -> Option<()> {
+    /// Writes the `101 Switching Protocols` that turns the connection into a tunnel: the
+    /// fields the filters finished, then the upgrade with the upstream's `Upgrade` value.
+    /// None when the upstream named no protocol.
+    pub fn write_upgrade(&self, raw: &[u8], h: &Headers, out: &mut Vec<u8>) -> Option<()> {
         let protocols = &raw[self.upgrade.clone()?];
         if protocols.is_empty() || self.status != 101 {
-            return None;
-        }
-        let mut h = Headers::end_to_end(&self.headers);
-        if filters::on_response(chain, raw, &mut h) != Verdict::Continue {
             return None;
         }
         out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
@@ -254,181 +230,8 @@ impl ResponseHead {
         Some(())
     }
 
-    /// Writes an interim (1xx) head through the response filters.
-    pub fn write_interim(&self, raw: &[u8], chain: &[Filter], out: &mut Vec<u8>) {
-        let mark = out.len();
-        if self
-            .write_client(raw, 1, true, chain, &mut Headers::default(), out)
-            .is_err()
-        {
-            out.truncate(mark);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn framing_and_rewrite() {
-        let raw = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\nServer: up\r\n\r\nhello";
-        let h = parse(raw, false).unwrap().unwrap();
-        assert_eq!(h.body, Framer::Length(5));
-        assert!(h.reusable);
-        let mut out = Vec::new();
-        let f = h
-            .write_client(
-                raw,
-                1,
-                true,
-                &filters::proxy_defaults(),
-                &mut Headers::default(),
-                &mut out,
-            )
-            .unwrap();
-        assert_eq!(
-            f,
-            ClientFraming {
-                decode_chunked: false,
-                close: false
-            }
-        );
-        assert_eq!(
-            out,
-            b"HTTP/1.1 200 OK\r\nServer: up\r\nContent-Length: 5\r\n\r\n"
-        );
-
-        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-        let h = parse(raw, false).unwrap().unwrap();
-        let mut out = Vec::new();
-        let f = h
-            .write_client(
-                raw,
-                0,
-                true,
-                &filters::proxy_defaults(),
-                &mut Headers::default(),
-                &mut out,
-            )
-            .unwrap();
-        assert!(f.decode_chunked && f.close);
-        assert!(!String::from_utf8(out).unwrap().contains("chunked"));
-
-        let h = parse(b"HTTP/1.0 200 OK\r\n\r\n", false).unwrap().unwrap();
-        assert_eq!(h.body, Framer::UntilClose);
-        assert!(!h.reusable);
-        let h = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", true)
-            .unwrap()
-            .unwrap();
-        assert_eq!(h.body, Framer::Done);
-        assert!(parse(b"HTTP/1.1 abc\r\n\r\n", false).is_err());
-    }
-
-    #[test]
-    fn reason_phrases_never_panic() {
-        for raw in [
-            &b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n"[..],
-            b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 200 \xff\xfe\r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 200 Caf\xc3\xa9\r\nContent-Length: 0\r\n\r\n",
-        ] {
-            let h = parse(raw, false).unwrap().unwrap();
-            let mut out = Vec::new();
-            h.write_client(
-                raw,
-                1,
-                true,
-                &filters::proxy_defaults(),
-                &mut Headers::default(),
-                &mut out,
-            )
-            .unwrap();
-            assert!(
-                out.starts_with(b"HTTP/1.1 200 OK\r\n"),
-                "{:?}",
-                String::from_utf8_lossy(&out)
-            );
-        }
-        let raw = b"HTTP/1.1 404 Nope Nope\r\n\r\n";
-        let mut out = Vec::new();
-        parse(raw, true)
-            .unwrap()
-            .unwrap()
-            .write_client(
-                raw,
-                1,
-                true,
-                &filters::proxy_defaults(),
-                &mut Headers::default(),
-                &mut out,
-            )
-            .unwrap();
-        assert!(out.starts_with(b"HTTP/1.1 404 Nope Nope\r\n"));
-    }
-
-    #[test]
-    fn framing_is_strict_and_rewritten() {
-        let bad: [&[u8]; 8] = [
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\xc2\xa0\r\n\r\n",
-            b"HTTP/1.1 200 OK\nContent-Length: 5\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
-            b"HTTP/1.1 099 OK\r\n\r\n",
-        ];
-        for raw in bad {
-            assert!(
-                parse(raw, false).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(raw)
-            );
-        }
-        // "Connection: Content-Length" cannot take the framing away from the client.
-        let raw = b"HTTP/1.1 200 OK\r\nConnection: Content-Length, X-A\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n";
-        let h = parse(raw, false).unwrap().unwrap();
-        let mut out = Vec::new();
-        h.write_client(
-            raw,
-            1,
-            true,
-            &filters::proxy_defaults(),
-            &mut Headers::default(),
-            &mut out,
-        )
-        .unwrap();
-        assert_eq!(out, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n");
-        // HEAD and 304 keep the announced length; 204 loses it.
-        let raw = b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n";
-        let h = parse(raw, false).unwrap().unwrap();
-        assert_eq!(h.body, Framer::Done);
-        let mut out = Vec::new();
-        h.write_client(
-            raw,
-            1,
-            true,
-            &filters::proxy_defaults(),
-            &mut Headers::default(),
-            &mut out,
-        )
-        .unwrap();
-        assert!(out.ends_with(b"Content-Length: 10\r\n\r\n"));
-        let raw = b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n";
-        let mut out = Vec::new();
-        parse(raw, false)
-            .unwrap()
-            .unwrap()
-            .write_client(
-                raw,
-                1,
-                true,
-                &filters::proxy_defaults(),
-                &mut Headers::default(),
-                &mut out,
-            )
-            .unwrap();
-        assert_eq!(out, b"HTTP/1.1 204 No Content\r\n\r\n");
+    /// Writes an interim (1xx) head with the fields the filters finished.
+    pub fn write_interim(&self, raw: &[u8], h: &Headers, out: &mut Vec<u8>) {
+        self.write_client(raw, 1, true, h, out);
     }
 }

@@ -7,11 +7,14 @@ mod clock;
 mod events;
 mod exchange;
 mod export;
+pub mod filters;
 mod gauges;
 mod record;
 mod route;
 mod session;
 mod spare;
+#[cfg(test)]
+mod testing;
 mod timer;
 mod transport;
 mod upstream;
@@ -133,6 +136,49 @@ pub fn key(slot: usize, kind: Kind) -> usize {
 }
 
 impl Ctx {
+    /// A worker's context for `cfg`: its shared memory block, its access-log files (as the
+    /// master opened them), and the registry its connections join.
+    pub fn new(
+        cfg: Rc<Config>,
+        registry: Registry,
+        shared: crate::shm::Block,
+        access_logs: Vec<Option<File>>,
+    ) -> Ctx {
+        let exporter = cfg.otlp.clone().map(export::Exporter::new);
+        Ctx {
+            balancer: Balancer::new(&cfg.upstream),
+            pool: Pool::new(cfg.upstream.len()),
+            upconns: Slab::new(),
+            default_server: cfg
+                .listeners
+                .iter()
+                .map(|a| crate::router::select_server(&cfg, *a, None))
+                .collect(),
+            access: AccessLog::new(&cfg.access_logs, access_logs),
+            cfg,
+            registry,
+            timers: Timers::default(),
+            bufs: BufPool::default(),
+            draining: false,
+            now: Instant::now(),
+            now_ms: crate::shm::now_ms(),
+            shared,
+            again: Vec::new(),
+            idle: VecDeque::new(),
+            next_id: 0,
+            requests: 0,
+            #[cfg(feature = "alloc-count")]
+            alloc_mark: 0,
+            clock: Clock::default(),
+            headers: Default::default(),
+            spare: Default::default(),
+            ids: Default::default(),
+            resp_spans: Vec::new(),
+            pipes: Default::default(),
+            exporter,
+        }
+    }
+
     fn next_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
@@ -237,40 +283,7 @@ impl Worker {
             CHANNEL,
             Interest::READABLE,
         )?;
-        let cfg = Rc::new(s.cfg);
-        let exporter = cfg.otlp.clone().map(export::Exporter::new);
-        let ctx = Ctx {
-            balancer: Balancer::new(&cfg.upstream),
-            pool: Pool::new(cfg.upstream.len()),
-            upconns: Slab::new(),
-            default_server: cfg
-                .listeners
-                .iter()
-                .map(|a| crate::router::select_server(&cfg, *a, None))
-                .collect(),
-            access: AccessLog::new(&cfg.access_logs, s.access_logs),
-            cfg,
-            registry,
-            timers: Timers::default(),
-            bufs: BufPool::default(),
-            draining: false,
-            now: Instant::now(),
-            now_ms: crate::shm::now_ms(),
-            shared: s.shared,
-            again: Vec::new(),
-            idle: VecDeque::new(),
-            next_id: 0,
-            requests: 0,
-            #[cfg(feature = "alloc-count")]
-            alloc_mark: 0,
-            clock: Clock::default(),
-            headers: Default::default(),
-            spare: Default::default(),
-            ids: Default::default(),
-            resp_spans: Vec::new(),
-            pipes: Default::default(),
-            exporter,
-        };
+        let ctx = Ctx::new(Rc::new(s.cfg), registry, s.shared, s.access_logs);
         crate::logging::set_level(&ctx.cfg.error_log.level);
         log::debug!("worker of generation {} started", s.generation);
         Ok(Worker {

@@ -8,17 +8,14 @@ use crate::http::request::RequestHead;
 use crate::router::{self, Request, Vars};
 use std::net::IpAddr;
 
-pub enum Routed<'c> {
+pub enum Routed {
     /// To upstream `upstream`, with the request target replaced when `uri` is set.
     Proxy {
         upstream: usize,
         uri: Option<String>,
     },
-    Fixed {
-        status: u16,
-        headers: &'c [(String, String)],
-        body: &'c [u8],
-    },
+    /// A `return` route: its filter chain answers.
+    Answer,
     Redirect {
         status: u16,
         location: String,
@@ -31,14 +28,14 @@ pub enum Routed<'c> {
 }
 
 /// Routes `req` (its head bytes `raw`) on `server`: the route's index and what to do.
-pub fn route<'c>(
-    cfg: &'c Config,
+pub fn route(
+    cfg: &Config,
     server: usize,
     req: &RequestHead,
     raw: &[u8],
     client: &dyn Fn() -> IpAddr,
     seq: u64,
-) -> (Option<usize>, Routed<'c>) {
+) -> (Option<usize>, Routed) {
     let header = |name: &str| -> Vec<&[u8]> { req.header_values(raw, name).collect() };
     let host = req.host_name();
     let r = Request {
@@ -94,15 +91,7 @@ pub fn route<'c>(
                 Err(status) => Routed::Refused(status),
             }
         }
-        Action::Return {
-            status,
-            headers,
-            body,
-        } => Routed::Fixed {
-            status: *status,
-            headers,
-            body: body.as_bytes(),
-        },
+        Action::Return { .. } => Routed::Answer,
         Action::Redirect { status, redirect } => {
             let mut location = String::new();
             let caps = captures(route, path);

@@ -10,15 +10,15 @@
 //! pipe (`Driver::splice`).
 
 mod proxy;
+mod start;
 
 pub use proxy::{Lend, Next};
+pub use start::{Arrival, Begin};
 
 use super::events::Timings;
 use super::record::Record;
 use super::upstream::Driver;
-use crate::config::Config;
 use crate::http::body::Framer;
-use crate::http::filters::Filter;
 use crate::http::request::RequestHead;
 use crate::http::request_id::RequestId;
 use crate::http::trace::Trace;
@@ -119,12 +119,5 @@ impl Exchange {
                     std::ops::Range<usize>,
                     crate::http::headers::Kind,
                 )>()
-    }
-
-    /// The route's filter chain.
-    pub fn filters<'a>(&self, cfg: &'a Config) -> &'a [Filter] {
-        self.route
-            .and_then(|r| cfg.server[self.server].route.get(r))
-            .map_or(&[], |r| &r.filters)
     }
 }

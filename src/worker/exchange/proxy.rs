@@ -4,8 +4,10 @@
 
 use super::Exchange;
 use crate::config::Config;
+use crate::http::request_id::RequestId;
 use crate::worker::buffer::Buf;
 use crate::worker::events::{Context, Event};
+use crate::worker::filters::{self, Cx, Verdict};
 use crate::worker::session::PeerIp;
 use crate::worker::upstream::{
     may_retry, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started, Trip, MAX_INTERIM,
@@ -214,8 +216,36 @@ impl Exchange {
         }
     }
 
+    /// What the response filters may know (the client's certificate is the request's
+    /// business, not the response's).
+    fn response_cx<'a>(
+        &self,
+        w: &Ctx,
+        cfg: &'a Config,
+        lend: &'a Lend,
+        rid: &'a RequestId,
+    ) -> Cx<'a> {
+        let srv = &cfg.server[self.server];
+        Cx {
+            now: w.now,
+            now_ms: w.now_ms,
+            shared: Some(w.shared),
+            client_ip: lend.client.as_str(),
+            proto: if lend.plain { "http" } else { "https" },
+            client_cert: None,
+            request_id: srv
+                .request_id
+                .as_ref()
+                .map(|h| (h.header.as_str(), rid.as_str())),
+            trace: self.trace,
+            span: self.span_id,
+            underscores: srv.underscores_in_headers,
+        }
+    }
+
     /// A response head came: an interim one is passed on, a 101 switches protocols, a
-    /// retriable 5xx goes to another peer, a final one goes to the client.
+    /// retriable 5xx goes to another peer, a final one goes to the client. Each goes
+    /// through the route's response filters first.
     fn on_head(
         &mut self,
         w: &mut Ctx,
@@ -223,19 +253,22 @@ impl Exchange {
         lend: &mut Lend,
         h: crate::http::response::ResponseHead,
     ) -> Next {
-        let filters = self
+        let chain = self
             .route
             .and_then(|r| cfg.server[self.server].route.get(r))
             .map_or(&[][..], |r| &r.filters);
         fn raw(up: &Driver) -> &[u8] {
             up.resp.as_ref().map_or(&[], |b| b.held())
         }
+        let rid = self.request_id;
+        let mut fields = std::mem::take(&mut w.headers);
         if h.is_interim() {
             let too_many = self
                 .up
                 .head_wait()
                 .is_some_and(|h| h.interim >= MAX_INTERIM);
             if too_many {
+                w.headers = fields;
                 self.up.skip_head(w, h);
                 return self.fail(
                     w,
@@ -245,20 +278,33 @@ impl Exchange {
                     "upstream sent too many interim responses",
                 );
             }
+            // An HTTP/1.0 client cannot read one; an interim head a filter refuses is dropped.
             if self.req.minor >= 1 {
-                h.write_interim(raw(&self.up), filters, lend.out);
+                h.fields(&mut fields);
+                let cx = self.response_cx(w, cfg, lend, &rid);
+                if filters::on_response(chain, raw(&self.up), &mut fields, &cx) == Verdict::Continue
+                {
+                    h.write_interim(raw(&self.up), &fields, lend.out);
+                }
             }
+            w.headers = fields;
             self.up.interim_passed(w, h);
             return Next::Go(true);
         }
         if h.status == 101 {
+            h.fields(&mut fields);
+            let cx = self.response_cx(w, cfg, lend, &rid);
+            let passed = filters::on_response(chain, raw(&self.up), &mut fields, &cx);
             let why = if self.req.upgrade.is_none() {
                 Some("upstream switched protocols unasked")
-            } else if h.write_upgrade(raw(&self.up), filters, lend.out).is_none() {
+            } else if passed != Verdict::Continue
+                || h.write_upgrade(raw(&self.up), &fields, lend.out).is_none()
+            {
                 Some("upstream sent 101 without Upgrade")
             } else {
                 None
             };
+            w.headers = fields;
             if let Some(why) = why {
                 self.up.skip_head(w, h);
                 return self.fail(w, cfg, lend, 502, why);
@@ -274,39 +320,35 @@ impl Exchange {
                 may_retry(w, up, &trip, Cause::Status(h.status)).is_ok()
             };
             if retry {
+                w.headers = fields;
                 return self.retry_status(w, cfg, lend, h);
             }
         }
         // Unread request body bytes would be taken for the next request.
         let keep = self.keep_alive && !w.draining && self.req_body.is_done();
+        h.fields(&mut fields);
+        // The request id replaces any the upstream sent, before the filters (so
+        // `response_headers` may still remove it).
+        if let Some(id) = &cfg.server[self.server].request_id {
+            fields.remove_named(raw(&self.up), id.header.as_bytes());
+            fields.append_copy(id.header.as_bytes(), rid.as_str().as_bytes());
+        }
+        let cx = self.response_cx(w, cfg, lend, &rid);
+        let verdict = filters::on_response(chain, raw(&self.up), &mut fields, &cx);
+        if let Verdict::Answer(a) = verdict {
+            w.headers = fields;
+            self.up.skip_head(w, h);
+            return self.fail(
+                w,
+                cfg,
+                lend,
+                a.status,
+                "a response filter refused the response",
+            );
+        }
         let head_start = lend.out.len();
-        let request_id = cfg.server[self.server]
-            .request_id
-            .as_ref()
-            .map(|h| (h.header.as_str(), self.request_id.as_str()));
-        let framing = h.write_client_id(
-            raw(&self.up),
-            self.req.minor,
-            keep,
-            filters,
-            request_id,
-            &mut w.headers,
-            lend.out,
-        );
-        let framing = match framing {
-            Ok(f) => f,
-            Err(status) => {
-                lend.out.truncate(head_start);
-                self.up.skip_head(w, h);
-                return self.fail(
-                    w,
-                    cfg,
-                    lend,
-                    status,
-                    "a response filter refused the response",
-                );
-            }
-        };
+        let framing = h.write_client(raw(&self.up), self.req.minor, keep, &fields, lend.out);
+        w.headers = fields;
         self.status = h.status;
         if let Some(up) = self.up.conn() {
             let outcome = if h.status >= 500 {

@@ -461,3 +461,6 @@ fn nothing_unread(up: &mut UpConn) -> bool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

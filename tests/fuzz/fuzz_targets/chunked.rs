@@ -1,3 +1,3 @@
 //! The chunked framer, raw and decoding, fed in pieces.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| proxyd::http::fuzz::chunked(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| proxyd::fuzz::chunked(data));

@@ -1,3 +1,3 @@
 //! Request heads: parse (any limits), route path, and rewrite for the upstream.
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| proxyd::http::fuzz::request_head(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| proxyd::fuzz::request_head(data));

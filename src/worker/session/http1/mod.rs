@@ -17,15 +17,10 @@ use super::peer::PeerIp;
 use super::tunnel::Tunnel;
 use super::Drive;
 use crate::config::Config;
-use crate::http::filters::{ClientCert, Verdict};
-use crate::http::request_id::RequestId;
-use crate::http::trace::Trace;
 use crate::http::{local, request};
-use crate::router;
 use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Context, Done, Event};
-pub(crate) use crate::worker::exchange::Exchange;
-use crate::worker::route::{self, Routed};
+use crate::worker::exchange::{Arrival, Begin, Exchange};
 use crate::worker::timer::Deadline;
 use crate::worker::transport::{would_block, Transport};
 use crate::worker::{Ctx, Kind};
@@ -347,7 +342,22 @@ impl Http1 {
             w.retire(x);
         }
         let page = local::error_page(status);
-        self.respond(w, status, &local::error_headers(), &page, true);
+        let mut fields = std::mem::take(&mut w.headers);
+        fields.fill_pairs(&local::error_headers());
+        self.out.clear();
+        self.out_pos = 0;
+        local::write(
+            status,
+            &fields,
+            b"",
+            &page,
+            false,
+            local::Connection::Close,
+            &w.clock.http_date,
+            &mut self.out,
+        );
+        w.headers = fields;
+        self.phase = Phase::Local;
         w.emit(Event::Done(Done {
             conn: self.conn(),
             x: None,
@@ -359,229 +369,59 @@ impl Http1 {
         Ok(true)
     }
 
-    /// Queues a response made here (fixed route or error page) and switches to writing it.
-    pub(crate) fn respond(
-        &mut self,
-        w: &mut Ctx,
-        status: u16,
-        headers: &[(String, String)],
-        body: &[u8],
-        close: bool,
-    ) {
-        if let Some(x) = &mut self.x {
-            x.up.close(w);
-        }
-        let (head_only, minor) = self
-            .x
-            .as_ref()
-            .map_or((false, 1), |x| (x.req.method == "HEAD", x.req.minor));
-        if let Some(x) = &mut self.x {
-            x.status = status;
-            x.close_after = close;
-            x.bytes_sent = if head_only { 0 } else { body.len() as u64 };
-        }
-        self.out.clear();
-        self.out_pos = 0;
-        let connection = match (close, minor) {
-            (true, _) => local::Connection::Close,
-            (false, 0) => local::Connection::KeepAlive,
-            (false, _) => local::Connection::Default,
-        };
-        let cfg = w.cfg.clone();
-        let request_id = self.x.as_ref().and_then(|x| {
-            let h = cfg.server[x.server].request_id.as_ref()?;
-            Some((h.header.as_str(), x.request_id.as_str()))
-        });
-        local::write(
-            status,
-            headers,
-            request_id,
-            body,
-            head_only,
-            connection,
-            &w.clock.http_date,
-            &mut self.out,
-        );
-        if let Some(x) = &mut self.x {
-            x.record
-                .capture_response(&cfg.log_formats.captures.response, &self.out);
-        }
-        self.phase = Phase::Local;
-    }
-
+    /// Answers the request in flight with an error page and switches to writing it; its
+    /// upstream attempt, if any, is dropped.
     pub(crate) fn respond_error(&mut self, w: &mut Ctx, status: u16, close: bool) {
-        self.respond(
-            w,
-            status,
-            &local::error_headers(),
-            &local::error_page(status),
-            close,
+        let cfg = w.cfg.clone();
+        let Some(mut x) = self.x.take() else {
+            let _ = self.reject(w, status);
+            return;
+        };
+        x.up.close(w);
+        self.out_pos = 0;
+        let at = arrival(
+            &cfg,
+            self.listener,
+            &self.peer_ip,
+            &self.client,
+            self.served,
         );
+        x.write_error(w, &at, &mut self.out, status, close);
+        self.x = Some(x);
+        self.phase = Phase::Local;
     }
 
     /// Routes the request parsed into `x` and starts answering it.
     fn start_request(&mut self, mut x: Box<Exchange>, w: &mut Ctx) -> Result<(), Close> {
         let cfg = w.cfg.clone();
-        let head = &x.req;
-        let host = head.host_name();
-        let server = router::select_server(&cfg, cfg.listeners[self.listener], host);
-        let srv = &cfg.server[server];
         self.served += 1;
-        let keep_alive = head.keep_alive
-            && !w.draining
-            && (srv.keepalive_requests == 0 || self.served < srv.keepalive_requests);
-        let buf = self
-            .req_buf
-            .as_mut()
-            .expect("head was parsed from the buffer");
-        let raw = &buf.held()[..x.req.head_len];
-        let (found, routed) =
-            route::route(&cfg, server, &x.req, raw, &|| self.peer_ip.ip(), w.requests);
-        x.start(server, keep_alive, w.now);
-        x.route = found;
-        x.request_id = srv
-            .request_id
-            .as_ref()
-            .filter(|r| r.keep_incoming)
-            .and_then(|r| {
-                let mut v = x.req.header_values(raw, &r.header);
-                // Two ids would be ambiguous: neither is kept.
-                let id = v.next();
-                v.next().is_none().then_some(id).flatten()
-            })
-            .and_then(RequestId::incoming)
-            .unwrap_or_else(|| w.ids.generate());
-        let ids = &mut w.ids;
-        x.trace = Trace::decide(
-            srv.traceparent,
-            x.req.header_values(raw, "traceparent"),
-            || [ids.random(), ids.random(), ids.random()],
-        );
-        // Exporting spans makes proxyd a hop of the trace: its span is the upstream's parent.
-        if cfg.otlp.is_some() {
-            x.span_id = match x.trace {
-                Trace::Started(t) => Some(t.span_id),
-                Trace::Continued(_) => Some((w.ids.random() | 1).to_be_bytes()),
-                Trace::None | Trace::Dropped => None,
-            };
-        }
-        if !srv.access_log.is_empty() {
-            x.record
-                .capture_request(&cfg.log_formats.captures.request, x.req.header_pairs(raw));
-        }
         if self.out.capacity() == 0 {
             self.out = w.spare.vec();
         }
-        // SNI chose the TLS server, and so the client verification of the handshake. A Host
-        // naming another server may not ride on it when either server verifies clients,
-        // or a client without a certificate would reach a server that requires one.
-        let sni = self.client.tls_info().map(|t| t.server);
-        let refused =
-            if sni.is_some_and(|s| s != server && (verifies(&cfg, s) || verifies(&cfg, server))) {
-                Some(421)
-            } else if !srv.allow_encoded_slashes && x.req.encoded_slash() {
-                log::info!(
-                    "refused an escaped slash in the path \"{}\" (allow_encoded_slashes)",
-                    x.req.raw_path()
-                );
-                Some(400)
-            } else {
-                None
-            };
-        if let Some(status) = refused {
-            // The head is answered: it must not be read again as the next request.
-            buf.skip_head(x.req.head_len);
-            let close = !x.keep_alive || x.req.has_body;
-            self.x = Some(x);
-            self.respond_error(w, status, close);
-            return Ok(());
-        }
-        w.emit(Event::Routed {
-            x: &x,
-            client_ip: &self.peer_ip,
-        });
-        match routed {
-            Routed::Proxy { upstream, uri } => {
-                x.upstream = Some(upstream);
-                x.up.upstream = upstream;
-                x.up.hash = route::balance_hash(
-                    &cfg,
-                    upstream,
-                    &x.req,
-                    &buf.held()[..x.req.head_len],
-                    &|| self.peer_ip.ip(),
-                );
-                let client_cert = match self.client.tls_info() {
-                    Some(t) if verifies(&cfg, t.server) => Some(match t.client {
-                        None => ClientCert::None,
-                        Some(id) => ClientCert::Verified {
-                            subject: &id.subject,
-                            fingerprint: &id.fingerprint,
-                        },
-                    }),
-                    _ => None,
-                };
-                let fwd = request::Forwarding {
-                    request_id: srv
-                        .request_id
-                        .as_ref()
-                        .map(|h| (h.header.as_str(), x.request_id.as_str())),
-                    client_cert,
-                    trace: x.trace,
-                    span: x.span_id,
-                    client_ip: &self.peer_ip,
-                    proto: if self.client.is_plain() {
-                        "http"
-                    } else {
-                        "https"
-                    },
-                    default_host: &cfg.upstream[upstream].name,
-                    underscores: srv.underscores_in_headers,
-                };
-                let verdict = x.req.write_upstream(
-                    &buf.held()[..x.req.head_len],
-                    uri.as_deref(),
-                    &fwd,
-                    x.filters(&cfg),
-                    &mut w.headers,
-                    &mut x.up.head,
-                );
-                buf.skip_head(x.req.head_len);
-                if let Verdict::Respond(status) = verdict {
-                    let close = !x.keep_alive || x.req.has_body;
-                    self.x = Some(x);
-                    self.respond_error(w, status, close);
-                    return Ok(());
-                }
-                self.x = Some(x);
+        self.out_pos = 0;
+        let at = arrival(
+            &cfg,
+            self.listener,
+            &self.peer_ip,
+            &self.client,
+            self.served,
+        );
+        let Some(buf) = self.req_buf.as_mut() else {
+            return Err(Close);
+        };
+        let head_len = x.req.head_len;
+        let begin = x.begin(w, &at, &buf.held()[..head_len], &mut self.out);
+        // The head is answered or forwarded: it must not be read again as the next request.
+        buf.skip_head(head_len);
+        self.x = Some(x);
+        match begin {
+            Begin::Proxy => {
                 self.phase = Phase::Proxy;
                 self.start_upstream(w);
-                Ok(())
             }
-            other => {
-                buf.skip_head(x.req.head_len);
-                // The body of a request answered here is not read; closing discards it.
-                let close = !x.keep_alive || x.req.has_body;
-                self.x = Some(x);
-                match other {
-                    Routed::Fixed {
-                        status,
-                        headers,
-                        body,
-                    } => self.respond(w, status, headers, body, close),
-                    Routed::Redirect { status, location } => {
-                        let headers = [
-                            ("Location".to_string(), location),
-                            ("Content-Type".to_string(), "text/html".to_string()),
-                        ];
-                        self.respond(w, status, &headers, &local::error_page(status), close)
-                    }
-                    Routed::Refused(status) => self.respond_error(w, status, close),
-                    _ => self.respond_error(w, 404, close),
-                }
-                Ok(())
-            }
+            Begin::Answered => self.phase = Phase::Local,
         }
+        Ok(())
     }
 
     pub(crate) fn end_exchange(&mut self, w: &mut Ctx, keep: bool) -> Result<(), Close> {
@@ -759,10 +599,22 @@ impl Http1 {
     }
 }
 
-/// Whether `server` asks TLS clients for certificates.
-fn verifies(cfg: &Config, server: usize) -> bool {
-    cfg.server[server]
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.verify_client != crate::tls::VerifyClient::Off)
+/// What the exchange may know of the connection its request came on.
+fn arrival<'a>(
+    cfg: &Config,
+    listener: usize,
+    peer: &'a PeerIp,
+    client: &'a Transport,
+    served: u64,
+) -> Arrival<'a> {
+    Arrival {
+        listener: cfg.listeners[listener],
+        client: peer,
+        proto: if client.is_plain() { "http" } else { "https" },
+        tls: client.tls_info(),
+        served,
+    }
 }
+
+#[cfg(test)]
+mod tests;

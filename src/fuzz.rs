@@ -2,11 +2,37 @@
 //! corpus under `cargo test`. Each runs one codec on arbitrary bytes and checks invariants;
 //! any panic is a bug (in the worker it would abort every connection).
 
-use super::body::Framer;
-use super::filters;
-use super::request::{self, Forwarding, Limits};
-use super::response;
+use crate::config::filters::proxy_defaults;
+use crate::http::body::Framer;
 use crate::http::headers::Headers;
+use crate::http::request::{self, Limits, RequestHead};
+use crate::http::response::{self, ClientFraming, ResponseHead};
+use crate::worker::filters::{self, Cx, Verdict};
+
+/// A request head as the worker sends it upstream: fields, the proxy chain, the codec.
+fn forward(head: &RequestHead, raw: &[u8], h: &mut Headers, out: &mut Vec<u8>) {
+    head.upstream_fields("app", h);
+    let chain = proxy_defaults();
+    let verdict = filters::on_request(&chain, raw, h, &Cx::detached());
+    assert_eq!(verdict, Verdict::Continue, "the proxy chain never answers");
+    head.write_upstream(raw, None, h, out);
+}
+
+/// A response head as the worker sends it to a client.
+fn respond(
+    head: &ResponseHead,
+    raw: &[u8],
+    minor: u8,
+    keep: bool,
+    h: &mut Headers,
+    out: &mut Vec<u8>,
+) -> ClientFraming {
+    head.fields(h);
+    let chain = proxy_defaults();
+    let verdict = filters::on_response(&chain, raw, h, &Cx::detached());
+    assert_eq!(verdict, Verdict::Continue, "the proxy chain never answers");
+    head.write_client(raw, minor, keep, h, out)
+}
 
 pub fn request_head(data: &[u8]) {
     let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
@@ -34,50 +60,23 @@ pub fn request_head(data: &[u8]) {
     if let Ok(Some(head)) = fresh {
         assert!(head.head_len <= data.len());
         assert!(head.path().starts_with('/') || head.path() == "*");
-        let fwd = Forwarding {
-            client_ip: "192.0.2.1",
-            proto: "http",
-            default_host: "app",
-            client_cert: None,
-            request_id: None,
-            trace: Default::default(),
-            span: None,
-            underscores: false,
-        };
         let mut out = Vec::new();
-        let verdict = head.write_upstream(
+        forward(
+            &head,
             &data[..head.head_len],
-            None,
-            &fwd,
-            &filters::proxy_defaults(),
             &mut Headers::default(),
             &mut out,
         );
-        assert_eq!(verdict, filters::Verdict::Continue);
         // The worker edits every head in one reused header list: a list that held another
         // request's fields (and added values) writes the same bytes as a fresh one.
         let mut used = Headers::default();
         let seed = b"GET / HTTP/1.1\r\nHost: seed\r\nX-Forwarded-For: 10.0.0.1\r\nConnection: x-a\r\nX-A: 1\r\n\r\n";
         if let Ok(Some(s)) = request::parse(seed, &Limits::default()) {
             let mut scratch = Vec::new();
-            s.write_upstream(
-                seed,
-                None,
-                &fwd,
-                &filters::proxy_defaults(),
-                &mut used,
-                &mut scratch,
-            );
+            forward(&s, seed, &mut used, &mut scratch);
         }
         let mut again_out = Vec::new();
-        head.write_upstream(
-            &data[..head.head_len],
-            None,
-            &fwd,
-            &filters::proxy_defaults(),
-            &mut used,
-            &mut again_out,
-        );
+        forward(&head, &data[..head.head_len], &mut used, &mut again_out);
         assert_eq!(again_out, out, "a reused header list changes nothing");
         // What goes upstream is itself one valid request with the same framing.
         let again = request::parse(&out, &Limits::default())
@@ -94,16 +93,14 @@ pub fn response_head(data: &[u8]) {
         assert!(head.head_len <= data.len());
         for minor in [0, 1] {
             let mut out = Vec::new();
-            let framing = head
-                .write_client(
-                    &data[..head.head_len],
-                    minor,
-                    cfg & 2 == 2,
-                    &filters::proxy_defaults(),
-                    &mut Headers::default(),
-                    &mut out,
-                )
-                .expect("the built-in response filters never refuse");
+            let framing = respond(
+                &head,
+                &data[..head.head_len],
+                minor,
+                cfg & 2 == 2,
+                &mut Headers::default(),
+                &mut out,
+            );
             // Parsed into reused spans and written through a used header list, as the
             // worker does: the same bytes.
             let seed = b"HTTP/1.1 200 OK\r\nServer: s\r\nKeep-Alive: 5\r\nX-A: 1\r\n\r\n";
@@ -111,25 +108,18 @@ pub fn response_head(data: &[u8]) {
             let mut spans = Vec::new();
             if let Ok(Some(s)) = response::parse(seed, false) {
                 let mut scratch = Vec::new();
-                let _ = s.write_client(
-                    seed,
-                    1,
-                    true,
-                    &filters::proxy_defaults(),
-                    &mut used,
-                    &mut scratch,
-                );
+                respond(&s, seed, 1, true, &mut used, &mut scratch);
                 spans = s.into_spans();
             }
             let reparsed = response::parse_reusing(data, cfg & 1 == 1, spans)
                 .expect("parsed once already")
                 .expect("complete");
             let mut again_out = Vec::new();
-            let again_framing = reparsed.write_client(
+            let again_framing = respond(
+                &reparsed,
                 &data[..head.head_len],
                 minor,
                 cfg & 2 == 2,
-                &filters::proxy_defaults(),
                 &mut used,
                 &mut again_out,
             );
@@ -137,7 +127,7 @@ pub fn response_head(data: &[u8]) {
                 again_out, out,
                 "reused spans and header list change nothing"
             );
-            assert_eq!(again_framing, Ok(framing));
+            assert_eq!(again_framing, framing);
             // The proxy adds up to two lines (framing, Connection), which may take a head at
             // the header-count limit over it; the invariant holds below it.
             if head.header_count() + 2 > response::MAX_RESPONSE_HEADERS {

@@ -1,0 +1,311 @@
+//! A parsed request head becomes an exchange: its server (by Host), its route, its request
+//! id and trace context, the request filters, then the route's action: an upstream attempt,
+//! or an answer made here (a `return` route answers through its filter chain, a redirect
+//! or a refusal directly). Every answer made here goes out through `answer`, with the
+//! route's response filters over it when the route made it.
+
+use super::Exchange;
+use crate::config::{Config, Filter};
+use crate::http::headers::Headers;
+use crate::http::local;
+use crate::http::request_id::RequestId;
+use crate::http::trace::Trace;
+use crate::router;
+use crate::worker::events::Event;
+use crate::worker::filters::{self, Answer, ClientCert, Cx, Verdict};
+use crate::worker::route::{self, Routed};
+use crate::worker::session::PeerIp;
+use crate::worker::transport::TlsInfo;
+use crate::worker::Ctx;
+use std::borrow::Cow;
+use std::net::SocketAddr;
+
+/// What the session knows of a request beyond its head.
+pub struct Arrival<'a> {
+    /// The listening address it came to (with Host, it selects the server).
+    pub listener: SocketAddr,
+    pub client: &'a PeerIp,
+    /// "http" or "https".
+    pub proto: &'static str,
+    /// What the TLS handshake settled, for a TLS client.
+    pub tls: Option<TlsInfo<'a>>,
+    /// Requests the connection has carried, this one included.
+    pub served: u64,
+}
+
+/// What the session does next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// The head for the upstream is written: start the attempt (`start_upstream`).
+    Proxy,
+    /// An answer is in `out`: write it, then end the exchange.
+    Answered,
+}
+
+impl Exchange {
+    /// Routes the request parsed into `self.req` and decides what answers it; an answer
+    /// made here is written to `out` at once.
+    pub fn begin(&mut self, w: &mut Ctx, at: &Arrival, raw: &[u8], out: &mut Vec<u8>) -> Begin {
+        let cfg = w.cfg.clone();
+        let server = router::select_server(&cfg, at.listener, self.req.host_name());
+        let srv = &cfg.server[server];
+        let keep_alive = self.req.keep_alive
+            && !w.draining
+            && (srv.keepalive_requests == 0 || at.served < srv.keepalive_requests);
+        let client = at.client;
+        let (found, routed) =
+            route::route(&cfg, server, &self.req, raw, &|| client.ip(), w.requests);
+        self.start(server, keep_alive, w.now);
+        self.route = found;
+        self.request_id = srv
+            .request_id
+            .as_ref()
+            .filter(|r| r.keep_incoming)
+            .and_then(|r| {
+                let mut v = self.req.header_values(raw, &r.header);
+                // Two ids would be ambiguous: neither is kept.
+                let id = v.next();
+                v.next().is_none().then_some(id).flatten()
+            })
+            .and_then(RequestId::incoming)
+            .unwrap_or_else(|| w.ids.generate());
+        let ids = &mut w.ids;
+        self.trace = Trace::decide(
+            srv.traceparent,
+            self.req.header_values(raw, "traceparent"),
+            || [ids.random(), ids.random(), ids.random()],
+        );
+        // Exporting spans makes proxyd a hop of the trace: its span is the upstream's parent.
+        if cfg.otlp.is_some() {
+            self.span_id = match self.trace {
+                Trace::Started(t) => Some(t.span_id),
+                Trace::Continued(_) => Some((w.ids.random() | 1).to_be_bytes()),
+                Trace::None | Trace::Dropped => None,
+            };
+        }
+        if !srv.access_log.is_empty() {
+            self.record.capture_request(
+                &cfg.log_formats.captures.request,
+                self.req.header_pairs(raw),
+            );
+        }
+        // The body of a request answered here is not read; closing discards it.
+        let close = !self.keep_alive || self.req.has_body;
+        // SNI chose the TLS server, and so the client verification of the handshake. A Host
+        // naming another server may not ride on it when either server verifies clients,
+        // or a client without a certificate would reach a server that requires one.
+        let sni = at.tls.as_ref().map(|t| t.server);
+        if sni.is_some_and(|s| s != server && (verifies(&cfg, s) || verifies(&cfg, server))) {
+            self.write_error(w, at, out, 421, close);
+            return Begin::Answered;
+        }
+        if !srv.allow_encoded_slashes && self.req.encoded_slash() {
+            log::info!(
+                "refused an escaped slash in the path \"{}\" (allow_encoded_slashes)",
+                self.req.raw_path()
+            );
+            self.write_error(w, at, out, 400, close);
+            return Begin::Answered;
+        }
+        w.emit(Event::Routed {
+            x: self,
+            client_ip: at.client,
+        });
+        let chain = self.chain(&cfg);
+        let mut fields = std::mem::take(&mut w.headers);
+        let answered = match routed {
+            Routed::Proxy { upstream, uri } => {
+                self.upstream = Some(upstream);
+                self.up.upstream = upstream;
+                self.up.hash = route::balance_hash(&cfg, upstream, &self.req, raw, &|| client.ip());
+                self.req
+                    .upstream_fields(&cfg.upstream[upstream].name, &mut fields);
+                let rid = self.request_id;
+                let cx = self.cx(w, &cfg, at, &rid);
+                match filters::on_request(chain, raw, &mut fields, &cx) {
+                    Verdict::Continue => {
+                        self.req
+                            .write_upstream(raw, uri.as_deref(), &fields, &mut self.up.head);
+                        None
+                    }
+                    Verdict::Answer(a) => Some(a),
+                }
+            }
+            Routed::Answer => {
+                let rid = self.request_id;
+                let cx = self.cx(w, &cfg, at, &rid);
+                match filters::on_request(chain, raw, &mut fields, &cx) {
+                    Verdict::Answer(a) => Some(a),
+                    // A `return` route's chain ends in its answer: this cannot be.
+                    Verdict::Continue => Some(error_answer(500)),
+                }
+            }
+            Routed::Redirect { status, location } => Some(Answer {
+                status,
+                headers: Cow::Owned(vec![
+                    ("Location".to_string(), location),
+                    ("Content-Type".to_string(), "text/html".to_string()),
+                ]),
+                body: Cow::Owned(local::error_page(status)),
+            }),
+            Routed::Refused(status) => {
+                w.headers = fields;
+                self.write_error(w, at, out, status, close);
+                return Begin::Answered;
+            }
+            Routed::NotFound => {
+                w.headers = fields;
+                self.write_error(w, at, out, 404, close);
+                return Begin::Answered;
+            }
+        };
+        w.headers = fields;
+        match answered {
+            None => Begin::Proxy,
+            Some(a) => {
+                self.answer(w, at, out, &a, close, true);
+                Begin::Answered
+            }
+        }
+    }
+
+    /// The route's filter chain (none without a route).
+    fn chain<'c>(&self, cfg: &'c Config) -> &'c [Filter] {
+        self.route
+            .and_then(|r| cfg.server[self.server].route.get(r))
+            .map_or(&[], |r| &r.filters)
+    }
+
+    /// What the filters may know of this request (`rid`: its request id).
+    fn cx<'a>(&self, w: &Ctx, cfg: &'a Config, at: &'a Arrival, rid: &'a RequestId) -> Cx<'a> {
+        let srv = &cfg.server[self.server];
+        let client_cert = match &at.tls {
+            Some(t) if verifies(cfg, t.server) => Some(match t.client {
+                None => ClientCert::None,
+                Some(id) => ClientCert::Verified {
+                    subject: &id.subject,
+                    fingerprint: &id.fingerprint,
+                },
+            }),
+            _ => None,
+        };
+        Cx {
+            now: w.now,
+            now_ms: w.now_ms,
+            shared: Some(w.shared),
+            client_ip: at.client.as_str(),
+            proto: at.proto,
+            client_cert,
+            request_id: srv
+                .request_id
+                .as_ref()
+                .map(|h| (h.header.as_str(), rid.as_str())),
+            trace: self.trace,
+            span: self.span_id,
+            underscores: srv.underscores_in_headers,
+        }
+    }
+
+    /// Writes an error page (no response filters: like nginx's `add_header` without
+    /// `always`, a route's edits are for its own answers).
+    pub fn write_error(
+        &mut self,
+        w: &mut Ctx,
+        at: &Arrival,
+        out: &mut Vec<u8>,
+        status: u16,
+        close: bool,
+    ) {
+        self.answer(w, at, out, &error_answer(status), close, false);
+    }
+
+    /// Writes an answer made here into `out`: its head (through the route's response
+    /// filters when `filtered`), then its body (none for HEAD).
+    pub fn answer(
+        &mut self,
+        w: &mut Ctx,
+        at: &Arrival,
+        out: &mut Vec<u8>,
+        a: &Answer,
+        close: bool,
+        filtered: bool,
+    ) {
+        let cfg = w.cfg.clone();
+        let head_only = self.req.method == "HEAD";
+        self.status = a.status;
+        self.close_after = close;
+        self.bytes_sent = if head_only { 0 } else { a.body.len() as u64 };
+        out.clear();
+        let connection = match (close, self.req.minor) {
+            (true, _) => local::Connection::Close,
+            (false, 0) => local::Connection::KeepAlive,
+            (false, _) => local::Connection::Default,
+        };
+        let mut fields = std::mem::take(&mut w.headers);
+        fields.fill_pairs(&a.headers);
+        if let Some(h) = &cfg.server[self.server].request_id {
+            fields.append_copy(h.header.as_bytes(), self.request_id.as_str().as_bytes());
+        }
+        let mut status = a.status;
+        if filtered {
+            let rid = self.request_id;
+            let cx = self.cx(w, &cfg, at, &rid);
+            if let Verdict::Answer(b) =
+                filters::on_response(self.chain(&cfg), b"", &mut fields, &cx)
+            {
+                // A response filter refused the answer: its own goes out instead, as is.
+                status = b.status;
+                fields.fill_pairs(&b.headers);
+                self.status = status;
+                self.bytes_sent = if head_only { 0 } else { b.body.len() as u64 };
+                write(w, &fields, status, &b.body, head_only, connection, out);
+                self.record
+                    .capture_response(&cfg.log_formats.captures.response, out);
+                w.headers = fields;
+                return;
+            }
+        }
+        write(w, &fields, status, &a.body, head_only, connection, out);
+        self.record
+            .capture_response(&cfg.log_formats.captures.response, out);
+        w.headers = fields;
+    }
+}
+
+fn write(
+    w: &Ctx,
+    fields: &Headers,
+    status: u16,
+    body: &[u8],
+    head_only: bool,
+    connection: local::Connection,
+    out: &mut Vec<u8>,
+) {
+    local::write(
+        status,
+        fields,
+        b"",
+        body,
+        head_only,
+        connection,
+        &w.clock.http_date,
+        out,
+    );
+}
+
+/// The error page for `status`.
+pub fn error_answer(status: u16) -> Answer<'static> {
+    Answer {
+        status,
+        headers: Cow::Owned(local::error_headers()),
+        body: Cow::Owned(local::error_page(status)),
+    }
+}
+
+/// Whether `server` asks TLS clients for certificates.
+pub fn verifies(cfg: &Config, server: usize) -> bool {
+    cfg.server[server]
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.verify_client != crate::tls::VerifyClient::Off)
+}

@@ -1,0 +1,145 @@
+//! The HTTP/1 session fed bytes (the test's end of a socketpair) on routes answered here:
+//! the heads and bodies it writes back, pipelining in order, keep-alive and closing, a bad
+//! head refused. No upstream, no event loop: `drive` is called as the loop would.
+
+use super::*;
+use crate::worker::testing::{drain, harness, pair};
+use std::io::Write;
+
+const CONFIG: &str = r#"
+[[server]]
+listen = "127.0.0.1:8080"
+[[server.route]]
+path = "/a"
+return = 200
+body = "A"
+headers = { "X-Route" = "a" }
+[[server.route]]
+path = "/b"
+return = 201
+body = "BB"
+response_headers = { add = { "X-Edited" = "b" } }
+"#;
+
+fn session(w: &mut Ctx) -> (Http1, std::os::unix::net::UnixStream) {
+    let (t, client) = pair();
+    let mut s = Http1::new(1, 0, t, "127.0.0.1:5555".parse().unwrap(), 0);
+    s.start(w.now + Duration::from_secs(10), w);
+    (s, client)
+}
+
+/// A response as the client read it: status line, fields (names lower case), body.
+type Response = (String, Vec<(String, String)>, String);
+
+/// The responses in `bytes`, each framed by its Content-Length.
+fn responses(mut bytes: &[u8]) -> Vec<Response> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = std::str::from_utf8(&bytes[..end]).unwrap();
+        let mut lines = head.trim_end().split("\r\n");
+        let status = lines.next().unwrap().to_string();
+        let fields: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(": ").unwrap();
+                (k.to_ascii_lowercase(), v.to_string())
+            })
+            .collect();
+        let len: usize = fields
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().unwrap());
+        let body = String::from_utf8(bytes[end..end + len].to_vec()).unwrap();
+        bytes = &bytes[end + len..];
+        out.push((status, fields, body));
+    }
+    out
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn pipelined_heads_are_answered_in_order_and_the_connection_stays() {
+    let mut h = harness(CONFIG);
+    let w = &mut h.ctx;
+    let (mut s, mut client) = session(w);
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.client.ready.on_event(true, true, false);
+    assert_eq!(s.drive(w), Drive::Keep);
+    let got = responses(&drain(&mut client));
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0, "HTTP/1.1 200 OK");
+    assert_eq!(got[0].2, "A");
+    assert_eq!(field(&got[0].1, "x-route"), Some("a"));
+    assert_eq!(got[1].0, "HTTP/1.1 201 Created");
+    assert_eq!(got[1].2, "BB");
+    assert_eq!(field(&got[1].1, "x-edited"), Some("b"), "the route's edits");
+    assert_eq!(
+        field(&got[1].1, "connection"),
+        None,
+        "keep-alive is the default"
+    );
+    assert_eq!(s.served, 2);
+    assert!(s.is_idle(), "between requests with nothing buffered");
+    assert!(
+        s.x.is_none() && s.req_buf.is_none(),
+        "an idle connection holds nothing"
+    );
+}
+
+#[test]
+fn a_head_in_pieces_then_head_and_close() {
+    let mut h = harness(CONFIG);
+    let w = &mut h.ctx;
+    let (mut s, mut client) = session(w);
+    let pieces = [
+        &b"HEAD /a HT"[..],
+        b"TP/1.1\r\nHost: x\r\nConnection: cl",
+        b"ose\r\n\r\n",
+    ];
+    for (i, piece) in pieces.iter().enumerate() {
+        client.write_all(piece).unwrap();
+        s.client.ready.on_event(true, true, false);
+        // Asked to close, with everything it sent read: a plain close (no lingering).
+        let last = i == pieces.len() - 1;
+        assert_eq!(s.drive(w), if last { Drive::Close } else { Drive::Keep });
+    }
+    let bytes = drain(&mut client);
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    assert!(
+        text.contains("Content-Length: 1\r\n"),
+        "HEAD keeps the length: {text}"
+    );
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n"), "no body for HEAD: {text}");
+}
+
+#[test]
+fn a_bad_head_gets_400_and_an_unknown_path_404() {
+    let mut h = harness(CONFIG);
+    let w = &mut h.ctx;
+    let (mut s, mut client) = session(w);
+    client
+        .write_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.client.ready.on_event(true, true, false);
+    assert_eq!(s.drive(w), Drive::Keep);
+    let got = responses(&drain(&mut client));
+    assert_eq!(got[0].0, "HTTP/1.1 404 Not Found");
+    client
+        .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+        .unwrap();
+    s.client.ready.on_event(true, true, false);
+    let _ = s.drive(w);
+    let got = responses(&drain(&mut client));
+    assert_eq!(got[0].0, "HTTP/1.1 400 Bad Request");
+    assert_eq!(field(&got[0].1, "connection"), Some("close"));
+}
