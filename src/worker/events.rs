@@ -5,7 +5,7 @@
 
 use super::access_log::Line;
 use super::exchange::Exchange;
-use super::session::PeerIp;
+use super::transport::PeerIp;
 use super::transport::Transport;
 use super::Ctx;
 use crate::config::Config;
@@ -14,19 +14,6 @@ use crate::shm::Hist;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-
-/// When an exchange reached each point of its life (each try's own times are in its
-/// `record::Attempt`).
-#[derive(Debug, Clone, Copy)]
-pub struct Timings {
-    pub started: Instant,
-}
-
-impl Timings {
-    pub fn new(now: Instant) -> Timings {
-        Timings { started: now }
-    }
-}
 
 pub enum Event<'a> {
     /// A request head was parsed and matched a route (or none).

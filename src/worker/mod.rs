@@ -12,7 +12,6 @@ mod gauges;
 mod record;
 mod route;
 mod session;
-mod spare;
 #[cfg(test)]
 mod testing;
 mod timer;
@@ -119,7 +118,7 @@ pub struct Ctx {
     /// The header list codecs edit, reused by every request (no allocation per head).
     pub headers: crate::http::headers::Headers,
     /// Recycled exchanges and output buffers.
-    pub spare: spare::Spare,
+    pub spare: exchange::Spare,
     /// Makes `$request_id`s.
     pub ids: crate::http::request_id::IdGen,
     /// The span list response heads are parsed into, reused.

@@ -10,12 +10,13 @@
 //! pipe (`Driver::splice`).
 
 mod proxy;
+mod spare;
 mod start;
 
 pub use proxy::{Lend, Next};
+pub use spare::Spare;
 pub use start::{Arrival, Begin};
 
-use super::events::Timings;
 use super::record::Record;
 use super::upstream::Driver;
 use crate::http::body::Framer;
@@ -23,6 +24,19 @@ use crate::http::request::RequestHead;
 use crate::http::request_id::RequestId;
 use crate::http::trace::Trace;
 use std::time::Instant;
+
+/// When an exchange reached each point of its life (each try's own times are in its
+/// `record::Attempt`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub started: Instant,
+}
+
+impl Timings {
+    pub fn new(now: Instant) -> Timings {
+        Timings { started: now }
+    }
+}
 
 /// The request in progress and what the access log needs about it.
 pub struct Exchange {

@@ -8,7 +8,7 @@ use crate::http::request_id::RequestId;
 use crate::worker::buffer::Buf;
 use crate::worker::events::{Context, Event};
 use crate::worker::filters::{self, Cx, Verdict};
-use crate::worker::session::PeerIp;
+use crate::worker::transport::PeerIp;
 use crate::worker::upstream::{
     may_retry, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started, Trip, MAX_INTERIM,
 };

@@ -14,7 +14,7 @@ use crate::router;
 use crate::worker::events::Event;
 use crate::worker::filters::{self, Answer, ClientCert, Cx, Verdict};
 use crate::worker::route::{self, Routed};
-use crate::worker::session::PeerIp;
+use crate::worker::transport::PeerIp;
 use crate::worker::transport::TlsInfo;
 use crate::worker::Ctx;
 use std::borrow::Cow;

@@ -4,8 +4,6 @@
 //! loop sees only `Session`.
 
 pub mod http1;
-mod peer;
-pub use peer::PeerIp;
 pub mod tunnel;
 
 use super::timer::Deadline;

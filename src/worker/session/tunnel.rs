@@ -5,12 +5,12 @@
 //! once what was read is delivered; the tunnel ends when both directions have ended or it
 //! stays idle for `tunnel_timeout`.
 
-use super::peer::PeerIp;
 use super::Drive;
 use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Done, Event};
 use crate::worker::exchange::Exchange;
 use crate::worker::timer::Deadline;
+use crate::worker::transport::PeerIp;
 use crate::worker::transport::{would_block, Transport};
 use crate::worker::upstream::UpConn;
 use crate::worker::{Ctx, Kind};

@@ -13,7 +13,6 @@
 
 mod proxy;
 
-use super::peer::PeerIp;
 use super::tunnel::Tunnel;
 use super::Drive;
 use crate::config::Config;
@@ -22,6 +21,7 @@ use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Context, Done, Event};
 use crate::worker::exchange::{Arrival, Begin, Exchange};
 use crate::worker::timer::Deadline;
+use crate::worker::transport::PeerIp;
 use crate::worker::transport::{would_block, Transport};
 use crate::worker::{Ctx, Kind};
 use std::net::SocketAddr;

@@ -4,7 +4,7 @@
 //! (`bench/allocs.sh` counts it). Idle connections still hold none of it: it belongs to the
 //! worker, bounded in count and in the size of what it keeps.
 
-use super::exchange::Exchange;
+use super::Exchange;
 use std::time::Instant;
 
 /// Objects kept of each kind: more than this many requests finishing at once is a burst

@@ -6,6 +6,10 @@
 //! kernel says there is no more (WouldBlock, or a short read or write, which means the same
 //! without the extra call).
 
+mod peer;
+
+pub use peer::PeerIp;
+
 use super::buffer::Buf;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
