@@ -149,6 +149,7 @@ wait_ready() {
 # stop_proxies: stops proxyd, nginx and HAProxy (not the upstream), for a new configuration.
 stop_proxies() {
     [ -f "$WORK/proxyd.pid" ] && kill "$(cat "$WORK/proxyd.pid")" 2>/dev/null || true
+    [ -f "$WORK/base.pid" ] && kill "$(cat "$WORK/base.pid")" 2>/dev/null || true
     [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
     [ -f "$WORK/haproxy.pid" ] && kill "$(cat "$WORK/haproxy.pid")" 2>/dev/null || true
     sleep 1.5
@@ -157,10 +158,26 @@ stop_proxies() {
 # worker_pids NAME: the processes that serve requests (HAProxy is one process of threads).
 worker_pids() {
     case $1 in
-        proxyd) pgrep -P "$(cat "$WORK/proxyd.pid")" | tr '\n' ' ' ;;
+        proxyd | base) pgrep -P "$(cat "$WORK/$1.pid")" | tr '\n' ' ' ;;
         nginx) pgrep -P "$(cat "$WORK/nginx.pid")" | tr '\n' ' ' ;;
         haproxy) cat "$WORK/haproxy.pid" ;;
     esac
+}
+
+# build_base REV: a release proxyd built from REV, once, into /tmp/proxyd-bench-base-<sha>
+# (kept for later runs); prints the binary's path.
+build_base() {
+    local sha dir
+    sha=$(cd "$ROOT" && git rev-parse --short "$1")
+    dir=/tmp/proxyd-bench-base-$sha
+    if [ ! -x "$dir/target/release/proxyd" ]; then
+        echo "building $sha into $dir (once)" >&2
+        rm -rf "$dir/src-tree"
+        mkdir -p "$dir/src-tree"
+        (cd "$ROOT" && git archive --format=tar "$sha") | tar -x -C "$dir/src-tree"
+        (cd "$dir/src-tree" && CARGO_TARGET_DIR="$dir/target" cargo build --release --quiet --bin proxyd) >&2
+    fi
+    echo "$dir/target/release/proxyd"
 }
 
 # cpu_ticks PID...: user+system clock ticks used so far, summed.

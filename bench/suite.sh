@@ -6,18 +6,20 @@
 # workers split the accepted connections.
 #
 #   bench/suite.sh [ROUNDS] [SECONDS]      default 3 rounds of 5 s per measurement
+#   BASE=REV bench/suite.sh ...            also proxyd built from REV ("base"), interleaved
+#                                          with the rest: before and after in one run
 #
 # Workloads: keep-alive 100 B responses (1 and 2 workers / threads), keep-alive 64 KB
 # responses, a new connection per request; idle memory with IDLE (default 5000) connections
 # that each sent one request. Installs nginx, haproxy and wrk from Debian when missing.
-# Listens on 127.0.0.1 ports 18090-18093.
+# Listens on 127.0.0.1 ports 18090-18094.
 set -euo pipefail
 
 ROUNDS=${1:-3}
 SECS=${2:-5}
 IDLE=${IDLE:-5000}
 CONNS=${CONNS:-50}
-UP_PORT=18090 PROXYD_PORT=18091 NGINX_PORT=18092 HAPROXY_PORT=18093
+UP_PORT=18090 PROXYD_PORT=18091 NGINX_PORT=18092 HAPROXY_PORT=18093 BASE_PORT=18094
 PROXIES=(proxyd nginx haproxy)
 
 for tool in nginx haproxy wrk; do
@@ -25,16 +27,27 @@ for tool in nginx haproxy wrk; do
 done
 . "$(dirname "$0")/common.sh"
 bench_setup suite
+if [ -n "${BASE:-}" ]; then
+    BASE_BIN=$(build_base "$BASE")
+    PROXIES+=(base)
+fi
 start_upstream "$UP_PORT" 100
 
 port_of() {
-    case $1 in proxyd) echo $PROXYD_PORT ;; nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;; esac
+    case $1 in
+        proxyd) echo $PROXYD_PORT ;; nginx) echo $NGINX_PORT ;; haproxy) echo $HAPROXY_PORT ;;
+        base) echo $BASE_PORT ;;
+    esac
 }
 
 start_all() {
     start_nginx "$1" "$NGINX_PORT" "$UP_PORT" 512
     start_proxyd "$1" "$PROXYD_PORT" "$UP_PORT" 512
     start_haproxy "$1" "$HAPROXY_PORT" "$UP_PORT"
+    if [ -n "${BASE_BIN:-}" ]; then
+        PROXYD_NAME=base PROXYD_BIN="$BASE_BIN" start_proxyd "$1" "$BASE_PORT" "$UP_PORT" 512
+        wait_ready "$BASE_PORT"
+    fi
     wait_ready "$UP_PORT" "$PROXYD_PORT" "$NGINX_PORT" "$HAPROXY_PORT"
 }
 
@@ -51,8 +64,9 @@ run() {
     local w=$1 path=$2
     shift 2
     for r in $(seq "$ROUNDS"); do
-        for i in 0 1 2; do
-            local name=${PROXIES[$(((i + r) % 3))]}
+        local n=${#PROXIES[@]}
+        for i in $(seq 0 $((n - 1))); do
+            local name=${PROXIES[$(((i + r) % n))]}
             R[$w,$name,$r]=$(measure "$name" "$path" "$@")
         done
     done
@@ -115,7 +129,7 @@ stop_proxies
 start_all 2
 run ka100x2 /
 declare -A SPLIT
-for name in proxyd nginx haproxy; do SPLIT[$name]=$(accept_split "$name"); done
+for name in "${PROXIES[@]}"; do SPLIT[$name]=$(accept_split "$name"); done
 stop_proxies
 
 declare -A M C
@@ -139,6 +153,10 @@ for w in ka100 ka100x2 ka64k close; do
         -v cp="${C[$w,proxyd]:-0}" -v cn="${C[$w,nginx]:-1}" -v ch="${C[$w,haproxy]:-1}" \
         'BEGIN { printf "%-8s req/s proxyd/nginx %.2f  proxyd/haproxy %.2f   CPU/req proxyd/nginx %.2f  proxyd/haproxy %.2f\n",
                  w, p / n, p / h, cp / cn, cp / ch }'
+    if [ -n "${BASE_BIN:-}" ]; then
+        awk -v w=$w -v p="${M[$w,proxyd]:-0}" -v b="${M[$w,base]:-1}" -v cp="${C[$w,proxyd]:-0}" -v cb="${C[$w,base]:-1}" \
+            'BEGIN { printf "%-8s req/s proxyd/base  %.2f  CPU/req proxyd/base %.2f\n", w, p / b, cp / cb }'
+    fi
 done
 echo
 for name in "${PROXIES[@]}"; do

@@ -2,7 +2,7 @@
 //! it loads a config (before the workers drop privileges), one rustls server config per TLS
 //! server, and SNI choosing the server, and so its config, with the same rules as
 //! `server_name` (see `router::HostTable` and `Site`). rustls does no I/O: the worker's
-//! transport moves the bytes (`worker/transport.rs`).
+//! transport moves the bytes (`worker/transport/`).
 
 pub mod check;
 pub mod ocsp;

@@ -1,4 +1,4 @@
-//! Layer 8: lifecycle events. Each exchange reports what happened to it (routed, upstream
+//! Layer 7: lifecycle events. Each exchange reports what happened to it (routed, upstream
 //! connected, response head, done with bytes and timings) through `Ctx::emit`; the access
 //! log, and later metrics and tracing, are sinks of these events rather than code sprinkled
 //! through the session.

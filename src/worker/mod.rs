@@ -1,5 +1,33 @@
 //! A worker process: one mio (epoll) event loop that accepts clients on the inherited
 //! listeners, runs their sessions, keeps idle upstream connections, and obeys the master.
+//!
+//! Its layers, each a module that uses only the ones below it (`scripts/imports.py` prints
+//! what runs back up; all of it today goes through `Ctx`, defined here):
+//!
+//! 1. This file, the event loop: poll, accept, timers, the master's channel, the worker's
+//!    lifecycle (serving, draining, hurried, master gone). It dispatches by a token's
+//!    `Kind` and knows no HTTP.
+//! 2. `transport/`: a socket, its readiness and (optionally) TLS; the client's address
+//!    (`PeerIp`). Nothing above it names `TcpStream`.
+//! 3. `session/`: one client connection as a protocol enum (`Http1`, `Tunnel`). `Http1`
+//!    turns bytes into request heads and framed body bytes, and writes response heads and
+//!    body bytes; it knows no route, upstream or filter. It lends its exchange a `Lend`
+//!    (where heads go, whether the client took them) and does what the exchange's `Next`
+//!    says (carry on, answer with a status, switch protocols).
+//! 4. `exchange/`: one request. `start.rs` routes it and runs the filters' request stage,
+//!    then starts the upstream attempt or writes the answer made here (`answer`, through the
+//!    response filters); `proxy.rs` turns what the driver reports into what the client gets.
+//!    Exchanges and output buffers are recycled (`Spare`): a keep-alive request allocates
+//!    nothing.
+//! 5. `filters/`: the route's chain (`config::Filter`) over request and response heads,
+//!    returning `Continue` or an `Answer` (status, headers, body).
+//! 6. `upstream/`: the `Driver`, one per exchange: balance, pool or connect, send, response
+//!    heads, body bytes into its buffer or splice pipe, retries, the `release` checklist. It
+//!    owns its connection (`Owner::Exchange`) and never touches the client socket.
+//! 7. `events.rs` and its sinks (`access_log/`, `export.rs`, shared-memory metrics): what
+//!    each exchange reports when it is routed, connected, answered and done.
+//!
+//! Codecs (`crate::http`) are below all of these: sans-I/O, they serialize finished heads.
 
 mod access_log;
 pub mod buffer;
@@ -193,7 +221,7 @@ impl Ctx {
     /// An exchange that ended: its upstream driver gives back connection, buffer and
     /// pipe, then its memory is kept for the next request.
     pub fn retire(&mut self, mut x: Box<exchange::Exchange>) {
-        x.up.close(self);
+        x.driver.close(self);
         self.spare.put_exchange(x);
     }
 

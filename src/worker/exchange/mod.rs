@@ -53,7 +53,7 @@ pub struct Exchange {
     /// Request body payload bytes read from the client (for `client_max_body_size`).
     pub body_read: u64,
     /// The upstream attempt(s): connection, response buffer, retries.
-    pub up: Driver,
+    pub driver: Driver,
     /// For the access log: status sent and body bytes written to the client.
     pub status: u16,
     pub bytes_sent: u64,
@@ -81,7 +81,7 @@ impl Exchange {
             keep_alive: false,
             req_body: Framer::Done,
             body_read: 0,
-            up: Driver::default(),
+            driver: Driver::default(),
             status: 0,
             bytes_sent: 0,
             close_after: false,
@@ -102,7 +102,7 @@ impl Exchange {
         self.upstream = None;
         self.keep_alive = keep_alive;
         self.body_read = 0;
-        self.up.reset(0);
+        self.driver.reset(0);
         self.status = 0;
         self.bytes_sent = 0;
         self.close_after = false;
@@ -117,8 +117,8 @@ impl Exchange {
     pub fn kept_bytes(&self) -> usize {
         let r = &self.req;
         let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
-        self.up.head.capacity()
-            + self.up.tried.capacity() * std::mem::size_of::<usize>()
+        self.driver.head.capacity()
+            + self.driver.tried.capacity() * std::mem::size_of::<usize>()
             + self.record.kept_bytes()
             + r.method.capacity()
             + r.uri.capacity()

@@ -44,7 +44,7 @@ macro_rules! trip {
         let Exchange {
             req,
             record,
-            up: $up,
+            driver: $up,
             route,
             server,
             request_id,
@@ -79,8 +79,8 @@ impl Exchange {
     /// Starts the upstream attempt of a request routed to `upstream`.
     pub fn start_upstream(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
         let cfg = w.cfg.clone();
-        trip!(self, &cfg, lend.client, up, trip);
-        let started = up.connect(w, lend.owner, &mut trip);
+        trip!(self, &cfg, lend.client, driver, trip);
+        let started = driver.connect(w, lend.owner, &mut trip);
         self.started(w, lend, started)
     }
 
@@ -98,8 +98,8 @@ impl Exchange {
 
     fn emit_connected(&self, w: &mut Ctx, reused: bool) {
         let cfg = w.cfg.clone();
-        if let Some(up) = self.up.conn() {
-            let peer = &cfg.upstream[up.upstream].peers[up.peer].name;
+        if let Some(conn) = self.driver.conn() {
+            let peer = &cfg.upstream[conn.upstream].peers[conn.peer].name;
             w.emit(Event::UpstreamConnected {
                 x: self,
                 peer,
@@ -118,7 +118,7 @@ impl Exchange {
             Context::of(&cfg, lend.client, self)
         );
         self.record.end_attempt(f.status, w.now);
-        if matches!(self.up.phase, Phase::Truncated) {
+        if matches!(self.driver.phase, Phase::Truncated) {
             Next::Go(true)
         } else {
             Next::Respond(f.status)
@@ -129,23 +129,23 @@ impl Exchange {
     /// completed lets the request go. Before the request is sent each step.
     pub fn step_connect(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
         let cfg = w.cfg.clone();
-        if self.up.backoff_over(w.now) {
-            trip!(self, &cfg, lend.client, up, trip);
-            let r = up.connect(w, lend.owner, &mut trip);
+        if self.driver.backoff_over(w.now) {
+            trip!(self, &cfg, lend.client, driver, trip);
+            let r = driver.connect(w, lend.owner, &mut trip);
             return self.started(w, lend, r);
         }
-        if !matches!(self.up.phase, Phase::Connecting { .. }) {
+        if !matches!(self.driver.phase, Phase::Connecting { .. }) {
             return Next::Go(false);
         }
-        trip!(self, &cfg, lend.client, up, trip);
-        match up.poll_connect(w, &mut trip) {
+        trip!(self, &cfg, lend.client, driver, trip);
+        match driver.poll_connect(w, &mut trip) {
             Ok(true) => {
                 self.emit_connected(w, false);
                 Next::Go(true)
             }
             Ok(false) => Next::Go(false),
             Err(why) => {
-                let r = up.connect_failed(w, lend.owner, &mut trip, &why, false);
+                let r = driver.connect_failed(w, lend.owner, &mut trip, &why, false);
                 self.started(w, lend, r)
             }
         }
@@ -154,7 +154,7 @@ impl Exchange {
     /// Writes what of the request can go to the peer now: the head, then `body`'s framed
     /// bytes.
     pub fn send_upstream(&mut self, body: Option<&mut Buf>) -> bool {
-        self.up.send(body)
+        self.driver.send(body)
     }
 
     /// Starts the response head's deadline once the whole request is out (`body_left`:
@@ -167,7 +167,7 @@ impl Exchange {
             .upstream
             .and_then(|u| w.cfg.upstream.get(u))
             .map_or(Default::default(), |u| u.read_timeout);
-        self.up.request_sent(w.now, read_timeout);
+        self.driver.request_sent(w.now, read_timeout);
     }
 
     /// Reads the response as far as it can: heads go through the route's filters into
@@ -178,11 +178,11 @@ impl Exchange {
         loop {
             let backlog = lend.out.len() > lend.out_pos;
             let read = {
-                trip!(self, &cfg, lend.client, up, trip);
-                if up.splice().is_some() {
-                    up.splice_in(w, lend.owner, &mut trip)
+                trip!(self, &cfg, lend.client, driver, trip);
+                if driver.splice().is_some() {
+                    driver.splice_in(w, lend.owner, &mut trip)
                 } else {
-                    up.read(w, lend.owner, &mut trip, backlog, lend.plain)
+                    driver.read(w, lend.owner, &mut trip, backlog, lend.plain)
                 }
             };
             match read {
@@ -196,16 +196,16 @@ impl Exchange {
                 }
                 Read::Replay => {
                     progress = true;
-                    trip!(self, &cfg, lend.client, up, trip);
-                    let r = up.connect(w, lend.owner, &mut trip);
+                    trip!(self, &cfg, lend.client, driver, trip);
+                    let r = driver.connect(w, lend.owner, &mut trip);
                     match self.started(w, lend, r) {
                         Next::Go(_) => {}
                         other => return other,
                     }
                 }
                 Read::HandshakeFailed(why) => {
-                    trip!(self, &cfg, lend.client, up, trip);
-                    let r = up.connect_failed(w, lend.owner, &mut trip, &why, false);
+                    trip!(self, &cfg, lend.client, driver, trip);
+                    let r = driver.connect_failed(w, lend.owner, &mut trip, &why, false);
                     return match self.started(w, lend, r) {
                         Next::Go(_) => Next::Go(true),
                         other => other,
@@ -257,19 +257,19 @@ impl Exchange {
             .route
             .and_then(|r| cfg.server[self.server].route.get(r))
             .map_or(&[][..], |r| &r.filters);
-        fn raw(up: &Driver) -> &[u8] {
-            up.resp.as_ref().map_or(&[], |b| b.held())
+        fn raw(driver: &Driver) -> &[u8] {
+            driver.resp.as_ref().map_or(&[], |b| b.held())
         }
         let rid = self.request_id;
         let mut fields = std::mem::take(&mut w.headers);
         if h.is_interim() {
             let too_many = self
-                .up
+                .driver
                 .head_wait()
                 .is_some_and(|h| h.interim >= MAX_INTERIM);
             if too_many {
                 w.headers = fields;
-                self.up.skip_head(w, h);
+                self.driver.skip_head(w, h);
                 return self.fail(
                     w,
                     cfg,
@@ -282,23 +282,25 @@ impl Exchange {
             if self.req.minor >= 1 {
                 h.fields(&mut fields);
                 let cx = self.response_cx(w, cfg, lend, &rid);
-                if filters::on_response(chain, raw(&self.up), &mut fields, &cx) == Verdict::Continue
+                if filters::on_response(chain, raw(&self.driver), &mut fields, &cx)
+                    == Verdict::Continue
                 {
-                    h.write_interim(raw(&self.up), &fields, lend.out);
+                    h.write_interim(raw(&self.driver), &fields, lend.out);
                 }
             }
             w.headers = fields;
-            self.up.interim_passed(w, h);
+            self.driver.interim_passed(w, h);
             return Next::Go(true);
         }
         if h.status == 101 {
             h.fields(&mut fields);
             let cx = self.response_cx(w, cfg, lend, &rid);
-            let passed = filters::on_response(chain, raw(&self.up), &mut fields, &cx);
+            let passed = filters::on_response(chain, raw(&self.driver), &mut fields, &cx);
             let why = if self.req.upgrade.is_none() {
                 Some("upstream switched protocols unasked")
             } else if passed != Verdict::Continue
-                || h.write_upgrade(raw(&self.up), &fields, lend.out).is_none()
+                || h.write_upgrade(raw(&self.driver), &fields, lend.out)
+                    .is_none()
             {
                 Some("upstream sent 101 without Upgrade")
             } else {
@@ -306,18 +308,18 @@ impl Exchange {
             };
             w.headers = fields;
             if let Some(why) = why {
-                self.up.skip_head(w, h);
+                self.driver.skip_head(w, h);
                 return self.fail(w, cfg, lend, 502, why);
             }
             self.status = 101;
             self.record.got_head(101, w.now);
-            self.up.switched(w, h);
+            self.driver.switched(w, h);
             return Next::Switch;
         }
         if matches!(h.status, 502..=504) {
             let retry = {
-                trip!(self, cfg, lend.client, up, trip);
-                may_retry(w, up, &trip, Cause::Status(h.status)).is_ok()
+                trip!(self, cfg, lend.client, driver, trip);
+                may_retry(w, driver, &trip, Cause::Status(h.status)).is_ok()
             };
             if retry {
                 w.headers = fields;
@@ -330,14 +332,14 @@ impl Exchange {
         // The request id replaces any the upstream sent, before the filters (so
         // `response_headers` may still remove it).
         if let Some(id) = &cfg.server[self.server].request_id {
-            fields.remove_named(raw(&self.up), id.header.as_bytes());
+            fields.remove_named(raw(&self.driver), id.header.as_bytes());
             fields.append_copy(id.header.as_bytes(), rid.as_str().as_bytes());
         }
         let cx = self.response_cx(w, cfg, lend, &rid);
-        let verdict = filters::on_response(chain, raw(&self.up), &mut fields, &cx);
+        let verdict = filters::on_response(chain, raw(&self.driver), &mut fields, &cx);
         if let Verdict::Answer(a) = verdict {
             w.headers = fields;
-            self.up.skip_head(w, h);
+            self.driver.skip_head(w, h);
             return self.fail(
                 w,
                 cfg,
@@ -347,22 +349,22 @@ impl Exchange {
             );
         }
         let head_start = lend.out.len();
-        let framing = h.write_client(raw(&self.up), self.req.minor, keep, &fields, lend.out);
+        let framing = h.write_client(raw(&self.driver), self.req.minor, keep, &fields, lend.out);
         w.headers = fields;
         self.status = h.status;
-        if let Some(up) = self.up.conn() {
+        if let Some(conn) = self.driver.conn() {
             let outcome = if h.status >= 500 {
                 Outcome::Status5xx
             } else {
                 Outcome::Success
             };
-            w.peer_outcome(up.upstream, up.peer, outcome);
+            w.peer_outcome(conn.upstream, conn.peer, outcome);
         }
         self.close_after = framing.close;
         self.record.got_head(h.status, w.now);
         self.record
             .capture_response(&cfg.log_formats.captures.response, &lend.out[head_start..]);
-        self.up.body_starts(w, h, framing.decode_chunked);
+        self.driver.body_starts(w, h, framing.decode_chunked);
         w.emit(Event::ResponseHead { x: self });
         Next::Go(true)
     }
@@ -377,9 +379,9 @@ impl Exchange {
         h: crate::http::response::ResponseHead,
     ) -> Next {
         let status = h.status;
-        self.up.skip_head(w, h);
-        if let Some(up) = self.up.conn() {
-            let (u, peer) = (up.upstream, up.peer);
+        self.driver.skip_head(w, h);
+        if let Some(conn) = self.driver.conn() {
+            let (u, peer) = (conn.upstream, conn.peer);
             log::warn!(
                 "upstream \"{}\" peer {} answered {status}: retrying{}",
                 cfg.upstream[u].name,
@@ -390,16 +392,16 @@ impl Exchange {
         }
         self.record.got_head(status, w.now);
         self.record.end_attempt(status, w.now);
-        trip!(self, cfg, lend.client, up, trip);
-        let r = up.retry(w, lend.owner, &mut trip, Cause::Status(status));
+        trip!(self, cfg, lend.client, driver, trip);
+        let r = driver.retry(w, lend.owner, &mut trip, Cause::Status(status));
         self.started(w, lend, r)
     }
 
     /// The attempt failed with `status` (a 502 may still be retried).
     fn fail(&mut self, w: &mut Ctx, cfg: &Config, lend: &mut Lend, status: u16, why: &str) -> Next {
         let failure = {
-            trip!(self, cfg, lend.client, up, trip);
-            up.fail(w, lend.owner, &mut trip, status, why)
+            trip!(self, cfg, lend.client, driver, trip);
+            driver.fail(w, lend.owner, &mut trip, status, why)
         };
         match failure {
             None => Next::Go(true),
@@ -412,19 +414,19 @@ impl Exchange {
     /// says so; anything else is a 504 (or, after the head, a cut).
     pub fn upstream_timeout(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
         let cfg = w.cfg.clone();
-        if matches!(self.up.phase, Phase::Backoff { .. } | Phase::Off) {
+        if matches!(self.driver.phase, Phase::Backoff { .. } | Phase::Off) {
             return Next::Go(true);
         }
-        if self.up.establishing() {
-            trip!(self, &cfg, lend.client, up, trip);
-            let r = up.connect_failed(w, lend.owner, &mut trip, "timed out", true);
+        if self.driver.establishing() {
+            trip!(self, &cfg, lend.client, driver, trip);
+            let r = driver.connect_failed(w, lend.owner, &mut trip, "timed out", true);
             return self.started(w, lend, r);
         }
         let why = "upstream timed out";
-        if !self.up.head_sent() && !self.up.response_seen() {
+        if !self.driver.head_sent() && !self.driver.response_seen() {
             let retrying = {
-                trip!(self, &cfg, lend.client, up, trip);
-                up.retry_after(w, lend.owner, &mut trip, Cause::Timeout, why)
+                trip!(self, &cfg, lend.client, driver, trip);
+                driver.retry_after(w, lend.owner, &mut trip, Cause::Timeout, why)
             };
             if retrying {
                 return Next::Go(true);
@@ -437,6 +439,6 @@ impl Exchange {
     /// when it may carry another request (`request_done`: all of this one went out).
     pub fn finish_upstream(&mut self, w: &mut Ctx, request_done: bool) {
         self.record.end_attempt(0, w.now);
-        self.up.finish(w, request_done);
+        self.driver.finish(w, request_done);
     }
 }

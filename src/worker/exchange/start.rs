@@ -116,16 +116,21 @@ impl Exchange {
         let answered = match routed {
             Routed::Proxy { upstream, uri } => {
                 self.upstream = Some(upstream);
-                self.up.upstream = upstream;
-                self.up.hash = route::balance_hash(&cfg, upstream, &self.req, raw, &|| client.ip());
+                self.driver.upstream = upstream;
+                self.driver.hash =
+                    route::balance_hash(&cfg, upstream, &self.req, raw, &|| client.ip());
                 self.req
                     .upstream_fields(&cfg.upstream[upstream].name, &mut fields);
                 let rid = self.request_id;
                 let cx = self.cx(w, &cfg, at, &rid);
                 match filters::on_request(chain, raw, &mut fields, &cx) {
                     Verdict::Continue => {
-                        self.req
-                            .write_upstream(raw, uri.as_deref(), &fields, &mut self.up.head);
+                        self.req.write_upstream(
+                            raw,
+                            uri.as_deref(),
+                            &fields,
+                            &mut self.driver.head,
+                        );
                         None
                     }
                     Verdict::Answer(a) => Some(a),

@@ -28,8 +28,9 @@ pub enum Drive {
 enum Proto {
     Http1(Box<Http1>),
     Tunnel(Box<Tunnel>),
-    /// Only while `upgrade` moves the connection from one protocol to the next.
-    Switching,
+    /// Only while `upgrade` moves the connection from one protocol to the next (not to be
+    /// taken for HTTP/1's `Phase::Switching`, which writes the 101).
+    Replacing,
 }
 
 pub struct Session {
@@ -55,7 +56,7 @@ impl Session {
         match &mut self.proto {
             Proto::Http1(h) => &mut h.deadline,
             Proto::Tunnel(t) => &mut t.deadline,
-            Proto::Switching => unreachable!("no session is left switching"),
+            Proto::Replacing => unreachable!("no session is left switching"),
         }
     }
 
@@ -63,7 +64,7 @@ impl Session {
         match &self.proto {
             Proto::Http1(h) => h.deadline.is_armed_at(at),
             Proto::Tunnel(t) => t.deadline.is_armed_at(at),
-            Proto::Switching => false,
+            Proto::Replacing => false,
         }
     }
 
@@ -104,7 +105,7 @@ impl Session {
         match &mut self.proto {
             Proto::Http1(h) => h.client.ready.on_event(readable, writable, hup),
             Proto::Tunnel(t) => t.client.ready.on_event(readable, writable, hup),
-            Proto::Switching => {}
+            Proto::Replacing => {}
         }
     }
 
@@ -112,8 +113,8 @@ impl Session {
     pub fn upstream_event(&mut self, stream: u32, readable: bool, writable: bool, hup: bool) {
         match &mut self.proto {
             Proto::Http1(h) => h.upstream_event(stream, readable, writable, hup),
-            Proto::Tunnel(t) => t.up.stream.ready.on_event(readable, writable, hup),
-            Proto::Switching => {}
+            Proto::Tunnel(t) => t.upstream.stream.ready.on_event(readable, writable, hup),
+            Proto::Replacing => {}
         }
     }
 
@@ -123,7 +124,7 @@ impl Session {
             let d = match &mut self.proto {
                 Proto::Http1(h) => h.drive(w),
                 Proto::Tunnel(t) => t.drive(w),
-                Proto::Switching => Drive::Close,
+                Proto::Replacing => Drive::Close,
             };
             match d {
                 Drive::Keep => return true,
@@ -135,10 +136,10 @@ impl Session {
 
     /// The one place a protocol changes: take the HTTP/1 session out, build the tunnel.
     fn upgrade(&mut self, w: &mut Ctx) {
-        self.proto = match std::mem::replace(&mut self.proto, Proto::Switching) {
+        self.proto = match std::mem::replace(&mut self.proto, Proto::Replacing) {
             Proto::Http1(h) => match h.into_tunnel(w) {
                 Some(t) => Proto::Tunnel(Box::new(t)),
-                None => Proto::Switching,
+                None => Proto::Replacing,
             },
             other => other,
         };
@@ -152,7 +153,7 @@ impl Session {
                 t.on_timeout(w);
                 false
             }
-            Proto::Switching => false,
+            Proto::Replacing => false,
         }
     }
 
@@ -161,7 +162,7 @@ impl Session {
         match &mut self.proto {
             Proto::Http1(h) => h.abort(w),
             Proto::Tunnel(t) => t.release_all(w),
-            Proto::Switching => {}
+            Proto::Replacing => {}
         }
     }
 

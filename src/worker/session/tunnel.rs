@@ -40,7 +40,7 @@ pub struct Tunnel {
     pub id: u64,
     slot: usize,
     pub client: Transport,
-    pub up: UpConn,
+    pub upstream: UpConn,
     pub deadline: Deadline,
     /// Client to upstream, and upstream to client; taken from the pool only while they
     /// hold bytes, so an idle tunnel holds no buffer.
@@ -64,7 +64,7 @@ impl Tunnel {
         id: u64,
         slot: usize,
         client: Transport,
-        up: UpConn,
+        upstream: UpConn,
         deadline: Deadline,
         to_up: Option<Buf>,
         to_client: Option<Buf>,
@@ -77,7 +77,7 @@ impl Tunnel {
             id,
             slot,
             client,
-            up,
+            upstream,
             deadline,
             to_up: to_up.map(forward_all),
             to_client: to_client.map(forward_all),
@@ -105,14 +105,14 @@ impl Tunnel {
             let (mut ignored, mut sent) = (0, 0);
             let a = pump(
                 &mut self.client,
-                &mut self.up.stream,
+                &mut self.upstream.stream,
                 &mut self.to_up,
                 &mut self.c2u,
                 &mut ignored,
                 w,
             );
             let b = pump(
-                &mut self.up.stream,
+                &mut self.upstream.stream,
                 &mut self.client,
                 &mut self.to_client,
                 &mut self.u2c,
@@ -136,7 +136,7 @@ impl Tunnel {
         if moved {
             self.touch(w);
         }
-        if self.client.ready.r && self.up.stream.ready.r {
+        if self.client.ready.r && self.upstream.stream.ready.r {
             // Budget spent with both sides still readable: come back soon.
             w.again.push((self.slot, self.id));
         }
@@ -177,7 +177,7 @@ impl Tunnel {
         {
             w.bufs.put(b);
         }
-        w.upconns.try_remove(self.up.conn);
+        w.upconns.try_remove(self.upstream.conn);
     }
 }
 

@@ -58,10 +58,10 @@ impl Balancer {
         shared: &View,
         now_ms: u64,
     ) -> Pick {
-        let up = &ups[u];
+        let group = &ups[u];
         // A lone peer is never ejected for its failures (nginx ignores max_fails then):
         // trying it is the only chance the request has. A failed health check still counts.
-        let lone = up
+        let lone = group
             .peers
             .iter()
             .filter(|p| {
@@ -75,17 +75,18 @@ impl Balancer {
                 && h.admin() == PeerAdmin::Normal
                 && !tried.contains(&i)
                 && p.present(shared)
-                && (!health || (checked_up(up, h.checked()) && (lone || !h.ejected(now_ms))))
+                && (!health || (checked_up(group, h.checked()) && (lone || !h.ejected(now_ms))))
         };
         let mut c = std::mem::take(&mut self.scratch);
         for health in [true, false] {
-            if !health && !up.fail_open {
+            if !health && !group.fail_open {
                 break;
             }
             for backup in [false, true] {
                 c.clear();
                 c.extend(
-                    up.peers
+                    group
+                        .peers
                         .iter()
                         .enumerate()
                         .filter(|(i, p)| p.backup == backup && live(*i, p, health))
@@ -93,15 +94,15 @@ impl Balancer {
                 );
                 if !c.is_empty() {
                     let on_ring = |i: usize| c.contains(&i);
-                    let p = match (&up.balance, hash) {
+                    let p = match (&group.balance, hash) {
                         (Balance::IpHash | Balance::Hash(_), Some(h))
-                            if !backup && !up.ring.is_empty() =>
+                            if !backup && !group.ring.is_empty() =>
                         {
-                            up.ring.walk(h).find(|&i| on_ring(i))
+                            group.ring.walk(h).find(|&i| on_ring(i))
                         }
                         _ => None,
                     };
-                    let p = p.unwrap_or_else(|| self.choose(up, u, &c, shared));
+                    let p = p.unwrap_or_else(|| self.choose(group, u, &c, shared));
                     self.scratch = c;
                     return Pick::Peer(p);
                 }
@@ -112,12 +113,12 @@ impl Balancer {
     }
 
     /// One of the usable peers `c` (never empty), by the upstream's algorithm.
-    fn choose(&mut self, up: &Upstream, u: usize, c: &[usize], shared: &View) -> usize {
-        let weight = |i: usize| effective_weight(up, i, shared);
-        let active = |i: usize| shared.health(up.peers[i].slot).active();
+    fn choose(&mut self, group: &Upstream, u: usize, c: &[usize], shared: &View) -> usize {
+        let weight = |i: usize| effective_weight(group, i, shared);
+        let active = |i: usize| shared.health(group.peers[i].slot).active();
         // `a` carries less load per weight than `b`.
         let lighter = |a: usize, b: usize| active(a) * weight(b) < active(b) * weight(a);
-        match up.balance {
+        match group.balance {
             Balance::First => c[0],
             Balance::LeastConn => {
                 // Ties (common: idle peers) go to one of them uniformly at random
@@ -138,8 +139,8 @@ impl Balancer {
                 best
             }
             Balance::RandomTwo if c.len() > 1 => {
-                let a = self.weighted_random(up, c, None, shared);
-                let b = self.weighted_random(up, c, Some(a), shared);
+                let a = self.weighted_random(group, c, None, shared);
+                let b = self.weighted_random(group, c, Some(a), shared);
                 if lighter(b, a) {
                     b
                 } else {
@@ -167,7 +168,7 @@ impl Balancer {
     /// A peer of `c` drawn with probability proportional to its weight, other than `not`.
     fn weighted_random(
         &mut self,
-        up: &Upstream,
+        group: &Upstream,
         c: &[usize],
         not: Option<usize>,
         shared: &View,
@@ -175,11 +176,11 @@ impl Balancer {
         let total: u64 = c
             .iter()
             .filter(|&&i| Some(i) != not)
-            .map(|&i| effective_weight(up, i, shared))
+            .map(|&i| effective_weight(group, i, shared))
             .sum();
         let mut at = self.random() % total.max(1);
         for &i in c.iter().filter(|&&i| Some(i) != not) {
-            let w = effective_weight(up, i, shared);
+            let w = effective_weight(group, i, shared);
             if at < w {
                 return i;
             }
@@ -190,18 +191,18 @@ impl Balancer {
 }
 
 /// A peer's weight: the one set at run time through the admin API, else the config's.
-fn effective_weight(up: &Upstream, i: usize, shared: &View) -> u64 {
-    let p = &up.peers[i];
+fn effective_weight(group: &Upstream, i: usize, shared: &View) -> u64 {
+    let p = &group.peers[i];
     shared.health(p.slot).weight().unwrap_or(p.weight) as u64
 }
 
 /// Whether the health check lets a peer take requests: not found down, and, for a check with
 /// `initial = "down"`, judged up at least once.
-fn checked_up(up: &crate::config::Upstream, c: Checked) -> bool {
+fn checked_up(group: &crate::config::Upstream, c: Checked) -> bool {
     match c {
         Checked::Up => true,
         Checked::Down => false,
-        Checked::Unknown => up
+        Checked::Unknown => group
             .health_check
             .as_ref()
             .is_none_or(|h| h.initial == crate::config::Initial::Up),

@@ -31,7 +31,7 @@ impl Driver {
     ) -> Result<Started, Failure> {
         let cfg = w.cfg.clone();
         let u = self.upstream;
-        let Some(up) = cfg.upstream.get(u) else {
+        let Some(group) = cfg.upstream.get(u) else {
             return Err(Failure::new(502, "no upstream for the exchange"));
         };
         loop {
@@ -47,14 +47,14 @@ impl Driver {
                 if self.tried.is_empty() {
                     // Nothing was tried: the node knows every peer is down (503, as a
                     // client may retry later), unless the upstream fails open.
-                    let why = format!("no live peers in upstream \"{}\"", up.name);
+                    let why = format!("no live peers in upstream \"{}\"", group.name);
                     return Err(Failure::new(503, why));
                 }
                 return Err(Failure::new(502, "all upstream peers failed"));
             };
-            let slot = up.peers[peer].slot;
+            let slot = group.peers[peer].slot;
             self.tried.push(peer);
-            let Some((addr, version)) = up.peers[peer].locate(w.shared.view()) else {
+            let Some((addr, version)) = group.peers[peer].locate(w.shared.view()) else {
                 // A host name's address went away between the pick and now.
                 continue;
             };
@@ -97,9 +97,9 @@ impl Driver {
                 self.note_connected(w, trip);
                 return Ok(Started::Pooled);
             }
-            let made = match &up.tls {
+            let made = match &group.tls {
                 Some(t) => {
-                    let name = t.name_for(&up.peers[peer], &up.names, addr);
+                    let name = t.name_for(&group.peers[peer], &group.names, addr);
                     Transport::connect_tls(addr, &t.config, name)
                 }
                 None => Transport::connect(addr),
@@ -128,15 +128,15 @@ impl Driver {
                 Err(e) => {
                     log::error!(
                         "connect() to {} failed: {e} (upstream \"{}\"){}",
-                        up.peers[peer].label(Some(addr)),
-                        up.name,
+                        group.peers[peer].label(Some(addr)),
+                        group.name,
                         trip.log
                     );
                     trip.record.end_attempt(502, w.now);
                     w.peer_outcome(u, peer, Outcome::ConnectFailed);
                 }
             }
-            if self.tried.len() >= up.peers.len() {
+            if self.tried.len() >= group.peers.len() {
                 return Err(Failure::new(502, "all upstream peers failed"));
             }
         }
@@ -147,12 +147,12 @@ impl Driver {
         if let Some(a) = trip.record.current() {
             a.connected = Some(w.now);
         }
-        if let Some(up) = self.conn() {
+        if let Some(conn) = self.conn() {
             log::trace!(
                 "upstream \"{}\" peer {} connected (reused: {})",
-                w.cfg.upstream[up.upstream].name,
-                up.peer,
-                up.reused
+                w.cfg.upstream[conn.upstream].name,
+                conn.peer,
+                conn.reused
             );
         }
     }
@@ -193,16 +193,16 @@ impl Driver {
         timed_out: bool,
     ) -> Result<Started, Failure> {
         let cfg = w.cfg.clone();
-        if let Some(up) = self.take_conn(Phase::Off, w) {
-            let peer = &cfg.upstream[up.upstream].peers[up.peer];
+        if let Some(conn) = self.take_conn(Phase::Off, w) {
+            let peer = &cfg.upstream[conn.upstream].peers[conn.peer];
             log::error!(
                 "connect() to {} failed: {why} (upstream \"{}\"){}",
                 peer.label(peer.address(w.shared.view())),
-                cfg.upstream[up.upstream].name,
+                cfg.upstream[conn.upstream].name,
                 trip.log
             );
-            w.peer_outcome(up.upstream, up.peer, Outcome::ConnectFailed);
-            w.upconns.try_remove(up.conn);
+            w.peer_outcome(conn.upstream, conn.peer, Outcome::ConnectFailed);
+            w.upconns.try_remove(conn.conn);
         }
         if let Some(b) = self.resp.take() {
             w.bufs.put(b);

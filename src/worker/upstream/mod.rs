@@ -1,4 +1,4 @@
-//! Layer 8: the upstream driver. One `Driver` per exchange (one per HTTP/1 request, one per
+//! Layer 6: the upstream driver. One `Driver` per exchange (one per HTTP/1 request, one per
 //! HTTP/2 stream later), in nginx's lifecycle order: balance -> pool take or connect -> send
 //! the request -> read the response head -> stream the response -> release (the one
 //! `Ctx::release` checklist). Retries (an idempotent request, or one of which no byte went
@@ -238,8 +238,8 @@ impl Driver {
 
     /// Closes the connection (never back to the pool) and moves to `next`.
     pub fn drop_conn(&mut self, next: Phase, w: &mut Ctx) {
-        if let Some(up) = self.take_conn(next, w) {
-            w.upconns.try_remove(up.conn);
+        if let Some(conn) = self.take_conn(next, w) {
+            w.upconns.try_remove(conn.conn);
         }
     }
 
@@ -254,8 +254,8 @@ impl Driver {
 
     /// Readiness from the event loop for the connection it holds.
     pub fn on_event(&mut self, readable: bool, writable: bool, hup: bool) {
-        if let Some(up) = self.conn_mut() {
-            up.stream.ready.on_event(readable, writable, hup);
+        if let Some(conn) = self.conn_mut() {
+            conn.stream.ready.on_event(readable, writable, hup);
         }
     }
 
@@ -383,14 +383,14 @@ impl Driver {
             w.bufs.put(b);
         }
         let upload_ok = self.upload == Upload::Sending;
-        if let Some(mut up) = self.take_conn(Phase::Off, w) {
+        if let Some(mut conn) = self.take_conn(Phase::Off, w) {
             let reusable = reusable
                 && request_done
                 && upload_ok
                 && !w.draining
                 && clean_buffer
-                && nothing_unread(&mut up);
-            w.release(up, reusable);
+                && nothing_unread(&mut conn);
+            w.release(conn, reusable);
         }
     }
 }
@@ -399,40 +399,40 @@ impl Ctx {
     /// The one way an upstream connection goes back to the pool (nginx
     /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
     /// pool and request limits, in a worker that is not draining.
-    /// `up` has just carried one more request; `reusable` is the driver's verdict on it.
-    pub(crate) fn release(&mut self, up: UpConn, reusable: bool) {
-        let u = &self.cfg.upstream[up.upstream];
-        let requests = up.requests + 1;
+    /// `conn` has just carried one more request; `reusable` is the driver's verdict on it.
+    pub(crate) fn release(&mut self, conn: UpConn, reusable: bool) {
+        let group = &self.cfg.upstream[conn.upstream];
+        let requests = conn.requests + 1;
         // A peer given by host name that moved: its old address is on its way out.
-        let moved = u.peers[up.peer].address_version(self.shared.view()) != up.version;
+        let moved = group.peers[conn.peer].address_version(self.shared.view()) != conn.version;
         if !reusable
             || moved
             || self.draining
-            || u.keepalive == 0
-            || requests >= u.keepalive_requests
+            || group.keepalive == 0
+            || requests >= group.keepalive_requests
         {
-            self.upconns.try_remove(up.conn);
+            self.upconns.try_remove(conn.conn);
             return;
         }
-        let (expires, max_idle) = (self.now + u.keepalive_timeout, u.keepalive);
+        let (expires, max_idle) = (self.now + group.keepalive_timeout, group.keepalive);
         let id = self.next_id();
-        let conn = up.conn;
+        let slot = conn.conn;
         let idle = IdleConn {
-            stream: up.stream,
-            conn,
-            upstream: up.upstream,
-            peer: up.peer,
-            version: up.version,
+            stream: conn.stream,
+            conn: slot,
+            upstream: conn.upstream,
+            peer: conn.peer,
+            version: conn.version,
             requests,
             id,
             expires,
         };
-        let (slot, evicted) = self.pool.put(idle, max_idle);
+        let (idle_slot, evicted) = self.pool.put(idle, max_idle);
         if let Some(old) = evicted {
             self.upconns.try_remove(old.conn);
         }
-        self.upconns[conn] = Owner::Idle(slot);
-        self.timers.add(expires, key(slot, Kind::Idle), id);
+        self.upconns[slot] = Owner::Idle(idle_slot);
+        self.timers.add(expires, key(idle_slot, Kind::Idle), id);
     }
 }
 
@@ -451,8 +451,8 @@ fn conn_of(phase: &mut Phase) -> Option<&mut UpConn> {
 
 /// Whether the kernel holds nothing more from this upstream connection: bytes past the
 /// response would otherwise reach the next client of the connection.
-fn nothing_unread(up: &mut UpConn) -> bool {
-    match up.stream.unread() {
+fn nothing_unread(conn: &mut UpConn) -> bool {
+    match conn.stream.unread() {
         Unread::Nothing => true,
         Unread::Closed => false,
         Unread::Bytes => {

@@ -22,9 +22,9 @@ pub enum Outcome {
 impl Ctx {
     /// Records what the exchange learned about peer `peer` of upstream `u`.
     pub fn peer_outcome(&mut self, u: usize, peer: usize, outcome: Outcome) {
-        let up = &self.cfg.upstream[u];
-        let od = &up.outlier;
-        let p = &up.peers[peer];
+        let group = &self.cfg.upstream[u];
+        let od = &group.outlier;
+        let p = &group.peers[peer];
         let h = self.shared.view().health(p.slot);
         let failure = match outcome {
             Outcome::Success => false,
@@ -45,7 +45,7 @@ impl Ctx {
             return;
         }
         let view = *self.shared.view();
-        let present = up.peers.iter().filter(|q| q.present(&view));
+        let present = group.peers.iter().filter(|q| q.present(&view));
         let (mut ejected, mut peers) = (0, 0);
         for q in present {
             peers += 1;
@@ -60,7 +60,7 @@ impl Ctx {
             log::info!(
                 "peer {} of upstream \"{}\" not ejected: {ejected} of {peers} already are (max_ejected_percent)",
                 p.label(p.address(&view)),
-                up.name,
+                group.name,
             );
             return;
         }
@@ -72,7 +72,7 @@ impl Ctx {
             log::warn!(
                 "peer {} of upstream \"{}\" ejected for {} ms ({})",
                 p.label(p.address(&view)),
-                up.name,
+                group.name,
                 ms,
                 if on_trial {
                     "failed again after its last ejection".to_string()

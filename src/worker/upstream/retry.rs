@@ -27,7 +27,7 @@ pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(
     let Some(rule) = trip.rule else {
         return Err("no route");
     };
-    let Some(up) = cfg.upstream.get(d.upstream) else {
+    let Some(group) = cfg.upstream.get(d.upstream) else {
         return Err("no upstream");
     };
     match cause {
@@ -49,21 +49,21 @@ pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(
     if rule.tries > 0 && d.attempts >= rule.tries as usize {
         return Err("tries exhausted");
     }
-    if d.tried.len() >= up.peers.len() {
+    if d.tried.len() >= group.peers.len() {
         return Err("every peer tried");
     }
     if !w
         .shared
         .view()
-        .take_retry(up.slot, rule.budget_percent, w.now_ms)
+        .take_retry(group.slot, rule.budget_percent, w.now_ms)
     {
         log::warn!(
             "retry budget of upstream \"{}\" spent: not retrying",
-            up.name
+            group.name
         );
         return Err("retry budget spent");
     }
-    w.shared.retry(up.slot);
+    w.shared.retry(group.slot);
     Ok(())
 }
 
@@ -140,8 +140,8 @@ impl Driver {
         if status == 502 && self.retry_after(w, owner, trip, Cause::Error, why) {
             return None;
         }
-        if let Some(up) = self.conn() {
-            let (u, peer) = (up.upstream, up.peer);
+        if let Some(conn) = self.conn() {
+            let (u, peer) = (conn.upstream, conn.peer);
             w.peer_outcome(u, peer, Outcome::Failed);
         }
         if self.head_sent() {

@@ -140,7 +140,7 @@ impl Http1 {
     /// time: stream 0).
     pub fn upstream_event(&mut self, _stream: u32, readable: bool, writable: bool, hup: bool) {
         if let Some(x) = &mut self.x {
-            x.up.on_event(readable, writable, hup);
+            x.driver.on_event(readable, writable, hup);
         }
     }
 
@@ -267,7 +267,7 @@ impl Http1 {
             w.bufs.put(b);
         }
         if let Some(x) = &mut self.x {
-            x.up.close(w);
+            x.driver.close(w);
         }
     }
 
@@ -377,7 +377,7 @@ impl Http1 {
             let _ = self.reject(w, status);
             return;
         };
-        x.up.close(w);
+        x.driver.close(w);
         self.out_pos = 0;
         let at = arrival(
             &cfg,
@@ -472,7 +472,7 @@ impl Http1 {
         x.close_after
             && match self.phase {
                 Phase::Local => true,
-                Phase::Proxy => x.up.all_read(),
+                Phase::Proxy => x.driver.all_read(),
                 _ => false,
             }
     }
@@ -484,7 +484,7 @@ impl Http1 {
         let last = self.last_bytes();
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
-            let body = self.x.as_ref().map_or(&[][..], |x| x.up.body_pending());
+            let body = self.x.as_ref().map_or(&[][..], |x| x.driver.body_pending());
             if head.is_empty() && body.is_empty() {
                 if self.client.pending() {
                     match self.client.flush() {
@@ -500,7 +500,7 @@ impl Http1 {
                     let from_head = n.min(head.len());
                     self.out_pos += from_head;
                     if let Some(x) = &mut self.x {
-                        x.up.body_consumed(n - from_head);
+                        x.driver.body_consumed(n - from_head);
                         x.bytes_sent += (n - from_head) as u64;
                         x.record.wire += n as u64;
                     }
@@ -542,7 +542,7 @@ impl Http1 {
     pub fn into_tunnel(self: Box<Self>, w: &mut Ctx) -> Option<Tunnel> {
         let mut h = *self;
         let mut x = h.x.take()?;
-        let Some((up, from_up)) = x.up.take_switched(w) else {
+        let Some((upstream, from_up)) = x.driver.take_switched(w) else {
             h.x = Some(x);
             h.abort(w);
             return None;
@@ -551,7 +551,7 @@ impl Http1 {
             h.id,
             h.slot,
             h.client,
-            up,
+            upstream,
             h.deadline,
             h.req_buf.take(),
             from_up,

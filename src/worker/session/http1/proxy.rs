@@ -68,7 +68,7 @@ impl Http1 {
 
     pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
         let Some(x) = &self.x else { return Err(Close) };
-        if x.up.truncated() {
+        if x.driver.truncated() {
             // The upstream failed after the head went out: flush what arrived, then cut
             // the client (nothing else can tell it the body is short).
             let progress = self.send_client()?;
@@ -76,14 +76,14 @@ impl Http1 {
                 && self
                     .x
                     .as_ref()
-                    .is_none_or(|x| x.up.body_pending().is_empty());
+                    .is_none_or(|x| x.driver.body_pending().is_empty());
             return if flushed { Err(Close) } else { Ok(progress) };
         }
         let Some((x, mut lend)) = self.lend() else {
             return Err(Close);
         };
         let next = x.step_connect(w, &mut lend);
-        let connected = x.up.connected();
+        let connected = x.driver.connected();
         let mut progress = self.on_next(w, next);
         if self.phase != Phase::Proxy || !connected {
             return Ok(progress || self.phase != Phase::Proxy);
@@ -122,7 +122,7 @@ impl Http1 {
         let Some(x) = self.x.as_deref_mut() else {
             return Err(Close);
         };
-        if x.up.upload_failed() {
+        if x.driver.upload_failed() {
             return Ok(false);
         }
         let max_body = w.cfg.server[x.server].client_max_body_size;
@@ -169,7 +169,7 @@ impl Http1 {
                             "an invalid chunked body"
                         }
                     );
-                    if x.up.head_sent() {
+                    if x.driver.head_sent() {
                         return Err(Close);
                     }
                     x.req_body = crate::http::body::Framer::Done;
@@ -213,10 +213,10 @@ impl Http1 {
         let Some(x) = self.x.as_deref_mut() else {
             return Ok(false);
         };
-        if self.out_pos < self.out.len() || !x.up.body_pending().is_empty() {
+        if self.out_pos < self.out.len() || !x.driver.body_pending().is_empty() {
             return Ok(false);
         }
-        let Some(s) = x.up.splice() else {
+        let Some(s) = x.driver.splice() else {
             return Ok(false);
         };
         let mut progress = false;
@@ -244,8 +244,8 @@ impl Http1 {
     /// Stalled on the client: the upstream could take more body but none has arrived.
     fn waiting_for_body(&self) -> bool {
         let Some(x) = &self.x else { return false };
-        x.up.connected()
-            && x.up.head_written()
+        x.driver.connected()
+            && x.driver.head_written()
             && !x.req_body.is_done()
             && !self.client.ready.r
             && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
@@ -254,14 +254,14 @@ impl Http1 {
     /// All of the request went upstream.
     fn request_done(&self) -> bool {
         self.x.as_ref().is_some_and(|x| {
-            x.up.head_written()
+            x.driver.head_written()
                 && x.req_body.is_done()
                 && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
         })
     }
 
     fn response_done(&self) -> bool {
-        self.x.as_ref().is_some_and(|x| x.up.response_done())
+        self.x.as_ref().is_some_and(|x| x.driver.response_done())
             && self.out_pos == self.out.len()
             && !self.client.pending()
     }
@@ -293,22 +293,22 @@ impl Http1 {
             .as_ref()
             .is_some_and(|b| !b.pending().is_empty());
         let client_full = self.out_pos < self.out.len() && !self.client.ready.w;
-        Some(if let Some(until) = x.up.backoff_until() {
+        Some(if let Some(until) = x.driver.backoff_until() {
             until
-        } else if x.up.conn().is_none() {
+        } else if x.driver.conn().is_none() {
             // Flushing what a failed upstream sent before the cut.
             now + srv.send_timeout
-        } else if x.up.establishing() {
+        } else if x.driver.establishing() {
             now + connect_timeout
         } else if self.waiting_for_body() {
             now + srv.client_body_timeout
-        } else if x.up.send_stalled(body_left) {
+        } else if x.driver.send_stalled(body_left) {
             now + send_timeout
         } else if client_full {
             now + srv.send_timeout
-        } else if let Some(by) = x.up.head_deadline() {
+        } else if let Some(by) = x.driver.head_deadline() {
             by
-        } else if !x.up.head_sent() {
+        } else if !x.driver.head_sent() {
             now + read_timeout
         } else {
             now + read_timeout.max(srv.send_timeout)
@@ -319,10 +319,10 @@ impl Http1 {
     pub(super) fn proxy_timeout(&mut self, w: &mut Ctx) -> bool {
         let Some(x) = &self.x else { return false };
         // A retry's backoff is over: `drive` connects.
-        if x.up.backoff_until().is_some() {
+        if x.driver.backoff_until().is_some() {
             return true;
         }
-        if x.up.conn().is_none() {
+        if x.driver.conn().is_none() {
             self.abort(w);
             return false;
         }
@@ -331,7 +331,7 @@ impl Http1 {
                 "client timed out sending the request body{}",
                 self.context(&w.cfg)
             );
-            if self.x.as_ref().is_some_and(|x| x.up.head_sent()) {
+            if self.x.as_ref().is_some_and(|x| x.driver.head_sent()) {
                 self.abort(w);
                 return false;
             }
