@@ -30,7 +30,8 @@ pub enum Filter {
 pub struct Fixed {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+    /// Shared, so an answer refers to it instead of copying it per request.
+    pub body: std::sync::Arc<[u8]>,
 }
 
 /// Header edits from the configuration: `remove` drops every field of a name, `set`

@@ -148,7 +148,7 @@ impl Validator {
             filters.push(Filter::Return(Fixed {
                 status: *status,
                 headers: headers.clone(),
-                body: body.clone().into_bytes(),
+                body: body.as_bytes().into(),
             }));
         }
         if self.errors.len() > errors {

@@ -46,16 +46,14 @@ pub enum Connection {
     KeepAlive,
 }
 
-/// Writes a complete response: the fields the filters finished (`h`, over `raw`), then
-/// the framing and connection decided here, then the body. A HEAD request gets the head
-/// only. `date` is the current HTTP-date (formatted once per second by the caller).
-#[allow(clippy::too_many_arguments)]
-pub fn write(
+/// Writes the head of a response made here: the fields the filters finished (`h`, over
+/// `raw`), then the framing (`body_len`) and connection decided here. `date` is the current
+/// HTTP-date (formatted once per second by the caller).
+pub fn write_head(
     status: u16,
     h: &Headers,
     raw: &[u8],
-    body: &[u8],
-    head_only: bool,
+    body_len: usize,
     connection: Connection,
     date: &str,
     out: &mut Vec<u8>,
@@ -68,16 +66,31 @@ pub fn write(
         reason(status)
     );
     h.write(raw, out);
-    if !body.is_empty() && !h.has_named(raw, b"content-type") {
+    if body_len > 0 && !h.has_named(raw, b"content-type") {
         out.extend_from_slice(b"Content-Type: text/plain\r\n");
     }
-    let _ = write!(out, "Content-Length: {}\r\n", body.len());
+    let _ = write!(out, "Content-Length: {body_len}\r\n");
     match connection {
         Connection::Default => {}
         Connection::Close => out.extend_from_slice(b"Connection: close\r\n"),
         Connection::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `write_head`, then the whole body (a HEAD request gets the head only).
+#[allow(clippy::too_many_arguments)]
+pub fn write(
+    status: u16,
+    h: &Headers,
+    raw: &[u8],
+    body: &[u8],
+    head_only: bool,
+    connection: Connection,
+    date: &str,
+    out: &mut Vec<u8>,
+) {
+    write_head(status, h, raw, body.len(), connection, date, out);
     if !head_only {
         out.extend_from_slice(body);
     }

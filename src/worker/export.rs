@@ -3,15 +3,16 @@
 //! once a second over its own non-blocking connection in the event loop. The loop never
 //! waits on the collector: while a batch is in flight the next one gathers, and when the
 //! collector is slow or gone, batches past `MAX_PENDING` are dropped (and counted) rather
-//! than growing without bound. An https endpoint gets TLS (rustls, driven by the same
-//! readiness events), its certificate verified against `ca` or the system's roots.
+//! than growing without bound. Its connection is a `Transport` like any other outgoing one
+//! (an https endpoint gets TLS there, its certificate verified against `ca` or the
+//! system's roots).
 
+use super::buffer::BufPool;
 use super::events::Done;
+use super::transport::{would_block, Connect, Transport};
 use crate::config::logs::Otlp;
 use crate::http::hex_string;
-use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
-use std::io::{self, Read, Write};
+use mio::{Registry, Token};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Span bytes kept while the collector cannot take them.
@@ -25,9 +26,8 @@ enum Phase {
     Idle,
     /// Connecting, then writing `out[written..]`, then reading the answer.
     Sending {
-        stream: TcpStream,
-        /// For https: the batch went into it whole, and `out` is empty.
-        tls: Option<Box<rustls::ClientConnection>>,
+        stream: Transport,
+        connected: bool,
         out: Vec<u8>,
         written: usize,
         answer: Vec<u8>,
@@ -44,6 +44,8 @@ pub struct Exporter {
     pub dropped: u64,
     /// When a failure was last logged (once a minute at most).
     complained: Option<Instant>,
+    /// The buffer the collector's answer is read through (one, small).
+    bufs: BufPool,
 }
 
 fn attr_str(out: &mut String, key: &str, v: &str) {
@@ -69,6 +71,7 @@ impl Exporter {
             phase: Phase::Idle,
             dropped: 0,
             complained: None,
+            bufs: BufPool::default(),
         }
     }
 
@@ -181,31 +184,16 @@ impl Exporter {
         )
         .into_bytes();
         out.extend_from_slice(body.as_bytes());
-        let tls = match &self.cfg.tls {
-            None => None,
-            Some((config, name)) => {
-                match rustls::ClientConnection::new(config.clone(), name.clone()) {
-                    Ok(mut c) => {
-                        // The batch waits in rustls until the handshake is done; it is bounded
-                        // by MAX_PENDING, and `out` is freed at once.
-                        c.set_buffer_limit(None);
-                        let _ = c.writer().write_all(&out);
-                        out = Vec::new();
-                        Some(Box::new(c))
-                    }
-                    Err(e) => return self.complain(&format!("TLS: {e}")),
-                }
-            }
+        let made = match &self.cfg.tls {
+            None => Transport::connect(self.cfg.addr),
+            Some((config, name)) => Transport::connect_tls(self.cfg.addr, config, name.clone()),
         };
-        match TcpStream::connect(self.cfg.addr) {
+        match made {
             Ok(mut stream) => {
-                if registry
-                    .register(&mut stream, TOKEN, Interest::READABLE | Interest::WRITABLE)
-                    .is_ok()
-                {
+                if stream.register(registry, TOKEN).is_ok() {
                     self.phase = Phase::Sending {
                         stream,
-                        tls,
+                        connected: false,
                         out,
                         written: 0,
                         answer: Vec::new(),
@@ -218,10 +206,10 @@ impl Exporter {
     }
 
     /// The connection is ready: write the batch, then read the answer until the close.
-    pub fn on_event(&mut self, registry: &Registry) {
+    pub fn on_event(&mut self, registry: &Registry, readable: bool, writable: bool, hup: bool) {
         let Phase::Sending {
             stream,
-            tls,
+            connected,
             out,
             written,
             answer,
@@ -230,39 +218,73 @@ impl Exporter {
         else {
             return;
         };
-        if let Some(conn) = tls {
-            match pump_tls(conn, stream, answer) {
-                Ok(false) => return,
-                Ok(true) => return self.answered(registry),
-                Err(e) => return self.fail(registry, &format!("TLS: {e}")),
+        stream.ready.on_event(readable, writable, hup);
+        if !*connected {
+            match stream.connect_state() {
+                Connect::Done => *connected = true,
+                Connect::InProgress => return,
+                Connect::Failed(e) => return self.fail(registry, &e.to_string()),
             }
         }
-        while *written < out.len() {
-            match stream.write(&out[*written..]) {
-                Ok(n) => *written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // Not connected yet shows as NotConnected before the first writable event.
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => return self.fail(registry, &e.to_string()),
-            }
-        }
-        let mut buf = [0u8; 1024];
-        loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    // Only the status line matters; the rest is drained, not kept.
-                    if answer.len() < 64 {
-                        answer.extend_from_slice(&buf[..n.min(64)]);
+        // Write the batch (over TLS, into rustls as far as its buffer takes it, then out of
+        // it) and read: reading also moves a TLS handshake on, and after the batch it
+        // brings the answer. Until neither side moves.
+        let mut buf = self.bufs.get_small();
+        let result = 'io: loop {
+            let mut moved = false;
+            while *written < out.len() && stream.ready.w {
+                match stream.write_pair(&out[*written..], &[], false) {
+                    Ok(n) => {
+                        *written += n;
+                        moved |= n > 0;
                     }
+                    Err(e) if would_block(&e) => break,
+                    Err(e) => break 'io Err(Self::why(&e)),
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.fail(registry, &e.to_string()),
             }
+            if stream.pending() && stream.ready.w {
+                match stream.flush() {
+                    Ok(()) => moved = true,
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => break Err(Self::why(&e)),
+                }
+            }
+            if stream.ready.r {
+                match stream.read_into(&mut buf) {
+                    Ok(0) if *written == out.len() => break Ok(true),
+                    Ok(0) => break Err("the collector closed before the batch was sent".into()),
+                    Ok(_) => {
+                        // Only the status line matters; the rest is drained, not kept.
+                        let got = buf.held();
+                        let keep = got.len().min(64usize.saturating_sub(answer.len()));
+                        answer.extend_from_slice(&got[..keep]);
+                        let n = got.len();
+                        buf.skip_head(n);
+                        moved = true;
+                    }
+                    Err(e) if would_block(&e) => {}
+                    Err(e) => break Err(Self::why(&e)),
+                }
+            }
+            if !moved {
+                break Ok(false);
+            }
+        };
+        self.bufs.put(buf);
+        match result {
+            Ok(true) => self.answered(registry),
+            Ok(false) => {}
+            Err(why) => self.fail(registry, &why),
         }
-        self.answered(registry);
+    }
+
+    /// How an I/O error reads in the log: the transport says InvalidData only for TLS.
+    fn why(e: &std::io::Error) -> String {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            format!("TLS: {e}")
+        } else {
+            e.to_string()
+        }
     }
 
     /// The collector closed the connection: its status line says whether the batch landed.
@@ -283,7 +305,7 @@ impl Exporter {
     fn close(&mut self, registry: &Registry) {
         // An orderly TLS close is not waited for: the collector has answered, or failed.
         if let Phase::Sending { mut stream, .. } = std::mem::replace(&mut self.phase, Phase::Idle) {
-            let _ = registry.deregister(&mut stream);
+            let _ = stream.deregister(registry);
         }
     }
 
@@ -305,67 +327,6 @@ impl Exporter {
                 self.cfg.endpoint,
                 self.dropped
             );
-        }
-    }
-}
-
-/// Moves bytes both ways between rustls and the socket until the socket would block. True
-/// when the collector has closed (its answer is whole); the first 64 bytes of the answer
-/// are kept, the rest read and dropped.
-fn pump_tls(
-    conn: &mut rustls::ClientConnection,
-    stream: &mut TcpStream,
-    answer: &mut Vec<u8>,
-) -> io::Result<bool> {
-    let blocked = |e: &io::Error| {
-        matches!(
-            e.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::NotConnected
-        )
-    };
-    loop {
-        let mut moved = false;
-        while conn.wants_write() {
-            match conn.write_tls(stream) {
-                Ok(0) => break,
-                Ok(_) => moved = true,
-                Err(e) if blocked(&e) => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        let mut closed = false;
-        match conn.read_tls(stream) {
-            Ok(0) => closed = true,
-            Ok(_) => {
-                moved = true;
-                conn.process_new_packets().map_err(io::Error::other)?;
-            }
-            Err(e) if blocked(&e) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        let mut buf = [0u8; 1024];
-        loop {
-            match conn.reader().read(&mut buf) {
-                // close_notify: the answer is whole.
-                Ok(0) => return Ok(true),
-                Ok(n) => {
-                    if answer.len() < 64 {
-                        answer.extend_from_slice(&buf[..n.min(64 - answer.len())]);
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                // Closed without close_notify: what came is all there is.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(true),
-                Err(e) => return Err(e),
-            }
-        }
-        if closed {
-            return Ok(true);
-        }
-        if !moved {
-            return Ok(false);
         }
     }
 }

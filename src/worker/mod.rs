@@ -221,7 +221,7 @@ impl Ctx {
     /// An exchange that ended: its upstream driver gives back connection, buffer and
     /// pipe, then its memory is kept for the next request.
     pub fn retire(&mut self, mut x: Box<exchange::Exchange>) {
-        x.driver.close(self);
+        x.release(self);
         self.spare.put_exchange(x);
     }
 
@@ -446,7 +446,7 @@ impl Worker {
             },
             Kind::Exporter => {
                 if let Some(e) = &mut self.ctx.exporter {
-                    e.on_event(&self.ctx.registry);
+                    e.on_event(&self.ctx.registry, readable, writable, hup);
                 }
             }
             // Idle pooled connections are registered under their `Upstream` token.

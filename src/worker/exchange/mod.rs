@@ -9,10 +9,12 @@
 //! protocols; body bytes to write wait in the driver's buffer (`Driver::body_pending`) or
 //! pipe (`Driver::splice`).
 
+mod body;
 mod proxy;
 mod spare;
 mod start;
 
+pub use body::{Source, UpstreamWait};
 pub use proxy::{Lend, Next};
 pub use spare::Spare;
 pub use start::{Arrival, Begin};
@@ -54,6 +56,8 @@ pub struct Exchange {
     pub body_read: u64,
     /// The upstream attempt(s): connection, response buffer, retries.
     pub driver: Driver,
+    /// Where the response body comes from.
+    pub body: Source,
     /// For the access log: status sent and body bytes written to the client.
     pub status: u16,
     pub bytes_sent: u64,
@@ -82,6 +86,7 @@ impl Exchange {
             req_body: Framer::Done,
             body_read: 0,
             driver: Driver::default(),
+            body: Source::None,
             status: 0,
             bytes_sent: 0,
             close_after: false,
@@ -103,6 +108,7 @@ impl Exchange {
         self.keep_alive = keep_alive;
         self.body_read = 0;
         self.driver.reset(0);
+        self.body = Source::None;
         self.status = 0;
         self.bytes_sent = 0;
         self.close_after = false;

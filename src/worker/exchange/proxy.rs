@@ -365,6 +365,7 @@ impl Exchange {
         self.record
             .capture_response(&cfg.log_formats.captures.response, &lend.out[head_start..]);
         self.driver.body_starts(w, h, framing.decode_chunked);
+        self.body = super::Source::Upstream;
         w.emit(Event::ResponseHead { x: self });
         Next::Go(true)
     }

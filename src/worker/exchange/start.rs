@@ -4,9 +4,8 @@
 //! or a refusal directly). Every answer made here goes out through `answer`, with the
 //! route's response filters over it when the route made it.
 
-use super::Exchange;
+use super::{Exchange, Source};
 use crate::config::{Config, Filter};
-use crate::http::headers::Headers;
 use crate::http::local;
 use crate::http::request_id::RequestId;
 use crate::http::trace::Trace;
@@ -151,7 +150,7 @@ impl Exchange {
                     ("Location".to_string(), location),
                     ("Content-Type".to_string(), "text/html".to_string()),
                 ]),
-                body: Cow::Owned(local::error_page(status)),
+                body: local::error_page(status).into(),
             }),
             Routed::Refused(status) => {
                 w.headers = fields;
@@ -224,8 +223,9 @@ impl Exchange {
         self.answer(w, at, out, &error_answer(status), close, false);
     }
 
-    /// Writes an answer made here into `out`: its head (through the route's response
-    /// filters when `filtered`), then its body (none for HEAD).
+    /// Writes the head of an answer made here into `out` (through the route's response
+    /// filters when `filtered`); its body becomes the exchange's body source (none for
+    /// HEAD), which the session writes after the head.
     pub fn answer(
         &mut self,
         w: &mut Ctx,
@@ -236,10 +236,7 @@ impl Exchange {
         filtered: bool,
     ) {
         let cfg = w.cfg.clone();
-        let head_only = self.req.method == "HEAD";
-        self.status = a.status;
         self.close_after = close;
-        self.bytes_sent = if head_only { 0 } else { a.body.len() as u64 };
         out.clear();
         let connection = match (close, self.req.minor) {
             (true, _) => local::Connection::Close,
@@ -251,7 +248,7 @@ impl Exchange {
         if let Some(h) = &cfg.server[self.server].request_id {
             fields.append_copy(h.header.as_bytes(), self.request_id.as_str().as_bytes());
         }
-        let mut status = a.status;
+        let (mut status, mut body) = (a.status, a.body.clone());
         if filtered {
             let rid = self.request_id;
             let cx = self.cx(w, &cfg, at, &rid);
@@ -259,43 +256,22 @@ impl Exchange {
                 filters::on_response(self.chain(&cfg), b"", &mut fields, &cx)
             {
                 // A response filter refused the answer: its own goes out instead, as is.
-                status = b.status;
                 fields.fill_pairs(&b.headers);
-                self.status = status;
-                self.bytes_sent = if head_only { 0 } else { b.body.len() as u64 };
-                write(w, &fields, status, &b.body, head_only, connection, out);
-                self.record
-                    .capture_response(&cfg.log_formats.captures.response, out);
-                w.headers = fields;
-                return;
+                (status, body) = (b.status, b.body);
             }
         }
-        write(w, &fields, status, &a.body, head_only, connection, out);
+        self.status = status;
+        let date = &w.clock.http_date;
+        local::write_head(status, &fields, b"", body.len(), connection, date, out);
         self.record
             .capture_response(&cfg.log_formats.captures.response, out);
         w.headers = fields;
+        self.body = if self.req.method == "HEAD" || body.is_empty() {
+            Source::None
+        } else {
+            Source::Bytes { data: body, pos: 0 }
+        };
     }
-}
-
-fn write(
-    w: &Ctx,
-    fields: &Headers,
-    status: u16,
-    body: &[u8],
-    head_only: bool,
-    connection: local::Connection,
-    out: &mut Vec<u8>,
-) {
-    local::write(
-        status,
-        fields,
-        b"",
-        body,
-        head_only,
-        connection,
-        &w.clock.http_date,
-        out,
-    );
 }
 
 /// The error page for `status`.
@@ -303,7 +279,7 @@ pub fn error_answer(status: u16) -> Answer<'static> {
     Answer {
         status,
         headers: Cow::Owned(local::error_headers()),
-        body: Cow::Owned(local::error_page(status)),
+        body: local::error_page(status).into(),
     }
 }
 

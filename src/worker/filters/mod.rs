@@ -13,6 +13,7 @@ use crate::config::{Filter, HeaderEdits};
 use crate::http::headers::{Headers, Kind};
 use crate::http::trace::Trace;
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// What a filter may know besides the head: the clock, shared memory, the client and what
@@ -60,7 +61,8 @@ pub enum ClientCert<'a> {
 pub struct Answer<'a> {
     pub status: u16,
     pub headers: Cow<'a, [(String, String)]>,
-    pub body: Cow<'a, [u8]>,
+    /// Shared (a configured body, not copied per request) or made for this answer.
+    pub body: Arc<[u8]>,
 }
 
 impl<'a> Answer<'a> {
@@ -69,7 +71,7 @@ impl<'a> Answer<'a> {
         Answer {
             status: f.status,
             headers: Cow::Borrowed(&f.headers),
-            body: Cow::Borrowed(&f.body),
+            body: f.body.clone(),
         }
     }
 }

@@ -80,12 +80,12 @@ fn an_answer_carries_status_headers_and_body_and_the_response_hooks_edit_it() {
             ("WWW-Authenticate".into(), "Basic realm=\"x\"".into()),
             ("X-Gone".into(), "soon".into()),
         ],
-        body: b"who are you?".to_vec(),
+        body: b"who are you?"[..].into(),
     };
     let later = Fixed {
         status: 200,
         headers: vec![],
-        body: b"never".to_vec(),
+        body: b"never"[..].into(),
     };
     let chain = [
         Filter::EditResponse(edits),

@@ -580,6 +580,11 @@ impl Transport {
         r
     }
 
+    /// Leaves the poll set (a connection whose socket other processes may still hold).
+    pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.deregister(self.tcp_mut())
+    }
+
     pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
         registry.register(
             self.tcp_mut(),

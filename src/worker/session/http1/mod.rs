@@ -140,7 +140,7 @@ impl Http1 {
     /// time: stream 0).
     pub fn upstream_event(&mut self, _stream: u32, readable: bool, writable: bool, hup: bool) {
         if let Some(x) = &mut self.x {
-            x.driver.on_event(readable, writable, hup);
+            x.upstream_event(readable, writable, hup);
         }
     }
 
@@ -267,7 +267,7 @@ impl Http1 {
             w.bufs.put(b);
         }
         if let Some(x) = &mut self.x {
-            x.driver.close(w);
+            x.release(w);
         }
     }
 
@@ -377,7 +377,7 @@ impl Http1 {
             let _ = self.reject(w, status);
             return;
         };
-        x.driver.close(w);
+        x.release(w);
         self.out_pos = 0;
         let at = arrival(
             &cfg,
@@ -472,7 +472,7 @@ impl Http1 {
         x.close_after
             && match self.phase {
                 Phase::Local => true,
-                Phase::Proxy => x.driver.all_read(),
+                Phase::Proxy => x.body_all_read(),
                 _ => false,
             }
     }
@@ -484,7 +484,7 @@ impl Http1 {
         let last = self.last_bytes();
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
-            let body = self.x.as_ref().map_or(&[][..], |x| x.driver.body_pending());
+            let body = self.x.as_ref().map_or(&[][..], |x| x.body_chunk());
             if head.is_empty() && body.is_empty() {
                 if self.client.pending() {
                     match self.client.flush() {
@@ -500,8 +500,7 @@ impl Http1 {
                     let from_head = n.min(head.len());
                     self.out_pos += from_head;
                     if let Some(x) = &mut self.x {
-                        x.driver.body_consumed(n - from_head);
-                        x.bytes_sent += (n - from_head) as u64;
+                        x.body_taken(n - from_head);
                         x.record.wire += n as u64;
                     }
                     progress = true;
@@ -519,7 +518,8 @@ impl Http1 {
 
     fn step_local(&mut self, w: &mut Ctx) -> Step {
         let progress = self.send_client()?;
-        if !self.out.is_empty() || self.client.pending() {
+        let body_done = self.x.as_ref().is_none_or(|x| x.body_done());
+        if !self.out.is_empty() || !body_done || self.client.pending() {
             return Ok(progress);
         }
         let keep = self.x.as_ref().is_some_and(|x| !x.close_after);
@@ -542,7 +542,7 @@ impl Http1 {
     pub fn into_tunnel(self: Box<Self>, w: &mut Ctx) -> Option<Tunnel> {
         let mut h = *self;
         let mut x = h.x.take()?;
-        let Some((upstream, from_up)) = x.driver.take_switched(w) else {
+        let Some((upstream, from_up)) = x.take_tunnel(w) else {
             h.x = Some(x);
             h.abort(w);
             return None;

@@ -1,12 +1,12 @@
 //! The session's side of a proxied exchange: request body bytes read from the client and
 //! framed (limits enforced), handed to the exchange for its upstream; the response head the
-//! exchange serialized and the body bytes its driver holds, written to the client; and what
+//! exchange serialized and the body bytes its source holds, written to the client; and what
 //! the exchange asks for (`Next`): an error page, a protocol switch.
 
 use super::{Close, Http1, Phase, Step};
 use crate::config::Config;
 use crate::worker::buffer::BUF_SIZE;
-use crate::worker::exchange::{Exchange, Lend, Next};
+use crate::worker::exchange::{Exchange, Lend, Next, UpstreamWait};
 use crate::worker::transport::would_block;
 use crate::worker::upstream::Owner;
 use crate::worker::Ctx;
@@ -68,22 +68,19 @@ impl Http1 {
 
     pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
         let Some(x) = &self.x else { return Err(Close) };
-        if x.driver.truncated() {
+        if x.cut() {
             // The upstream failed after the head went out: flush what arrived, then cut
             // the client (nothing else can tell it the body is short).
             let progress = self.send_client()?;
-            let flushed = self.out.is_empty()
-                && self
-                    .x
-                    .as_ref()
-                    .is_none_or(|x| x.driver.body_pending().is_empty());
+            let flushed =
+                self.out.is_empty() && self.x.as_ref().is_none_or(|x| x.body_chunk().is_empty());
             return if flushed { Err(Close) } else { Ok(progress) };
         }
         let Some((x, mut lend)) = self.lend() else {
             return Err(Close);
         };
         let next = x.step_connect(w, &mut lend);
-        let connected = x.driver.connected();
+        let connected = x.upstream_connected();
         let mut progress = self.on_next(w, next);
         if self.phase != Phase::Proxy || !connected {
             return Ok(progress || self.phase != Phase::Proxy);
@@ -122,7 +119,7 @@ impl Http1 {
         let Some(x) = self.x.as_deref_mut() else {
             return Err(Close);
         };
-        if x.driver.upload_failed() {
+        if !x.upstream_open() {
             return Ok(false);
         }
         let max_body = w.cfg.server[x.server].client_max_body_size;
@@ -169,7 +166,7 @@ impl Http1 {
                             "an invalid chunked body"
                         }
                     );
-                    if x.driver.head_sent() {
+                    if x.response_started() {
                         return Err(Close);
                     }
                     x.req_body = crate::http::body::Framer::Done;
@@ -210,30 +207,26 @@ impl Http1 {
     /// A spliced body: once the buffered head and body bytes are out, the pipe's bytes go
     /// to the client.
     fn splice_out(&mut self) -> Step {
-        let Some(x) = self.x.as_deref_mut() else {
-            return Ok(false);
-        };
-        if self.out_pos < self.out.len() || !x.driver.body_pending().is_empty() {
+        if self.out_pos < self.out.len() {
             return Ok(false);
         }
-        let Some(s) = x.driver.splice() else {
+        let Some(x) = self.x.as_deref_mut() else {
             return Ok(false);
         };
         let mut progress = false;
         loop {
-            let (fd, len) = s.out();
+            let Some((fd, len)) = x.body_pipe().map(|s| s.out()) else {
+                return Ok(progress);
+            };
             if len == 0 || !self.client.ready.w {
                 return Ok(progress);
             }
             match self.client.splice_from(fd, len) {
+                Ok(0) => return Ok(progress),
                 Ok(n) => {
-                    s.took(n);
-                    x.bytes_sent += n as u64;
+                    x.body_piped(n);
                     x.record.wire += n as u64;
-                    progress |= n > 0;
-                    if n == 0 {
-                        return Ok(progress);
-                    }
+                    progress = true;
                 }
                 Err(e) if would_block(&e) => return Ok(progress),
                 Err(_) => return Err(Close),
@@ -244,8 +237,8 @@ impl Http1 {
     /// Stalled on the client: the upstream could take more body but none has arrived.
     fn waiting_for_body(&self) -> bool {
         let Some(x) = &self.x else { return false };
-        x.driver.connected()
-            && x.driver.head_written()
+        x.upstream_connected()
+            && x.request_head_out()
             && !x.req_body.is_done()
             && !self.client.ready.r
             && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
@@ -254,14 +247,14 @@ impl Http1 {
     /// All of the request went upstream.
     fn request_done(&self) -> bool {
         self.x.as_ref().is_some_and(|x| {
-            x.driver.head_written()
+            x.request_head_out()
                 && x.req_body.is_done()
                 && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
         })
     }
 
     fn response_done(&self) -> bool {
-        self.x.as_ref().is_some_and(|x| x.driver.response_done())
+        self.x.as_ref().is_some_and(|x| x.upstream_done())
             && self.out_pos == self.out.len()
             && !self.client.pending()
     }
@@ -293,45 +286,38 @@ impl Http1 {
             .as_ref()
             .is_some_and(|b| !b.pending().is_empty());
         let client_full = self.out_pos < self.out.len() && !self.client.ready.w;
-        Some(if let Some(until) = x.driver.backoff_until() {
-            until
-        } else if x.driver.conn().is_none() {
+        Some(match x.upstream_wait() {
+            UpstreamWait::Backoff(until) => until,
             // Flushing what a failed upstream sent before the cut.
-            now + srv.send_timeout
-        } else if x.driver.establishing() {
-            now + connect_timeout
-        } else if self.waiting_for_body() {
-            now + srv.client_body_timeout
-        } else if x.driver.send_stalled(body_left) {
-            now + send_timeout
-        } else if client_full {
-            now + srv.send_timeout
-        } else if let Some(by) = x.driver.head_deadline() {
-            by
-        } else if !x.driver.head_sent() {
-            now + read_timeout
-        } else {
-            now + read_timeout.max(srv.send_timeout)
+            UpstreamWait::Gone => now + srv.send_timeout,
+            UpstreamWait::Connecting => now + connect_timeout,
+            _ if self.waiting_for_body() => now + srv.client_body_timeout,
+            _ if x.upstream_stalled(body_left) => now + send_timeout,
+            _ if client_full => now + srv.send_timeout,
+            UpstreamWait::Head(Some(by)) => by,
+            UpstreamWait::Head(None) => now + read_timeout,
+            UpstreamWait::Body => now + read_timeout.max(srv.send_timeout),
         })
     }
 
     /// The proxy phase's deadline passed. Returns whether the session lives on.
     pub(super) fn proxy_timeout(&mut self, w: &mut Ctx) -> bool {
         let Some(x) = &self.x else { return false };
-        // A retry's backoff is over: `drive` connects.
-        if x.driver.backoff_until().is_some() {
-            return true;
-        }
-        if x.driver.conn().is_none() {
-            self.abort(w);
-            return false;
+        match x.upstream_wait() {
+            // A retry's backoff is over: `drive` connects.
+            UpstreamWait::Backoff(_) => return true,
+            UpstreamWait::Gone => {
+                self.abort(w);
+                return false;
+            }
+            _ => {}
         }
         if self.waiting_for_body() {
             log::info!(
                 "client timed out sending the request body{}",
                 self.context(&w.cfg)
             );
-            if self.x.as_ref().is_some_and(|x| x.driver.head_sent()) {
+            if self.x.as_ref().is_some_and(|x| x.response_started()) {
                 self.abort(w);
                 return false;
             }
