@@ -110,6 +110,35 @@ pub fn slot_of(key: usize) -> usize {
     key >> 2
 }
 
+/// Where the worker is in its life. Only forward: serving, then draining (a reload or a
+/// shutdown), possibly hurried (too many generations draining) or orphaned (the master
+/// died); each draining state has the deadline at which what is left is cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Life {
+    Serving,
+    Draining {
+        by: Instant,
+    },
+    /// Idle connections were closed; what is in flight has until `by` (HURRY_GRACE).
+    Hurried {
+        by: Instant,
+    },
+    /// The master is gone: nobody will say more; finish and exit.
+    Orphaned {
+        by: Instant,
+    },
+}
+
+impl Life {
+    /// When what is left is cut; None while serving.
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            Life::Serving => None,
+            Life::Draining { by } | Life::Hurried { by } | Life::Orphaned { by } => Some(by),
+        }
+    }
+}
+
 /// Everything a session may touch besides itself.
 pub struct Ctx {
     pub cfg: Rc<Config>,
@@ -120,7 +149,8 @@ pub struct Ctx {
     pub pool: Pool,
     /// Who holds each upstream connection (indexed by the connection's token slot).
     pub upconns: Slab<Owner>,
-    pub draining: bool,
+    /// The worker's lifecycle (`draining()` is what the layers below ask).
+    pub life: Life,
     pub now: Instant,
     /// `now` on the system-wide monotonic clock in ms, as shared memory stores times.
     pub now_ms: u64,
@@ -186,7 +216,7 @@ impl Ctx {
             registry,
             timers: Timers::default(),
             bufs: BufPool::default(),
-            draining: false,
+            life: Life::Serving,
             now: Instant::now(),
             now_ms: crate::shm::now_ms(),
             shared,
@@ -204,6 +234,11 @@ impl Ctx {
             pipes: Default::default(),
             exporter,
         }
+    }
+
+    /// No longer serving: keep-alive ends, nothing goes back to the pool.
+    pub fn draining(&self) -> bool {
+        self.life != Life::Serving
     }
 
     fn next_id(&mut self) -> u64 {
@@ -261,10 +296,6 @@ struct Worker {
     sessions: Slab<Session>,
     listeners: Vec<Listening>,
     channel: OwnedFd,
-    drain_deadline: Option<Instant>,
-    /// Told to finish early (see `hurry`).
-    hurried: bool,
-    master_gone: bool,
     /// When "worker_connections are not enough" was last logged (once a second at most).
     reuse_logged: Option<Instant>,
 }
@@ -319,9 +350,7 @@ impl Worker {
             sessions: Slab::with_capacity(1024),
             listeners,
             channel: s.channel,
-            drain_deadline: None,
-            hurried: false,
-            master_gone: false,
+
             reuse_logged: None,
         })
     }
@@ -335,7 +364,7 @@ impl Worker {
             let timeout = if !self.ctx.again.is_empty() || self.accept_pending() {
                 Some(Duration::ZERO)
             } else {
-                let next = [self.ctx.timers.next(), self.drain_deadline]
+                let next = [self.ctx.timers.next(), self.ctx.life.deadline()]
                     .into_iter()
                     .flatten()
                     .min();
@@ -396,15 +425,15 @@ impl Worker {
             }
             self.expire_timers();
             self.compact();
-            if self.ctx.draining {
+            if self.ctx.draining() {
                 if self.sessions.is_empty() {
                     log::debug!("worker drained");
                     return Ok(());
                 }
-                if self.drain_deadline.is_some_and(|d| d <= self.ctx.now) {
+                if self.ctx.life.deadline().is_some_and(|d| d <= self.ctx.now) {
                     log::warn!(
                         "{}: closing {} connections",
-                        if self.hurried {
+                        if matches!(self.ctx.life, Life::Hurried { .. }) {
                             "told to finish (max_draining_generations)"
                         } else {
                             "shutdown timeout"
@@ -543,7 +572,7 @@ impl Worker {
     /// At `worker_connections`, makes room for new clients: idle upstream connections go
     /// first, then the oldest idle keep-alive clients. Returns whether anything was freed.
     fn reclaim(&mut self) -> bool {
-        if self.ctx.draining {
+        if self.ctx.draining() {
             return false;
         }
         let mut freed = 0;
@@ -676,28 +705,31 @@ impl Worker {
 
     /// The master died (its end of the channel closed): finish what is in flight, then exit.
     fn lose_master(&mut self) {
-        if self.master_gone {
+        if matches!(self.ctx.life, Life::Orphaned { .. }) {
             return;
         }
         log::warn!("master process is gone; draining and exiting");
-        self.master_gone = true;
         let _ = self
             .ctx
             .registry
             .deregister(&mut SourceFd(&self.channel.as_raw_fd()));
         self.start_drain();
+        if let Some(by) = self.ctx.life.deadline() {
+            self.ctx.life = Life::Orphaned { by };
+        }
     }
 
     /// Stop accepting (the listening sockets live on in the master and the new generation,
     /// so nothing queued is lost), answer in-flight requests with `Connection: close`, give
     /// idle keep-alive connections a short grace, and exit when empty or at the deadline.
     fn start_drain(&mut self) {
-        if self.ctx.draining {
+        if self.ctx.draining() {
             return;
         }
-        self.ctx.draining = true;
+        self.ctx.life = Life::Draining {
+            by: self.ctx.now + self.ctx.cfg.shutdown_timeout,
+        };
         crate::proctitle::set("proxyd: worker process is shutting down");
-        self.drain_deadline = Some(self.ctx.now + self.ctx.cfg.shutdown_timeout);
         for l in self.listeners.iter_mut() {
             l.queued = false;
             if let Some(mut l) = l.sock.take() {
@@ -720,7 +752,6 @@ impl Worker {
     /// close now, what is in flight gets HURRY_GRACE to finish, then is cut.
     fn hurry(&mut self) {
         self.start_drain();
-        self.hurried = true;
         let idle: Vec<usize> = self
             .sessions
             .iter()
@@ -730,8 +761,9 @@ impl Worker {
         for &slot in &idle {
             self.close(slot);
         }
-        let by = self.ctx.now + HURRY_GRACE;
-        self.drain_deadline = Some(self.drain_deadline.map_or(by, |d| d.min(by)));
+        let grace = self.ctx.now + HURRY_GRACE;
+        let by = self.ctx.life.deadline().map_or(grace, |d| d.min(grace));
+        self.ctx.life = Life::Hurried { by };
         log::warn!(
             "told to finish (max_draining_generations): closed {} idle connections, {} in flight get {}s",
             idle.len(),

@@ -327,7 +327,7 @@ impl Exchange {
             }
         }
         // Unread request body bytes would be taken for the next request.
-        let keep = self.keep_alive && !w.draining && self.req_body.is_done();
+        let keep = self.keep_alive && !w.draining() && self.req_body.is_done();
         h.fields(&mut fields);
         // The request id replaces any the upstream sent, before the filters (so
         // `response_headers` may still remove it).

@@ -49,7 +49,7 @@ impl Exchange {
         let server = router::select_server(&cfg, at.listener, self.req.host_name());
         let srv = &cfg.server[server];
         let keep_alive = self.req.keep_alive
-            && !w.draining
+            && !w.draining()
             && (srv.keepalive_requests == 0 || at.served < srv.keepalive_requests);
         let client = at.client;
         let (found, routed) =

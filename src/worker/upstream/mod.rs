@@ -387,7 +387,7 @@ impl Driver {
             let reusable = reusable
                 && request_done
                 && upload_ok
-                && !w.draining
+                && !w.draining()
                 && clean_buffer
                 && nothing_unread(&mut conn);
             w.release(conn, reusable);
@@ -407,7 +407,7 @@ impl Ctx {
         let moved = group.peers[conn.peer].address_version(self.shared.view()) != conn.version;
         if !reusable
             || moved
-            || self.draining
+            || self.draining()
             || group.keepalive == 0
             || requests >= group.keepalive_requests
         {

@@ -211,7 +211,7 @@ impl Http1 {
                 let srv = w.listener_server(self.listener);
                 if !self.is_idle() {
                     *self.head_by.get_or_insert(now + srv.client_header_timeout)
-                } else if w.draining {
+                } else if w.draining() {
                     now + DRAIN_IDLE.min(srv.keepalive_timeout)
                 } else {
                     now + srv.keepalive_timeout
