@@ -23,7 +23,9 @@ WORKER_LAYERS = [
     ["worker::session"],
     ["worker::exchange"],
     ["worker::filters", "worker::upstream"],
-    ["worker::events", "worker::access_log", "worker::export", "worker::gauges"],
+    ["worker::sinks"],
+    ["worker::access_log", "worker::export", "worker::gauges"],
+    ["worker::events"],
     ["worker::transport", "worker::buffer", "worker::timer", "worker::clock",
      "worker::record", "worker::route", "worker::spare"],
 ]

@@ -1,31 +1,52 @@
 //! Layer 7: lifecycle events. Each exchange reports what happened to it (routed, upstream
-//! connected, response head, done with bytes and timings) through `Ctx::emit`; the access
-//! log, and later metrics and tracing, are sinks of these events rather than code sprinkled
+//! connected, response head, done with bytes and timings) through `Ctx::emit` (`sinks.rs`)
+//! as a view of its parts (`Facts`); the access log, metrics, span export and the trace log
+//! are sinks of these events rather than code sprinkled
 //! through the session.
 
-use super::access_log::Line;
-use super::exchange::Exchange;
+use super::record::Record;
 use super::transport::PeerIp;
 use super::transport::Transport;
-use super::Ctx;
 use crate::config::Config;
 use crate::http::request::RequestHead;
-use crate::shm::Hist;
+use crate::http::request_id::RequestId;
+use crate::http::trace::Trace;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
+use std::time::Instant;
+
+/// What the sinks may know of an exchange: a view of its parts (so this module, and the
+/// sinks, need not know the exchange itself).
+#[derive(Clone, Copy)]
+pub struct Facts<'a> {
+    pub req: &'a RequestHead,
+    pub record: &'a Record,
+    /// When its request head was parsed.
+    pub started: Instant,
+    pub server: usize,
+    pub route: Option<usize>,
+    pub upstream: Option<usize>,
+    pub request_id: &'a RequestId,
+    pub trace: Trace,
+    pub span_id: Option<[u8; 8]>,
+    /// Request body payload bytes read from the client.
+    pub body_read: u64,
+    /// The status sent (0: none yet).
+    pub status: u16,
+    /// Body bytes written to the client.
+    pub bytes_sent: u64,
+}
 
 pub enum Event<'a> {
     /// A request head was parsed and matched a route (or none).
-    Routed { x: &'a Exchange, client_ip: &'a str },
+    Routed { x: Facts<'a>, client_ip: &'a str },
     /// A connection to a peer is ready for the exchange.
     UpstreamConnected {
-        x: &'a Exchange,
+        x: Facts<'a>,
         peer: &'a str,
         reused: bool,
     },
     /// The final response head went to the client.
-    ResponseHead { x: &'a Exchange },
+    ResponseHead { x: Facts<'a> },
     /// The exchange ended: answered, cut short, tunnel closed, or refused before a request
     /// could be parsed (`req` is then None).
     Done(Done<'a>),
@@ -45,7 +66,7 @@ pub struct Conn<'a> {
 pub struct Done<'a> {
     pub conn: Conn<'a>,
     /// None for a request refused before it could be parsed.
-    pub x: Option<&'a Exchange>,
+    pub x: Option<Facts<'a>>,
     /// The server whose access logs get the line.
     pub server: usize,
     pub status: u16,
@@ -58,7 +79,7 @@ pub struct Done<'a> {
 impl<'a> Done<'a> {
     /// The end of an exchange, with `status` (which may differ from what the exchange
     /// recorded: 499 for a client gone, 101 for a tunnel).
-    pub fn of(x: &'a Exchange, conn: Conn<'a>, status: u16) -> Done<'a> {
+    pub fn of(x: Facts<'a>, conn: Conn<'a>, status: u16) -> Done<'a> {
         Done {
             conn,
             x: Some(x),
@@ -87,11 +108,11 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn of(cfg: &'a Config, client: &'a PeerIp, x: &'a Exchange) -> Context<'a> {
+    pub fn of(cfg: &'a Config, client: &'a PeerIp, x: Facts<'a>) -> Context<'a> {
         Context {
             cfg,
             client,
-            req: Some(&x.req),
+            req: Some(x.req),
             server: x.server,
             upstream: x.upstream,
             peer: x.record.attempts.last().and_then(|a| a.addr),
@@ -132,142 +153,5 @@ impl std::fmt::Display for Context<'_> {
             write!(f, ", request_id: {}", self.request_id)?;
         }
         Ok(())
-    }
-}
-
-#[cfg(feature = "alloc-count")]
-const ALLOC_WARMUP: u64 = 1000;
-
-impl Ctx {
-    /// Hands an event to every sink.
-    pub fn emit(&mut self, ev: Event) {
-        self.trace_sink(&ev);
-        if let Event::Done(d) = ev {
-            self.access_log_sink(&d);
-            self.metrics_sink(&d);
-            if let Some(e) = &mut self.exporter {
-                e.add(&d, &self.cfg, self.now);
-                if e.full() {
-                    e.flush(&self.registry, self.now);
-                }
-            }
-            self.requests += 1;
-            #[cfg(feature = "alloc-count")]
-            if self.requests == ALLOC_WARMUP {
-                self.alloc_mark = crate::alloc_count::allocations();
-            }
-        }
-    }
-
-    /// With the `alloc-count` feature: heap allocations per request after the first
-    /// ALLOC_WARMUP (pools and buffers filled), logged when the worker exits.
-    pub fn log_allocations(&self) {
-        #[cfg(feature = "alloc-count")]
-        if self.requests > ALLOC_WARMUP {
-            let n = crate::alloc_count::allocations() - self.alloc_mark;
-            let per = n as f64 / (self.requests - ALLOC_WARMUP) as f64;
-            log::warn!(
-                "heap allocations: {n} in {} requests after the first {ALLOC_WARMUP}: {per:.3} per request",
-                self.requests - ALLOC_WARMUP
-            );
-        }
-    }
-
-    /// Counts the request in shared memory: its server and route (status class, duration,
-    /// bytes), and each try of its upstream and peer (status, connect, header and response
-    /// times).
-    fn metrics_sink(&self, d: &Done) {
-        let (cfg, b) = (&self.cfg, self.shared);
-        let srv = &cfg.server[d.server];
-        let took = d.x.map_or(Duration::ZERO, |x| {
-            self.now.saturating_duration_since(x.timings.started)
-        });
-        let received = d.x.map_or(0, |x| x.req.head_len as u64 + x.body_read);
-        let route = d.x.and_then(|x| srv.route.get(x.route?));
-        for slot in std::iter::once(srv.slot).chain(route.map(|r| r.slot)) {
-            b.status(slot, d.status);
-            b.observe(slot, Hist::Request, took);
-            b.bytes(slot, received, d.sent);
-        }
-        let stats = b.stats();
-        stats
-            .requests
-            .store(stats.requests.load(Relaxed) + 1, Relaxed);
-        let Some((x, u)) = d.x.and_then(|x| Some((x, cfg.upstream.get(x.upstream?)?))) else {
-            return;
-        };
-        for a in &x.record.attempts {
-            let peer = u.peers.get(a.peer).map(|p| p.slot);
-            for slot in std::iter::once(u.slot).chain(peer) {
-                b.status(slot, a.status);
-                if let Some(t) = a.connected {
-                    b.observe(slot, Hist::Connect, t.saturating_duration_since(a.started));
-                }
-                if let Some(t) = a.header {
-                    b.observe(slot, Hist::Header, t.saturating_duration_since(a.started));
-                }
-                let end = a.ended.unwrap_or(self.now);
-                b.observe(
-                    slot,
-                    Hist::Response,
-                    end.saturating_duration_since(a.started),
-                );
-            }
-        }
-    }
-
-    fn access_log_sink(&mut self, d: &Done) {
-        let cfg = &self.cfg;
-        let logs = &cfg.server[d.server].access_log;
-        if logs.is_empty() {
-            return;
-        }
-        let line = Line {
-            cfg,
-            d,
-            clock: &self.clock,
-            now: self.now,
-        };
-        for l in logs {
-            self.access
-                .write(l.target, &cfg.log_formats.formats[l.format], &line);
-        }
-    }
-
-    /// Every event at trace level in the error log (off unless `level = "trace"`).
-    fn trace_sink(&self, ev: &Event) {
-        if !log::log_enabled!(log::Level::Trace) {
-            return;
-        }
-        let since = |t: Instant| self.now.saturating_duration_since(t);
-        match ev {
-            Event::Routed { x, client_ip } => log::trace!(
-                "client {client_ip}: \"{} {}\" routed to server {} route {:?}",
-                x.req.method,
-                x.req.uri,
-                x.server,
-                x.route
-            ),
-            Event::UpstreamConnected { x, peer, reused } => log::trace!(
-                "\"{} {}\": upstream {peer} connected (reused: {reused}) after {:?}",
-                x.req.method,
-                x.req.uri,
-                since(x.timings.started)
-            ),
-            Event::ResponseHead { x } => log::trace!(
-                "\"{} {}\": response {} head after {:?}",
-                x.req.method,
-                x.req.uri,
-                x.status,
-                since(x.timings.started)
-            ),
-            Event::Done(d) => log::trace!(
-                "client {}: done {} with {} bytes in {:?}",
-                d.conn.client,
-                d.status,
-                d.bytes,
-                d.x.map_or(Duration::ZERO, |x| since(x.timings.started))
-            ),
-        }
     }
 }

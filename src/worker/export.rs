@@ -81,7 +81,7 @@ impl Exporter {
         let (Some(parent), Some(span)) = (x.trace.parent(), x.span_id) else {
             return;
         };
-        let took = now.saturating_duration_since(x.timings.started);
+        let took = now.saturating_duration_since(x.started);
         let end = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

@@ -40,6 +40,7 @@ mod gauges;
 mod record;
 mod route;
 mod session;
+mod sinks;
 #[cfg(test)]
 mod testing;
 mod timer;

@@ -65,7 +65,7 @@ impl Values for Line<'_> {
     fn value(&self, var: Var, out: &mut Vec<u8>) -> bool {
         let d = self.d;
         let x = d.x;
-        let req = x.map(|x| &x.req);
+        let req = x.map(|x| x.req);
         let put = |out: &mut Vec<u8>, s: &str| {
             out.extend_from_slice(s.as_bytes());
             true
@@ -118,7 +118,7 @@ impl Values for Line<'_> {
             Var::RequestLength => x.is_some_and(|x| num(out, x.req.head_len as u64 + x.body_read)),
             Var::RequestTime => {
                 let t = x.map_or(Duration::ZERO, |x| {
-                    self.now.saturating_duration_since(x.timings.started)
+                    self.now.saturating_duration_since(x.started)
                 });
                 secs(out, t);
                 true
@@ -185,7 +185,7 @@ impl Values for Line<'_> {
             Var::RequestId => x
                 .filter(|x| !x.request_id.is_empty())
                 .is_some_and(|x| put(out, x.request_id.as_str())),
-            Var::TraceId => x.and_then(|x| x.trace.parent()).is_some_and(|t| {
+            Var::TraceId => x.and_then(|x| x.trace.parent().copied()).is_some_and(|t| {
                 hex(out, &t.trace_id);
                 true
             }),

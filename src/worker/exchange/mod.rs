@@ -19,6 +19,7 @@ pub use proxy::{Lend, Next};
 pub use spare::Spare;
 pub use start::{Arrival, Begin};
 
+use super::events::Facts;
 use super::record::Record;
 use super::upstream::Driver;
 use crate::http::body::Framer;
@@ -117,6 +118,24 @@ impl Exchange {
         self.trace = Trace::None;
         self.span_id = None;
         self.record.clear();
+    }
+
+    /// What the event sinks may know of it.
+    pub fn facts(&self) -> Facts<'_> {
+        Facts {
+            req: &self.req,
+            record: &self.record,
+            started: self.timings.started,
+            server: self.server,
+            route: self.route,
+            upstream: self.upstream,
+            request_id: &self.request_id,
+            trace: self.trace,
+            span_id: self.span_id,
+            body_read: self.body_read,
+            status: self.status,
+            bytes_sent: self.bytes_sent,
+        }
     }
 
     /// Heap bytes it would keep if recycled.

@@ -101,7 +101,7 @@ impl Exchange {
         if let Some(conn) = self.driver.conn() {
             let peer = &cfg.upstream[conn.upstream].peers[conn.peer].name;
             w.emit(Event::UpstreamConnected {
-                x: self,
+                x: self.facts(),
                 peer,
                 reused,
             });
@@ -115,7 +115,7 @@ impl Exchange {
         log::error!(
             "{} while proxying{}",
             f.why,
-            Context::of(&cfg, lend.client, self)
+            Context::of(&cfg, lend.client, self.facts())
         );
         self.record.end_attempt(f.status, w.now);
         if matches!(self.driver.phase, Phase::Truncated) {
@@ -366,7 +366,7 @@ impl Exchange {
             .capture_response(&cfg.log_formats.captures.response, &lend.out[head_start..]);
         self.driver.body_starts(w, h, framing.decode_chunked);
         self.body = super::Source::Upstream;
-        w.emit(Event::ResponseHead { x: self });
+        w.emit(Event::ResponseHead { x: self.facts() });
         Next::Go(true)
     }
 
@@ -387,7 +387,7 @@ impl Exchange {
                 "upstream \"{}\" peer {} answered {status}: retrying{}",
                 cfg.upstream[u].name,
                 cfg.upstream[u].peers[peer].label(None),
-                Context::of(cfg, lend.client, self)
+                Context::of(cfg, lend.client, self.facts())
             );
             w.peer_outcome(u, peer, Outcome::Status5xx);
         }

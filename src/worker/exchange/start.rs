@@ -107,7 +107,7 @@ impl Exchange {
             return Begin::Answered;
         }
         w.emit(Event::Routed {
-            x: self,
+            x: self.facts(),
             client_ip: at.client,
         });
         let chain = self.chain(&cfg);

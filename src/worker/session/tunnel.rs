@@ -168,7 +168,7 @@ impl Tunnel {
                 client: &self.peer_ip,
                 transport: &self.client,
             };
-            w.emit(Event::Done(Done::of(&self.x, conn, 101)));
+            w.emit(Event::Done(Done::of(self.x.facts(), conn, 101)));
             self.x.status = 0;
         }
         for b in [self.to_up.take(), self.to_client.take()]

@@ -116,7 +116,7 @@ impl Http1 {
     /// Where an error-log line about the current request ends (see `events::Context`).
     pub(crate) fn context<'a>(&'a self, cfg: &'a Config) -> Context<'a> {
         match self.x.as_deref() {
-            Some(x) => Context::of(cfg, &self.peer_ip, x),
+            Some(x) => Context::of(cfg, &self.peer_ip, x.facts()),
             None => Context {
                 cfg,
                 client: &self.peer_ip,
@@ -433,7 +433,7 @@ impl Http1 {
             .as_ref()
             .is_some_and(|x| !x.req.keep_alive && x.req_body.is_done());
         if let Some(x) = self.x.take() {
-            w.emit(Event::Done(Done::of(&x, self.conn(), x.status)));
+            w.emit(Event::Done(Done::of(x.facts(), self.conn(), x.status)));
             w.retire(x);
         }
         // An idle connection holds no buffer: this one serves the next request anywhere.
@@ -585,7 +585,7 @@ impl Http1 {
         self.release_all(w);
         if let Some(x) = self.x.take() {
             let status = if x.status == 0 { 499 } else { x.status };
-            w.emit(Event::Done(Done::of(&x, self.conn(), status)));
+            w.emit(Event::Done(Done::of(x.facts(), self.conn(), status)));
             w.retire(x);
         }
     }
