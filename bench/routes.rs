@@ -1,4 +1,4 @@
-//! Micro-benchmark of route lookup: nanoseconds per `select_route` on one server with 10,
+//! Micro-benchmark of route lookup: nanoseconds per `RouteTable::lookup` on one server with 10,
 //! 1,000 and 10,000 routes (half prefixes, half exact paths, plus 10 regexes and a
 //! conditional route per 100), for the first prefix, the last, an exact path, a regex and a
 //! path no route but "/" takes. Flat across sizes: routes are compiled into a hash table, a
@@ -8,7 +8,7 @@
 //!   cargo run --release --example routes
 
 use proxyd::config;
-use proxyd::router::{select_route, Request};
+use proxyd::router::Request;
 use std::time::Instant;
 
 fn main() {
@@ -78,7 +78,7 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Nanoseconds per `select_route` of `path` on the first server, over `rounds` lookups.
+/// Nanoseconds per route lookup of `path` on the first server, over `rounds` lookups.
 fn ns_per_lookup(cfg: &config::Config, path: &str, rounds: u32) -> f64 {
     let hdr = |_: &str| -> Vec<&[u8]> { Vec::new() };
     let req = Request {
@@ -88,10 +88,13 @@ fn ns_per_lookup(cfg: &config::Config, path: &str, rounds: u32) -> f64 {
         header: &hdr,
         client: &|| "127.0.0.1".parse().unwrap(),
     };
+    let srv = &cfg.server[0];
     let t = Instant::now();
     let mut sum = 0;
     for _ in 0..rounds {
-        sum += select_route(cfg, 0, std::hint::black_box(path), &req)
+        sum += srv
+            .routes
+            .lookup(&srv.route, std::hint::black_box(path), &req)
             .unwrap()
             .unwrap_or(0);
     }

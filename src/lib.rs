@@ -22,4 +22,5 @@ pub mod scrub;
 pub mod shm;
 pub mod text_table;
 pub mod tls;
+pub mod units;
 pub mod worker;

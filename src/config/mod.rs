@@ -14,7 +14,8 @@ mod raw;
 pub mod ring;
 mod routes;
 mod tls;
-pub mod units;
+pub use crate::router::PathKind;
+pub use crate::units;
 mod unknown;
 mod upstream;
 mod validate;
@@ -28,7 +29,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use units::ser_duration;
+use units::{ser_duration, ser_pairs};
 
 pub const DEFAULT_PATH: &str = "/etc/proxyd/proxyd.toml";
 
@@ -254,17 +255,26 @@ pub struct Route {
     pub filters: Vec<filters::Filter>,
 }
 
-fn is_zero(n: &i32) -> bool {
-    *n == 0
+impl crate::router::Routable for Route {
+    fn path(&self) -> &str {
+        &self.path
+    }
+    fn kind(&self) -> PathKind {
+        self.kind
+    }
+    fn priority(&self) -> i32 {
+        self.priority
+    }
+    fn conditions(&self) -> &crate::router::Conditions {
+        &self.conditions
+    }
+    fn regex(&self) -> Option<&crate::router::Pattern> {
+        self.regex.as_ref()
+    }
 }
 
-/// How a route's path matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PathKind {
-    #[default]
-    Prefix,
-    Exact,
-    Regex,
+fn is_zero(n: &i32) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -736,14 +746,6 @@ impl Server {
             max_body: self.client_max_body_size,
         }
     }
-}
-
-/// Name-value pairs (headers, query conditions) as the table they were written as.
-pub(crate) fn ser_pairs<S: serde::Serializer, V: Serialize>(
-    pairs: &[(String, V)],
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 /// Peers as written: a host name's entries (one per address it may have) as the one name.

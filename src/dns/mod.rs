@@ -25,7 +25,7 @@ pub struct Resolver {
     /// Name servers, asked in turn until one answers.
     pub servers: Vec<SocketAddr>,
     /// For one lookup, over all servers.
-    #[serde(serialize_with = "crate::config::units::ser_duration")]
+    #[serde(serialize_with = "crate::units::ser_duration")]
     pub timeout: Duration,
     /// Ask for AAAA records too (and keep IPv6 addresses from the hosts file).
     pub ipv6: bool,

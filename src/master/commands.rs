@@ -2,7 +2,6 @@
 //! command line, act, and reply with one JSON line.
 
 use super::{ControlClient, Life, Master, Stop, WorkerProc, CLIENT_BASE};
-use crate::config;
 use crate::control::Reply;
 use mio::{Interest, Token};
 use std::io::{self, Read, Write};
@@ -127,7 +126,7 @@ impl Master {
             std::process::id(),
             self.generation,
             self.worker_pids(self.generation),
-            config::units::format_duration(Duration::from_secs(uptime)),
+            crate::units::format_duration(Duration::from_secs(uptime)),
             self.cfg.path.display()
         );
         let draining: Vec<String> = self
@@ -159,7 +158,7 @@ impl Master {
             let rss: u64 = ws.iter().map(|w| proc_rss_kib(w.pid)).sum();
             s.push_str(&format!(
                 "draining generation {gen}: age {}, workers {}, connections {conns}, rss {:.1} MiB\n",
-                config::units::format_duration(Duration::from_secs(age)),
+                crate::units::format_duration(Duration::from_secs(age)),
                 pids.join(" "),
                 rss as f64 / 1024.0
             ));

@@ -170,12 +170,12 @@ pub struct Conditions {
     pub method: Vec<String>,
     #[serde(
         skip_serializing_if = "Vec::is_empty",
-        serialize_with = "crate::config::ser_pairs"
+        serialize_with = "crate::units::ser_pairs"
     )]
     pub header: Vec<(String, Test)>,
     #[serde(
         skip_serializing_if = "Vec::is_empty",
-        serialize_with = "crate::config::ser_pairs"
+        serialize_with = "crate::units::ser_pairs"
     )]
     pub query: Vec<(String, Test)>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -1,5 +1,6 @@
-//! Request routing: pick the server by listen address and Host (`hosts`), then the route by
-//! compiled route table (`routes`).
+//! Request routing: pick the server by listen address and Host (`HostTable::lookup`), then
+//! the route by its server's compiled table (`RouteTable::lookup`). The router knows no
+//! config: a route is anything `Routable`.
 
 mod conditions;
 mod hosts;
@@ -9,32 +10,28 @@ mod template;
 pub use conditions::{Cidr, Conditions, Request, Test};
 pub use hosts::{HostTable, Hosts, NamePattern};
 pub use pattern::{MatchError, Pattern};
-pub use routes::{Rank, RouteTable};
+pub use routes::{PathKind, Rank, Routable, RouteTable};
 pub use template::{Template, Vars};
-
-use crate::config::Config;
-use std::net::SocketAddr;
-
-/// The server for a request that arrived on `listen` with `host` (lowercase, no port): a
-/// few hash probes in the compiled table (see `hosts`), whatever the number of servers.
-pub fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> usize {
-    cfg.hosts.lookup(listen, host)
-}
-
-/// The route of `server` for a request, by the rules in `routes`.
-pub fn select_route(
-    cfg: &Config,
-    server: usize,
-    path: &str,
-    req: &Request,
-) -> Result<Option<usize>, MatchError> {
-    let srv = &cfg.server[server];
-    srv.routes.lookup(&srv.route, path, req)
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use std::net::SocketAddr;
+
+    fn select_server(cfg: &Config, listen: SocketAddr, host: Option<&str>) -> usize {
+        cfg.hosts.lookup(listen, host)
+    }
+
+    fn select_route(
+        cfg: &Config,
+        server: usize,
+        path: &str,
+        req: &Request,
+    ) -> Result<Option<usize>, MatchError> {
+        let srv = &cfg.server[server];
+        srv.routes.lookup(&srv.route, path, req)
+    }
     use crate::config::Action;
 
     fn cfg(text: &str) -> Config {
@@ -278,7 +275,7 @@ body = "b"
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.regex.as_ref().unwrap().is_match(&path).unwrap())
-                .max_by_key(|(i, r)| Rank::of(r, *i))
+                .max_by_key(|(i, r)| Rank::of(*r, *i))
                 .map(|(i, _)| i);
             let found = select_route(&c, 0, &path, &req).unwrap();
             assert_eq!(found, brute, "{path}");

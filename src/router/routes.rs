@@ -11,12 +11,33 @@
 //! 4. a route with conditions (host, method, header, query, client) before one without;
 //! 5. earlier in the config.
 
+use super::conditions::Conditions;
 use super::conditions::Request;
 use super::pattern::MatchError;
-use crate::config::{PathKind, Route};
+use super::pattern::Pattern;
 use aho_corasick::AhoCorasick;
 use std::cmp::Reverse;
 use std::collections::HashMap;
+
+/// How a route's path matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathKind {
+    #[default]
+    Prefix,
+    Exact,
+    Regex,
+}
+
+/// What the table needs of a route (the config's routes are these; the router does not
+/// know the rest of them).
+pub trait Routable {
+    fn path(&self) -> &str;
+    fn kind(&self) -> PathKind;
+    fn priority(&self) -> i32;
+    fn conditions(&self) -> &Conditions;
+    /// The compiled regex of a regex route.
+    fn regex(&self) -> Option<&Pattern>;
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
@@ -28,20 +49,20 @@ pub struct Rank {
 }
 
 impl Rank {
-    pub fn of(r: &Route, index: usize) -> Rank {
+    pub fn of(r: &impl Routable, index: usize) -> Rank {
         Rank {
-            priority: r.priority,
-            kind: match r.kind {
+            priority: r.priority(),
+            kind: match r.kind() {
                 PathKind::Exact => 2,
                 PathKind::Regex => 1,
                 PathKind::Prefix => 0,
             },
-            len: if r.kind == PathKind::Prefix {
-                r.path.len()
+            len: if r.kind() == PathKind::Prefix {
+                r.path().len()
             } else {
                 0
             },
-            conditional: !r.conditions.is_empty(),
+            conditional: !r.conditions().is_empty(),
             order: Reverse(index),
         }
     }
@@ -69,12 +90,33 @@ pub struct RouteTable {
 
 impl Default for RouteTable {
     fn default() -> RouteTable {
-        RouteTable::compile(&[])
+        RouteTable::compile::<NoRoute>(&[])
+    }
+}
+
+/// The type of the routes of an empty table.
+enum NoRoute {}
+
+impl Routable for NoRoute {
+    fn path(&self) -> &str {
+        match *self {}
+    }
+    fn kind(&self) -> PathKind {
+        match *self {}
+    }
+    fn priority(&self) -> i32 {
+        match *self {}
+    }
+    fn conditions(&self) -> &Conditions {
+        match *self {}
+    }
+    fn regex(&self) -> Option<&Pattern> {
+        match *self {}
     }
 }
 
 impl RouteTable {
-    pub fn compile(routes: &[Route]) -> RouteTable {
+    pub fn compile<R: Routable>(routes: &[R]) -> RouteTable {
         let mut t = RouteTable {
             ranks: routes
                 .iter()
@@ -92,7 +134,7 @@ impl RouteTable {
         // (`-17` rather than `/blog/` in `^/(\w\w)/blog/([\w-]+)-17$`).
         let lits: Vec<Vec<String>> = routes
             .iter()
-            .map(|r| match (&r.kind, &r.regex) {
+            .map(|r| match (r.kind(), r.regex()) {
                 (PathKind::Regex, Some(re)) => re.required_literals(),
                 _ => Vec::new(),
             })
@@ -107,11 +149,15 @@ impl RouteTable {
             *shared.entry(l).or_default() += 1;
         }
         for (i, r) in routes.iter().enumerate() {
-            match r.kind {
-                PathKind::Exact => t.exact.entry(r.path.clone()).or_default().push(i as u32),
+            match r.kind() {
+                PathKind::Exact => t
+                    .exact
+                    .entry(r.path().to_string())
+                    .or_default()
+                    .push(i as u32),
                 PathKind::Prefix => {
                     let mut n = 0usize;
-                    for &b in r.path.as_bytes() {
+                    for &b in r.path().as_bytes() {
                         n = match t.trie[n].children.binary_search_by_key(&b, |c| c.0) {
                             Ok(k) => t.trie[n].children[k].1 as usize,
                             Err(k) => {
@@ -159,7 +205,7 @@ impl RouteTable {
     /// have won, so no other route may answer in its place.
     pub fn lookup(
         &self,
-        routes: &[Route],
+        routes: &[impl Routable],
         path: &str,
         req: &Request,
     ) -> Result<Option<usize>, MatchError> {
@@ -171,11 +217,11 @@ impl RouteTable {
             if best.is_some_and(|(b, _)| rank <= b) {
                 return;
             }
-            let path_ok = match &routes[i].regex {
-                Some(re) if routes[i].kind == PathKind::Regex => re.is_match(path),
+            let path_ok = match routes[i].regex() {
+                Some(re) if routes[i].kind() == PathKind::Regex => re.is_match(path),
                 _ => Ok(true),
             };
-            match path_ok.and_then(|ok| Ok(ok && routes[i].conditions.holds(req)?)) {
+            match path_ok.and_then(|ok| Ok(ok && routes[i].conditions().holds(req)?)) {
                 Ok(true) => best = Some((rank, i)),
                 Ok(false) => {}
                 Err(e) => error = Some(e),

@@ -210,7 +210,7 @@ impl Ctx {
             default_server: cfg
                 .listeners
                 .iter()
-                .map(|a| crate::router::select_server(&cfg, *a, None))
+                .map(|a| cfg.hosts.lookup(*a, None))
                 .collect(),
             access: AccessLog::new(&cfg.access_logs, access_logs),
             cfg,

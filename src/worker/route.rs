@@ -5,7 +5,7 @@
 use crate::config::{Action, Balance, Config, HashKey, Route};
 use crate::hash::stable as hash;
 use crate::http::request::RequestHead;
-use crate::router::{self, Request, Vars};
+use crate::router::{Request, Vars};
 use std::net::IpAddr;
 
 pub enum Routed {
@@ -46,7 +46,8 @@ pub fn route(
         client,
     };
     let path = req.path();
-    let i = match router::select_route(cfg, server, path, &r) {
+    let srv = &cfg.server[server];
+    let i = match srv.routes.lookup(&srv.route, path, &r) {
         Ok(Some(i)) => i,
         Ok(None) => return (None, Routed::NotFound),
         Err(e) => {

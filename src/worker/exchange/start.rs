@@ -9,7 +9,6 @@ use crate::config::{Config, Filter};
 use crate::http::local;
 use crate::http::request_id::RequestId;
 use crate::http::trace::Trace;
-use crate::router;
 use crate::worker::events::Event;
 use crate::worker::filters::{self, Answer, ClientCert, Cx, Verdict};
 use crate::worker::route::{self, Routed};
@@ -46,7 +45,7 @@ impl Exchange {
     /// made here is written to `out` at once.
     pub fn begin(&mut self, w: &mut Ctx, at: &Arrival, raw: &[u8], out: &mut Vec<u8>) -> Begin {
         let cfg = w.cfg.clone();
-        let server = router::select_server(&cfg, at.listener, self.req.host_name());
+        let server = cfg.hosts.lookup(at.listener, self.req.host_name());
         let srv = &cfg.server[server];
         let keep_alive = self.req.keep_alive
             && !w.draining()

@@ -1,5 +1,6 @@
-//! Values with units: durations ("500ms", "30s", "5m", "1h30m") and sizes ("16k", "1m").
-//! A bare integer is seconds for durations and bytes for sizes, as in nginx.
+//! The config's value formats: durations ("500ms", "30s", "5m", "1h30m") and sizes ("16k",
+//! "1m"), parsed and written back, and name-value tables. A bare integer is seconds for
+//! durations and bytes for sizes, as in nginx.
 
 use std::time::Duration;
 
@@ -90,6 +91,14 @@ pub fn format_duration(d: Duration) -> String {
 /// A duration serialized as the config writes it (`serialize_with`).
 pub fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_duration(*d))
+}
+
+/// Name-value pairs (headers, query conditions) as the table they were written as.
+pub fn ser_pairs<S: serde::Serializer, V: serde::Serialize>(
+    pairs: &[(String, V)],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
 #[cfg(test)]
