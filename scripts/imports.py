@@ -19,14 +19,14 @@ SRC = os.environ.get("SRC") or os.path.join(os.path.dirname(os.path.abspath(__fi
 # The worker's layers, top (what runs first) to bottom. A layer may use the ones below it;
 # a use of one above it "runs back up". Modules not listed are support (leaves).
 WORKER_LAYERS = [
-    ["worker"],  # event loop (worker/mod.rs), the context
+    ["worker", "worker::gauges"],  # event loop (worker/mod.rs), the context, its gauges
     ["worker::session"],
     ["worker::exchange"],
     ["worker::filters", "worker::upstream"],
     ["worker::sinks"],
-    ["worker::access_log", "worker::export", "worker::gauges"],
+    ["worker::access_log", "worker::export"],
     ["worker::events"],
-    ["worker::transport", "worker::buffer", "worker::timer", "worker::clock",
+    ["worker::transport", "worker::buffer", "worker::timer", "worker::clock", "worker::token",
      "worker::record", "worker::route", "worker::spare"],
 ]
 

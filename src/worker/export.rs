@@ -20,7 +20,7 @@ const MAX_PENDING: usize = 1024 * 1024;
 /// A batch is sent at once past this size, not only on the clock.
 const FLUSH_AT: usize = 256 * 1024;
 /// The exporter's connection token: kind 3 of slot 0 (see `worker::key`).
-pub const TOKEN: Token = Token(super::Kind::Exporter as usize);
+pub const TOKEN: Token = Token(super::token::Kind::Exporter as usize);
 
 enum Phase {
     Idle,

@@ -2,19 +2,9 @@
 //! ticks) rather than kept up to date at every phase change: client connections by state,
 //! as nginx's stub_status shows them, and idle pooled connections per peer.
 
+use super::session::ConnState;
 use super::Worker;
 use std::sync::atomic::Ordering::Relaxed;
-
-/// What a client connection is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnState {
-    /// Reading a request head (or a TLS handshake).
-    Reading,
-    /// Working on a request: proxying, answering, closing, or tunnelling.
-    Writing,
-    /// Idle between requests.
-    Waiting,
-}
 
 impl Worker {
     pub(super) fn publish_gauges(&mut self) {

@@ -44,6 +44,8 @@ mod sinks;
 #[cfg(test)]
 mod testing;
 mod timer;
+mod token;
+pub use token::{key, slot_of, Kind};
 mod transport;
 mod upstream;
 
@@ -80,36 +82,6 @@ const ACCEPT_BATCH: usize = 64;
 /// Idle keep-alive connections closed at once when `worker_connections` runs out (nginx
 /// closes 32 the same way).
 const REUSE_BATCH: usize = 32;
-
-/// What a token's (or timer key's) low two bits say it names; the rest is a slab slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A client connection (slot in `sessions`).
-    Client = 0,
-    /// An upstream connection (slot in `Ctx::upconns`).
-    Upstream = 1,
-    /// An idle pooled upstream connection's timer (slot in the pool).
-    Idle = 2,
-    /// The OTLP exporter's connection (slot 0: there is one).
-    Exporter = 3,
-}
-
-impl Kind {
-    /// The kind a token or timer key names.
-    pub fn of(key: usize) -> Kind {
-        match key & 3 {
-            0 => Kind::Client,
-            1 => Kind::Upstream,
-            2 => Kind::Idle,
-            _ => Kind::Exporter,
-        }
-    }
-}
-
-/// The slab slot a token or timer key names.
-pub fn slot_of(key: usize) -> usize {
-    key >> 2
-}
 
 /// Where the worker is in its life. Only forward: serving, then draining (a reload or a
 /// shutdown), possibly hurried (too many generations draining) or orphaned (the master
@@ -186,11 +158,6 @@ pub struct Ctx {
     pub pipes: upstream::Pipes,
     /// Sends request spans to the OTLP collector (`otlp`), if there is one.
     pub exporter: Option<export::Exporter>,
-}
-
-/// The token (and timer key) of a connection: slab slot and kind.
-pub fn key(slot: usize, kind: Kind) -> usize {
-    (slot << 2) | kind as usize
 }
 
 impl Ctx {

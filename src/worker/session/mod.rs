@@ -14,6 +14,17 @@ use std::net::SocketAddr;
 use std::time::Instant;
 use tunnel::Tunnel;
 
+/// What a client connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Reading a request head (or a TLS handshake).
+    Reading,
+    /// Working on a request: proxying, answering, closing, or tunnelling.
+    Writing,
+    /// Idle between requests.
+    Waiting,
+}
+
 /// What a round of driving a protocol decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Drive {
@@ -78,8 +89,7 @@ impl Session {
     }
 
     /// What it is doing, for the worker's gauges.
-    pub fn state(&self) -> super::gauges::ConnState {
-        use super::gauges::ConnState;
+    pub fn state(&self) -> ConnState {
         match &self.proto {
             Proto::Http1(h) if h.is_idle() => ConnState::Waiting,
             Proto::Http1(h) if h.phase == http1::Phase::Head => ConnState::Reading,
