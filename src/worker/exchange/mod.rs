@@ -20,8 +20,11 @@ pub use spare::Spare;
 pub use start::{Arrival, Begin};
 
 use super::events::Facts;
+use super::filters::{ClientCert, Cx};
 use super::record::Record;
 use super::upstream::Driver;
+use super::Ctx;
+use crate::config::Config;
 use crate::http::body::Framer;
 use crate::http::request::RequestHead;
 use crate::http::request_id::RequestId;
@@ -118,6 +121,34 @@ impl Exchange {
         self.trace = Trace::None;
         self.span_id = None;
         self.record.clear();
+    }
+
+    /// What its filters may know: the client (`client_ip`, `proto`, its certificate when
+    /// the server verifies them) and what was decided about the request (`rid`: its id).
+    pub(super) fn filter_cx<'a>(
+        &self,
+        w: &Ctx,
+        cfg: &'a Config,
+        client: (&'a str, &'static str, Option<ClientCert<'a>>),
+        rid: &'a RequestId,
+    ) -> Cx<'a> {
+        let srv = &cfg.server[self.server];
+        let (client_ip, proto, client_cert) = client;
+        Cx {
+            now: w.now,
+            now_ms: w.now_ms,
+            shared: Some(w.shared),
+            client_ip,
+            proto,
+            client_cert,
+            request_id: srv
+                .request_id
+                .as_ref()
+                .map(|h| (h.header.as_str(), rid.as_str())),
+            trace: self.trace,
+            span: self.span_id,
+            underscores: srv.underscores_in_headers,
+        }
     }
 
     /// What the event sinks may know of it.

@@ -225,22 +225,8 @@ impl Exchange {
         lend: &'a Lend,
         rid: &'a RequestId,
     ) -> Cx<'a> {
-        let srv = &cfg.server[self.server];
-        Cx {
-            now: w.now,
-            now_ms: w.now_ms,
-            shared: Some(w.shared),
-            client_ip: lend.client.as_str(),
-            proto: if lend.plain { "http" } else { "https" },
-            client_cert: None,
-            request_id: srv
-                .request_id
-                .as_ref()
-                .map(|h| (h.header.as_str(), rid.as_str())),
-            trace: self.trace,
-            span: self.span_id,
-            underscores: srv.underscores_in_headers,
-        }
+        let proto = if lend.plain { "http" } else { "https" };
+        self.filter_cx(w, cfg, (lend.client.as_str(), proto, None), rid)
     }
 
     /// A response head came: an interim one is passed on, a 101 switches protocols, a

@@ -181,7 +181,6 @@ impl Exchange {
 
     /// What the filters may know of this request (`rid`: its request id).
     fn cx<'a>(&self, w: &Ctx, cfg: &'a Config, at: &'a Arrival, rid: &'a RequestId) -> Cx<'a> {
-        let srv = &cfg.server[self.server];
         let client_cert = match &at.tls {
             Some(t) if verifies(cfg, t.server) => Some(match t.client {
                 None => ClientCert::None,
@@ -192,21 +191,7 @@ impl Exchange {
             }),
             _ => None,
         };
-        Cx {
-            now: w.now,
-            now_ms: w.now_ms,
-            shared: Some(w.shared),
-            client_ip: at.client.as_str(),
-            proto: at.proto,
-            client_cert,
-            request_id: srv
-                .request_id
-                .as_ref()
-                .map(|h| (h.header.as_str(), rid.as_str())),
-            trace: self.trace,
-            span: self.span_id,
-            underscores: srv.underscores_in_headers,
-        }
+        self.filter_cx(w, cfg, (at.client.as_str(), at.proto, client_cert), rid)
     }
 
     /// Writes an error page (no response filters: like nginx's `add_header` without

@@ -83,17 +83,9 @@ fn with_trip<T>(
 
 fn read(h: &mut Harness, d: &mut Driver, req: &RequestHead, retries: bool) -> Read {
     d.on_event(true, false, false);
-    let w = &mut h.ctx;
-    let cfg = w.cfg.clone();
-    let mut record = Record::default();
-    let mut trip = Trip {
-        req,
-        record: &mut record,
-        rule: retries.then(|| &cfg.server[0].route[0].retry),
-        body_done: true,
-        log: &"",
-    };
-    d.read(w, OWNER, &mut trip, false, false)
+    with_trip(h, req, retries, |w, trip| {
+        d.read(w, OWNER, trip, false, false)
+    })
 }
 
 #[test]
