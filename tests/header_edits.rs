@@ -227,3 +227,66 @@ body = "plain"
     let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("request_headers needs \"upstream\""));
 }
+
+/// The fields proxyd writes on its own answers, `Server` and `Date`, are fields like any
+/// other to a route's response_headers (set replaces, remove removes: never two of them),
+/// and an answer of 204 or 304 carries no body, whatever made it.
+#[test]
+fn own_answer_fields_are_edited_and_bodiless_statuses_send_no_body() {
+    let conf = r#"
+[[server]]
+listen = "127.0.0.1:{port}"
+[[server.route]]
+path = "/r"
+redirect = "/new"
+response_headers = { set = { "Server" = "mine", "Date" = "x" } }
+[[server.route]]
+path = "/n"
+return = 204
+response_headers = { remove = ["Server"] }
+[[server.route]]
+path = "/m"
+return = 304
+"#;
+    let p = Proxyd::start(1, conf);
+    let raw = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let r = raw("/r");
+    assert_eq!(r.matches("\r\nServer: ").count(), 1, "{r}");
+    assert!(r.contains("\r\nServer: mine\r\n"), "{r}");
+    assert_eq!(r.matches("\r\nDate: ").count(), 1, "{r}");
+    assert!(r.contains("\r\nDate: x\r\n"), "{r}");
+    let n = raw("/n");
+    assert!(n.starts_with("HTTP/1.1 204 No Content\r\n"), "{n}");
+    assert!(!n.contains("Server:"), "{n}");
+    assert!(!n.to_ascii_lowercase().contains("content-length"), "{n}");
+    assert!(n.ends_with("\r\n\r\n"), "no body: {n:?}");
+    let m = raw("/m");
+    assert!(m.starts_with("HTTP/1.1 304 Not Modified\r\n"), "{m}");
+    assert!(m.ends_with("\r\n\r\n"), "no body: {m:?}");
+
+    let dir = TempDir::new("bodiless");
+    for status in [204, 304] {
+        let conf = dir.write(
+            "b.toml",
+            &format!("[[server]]\nlisten = \"127.0.0.1:8080\"\n[[server.route]]\nreturn = {status}\nbody = \"oops\"\n"),
+        );
+        let out = proxyctl(&["-t", "-c", conf.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{status}");
+        assert!(
+            err.contains(&format!("a {status} answer has no body")) && err.contains("b.toml:4:"),
+            "{err}"
+        );
+    }
+}

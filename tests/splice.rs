@@ -199,3 +199,58 @@ fn clients_leaving_mid_splice_leak_nothing() {
     assert!(alive(worker));
     eprintln!("worker descriptors: {before} before, {} after", fds());
 }
+
+/// Clients that hang up together while their spliced bodies wait on a slow upstream (the
+/// pipes empty: every byte so far was taken): each pipe is closed with its exchange, not
+/// kept, so the worker's descriptors go back to what they were.
+#[test]
+fn pipes_of_splices_cut_short_are_closed_not_kept() {
+    const N: usize = 20;
+    let first = 40_000;
+    let up = RawUpstream::start(move |_| {
+        let mut head =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 200_000).into_bytes();
+        head.extend(body(first));
+        vec![
+            Reply::Bytes(head),
+            Reply::Sleep(Duration::from_secs(3)),
+            Reply::Bytes(body(200_000 - first)),
+        ]
+    });
+    let p = Proxyd::start(1, &conf(&up.addr()));
+    let worker = p.worker_pids()[0];
+    let before = pipes_of(worker);
+    let clients: Vec<std::net::TcpStream> = (0..N)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(p.addr()).unwrap();
+            s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut clients: Vec<_> = clients
+        .into_iter()
+        .map(|mut s| {
+            // The head and everything the upstream sent so far: the pipe is empty.
+            let mut got = Vec::new();
+            let mut buf = [0u8; 65536];
+            while got.len() < first + 40 {
+                let n = s.read(&mut buf).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            s
+        })
+        .collect();
+    assert!(
+        pipes_of(worker) >= before + N / 2,
+        "the bodies went through pipes"
+    );
+    clients.clear();
+    assert!(
+        wait_until(Duration::from_secs(5), || pipes_of(worker) <= before),
+        "pipes: {before} before, {} after the clients left",
+        pipes_of(worker)
+    );
+    assert!(alive(worker));
+}

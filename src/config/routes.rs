@@ -342,6 +342,14 @@ impl Validator {
                     ));
                     return None;
                 }
+                if matches!(status, 204 | 304) && r.body.as_ref().is_some_and(|b| !b.is_empty()) {
+                    // Sent, it would be read as the start of the next response.
+                    self.errors.push(src.err(
+                        st.span(),
+                        format!("a {status} answer has no body: remove \"body\""),
+                    ));
+                    return None;
+                }
                 let mut headers = Vec::new();
                 for (k, val) in &r.headers {
                     if !httparse_token(k) || val.get_ref().contains(['\r', '\n']) {

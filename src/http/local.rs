@@ -46,30 +46,41 @@ pub enum Connection {
     KeepAlive,
 }
 
+/// Puts the fields every response made here starts with, `Server` and `Date` (`date`: the
+/// current HTTP-date, formatted once per second by the caller), before those in `h`, so
+/// that response filters can edit them like any other.
+pub fn own_fields(h: &mut Headers, date: &str) {
+    h.prepend("Date", date.as_bytes());
+    h.prepend("Server", b"proxyd");
+}
+
+/// Whether a response with this status carries no body (RFC 9110 15.3.5, 15.4.5): what a
+/// configuration or a filter gave it is not sent.
+pub fn bodiless(status: u16) -> bool {
+    status == 204 || status == 304
+}
+
 /// Writes the head of a response made here: the fields the filters finished (`h`, over
-/// `raw`), then the framing (`body_len`) and connection decided here. `date` is the current
-/// HTTP-date (formatted once per second by the caller).
+/// `raw`), then the framing (`body_len`) and connection decided here. A 204 gets no
+/// Content-Length; a 204 or 304 no body (`bodiless`).
 pub fn write_head(
     status: u16,
     h: &Headers,
     raw: &[u8],
     body_len: usize,
     connection: Connection,
-    date: &str,
     out: &mut Vec<u8>,
 ) {
     use std::io::Write;
-    let _ = write!(
-        out,
-        "HTTP/1.1 {} {}\r\nServer: proxyd\r\nDate: {date}\r\n",
-        status,
-        reason(status)
-    );
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status, reason(status));
     h.write(raw, out);
+    let body_len = if bodiless(status) { 0 } else { body_len };
     if body_len > 0 && !h.has_named(raw, b"content-type") {
         out.extend_from_slice(b"Content-Type: text/plain\r\n");
     }
-    let _ = write!(out, "Content-Length: {body_len}\r\n");
+    if status != 204 {
+        let _ = write!(out, "Content-Length: {body_len}\r\n");
+    }
     match connection {
         Connection::Default => {}
         Connection::Close => out.extend_from_slice(b"Connection: close\r\n"),
@@ -79,7 +90,6 @@ pub fn write_head(
 }
 
 /// `write_head`, then the whole body (a HEAD request gets the head only).
-#[allow(clippy::too_many_arguments)]
 pub fn write(
     status: u16,
     h: &Headers,
@@ -87,11 +97,10 @@ pub fn write(
     body: &[u8],
     head_only: bool,
     connection: Connection,
-    date: &str,
     out: &mut Vec<u8>,
 ) {
-    write_head(status, h, raw, body.len(), connection, date, out);
-    if !head_only {
+    write_head(status, h, raw, body.len(), connection, out);
+    if !head_only && !bodiless(status) {
         out.extend_from_slice(body);
     }
 }

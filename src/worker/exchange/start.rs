@@ -229,6 +229,7 @@ impl Exchange {
         };
         let mut fields = std::mem::take(&mut w.headers);
         fields.fill_pairs(&a.headers);
+        local::own_fields(&mut fields, &w.clock.http_date);
         if let Some(h) = &cfg.server[self.server].request_id {
             fields.append_copy(h.header.as_bytes(), self.request_id.as_str().as_bytes());
         }
@@ -241,16 +242,16 @@ impl Exchange {
             {
                 // A response filter refused the answer: its own goes out instead, as is.
                 fields.fill_pairs(&b.headers);
+                local::own_fields(&mut fields, &w.clock.http_date);
                 (status, body) = (b.status, b.body);
             }
         }
         self.status = status;
-        let date = &w.clock.http_date;
-        local::write_head(status, &fields, b"", body.len(), connection, date, out);
+        local::write_head(status, &fields, b"", body.len(), connection, out);
         self.record
             .capture_response(&cfg.log_formats.captures.response, out);
         w.headers = fields;
-        self.body = if self.req.method == "HEAD" || body.is_empty() {
+        self.body = if self.req.method == "HEAD" || body.is_empty() || local::bodiless(status) {
             Source::None
         } else {
             Source::Bytes { data: body, pos: 0 }

@@ -244,8 +244,15 @@ impl Driver {
     }
 
     /// Gives back everything: connection (closed), buffer and pipe. For an exchange that
-    /// ends or is cut, before it is recycled.
+    /// ends or is cut, before it is recycled. A pipe of a splice cut short is closed, not
+    /// kept for the next one: what a worker keeps at rest is what finished splices left.
     pub fn close(&mut self, w: &mut Ctx) {
+        if matches!(self.phase, Phase::Splicing { .. }) {
+            // Dropped with the phase (its pipe closed), the connection leaves the table.
+            if let Phase::Splicing { conn, .. } = std::mem::take(&mut self.phase) {
+                w.upconns.try_remove(conn.conn);
+            }
+        }
         self.drop_conn(Phase::Off, w);
         if let Some(b) = self.resp.take() {
             w.bufs.put(b);

@@ -344,6 +344,7 @@ impl Http1 {
         let page = local::error_page(status);
         let mut fields = std::mem::take(&mut w.headers);
         fields.fill_pairs(&local::error_headers());
+        local::own_fields(&mut fields, &w.clock.http_date);
         self.out.clear();
         self.out_pos = 0;
         local::write(
@@ -353,7 +354,6 @@ impl Http1 {
             &page,
             false,
             local::Connection::Close,
-            &w.clock.http_date,
             &mut self.out,
         );
         w.headers = fields;
