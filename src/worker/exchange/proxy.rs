@@ -239,10 +239,7 @@ impl Exchange {
         lend: &mut Lend,
         h: crate::http::response::ResponseHead,
     ) -> Next {
-        let chain = self
-            .route
-            .and_then(|r| cfg.server[self.server].route.get(r))
-            .map_or(&[][..], |r| &r.filters);
+        let chain = self.chain(cfg);
         fn raw(driver: &Driver) -> &[u8] {
             driver.resp.as_ref().map_or(&[], |b| b.held())
         }

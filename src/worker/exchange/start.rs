@@ -173,7 +173,7 @@ impl Exchange {
     }
 
     /// The route's filter chain (none without a route).
-    fn chain<'c>(&self, cfg: &'c Config) -> &'c [Filter] {
+    pub(super) fn chain<'c>(&self, cfg: &'c Config) -> &'c [Filter] {
         self.route
             .and_then(|r| cfg.server[self.server].route.get(r))
             .map_or(&[], |r| &r.filters)
