@@ -50,8 +50,6 @@ pub struct Exchange {
     pub server: usize,
     /// The route it matched (index among the server's routes).
     pub route: Option<usize>,
-    /// Index of the upstream; None for a response made here.
-    pub upstream: Option<usize>,
     /// The client connection may stay open after this exchange (so far).
     pub keep_alive: bool,
     /// Framing of the request body, advanced as its bytes are forwarded.
@@ -85,7 +83,6 @@ impl Exchange {
             req: RequestHead::default(),
             server: 0,
             route: None,
-            upstream: None,
             keep_alive: false,
             req_body: Framer::Done,
             body_read: 0,
@@ -108,10 +105,9 @@ impl Exchange {
         self.req_body = self.req.body.clone();
         self.server = server;
         self.route = None;
-        self.upstream = None;
         self.keep_alive = keep_alive;
         self.body_read = 0;
-        self.driver.reset(0);
+        self.driver.reset();
         self.body = Source::None;
         self.status = 0;
         self.bytes_sent = 0;
@@ -121,6 +117,11 @@ impl Exchange {
         self.trace = Trace::None;
         self.span_id = None;
         self.record.clear();
+    }
+
+    /// The upstream it was routed to; None for one answered here.
+    pub fn upstream(&self) -> Option<usize> {
+        self.driver.upstream
     }
 
     /// What its filters may know: the client (`client_ip`, `proto`, its certificate when
@@ -159,7 +160,7 @@ impl Exchange {
             started: self.timings.started,
             server: self.server,
             route: self.route,
-            upstream: self.upstream,
+            upstream: self.driver.upstream,
             request_id: &self.request_id,
             trace: self.trace,
             span_id: self.span_id,

@@ -48,7 +48,6 @@ macro_rules! trip {
             route,
             server,
             request_id,
-            upstream,
             req_body,
             ..
         } = $x;
@@ -57,7 +56,7 @@ macro_rules! trip {
             client: $client,
             req: Some(req),
             server: *server,
-            upstream: *upstream,
+            upstream: $up.upstream,
             peer: record.attempts.last().and_then(|a| a.addr),
             request_id: request_id.as_str(),
         };
@@ -164,7 +163,7 @@ impl Exchange {
             return;
         }
         let read_timeout = self
-            .upstream
+            .upstream()
             .and_then(|u| w.cfg.upstream.get(u))
             .map_or(Default::default(), |u| u.read_timeout);
         self.driver.request_sent(w.now, read_timeout);

@@ -113,8 +113,7 @@ impl Exchange {
         let mut fields = std::mem::take(&mut w.headers);
         let answered = match routed {
             Routed::Proxy { upstream, uri } => {
-                self.upstream = Some(upstream);
-                self.driver.upstream = upstream;
+                self.driver.upstream = Some(upstream);
                 self.driver.hash =
                     route::balance_hash(&cfg, upstream, &self.req, raw, &|| client.ip());
                 self.req

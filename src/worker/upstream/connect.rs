@@ -30,8 +30,7 @@ impl Driver {
         trip: &mut Trip,
     ) -> Result<Started, Failure> {
         let cfg = w.cfg.clone();
-        let u = self.upstream;
-        let Some(group) = cfg.upstream.get(u) else {
+        let Some((u, group)) = self.upstream.and_then(|u| Some((u, cfg.upstream.get(u)?))) else {
             return Err(Failure::new(502, "no upstream for the exchange"));
         };
         loop {

@@ -147,8 +147,8 @@ impl Failure {
 /// memory, so a keep-alive request allocates nothing).
 pub struct Driver {
     pub phase: Phase,
-    /// Index of the upstream.
-    pub upstream: usize,
+    /// Index of the upstream; None for an exchange answered here.
+    pub upstream: Option<usize>,
     /// Response bytes from the peer: the head, then body bytes framed for the client
     /// (`pending()`). Taken from the pool only while the peer has something to say.
     pub resp: Option<Buf>,
@@ -172,7 +172,7 @@ impl Default for Driver {
     fn default() -> Driver {
         Driver {
             phase: Phase::Off,
-            upstream: 0,
+            upstream: None,
             resp: None,
             head: Vec::new(),
             head_pos: 0,
@@ -187,11 +187,12 @@ impl Default for Driver {
 }
 
 impl Driver {
-    /// Readies a recycled driver for a new request to `upstream` (memory kept).
-    pub fn reset(&mut self, upstream: usize) {
+    /// Readies a recycled driver for a new request (memory kept); `upstream` is set when
+    /// the request is routed to one.
+    pub fn reset(&mut self) {
         debug_assert!(self.conn().is_none() && self.resp.is_none());
         self.phase = Phase::Off;
-        self.upstream = upstream;
+        self.upstream = None;
         self.head.clear();
         self.head_pos = 0;
         self.upload = Upload::Sending;

@@ -27,7 +27,7 @@ pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(
     let Some(rule) = trip.rule else {
         return Err("no route");
     };
-    let Some(group) = cfg.upstream.get(d.upstream) else {
+    let Some(group) = d.upstream.and_then(|u| cfg.upstream.get(u)) else {
         return Err("no upstream");
     };
     match cause {

@@ -34,7 +34,8 @@ fn scripted(h: &mut Harness, reused: bool) -> (Driver, UnixStream) {
     let conn = w.upconns.insert(OWNER);
     let slot = w.cfg.upstream[0].peers[0].slot;
     let mut d = Driver::default();
-    d.reset(0);
+    d.reset();
+    d.upstream = Some(0);
     d.tried.push(0);
     d.attempts = 1;
     d.head

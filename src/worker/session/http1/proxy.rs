@@ -276,7 +276,7 @@ impl Http1 {
         let srv = &cfg.server[x.server];
         // The upstream's timeouts (a proxied exchange always has its upstream).
         let (connect_timeout, send_timeout, read_timeout) = x
-            .upstream
+            .upstream()
             .and_then(|u| cfg.upstream.get(u))
             .map_or(Default::default(), |u| {
                 (u.connect_timeout, u.send_timeout, u.read_timeout)
