@@ -27,7 +27,7 @@ WORKER_LAYERS = [
     ["worker::access_log", "worker::export"],
     ["worker::events"],
     ["worker::transport", "worker::buffer", "worker::timer", "worker::clock", "worker::token",
-     "worker::record", "worker::route", "worker::spare"],
+     "worker::record", "worker::route", "worker::env"],
 ]
 
 

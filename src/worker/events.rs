@@ -1,5 +1,5 @@
 //! Layer 7: lifecycle events. Each exchange reports what happened to it (routed, upstream
-//! connected, response head, done with bytes and timings) through `Ctx::emit` (`sinks.rs`)
+//! connected, response head, done with bytes and timings) through `Ctx::emit` into `Sinks` (`sinks.rs`)
 //! as a view of its parts (`Facts`); the access log, metrics, span export and the trace log
 //! are sinks of these events rather than code sprinkled
 //! through the session.

@@ -16,7 +16,7 @@ impl Worker {
                 ConnState::Waiting => waiting += 1,
             }
         }
-        let b = self.ctx.shared;
+        let b = self.ctx.env.shared;
         let st = b.stats();
         st.active.store(self.sessions.len() as u64, Relaxed);
         st.reading.store(reading, Relaxed);
@@ -24,13 +24,13 @@ impl Worker {
         st.waiting.store(waiting, Relaxed);
         st.pid.store(std::process::id() as u64, Relaxed);
         // Idle pooled connections per peer: one pass over the pool, then one store per peer.
-        let cfg = &self.ctx.cfg;
+        let cfg = &self.ctx.env.cfg;
         let mut idle: Vec<Vec<u64>> = cfg
             .upstream
             .iter()
             .map(|u| vec![0; u.peers.len()])
             .collect();
-        for (_, c) in self.ctx.pool.conns.iter() {
+        for (_, c) in self.ctx.ups.pool.conns.iter() {
             if let Some(n) = idle.get_mut(c.upstream).and_then(|u| u.get_mut(c.peer)) {
                 *n += 1;
             }

@@ -2,7 +2,12 @@
 //! listeners, runs their sessions, keeps idle upstream connections, and obeys the master.
 //!
 //! Its layers, each a module that uses only the ones below it (`scripts/imports.py` prints
-//! what runs back up; all of it today goes through `Ctx`, defined here):
+//! what would run back up: nothing today). What they share is split by owner: `env.rs`
+//! (`Env`: config, registry, timers, clock, buffers, lifecycle, shared memory, scratch) is
+//! below them all; `upstream::Upstreams` (balancer, pool, connection owners, pipes) and
+//! `sinks::Sinks` belong to their layers; `exchange::Ctx` puts them together with the
+//! spare memory for the sessions and exchanges, and the event loop owns it. A driver is
+//! given only `upstream::Cx` (environment and upstreams), the sinks only the environment.
 //!
 //! 1. This file, the event loop: poll, accept, timers, the master's channel, the worker's
 //!    lifecycle (serving, draining, hurried, master gone). It dispatches by a token's
@@ -32,6 +37,7 @@
 mod access_log;
 pub mod buffer;
 mod clock;
+mod env;
 mod events;
 mod exchange;
 mod export;
@@ -51,24 +57,21 @@ mod upstream;
 
 use crate::channel::{self, Msg};
 use crate::config::{Config, LogTarget};
-use access_log::AccessLog;
-use buffer::BufPool;
-use clock::Clock;
+use env::Life;
+use exchange::Ctx;
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token};
+use mio::{Events, Interest, Poll, Token};
 use session::Session;
 use slab::Slab;
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use timer::Timers;
 use transport::Transport;
-use upstream::{Balancer, Owner, Pool};
+use upstream::Owner;
 
 /// Longest a buffered access-log line waits.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -82,156 +85,6 @@ const ACCEPT_BATCH: usize = 64;
 /// Idle keep-alive connections closed at once when `worker_connections` runs out (nginx
 /// closes 32 the same way).
 const REUSE_BATCH: usize = 32;
-
-/// Where the worker is in its life. Only forward: serving, then draining (a reload or a
-/// shutdown), possibly hurried (too many generations draining) or orphaned (the master
-/// died); each draining state has the deadline at which what is left is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Life {
-    Serving,
-    Draining {
-        by: Instant,
-    },
-    /// Idle connections were closed; what is in flight has until `by` (HURRY_GRACE).
-    Hurried {
-        by: Instant,
-    },
-    /// The master is gone: nobody will say more; finish and exit.
-    Orphaned {
-        by: Instant,
-    },
-}
-
-impl Life {
-    /// When what is left is cut; None while serving.
-    fn deadline(self) -> Option<Instant> {
-        match self {
-            Life::Serving => None,
-            Life::Draining { by } | Life::Hurried { by } | Life::Orphaned { by } => Some(by),
-        }
-    }
-}
-
-/// Everything a session may touch besides itself.
-pub struct Ctx {
-    pub cfg: Rc<Config>,
-    pub registry: Registry,
-    pub timers: Timers,
-    pub bufs: BufPool,
-    pub balancer: Balancer,
-    pub pool: Pool,
-    /// Who holds each upstream connection (indexed by the connection's token slot).
-    pub upconns: Slab<Owner>,
-    /// The worker's lifecycle (`draining()` is what the layers below ask).
-    pub life: Life,
-    pub now: Instant,
-    /// `now` on the system-wide monotonic clock in ms, as shared memory stores times.
-    pub now_ms: u64,
-    /// This worker's counter block in the node's shared memory (and through it, peer
-    /// health).
-    pub shared: crate::shm::Block,
-    /// The server a request on listener i belongs to before its Host is known (computed
-    /// once here, not per event).
-    pub default_server: Vec<usize>,
-    /// Sessions that ran out of budget in `drive` and must run again soon.
-    pub again: Vec<(usize, u64)>,
-    /// Sessions as they went idle (slot, id, requests served then), oldest first. An entry
-    /// is stale unless the session still has that id and count and is idle.
-    pub idle: VecDeque<(usize, u64, u64)>,
-    next_id: u64,
-    /// Exchanges finished.
-    pub requests: u64,
-    /// Allocations counted when the warm-up ended (`alloc-count` feature).
-    #[cfg(feature = "alloc-count")]
-    pub alloc_mark: u64,
-    access: AccessLog,
-    pub clock: Clock,
-    /// The header list codecs edit, reused by every request (no allocation per head).
-    pub headers: crate::http::headers::Headers,
-    /// Recycled exchanges and output buffers.
-    pub spare: exchange::Spare,
-    /// Makes `$request_id`s.
-    pub ids: crate::http::request_id::IdGen,
-    /// The span list response heads are parsed into, reused.
-    pub resp_spans: crate::http::HeaderSpans,
-    /// Pipes for splicing large bodies.
-    pub pipes: upstream::Pipes,
-    /// Sends request spans to the OTLP collector (`otlp`), if there is one.
-    pub exporter: Option<export::Exporter>,
-}
-
-impl Ctx {
-    /// A worker's context for `cfg`: its shared memory block, its access-log files (as the
-    /// master opened them), and the registry its connections join.
-    pub fn new(
-        cfg: Rc<Config>,
-        registry: Registry,
-        shared: crate::shm::Block,
-        access_logs: Vec<Option<File>>,
-    ) -> Ctx {
-        let exporter = cfg.otlp.clone().map(export::Exporter::new);
-        Ctx {
-            balancer: Balancer::new(&cfg.upstream),
-            pool: Pool::new(cfg.upstream.len()),
-            upconns: Slab::new(),
-            default_server: cfg
-                .listeners
-                .iter()
-                .map(|a| cfg.hosts.lookup(*a, None))
-                .collect(),
-            access: AccessLog::new(&cfg.access_logs, access_logs),
-            cfg,
-            registry,
-            timers: Timers::default(),
-            bufs: BufPool::default(),
-            life: Life::Serving,
-            now: Instant::now(),
-            now_ms: crate::shm::now_ms(),
-            shared,
-            again: Vec::new(),
-            idle: VecDeque::new(),
-            next_id: 0,
-            requests: 0,
-            #[cfg(feature = "alloc-count")]
-            alloc_mark: 0,
-            clock: Clock::default(),
-            headers: Default::default(),
-            spare: Default::default(),
-            ids: Default::default(),
-            resp_spans: Vec::new(),
-            pipes: Default::default(),
-            exporter,
-        }
-    }
-
-    /// No longer serving: keep-alive ends, nothing goes back to the pool.
-    pub fn draining(&self) -> bool {
-        self.life != Life::Serving
-    }
-
-    fn next_id(&mut self) -> u64 {
-        self.next_id += 1;
-        self.next_id
-    }
-
-    /// Closes an idle pooled connection.
-    fn drop_idle(&mut self, slot: usize) {
-        if let Some(c) = self.pool.remove(slot) {
-            self.upconns.try_remove(c.conn);
-        }
-    }
-
-    /// An exchange that ended: its upstream driver gives back connection, buffer and
-    /// pipe, then its memory is kept for the next request.
-    pub fn retire(&mut self, mut x: Box<exchange::Exchange>) {
-        x.release(self);
-        self.spare.put_exchange(x);
-    }
-
-    pub fn listener_server(&self, listener: usize) -> &crate::config::Server {
-        &self.cfg.server[self.default_server[listener]]
-    }
-}
 
 /// What the master hands a new worker.
 pub struct WorkerSetup {
@@ -278,7 +131,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         }
     };
     let result = worker.run();
-    worker.ctx.log_allocations();
+    worker.ctx.sinks.log_allocations();
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -310,7 +163,7 @@ impl Worker {
             Interest::READABLE,
         )?;
         let ctx = Ctx::new(Rc::new(s.cfg), registry, s.shared, s.access_logs);
-        crate::logging::set_level(&ctx.cfg.error_log.level);
+        crate::logging::set_level(&ctx.env.cfg.error_log.level);
         log::debug!("worker of generation {} started", s.generation);
         Ok(Worker {
             poll,
@@ -327,19 +180,20 @@ impl Worker {
         channel::send(self.channel.as_raw_fd(), &Msg::Ready)?;
         let mut events = Events::with_capacity(1024);
         loop {
-            self.ctx.now = Instant::now();
-            self.ctx.now_ms = crate::shm::now_ms();
-            let timeout = if !self.ctx.again.is_empty() || self.accept_pending() {
+            self.ctx.env.now = Instant::now();
+            self.ctx.env.now_ms = crate::shm::now_ms();
+            let timeout = if !self.ctx.env.again.is_empty() || self.accept_pending() {
                 Some(Duration::ZERO)
             } else {
-                let next = [self.ctx.timers.next(), self.ctx.life.deadline()]
+                let next = [self.ctx.env.timers.next(), self.ctx.env.life.deadline()]
                     .into_iter()
                     .flatten()
                     .min();
-                let next = next
-                    .map(|t| t.saturating_duration_since(self.ctx.now) + Duration::from_millis(1));
-                let exporting = self.ctx.exporter.as_ref().is_some_and(|e| e.busy());
-                if self.ctx.access.has_pending() || exporting {
+                let next = next.map(|t| {
+                    t.saturating_duration_since(self.ctx.env.now) + Duration::from_millis(1)
+                });
+                let exporting = self.ctx.sinks.exporter.as_ref().is_some_and(|e| e.busy());
+                if self.ctx.sinks.access.has_pending() || exporting {
                     // Buffered access-log lines and spans go out within a second even when
                     // idle (and a collector that stays silent is given up on in time).
                     Some(next.map_or(FLUSH_EVERY, |n| n.min(FLUSH_EVERY)))
@@ -352,13 +206,13 @@ impl Worker {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
-            self.ctx.now = Instant::now();
-            self.ctx.now_ms = crate::shm::now_ms();
-            if self.ctx.clock.tick() {
-                self.ctx.access.flush();
+            self.ctx.env.now = Instant::now();
+            self.ctx.env.now_ms = crate::shm::now_ms();
+            if self.ctx.env.clock.tick() {
+                self.ctx.sinks.access.flush();
                 self.publish_gauges();
-                if let Some(e) = &mut self.ctx.exporter {
-                    e.flush(&self.ctx.registry, self.ctx.now);
+                if let Some(e) = &mut self.ctx.sinks.exporter {
+                    e.flush(&self.ctx.env.registry, self.ctx.env.now);
                 }
             }
             for ev in events.iter() {
@@ -378,7 +232,7 @@ impl Worker {
                     self.on_conn_event(t.0, readable, writable, hup);
                 }
             }
-            for (slot, id) in std::mem::take(&mut self.ctx.again) {
+            for (slot, id) in std::mem::take(&mut self.ctx.env.again) {
                 if self.sessions.get(slot).is_some_and(|s| s.id == id) {
                     self.drive(slot);
                 }
@@ -393,15 +247,21 @@ impl Worker {
             }
             self.expire_timers();
             self.compact();
-            if self.ctx.draining() {
+            if self.ctx.env.draining() {
                 if self.sessions.is_empty() {
                     log::debug!("worker drained");
                     return Ok(());
                 }
-                if self.ctx.life.deadline().is_some_and(|d| d <= self.ctx.now) {
+                if self
+                    .ctx
+                    .env
+                    .life
+                    .deadline()
+                    .is_some_and(|d| d <= self.ctx.env.now)
+                {
                     log::warn!(
                         "{}: closing {} connections",
-                        if matches!(self.ctx.life, Life::Hurried { .. }) {
+                        if matches!(self.ctx.env.life, Life::Hurried { .. }) {
                             "told to finish (max_draining_generations)"
                         } else {
                             "shutdown timeout"
@@ -423,7 +283,7 @@ impl Worker {
                     self.drive(slot);
                 }
             }
-            Kind::Upstream => match self.ctx.upconns.get(slot) {
+            Kind::Upstream => match self.ctx.ups.upconns.get(slot) {
                 Some(&Owner::Exchange { session, stream }) => {
                     if let Some(s) = self.sessions.get_mut(session) {
                         s.upstream_event(stream, readable, writable, hup);
@@ -432,18 +292,18 @@ impl Worker {
                 }
                 Some(&Owner::Idle(idle)) if readable => {
                     // An idle upstream connection spoke or closed: it cannot be reused.
-                    if let Some(c) = self.ctx.pool.conns.get_mut(idle) {
+                    if let Some(c) = self.ctx.ups.pool.conns.get_mut(idle) {
                         if c.stream.idle_and_open() {
                             return;
                         }
                     }
-                    self.ctx.drop_idle(idle);
+                    self.ctx.ups.drop_idle(idle);
                 }
                 _ => {}
             },
             Kind::Exporter => {
-                if let Some(e) = &mut self.ctx.exporter {
-                    e.on_event(&self.ctx.registry, readable, writable, hup);
+                if let Some(e) = &mut self.ctx.sinks.exporter {
+                    e.on_event(&self.ctx.env.registry, readable, writable, hup);
                 }
             }
             // Idle pooled connections are registered under their `Upstream` token.
@@ -471,13 +331,15 @@ impl Worker {
     /// A listener still has connections queued and there is room to take them.
     fn accept_pending(&self) -> bool {
         self.listeners.iter().any(|l| l.queued)
-            && self.sessions.len() + self.ctx.upconns.len() < self.ctx.cfg.worker_connections
+            && self.sessions.len() + self.ctx.ups.upconns.len()
+                < self.ctx.env.cfg.worker_connections
     }
 
     fn accept(&mut self, k: usize) {
         let i = self.listeners[k].addr;
         for _ in 0..ACCEPT_BATCH {
-            if self.sessions.len() + self.ctx.upconns.len() >= self.ctx.cfg.worker_connections
+            if self.sessions.len() + self.ctx.ups.upconns.len()
+                >= self.ctx.env.cfg.worker_connections
                 && !self.reclaim()
             {
                 return;
@@ -492,18 +354,18 @@ impl Worker {
                         None => Transport::accepted(stream),
                         Some(site) => Transport::accepted_tls(stream, site),
                     };
-                    let id = self.ctx.next_id();
-                    let accepted = &self.ctx.shared.stats().accepted;
+                    let id = self.ctx.env.next_id();
+                    let accepted = &self.ctx.env.shared.stats().accepted;
                     accepted.store(accepted.load(Relaxed) + 1, Relaxed);
                     let entry = self.sessions.vacant_entry();
                     let slot = entry.key();
                     let token = Token(key(slot, Kind::Client));
-                    if stream.register(&self.ctx.registry, token).is_err() {
+                    if stream.register(&self.ctx.env.registry, token).is_err() {
                         continue;
                     }
                     let mut s = Session::new(id, slot, stream, addr, i);
-                    let srv = self.ctx.listener_server(i);
-                    let head_by = self.ctx.now
+                    let srv = self.ctx.env.listener_server(i);
+                    let head_by = self.ctx.env.now
                         + match (&self.listeners[k].tls, &srv.tls) {
                             (Some(_), Some(t)) => t.handshake_timeout,
                             _ => srv.client_header_timeout,
@@ -540,16 +402,16 @@ impl Worker {
     /// At `worker_connections`, makes room for new clients: idle upstream connections go
     /// first, then the oldest idle keep-alive clients. Returns whether anything was freed.
     fn reclaim(&mut self) -> bool {
-        if self.ctx.draining() {
+        if self.ctx.env.draining() {
             return false;
         }
         let mut freed = 0;
-        for c in self.ctx.pool.drain_all() {
-            self.ctx.upconns.try_remove(c.conn);
+        for c in self.ctx.ups.pool.drain_all() {
+            self.ctx.ups.upconns.try_remove(c.conn);
             freed += 1;
         }
         while freed < REUSE_BATCH {
-            let Some((slot, id, served)) = self.ctx.idle.pop_front() else {
+            let Some((slot, id, served)) = self.ctx.env.idle.pop_front() else {
                 break;
             };
             let live = self
@@ -564,13 +426,13 @@ impl Worker {
         if freed > 0
             && self
                 .reuse_logged
-                .is_none_or(|t| self.ctx.now >= t + Duration::from_secs(1))
+                .is_none_or(|t| self.ctx.env.now >= t + Duration::from_secs(1))
         {
             log::warn!(
                 "{} worker_connections are not enough, reusing connections",
-                self.ctx.cfg.worker_connections
+                self.ctx.env.cfg.worker_connections
             );
-            self.reuse_logged = Some(self.ctx.now);
+            self.reuse_logged = Some(self.ctx.env.now);
         }
         freed > 0
     }
@@ -578,25 +440,28 @@ impl Worker {
     /// Drops stale entries from the timer heap and the idle queue once they outnumber the
     /// live connections, so neither grows with the connections served.
     fn compact(&mut self) {
-        let live = self.sessions.len() + self.ctx.pool.len();
-        if self.ctx.timers.len() > 2 * live + 1024 {
-            let before = self.ctx.timers.len();
-            let (sessions, pool) = (&self.sessions, &self.ctx.pool);
-            self.ctx.timers.retain(|at, key, id| match Kind::of(key) {
-                Kind::Client => sessions
-                    .get(slot_of(key))
-                    .is_some_and(|s| s.id == id && s.deadline_armed_at(at)),
-                Kind::Idle => pool.conns.get(slot_of(key)).is_some_and(|c| c.id == id),
-                Kind::Upstream | Kind::Exporter => false,
-            });
+        let live = self.sessions.len() + self.ctx.ups.pool.len();
+        if self.ctx.env.timers.len() > 2 * live + 1024 {
+            let before = self.ctx.env.timers.len();
+            let (sessions, pool) = (&self.sessions, &self.ctx.ups.pool);
+            self.ctx
+                .env
+                .timers
+                .retain(|at, key, id| match Kind::of(key) {
+                    Kind::Client => sessions
+                        .get(slot_of(key))
+                        .is_some_and(|s| s.id == id && s.deadline_armed_at(at)),
+                    Kind::Idle => pool.conns.get(slot_of(key)).is_some_and(|c| c.id == id),
+                    Kind::Upstream | Kind::Exporter => false,
+                });
             log::debug!(
                 "timer heap compacted from {before} to {} entries",
-                self.ctx.timers.len()
+                self.ctx.env.timers.len()
             );
         }
-        if self.ctx.idle.len() > 2 * self.sessions.len() + 1024 {
+        if self.ctx.env.idle.len() > 2 * self.sessions.len() + 1024 {
             let sessions = &self.sessions;
-            self.ctx.idle.retain(|&(slot, id, served)| {
+            self.ctx.env.idle.retain(|&(slot, id, served)| {
                 sessions
                     .get(slot)
                     .is_some_and(|s| s.id == id && s.served() == served)
@@ -605,8 +470,8 @@ impl Worker {
     }
 
     fn expire_timers(&mut self) {
-        let now = self.ctx.now;
-        while let Some((at, key, id)) = self.ctx.timers.pop_due(now) {
+        let now = self.ctx.env.now;
+        while let Some((at, key, id)) = self.ctx.env.timers.pop_due(now) {
             let slot = slot_of(key);
             match Kind::of(key) {
                 Kind::Client => {
@@ -616,7 +481,9 @@ impl Worker {
                     if s.id != id {
                         continue;
                     }
-                    let fired = s.deadline().fire(at, now, &mut self.ctx.timers, key, id);
+                    let fired = s
+                        .deadline()
+                        .fire(at, now, &mut self.ctx.env.timers, key, id);
                     if fired && !s.on_timeout(&mut self.ctx) {
                         self.close(slot);
                     }
@@ -624,12 +491,13 @@ impl Worker {
                 Kind::Idle
                     if self
                         .ctx
+                        .ups
                         .pool
                         .conns
                         .get(slot)
                         .is_some_and(|c| c.id == id && c.expires <= now) =>
                 {
-                    self.ctx.drop_idle(slot);
+                    self.ctx.ups.drop_idle(slot);
                 }
                 _ => {}
             }
@@ -673,17 +541,18 @@ impl Worker {
 
     /// The master died (its end of the channel closed): finish what is in flight, then exit.
     fn lose_master(&mut self) {
-        if matches!(self.ctx.life, Life::Orphaned { .. }) {
+        if matches!(self.ctx.env.life, Life::Orphaned { .. }) {
             return;
         }
         log::warn!("master process is gone; draining and exiting");
         let _ = self
             .ctx
+            .env
             .registry
             .deregister(&mut SourceFd(&self.channel.as_raw_fd()));
         self.start_drain();
-        if let Some(by) = self.ctx.life.deadline() {
-            self.ctx.life = Life::Orphaned { by };
+        if let Some(by) = self.ctx.env.life.deadline() {
+            self.ctx.env.life = Life::Orphaned { by };
         }
     }
 
@@ -691,11 +560,11 @@ impl Worker {
     /// so nothing queued is lost), answer in-flight requests with `Connection: close`, give
     /// idle keep-alive connections a short grace, and exit when empty or at the deadline.
     fn start_drain(&mut self) {
-        if self.ctx.draining() {
+        if self.ctx.env.draining() {
             return;
         }
-        self.ctx.life = Life::Draining {
-            by: self.ctx.now + self.ctx.cfg.shutdown_timeout,
+        self.ctx.env.life = Life::Draining {
+            by: self.ctx.env.now + self.ctx.env.cfg.shutdown_timeout,
         };
         crate::proctitle::set("proxyd: worker process is shutting down");
         for l in self.listeners.iter_mut() {
@@ -703,11 +572,11 @@ impl Worker {
             if let Some(mut l) = l.sock.take() {
                 // Deregister explicitly: other processes hold the same socket, so closing our
                 // descriptor alone would leave it in this epoll set.
-                let _ = self.ctx.registry.deregister(&mut l);
+                let _ = self.ctx.env.registry.deregister(&mut l);
             }
         }
-        for c in self.ctx.pool.drain_all() {
-            self.ctx.upconns.try_remove(c.conn);
+        for c in self.ctx.ups.pool.drain_all() {
+            self.ctx.ups.upconns.try_remove(c.conn);
         }
         let slots: Vec<usize> = self.sessions.iter().map(|(k, _)| k).collect();
         for slot in slots {
@@ -729,9 +598,9 @@ impl Worker {
         for &slot in &idle {
             self.close(slot);
         }
-        let grace = self.ctx.now + HURRY_GRACE;
-        let by = self.ctx.life.deadline().map_or(grace, |d| d.min(grace));
-        self.ctx.life = Life::Hurried { by };
+        let grace = self.ctx.env.now + HURRY_GRACE;
+        let by = self.ctx.env.life.deadline().map_or(grace, |d| d.min(grace));
+        self.ctx.env.life = Life::Hurried { by };
         log::warn!(
             "told to finish (max_draining_generations): closed {} idle connections, {} in flight get {}s",
             idle.len(),
@@ -742,14 +611,15 @@ impl Worker {
 
     fn reopen(&mut self, fds: Vec<OwnedFd>) {
         let mut fds = fds.into_iter();
-        if matches!(self.ctx.cfg.error_log.path, LogTarget::File(_)) {
+        if matches!(self.ctx.env.cfg.error_log.path, LogTarget::File(_)) {
             if let Some(f) = fds.next() {
                 let _ = crate::logging::redirect_stderr(&f);
             }
         }
         self.ctx
+            .sinks
             .access
-            .reopen(&self.ctx.cfg.access_logs, fds.map(File::from));
+            .reopen(&self.ctx.env.cfg.access_logs, fds.map(File::from));
         crate::notice!("reopened log files");
     }
 }

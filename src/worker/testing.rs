@@ -2,8 +2,8 @@
 //! (its shared memory region made here), and a transport whose far end the test holds (a
 //! socketpair in this process: no listener, no network, no proxyd process).
 
+use super::exchange::Ctx;
 use super::transport::Transport;
-use super::Ctx;
 use crate::config::Config;
 use crate::shm::{Directory, Region};
 use std::os::fd::{FromRawFd, IntoRawFd};

@@ -38,6 +38,7 @@ impl Timers {
             .retain(|Reverse((at, key, id))| keep(*at, *key, *id));
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }

@@ -6,7 +6,7 @@
 pub enum Kind {
     /// A client connection (slot in `sessions`).
     Client = 0,
-    /// An upstream connection (slot in `Ctx::upconns`).
+    /// An upstream connection (slot in `Upstreams::upconns`).
     Upstream = 1,
     /// An idle pooled upstream connection's timer (slot in the pool).
     Idle = 2,

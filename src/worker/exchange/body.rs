@@ -4,10 +4,10 @@
 //! writer has one shape. A transform (compression, a cache tee) will sit between a source
 //! and the writer here.
 
+use super::Ctx;
 use super::Exchange;
 use crate::worker::buffer::Buf;
 use crate::worker::upstream::{Splice, UpConn};
-use crate::worker::Ctx;
 use std::sync::Arc;
 
 /// A response body's source.
@@ -111,13 +111,13 @@ impl Exchange {
     /// Gives back what the exchange holds outside itself: its upstream connection (closed),
     /// buffer and pipe. For an exchange that is answered here instead, ends, or is cut.
     pub fn release(&mut self, w: &mut Ctx) {
-        self.driver.close(w);
+        self.driver.close(&mut w.up());
         self.body = Source::None;
     }
 
     /// After a 101: the upstream connection and what it sent past the head, for a tunnel.
     pub fn take_tunnel(&mut self, w: &mut Ctx) -> Option<(UpConn, Option<Buf>)> {
-        self.driver.take_switched(w)
+        self.driver.take_switched(&mut w.up())
     }
 }
 

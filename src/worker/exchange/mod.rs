@@ -10,11 +10,13 @@
 //! pipe (`Driver::splice`).
 
 mod body;
+mod ctx;
 mod proxy;
 mod spare;
 mod start;
 
 pub use body::{Source, UpstreamWait};
+pub use ctx::Ctx;
 pub use proxy::{Lend, Next};
 pub use spare::Spare;
 pub use start::{Arrival, Begin};
@@ -23,7 +25,6 @@ use super::events::Facts;
 use super::filters::{ClientCert, Cx};
 use super::record::Record;
 use super::upstream::Driver;
-use super::Ctx;
 use crate::config::Config;
 use crate::http::body::Framer;
 use crate::http::request::RequestHead;
@@ -136,9 +137,9 @@ impl Exchange {
         let srv = &cfg.server[self.server];
         let (client_ip, proto, client_cert) = client;
         Cx {
-            now: w.now,
-            now_ms: w.now_ms,
-            shared: Some(w.shared),
+            now: w.env.now,
+            now_ms: w.env.now_ms,
+            shared: Some(w.env.shared),
             client_ip,
             proto,
             client_cert,

@@ -2,6 +2,7 @@
 //! driver reports heads, failures and replays; this decides what the client gets (the head
 //! through the route's filters, an error page, a cut), logs, and records the tries.
 
+use super::Ctx;
 use super::Exchange;
 use crate::config::Config;
 use crate::http::request_id::RequestId;
@@ -10,9 +11,9 @@ use crate::worker::events::{Context, Event};
 use crate::worker::filters::{self, Cx, Verdict};
 use crate::worker::transport::PeerIp;
 use crate::worker::upstream::{
-    may_retry, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started, Trip, MAX_INTERIM,
+    may_retry, peer_outcome, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started, Trip,
+    MAX_INTERIM,
 };
-use crate::worker::Ctx;
 
 /// What the session lends its exchange for one step.
 pub struct Lend<'a> {
@@ -77,9 +78,9 @@ macro_rules! trip {
 impl Exchange {
     /// Starts the upstream attempt of a request routed to `upstream`.
     pub fn start_upstream(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         trip!(self, &cfg, lend.client, driver, trip);
-        let started = driver.connect(w, lend.owner, &mut trip);
+        let started = driver.connect(&mut w.up(), lend.owner, &mut trip);
         self.started(w, lend, started)
     }
 
@@ -96,7 +97,7 @@ impl Exchange {
     }
 
     fn emit_connected(&self, w: &mut Ctx, reused: bool) {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         if let Some(conn) = self.driver.conn() {
             let peer = &cfg.upstream[conn.upstream].peers[conn.peer].name;
             w.emit(Event::UpstreamConnected {
@@ -110,13 +111,13 @@ impl Exchange {
     /// The attempt failed for good (retries were considered): log it, record it, and tell
     /// the session to answer (or, when the head already went out, to flush and cut).
     fn give_up(&mut self, w: &mut Ctx, lend: &Lend, f: Failure) -> Next {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         log::error!(
             "{} while proxying{}",
             f.why,
             Context::of(&cfg, lend.client, self.facts())
         );
-        self.record.end_attempt(f.status, w.now);
+        self.record.end_attempt(f.status, w.env.now);
         if matches!(self.driver.phase, Phase::Truncated) {
             Next::Go(true)
         } else {
@@ -127,24 +128,24 @@ impl Exchange {
     /// The connection and handshake: a backoff that is over connects, a connect that
     /// completed lets the request go. Before the request is sent each step.
     pub fn step_connect(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
-        let cfg = w.cfg.clone();
-        if self.driver.backoff_over(w.now) {
+        let cfg = w.env.cfg.clone();
+        if self.driver.backoff_over(w.env.now) {
             trip!(self, &cfg, lend.client, driver, trip);
-            let r = driver.connect(w, lend.owner, &mut trip);
+            let r = driver.connect(&mut w.up(), lend.owner, &mut trip);
             return self.started(w, lend, r);
         }
         if !matches!(self.driver.phase, Phase::Connecting { .. }) {
             return Next::Go(false);
         }
         trip!(self, &cfg, lend.client, driver, trip);
-        match driver.poll_connect(w, &mut trip) {
+        match driver.poll_connect(&mut w.up(), &mut trip) {
             Ok(true) => {
                 self.emit_connected(w, false);
                 Next::Go(true)
             }
             Ok(false) => Next::Go(false),
             Err(why) => {
-                let r = driver.connect_failed(w, lend.owner, &mut trip, &why, false);
+                let r = driver.connect_failed(&mut w.up(), lend.owner, &mut trip, &why, false);
                 self.started(w, lend, r)
             }
         }
@@ -164,24 +165,24 @@ impl Exchange {
         }
         let read_timeout = self
             .upstream()
-            .and_then(|u| w.cfg.upstream.get(u))
+            .and_then(|u| w.env.cfg.upstream.get(u))
             .map_or(Default::default(), |u| u.read_timeout);
-        self.driver.request_sent(w.now, read_timeout);
+        self.driver.request_sent(w.env.now, read_timeout);
     }
 
     /// Reads the response as far as it can: heads go through the route's filters into
     /// `lend.out`, body bytes wait in the driver for the session to write.
     pub fn step_response(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         let mut progress = false;
         loop {
             let backlog = lend.out.len() > lend.out_pos;
             let read = {
                 trip!(self, &cfg, lend.client, driver, trip);
                 if driver.splice().is_some() {
-                    driver.splice_in(w, lend.owner, &mut trip)
+                    driver.splice_in(&mut w.up(), lend.owner, &mut trip)
                 } else {
-                    driver.read(w, lend.owner, &mut trip, backlog, lend.plain)
+                    driver.read(&mut w.up(), lend.owner, &mut trip, backlog, lend.plain)
                 }
             };
             match read {
@@ -196,7 +197,7 @@ impl Exchange {
                 Read::Replay => {
                     progress = true;
                     trip!(self, &cfg, lend.client, driver, trip);
-                    let r = driver.connect(w, lend.owner, &mut trip);
+                    let r = driver.connect(&mut w.up(), lend.owner, &mut trip);
                     match self.started(w, lend, r) {
                         Next::Go(_) => {}
                         other => return other,
@@ -204,7 +205,7 @@ impl Exchange {
                 }
                 Read::HandshakeFailed(why) => {
                     trip!(self, &cfg, lend.client, driver, trip);
-                    let r = driver.connect_failed(w, lend.owner, &mut trip, &why, false);
+                    let r = driver.connect_failed(&mut w.up(), lend.owner, &mut trip, &why, false);
                     return match self.started(w, lend, r) {
                         Next::Go(_) => Next::Go(true),
                         other => other,
@@ -243,15 +244,15 @@ impl Exchange {
             driver.resp.as_ref().map_or(&[], |b| b.held())
         }
         let rid = self.request_id;
-        let mut fields = std::mem::take(&mut w.headers);
+        let mut fields = std::mem::take(&mut w.env.scratch.headers);
         if h.is_interim() {
             let too_many = self
                 .driver
                 .head_wait()
                 .is_some_and(|h| h.interim >= MAX_INTERIM);
             if too_many {
-                w.headers = fields;
-                self.driver.skip_head(w, h);
+                w.env.scratch.headers = fields;
+                self.driver.skip_head(&mut w.up(), h);
                 return self.fail(
                     w,
                     cfg,
@@ -270,8 +271,8 @@ impl Exchange {
                     h.write_interim(raw(&self.driver), &fields, lend.out);
                 }
             }
-            w.headers = fields;
-            self.driver.interim_passed(w, h);
+            w.env.scratch.headers = fields;
+            self.driver.interim_passed(&mut w.up(), h);
             return Next::Go(true);
         }
         if h.status == 101 {
@@ -288,28 +289,28 @@ impl Exchange {
             } else {
                 None
             };
-            w.headers = fields;
+            w.env.scratch.headers = fields;
             if let Some(why) = why {
-                self.driver.skip_head(w, h);
+                self.driver.skip_head(&mut w.up(), h);
                 return self.fail(w, cfg, lend, 502, why);
             }
             self.status = 101;
-            self.record.got_head(101, w.now);
-            self.driver.switched(w, h);
+            self.record.got_head(101, w.env.now);
+            self.driver.switched(&mut w.up(), h);
             return Next::Switch;
         }
         if matches!(h.status, 502..=504) {
             let retry = {
                 trip!(self, cfg, lend.client, driver, trip);
-                may_retry(w, driver, &trip, Cause::Status(h.status)).is_ok()
+                may_retry(&mut w.up(), driver, &trip, Cause::Status(h.status)).is_ok()
             };
             if retry {
-                w.headers = fields;
+                w.env.scratch.headers = fields;
                 return self.retry_status(w, cfg, lend, h);
             }
         }
         // Unread request body bytes would be taken for the next request.
-        let keep = self.keep_alive && !w.draining() && self.req_body.is_done();
+        let keep = self.keep_alive && !w.env.draining() && self.req_body.is_done();
         h.fields(&mut fields);
         // The request id replaces any the upstream sent, before the filters (so
         // `response_headers` may still remove it).
@@ -320,8 +321,8 @@ impl Exchange {
         let cx = self.response_cx(w, cfg, lend, &rid);
         let verdict = filters::on_response(chain, raw(&self.driver), &mut fields, &cx);
         if let Verdict::Answer(a) = verdict {
-            w.headers = fields;
-            self.driver.skip_head(w, h);
+            w.env.scratch.headers = fields;
+            self.driver.skip_head(&mut w.up(), h);
             return self.fail(
                 w,
                 cfg,
@@ -332,7 +333,7 @@ impl Exchange {
         }
         let head_start = lend.out.len();
         let framing = h.write_client(raw(&self.driver), self.req.minor, keep, &fields, lend.out);
-        w.headers = fields;
+        w.env.scratch.headers = fields;
         self.status = h.status;
         if let Some(conn) = self.driver.conn() {
             let outcome = if h.status >= 500 {
@@ -340,13 +341,14 @@ impl Exchange {
             } else {
                 Outcome::Success
             };
-            w.peer_outcome(conn.upstream, conn.peer, outcome);
+            peer_outcome(&w.env, conn.upstream, conn.peer, outcome);
         }
         self.close_after = framing.close;
-        self.record.got_head(h.status, w.now);
+        self.record.got_head(h.status, w.env.now);
         self.record
             .capture_response(&cfg.log_formats.captures.response, &lend.out[head_start..]);
-        self.driver.body_starts(w, h, framing.decode_chunked);
+        self.driver
+            .body_starts(&mut w.up(), h, framing.decode_chunked);
         self.body = super::Source::Upstream;
         w.emit(Event::ResponseHead { x: self.facts() });
         Next::Go(true)
@@ -362,7 +364,7 @@ impl Exchange {
         h: crate::http::response::ResponseHead,
     ) -> Next {
         let status = h.status;
-        self.driver.skip_head(w, h);
+        self.driver.skip_head(&mut w.up(), h);
         if let Some(conn) = self.driver.conn() {
             let (u, peer) = (conn.upstream, conn.peer);
             log::warn!(
@@ -371,12 +373,12 @@ impl Exchange {
                 cfg.upstream[u].peers[peer].label(None),
                 Context::of(cfg, lend.client, self.facts())
             );
-            w.peer_outcome(u, peer, Outcome::Status5xx);
+            peer_outcome(&w.env, u, peer, Outcome::Status5xx);
         }
-        self.record.got_head(status, w.now);
-        self.record.end_attempt(status, w.now);
+        self.record.got_head(status, w.env.now);
+        self.record.end_attempt(status, w.env.now);
         trip!(self, cfg, lend.client, driver, trip);
-        let r = driver.retry(w, lend.owner, &mut trip, Cause::Status(status));
+        let r = driver.retry(&mut w.up(), lend.owner, &mut trip, Cause::Status(status));
         self.started(w, lend, r)
     }
 
@@ -384,7 +386,7 @@ impl Exchange {
     fn fail(&mut self, w: &mut Ctx, cfg: &Config, lend: &mut Lend, status: u16, why: &str) -> Next {
         let failure = {
             trip!(self, cfg, lend.client, driver, trip);
-            driver.fail(w, lend.owner, &mut trip, status, why)
+            driver.fail(&mut w.up(), lend.owner, &mut trip, status, why)
         };
         match failure {
             None => Next::Go(true),
@@ -396,20 +398,20 @@ impl Exchange {
     /// long fails over to the next peer; a head that did not come is retried when the route
     /// says so; anything else is a 504 (or, after the head, a cut).
     pub fn upstream_timeout(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         if matches!(self.driver.phase, Phase::Backoff { .. } | Phase::Off) {
             return Next::Go(true);
         }
         if self.driver.establishing() {
             trip!(self, &cfg, lend.client, driver, trip);
-            let r = driver.connect_failed(w, lend.owner, &mut trip, "timed out", true);
+            let r = driver.connect_failed(&mut w.up(), lend.owner, &mut trip, "timed out", true);
             return self.started(w, lend, r);
         }
         let why = "upstream timed out";
         if !self.driver.head_sent() && !self.driver.response_seen() {
             let retrying = {
                 trip!(self, &cfg, lend.client, driver, trip);
-                driver.retry_after(w, lend.owner, &mut trip, Cause::Timeout, why)
+                driver.retry_after(&mut w.up(), lend.owner, &mut trip, Cause::Timeout, why)
             };
             if retrying {
                 return Next::Go(true);
@@ -421,7 +423,7 @@ impl Exchange {
     /// The response is complete: the try ends and the connection goes back to the pool
     /// when it may carry another request (`request_done`: all of this one went out).
     pub fn finish_upstream(&mut self, w: &mut Ctx, request_done: bool) {
-        self.record.end_attempt(0, w.now);
-        self.driver.finish(w, request_done);
+        self.record.end_attempt(0, w.env.now);
+        self.driver.finish(&mut w.up(), request_done);
     }
 }

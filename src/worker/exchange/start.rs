@@ -4,6 +4,7 @@
 //! or a refusal directly). Every answer made here goes out through `answer`, with the
 //! route's response filters over it when the route made it.
 
+use super::Ctx;
 use super::{Exchange, Source};
 use crate::config::{Config, Filter};
 use crate::http::local;
@@ -14,7 +15,6 @@ use crate::worker::filters::{self, Answer, ClientCert, Cx, Verdict};
 use crate::worker::route::{self, Routed};
 use crate::worker::transport::PeerIp;
 use crate::worker::transport::TlsInfo;
-use crate::worker::Ctx;
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
@@ -44,16 +44,22 @@ impl Exchange {
     /// Routes the request parsed into `self.req` and decides what answers it; an answer
     /// made here is written to `out` at once.
     pub fn begin(&mut self, w: &mut Ctx, at: &Arrival, raw: &[u8], out: &mut Vec<u8>) -> Begin {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         let server = cfg.hosts.lookup(at.listener, self.req.host_name());
         let srv = &cfg.server[server];
         let keep_alive = self.req.keep_alive
-            && !w.draining()
+            && !w.env.draining()
             && (srv.keepalive_requests == 0 || at.served < srv.keepalive_requests);
         let client = at.client;
-        let (found, routed) =
-            route::route(&cfg, server, &self.req, raw, &|| client.ip(), w.requests);
-        self.start(server, keep_alive, w.now);
+        let (found, routed) = route::route(
+            &cfg,
+            server,
+            &self.req,
+            raw,
+            &|| client.ip(),
+            w.sinks.requests,
+        );
+        self.start(server, keep_alive, w.env.now);
         self.route = found;
         self.request_id = srv
             .request_id
@@ -66,8 +72,8 @@ impl Exchange {
                 v.next().is_none().then_some(id).flatten()
             })
             .and_then(RequestId::incoming)
-            .unwrap_or_else(|| w.ids.generate());
-        let ids = &mut w.ids;
+            .unwrap_or_else(|| w.env.ids.generate());
+        let ids = &mut w.env.ids;
         self.trace = Trace::decide(
             srv.traceparent,
             self.req.header_values(raw, "traceparent"),
@@ -77,7 +83,7 @@ impl Exchange {
         if cfg.otlp.is_some() {
             self.span_id = match self.trace {
                 Trace::Started(t) => Some(t.span_id),
-                Trace::Continued(_) => Some((w.ids.random() | 1).to_be_bytes()),
+                Trace::Continued(_) => Some((w.env.ids.random() | 1).to_be_bytes()),
                 Trace::None | Trace::Dropped => None,
             };
         }
@@ -110,7 +116,7 @@ impl Exchange {
             client_ip: at.client,
         });
         let chain = self.chain(&cfg);
-        let mut fields = std::mem::take(&mut w.headers);
+        let mut fields = std::mem::take(&mut w.env.scratch.headers);
         let answered = match routed {
             Routed::Proxy { upstream, uri } => {
                 self.driver.upstream = Some(upstream);
@@ -151,17 +157,17 @@ impl Exchange {
                 body: local::error_page(status).into(),
             }),
             Routed::Refused(status) => {
-                w.headers = fields;
+                w.env.scratch.headers = fields;
                 self.write_error(w, at, out, status, close);
                 return Begin::Answered;
             }
             Routed::NotFound => {
-                w.headers = fields;
+                w.env.scratch.headers = fields;
                 self.write_error(w, at, out, 404, close);
                 return Begin::Answered;
             }
         };
-        w.headers = fields;
+        w.env.scratch.headers = fields;
         match answered {
             None => Begin::Proxy,
             Some(a) => {
@@ -218,7 +224,7 @@ impl Exchange {
         close: bool,
         filtered: bool,
     ) {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         self.close_after = close;
         out.clear();
         let connection = match (close, self.req.minor) {
@@ -226,9 +232,9 @@ impl Exchange {
             (false, 0) => local::Connection::KeepAlive,
             (false, _) => local::Connection::Default,
         };
-        let mut fields = std::mem::take(&mut w.headers);
+        let mut fields = std::mem::take(&mut w.env.scratch.headers);
         fields.fill_pairs(&a.headers);
-        local::own_fields(&mut fields, &w.clock.http_date);
+        local::own_fields(&mut fields, &w.env.clock.http_date);
         if let Some(h) = &cfg.server[self.server].request_id {
             fields.append_copy(h.header.as_bytes(), self.request_id.as_str().as_bytes());
         }
@@ -241,7 +247,7 @@ impl Exchange {
             {
                 // A response filter refused the answer: its own goes out instead, as is.
                 fields.fill_pairs(&b.headers);
-                local::own_fields(&mut fields, &w.clock.http_date);
+                local::own_fields(&mut fields, &w.env.clock.http_date);
                 (status, body) = (b.status, b.body);
             }
         }
@@ -249,7 +255,7 @@ impl Exchange {
         local::write_head(status, &fields, b"", body.len(), connection, out);
         self.record
             .capture_response(&cfg.log_formats.captures.response, out);
-        w.headers = fields;
+        w.env.scratch.headers = fields;
         self.body = if self.req.method == "HEAD" || body.is_empty() || local::bodiless(status) {
             Source::None
         } else {

@@ -6,9 +6,9 @@
 pub mod http1;
 pub mod tunnel;
 
+use super::exchange::Ctx;
 use super::timer::Deadline;
 use super::transport::Transport;
-use super::Ctx;
 use http1::Http1;
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -8,12 +8,13 @@
 use super::Drive;
 use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Done, Event};
+use crate::worker::exchange::Ctx;
 use crate::worker::exchange::Exchange;
 use crate::worker::timer::Deadline;
+use crate::worker::token::Kind;
 use crate::worker::transport::PeerIp;
 use crate::worker::transport::{would_block, Transport};
 use crate::worker::upstream::UpConn;
-use crate::worker::{Ctx, Kind};
 use std::time::Duration;
 
 /// Rounds of pumping per wakeup before yielding to other connections.
@@ -83,7 +84,7 @@ impl Tunnel {
             to_client: to_client.map(forward_all),
             c2u: Flow::Open,
             u2c: Flow::Open,
-            idle_timeout: w.cfg.server[x.server].tunnel_timeout,
+            idle_timeout: w.env.cfg.server[x.server].tunnel_timeout,
             peer_ip,
             served,
             x,
@@ -94,9 +95,13 @@ impl Tunnel {
     }
 
     fn touch(&mut self, w: &mut Ctx) {
-        let key = crate::worker::key(self.slot, Kind::Client);
-        self.deadline
-            .set(w.now + self.idle_timeout, &mut w.timers, key, self.id);
+        let key = crate::worker::token::key(self.slot, Kind::Client);
+        self.deadline.set(
+            w.env.now + self.idle_timeout,
+            &mut w.env.timers,
+            key,
+            self.id,
+        );
     }
 
     pub fn drive(&mut self, w: &mut Ctx) -> Drive {
@@ -138,7 +143,7 @@ impl Tunnel {
         }
         if self.client.ready.r && self.upstream.stream.ready.r {
             // Budget spent with both sides still readable: come back soon.
-            w.again.push((self.slot, self.id));
+            w.env.again.push((self.slot, self.id));
         }
         Drive::Keep
     }
@@ -175,9 +180,9 @@ impl Tunnel {
             .into_iter()
             .flatten()
         {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
-        w.upconns.try_remove(self.upstream.conn);
+        w.ups.upconns.try_remove(self.upstream.conn);
     }
 }
 
@@ -200,7 +205,7 @@ fn pump(
 ) -> Pump {
     let mut moved = false;
     if *flow == Flow::Open && src.ready.r {
-        let buf = slot.get_or_insert_with(|| w.bufs.get(BUF_SIZE));
+        let buf = slot.get_or_insert_with(|| w.env.bufs.get(BUF_SIZE));
         if buf.has_room() {
             match src.read_into(buf) {
                 Ok(0) => *flow = Flow::Draining,
@@ -226,7 +231,7 @@ fn pump(
             }
         }
         if buf.is_empty() {
-            w.bufs.put(slot.take().expect("buffer present"));
+            w.env.bufs.put(slot.take().expect("buffer present"));
         }
     }
     // TLS records the last writes left waiting for the socket.

@@ -4,9 +4,10 @@
 
 use super::outlier::Outcome;
 use super::retry::{may_retry, Cause};
+use super::{peer_outcome, Cx};
 use super::{Active, Driver, Failure, HeadWait, Owner, Phase, Pick, Trip, UpConn, STALE_REPLAYS};
+use crate::worker::token::{key, Kind};
 use crate::worker::transport::{Connect, Ready, Transport};
-use crate::worker::{key, Ctx, Kind};
 use mio::Token;
 
 /// How far a new attempt got at once.
@@ -25,22 +26,22 @@ impl Driver {
     /// connection's events go to `owner`.
     pub fn connect(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
     ) -> Result<Started, Failure> {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         let Some((u, group)) = self.upstream.and_then(|u| Some((u, cfg.upstream.get(u)?))) else {
             return Err(Failure::new(502, "no upstream for the exchange"));
         };
         loop {
-            let pick = w.balancer.pick(
+            let pick = w.ups.balancer.pick(
                 &cfg.upstream,
                 u,
                 &self.tried,
                 self.hash,
-                w.shared.view(),
-                w.now_ms,
+                w.env.shared.view(),
+                w.env.now_ms,
             );
             let Pick::Peer(peer) = pick else {
                 if self.tried.is_empty() {
@@ -53,13 +54,13 @@ impl Driver {
             };
             let slot = group.peers[peer].slot;
             self.tried.push(peer);
-            let Some((addr, version)) = group.peers[peer].locate(w.shared.view()) else {
+            let Some((addr, version)) = group.peers[peer].locate(w.env.shared.view()) else {
                 // A host name's address went away between the pick and now.
                 continue;
             };
-            w.shared.request(slot);
+            w.env.shared.request(slot);
             self.attempts += 1;
-            trip.record.start_attempt(peer, addr, w.now);
+            trip.record.start_attempt(peer, addr, w.env.now);
             // The request goes out from its start on the new connection (a write that failed
             // on a stale one says nothing about this one).
             self.head_pos = 0;
@@ -67,12 +68,12 @@ impl Driver {
             // After STALE_REPLAYS pooled connections in a row turned out closed, the rest
             // of the pool is likely stale too: a fresh connection settles it.
             let pooled = if self.stale_replays < STALE_REPLAYS {
-                w.pool.take(u, peer, version)
+                w.ups.pool.take(u, peer, version)
             } else {
                 None
             };
             if let Some(mut idle) = pooled {
-                w.upconns[idle.conn] = owner;
+                w.ups.upconns[idle.conn] = owner;
                 // Registered long ago: nothing announces that it is writable, and it is.
                 idle.stream.ready = Ready {
                     r: false,
@@ -87,7 +88,7 @@ impl Driver {
                     version,
                     reused: true,
                     requests: idle.requests,
-                    _active: Active::new(w.shared, slot),
+                    _active: Active::new(w.env.shared, slot),
                 };
                 self.phase = Phase::Sending {
                     conn,
@@ -105,8 +106,8 @@ impl Driver {
             };
             match made {
                 Ok(mut s) => {
-                    let conn = w.upconns.insert(owner);
-                    if s.register(&w.registry, Token(key(conn, Kind::Upstream)))
+                    let conn = w.ups.upconns.insert(owner);
+                    if s.register(&w.env.registry, Token(key(conn, Kind::Upstream)))
                         .is_ok()
                     {
                         let conn = UpConn {
@@ -117,12 +118,12 @@ impl Driver {
                             version,
                             reused: false,
                             requests: 0,
-                            _active: Active::new(w.shared, slot),
+                            _active: Active::new(w.env.shared, slot),
                         };
                         self.phase = Phase::Connecting { conn };
                         return Ok(Started::Connecting);
                     }
-                    w.upconns.remove(conn);
+                    w.ups.upconns.remove(conn);
                 }
                 Err(e) => {
                     log::error!(
@@ -131,8 +132,8 @@ impl Driver {
                         group.name,
                         trip.log
                     );
-                    trip.record.end_attempt(502, w.now);
-                    w.peer_outcome(u, peer, Outcome::ConnectFailed);
+                    trip.record.end_attempt(502, w.env.now);
+                    peer_outcome(w.env, u, peer, Outcome::ConnectFailed);
                 }
             }
             if self.tried.len() >= group.peers.len() {
@@ -142,14 +143,14 @@ impl Driver {
     }
 
     /// Notes the try's connection time (the access log's `$upstream_connect_time`).
-    fn note_connected(&mut self, w: &mut Ctx, trip: &mut Trip) {
+    fn note_connected(&mut self, w: &mut Cx, trip: &mut Trip) {
         if let Some(a) = trip.record.current() {
-            a.connected = Some(w.now);
+            a.connected = Some(w.env.now);
         }
         if let Some(conn) = self.conn() {
             log::trace!(
                 "upstream \"{}\" peer {} connected (reused: {})",
-                w.cfg.upstream[conn.upstream].name,
+                w.env.cfg.upstream[conn.upstream].name,
                 conn.peer,
                 conn.reused
             );
@@ -158,7 +159,7 @@ impl Driver {
 
     /// A connect under way: Ok(true) once it completed (the request may go), Ok(false)
     /// while it is still pending, Err with the reason when it failed.
-    pub fn poll_connect(&mut self, w: &mut Ctx, trip: &mut Trip) -> Result<bool, String> {
+    pub fn poll_connect(&mut self, w: &mut Cx, trip: &mut Trip) -> Result<bool, String> {
         let Phase::Connecting { conn } = &mut self.phase else {
             return Ok(false);
         };
@@ -185,29 +186,29 @@ impl Driver {
     /// next one tried when the route allows, else 502 (504 when it timed out).
     pub fn connect_failed(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
         why: &str,
         timed_out: bool,
     ) -> Result<Started, Failure> {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         if let Some(conn) = self.take_conn(Phase::Off, w) {
             let peer = &cfg.upstream[conn.upstream].peers[conn.peer];
             log::error!(
                 "connect() to {} failed: {why} (upstream \"{}\"){}",
-                peer.label(peer.address(w.shared.view())),
+                peer.label(peer.address(w.env.shared.view())),
                 cfg.upstream[conn.upstream].name,
                 trip.log
             );
-            w.peer_outcome(conn.upstream, conn.peer, Outcome::ConnectFailed);
-            w.upconns.try_remove(conn.conn);
+            peer_outcome(w.env, conn.upstream, conn.peer, Outcome::ConnectFailed);
+            w.ups.upconns.try_remove(conn.conn);
         }
         if let Some(b) = self.resp.take() {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
         let status = if timed_out { 504 } else { 502 };
-        trip.record.end_attempt(status, w.now);
+        trip.record.end_attempt(status, w.env.now);
         match may_retry(w, self, trip, Cause::Connect) {
             Ok(()) => self.retry(w, owner, trip, Cause::Connect),
             Err(why_not) => Err(Failure::new(

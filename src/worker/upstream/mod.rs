@@ -1,7 +1,7 @@
 //! Layer 6: the upstream driver. One `Driver` per exchange (one per HTTP/1 request, one per
 //! HTTP/2 stream later), in nginx's lifecycle order: balance -> pool take or connect -> send
 //! the request -> read the response head -> stream the response -> release (the one
-//! `Ctx::release` checklist). Retries (an idempotent request, or one of which no byte went
+//! `Upstreams::release` checklist). Retries (an idempotent request, or one of which no byte went
 //! out) go to another peer from here.
 //!
 //! The driver owns its connection, its response buffer, its retry state and its splice pipe.
@@ -11,8 +11,10 @@
 //! socket and never calls into the session: the exchange (`exchange/proxy.rs`) decides what
 //! each outcome means for the client.
 //!
-//! An upstream socket's token names its slot in `Ctx::upconns`, whose entry says who holds
-//! it now (`Owner`): an exchange of a session, or the idle pool.
+//! What the drivers of a worker share is `Upstreams` (balancer, idle pool, who holds each
+//! connection, spare pipes). An upstream socket's token names its slot in
+//! `Upstreams::upconns`, whose entry says who holds it now (`Owner`): an exchange of a
+//! session, or the idle pool. The driver is given `Cx`: that and the worker's `Env`.
 
 mod balancer;
 mod conn;
@@ -27,19 +29,39 @@ mod splice;
 pub use balancer::{Balancer, Pick};
 pub use conn::{Active, UpConn};
 pub use connect::Started;
-pub(crate) use outlier::Outcome;
+pub(crate) use outlier::{peer_outcome, Outcome};
 pub use pool::{IdleConn, Owner, Pool};
 pub use recv::{Read, MAX_INTERIM};
 pub use retry::{may_retry, Cause};
 pub use splice::{Pipes, Splice};
 
 use super::buffer::Buf;
+use super::env::Env;
 use super::record::Record;
+use super::token::{key, Kind};
 use super::transport::Unread;
-use super::{key, Ctx, Kind};
 use crate::http::body::Framer;
 use crate::http::request::RequestHead;
+use slab::Slab;
 use std::time::Instant;
+
+/// What the upstream drivers of a worker share.
+pub struct Upstreams {
+    pub balancer: Balancer,
+    /// Idle connections kept for reuse.
+    pub pool: Pool,
+    /// Who holds each upstream connection (indexed by the connection's token slot).
+    pub upconns: Slab<Owner>,
+    /// Pipes for splicing large bodies.
+    pub pipes: Pipes,
+}
+
+/// What a driver works with besides itself: the worker's environment and the upstreams it
+/// shares with the other drivers.
+pub struct Cx<'a> {
+    pub env: &'a mut Env,
+    pub ups: &'a mut Upstreams,
+}
 
 /// Stale pooled connections a request may meet in a row before it connects afresh.
 const STALE_REPLAYS: usize = 8;
@@ -222,7 +244,7 @@ impl Driver {
 
     /// Moves to `next`, handing back the connection the phase held (and closing the
     /// splice pipe it may have held: a pipe with bytes in it cannot be reused).
-    pub fn take_conn(&mut self, next: Phase, w: &mut Ctx) -> Option<UpConn> {
+    pub fn take_conn(&mut self, next: Phase, w: &mut Cx) -> Option<UpConn> {
         match std::mem::replace(&mut self.phase, next) {
             Phase::Connecting { conn }
             | Phase::Sending { conn, .. }
@@ -230,7 +252,7 @@ impl Driver {
             | Phase::Body { conn, .. }
             | Phase::Switched { conn } => Some(conn),
             Phase::Splicing { conn, splice, .. } => {
-                w.pipes.put(splice);
+                w.ups.pipes.put(splice);
                 Some(conn)
             }
             Phase::Off | Phase::Backoff { .. } | Phase::Truncated => None,
@@ -238,25 +260,25 @@ impl Driver {
     }
 
     /// Closes the connection (never back to the pool) and moves to `next`.
-    pub fn drop_conn(&mut self, next: Phase, w: &mut Ctx) {
+    pub fn drop_conn(&mut self, next: Phase, w: &mut Cx) {
         if let Some(conn) = self.take_conn(next, w) {
-            w.upconns.try_remove(conn.conn);
+            w.ups.upconns.try_remove(conn.conn);
         }
     }
 
     /// Gives back everything: connection (closed), buffer and pipe. For an exchange that
     /// ends or is cut, before it is recycled. A pipe of a splice cut short is closed, not
     /// kept for the next one: what a worker keeps at rest is what finished splices left.
-    pub fn close(&mut self, w: &mut Ctx) {
+    pub fn close(&mut self, w: &mut Cx) {
         if matches!(self.phase, Phase::Splicing { .. }) {
             // Dropped with the phase (its pipe closed), the connection leaves the table.
             if let Phase::Splicing { conn, .. } = std::mem::take(&mut self.phase) {
-                w.upconns.try_remove(conn.conn);
+                w.ups.upconns.try_remove(conn.conn);
             }
         }
         self.drop_conn(Phase::Off, w);
         if let Some(b) = self.resp.take() {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
     }
 
@@ -334,7 +356,7 @@ impl Driver {
     }
 
     /// After a 101: the connection and what the peer sent past the head, for a tunnel.
-    pub fn take_switched(&mut self, w: &mut Ctx) -> Option<(UpConn, Option<Buf>)> {
+    pub fn take_switched(&mut self, w: &mut Cx) -> Option<(UpConn, Option<Buf>)> {
         if !matches!(self.phase, Phase::Switched { .. }) {
             return None;
         }
@@ -360,10 +382,10 @@ impl Driver {
     }
 
     /// An empty response buffer goes back to the pool while the peer is quiet.
-    fn drop_empty_resp(&mut self, w: &mut Ctx) {
+    fn drop_empty_resp(&mut self, w: &mut Cx) {
         if self.resp.as_ref().is_some_and(|b| b.is_empty()) {
             if let Some(b) = self.resp.take() {
-                w.bufs.put(b);
+                w.env.bufs.put(b);
             }
         }
     }
@@ -380,7 +402,7 @@ impl Driver {
 
     /// The response is complete: the connection goes back to the pool if it may carry
     /// another request (`request_done`: the request went out whole), else it is closed.
-    pub fn finish(&mut self, w: &mut Ctx, request_done: bool) {
+    pub fn finish(&mut self, w: &mut Cx, request_done: bool) {
         let reusable = match &self.phase {
             Phase::Body { body, .. } => body.reusable,
             Phase::Splicing { reusable, .. } => *reusable,
@@ -388,42 +410,58 @@ impl Driver {
         };
         let clean_buffer = self.resp.as_ref().is_none_or(|b| b.is_empty());
         if let Some(b) = self.resp.take() {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
         let upload_ok = self.upload == Upload::Sending;
         if let Some(mut conn) = self.take_conn(Phase::Off, w) {
             let reusable = reusable
                 && request_done
                 && upload_ok
-                && !w.draining()
+                && !w.env.draining()
                 && clean_buffer
                 && nothing_unread(&mut conn);
-            w.release(conn, reusable);
+            w.ups.release(w.env, conn, reusable);
         }
     }
 }
 
-impl Ctx {
+impl Upstreams {
+    pub fn new(groups: &[crate::config::Upstream]) -> Upstreams {
+        Upstreams {
+            balancer: Balancer::new(groups),
+            pool: Pool::new(groups.len()),
+            upconns: Slab::new(),
+            pipes: Pipes::default(),
+        }
+    }
+
+    /// Closes an idle pooled connection.
+    pub fn drop_idle(&mut self, slot: usize) {
+        if let Some(c) = self.pool.remove(slot) {
+            self.upconns.try_remove(c.conn);
+        }
+    }
+
     /// The one way an upstream connection goes back to the pool (nginx
     /// `ngx_http_upstream_free_keepalive_peer`): only a clean, reusable connection under the
     /// pool and request limits, in a worker that is not draining.
     /// `conn` has just carried one more request; `reusable` is the driver's verdict on it.
-    pub(crate) fn release(&mut self, conn: UpConn, reusable: bool) {
-        let group = &self.cfg.upstream[conn.upstream];
+    pub(crate) fn release(&mut self, env: &mut Env, conn: UpConn, reusable: bool) {
+        let group = &env.cfg.upstream[conn.upstream];
         let requests = conn.requests + 1;
         // A peer given by host name that moved: its old address is on its way out.
-        let moved = group.peers[conn.peer].address_version(self.shared.view()) != conn.version;
+        let moved = group.peers[conn.peer].address_version(env.shared.view()) != conn.version;
         if !reusable
             || moved
-            || self.draining()
+            || env.draining()
             || group.keepalive == 0
             || requests >= group.keepalive_requests
         {
             self.upconns.try_remove(conn.conn);
             return;
         }
-        let (expires, max_idle) = (self.now + group.keepalive_timeout, group.keepalive);
-        let id = self.next_id();
+        let (expires, max_idle) = (env.now + group.keepalive_timeout, group.keepalive);
+        let id = env.next_id();
         let slot = conn.conn;
         let idle = IdleConn {
             stream: conn.stream,
@@ -440,7 +478,7 @@ impl Ctx {
             self.upconns.try_remove(old.conn);
         }
         self.upconns[slot] = Owner::Idle(idle_slot);
-        self.timers.add(expires, key(idle_slot, Kind::Idle), id);
+        env.timers.add(expires, key(idle_slot, Kind::Idle), id);
     }
 }
 

@@ -86,10 +86,6 @@ impl Pool {
         self.conns.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
     pub fn drain_all(&mut self) -> Vec<IdleConn> {
         for q in &mut self.lru {
             q.clear();

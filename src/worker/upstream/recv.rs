@@ -1,12 +1,12 @@
 //! The response half: heads (interim, 101, final) handed to the exchange one at a time,
 //! then body bytes framed in the buffer for the session to write, or moved to a pipe.
 
+use super::Cx;
 use super::{BodyState, Driver, Failure, HeadWait, Owner, Phase, Trip};
 use crate::http::body::Framer;
 use crate::http::response::{self, ResponseHead};
 use crate::worker::buffer::BUF_SIZE;
 use crate::worker::transport::would_block;
-use crate::worker::Ctx;
 
 /// Interim (1xx) responses passed on per request before the upstream is deemed broken.
 pub const MAX_INTERIM: u32 = 16;
@@ -34,7 +34,7 @@ impl Driver {
     /// client socket could take a splice.
     pub fn read(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
         backlog: bool,
@@ -51,9 +51,9 @@ impl Driver {
             if self.resp.is_none() && !conn.stream.ready.r {
                 return Read::Quiet(progress);
             }
-            let buf = self.resp.get_or_insert_with(|| w.bufs.get(BUF_SIZE));
+            let buf = self.resp.get_or_insert_with(|| w.env.bufs.get(BUF_SIZE));
             if awaiting && !buf.is_empty() && !backlog {
-                let spans = std::mem::take(&mut w.resp_spans);
+                let spans = std::mem::take(&mut w.env.scratch.resp_spans);
                 match response::parse_reusing(buf.held(), trip.req.method == "HEAD", spans) {
                     Ok(Some(h)) => return Read::Head(h),
                     Ok(None) if buf.is_full() => {
@@ -139,7 +139,7 @@ impl Driver {
     /// `fail`, as what reading came to.
     pub(super) fn failed(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
         status: u16,
@@ -154,7 +154,7 @@ impl Driver {
     /// The peer closed its side. A request that died on a reused connection before any
     /// answer is replayed (the keep-alive race), a close-delimited body ends, else it
     /// failed.
-    fn eof(&mut self, w: &mut Ctx, owner: Owner, trip: &mut Trip) -> Read {
+    fn eof(&mut self, w: &mut Cx, owner: Owner, trip: &mut Trip) -> Read {
         let why = "upstream prematurely closed connection";
         if let Phase::Body { body, .. } = &mut self.phase {
             if body.framer == Framer::UntilClose {
@@ -181,7 +181,7 @@ impl Driver {
             self.stale_replays += 1;
             self.drop_conn(Phase::Off, w);
             if let Some(b) = self.resp.take() {
-                w.bufs.put(b);
+                w.env.bufs.put(b);
             }
             return Read::Replay;
         }
@@ -190,7 +190,7 @@ impl Driver {
 
     /// Counts an interim head just passed on (or dropped for an HTTP/1.0 client) and skips
     /// it. Returns false when the peer has sent too many.
-    pub fn interim_passed(&mut self, w: &mut Ctx, h: ResponseHead) -> bool {
+    pub fn interim_passed(&mut self, w: &mut Cx, h: ResponseHead) -> bool {
         let mut ok = true;
         if let Phase::Sending { head, .. } | Phase::AwaitingHead { head, .. } = &mut self.phase {
             head.interim += 1;
@@ -202,7 +202,7 @@ impl Driver {
 
     /// The final head went to the client: the body streams (HTTP/1.0 clients get chunked
     /// framing stripped: `decode`).
-    pub fn body_starts(&mut self, w: &mut Ctx, h: ResponseHead, decode: bool) {
+    pub fn body_starts(&mut self, w: &mut Cx, h: ResponseHead, decode: bool) {
         let body = BodyState {
             framer: h.body.clone(),
             decode,
@@ -216,7 +216,7 @@ impl Driver {
 
     /// The peer switched protocols: the connection waits for the tunnel. What follows the
     /// 101 head is already tunnel data and stays in the buffer.
-    pub fn switched(&mut self, w: &mut Ctx, h: ResponseHead) {
+    pub fn switched(&mut self, w: &mut Cx, h: ResponseHead) {
         if let Some(conn) = self.take_conn(Phase::Off, w) {
             self.phase = Phase::Switched { conn };
         }
@@ -225,11 +225,11 @@ impl Driver {
 
     /// A head that is answered (or retried) is gone from the buffer; its span list is
     /// kept for the next parse.
-    pub fn skip_head(&mut self, w: &mut Ctx, h: ResponseHead) {
+    pub fn skip_head(&mut self, w: &mut Cx, h: ResponseHead) {
         if let Some(b) = &mut self.resp {
             b.skip_head(h.head_len);
         }
-        w.resp_spans = h.into_spans();
+        w.env.scratch.resp_spans = h.into_spans();
     }
 
     /// What waits for the final head: interim heads seen.

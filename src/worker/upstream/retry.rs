@@ -6,8 +6,8 @@
 //! is not a connect failure waits an exponential backoff with jitter first.
 
 use super::outlier::Outcome;
+use super::{peer_outcome, Cx};
 use super::{Driver, Failure, Owner, Phase, Started, Trip, Upload};
-use crate::worker::Ctx;
 use std::time::{Duration, Instant};
 
 /// Why a failed attempt happened, for the retry rules.
@@ -22,8 +22,8 @@ pub enum Cause {
 
 /// Whether the exchange driven by `d` may go to another peer after `cause`; takes the
 /// retry from the budget when it may. The reason when it may not.
-pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(), &'static str> {
-    let cfg = w.cfg.clone();
+pub fn may_retry(w: &mut Cx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(), &'static str> {
+    let cfg = w.env.cfg.clone();
     let Some(rule) = trip.rule else {
         return Err("no route");
     };
@@ -53,9 +53,10 @@ pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(
         return Err("every peer tried");
     }
     if !w
+        .env
         .shared
         .view()
-        .take_retry(group.slot, rule.budget_percent, w.now_ms)
+        .take_retry(group.slot, rule.budget_percent, w.env.now_ms)
     {
         log::warn!(
             "retry budget of upstream \"{}\" spent: not retrying",
@@ -63,7 +64,7 @@ pub fn may_retry(w: &mut Ctx, d: &Driver, trip: &Trip, cause: Cause) -> Result<(
         );
         return Err("retry budget spent");
     }
-    w.shared.retry(group.slot);
+    w.env.shared.retry(group.slot);
     Ok(())
 }
 
@@ -72,14 +73,14 @@ impl Driver {
     /// failure, after a backoff otherwise.
     pub fn retry(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
         cause: Cause,
     ) -> Result<Started, Failure> {
         self.drop_conn(Phase::Off, w);
         if let Some(b) = self.resp.take() {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
         self.head_pos = 0;
         self.upload = Upload::Sending;
@@ -92,8 +93,8 @@ impl Driver {
         // The n-th retry waits backoff * 2^(n-1), at most max_backoff, times a random 0.5..1.
         let n = self.attempts.saturating_sub(1).min(16) as u32;
         let full = rule.backoff.saturating_mul(1 << n).min(rule.max_backoff);
-        let jitter = 0.5 + (w.balancer.random() % 1000) as f64 / 2000.0;
-        let until = w.now + Duration::from_secs_f64(full.as_secs_f64() * jitter);
+        let jitter = 0.5 + (w.ups.balancer.random() % 1000) as f64 / 2000.0;
+        let until = w.env.now + Duration::from_secs_f64(full.as_secs_f64() * jitter);
         self.phase = Phase::Backoff { until };
         Ok(Started::Backoff)
     }
@@ -102,7 +103,7 @@ impl Driver {
     /// says so (`Cause::Error`, `Cause::Timeout`). Returns whether a retry is under way.
     pub fn retry_after(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
         cause: Cause,
@@ -114,14 +115,14 @@ impl Driver {
         if self.head_sent() || may_retry(w, self, trip, cause).is_err() {
             return false;
         }
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         log::warn!(
             "{why} (upstream \"{}\" peer {}): retrying{}",
             cfg.upstream[u].name,
             cfg.upstream[u].peers[peer].label(None),
             trip.log
         );
-        w.peer_outcome(u, peer, Outcome::Failed);
+        peer_outcome(w.env, u, peer, Outcome::Failed);
         self.retry(w, owner, trip, cause).is_ok()
     }
 
@@ -131,7 +132,7 @@ impl Driver {
     /// flushed), and the failure goes back for the exchange to log and answer.
     pub fn fail(
         &mut self,
-        w: &mut Ctx,
+        w: &mut Cx,
         owner: Owner,
         trip: &mut Trip,
         status: u16,
@@ -142,14 +143,14 @@ impl Driver {
         }
         if let Some(conn) = self.conn() {
             let (u, peer) = (conn.upstream, conn.peer);
-            w.peer_outcome(u, peer, Outcome::Failed);
+            peer_outcome(w.env, u, peer, Outcome::Failed);
         }
         if self.head_sent() {
             self.drop_conn(Phase::Truncated, w);
         } else {
             self.drop_conn(Phase::Off, w);
             if let Some(b) = self.resp.take() {
-                w.bufs.put(b);
+                w.env.bufs.put(b);
             }
         }
         Some(Failure::new(status, why))

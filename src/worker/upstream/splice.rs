@@ -8,9 +8,9 @@
 //! body size. EAGAIN from a splice into the pipe can mean an empty socket or a full pipe; it
 //! is taken as "socket drained" only when the pipe is empty.
 
+use super::Cx;
 use super::{Driver, Owner, Phase, Read, Trip};
 use crate::http::body::Framer;
-use crate::worker::Ctx;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -90,7 +90,7 @@ impl Pipes {
 impl Driver {
     /// After the buffered body bytes were framed: switches a long Content-Length body to
     /// splicing (the buffer holds none of what follows). Returns whether it did.
-    pub(super) fn start_splice(&mut self, w: &mut Ctx) -> bool {
+    pub(super) fn start_splice(&mut self, w: &mut Cx) -> bool {
         let left = match &self.phase {
             Phase::Body { body, .. } if !body.decode => match body.framer {
                 Framer::Length(n) if n >= SPLICE_MIN => n,
@@ -98,7 +98,7 @@ impl Driver {
             },
             _ => return false,
         };
-        let Some(pipe) = w.pipes.get() else {
+        let Some(pipe) = w.ups.pipes.get() else {
             return false;
         };
         let Phase::Body { conn, body } = std::mem::take(&mut self.phase) else {
@@ -127,7 +127,7 @@ impl Driver {
 
     /// Moves body bytes from the peer into the pipe while it has room. A peer that closed
     /// before the body was complete fails the attempt once the pipe is drained.
-    pub fn splice_in(&mut self, w: &mut Ctx, owner: Owner, trip: &mut Trip) -> Read {
+    pub fn splice_in(&mut self, w: &mut Cx, owner: Owner, trip: &mut Trip) -> Read {
         // The buffer held the head and the first body bytes; once the client took them, a
         // spliced body needs it no more.
         self.drop_empty_resp(w);

@@ -31,8 +31,8 @@ const OWNER: Owner = Owner::Exchange {
 fn scripted(h: &mut Harness, reused: bool) -> (Driver, UnixStream) {
     let (stream, peer) = pair();
     let w = &mut h.ctx;
-    let conn = w.upconns.insert(OWNER);
-    let slot = w.cfg.upstream[0].peers[0].slot;
+    let conn = w.ups.upconns.insert(OWNER);
+    let slot = w.env.cfg.upstream[0].peers[0].slot;
     let mut d = Driver::default();
     d.reset();
     d.upstream = Some(0);
@@ -49,7 +49,7 @@ fn scripted(h: &mut Harness, reused: bool) -> (Driver, UnixStream) {
             version: 0,
             reused,
             requests: 0,
-            _active: Active::new(w.shared, slot),
+            _active: Active::new(w.env.shared, slot),
         },
         head: HeadWait::default(),
     };
@@ -68,9 +68,9 @@ fn with_trip<T>(
     h: &mut Harness,
     req: &RequestHead,
     retries: bool,
-    f: impl FnOnce(&mut Ctx, &mut Trip) -> T,
+    f: impl FnOnce(&mut Cx, &mut Trip) -> T,
 ) -> T {
-    let cfg = h.ctx.cfg.clone();
+    let cfg = h.ctx.env.cfg.clone();
     let mut record = Record::default();
     let mut trip = Trip {
         req,
@@ -79,7 +79,7 @@ fn with_trip<T>(
         body_done: true,
         log: &"",
     };
-    f(&mut h.ctx, &mut trip)
+    f(&mut h.ctx.up(), &mut trip)
 }
 
 fn read(h: &mut Harness, d: &mut Driver, req: &RequestHead, retries: bool) -> Read {
@@ -97,7 +97,7 @@ fn sends_the_head_then_gives_back_the_head_and_the_body() {
     assert!(d.send(None));
     assert!(d.head_written());
     assert_eq!(drain(&mut peer), b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
-    d.request_sent(h.ctx.now, Duration::from_secs(1));
+    d.request_sent(h.ctx.env.now, Duration::from_secs(1));
     assert!(d.head_deadline().is_some(), "the head's deadline runs");
     peer.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhel")
         .unwrap();
@@ -106,7 +106,7 @@ fn sends_the_head_then_gives_back_the_head_and_the_body() {
     };
     assert_eq!(head.status, 200);
     assert_eq!(head.body, Framer::Length(5));
-    d.body_starts(&mut h.ctx, head, false);
+    d.body_starts(&mut h.ctx.up(), head, false);
     assert!(d.head_sent());
     assert!(matches!(
         read(&mut h, &mut d, &req, true),
@@ -123,9 +123,9 @@ fn sends_the_head_then_gives_back_the_head_and_the_body() {
     assert_eq!(d.body_pending(), b"lo");
     d.body_consumed(2);
     assert!(d.response_done());
-    d.finish(&mut h.ctx, true);
+    d.finish(&mut h.ctx.up(), true);
     assert_eq!(
-        h.ctx.pool.len(),
+        h.ctx.ups.pool.len(),
         1,
         "a clean connection goes back to the pool"
     );
@@ -146,12 +146,12 @@ fn interim_heads_are_counted_and_a_chunked_body_is_decoded_for_http10() {
         panic!("the interim head");
     };
     assert!(interim.is_interim());
-    assert!(d.interim_passed(&mut h.ctx, interim));
+    assert!(d.interim_passed(&mut h.ctx.up(), interim));
     assert_eq!(d.head_wait().map(|w| w.interim), Some(1));
     let Read::Head(head) = read(&mut h, &mut d, &req, true) else {
         panic!("the final head");
     };
-    d.body_starts(&mut h.ctx, head, true);
+    d.body_starts(&mut h.ctx.up(), head, true);
     assert!(matches!(
         read(&mut h, &mut d, &req, true),
         Read::Quiet(true)
@@ -180,10 +180,10 @@ fn a_502_head_the_route_retries_waits_a_backoff_for_another_peer() {
     });
     assert_eq!(started.unwrap(), Started::Backoff);
     let until = d.backoff_until().expect("a backoff");
-    assert!(until > h.ctx.now && until <= h.ctx.now + Duration::from_millis(10));
+    assert!(until > h.ctx.env.now && until <= h.ctx.env.now + Duration::from_millis(10));
     assert!(d.conn().is_none() && d.resp.is_none());
     assert_eq!((d.tried.as_slice(), d.attempts), (&[0][..], 1));
-    assert!(!d.backoff_over(h.ctx.now));
+    assert!(!d.backoff_over(h.ctx.env.now));
     assert!(d.backoff_over(until));
 }
 
@@ -249,7 +249,7 @@ fn an_invalid_head_fails_and_a_body_cut_short_truncates() {
     let Read::Head(head) = read(&mut h, &mut d, &req, false) else {
         panic!("a head");
     };
-    d.body_starts(&mut h.ctx, head, false);
+    d.body_starts(&mut h.ctx.up(), head, false);
     drop(peer);
     let Read::Failed(f) = read(&mut h, &mut d, &req, false) else {
         panic!("a failure");
@@ -267,7 +267,7 @@ fn an_invalid_head_fails_and_a_body_cut_short_truncates() {
 fn a_request_body_goes_out_behind_the_head_in_one_write() {
     let mut h = harness(CONFIG);
     let (mut d, mut peer) = scripted(&mut h, false);
-    let mut body = h.ctx.bufs.get(crate::worker::buffer::BUF_SIZE);
+    let mut body = h.ctx.env.bufs.get(crate::worker::buffer::BUF_SIZE);
     let mut src: &[u8] = b"hello";
     body.read_from(&mut src).unwrap();
     body.pass(5);

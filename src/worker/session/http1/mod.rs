@@ -19,11 +19,12 @@ use crate::config::Config;
 use crate::http::{local, request};
 use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Context, Done, Event};
+use crate::worker::exchange::Ctx;
 use crate::worker::exchange::{Arrival, Begin, Exchange};
 use crate::worker::timer::Deadline;
+use crate::worker::token::Kind;
 use crate::worker::transport::PeerIp;
 use crate::worker::transport::{would_block, Transport};
-use crate::worker::{Ctx, Kind};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -188,7 +189,8 @@ impl Http1 {
                     let shook = shaking && !self.client.handshaking() && self.served == 0;
                     if shook {
                         let srv = self.client.tls_info().map_or(0, |t| t.server);
-                        self.head_by = Some(w.now + w.cfg.server[srv].client_header_timeout);
+                        self.head_by =
+                            Some(w.env.now + w.env.cfg.server[srv].client_header_timeout);
                     }
                     if moved || shook || before != self.phase {
                         self.arm_timer(w);
@@ -199,19 +201,19 @@ impl Http1 {
         }
         // Out of budget: come back after other connections had their turn.
         self.arm_timer(w);
-        w.again.push((self.slot, self.id));
+        w.env.again.push((self.slot, self.id));
         Drive::Keep
     }
 
     pub(crate) fn arm_timer(&mut self, w: &mut Ctx) {
-        let cfg = w.cfg.clone();
-        let now = w.now;
+        let cfg = w.env.cfg.clone();
+        let now = w.env.now;
         let at = match self.phase {
             Phase::Head => {
-                let srv = w.listener_server(self.listener);
+                let srv = w.env.listener_server(self.listener);
                 if !self.is_idle() {
                     *self.head_by.get_or_insert(now + srv.client_header_timeout)
-                } else if w.draining() {
+                } else if w.env.draining() {
                     now + DRAIN_IDLE.min(srv.keepalive_timeout)
                 } else {
                     now + srv.keepalive_timeout
@@ -231,8 +233,8 @@ impl Http1 {
     }
 
     fn set_deadline(&mut self, w: &mut Ctx, at: Instant) {
-        let key = crate::worker::key(self.slot, Kind::Client);
-        self.deadline.set(at, &mut w.timers, key, self.id);
+        let key = crate::worker::token::key(self.slot, Kind::Client);
+        self.deadline.set(at, &mut w.env.timers, key, self.id);
     }
 
     /// The session's deadline passed. Returns whether it lives on (then drive it).
@@ -264,7 +266,7 @@ impl Http1 {
     /// is dropped.
     pub fn release_all(&mut self, w: &mut Ctx) {
         if let Some(b) = self.req_buf.take() {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
         if let Some(x) = &mut self.x {
             x.release(w);
@@ -274,12 +276,12 @@ impl Http1 {
     // ---- request head -------------------------------------------------------------
 
     fn step_head(&mut self, w: &mut Ctx) -> Step {
-        let srv = w.listener_server(self.listener);
+        let srv = w.env.listener_server(self.listener);
         let limit = srv.client_header_buffer_size;
         let limits = srv.limits();
         if let Some(buf) = &self.req_buf {
             if !buf.is_empty() {
-                let mut x = w.spare.exchange(w.now);
+                let mut x = w.spare.exchange(w.env.now);
                 let parsed = request::parse_into(buf.held(), &limits, &mut x.req);
                 let full = buf.held().len() >= limit;
                 match parsed {
@@ -307,11 +309,11 @@ impl Http1 {
         let buf = match self.req_buf.take() {
             // A head that outgrew its buffer moves to a bigger one, up to the limit.
             Some(b) if !b.has_room() => {
-                let bigger = w.bufs.get(limit.min(BUF_SIZE.max(b.capacity() * 2)));
-                self.req_buf.insert(b.grow(bigger, &mut w.bufs))
+                let bigger = w.env.bufs.get(limit.min(BUF_SIZE.max(b.capacity() * 2)));
+                self.req_buf.insert(b.grow(bigger, &mut w.env.bufs))
             }
             Some(b) => self.req_buf.insert(b),
-            None => self.req_buf.insert(w.bufs.get_small()),
+            None => self.req_buf.insert(w.env.bufs.get_small()),
         };
         match self.client.read_into(buf) {
             Ok(0) if !buf.has_room() => Ok(true),
@@ -319,7 +321,7 @@ impl Http1 {
             Ok(_) => Ok(true),
             Err(e) if would_block(&e) => {
                 if buf.is_empty() {
-                    w.bufs.put(self.req_buf.take().expect("buffer present"));
+                    w.env.bufs.put(self.req_buf.take().expect("buffer present"));
                 }
                 Ok(false)
             }
@@ -336,15 +338,15 @@ impl Http1 {
     /// A request head that cannot be served: answer with `status` and close.
     fn reject(&mut self, w: &mut Ctx, status: u16) -> Step {
         if let Some(b) = self.req_buf.take() {
-            w.bufs.put(b);
+            w.env.bufs.put(b);
         }
         if let Some(x) = self.x.take() {
             w.retire(x);
         }
         let page = local::error_page(status);
-        let mut fields = std::mem::take(&mut w.headers);
+        let mut fields = std::mem::take(&mut w.env.scratch.headers);
         fields.fill_pairs(&local::error_headers());
-        local::own_fields(&mut fields, &w.clock.http_date);
+        local::own_fields(&mut fields, &w.env.clock.http_date);
         self.out.clear();
         self.out_pos = 0;
         local::write(
@@ -356,12 +358,12 @@ impl Http1 {
             local::Connection::Close,
             &mut self.out,
         );
-        w.headers = fields;
+        w.env.scratch.headers = fields;
         self.phase = Phase::Local;
         w.emit(Event::Done(Done {
             conn: self.conn(),
             x: None,
-            server: w.default_server[self.listener],
+            server: w.env.default_server[self.listener],
             status,
             bytes: page.len() as u64,
             sent: self.out.len() as u64,
@@ -372,7 +374,7 @@ impl Http1 {
     /// Answers the request in flight with an error page and switches to writing it; its
     /// upstream attempt, if any, is dropped.
     pub(crate) fn respond_error(&mut self, w: &mut Ctx, status: u16, close: bool) {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         let Some(mut x) = self.x.take() else {
             let _ = self.reject(w, status);
             return;
@@ -393,7 +395,7 @@ impl Http1 {
 
     /// Routes the request parsed into `x` and starts answering it.
     fn start_request(&mut self, mut x: Box<Exchange>, w: &mut Ctx) -> Result<(), Close> {
-        let cfg = w.cfg.clone();
+        let cfg = w.env.cfg.clone();
         self.served += 1;
         if self.out.capacity() == 0 {
             self.out = w.spare.vec();
@@ -442,10 +444,10 @@ impl Http1 {
         if keep {
             self.phase = Phase::Head;
             if self.req_buf.as_ref().is_some_and(|b| b.is_empty()) {
-                w.bufs.put(self.req_buf.take().expect("buffer present"));
+                w.env.bufs.put(self.req_buf.take().expect("buffer present"));
             }
             // Oldest idle first when connections run short (checked when popped).
-            w.idle.push_back((self.slot, self.id, self.served));
+            w.env.idle.push_back((self.slot, self.id, self.served));
             Ok(())
         } else if said_close
             && !self.client.ready.r
@@ -568,7 +570,7 @@ impl Http1 {
             return Err(Close);
         }
         self.phase = Phase::Linger;
-        self.set_deadline(w, w.now + LINGER);
+        self.set_deadline(w, w.env.now + LINGER);
         Ok(())
     }
 
@@ -594,7 +596,7 @@ impl Http1 {
     /// short grace to send one more request.
     pub fn start_drain(&mut self, w: &mut Ctx) {
         if self.is_idle() {
-            self.set_deadline(w, w.now + DRAIN_IDLE);
+            self.set_deadline(w, w.env.now + DRAIN_IDLE);
         }
     }
 }

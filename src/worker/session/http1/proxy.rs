@@ -6,10 +6,10 @@
 use super::{Close, Http1, Phase, Step};
 use crate::config::Config;
 use crate::worker::buffer::BUF_SIZE;
+use crate::worker::exchange::Ctx;
 use crate::worker::exchange::{Exchange, Lend, Next, UpstreamWait};
 use crate::worker::transport::would_block;
 use crate::worker::upstream::Owner;
-use crate::worker::Ctx;
 use std::time::Instant;
 
 /// Rounds of reading the client and writing the upstream in one `upload`.
@@ -122,7 +122,7 @@ impl Http1 {
         if !x.upstream_open() {
             return Ok(false);
         }
-        let max_body = w.cfg.server[x.server].client_max_body_size;
+        let max_body = w.env.cfg.server[x.server].client_max_body_size;
         for _ in 0..SEND_ROUNDS {
             let Some(x) = self.x.as_deref_mut() else {
                 return Err(Close);
@@ -135,14 +135,14 @@ impl Http1 {
                     progress |= x.send_upstream(None);
                     return Ok(progress);
                 }
-                None => self.req_buf.insert(w.bufs.get(BUF_SIZE)),
+                None => self.req_buf.insert(w.env.bufs.get(BUF_SIZE)),
             };
             // The small buffer a head was read into is too small to stream a body through.
             if !x.req_body.is_done() && buf.capacity() < BUF_SIZE {
                 let small = self.req_buf.take().expect("buffer present");
                 buf = self
                     .req_buf
-                    .insert(small.grow(w.bufs.get(BUF_SIZE), &mut w.bufs));
+                    .insert(small.grow(w.env.bufs.get(BUF_SIZE), &mut w.env.bufs));
             }
             let mut moved = false;
             if !x.req_body.is_done() && !buf.unparsed().is_empty() {
@@ -188,7 +188,7 @@ impl Http1 {
             // An empty buffer goes back to the pool while the client is quiet: a slow body
             // holds no memory between its bytes.
             if buf.is_empty() && (x.req_body.is_done() || !self.client.ready.r) {
-                w.bufs.put(self.req_buf.take().expect("buffer present"));
+                w.env.bufs.put(self.req_buf.take().expect("buffer present"));
             }
             if !moved {
                 return Ok(progress);
@@ -315,7 +315,7 @@ impl Http1 {
         if self.waiting_for_body() {
             log::info!(
                 "client timed out sending the request body{}",
-                self.context(&w.cfg)
+                self.context(&w.env.cfg)
             );
             if self.x.as_ref().is_some_and(|x| x.response_started()) {
                 self.abort(w);

@@ -24,7 +24,7 @@ response_headers = { add = { "X-Edited" = "b" } }
 fn session(w: &mut Ctx) -> (Http1, std::os::unix::net::UnixStream) {
     let (t, client) = pair();
     let mut s = Http1::new(1, 0, t, "127.0.0.1:5555".parse().unwrap(), 0);
-    s.start(w.now + Duration::from_secs(10), w);
+    s.start(w.env.now + Duration::from_secs(10), w);
     (s, client)
 }
 
