@@ -82,20 +82,9 @@ impl Exchange {
         }
     }
 
-    /// The upstream failed after the head went out: once what arrived is written, the
-    /// client must be cut (nothing else can tell it the body is short).
-    pub fn cut(&self) -> bool {
-        self.driver.truncated()
-    }
-
     /// Readiness for the exchange's upstream connection.
     pub fn upstream_event(&mut self, readable: bool, writable: bool, hup: bool) {
         self.driver.on_event(readable, writable, hup);
-    }
-
-    /// Request bytes may go upstream now (connected, and writing has not failed).
-    pub fn upstream_open(&self) -> bool {
-        self.driver.connected() && !self.driver.upload_failed()
     }
 
     /// The request head went upstream (body bytes may still follow).

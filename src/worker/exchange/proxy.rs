@@ -11,8 +11,8 @@ use crate::worker::events::{Context, Event};
 use crate::worker::filters::{self, Cx, Verdict};
 use crate::worker::transport::PeerIp;
 use crate::worker::upstream::{
-    may_retry, peer_outcome, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started, Trip,
-    MAX_INTERIM,
+    may_retry, peer_outcome, Advance, Cause, Driver, Failure, Outcome, Owner, Phase, Read, Started,
+    Trip, MAX_INTERIM,
 };
 
 /// What the session lends its exchange for one step.
@@ -26,6 +26,9 @@ pub struct Lend<'a> {
     pub out_pos: usize,
     /// The client socket is plain TCP (a long body may be spliced to it).
     pub plain: bool,
+    /// Request body bytes the session framed, for the upstream (the step consumes what
+    /// it sends).
+    pub body: Option<&'a mut Buf>,
 }
 
 /// What a step of a proxied exchange asks of its session.
@@ -37,6 +40,9 @@ pub enum Next {
     Respond(u16),
     /// The upstream switched protocols: flush the 101 head, then become a tunnel.
     Switch,
+    /// The upstream failed after the head went out: flush what arrived, then cut the
+    /// client.
+    Cut,
 }
 
 /// Borrows of an exchange for one driver call: the driver, and what it may read or record.
@@ -125,65 +131,45 @@ impl Exchange {
         }
     }
 
-    /// The connection and handshake: a backoff that is over connects, a connect that
-    /// completed lets the request go. Before the request is sent each step.
-    pub fn step_connect(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+    /// One round of a proxied exchange, in the driver's order: a backoff that is over
+    /// connects, a connect that completed lets the request go; the head and the framed body
+    /// bytes the session lent go out; the response is read as far as it can be (heads
+    /// through the route's filters into `lend.out`, body bytes left in the driver for the
+    /// session to write).
+    pub fn step(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+        if self.driver.truncated() {
+            return Next::Cut;
+        }
         let cfg = w.env.cfg.clone();
-        if self.driver.backoff_over(w.env.now) {
+        let advance = {
             trip!(self, &cfg, lend.client, driver, trip);
-            let r = driver.connect(&mut w.up(), lend.owner, &mut trip);
-            return self.started(w, lend, r);
-        }
-        if !matches!(self.driver.phase, Phase::Connecting { .. }) {
-            return Next::Go(false);
-        }
-        trip!(self, &cfg, lend.client, driver, trip);
-        match driver.poll_connect(&mut w.up(), &mut trip) {
-            Ok(true) => {
-                self.emit_connected(w, false);
-                Next::Go(true)
+            driver.advance(&mut w.up(), lend.owner, &mut trip, lend.body.as_deref_mut())
+        };
+        let moved = match advance {
+            Advance::Waiting(moved) => return Next::Go(moved),
+            Advance::Failed(f) => return self.give_up(w, lend, f),
+            Advance::Sent(moved) => moved,
+            Advance::Connected { reused } => {
+                self.emit_connected(w, reused);
+                true
             }
-            Ok(false) => Next::Go(false),
-            Err(why) => {
-                let r = driver.connect_failed(&mut w.up(), lend.owner, &mut trip, &why, false);
-                self.started(w, lend, r)
-            }
+        };
+        match self.step_response(w, lend) {
+            Next::Go(m) => Next::Go(moved || m),
+            other => other,
         }
-    }
-
-    /// Writes what of the request can go to the peer now: the head, then `body`'s framed
-    /// bytes.
-    pub fn send_upstream(&mut self, body: Option<&mut Buf>) -> bool {
-        self.driver.send(body)
-    }
-
-    /// Starts the response head's deadline once the whole request is out (`body_left`:
-    /// framed body bytes are still buffered).
-    pub fn note_sent(&mut self, w: &Ctx, body_left: bool) {
-        if body_left || !self.req_body.is_done() {
-            return;
-        }
-        let read_timeout = self
-            .upstream()
-            .and_then(|u| w.env.cfg.upstream.get(u))
-            .map_or(Default::default(), |u| u.read_timeout);
-        self.driver.request_sent(w.env.now, read_timeout);
     }
 
     /// Reads the response as far as it can: heads go through the route's filters into
     /// `lend.out`, body bytes wait in the driver for the session to write.
-    pub fn step_response(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
+    fn step_response(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
         let cfg = w.env.cfg.clone();
         let mut progress = false;
         loop {
             let backlog = lend.out.len() > lend.out_pos;
             let read = {
                 trip!(self, &cfg, lend.client, driver, trip);
-                if driver.splice().is_some() {
-                    driver.splice_in(&mut w.up(), lend.owner, &mut trip)
-                } else {
-                    driver.read(&mut w.up(), lend.owner, &mut trip, backlog, lend.plain)
-                }
+                driver.read(&mut w.up(), lend.owner, &mut trip, backlog, lend.plain)
             };
             match read {
                 Read::Quiet(moved) => return Next::Go(progress || moved),

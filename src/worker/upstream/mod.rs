@@ -33,6 +33,7 @@ pub(crate) use outlier::{peer_outcome, Outcome};
 pub use pool::{IdleConn, Owner, Pool};
 pub use recv::{Read, MAX_INTERIM};
 pub use retry::{may_retry, Cause};
+pub use send::Advance;
 pub use splice::{Pipes, Splice};
 
 use super::buffer::Buf;
@@ -327,10 +328,6 @@ impl Driver {
     /// The peer failed after the head went out (see `Phase::Truncated`).
     pub fn truncated(&self) -> bool {
         matches!(self.phase, Phase::Truncated)
-    }
-
-    pub fn upload_failed(&self) -> bool {
-        self.upload == Upload::Failed
     }
 
     /// When a retry's backoff ends, while it waits.

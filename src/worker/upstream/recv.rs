@@ -31,7 +31,8 @@ impl Driver {
     /// Reads what the peer sent and frames it, as far as the buffer has room. `backlog`:
     /// the client has not taken an interim head yet (the next head waits, so a flood of
     /// 1xx to a client that does not read stays within the buffers). `plain_client`: the
-    /// client socket could take a splice.
+    /// client socket could take a splice. A body being spliced moves socket to pipe
+    /// instead (`splice_in`).
     pub fn read(
         &mut self,
         w: &mut Cx,
@@ -40,6 +41,9 @@ impl Driver {
         backlog: bool,
         plain_client: bool,
     ) -> Read {
+        if self.splice().is_some() {
+            return self.splice_in(w, owner, trip);
+        }
         let mut progress = false;
         loop {
             let (conn, awaiting) = match &mut self.phase {

@@ -1,11 +1,75 @@
 //! The request half: the head the exchange wrote, then the body bytes its session framed,
 //! out to the peer in one system call when both wait.
 
-use super::{Driver, Phase, Upload};
+use super::{Cx, Driver, Failure, Owner, Phase, Started, Trip, Upload};
 use crate::worker::buffer::Buf;
 use crate::worker::transport::would_block;
 
+/// What a step of the request half came to, for the exchange.
+#[derive(Debug)]
+pub enum Advance {
+    /// No connection to send on yet (connecting, or waiting out a backoff); whether
+    /// anything moved (a connect began).
+    Waiting(bool),
+    /// Connected; whether bytes moved.
+    Sent(bool),
+    /// A connection became ready this step (the exchange reports it): taken from the pool
+    /// (`reused`) or its connect completed. What could be sent on it went.
+    Connected { reused: bool },
+    /// The attempt failed for good (retries were considered).
+    Failed(Failure),
+}
+
 impl Driver {
+    /// The request half of one round, in order: a backoff that is over connects (to the
+    /// pool first), a connect that completed or failed is seen, then the head and the
+    /// framed `body` bytes go out, and once all of the request is out the response head's
+    /// deadline starts.
+    pub fn advance(
+        &mut self,
+        w: &mut Cx,
+        owner: Owner,
+        trip: &mut Trip,
+        body: Option<&mut Buf>,
+    ) -> Advance {
+        let mut fresh = None;
+        let started = if self.backoff_over(w.env.now) {
+            Some(self.connect(w, owner, trip))
+        } else {
+            match self.poll_connect(w, trip) {
+                Ok(true) => {
+                    fresh = Some(false);
+                    None
+                }
+                Ok(false) => None,
+                Err(why) => Some(self.connect_failed(w, owner, trip, &why, false)),
+            }
+        };
+        match started {
+            Some(Ok(Started::Pooled)) => fresh = Some(true),
+            Some(Ok(Started::Connecting | Started::Backoff)) => return Advance::Waiting(true),
+            Some(Err(f)) => return Advance::Failed(f),
+            None => {}
+        }
+        if !self.connected() {
+            return Advance::Waiting(false);
+        }
+        let body_left = |b: &Option<&mut Buf>| b.as_ref().is_some_and(|b| !b.pending().is_empty());
+        let mut body = body;
+        let moved = self.send(body.as_deref_mut());
+        if trip.body_done && !body_left(&body) {
+            let read_timeout = self
+                .upstream
+                .and_then(|u| w.env.cfg.upstream.get(u))
+                .map_or(Default::default(), |u| u.read_timeout);
+            self.request_sent(w.env.now, read_timeout);
+        }
+        match fresh {
+            Some(reused) => Advance::Connected { reused },
+            None => Advance::Sent(moved),
+        }
+    }
+
     /// Writes what of the request can go now: the rest of the head, then `body`'s framed
     /// bytes (consumed as they are written). Returns whether anything moved; a write error
     /// marks the upload failed (the response may still come).

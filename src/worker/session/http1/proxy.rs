@@ -12,9 +12,6 @@ use crate::worker::transport::would_block;
 use crate::worker::upstream::Owner;
 use std::time::Instant;
 
-/// Rounds of reading the client and writing the upstream in one `upload`.
-const SEND_ROUNDS: usize = 8;
-
 impl Http1 {
     /// The exchange in flight and what the session lends it for a step.
     fn lend(&mut self) -> Option<(&mut Exchange, Lend<'_>)> {
@@ -29,6 +26,7 @@ impl Http1 {
             out: &mut self.out,
             out_pos: self.out_pos,
             plain,
+            body: self.req_buf.as_mut(),
         };
         Some((x, lend))
     }
@@ -63,12 +61,24 @@ impl Http1 {
                 self.phase = Phase::Switching;
                 true
             }
+            // Only `step` says so, and `step_proxy` handles it.
+            Next::Cut => true,
         }
     }
 
+    /// One round of a proxied exchange: what the client sent of the body is read and
+    /// framed; the exchange takes its step (connect, send, read the response, heads into
+    /// `out`); what it has for the client is written.
     pub(super) fn step_proxy(&mut self, w: &mut Ctx) -> Step {
-        let Some(x) = &self.x else { return Err(Close) };
-        if x.cut() {
+        let mut progress = self.take_body(w)?;
+        if self.phase != Phase::Proxy {
+            return Ok(true);
+        }
+        let Some((x, mut lend)) = self.lend() else {
+            return Err(Close);
+        };
+        let next = x.step(w, &mut lend);
+        if next == Next::Cut {
             // The upstream failed after the head went out: flush what arrived, then cut
             // the client (nothing else can tell it the body is short).
             let progress = self.send_client()?;
@@ -76,32 +86,11 @@ impl Http1 {
                 self.out.is_empty() && self.x.as_ref().is_none_or(|x| x.body_chunk().is_empty());
             return if flushed { Err(Close) } else { Ok(progress) };
         }
-        let Some((x, mut lend)) = self.lend() else {
-            return Err(Close);
-        };
-        let next = x.step_connect(w, &mut lend);
-        let connected = x.upstream_connected();
-        let mut progress = self.on_next(w, next);
-        if self.phase != Phase::Proxy || !connected {
-            return Ok(progress || self.phase != Phase::Proxy);
-        }
-        progress |= self.upload(w)?;
-        if self.phase != Phase::Proxy {
-            return Ok(true);
-        }
-        let body_left = self
-            .req_buf
-            .as_ref()
-            .is_some_and(|b| !b.pending().is_empty());
-        let Some((x, mut lend)) = self.lend() else {
-            return Err(Close);
-        };
-        x.note_sent(w, body_left);
-        let next = x.step_response(w, &mut lend);
         progress |= self.on_next(w, next);
         if self.phase != Phase::Proxy {
             return Ok(true);
         }
+        self.drop_empty_body_buf(w);
         progress |= self.send_client()?;
         progress |= self.splice_out()?;
         if self.response_done() {
@@ -111,91 +100,79 @@ impl Http1 {
         Ok(progress)
     }
 
-    /// Streams the request body: frames what the client sent (enforcing
-    /// `client_max_body_size`), hands it to the exchange for the upstream, reads more.
-    /// Bounded, so a fast client uploading to a fast upstream yields to the others.
-    fn upload(&mut self, w: &mut Ctx) -> Step {
-        let mut progress = false;
+    /// Reads what the client sent of the request body (one buffer ahead at most) and frames
+    /// it, enforcing `client_max_body_size`; the exchange's step sends the framed bytes.
+    /// After the body, a read finds pipelined input or EOF (an abort).
+    fn take_body(&mut self, w: &mut Ctx) -> Step {
         let Some(x) = self.x.as_deref_mut() else {
             return Err(Close);
         };
-        if !x.upstream_open() {
-            return Ok(false);
+        let mut buf = match &mut self.req_buf {
+            Some(b) => b,
+            // Nothing buffered and nothing to read: only the head may still go out.
+            None if !self.client.ready.r => return Ok(false),
+            None => self.req_buf.insert(w.env.bufs.get(BUF_SIZE)),
+        };
+        // The small buffer a head was read into is too small to stream a body through.
+        if !x.req_body.is_done() && buf.capacity() < BUF_SIZE {
+            let small = self.req_buf.take().expect("buffer present");
+            buf = self
+                .req_buf
+                .insert(small.grow(w.env.bufs.get(BUF_SIZE), &mut w.env.bufs));
+        }
+        let mut moved = false;
+        if self.client.ready.r && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
+            match self.client.read_into(buf) {
+                // The client went away (or half-closed) before its response: abort.
+                Ok(0) => return Err(Close),
+                Ok(_) => moved = true,
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Err(Close),
+            }
+        }
+        if x.req_body.is_done() || buf.unparsed().is_empty() {
+            return Ok(moved);
         }
         let max_body = w.env.cfg.server[x.server].client_max_body_size;
-        for _ in 0..SEND_ROUNDS {
-            let Some(x) = self.x.as_deref_mut() else {
-                return Err(Close);
-            };
-            let mut buf = match &mut self.req_buf {
-                Some(b) => b,
-                // Nothing buffered and nothing to read: only the head may still go out. (A
-                // readable client after the body means pipelined input or EOF, an abort.)
-                None if !self.client.ready.r => {
-                    progress |= x.send_upstream(None);
-                    return Ok(progress);
-                }
-                None => self.req_buf.insert(w.env.bufs.get(BUF_SIZE)),
-            };
-            // The small buffer a head was read into is too small to stream a body through.
-            if !x.req_body.is_done() && buf.capacity() < BUF_SIZE {
-                let small = self.req_buf.take().expect("buffer present");
-                buf = self
-                    .req_buf
-                    .insert(small.grow(w.env.bufs.get(BUF_SIZE), &mut w.env.bufs));
-            }
-            let mut moved = false;
-            if !x.req_body.is_done() && !buf.unparsed().is_empty() {
-                let a = buf.forward(&mut x.req_body);
-                if a.result.is_ok() {
-                    moved |= a.consumed > 0;
-                    x.body_read += a.payload;
-                }
-                let verdict = match a.result {
-                    Err(_) => Some(400),
-                    Ok(_) if max_body > 0 && x.body_read > max_body => Some(413),
-                    Ok(_) => None,
-                };
-                if let Some(status) = verdict {
-                    log::info!(
-                        "client {} sent {}",
-                        self.peer_ip,
-                        if status == 413 {
-                            "too large a body"
-                        } else {
-                            "an invalid chunked body"
-                        }
-                    );
-                    if x.response_started() {
-                        return Err(Close);
-                    }
-                    x.req_body = crate::http::body::Framer::Done;
-                    self.client_failed(w, status);
-                    return Ok(true);
-                }
-            }
-            moved |= x.send_upstream(Some(buf));
-            // Read from the client: body bytes, or after the body, pipelined input and EOF.
-            if self.client.ready.r && buf.has_room() && buf.unparsed().len() < buf.capacity() / 2 {
-                match self.client.read_into(buf) {
-                    // The client went away (or half-closed) before its response: abort.
-                    Ok(0) => return Err(Close),
-                    Ok(_) => moved = true,
-                    Err(e) if would_block(&e) => {}
-                    Err(_) => return Err(Close),
-                }
-            }
-            // An empty buffer goes back to the pool while the client is quiet: a slow body
-            // holds no memory between its bytes.
-            if buf.is_empty() && (x.req_body.is_done() || !self.client.ready.r) {
-                w.env.bufs.put(self.req_buf.take().expect("buffer present"));
-            }
-            if !moved {
-                return Ok(progress);
-            }
-            progress = true;
+        let a = buf.forward(&mut x.req_body);
+        if a.result.is_ok() {
+            moved |= a.consumed > 0;
+            x.body_read += a.payload;
         }
-        Ok(progress)
+        let verdict = match a.result {
+            Err(_) => Some(400),
+            Ok(_) if max_body > 0 && x.body_read > max_body => Some(413),
+            Ok(_) => None,
+        };
+        if let Some(status) = verdict {
+            log::info!(
+                "client {} sent {}",
+                self.peer_ip,
+                if status == 413 {
+                    "too large a body"
+                } else {
+                    "an invalid chunked body"
+                }
+            );
+            if x.response_started() {
+                return Err(Close);
+            }
+            x.req_body = crate::http::body::Framer::Done;
+            self.client_failed(w, status);
+            return Ok(true);
+        }
+        Ok(moved)
+    }
+
+    /// An empty body buffer goes back to the pool while the client is quiet: a slow body
+    /// holds no memory between its bytes.
+    fn drop_empty_body_buf(&mut self, w: &mut Ctx) {
+        let body_done = self.x.as_ref().is_none_or(|x| x.req_body.is_done());
+        if self.req_buf.as_ref().is_some_and(|b| b.is_empty())
+            && (body_done || !self.client.ready.r)
+        {
+            w.env.bufs.put(self.req_buf.take().expect("buffer present"));
+        }
     }
 
     /// The client sent a bad body (or none in time) while proxying: answer it and close;
