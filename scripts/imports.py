@@ -27,7 +27,7 @@ WORKER_LAYERS = [
     ["worker::access_log", "worker::export"],
     ["worker::events"],
     ["worker::transport", "worker::buffer", "worker::timer", "worker::clock", "worker::token",
-     "worker::record", "worker::route", "worker::env"],
+     "worker::record", "worker::route", "worker::env", "worker::output"],
 ]
 
 

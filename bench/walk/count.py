@@ -17,7 +17,7 @@ def walk(seqsrc):
     return seen, seq, returns
 seen,seq,returns=walk([f for f,_ in rows])
 print(f"files: {len(rows)} function entries, {len(seen)} files, {len(seq)} file visits, {returns} returns to a file already left")
-LEAF=('http/','router/','worker/env','worker/buffer','worker/timer','worker/record','worker/clock','worker/token','worker/sinks','worker/transport/peer','worker/session/peer','worker/route','worker/spare','worker/exchange/spare','worker/upstream/pool','worker/upstream/balancer','worker/upstream/conn','worker/upstream/outlier','worker/gauges','worker/access_log','worker/events','hash')
+LEAF=('http/','router/','worker/env','worker/output','worker/buffer','worker/timer','worker/record','worker/clock','worker/token','worker/sinks','worker/transport/peer','worker/session/peer','worker/route','worker/spare','worker/exchange/spare','worker/upstream/pool','worker/upstream/balancer','worker/upstream/conn','worker/upstream/outlier','worker/gauges','worker/access_log','worker/events','hash')
 def layer(f):
     f=f.replace('src/','')
     if f.startswith(LEAF): return None

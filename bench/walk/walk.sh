@@ -6,6 +6,7 @@
 # `Worker::close`.
 #
 #   bench/walk/walk.sh [BINARY]          default target/debug/proxyd (cargo build first)
+#   VERBOSE=1: print the sequence of layers; SAVE=FILE: keep the hits (file, function)
 #
 # Needs gdb and python3. Listens on 127.0.0.1 ports 18391-18392.
 set -euo pipefail
@@ -63,4 +64,5 @@ curl -s http://127.0.0.1:18392/x -o /dev/null
 sleep 3
 kill -INT "$G" 2>/dev/null || true
 sleep 1
+[ -n "${SAVE:-}" ] && cp "$HITS" "$SAVE"
 python3 "$HERE/count.py" "$HITS" ${VERBOSE:+x}

@@ -43,6 +43,7 @@ mod exchange;
 mod export;
 pub mod filters;
 mod gauges;
+mod output;
 mod record;
 mod route;
 mod session;

@@ -3,23 +3,26 @@
 //! `Driver`), its timings and what the access log records.
 //!
 //! What a session gives the exchange: a parsed request head (and the raw bytes it came
-//! from), then the request body bytes it frames; and, for each step, a `Lend` (where
-//! response heads are serialized, whether the client has taken them, whether its socket is
-//! plain). What it gets back (`Next`): carry on, answer now with an error status, or switch
-//! protocols; body bytes to write wait in the driver's buffer (`Driver::body_pending`) or
-//! pipe (`Driver::splice`).
+//! from) to `begin`; then one `step` per round of its drive, with a `Lend`: the request
+//! body bytes it framed, where response heads are serialized, whether the client has taken
+//! them, whether its socket is plain. What it gets back (`Next`): carry on, answer now with
+//! an error status, switch protocols, or cut the client. The response body it pulls with
+//! `body_out` (an `Output`: bytes, a pipe, later, done) and acknowledges with `written`;
+//! when it must wake up again it asks `deadline`, giving its own side (`ClientSide`).
 
 mod body;
 mod ctx;
 mod proxy;
 mod spare;
 mod start;
+mod wait;
 
-pub use body::{Source, UpstreamWait};
+pub use body::Source;
 pub use ctx::Ctx;
 pub use proxy::{Lend, Next};
 pub use spare::Spare;
 pub use start::{Arrival, Begin};
+pub use wait::{ClientSide, Wait};
 
 use super::events::Facts;
 use super::filters::{ClientCert, Cx};

@@ -82,14 +82,6 @@ macro_rules! trip {
 }
 
 impl Exchange {
-    /// Starts the upstream attempt of a request routed to `upstream`.
-    pub fn start_upstream(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
-        let cfg = w.env.cfg.clone();
-        trip!(self, &cfg, lend.client, driver, trip);
-        let started = driver.connect(&mut w.up(), lend.owner, &mut trip);
-        self.started(w, lend, started)
-    }
-
     /// What a (re)started attempt came to: connected, under way, or failed.
     fn started(&mut self, w: &mut Ctx, lend: &mut Lend, r: Result<Started, Failure>) -> Next {
         match r {
@@ -137,7 +129,7 @@ impl Exchange {
     /// through the route's filters into `lend.out`, body bytes left in the driver for the
     /// session to write).
     pub fn step(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
-        if self.driver.truncated() {
+        if matches!(self.driver.phase, Phase::Truncated) {
             return Next::Cut;
         }
         let cfg = w.env.cfg.clone();
@@ -335,7 +327,6 @@ impl Exchange {
             .capture_response(&cfg.log_formats.captures.response, &lend.out[head_start..]);
         self.driver
             .body_starts(&mut w.up(), h, framing.decode_chunked);
-        self.body = super::Source::Upstream;
         w.emit(Event::ResponseHead { x: self.facts() });
         Next::Go(true)
     }
@@ -385,7 +376,10 @@ impl Exchange {
     /// says so; anything else is a 504 (or, after the head, a cut).
     pub fn upstream_timeout(&mut self, w: &mut Ctx, lend: &mut Lend) -> Next {
         let cfg = w.env.cfg.clone();
-        if matches!(self.driver.phase, Phase::Backoff { .. } | Phase::Off) {
+        if matches!(
+            self.driver.phase,
+            Phase::Backoff { .. } | Phase::Off | Phase::Ready
+        ) {
             return Next::Go(true);
         }
         if self.driver.establishing() {

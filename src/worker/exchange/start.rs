@@ -34,7 +34,7 @@ pub struct Arrival<'a> {
 /// What the session does next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begin {
-    /// The head for the upstream is written: start the attempt (`start_upstream`).
+    /// The head for the upstream is written: the next `step` starts the attempt.
     Proxy,
     /// An answer is in `out`: write it, then end the exchange.
     Answered,
@@ -119,15 +119,16 @@ impl Exchange {
         let mut fields = std::mem::take(&mut w.env.scratch.headers);
         let answered = match routed {
             Routed::Proxy { upstream, uri } => {
-                self.driver.upstream = Some(upstream);
-                self.driver.hash =
-                    route::balance_hash(&cfg, upstream, &self.req, raw, &|| client.ip());
+                let hash = route::balance_hash(&cfg, upstream, &self.req, raw, &|| client.ip());
+                self.driver.prepare(upstream, hash);
                 self.req
                     .upstream_fields(&cfg.upstream[upstream].name, &mut fields);
                 let rid = self.request_id;
                 let cx = self.cx(w, &cfg, at, &rid);
                 match filters::on_request(chain, raw, &mut fields, &cx) {
                     Verdict::Continue => {
+                        // The body will come from the upstream (nothing until its head).
+                        self.body = Source::Upstream;
                         self.req.write_upstream(
                             raw,
                             uri.as_deref(),

@@ -38,6 +38,7 @@ pub use splice::{Pipes, Splice};
 
 use super::buffer::Buf;
 use super::env::Env;
+use super::output::Output;
 use super::record::Record;
 use super::token::{key, Kind};
 use super::transport::Unread;
@@ -74,6 +75,9 @@ pub enum Phase {
     /// No attempt: not started, over, or the response is made here.
     #[default]
     Off,
+    /// Routed here with its head written: the first try begins at the exchange's next
+    /// step.
+    Ready,
     /// A retry waits out its backoff (no connection meanwhile).
     Backoff { until: Instant },
     /// The TCP connect is under way.
@@ -226,6 +230,14 @@ impl Driver {
         self.hash = None;
     }
 
+    /// The exchange was routed to `upstream` (its head is written into `head` next): the
+    /// first try begins at the next `advance`. `hash`: the key of a hashing balancer.
+    pub fn prepare(&mut self, upstream: usize, hash: Option<u64>) {
+        self.upstream = Some(upstream);
+        self.hash = hash;
+        self.phase = Phase::Ready;
+    }
+
     /// The connection the current phase holds.
     pub fn conn(&self) -> Option<&UpConn> {
         match &self.phase {
@@ -235,7 +247,7 @@ impl Driver {
             | Phase::Body { conn, .. }
             | Phase::Splicing { conn, .. }
             | Phase::Switched { conn } => Some(conn),
-            Phase::Off | Phase::Backoff { .. } | Phase::Truncated => None,
+            Phase::Off | Phase::Ready | Phase::Backoff { .. } | Phase::Truncated => None,
         }
     }
 
@@ -256,7 +268,7 @@ impl Driver {
                 w.ups.pipes.put(splice);
                 Some(conn)
             }
-            Phase::Off | Phase::Backoff { .. } | Phase::Truncated => None,
+            Phase::Off | Phase::Ready | Phase::Backoff { .. } | Phase::Truncated => None,
         }
     }
 
@@ -302,7 +314,7 @@ impl Driver {
     pub fn response_seen(&self) -> bool {
         match &self.phase {
             Phase::Sending { head, .. } | Phase::AwaitingHead { head, .. } => head.seen,
-            Phase::Off | Phase::Backoff { .. } | Phase::Connecting { .. } => false,
+            Phase::Off | Phase::Ready | Phase::Backoff { .. } | Phase::Connecting { .. } => false,
             _ => true,
         }
     }
@@ -323,11 +335,6 @@ impl Driver {
     /// Connected (the TCP connect done; a TLS handshake may still be under way).
     pub fn connected(&self) -> bool {
         self.conn().is_some() && !matches!(self.phase, Phase::Connecting { .. })
-    }
-
-    /// The peer failed after the head went out (see `Phase::Truncated`).
-    pub fn truncated(&self) -> bool {
-        matches!(self.phase, Phase::Truncated)
     }
 
     /// When a retry's backoff ends, while it waits.
@@ -371,10 +378,35 @@ impl Driver {
         self.resp.as_ref().map_or(&[], |b| b.pending())
     }
 
-    /// The client took `n` bytes of `body_pending()`.
-    pub fn body_consumed(&mut self, n: usize) {
-        if let Some(b) = &mut self.resp {
-            b.consume(n);
+    /// What the response body has for the client now: the framed bytes in the buffer
+    /// first, then the splice pipe's.
+    pub fn output(&self) -> Output<'_> {
+        let pending = self.body_pending();
+        if !pending.is_empty() {
+            return Output::Bytes {
+                data: pending,
+                last: self.all_read(),
+            };
+        }
+        match &self.phase {
+            Phase::Splicing { splice, .. } if splice.out().1 > 0 => {
+                let (fd, len) = splice.out();
+                Output::Pipe { fd, len }
+            }
+            _ if self.response_done() => Output::Done,
+            _ => Output::Later,
+        }
+    }
+
+    /// The client took `n` bytes of what `output` offered.
+    pub fn took(&mut self, n: usize) {
+        match &mut self.resp {
+            Some(b) if !b.pending().is_empty() => b.consume(n),
+            _ => {
+                if let Some(s) = self.splice() {
+                    s.took(n);
+                }
+            }
         }
     }
 
@@ -488,7 +520,7 @@ fn conn_of(phase: &mut Phase) -> Option<&mut UpConn> {
         | Phase::Body { conn, .. }
         | Phase::Splicing { conn, .. }
         | Phase::Switched { conn } => Some(conn),
-        Phase::Off | Phase::Backoff { .. } | Phase::Truncated => None,
+        Phase::Off | Phase::Ready | Phase::Backoff { .. } | Phase::Truncated => None,
     }
 }
 

@@ -21,8 +21,8 @@ pub enum Advance {
 }
 
 impl Driver {
-    /// The request half of one round, in order: a backoff that is over connects (to the
-    /// pool first), a connect that completed or failed is seen, then the head and the
+    /// The request half of one round, in order: the first try, or a retry whose backoff is
+    /// over, connects (to the pool first), a connect that completed or failed is seen, then the head and the
     /// framed `body` bytes go out, and once all of the request is out the response head's
     /// deadline starts.
     pub fn advance(
@@ -33,7 +33,8 @@ impl Driver {
         body: Option<&mut Buf>,
     ) -> Advance {
         let mut fresh = None;
-        let started = if self.backoff_over(w.env.now) {
+        let start = matches!(self.phase, Phase::Ready) || self.backoff_over(w.env.now);
+        let started = if start {
             Some(self.connect(w, owner, trip))
         } else {
             match self.poll_connect(w, trip) {

@@ -112,17 +112,25 @@ fn sends_the_head_then_gives_back_the_head_and_the_body() {
         read(&mut h, &mut d, &req, true),
         Read::Quiet(true)
     ));
-    assert_eq!(d.body_pending(), b"hel");
-    d.body_consumed(3);
-    assert!(!d.response_done());
+    let hel = Output::Bytes {
+        data: b"hel",
+        last: false,
+    };
+    assert_eq!(d.output(), hel);
+    d.took(3);
+    assert_eq!(d.output(), Output::Later);
     peer.write_all(b"lo").unwrap();
     assert!(matches!(
         read(&mut h, &mut d, &req, true),
         Read::Quiet(true)
     ));
-    assert_eq!(d.body_pending(), b"lo");
-    d.body_consumed(2);
-    assert!(d.response_done());
+    let lo = Output::Bytes {
+        data: b"lo",
+        last: true,
+    };
+    assert_eq!(d.output(), lo);
+    d.took(2);
+    assert_eq!(d.output(), Output::Done);
     d.finish(&mut h.ctx.up(), true);
     assert_eq!(
         h.ctx.ups.pool.len(),
@@ -157,7 +165,7 @@ fn interim_heads_are_counted_and_a_chunked_body_is_decoded_for_http10() {
         Read::Quiet(true)
     ));
     assert_eq!(d.body_pending(), b"hello", "chunked framing stripped");
-    d.body_consumed(5);
+    d.took(5);
     assert!(d.response_done());
 }
 
@@ -255,7 +263,10 @@ fn an_invalid_head_fails_and_a_body_cut_short_truncates() {
         panic!("a failure");
     };
     assert_eq!(f.status, 502);
-    assert!(d.truncated(), "after the head, the client is cut");
+    assert!(
+        matches!(d.phase, Phase::Truncated),
+        "after the head, the client is cut"
+    );
     assert_eq!(
         d.body_pending(),
         b"abc",

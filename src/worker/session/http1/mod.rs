@@ -1,14 +1,17 @@
 //! An HTTP/1.x client connection: request heads, one exchange at a time (proxied or
-//! answered here), request body framing, writing the response (head, then body bytes from
-//! the exchange's upstream buffer or pipe), keep-alive, lingering close. The upstream side
+//! answered here), request body framing, writing the response (head, then what the
+//! exchange's body offers: bytes or a pipe), keep-alive, lingering close. A proxied
+//! exchange takes one `step` per round of `drive`, between reading the client and writing
+//! to it. The upstream side
 //! is the exchange's (`exchange::proxy`, `upstream::Driver`); a successful upgrade hands
 //! the client and the exchange's upstream connection to a `Tunnel`.
 //!
 //! Readiness is tracked per transport (mio is edge-triggered): a flag is set by an event and
 //! cleared when the kernel has no more (see `transport`). `drive` then makes every move the
 //! phase and buffers allow until none is left, so interest never has to be toggled by hand.
-//! Phases change in few places: `start_request` (to Proxy), `respond` (to Local),
-//! `end_exchange` (back to Head, or to Linger), and on a 101 `recv_response` (to Switching)
+//! Phases change in few places: `start_request` (to Proxy or Local), `respond_error` (to
+//! Local),
+//! `end_exchange` (back to Head, or to Linger), and on a 101 `on_next` (to Switching)
 //! then `step_switching` (to Upgraded, which `Session` turns into a `Tunnel`).
 
 mod proxy;
@@ -21,6 +24,7 @@ use crate::worker::buffer::{Buf, BUF_SIZE};
 use crate::worker::events::{Conn, Context, Done, Event};
 use crate::worker::exchange::Ctx;
 use crate::worker::exchange::{Arrival, Begin, Exchange};
+use crate::worker::output::Output;
 use crate::worker::timer::Deadline;
 use crate::worker::token::Kind;
 use crate::worker::transport::PeerIp;
@@ -55,6 +59,17 @@ pub enum Phase {
 
 /// The session must be closed now.
 pub struct Close;
+
+/// What a write to the client left of the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Left {
+    /// Bytes wait for the client's socket.
+    Waiting,
+    /// All that was offered went; the body has more to come.
+    More,
+    /// The whole response went.
+    Nothing,
+}
 
 pub(crate) type Step = Result<bool, Close>;
 
@@ -417,10 +432,8 @@ impl Http1 {
         buf.skip_head(head_len);
         self.x = Some(x);
         match begin {
-            Begin::Proxy => {
-                self.phase = Phase::Proxy;
-                self.start_upstream(w);
-            }
+            // The exchange's first step (the next round of `drive`) starts the attempt.
+            Begin::Proxy => self.phase = Phase::Proxy,
             Begin::Answered => self.phase = Phase::Local,
         }
         Ok(())
@@ -466,44 +479,48 @@ impl Http1 {
 
     // ---- local responses and closing ----------------------------------------------
 
-    /// Whether what waits for the client is all the connection will ever send, with a close
-    /// or a shutdown to follow as soon as it is written: a response made here, or a proxied
-    /// one whose body has all arrived, on a connection that closes after it.
-    fn last_bytes(&self) -> bool {
-        let Some(x) = &self.x else { return false };
-        x.close_after
-            && match self.phase {
-                Phase::Local => true,
-                Phase::Proxy => x.body_all_read(),
-                _ => false,
-            }
-    }
-
     /// Writes what waits for the client: `out` (a head, or a whole local response), then
-    /// proxied body bytes, in one system call when both wait.
-    pub(crate) fn send_client(&mut self) -> Step {
+    /// what the exchange's body offers (`Output`), head and body bytes in one system call
+    /// when both wait, a pipe's bytes with splice(2). On a connection that closes after the
+    /// response, its last bytes go with the FIN. Returns whether anything moved and what is
+    /// left.
+    pub(crate) fn send_client(&mut self) -> Result<(bool, Left), Close> {
         let mut progress = false;
-        let last = self.last_bytes();
+        let mut left = Left::Waiting;
+        let close_after = self.x.as_ref().is_some_and(|x| x.close_after);
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
-            let body = self.x.as_ref().map_or(&[][..], |x| x.body_chunk());
-            if head.is_empty() && body.is_empty() {
-                if self.client.pending() {
-                    match self.client.flush() {
-                        Ok(()) => progress = true,
-                        Err(e) if would_block(&e) => {}
-                        Err(_) => return Err(Close),
-                    }
+            let out = self.x.as_ref().map_or(Output::Done, |x| x.body_out());
+            let r = match out {
+                Output::Bytes { data, last } => {
+                    self.client.write_pair(head, data, last && close_after)
                 }
-                break;
-            }
-            match self.client.write_pair(head, body, last) {
+                _ if !head.is_empty() => {
+                    let done = matches!(out, Output::Done);
+                    self.client.write_pair(head, &[], done && close_after)
+                }
+                Output::Pipe { fd, len } => self.client.splice_from(fd, len),
+                Output::Later | Output::Done => {
+                    let done = matches!(out, Output::Done);
+                    // TLS records of what was written may still wait for the socket.
+                    if self.client.pending() {
+                        match self.client.flush() {
+                            Ok(()) => progress = true,
+                            Err(e) if would_block(&e) => break,
+                            Err(_) => return Err(Close),
+                        }
+                    }
+                    left = if done { Left::Nothing } else { Left::More };
+                    break;
+                }
+            };
+            match r {
+                Ok(0) => break,
                 Ok(n) => {
-                    let from_head = n.min(head.len());
+                    let from_head = n.min(self.out.len() - self.out_pos);
                     self.out_pos += from_head;
                     if let Some(x) = &mut self.x {
-                        x.body_taken(n - from_head);
-                        x.record.wire += n as u64;
+                        x.written(n - from_head, n);
                     }
                     progress = true;
                 }
@@ -515,13 +532,12 @@ impl Http1 {
             self.out.clear();
             self.out_pos = 0;
         }
-        Ok(progress)
+        Ok((progress, left))
     }
 
     fn step_local(&mut self, w: &mut Ctx) -> Step {
-        let progress = self.send_client()?;
-        let body_done = self.x.as_ref().is_none_or(|x| x.body_done());
-        if !self.out.is_empty() || !body_done || self.client.pending() {
+        let (progress, left) = self.send_client()?;
+        if left != Left::Nothing {
             return Ok(progress);
         }
         let keep = self.x.as_ref().is_some_and(|x| !x.close_after);
@@ -531,7 +547,7 @@ impl Http1 {
 
     /// Flushes the 101 head; then the connection is a tunnel.
     fn step_switching(&mut self) -> Step {
-        let progress = self.send_client()?;
+        let (progress, _) = self.send_client()?;
         if self.out.is_empty() && !self.client.pending() {
             self.phase = Phase::Upgraded;
             return Ok(true);

@@ -3,11 +3,11 @@
 //! exchange serialized and the body bytes its source holds, written to the client; and what
 //! the exchange asks for (`Next`): an error page, a protocol switch.
 
-use super::{Close, Http1, Phase, Step};
+use super::{Close, Http1, Left, Phase, Step};
 use crate::config::Config;
 use crate::worker::buffer::BUF_SIZE;
 use crate::worker::exchange::Ctx;
-use crate::worker::exchange::{Exchange, Lend, Next, UpstreamWait};
+use crate::worker::exchange::{ClientSide, Exchange, Lend, Next, Wait};
 use crate::worker::transport::would_block;
 use crate::worker::upstream::Owner;
 use std::time::Instant;
@@ -29,14 +29,6 @@ impl Http1 {
             body: self.req_buf.as_mut(),
         };
         Some((x, lend))
-    }
-
-    /// The request was routed to an upstream: its exchange starts the attempt.
-    pub(super) fn start_upstream(&mut self, w: &mut Ctx) {
-        if let Some((x, mut lend)) = self.lend() {
-            let next = x.start_upstream(w, &mut lend);
-            self.on_next(w, next);
-        }
     }
 
     /// Does what the exchange asked for. Returns whether anything moved.
@@ -78,22 +70,24 @@ impl Http1 {
             return Err(Close);
         };
         let next = x.step(w, &mut lend);
-        if next == Next::Cut {
+        if matches!(next, Next::Cut) {
             // The upstream failed after the head went out: flush what arrived, then cut
             // the client (nothing else can tell it the body is short).
-            let progress = self.send_client()?;
-            let flushed =
-                self.out.is_empty() && self.x.as_ref().is_none_or(|x| x.body_chunk().is_empty());
-            return if flushed { Err(Close) } else { Ok(progress) };
+            let (progress, left) = self.send_client()?;
+            return if left == Left::Waiting {
+                Ok(progress)
+            } else {
+                Err(Close)
+            };
         }
         progress |= self.on_next(w, next);
         if self.phase != Phase::Proxy {
             return Ok(true);
         }
         self.drop_empty_body_buf(w);
-        progress |= self.send_client()?;
-        progress |= self.splice_out()?;
-        if self.response_done() {
+        let (moved, left) = self.send_client()?;
+        progress |= moved;
+        if left == Left::Nothing {
             self.finish(w)?;
             return Ok(true);
         }
@@ -181,44 +175,17 @@ impl Http1 {
         self.respond_error(w, status, true);
     }
 
-    /// A spliced body: once the buffered head and body bytes are out, the pipe's bytes go
-    /// to the client.
-    fn splice_out(&mut self) -> Step {
-        if self.out_pos < self.out.len() {
-            return Ok(false);
+    /// The client side, for the exchange's deadline.
+    fn client_side(&self) -> ClientSide {
+        let body_left = self
+            .req_buf
+            .as_ref()
+            .is_some_and(|b| !b.pending().is_empty());
+        ClientSide {
+            body_left,
+            quiet: !self.client.ready.r && !body_left,
+            full: self.out_pos < self.out.len() && !self.client.ready.w,
         }
-        let Some(x) = self.x.as_deref_mut() else {
-            return Ok(false);
-        };
-        let mut progress = false;
-        loop {
-            let Some((fd, len)) = x.body_pipe().map(|s| s.out()) else {
-                return Ok(progress);
-            };
-            if len == 0 || !self.client.ready.w {
-                return Ok(progress);
-            }
-            match self.client.splice_from(fd, len) {
-                Ok(0) => return Ok(progress),
-                Ok(n) => {
-                    x.body_piped(n);
-                    x.record.wire += n as u64;
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => return Ok(progress),
-                Err(_) => return Err(Close),
-            }
-        }
-    }
-
-    /// Stalled on the client: the upstream could take more body but none has arrived.
-    fn waiting_for_body(&self) -> bool {
-        let Some(x) = &self.x else { return false };
-        x.upstream_connected()
-            && x.request_head_out()
-            && !x.req_body.is_done()
-            && !self.client.ready.r
-            && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
     }
 
     /// All of the request went upstream.
@@ -228,12 +195,6 @@ impl Http1 {
                 && x.req_body.is_done()
                 && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
         })
-    }
-
-    fn response_done(&self) -> bool {
-        self.x.as_ref().is_some_and(|x| x.upstream_done())
-            && self.out_pos == self.out.len()
-            && !self.client.pending()
     }
 
     /// The response is complete: release the upstream, log, then keep alive or close.
@@ -247,68 +208,45 @@ impl Http1 {
         self.end_exchange(w, keep)
     }
 
-    /// When the proxy phase times out, whichever side it waits for. None: no deadline.
+    /// When the proxy phase times out, whichever side it waits for (the exchange knows).
     pub(super) fn proxy_deadline(&self, cfg: &Config, now: Instant) -> Option<Instant> {
         let x = self.x.as_ref()?;
-        let srv = &cfg.server[x.server];
-        // The upstream's timeouts (a proxied exchange always has its upstream).
-        let (connect_timeout, send_timeout, read_timeout) = x
-            .upstream()
-            .and_then(|u| cfg.upstream.get(u))
-            .map_or(Default::default(), |u| {
-                (u.connect_timeout, u.send_timeout, u.read_timeout)
-            });
-        let body_left = self
-            .req_buf
-            .as_ref()
-            .is_some_and(|b| !b.pending().is_empty());
-        let client_full = self.out_pos < self.out.len() && !self.client.ready.w;
-        Some(match x.upstream_wait() {
-            UpstreamWait::Backoff(until) => until,
-            // Flushing what a failed upstream sent before the cut.
-            UpstreamWait::Gone => now + srv.send_timeout,
-            UpstreamWait::Connecting => now + connect_timeout,
-            _ if self.waiting_for_body() => now + srv.client_body_timeout,
-            _ if x.upstream_stalled(body_left) => now + send_timeout,
-            _ if client_full => now + srv.send_timeout,
-            UpstreamWait::Head(Some(by)) => by,
-            UpstreamWait::Head(None) => now + read_timeout,
-            UpstreamWait::Body => now + read_timeout.max(srv.send_timeout),
-        })
+        Some(x.deadline(cfg, now, self.client_side()))
     }
 
     /// The proxy phase's deadline passed. Returns whether the session lives on.
     pub(super) fn proxy_timeout(&mut self, w: &mut Ctx) -> bool {
         let Some(x) = &self.x else { return false };
-        match x.upstream_wait() {
+        match x.wait(self.client_side()) {
             // A retry's backoff is over: `drive` connects.
-            UpstreamWait::Backoff(_) => return true,
-            UpstreamWait::Gone => {
+            Wait::Backoff(_) => true,
+            Wait::Gone => {
                 self.abort(w);
-                return false;
+                false
             }
-            _ => {}
-        }
-        if self.waiting_for_body() {
-            log::info!(
-                "client timed out sending the request body{}",
-                self.context(&w.env.cfg)
-            );
-            if self.x.as_ref().is_some_and(|x| x.response_started()) {
-                self.abort(w);
-                return false;
+            Wait::ClientBody => {
+                log::info!(
+                    "client timed out sending the request body{}",
+                    self.context(&w.env.cfg)
+                );
+                if x.response_started() {
+                    self.abort(w);
+                    return false;
+                }
+                self.client_failed(w, 408);
+                true
             }
-            self.client_failed(w, 408);
-            return true;
+            _ => {
+                if let Some((x, mut lend)) = self.lend() {
+                    let next = x.upstream_timeout(w, &mut lend);
+                    self.on_next(w, next);
+                }
+                if self.phase == Phase::Proxy {
+                    // A retry's backoff is not a move `drive` sees: its deadline is set here.
+                    self.arm_timer(w);
+                }
+                true
+            }
         }
-        if let Some((x, mut lend)) = self.lend() {
-            let next = x.upstream_timeout(w, &mut lend);
-            self.on_next(w, next);
-        }
-        if self.phase == Phase::Proxy {
-            // A retry's backoff is not a move `drive` sees: its deadline is set here.
-            self.arm_timer(w);
-        }
-        true
     }
 }

@@ -1,0 +1,92 @@
+//! What a proxied exchange waits for, and so when it times out: one answer from the
+//! upstream side (backoff, connect, head, body) and the client side the session describes
+//! (a body still to read, a socket that does not take the response).
+
+use super::Exchange;
+use crate::config::Config;
+use crate::worker::upstream::Phase;
+use std::time::Instant;
+
+/// The client side of a proxied exchange, as its session sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientSide {
+    /// Framed request body bytes wait for the upstream.
+    pub body_left: bool,
+    /// Nothing to read from the client and nothing of it buffered.
+    pub quiet: bool,
+    /// Response bytes wait for the client's socket.
+    pub full: bool,
+}
+
+/// What the exchange waits for now, first match wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A retry's backoff, until then (then the next step connects).
+    Backoff(Instant),
+    /// No connection: the upstream failed and what it sent is being flushed (`send_timeout`).
+    Gone,
+    /// The TCP connect or TLS handshake (`connect_timeout`).
+    Connecting,
+    /// The request body from a client that sends nothing (`client_body_timeout`).
+    ClientBody,
+    /// The upstream's socket, full while request bytes wait (`send_timeout`).
+    UpstreamFull,
+    /// The client's socket, full while response bytes wait (the server's `send_timeout`).
+    ClientFull,
+    /// The final response head: by then once the request is all sent, else `read_timeout`
+    /// from now.
+    Head(Option<Instant>),
+    /// The response body (`read_timeout`, at least the server's `send_timeout`).
+    Body,
+}
+
+impl Exchange {
+    /// What the exchange waits for, given the client side.
+    pub fn wait(&self, c: ClientSide) -> Wait {
+        let d = &self.driver;
+        if let Some(until) = d.backoff_until() {
+            return Wait::Backoff(until);
+        }
+        if matches!(d.phase, Phase::Ready) || d.establishing() {
+            return Wait::Connecting;
+        }
+        if d.conn().is_none() {
+            return Wait::Gone;
+        }
+        if d.connected() && d.head_written() && !self.req_body.is_done() && c.quiet {
+            return Wait::ClientBody;
+        }
+        if d.send_stalled(c.body_left) {
+            return Wait::UpstreamFull;
+        }
+        if c.full {
+            return Wait::ClientFull;
+        }
+        if d.head_sent() {
+            Wait::Body
+        } else {
+            Wait::Head(d.head_deadline())
+        }
+    }
+
+    /// When the exchange times out if nothing moves before.
+    pub fn deadline(&self, cfg: &Config, now: Instant, c: ClientSide) -> Instant {
+        let srv = &cfg.server[self.server];
+        let (connect_timeout, send_timeout, read_timeout) = self
+            .upstream()
+            .and_then(|u| cfg.upstream.get(u))
+            .map_or(Default::default(), |u| {
+                (u.connect_timeout, u.send_timeout, u.read_timeout)
+            });
+        match self.wait(c) {
+            Wait::Backoff(until) => until,
+            Wait::Gone | Wait::ClientFull => now + srv.send_timeout,
+            Wait::Connecting => now + connect_timeout,
+            Wait::ClientBody => now + srv.client_body_timeout,
+            Wait::UpstreamFull => now + send_timeout,
+            Wait::Head(Some(by)) => by,
+            Wait::Head(None) => now + read_timeout,
+            Wait::Body => now + read_timeout.max(srv.send_timeout),
+        }
+    }
+}
