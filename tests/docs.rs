@@ -174,7 +174,10 @@ fn the_man_page_example_uses_every_key_and_is_valid() {
         .replace("user = \"proxyd\"", "user = \"nobody\"")
         .replace("group = \"proxyd\"", "")
         .replace("/var/log/proxyd", &d)
-        .replace("/run/proxyd", &d);
+        .replace("/run/proxyd", &d)
+        .replace("/usr/share/proxyd/errors", &d);
+    // The example's error pages.
+    std::fs::write(dir.join("5xx.html"), "<h1>Try again soon</h1>\n").unwrap();
     let conf = dir.join("proxyd.toml");
     std::fs::write(&conf, text).unwrap();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_proxyctl"));

@@ -10,6 +10,8 @@ pub use health::{CheckKind, HealthCheck, Initial};
 pub(crate) mod hints;
 mod load;
 pub mod logs;
+mod pages;
+pub use pages::ErrorPages;
 mod raw;
 pub mod ring;
 mod routes;
@@ -196,6 +198,9 @@ pub struct Server {
     /// Request header names with `_` are forwarded; by default they are dropped (nginx's
     /// `underscores_in_headers off`): CGI-style backends fold `_` and `-` together.
     pub underscores_in_headers: bool,
+    /// Files for the errors it answers itself, by status.
+    #[serde(skip_serializing_if = "ErrorPages::is_empty")]
+    pub error_pages: ErrorPages,
     /// Its slot in shared memory (request counters).
     #[serde(skip)]
     pub slot: u32,

@@ -428,6 +428,7 @@ impl Validator {
                 traceparent: self.trace_mode(ssrc, s.traceparent.as_ref()),
                 allow_encoded_slashes: s.allow_encoded_slashes.unwrap_or(false),
                 underscores_in_headers: s.underscores_in_headers.unwrap_or(false),
+                error_pages: self.error_pages(ssrc, base, s.error_pages.as_ref()),
                 slot: 0,
                 label: String::new(),
                 routes: crate::router::RouteTable::compile(&route),

@@ -1,9 +1,10 @@
 //! Where the response body the session writes comes from, and what the session asks of its
-//! exchange while it writes: one type whatever makes the body (an answer made here, the
-//! upstream's buffer or splice pipe; a file or a cached object next), so the session's
-//! writer has one shape. A transform (compression, a cache tee) will sit between a source
-//! and the writer here.
+//! exchange while it writes: one type whatever makes the body (an answer made here, a file,
+//! the upstream's buffer or splice pipe; a cached object next), offered to the session's
+//! writer in one shape (`Output`). A transform (compression, a cache tee) will sit between a
+//! source and the writer here.
 
+use super::file::FileBody;
 use super::Ctx;
 use super::Exchange;
 use crate::worker::buffer::Buf;
@@ -19,21 +20,25 @@ pub enum Source {
     None,
     /// An answer made here, written from `pos` (a configured body is shared, not copied).
     Bytes { data: Arc<[u8]>, pos: usize },
+    /// A file (an error page): sendfile to a plain client, read in chunks for TLS.
+    File(Box<FileBody>),
     /// The upstream: bytes framed in the driver's buffer, then its splice pipe.
     Upstream,
 }
 
 impl Exchange {
     /// What the body has for the client now (the session's writer pulls it, writes, then
-    /// says how much went with `written`).
-    pub fn body_out(&self) -> Output<'_> {
-        match &self.body {
+    /// says how much went with `written`). `plain`: the client's socket can take a pipe or
+    /// a file directly.
+    pub fn body_out(&mut self, plain: bool) -> Output<'_> {
+        match &mut self.body {
             Source::None => Output::Done,
             Source::Bytes { data, pos } if *pos < data.len() => Output::Bytes {
                 data: &data[*pos..],
                 last: true,
             },
             Source::Bytes { .. } => Output::Done,
+            Source::File(f) => f.out(plain),
             Source::Upstream => self.driver.output(),
         }
     }
@@ -44,6 +49,7 @@ impl Exchange {
         match &mut self.body {
             Source::None => {}
             Source::Bytes { pos, .. } => *pos += body,
+            Source::File(f) => f.took(body),
             Source::Upstream => self.driver.took(body),
         }
         self.bytes_sent += body as u64;

@@ -10,8 +10,10 @@
 //! `body_out` (an `Output`: bytes, a pipe, later, done) and acknowledges with `written`;
 //! when it must wake up again it asks `deadline`, giving its own side (`ClientSide`).
 
+mod answer;
 mod body;
 mod ctx;
+mod file;
 mod proxy;
 mod spare;
 mod start;

@@ -146,7 +146,7 @@ impl Exchange {
                 match filters::on_request(chain, raw, &mut fields, &cx) {
                     Verdict::Answer(a) => Some(a),
                     // A `return` route's chain ends in its answer: this cannot be.
-                    Verdict::Continue => Some(error_answer(500)),
+                    Verdict::Continue => Some(super::answer::error_answer(500)),
                 }
             }
             Routed::Redirect { status, location } => Some(Answer {
@@ -186,7 +186,13 @@ impl Exchange {
     }
 
     /// What the filters may know of this request (`rid`: its request id).
-    fn cx<'a>(&self, w: &Ctx, cfg: &'a Config, at: &'a Arrival, rid: &'a RequestId) -> Cx<'a> {
+    pub(super) fn cx<'a>(
+        &self,
+        w: &Ctx,
+        cfg: &'a Config,
+        at: &'a Arrival,
+        rid: &'a RequestId,
+    ) -> Cx<'a> {
         let client_cert = match &at.tls {
             Some(t) if verifies(cfg, t.server) => Some(match t.client {
                 None => ClientCert::None,
@@ -198,79 +204,6 @@ impl Exchange {
             _ => None,
         };
         self.filter_cx(w, cfg, (at.client.as_str(), at.proto, client_cert), rid)
-    }
-
-    /// Writes an error page (no response filters: like nginx's `add_header` without
-    /// `always`, a route's edits are for its own answers).
-    pub fn write_error(
-        &mut self,
-        w: &mut Ctx,
-        at: &Arrival,
-        out: &mut Vec<u8>,
-        status: u16,
-        close: bool,
-    ) {
-        self.answer(w, at, out, &error_answer(status), close, false);
-    }
-
-    /// Writes the head of an answer made here into `out` (through the route's response
-    /// filters when `filtered`); its body becomes the exchange's body source (none for
-    /// HEAD), which the session writes after the head.
-    pub fn answer(
-        &mut self,
-        w: &mut Ctx,
-        at: &Arrival,
-        out: &mut Vec<u8>,
-        a: &Answer,
-        close: bool,
-        filtered: bool,
-    ) {
-        let cfg = w.env.cfg.clone();
-        self.close_after = close;
-        out.clear();
-        let connection = match (close, self.req.minor) {
-            (true, _) => local::Connection::Close,
-            (false, 0) => local::Connection::KeepAlive,
-            (false, _) => local::Connection::Default,
-        };
-        let mut fields = std::mem::take(&mut w.env.scratch.headers);
-        fields.fill_pairs(&a.headers);
-        local::own_fields(&mut fields, &w.env.clock.http_date);
-        if let Some(h) = &cfg.server[self.server].request_id {
-            fields.append_copy(h.header.as_bytes(), self.request_id.as_str().as_bytes());
-        }
-        let (mut status, mut body) = (a.status, a.body.clone());
-        if filtered {
-            let rid = self.request_id;
-            let cx = self.cx(w, &cfg, at, &rid);
-            if let Verdict::Answer(b) =
-                filters::on_response(self.chain(&cfg), b"", &mut fields, &cx)
-            {
-                // A response filter refused the answer: its own goes out instead, as is.
-                fields.fill_pairs(&b.headers);
-                local::own_fields(&mut fields, &w.env.clock.http_date);
-                (status, body) = (b.status, b.body);
-            }
-        }
-        self.status = status;
-        local::write_head(status, &fields, b"", body.len(), connection, out);
-        self.record
-            .capture_response(&cfg.log_formats.captures.response, out);
-        w.env.scratch.headers = fields;
-        self.body = if self.req.method == "HEAD" || body.is_empty() || local::bodiless(status) {
-            Source::None
-        } else {
-            Source::Bytes { data: body, pos: 0 }
-        };
-    }
-}
-
-/// The error page for `status`.
-pub fn error_answer(status: u16) -> Answer<'static> {
-    Answer {
-        status,
-        headers: Cow::Owned(local::error_headers()),
-        body: local::error_page(status).into(),
     }
 }
 

@@ -580,6 +580,32 @@ impl Transport {
         r
     }
 
+    /// Sends up to `len` bytes of file `from` at `offset` with sendfile(2) (a plain socket);
+    /// a full socket clears its write readiness.
+    pub fn sendfile_from(
+        &mut self,
+        from: std::os::fd::RawFd,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<usize> {
+        let mut off = offset as libc::off_t;
+        let r = loop {
+            // SAFETY: `off` is a valid off_t the call advances; the kernel checks the fds.
+            let n = unsafe { libc::sendfile(self.raw_fd(), from, &mut off, len) };
+            if n >= 0 {
+                break Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                break Err(e);
+            }
+        };
+        if r.as_ref().is_err_and(would_block) {
+            self.ready.w = false;
+        }
+        r
+    }
+
     /// Leaves the poll set (a connection whose socket other processes may still hold).
     pub fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
         registry.deregister(self.tcp_mut())

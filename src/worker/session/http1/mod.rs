@@ -488,9 +488,14 @@ impl Http1 {
         let mut progress = false;
         let mut left = Left::Waiting;
         let close_after = self.x.as_ref().is_some_and(|x| x.close_after);
+        let plain = self.client.is_plain();
         while self.client.ready.w {
             let head = &self.out[self.out_pos..];
-            let out = self.x.as_ref().map_or(Output::Done, |x| x.body_out());
+            let out = self
+                .x
+                .as_deref_mut()
+                .map_or(Output::Done, |x| x.body_out(plain));
+            let from_file = matches!(out, Output::File { .. });
             let r = match out {
                 Output::Bytes { data, last } => {
                     self.client.write_pair(head, data, last && close_after)
@@ -499,7 +504,9 @@ impl Http1 {
                     let done = matches!(out, Output::Done);
                     self.client.write_pair(head, &[], done && close_after)
                 }
+                Output::Failed => return Err(Close),
                 Output::Pipe { fd, len } => self.client.splice_from(fd, len),
+                Output::File { fd, offset, len } => self.client.sendfile_from(fd, offset, len),
                 Output::Later | Output::Done => {
                     let done = matches!(out, Output::Done);
                     // TLS records of what was written may still wait for the socket.
@@ -515,6 +522,8 @@ impl Http1 {
                 }
             };
             match r {
+                // The file is shorter than the length its head announced.
+                Ok(0) if from_file => return Err(Close),
                 Ok(0) => break,
                 Ok(n) => {
                     let from_head = n.min(self.out.len() - self.out_pos);
