@@ -1,15 +1,15 @@
 //! Where the response body the session writes comes from, and what the session asks of its
 //! exchange while it writes: one type whatever makes the body (an answer made here, a file,
 //! the upstream's buffer or splice pipe; a cached object next), offered to the session's
-//! writer in one shape (`Output`). A transform (compression, a cache tee) will sit between a
-//! source and the writer here.
+//! writer in one shape (`Output`). Transforms (compression, a cache tee) sit between a
+//! source and the writer in the body stage (`stage.rs`).
 
 use super::file::FileBody;
 use super::Ctx;
 use super::Exchange;
 use crate::worker::buffer::Buf;
 use crate::worker::output::Output;
-use crate::worker::upstream::UpConn;
+use crate::worker::upstream::{Driver, UpConn};
 use std::sync::Arc;
 
 /// A response body's source.
@@ -26,12 +26,11 @@ pub enum Source {
     Upstream,
 }
 
-impl Exchange {
-    /// What the body has for the client now (the session's writer pulls it, writes, then
-    /// says how much went with `written`). `plain`: the client's socket can take a pipe or
-    /// a file directly.
-    pub fn body_out(&mut self, plain: bool) -> Output<'_> {
-        match &mut self.body {
+impl Source {
+    /// What the source has now (`driver`: the exchange's, for an upstream body; `plain`:
+    /// the taker can use a pipe or a file directly).
+    pub fn out<'a>(&'a mut self, driver: &'a Driver, plain: bool) -> Output<'a> {
+        match self {
             Source::None => Output::Done,
             Source::Bytes { data, pos } if *pos < data.len() => Output::Bytes {
                 data: &data[*pos..],
@@ -39,18 +38,38 @@ impl Exchange {
             },
             Source::Bytes { .. } => Output::Done,
             Source::File(f) => f.out(plain),
-            Source::Upstream => self.driver.output(),
+            Source::Upstream => driver.output(),
+        }
+    }
+
+    /// `n` bytes of what `out` offered were taken.
+    pub fn took(&mut self, driver: &mut Driver, n: usize) {
+        match self {
+            Source::None => {}
+            Source::Bytes { pos, .. } => *pos += n,
+            Source::File(f) => f.took(n),
+            Source::Upstream => driver.took(n),
+        }
+    }
+}
+
+impl Exchange {
+    /// What the body has for the client now, through the body stage when there is one
+    /// (the session's writer pulls it, writes, then says how much went with `written`).
+    /// `plain`: the client's socket can take a pipe or a file directly.
+    pub fn body_out(&mut self, plain: bool) -> Output<'_> {
+        match self.stage.as_deref_mut() {
+            Some(stage) => stage.out(&mut self.body, &mut self.driver),
+            None => self.body.out(&self.driver, plain),
         }
     }
 
     /// The client took `body` bytes of what `body_out` offered, in a write of `wire` bytes
     /// (a head written before them included).
     pub fn written(&mut self, body: usize, wire: usize) {
-        match &mut self.body {
-            Source::None => {}
-            Source::Bytes { pos, .. } => *pos += body,
-            Source::File(f) => f.took(body),
-            Source::Upstream => self.driver.took(body),
+        match self.stage.as_deref_mut() {
+            Some(stage) => stage.took(body),
+            None => self.body.took(&mut self.driver, body),
         }
         self.bytes_sent += body as u64;
         self.record.wire += wire as u64;

@@ -16,6 +16,7 @@ mod ctx;
 mod file;
 mod proxy;
 mod spare;
+mod stage;
 mod start;
 mod wait;
 
@@ -66,6 +67,8 @@ pub struct Exchange {
     pub driver: Driver,
     /// Where the response body comes from.
     pub body: Source,
+    /// Transforms between the body's source and the client, when a feature attached them.
+    pub stage: Option<Box<stage::Stage>>,
     /// For the access log: status sent and body bytes written to the client.
     pub status: u16,
     pub bytes_sent: u64,
@@ -94,6 +97,7 @@ impl Exchange {
             body_read: 0,
             driver: Driver::default(),
             body: Source::None,
+            stage: None,
             status: 0,
             bytes_sent: 0,
             close_after: false,
@@ -115,6 +119,7 @@ impl Exchange {
         self.body_read = 0;
         self.driver.reset();
         self.body = Source::None;
+        self.stage = None;
         self.status = 0;
         self.bytes_sent = 0;
         self.close_after = false;
