@@ -80,11 +80,6 @@ impl Exchange {
         self.driver.on_event(readable, writable, hup);
     }
 
-    /// The request head went upstream (body bytes may still follow).
-    pub fn request_head_out(&self) -> bool {
-        self.driver.head_written()
-    }
-
     /// The final response head went to the client: an error page can no longer replace it.
     pub fn response_started(&self) -> bool {
         self.driver.head_sent()

@@ -401,9 +401,13 @@ impl Exchange {
     }
 
     /// The response is complete: the try ends and the connection goes back to the pool
-    /// when it may carry another request (`request_done`: all of this one went out).
-    pub fn finish_upstream(&mut self, w: &mut Ctx, request_done: bool) {
+    /// when it may carry another request (all of this one went out: `body_left` says
+    /// whether framed body bytes still wait in the session). Returns whether the client
+    /// connection may carry another request too.
+    pub fn finish(&mut self, w: &mut Ctx, body_left: bool) -> bool {
+        let request_done = self.driver.head_written() && self.req_body.is_done() && !body_left;
         self.record.end_attempt(0, w.env.now);
         self.driver.finish(&mut w.up(), request_done);
+        !self.close_after && request_done
     }
 }

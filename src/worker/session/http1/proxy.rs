@@ -188,23 +188,13 @@ impl Http1 {
         }
     }
 
-    /// All of the request went upstream.
-    fn request_done(&self) -> bool {
-        self.x.as_ref().is_some_and(|x| {
-            x.request_head_out()
-                && x.req_body.is_done()
-                && self.req_buf.as_ref().is_none_or(|b| b.pending().is_empty())
-        })
-    }
-
     /// The response is complete: release the upstream, log, then keep alive or close.
     fn finish(&mut self, w: &mut Ctx) -> Result<(), Close> {
-        let request_done = self.request_done();
+        let body_left = self.client_side().body_left;
         let Some(x) = self.x.as_deref_mut() else {
             return Err(Close);
         };
-        x.finish_upstream(w, request_done);
-        let keep = !x.close_after && request_done;
+        let keep = x.finish(w, body_left);
         self.end_exchange(w, keep)
     }
 
