@@ -88,6 +88,16 @@ fn a_page_is_read_when_the_error_happens_and_a_missing_one_falls_back() {
     std::fs::write(&page, b"second\n").unwrap();
     let r = common::client::get(&p.addr(), "/x").unwrap();
     assert_eq!(r.text(), "second\n");
+    // A FIFO in its place (open(2) would wait for a writer): refused at once, as not a
+    // regular file, and the built-in page goes out.
+    std::fs::remove_file(&page).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&page)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let r = common::client::get(&p.addr(), "/x").unwrap();
+    assert!(r.text().contains("404 Not Found"), "{}", r.text());
     // Gone: the built-in page, and the error log says why.
     std::fs::remove_file(&page).unwrap();
     let r = common::client::get(&p.addr(), "/x").unwrap();
@@ -124,6 +134,12 @@ fn a_tls_client_gets_the_file_through_rustls() {
 fn the_config_test_refuses_pages_that_cannot_work() {
     let dir = TempDir::new("error-pages-check");
     std::fs::write(dir.path().join("p.html"), b"x").unwrap();
+    let fifo = dir.path().join("fifo.html");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     let d = dir.path().display();
     let case = |pages: &str| {
         config_test(
@@ -146,6 +162,11 @@ fn the_config_test_refuses_pages_that_cannot_work() {
             "overlaps",
         ),
         (format!("{{ 404 = \"{d}\" }}"), "not a regular file"),
+        // Without a writer, a blocking open would never return.
+        (
+            format!("{{ 404 = \"{d}/fifo.html\" }}"),
+            "not a regular file",
+        ),
         ("{ 404 = 1 }".to_string(), "file name"),
         ("\"x.html\"".to_string(), "table"),
     ] {

@@ -73,7 +73,15 @@ impl Validator {
                 continue;
             };
             let path = resolve(base, file);
-            match std::fs::File::open(&path).and_then(|f| f.metadata()) {
+            // Non-blocking: a FIFO would hold the open (and the load) until a writer came.
+            let opened = {
+                use std::os::unix::fs::OpenOptionsExt;
+                std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(&path)
+            };
+            match opened.and_then(|f| f.metadata()) {
                 Ok(m) if m.is_file() => {}
                 Ok(_) => {
                     self.errors

@@ -132,9 +132,15 @@ pub fn error_answer(status: u16) -> Answer<'static> {
     }
 }
 
-/// An error page's file, opened now, and its length.
+/// An error page's file, opened now, and its length. Non-blocking, so that a FIFO put
+/// where the file was cannot hold the worker in open(2) (it is then refused as not a
+/// regular file); a regular file's reads ignore the flag.
 fn open_page(path: &Path) -> std::io::Result<(File, u64)> {
-    let file = File::open(path)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
     let m = file.metadata()?;
     if !m.is_file() {
         return Err(std::io::Error::other("not a regular file"));
