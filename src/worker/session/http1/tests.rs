@@ -1,6 +1,6 @@
 //! The HTTP/1 session fed bytes (the test's end of a socketpair) on routes answered here:
 //! the heads and bodies it writes back, pipelining in order, keep-alive and closing, a bad
-//! head refused. No upstream, no event loop: `drive` is called as the loop would.
+//! head refused, an error page sent from its file. No upstream, no event loop: `drive` is called as the loop would.
 
 use super::*;
 use crate::worker::testing::{drain, harness, pair};
@@ -142,4 +142,43 @@ fn a_bad_head_gets_400_and_an_unknown_path_404() {
     let got = responses(&drain(&mut client));
     assert_eq!(got[0].0, "HTTP/1.1 400 Bad Request");
     assert_eq!(field(&got[0].1, "connection"), Some("close"));
+}
+
+#[test]
+fn an_error_page_file_is_sent_from_the_file_and_the_connection_stays() {
+    let page = std::env::temp_dir().join(format!("proxyd-unit-404-{}.html", std::process::id()));
+    let body: String = (0..100_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    std::fs::write(&page, &body).unwrap();
+    let config = CONFIG.replace(
+        "listen = \"127.0.0.1:8080\"",
+        &format!(
+            "listen = \"127.0.0.1:8080\"\nerror_pages = {{ 404 = \"{}\" }}",
+            page.display()
+        ),
+    );
+    let mut h = harness(&config);
+    let w = &mut h.ctx;
+    let (mut s, mut client) = session(w);
+    client
+        .write_all(b"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // The socket pair holds less than the page: the test reads while the session writes.
+    let mut bytes = Vec::new();
+    for _ in 0..1000 {
+        s.client.ready.on_event(true, true, false);
+        assert_eq!(s.drive(w), Drive::Keep);
+        bytes.extend(drain(&mut client));
+        if s.served == 2 && s.is_idle() {
+            break;
+        }
+    }
+    std::fs::remove_file(&page).unwrap();
+    let got = responses(&bytes);
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, "HTTP/1.1 404 Not Found");
+    assert_eq!(field(&got[0].1, "content-type"), Some("text/html"));
+    assert_eq!(got[0].2, body);
+    assert_eq!(got[1].2, "A", "the next request on the connection");
 }
