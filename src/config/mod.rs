@@ -11,7 +11,7 @@ pub(crate) mod hints;
 mod load;
 pub mod logs;
 mod pages;
-pub use pages::ErrorPages;
+pub use pages::{open_page, ErrorPages};
 mod raw;
 pub mod ring;
 mod routes;

@@ -32,6 +32,22 @@ impl ErrorPages {
     }
 }
 
+/// Opens an error page, non-blocking, so that a FIFO put where the file was cannot hold a
+/// worker (or a config load) in open(2); anything but a regular file is refused. A regular
+/// file's reads ignore the flag. Returns the file and its length.
+pub fn open_page(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let m = file.metadata()?;
+    if !m.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok((file, m.len()))
+}
+
 /// `"404"` or `"500-599"`, within 400..=599 (the statuses proxyd answers itself with).
 fn statuses(key: &str) -> Option<(u16, u16)> {
     let (lo, hi) = match key.split_once('-') {
@@ -73,26 +89,10 @@ impl Validator {
                 continue;
             };
             let path = resolve(base, file);
-            // Non-blocking: a FIFO would hold the open (and the load) until a writer came.
-            let opened = {
-                use std::os::unix::fs::OpenOptionsExt;
-                std::fs::OpenOptions::new()
-                    .read(true)
-                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-                    .open(&path)
-            };
-            match opened.and_then(|f| f.metadata()) {
-                Ok(m) if m.is_file() => {}
-                Ok(_) => {
-                    self.errors
-                        .push(err(format!("{} is not a regular file", path.display())));
-                    continue;
-                }
-                Err(e) => {
-                    self.errors
-                        .push(err(format!("cannot open {}: {e}", path.display())));
-                    continue;
-                }
+            if let Err(e) = open_page(&path) {
+                self.errors
+                    .push(err(format!("cannot open {}: {e}", path.display())));
+                continue;
             }
             if let Some((a, b, _)) = out.entries.iter().find(|(a, b, _)| lo <= *b && *a <= hi) {
                 self.errors.push(err(format!(

@@ -7,11 +7,11 @@ use super::file::FileBody;
 use super::start::Arrival;
 use super::Ctx;
 use super::{Exchange, Source};
+use crate::config::open_page;
 use crate::http::headers::Headers;
 use crate::http::local;
 use crate::worker::filters::{self, Answer, Verdict};
 use std::borrow::Cow;
-use std::fs::File;
 use std::path::Path;
 
 impl Exchange {
@@ -130,22 +130,6 @@ pub fn error_answer(status: u16) -> Answer<'static> {
         headers: Cow::Owned(local::error_headers()),
         body: local::error_page(status).into(),
     }
-}
-
-/// An error page's file, opened now, and its length. Non-blocking, so that a FIFO put
-/// where the file was cannot hold the worker in open(2) (it is then refused as not a
-/// regular file); a regular file's reads ignore the flag.
-fn open_page(path: &Path) -> std::io::Result<(File, u64)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let m = file.metadata()?;
-    if !m.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok((file, m.len()))
 }
 
 /// An error page's type, by its file name's extension.
