@@ -419,3 +419,85 @@ fn a_fast_upload_yields_to_other_clients() {
     );
     assert_eq!(uploader.join().unwrap(), 200);
 }
+
+/// A peer whose connects never complete: a listener with a full accept queue (the kernel
+/// drops the SYNs beyond it). Keep the returned sockets alive.
+fn blackhole() -> (String, Vec<socket2::Socket>) {
+    use socket2::{Domain, Socket, Type};
+    let l = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    l.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    l.listen(0).unwrap();
+    let addr = l.local_addr().unwrap().as_socket().unwrap();
+    let mut keep = vec![l];
+    for _ in 0..4 {
+        let c = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let _ = c.connect(&addr.into());
+        keep.push(c);
+    }
+    (addr.to_string(), keep)
+}
+
+/// Sends `request`, then a byte every 250 ms for eight seconds unless an answer comes;
+/// returns what came.
+fn trickle(addr: &str, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..32 {
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+        if s.write_all(b"G").is_err() {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Issue 21 attack: a client that kept sending bytes (a body trickle, or pipelined bytes)
+/// while the upstream connect was pending moved `connect_timeout` with every byte, so the
+/// 504 never came while it trickled. The deadline runs from the connect's start, through
+/// the TLS handshake after it.
+#[test]
+fn a_trickling_client_does_not_push_back_connect_timeout() {
+    let (peer, _keep) = blackhole();
+    let p = Proxyd::start(1, &conf(&peer, "connect_timeout = \"1s\"", ""));
+    for request in [
+        // Pipelined bytes after a complete GET.
+        &b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        // A body sent a byte at a time.
+        b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n",
+    ] {
+        // Eight times connect_timeout of trickling: the answer must come while it lasts.
+        let text = trickle(&p.addr(), request);
+        assert!(text.starts_with("HTTP/1.1 504 "), "{text:?}");
+    }
+    // A peer that takes the connection but never says a word of TLS.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = silent.local_addr().unwrap().to_string();
+    let held = std::thread::spawn(move || {
+        let c = silent.accept();
+        std::thread::sleep(Duration::from_secs(10));
+        drop(c);
+    });
+    let upstream = "connect_timeout = \"1s\"\ntls = { verify = false }";
+    let p = Proxyd::start(1, &conf(&peer, upstream, ""));
+    let text = trickle(&p.addr(), b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.1 504 "), "{text:?}");
+    drop(held);
+}

@@ -25,8 +25,9 @@ pub enum Wait {
     Backoff(Instant),
     /// No connection: the upstream failed and what it sent is being flushed (`send_timeout`).
     Gone,
-    /// The TCP connect or TLS handshake (`connect_timeout`).
-    Connecting,
+    /// The TCP connect or TLS handshake, by then (`connect_timeout` from the connect's
+    /// start); None: the first try starts at the next step.
+    Connecting(Option<Instant>),
     /// The request body from a client that sends nothing (`client_body_timeout`).
     ClientBody,
     /// The upstream's socket, full while request bytes wait (`send_timeout`).
@@ -47,8 +48,11 @@ impl Exchange {
         if let Some(until) = d.backoff_until() {
             return Wait::Backoff(until);
         }
-        if matches!(d.phase, Phase::Ready) || d.establishing() {
-            return Wait::Connecting;
+        if matches!(d.phase, Phase::Ready) {
+            return Wait::Connecting(None);
+        }
+        if let Some(by) = d.connect_deadline() {
+            return Wait::Connecting(Some(by));
         }
         if d.conn().is_none() {
             return Wait::Gone;
@@ -81,7 +85,8 @@ impl Exchange {
         match self.wait(c) {
             Wait::Backoff(until) => until,
             Wait::Gone | Wait::ClientFull => now + srv.send_timeout,
-            Wait::Connecting => now + connect_timeout,
+            Wait::Connecting(Some(by)) => by,
+            Wait::Connecting(None) => now + connect_timeout,
             Wait::ClientBody => now + srv.client_body_timeout,
             Wait::UpstreamFull => now + send_timeout,
             Wait::Head(Some(by)) => by,

@@ -120,7 +120,8 @@ impl Driver {
                             requests: 0,
                             _active: Active::new(w.env.shared, slot),
                         };
-                        self.phase = Phase::Connecting { conn };
+                        let by = w.env.now + group.connect_timeout;
+                        self.phase = Phase::Connecting { conn, by };
                         return Ok(Started::Connecting);
                     }
                     w.ups.upconns.remove(conn);
@@ -160,7 +161,7 @@ impl Driver {
     /// A connect under way: Ok(true) once it completed (the request may go), Ok(false)
     /// while it is still pending, Err with the reason when it failed.
     pub fn poll_connect(&mut self, w: &mut Cx, trip: &mut Trip) -> Result<bool, String> {
-        let Phase::Connecting { conn } = &mut self.phase else {
+        let Phase::Connecting { conn, by } = &mut self.phase else {
             return Ok(false);
         };
         if !(conn.stream.ready.r || conn.stream.ready.w) {
@@ -170,10 +171,14 @@ impl Driver {
             Connect::InProgress => Ok(false),
             Connect::Failed(e) => Err(e.to_string()),
             Connect::Done => {
+                let by = *by;
                 if let Some(conn) = self.take_conn(Phase::Off, w) {
                     self.phase = Phase::Sending {
                         conn,
-                        head: HeadWait::default(),
+                        head: HeadWait {
+                            handshake_by: Some(by),
+                            ..HeadWait::default()
+                        },
                     };
                 }
                 self.note_connected(w, trip);

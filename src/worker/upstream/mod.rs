@@ -80,8 +80,9 @@ pub enum Phase {
     Ready,
     /// A retry waits out its backoff (no connection meanwhile).
     Backoff { until: Instant },
-    /// The TCP connect is under way.
-    Connecting { conn: UpConn },
+    /// The TCP connect is under way; it (and a TLS handshake after it) must be done by
+    /// `by` (`connect_timeout` from its start: nothing the client does moves it).
+    Connecting { conn: UpConn, by: Instant },
     /// Connected: the request goes out (a TLS handshake first). The response may begin
     /// before the request is all sent (an early 413): it is read all the same.
     Sending { conn: UpConn, head: HeadWait },
@@ -116,6 +117,8 @@ pub struct HeadWait {
     pub interim: u32,
     /// Any byte came back on this connection (a stale pooled connection sends none).
     pub seen: bool,
+    /// A new connection's TLS handshake must be done by then (its connect's deadline).
+    pub handshake_by: Option<Instant>,
 }
 
 /// A response body streaming through the buffer.
@@ -241,7 +244,7 @@ impl Driver {
     /// The connection the current phase holds.
     pub fn conn(&self) -> Option<&UpConn> {
         match &self.phase {
-            Phase::Connecting { conn }
+            Phase::Connecting { conn, .. }
             | Phase::Sending { conn, .. }
             | Phase::AwaitingHead { conn, .. }
             | Phase::Body { conn, .. }
@@ -259,7 +262,7 @@ impl Driver {
     /// splice pipe it may have held: a pipe with bytes in it cannot be reused).
     pub fn take_conn(&mut self, next: Phase, w: &mut Cx) -> Option<UpConn> {
         match std::mem::replace(&mut self.phase, next) {
-            Phase::Connecting { conn }
+            Phase::Connecting { conn, .. }
             | Phase::Sending { conn, .. }
             | Phase::AwaitingHead { conn, .. }
             | Phase::Body { conn, .. }
@@ -319,17 +322,25 @@ impl Driver {
         }
     }
 
-    /// The TCP connect, or over TLS the handshake, is under way: `connect_timeout` applies
-    /// (as nginx's does to its upstream handshake), and failing is failing to connect.
-    pub fn establishing(&self) -> bool {
+    /// While the TCP connect, or over TLS the handshake, is under way, when it must be
+    /// done: `connect_timeout` from the connect's start applies to both (as nginx's does to
+    /// its upstream handshake), and failing is failing to connect.
+    pub fn connect_deadline(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Connecting { .. } => true,
+            Phase::Connecting { by, .. } => Some(*by),
             // The head may be all written (into rustls) while the handshake still runs.
-            Phase::Sending { conn, .. } | Phase::AwaitingHead { conn, .. } => {
-                conn.stream.handshaking()
+            Phase::Sending { conn, head } | Phase::AwaitingHead { conn, head, .. }
+                if conn.stream.handshaking() =>
+            {
+                head.handshake_by
             }
-            _ => false,
+            _ => None,
         }
+    }
+
+    /// The TCP connect, or over TLS the handshake, is under way.
+    pub fn establishing(&self) -> bool {
+        self.connect_deadline().is_some()
     }
 
     /// Connected (the TCP connect done; a TLS handshake may still be under way).
@@ -514,7 +525,7 @@ impl Upstreams {
 /// The connection a phase holds (a free function, so that it borrows the phase alone).
 fn conn_of(phase: &mut Phase) -> Option<&mut UpConn> {
     match phase {
-        Phase::Connecting { conn }
+        Phase::Connecting { conn, .. }
         | Phase::Sending { conn, .. }
         | Phase::AwaitingHead { conn, .. }
         | Phase::Body { conn, .. }
