@@ -501,3 +501,32 @@ fn a_trickling_client_does_not_push_back_connect_timeout() {
     assert!(text.starts_with("HTTP/1.1 504 "), "{text:?}");
     drop(held);
 }
+
+/// Issue 21 attack (both builds): a body delimited by the upstream's close, cut by a reset,
+/// went to the client as if whole (a FIN, and close_notify over TLS). A reset is a short
+/// body: the client's connection is reset too, so it cannot take the part for the whole.
+#[test]
+fn a_body_read_until_close_and_cut_by_a_reset_is_not_passed_off_as_whole() {
+    let up = RawUpstream::start(|_| {
+        let mut head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        head.extend(std::iter::repeat_n(b'x', 100_000));
+        vec![Reply::Bytes(head), Reply::Reset]
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "", ""));
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    let end = loop {
+        let mut buf = [0u8; 65536];
+        match s.read(&mut buf) {
+            Ok(0) => break "a clean end",
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break "a reset",
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(end, "a reset", "after {} bytes", got.len());
+    assert!(p.error_log().contains("broke (reset)"), "{}", p.error_log());
+}

@@ -21,6 +21,8 @@ pub enum Reply {
     Sleep(Duration),
     /// Close the connection after this answer.
     Close,
+    /// Reset the connection (SO_LINGER 0, then close): a broken peer.
+    Reset,
 }
 
 pub fn bytes(b: impl AsRef<[u8]>) -> Reply {
@@ -243,6 +245,10 @@ fn serve(
                 }
                 Reply::Close => {
                     let _ = s.shutdown(Shutdown::Both);
+                    return;
+                }
+                Reply::Reset => {
+                    let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
                     return;
                 }
             };

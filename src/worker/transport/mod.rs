@@ -7,6 +7,7 @@
 //! without the extra call).
 
 mod peer;
+mod zero_copy;
 
 pub use peer::PeerIp;
 
@@ -168,30 +169,6 @@ const TLS_BUFFER: usize = 32 * 1024;
 pub struct Transport {
     sock: Sock,
     pub ready: Ready,
-}
-
-/// One splice(2) call, non-blocking (pipes and sockets only: no offsets).
-fn splice(from: std::os::fd::RawFd, to: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
-    loop {
-        // SAFETY: no offsets (both ends are streams); the kernel checks the descriptors.
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
 }
 
 pub fn would_block(e: &io::Error) -> bool {
@@ -562,48 +539,6 @@ impl Transport {
     pub fn raw_fd(&self) -> std::os::fd::RawFd {
         use std::os::fd::AsRawFd;
         self.tcp().as_raw_fd()
-    }
-
-    /// Moves up to `len` bytes from this (plain) socket into pipe `to` without copying them
-    /// through this process. Ok(0) is end of stream.
-    pub fn splice_to(&mut self, to: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
-        splice(self.raw_fd(), to, len)
-    }
-
-    /// Moves up to `len` bytes from pipe `from` into this (plain) socket; a full socket
-    /// clears its write readiness.
-    pub fn splice_from(&mut self, from: std::os::fd::RawFd, len: usize) -> io::Result<usize> {
-        let r = splice(from, self.raw_fd(), len);
-        if r.as_ref().is_err_and(would_block) {
-            self.ready.w = false;
-        }
-        r
-    }
-
-    /// Sends up to `len` bytes of file `from` at `offset` with sendfile(2) (a plain socket);
-    /// a full socket clears its write readiness.
-    pub fn sendfile_from(
-        &mut self,
-        from: std::os::fd::RawFd,
-        offset: u64,
-        len: usize,
-    ) -> io::Result<usize> {
-        let mut off = offset as libc::off_t;
-        let r = loop {
-            // SAFETY: `off` is a valid off_t the call advances; the kernel checks the fds.
-            let n = unsafe { libc::sendfile(self.raw_fd(), from, &mut off, len) };
-            if n >= 0 {
-                break Ok(n as usize);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                break Err(e);
-            }
-        };
-        if r.as_ref().is_err_and(would_block) {
-            self.ready.w = false;
-        }
-        r
     }
 
     /// Leaves the poll set (a connection whose socket other processes may still hold).

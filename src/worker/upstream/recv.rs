@@ -27,6 +27,15 @@ pub enum Read {
     Failed(Failure),
 }
 
+/// How the peer's side of the connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// A FIN: end of stream.
+    Closed,
+    /// A read error (a reset): what came may be short.
+    Broken,
+}
+
 impl Driver {
     /// Reads what the peer sent and frames it, as far as the buffer has room. `backlog`:
     /// the client has not taken an interim head yet (the next head waits, so a flood of
@@ -111,7 +120,7 @@ impl Driver {
                 return Read::Quiet(progress);
             }
             match conn.stream.read_into(buf) {
-                Ok(0) => return self.eof(w, owner, trip),
+                Ok(0) => return self.eof(w, owner, trip, End::Closed),
                 Ok(n) => {
                     if let Phase::Sending { head, .. } | Phase::AwaitingHead { head, .. } =
                         &mut self.phase
@@ -134,7 +143,7 @@ impl Driver {
                 }
                 Err(e) => {
                     log::debug!("upstream read error: {e}");
-                    return self.eof(w, owner, trip);
+                    return self.eof(w, owner, trip, End::Broken);
                 }
             }
         }
@@ -155,13 +164,17 @@ impl Driver {
         }
     }
 
-    /// The peer closed its side. A request that died on a reused connection before any
-    /// answer is replayed (the keep-alive race), a close-delimited body ends, else it
-    /// failed.
-    fn eof(&mut self, w: &mut Cx, owner: Owner, trip: &mut Trip) -> Read {
-        let why = "upstream prematurely closed connection";
+    /// The peer's side ended. A request that died on a reused connection before any
+    /// answer is replayed (the keep-alive race), a close-delimited body ends when the peer
+    /// closed (not when the connection broke: a reset mid-body is a short body, and the
+    /// client is cut rather than told it got all of it), else it failed.
+    fn eof(&mut self, w: &mut Cx, owner: Owner, trip: &mut Trip, end: End) -> Read {
+        let why = match end {
+            End::Closed => "upstream prematurely closed connection",
+            End::Broken => "upstream connection broke (reset) while reading the response",
+        };
         if let Phase::Body { body, .. } = &mut self.phase {
-            if body.framer == Framer::UntilClose {
+            if body.framer == Framer::UntilClose && end == End::Closed {
                 body.framer = Framer::Done;
                 body.reusable = false;
                 return Read::Quiet(true);

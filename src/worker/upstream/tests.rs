@@ -228,9 +228,13 @@ fn a_peer_that_closes_before_the_head_is_retried_or_fails_with_502() {
     let Read::Failed(f) = read(&mut h, &mut d, &req, false) else {
         panic!("a failure");
     };
+    // The peer closed with the request unread: a reset, not an end of stream.
     assert_eq!(
         (f.status, f.why.as_str()),
-        (502, "upstream prematurely closed connection")
+        (
+            502,
+            "upstream connection broke (reset) while reading the response"
+        )
     );
     assert!(matches!(d.phase, Phase::Off));
 }

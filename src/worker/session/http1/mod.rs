@@ -504,7 +504,11 @@ impl Http1 {
                     let done = matches!(out, Output::Done);
                     self.client.write_pair(head, &[], done && close_after)
                 }
-                Output::Failed => return Err(Close),
+                // The source broke after the head went out: cut, with a reset.
+                Output::Failed => {
+                    self.client.reset_on_close();
+                    return Err(Close);
+                }
                 Output::Pipe { fd, len } => self.client.splice_from(fd, len),
                 Output::File { fd, offset, len } => self.client.sendfile_from(fd, offset, len),
                 Output::Later | Output::Done => {
@@ -523,7 +527,10 @@ impl Http1 {
             };
             match r {
                 // The file is shorter than the length its head announced.
-                Ok(0) if from_file => return Err(Close),
+                Ok(0) if from_file => {
+                    self.client.reset_on_close();
+                    return Err(Close);
+                }
                 Ok(0) => break,
                 Ok(n) => {
                     let from_head = n.min(self.out.len() - self.out_pos);

@@ -74,11 +74,12 @@ impl Http1 {
             // The upstream failed after the head went out: flush what arrived, then cut
             // the client (nothing else can tell it the body is short).
             let (progress, left) = self.send_client()?;
-            return if left == Left::Waiting {
-                Ok(progress)
-            } else {
-                Err(Close)
-            };
+            if left == Left::Waiting {
+                return Ok(progress);
+            }
+            // A reset, so that a body read until close is not taken for a whole one.
+            self.client.reset_on_close();
+            return Err(Close);
         }
         progress |= self.on_next(w, next);
         if self.phase != Phase::Proxy {
