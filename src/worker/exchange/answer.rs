@@ -99,7 +99,8 @@ impl Exchange {
         }
     }
 
-    /// Serializes an answer's head into `out` (a body of `len` bytes follows it).
+    /// Serializes an answer's head into `out`, after what it holds (interim heads still to
+    /// be written); a body of `len` bytes follows it.
     fn write_answer_head(
         &mut self,
         w: &Ctx,
@@ -110,7 +111,7 @@ impl Exchange {
         close: bool,
     ) {
         self.close_after = close;
-        out.clear();
+        let start = out.len();
         let connection = match (close, self.req.minor) {
             (true, _) => local::Connection::Close,
             (false, 0) => local::Connection::KeepAlive,
@@ -119,7 +120,7 @@ impl Exchange {
         self.status = status;
         local::write_head(status, fields, b"", len, connection, out);
         self.record
-            .capture_response(&w.env.cfg.log_formats.captures.response, out);
+            .capture_response(&w.env.cfg.log_formats.captures.response, &out[start..]);
     }
 }
 

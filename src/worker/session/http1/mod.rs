@@ -395,6 +395,9 @@ impl Http1 {
             return;
         };
         x.release(w);
+        // Interim heads not yet written (a 103 half out) go before the page, whole: what
+        // went is dropped, what did not stays.
+        self.out.drain(..self.out_pos);
         self.out_pos = 0;
         let at = arrival(
             &cfg,
@@ -415,6 +418,7 @@ impl Http1 {
         if self.out.capacity() == 0 {
             self.out = w.spare.vec();
         }
+        self.out.clear();
         self.out_pos = 0;
         let at = arrival(
             &cfg,

@@ -182,3 +182,39 @@ fn an_error_page_file_is_sent_from_the_file_and_the_connection_stays() {
     assert_eq!(got[0].2, body);
     assert_eq!(got[1].2, "A", "the next request on the connection");
 }
+
+#[test]
+fn an_error_page_goes_after_the_rest_of_an_interim_head_half_written() {
+    let config = format!(
+        "[[upstream]]\nname = \"app\"\npeers = [\"127.0.0.1:9\"]\n{CONFIG}\n[[server.route]]\npath = \"/p\"\nupstream = \"app\"\n"
+    );
+    let mut h = harness(&config);
+    let w = &mut h.ctx;
+    let (mut s, mut client) = session(w);
+    // Nothing can be written to the client: what the session holds stays in `out`.
+    s.client.ready.w = false;
+    client
+        .write_all(b"GET /p HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    s.client.ready.on_event(true, false, false);
+    let _ = s.drive(w);
+    assert_eq!(s.phase, Phase::Proxy);
+    // A 103 the client's socket took ten bytes of, when the upstream fails.
+    let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+    s.out = hints.to_vec();
+    s.out_pos = 10;
+    s.respond_error(w, 502, true);
+    assert_eq!(s.out_pos, 0);
+    assert!(
+        s.out.starts_with(&hints[10..]),
+        "{:?}",
+        String::from_utf8_lossy(&s.out)
+    );
+    let page = &s.out[hints.len() - 10..];
+    assert!(
+        page.starts_with(b"HTTP/1.1 502 Bad Gateway\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(page)
+    );
+    assert_eq!(s.x.as_ref().map(|x| x.status), Some(502));
+}
