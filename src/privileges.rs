@@ -25,3 +25,17 @@ pub fn drop_to(user: Option<&str>, group: Option<&str>) -> Result<(), String> {
     setuid(u.uid).map_err(|e| format!("setuid({}) failed: {e}", u.uid))?;
     Ok(())
 }
+
+/// Who the workers will run as (uid, gid) when the master runs as root and so drops to
+/// them; None otherwise (the workers keep the master's identity) or when unknown.
+pub fn worker_identity(user: Option<&str>, group: Option<&str>) -> Option<(u32, u32)> {
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let u = User::from_name(user.unwrap_or("nobody")).ok()??;
+    let gid = match group {
+        Some(g) => Group::from_name(g).ok()??.gid,
+        None => u.gid,
+    };
+    Some((u.uid.as_raw(), gid.as_raw()))
+}

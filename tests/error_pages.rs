@@ -168,11 +168,48 @@ fn the_config_test_refuses_pages_that_cannot_work() {
             "not a regular file",
         ),
         ("{ 404 = 1 }".to_string(), "file name"),
-        ("\"x.html\"".to_string(), "table"),
+        ("\"x.html\"".to_string(), "expected a map"),
+        (format!("{{ \"+404\" = \"{d}/p.html\" }}"), "within 400-599"),
     ] {
         let (ok, out) = case(&pages);
         assert!(!ok, "{pages} passed");
         assert!(out.contains(says), "{pages}: {out}");
         assert!(out.contains("main.toml:3"), "{pages}: located: {out}");
+    }
+}
+
+#[test]
+fn each_entry_is_located_on_its_own_line_and_a_page_the_workers_cannot_read_is_flagged() {
+    let dir = TempDir::new("error-pages-lines");
+    let d = dir.path().display();
+    let secret = dir.path().join("secret.html");
+    std::fs::write(&secret, b"x").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = format!(
+        "[[server]]\nlisten = \"127.0.0.1:1\"\n[server.error_pages]\n404 = \"{d}/secret.html\"\n\"501-502\" = \"{d}/missing.html\"\n600 = \"{d}/secret.html\"\n"
+    );
+    let (ok, out) = config_test(&dir, &text);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("main.toml:5:") && out.contains("missing.html"),
+        "{out}"
+    );
+    assert!(
+        out.contains("main.toml:6:") && out.contains("\"600\""),
+        "{out}"
+    );
+    // As root, the master checks files as root but workers open them as `user` (nobody
+    // here): a root-only page is worth a warning. Not as another user (no drop then).
+    let text = format!(
+        "[[server]]\nlisten = \"127.0.0.1:1\"\n[server.error_pages]\n404 = \"{d}/secret.html\"\n"
+    );
+    let (ok, out) = config_test(&dir, &text);
+    assert!(ok, "a warning, not an error: {out}");
+    if nix::unistd::geteuid().is_root() {
+        assert!(
+            out.contains("main.toml:4:") && out.contains("not readable by the workers' user"),
+            "{out}"
+        );
     }
 }

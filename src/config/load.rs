@@ -101,6 +101,7 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
         staples: Vec::new(),
         errors,
         warnings: Vec::new(),
+        worker: None,
     };
     let base = path.parent().unwrap_or(Path::new("/")).to_path_buf();
 

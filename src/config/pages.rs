@@ -9,6 +9,7 @@ use super::load::{resolve, Source};
 use super::raw::S;
 use super::validate::Validator;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -48,12 +49,19 @@ pub fn open_page(path: &Path) -> std::io::Result<(std::fs::File, u64)> {
     Ok((file, m.len()))
 }
 
-/// `"404"` or `"500-599"`, within 400..=599 (the statuses proxyd answers itself with).
+/// `"404"` or `"500-599"`, within 400..=599 (the statuses proxyd answers itself with):
+/// three digits each, nothing else ("+404" or "0404" are refused, not read as 404).
 fn statuses(key: &str) -> Option<(u16, u16)> {
+    let status = |s: &str| {
+        let s = s.trim();
+        (s.len() == 3 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u16>().ok())
+            .flatten()
+    };
     let (lo, hi) = match key.split_once('-') {
-        Some((lo, hi)) => (lo.trim().parse().ok()?, hi.trim().parse().ok()?),
+        Some((lo, hi)) => (status(lo)?, status(hi)?),
         None => {
-            let s = key.trim().parse().ok()?;
+            let s = status(key)?;
             (s, s)
         }
     };
@@ -65,26 +73,21 @@ impl Validator {
         &mut self,
         src: &Source,
         base: &Path,
-        v: Option<&S<toml::Value>>,
+        v: Option<&S<BTreeMap<String, S<toml::Value>>>>,
     ) -> ErrorPages {
         let mut out = ErrorPages::default();
         let Some(v) = v else { return out };
-        let toml::Value::Table(t) = v.get_ref() else {
-            self.errors.push(src.err(
-                v.span(),
-                "error_pages is a table of status (or \"500-599\") = \"file\"",
-            ));
-            return out;
-        };
-        for (key, file) in t {
-            let err = |msg: String| src.err(v.span(), format!("error_pages \"{key}\": {msg}"));
+        for (key, file) in v.get_ref() {
+            // Each entry's own line: its value's.
+            let err = |msg: String| src.err(file.span(), format!("error_pages \"{key}\": {msg}"));
             let Some((lo, hi)) = statuses(key) else {
                 self.errors.push(err(
-                    "not a status or a range of statuses within 400-599".into()
+                    "not a status or a range of statuses within 400-599 (\"404\", \"500-599\")"
+                        .into(),
                 ));
                 continue;
             };
-            let toml::Value::String(file) = file else {
+            let toml::Value::String(file) = file.get_ref() else {
                 self.errors.push(err("the page is a file name".into()));
                 continue;
             };
@@ -100,10 +103,46 @@ impl Validator {
                 )));
                 continue;
             }
+            // The master checked it as root; the workers open it as themselves.
+            if let Some((uid, gid)) = self.worker {
+                if !readable_by(&path, uid, gid) {
+                    self.warnings.push(err(format!(
+                        "{} is not readable by the workers' user (uid {uid}, gid {gid}): they will send the built-in page",
+                        path.display()
+                    )));
+                }
+            }
             out.entries.push((lo, hi, path));
         }
         out
     }
+}
+
+/// Whether `uid`/`gid` (and no other group) may read `path`, by its mode bits and the
+/// search bits of the directories above it (ACLs are not looked at).
+fn readable_by(path: &Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let allowed = |m: &std::fs::Metadata, owner: u32, group: u32, other: u32| {
+        let bit = if m.uid() == uid {
+            owner
+        } else if m.gid() == gid {
+            group
+        } else {
+            other
+        };
+        m.mode() & bit != 0
+    };
+    if uid == 0 {
+        return true;
+    }
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let dirs_searchable = real
+        .ancestors()
+        .skip(1)
+        .all(|d| std::fs::metadata(d).is_ok_and(|m| allowed(&m, 0o100, 0o010, 0o001)));
+    dirs_searchable && std::fs::metadata(&real).is_ok_and(|m| allowed(&m, 0o400, 0o040, 0o004))
 }
 
 #[cfg(test)]

@@ -173,7 +173,7 @@ pub struct RawServer {
     pub traceparent: Option<S<String>>,
     pub allow_encoded_slashes: Option<bool>,
     pub underscores_in_headers: Option<bool>,
-    pub error_pages: Option<S<toml::Value>>,
+    pub error_pages: Option<S<BTreeMap<String, S<toml::Value>>>>,
     #[serde(default)]
     pub route: Vec<S<RawRoute>>,
 }

@@ -18,6 +18,9 @@ pub(super) struct Validator {
     pub(super) warnings: Vec<ConfigError>,
     /// The OCSP responses servers staple (see `Config::staples`).
     pub(super) staples: Vec<std::sync::Arc<crate::tls::ocsp::Staple>>,
+    /// Who the workers run as (uid, gid), when the master drops to them: files a worker
+    /// opens itself are checked for them.
+    pub(super) worker: Option<(u32, u32)>,
 }
 
 impl Validator {
@@ -238,6 +241,10 @@ impl Validator {
                     .push(src.err(u.span(), format!("unknown user \"{}\"", u.get_ref())));
             }
         }
+        self.worker = crate::privileges::worker_identity(
+            main.user.as_ref().map(|u| u.get_ref().as_str()),
+            main.group.as_ref().map(|g| g.get_ref().as_str()),
+        );
         if let Some(g) = &main.group {
             if !matches!(nix::unistd::Group::from_name(g.get_ref()), Ok(Some(_))) {
                 self.errors
