@@ -530,3 +530,49 @@ fn a_body_read_until_close_and_cut_by_a_reset_is_not_passed_off_as_whole() {
     assert_eq!(end, "a reset", "after {} bytes", got.len());
     assert!(p.error_log().contains("broke (reset)"), "{}", p.error_log());
 }
+
+/// Found while fixing the attack's connect finding (both builds): any move of the session
+/// pushed every deadline back, so a client sending pipelined bytes kept an exchange whose
+/// upstream stalled mid-body alive (and one that never read its response, likewise). A
+/// deadline now moves only when what it waits for does.
+#[test]
+fn pipelined_bytes_do_not_keep_a_stalled_upstream_alive() {
+    let up = RawUpstream::start(|_| {
+        let mut part = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n".to_vec();
+        part.extend_from_slice(&[b'x'; 100]);
+        vec![Reply::Bytes(part), Reply::Sleep(Duration::from_secs(20))]
+    });
+    let p = Proxyd::start(
+        1,
+        &conf(&up.addr(), "read_timeout = \"1s\"", "send_timeout = \"1s\""),
+    );
+    let mut s = TcpStream::connect(p.addr()).unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut ended = false;
+    // Eight times the timeouts of trickling: the exchange must end while it lasts.
+    for _ in 0..32 {
+        let mut buf = [0u8; 4096];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                ended = true;
+                break;
+            }
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                ended = true;
+                break;
+            }
+            Err(_) => {}
+        }
+        if s.write_all(b"G").is_err() {
+            ended = true;
+            break;
+        }
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert!(ended, "still open after {} bytes", got.len());
+    assert!(p.error_log().contains("timed out"), "{}", p.error_log());
+}

@@ -83,6 +83,8 @@ pub struct Exchange {
     pub span_id: Option<[u8; 8]>,
     /// What the access log wants beyond the above (tries, captured headers, bytes).
     pub record: Record,
+    /// The deadline set for what it waits for (see `wait.rs`).
+    pub armed: Option<wait::Armed>,
 }
 
 impl Exchange {
@@ -106,6 +108,7 @@ impl Exchange {
             trace: Trace::None,
             span_id: None,
             record: Record::default(),
+            armed: None,
         }
     }
 
@@ -128,6 +131,7 @@ impl Exchange {
         self.trace = Trace::None;
         self.span_id = None;
         self.record.clear();
+        self.armed = None;
     }
 
     /// The upstream it was routed to; None for one answered here.

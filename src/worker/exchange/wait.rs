@@ -1,6 +1,8 @@
 //! What a proxied exchange waits for, and so when it times out: one answer from the
 //! upstream side (backoff, connect, head, body) and the client side the session describes
-//! (a body still to read, a socket that does not take the response).
+//! (a body still to read, a socket that does not take the response). A deadline moves only
+//! when what it waits for moves: a client sending pipelined bytes does not keep a stalled
+//! upstream's exchange alive, nor a client that never reads its response.
 
 use super::Exchange;
 use crate::config::Config;
@@ -41,6 +43,14 @@ pub enum Wait {
     Body,
 }
 
+/// The deadline set for the wait in progress, and how far that wait had got then.
+#[derive(Debug, Clone, Copy)]
+pub struct Armed {
+    wait: Wait,
+    progress: u64,
+    at: Instant,
+}
+
 impl Exchange {
     /// What the exchange waits for, given the client side.
     pub fn wait(&self, c: ClientSide) -> Wait {
@@ -73,8 +83,32 @@ impl Exchange {
         }
     }
 
-    /// When the exchange times out if nothing moves before.
-    pub fn deadline(&self, cfg: &Config, now: Instant, c: ClientSide) -> Instant {
+    /// How far what `wait` waits for has got: the bytes whose movement is progress for it.
+    fn progress(&self, wait: Wait) -> u64 {
+        let request_out = self.driver.head_pos as u64 + self.driver.body_sent;
+        match wait {
+            Wait::Body => {
+                let received = self.record.attempts.last().map_or(0, |a| a.received);
+                received + self.bytes_sent
+            }
+            Wait::ClientFull | Wait::Gone => self.record.wire,
+            Wait::UpstreamFull | Wait::Head(None) => request_out,
+            Wait::ClientBody => self.body_read,
+            // Fixed deadlines.
+            Wait::Backoff(_) | Wait::Connecting(_) | Wait::Head(Some(_)) => 0,
+        }
+    }
+
+    /// When the exchange times out if what it waits for does not move before: the deadline
+    /// last set, while the wait is the same and has not moved; else one from now.
+    pub fn deadline(&mut self, cfg: &Config, now: Instant, c: ClientSide) -> Instant {
+        let wait = self.wait(c);
+        let progress = self.progress(wait);
+        if let Some(a) = self.armed {
+            if a.wait == wait && a.progress == progress {
+                return a.at;
+            }
+        }
         let srv = &cfg.server[self.server];
         let (connect_timeout, send_timeout, read_timeout) = self
             .upstream()
@@ -82,7 +116,7 @@ impl Exchange {
             .map_or(Default::default(), |u| {
                 (u.connect_timeout, u.send_timeout, u.read_timeout)
             });
-        match self.wait(c) {
+        let at = match wait {
             Wait::Backoff(until) => until,
             Wait::Gone | Wait::ClientFull => now + srv.send_timeout,
             Wait::Connecting(Some(by)) => by,
@@ -92,6 +126,8 @@ impl Exchange {
             Wait::Head(Some(by)) => by,
             Wait::Head(None) => now + read_timeout,
             Wait::Body => now + read_timeout.max(srv.send_timeout),
-        }
+        };
+        self.armed = Some(Armed { wait, progress, at });
+        at
     }
 }

@@ -200,9 +200,10 @@ impl Http1 {
     }
 
     /// When the proxy phase times out, whichever side it waits for (the exchange knows).
-    pub(super) fn proxy_deadline(&self, cfg: &Config, now: Instant) -> Option<Instant> {
-        let x = self.x.as_ref()?;
-        Some(x.deadline(cfg, now, self.client_side()))
+    pub(super) fn proxy_deadline(&mut self, cfg: &Config, now: Instant) -> Option<Instant> {
+        let side = self.client_side();
+        let x = self.x.as_deref_mut()?;
+        Some(x.deadline(cfg, now, side))
     }
 
     /// The proxy phase's deadline passed. Returns whether the session lives on.
