@@ -576,3 +576,85 @@ fn pipelined_bytes_do_not_keep_a_stalled_upstream_alive() {
     assert!(ended, "still open after {} bytes", got.len());
     assert!(p.error_log().contains("timed out"), "{}", p.error_log());
 }
+
+/// A client with a small receive buffer that asks for `path` and reads nothing for
+/// `stall`, then reads to the end: what came, and whether the end was a reset.
+fn stalled_read(addr: &str, path: &str, stall: Duration) -> (usize, bool) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into())
+        .unwrap();
+    let mut s: TcpStream = s.into();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes())
+        .unwrap();
+    std::thread::sleep(stall);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut n, mut buf) = (0, [0u8; 65536]);
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return (n, false),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (n, true),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Second attack on issue 21 (both builds): a client that stopped reading its response
+/// timed out as if the upstream had (`upstream_timeout`), so the healthy peer was charged a
+/// failure and, with the default `consecutive_failures = 1`, ejected: two stalled clients
+/// took a two-peer upstream out. And the cut was a clean close, which a client reading a
+/// body delimited by the close takes for the whole body. Now it is the client's timeout: no
+/// peer is charged, and the close is a reset.
+#[test]
+fn a_client_that_stops_reading_is_reset_and_charges_no_peer() {
+    let body = |_: &common::raw::Request| {
+        let mut r = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
+        r.extend(std::iter::repeat_n(b'x', 20_000_000));
+        vec![Reply::Bytes(r), Reply::Close]
+    };
+    let (a, b) = (RawUpstream::start(body), RawUpstream::start(body));
+    let conf = app_conf_peers(&[a.addr(), b.addr()], "", "send_timeout = \"1s\"", "fixed");
+    let p = Proxyd::start(1, &conf);
+    for _ in 0..2 {
+        let (got, reset) = stalled_read(&p.addr(), "/big", Duration::from_secs(3));
+        assert!(got < 20_000_000, "{got}");
+        assert!(
+            reset,
+            "a short body read until close ended cleanly after {got} bytes"
+        );
+    }
+    let log = p.error_log();
+    assert!(
+        log.contains("client timed out reading the response"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("ejected") && !log.contains("upstream timed out"),
+        "{log}"
+    );
+    // Both peers still serve.
+    let r = get_close(&p.addr(), "/fixed", "a", "");
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    let status = p.status();
+    assert!(!status.contains("ejected"), "{status}");
+}
+
+/// Second attack on issue 21 (both builds): interim heads did not move the final head's
+/// deadline, so an upstream sending 102/103 while it worked got a 504 at `read_timeout`.
+/// A whole interim head now starts it again (at most MAX_INTERIM times).
+#[test]
+fn interim_heads_keep_a_working_upstream_from_a_504() {
+    let up = RawUpstream::start(|_| {
+        let mut steps = Vec::new();
+        for _ in 0..5 {
+            steps.push(bytes("HTTP/1.1 102 Processing\r\n\r\n"));
+            steps.push(Reply::Sleep(Duration::from_millis(500)));
+        }
+        steps.extend(ok("done"));
+        steps
+    });
+    let p = Proxyd::start(1, &conf(&up.addr(), "read_timeout = \"1s\"", ""));
+    let r = get_close(&p.addr(), "/x", "a", "");
+    assert!(r.contains("HTTP/1.1 200 OK") && r.ends_with("done"), "{r}");
+}

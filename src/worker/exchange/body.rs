@@ -54,6 +54,25 @@ impl Source {
 }
 
 impl Exchange {
+    /// Body bytes are ready for the client now (what `body_out` would offer as bytes, a
+    /// pipe or a file), without pulling them.
+    pub fn body_waiting(&self) -> bool {
+        if let Some(stage) = self.stage.as_deref() {
+            if stage.holds() {
+                return true;
+            }
+        }
+        match &self.body {
+            Source::None => false,
+            Source::Bytes { data, pos } => *pos < data.len(),
+            Source::File(f) => f.has_more(),
+            Source::Upstream => matches!(
+                self.driver.output(),
+                Output::Bytes { .. } | Output::Pipe { .. }
+            ),
+        }
+    }
+
     /// What the body has for the client now, through the body stage when there is one
     /// (the session's writer pulls it, writes, then says how much went with `written`).
     /// `plain`: the client's socket can take a pipe or a file directly.

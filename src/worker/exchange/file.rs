@@ -78,6 +78,11 @@ impl FileBody {
         }
     }
 
+    /// Bytes are left to send (read into the chunk or still in the file).
+    pub fn has_more(&self) -> bool {
+        self.at < self.chunk.len() || self.pos < self.end
+    }
+
     /// The client took `n` bytes of what `out` offered.
     pub fn took(&mut self, n: usize) {
         if self.at < self.chunk.len() {

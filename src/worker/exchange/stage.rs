@@ -129,6 +129,11 @@ impl Stage {
         self.at += n;
     }
 
+    /// Output waits for the client.
+    pub fn holds(&self) -> bool {
+        self.at < self.out.len()
+    }
+
     /// Runs `input` through the transforms into `out`, framed.
     fn run(&mut self, input: &[u8], end: bool) -> io::Result<()> {
         let mut data = std::mem::take(&mut self.scratch);

@@ -209,9 +209,24 @@ impl Driver {
     /// it. Returns false when the peer has sent too many.
     pub fn interim_passed(&mut self, w: &mut Cx, h: ResponseHead) -> bool {
         let mut ok = true;
-        if let Phase::Sending { head, .. } | Phase::AwaitingHead { head, .. } = &mut self.phase {
-            head.interim += 1;
-            ok = head.interim <= MAX_INTERIM;
+        let read_timeout = self
+            .upstream
+            .and_then(|u| w.env.cfg.upstream.get(u))
+            .map_or(Default::default(), |u| u.read_timeout);
+        match &mut self.phase {
+            Phase::Sending { head, .. } => {
+                head.interim += 1;
+                ok = head.interim <= MAX_INTERIM;
+            }
+            // A whole interim head is the peer saying it is working on it (102 Processing
+            // exists for that): the final head's deadline starts again, at most
+            // MAX_INTERIM times.
+            Phase::AwaitingHead { head, by, .. } => {
+                head.interim += 1;
+                ok = head.interim <= MAX_INTERIM;
+                *by = w.env.now + read_timeout;
+            }
+            _ => {}
         }
         self.skip_head(w, h);
         ok

@@ -182,10 +182,14 @@ impl Http1 {
             .req_buf
             .as_ref()
             .is_some_and(|b| !b.pending().is_empty());
+        // Response bytes wait for a socket that does not take them: a head in `out`, or
+        // body bytes (buffered, piped or in a file).
+        let waiting =
+            self.out_pos < self.out.len() || self.x.as_ref().is_some_and(|x| x.body_waiting());
         ClientSide {
             body_left,
             quiet: !self.client.ready.r && !body_left,
-            full: self.out_pos < self.out.len() && !self.client.ready.w,
+            full: waiting && !self.client.ready.w,
         }
     }
 
@@ -212,7 +216,22 @@ impl Http1 {
         match x.wait(self.client_side()) {
             // A retry's backoff is over: `drive` connects.
             Wait::Backoff(_) => true,
+            // Flushing what a failed upstream sent before the cut took too long: the
+            // response is short, so the close is a reset.
             Wait::Gone => {
+                self.client.reset_on_close();
+                self.abort(w);
+                false
+            }
+            // The client does not take its response: its fault, not the upstream's (no
+            // failure is charged to the peer, whose connection is closed with the
+            // exchange). The response is short, so the close is a reset.
+            Wait::ClientFull => {
+                log::info!(
+                    "client timed out reading the response{}",
+                    self.context(&w.env.cfg)
+                );
+                self.client.reset_on_close();
                 self.abort(w);
                 false
             }
