@@ -42,6 +42,10 @@ http {
         listen 127.0.0.1:$1;
         location / { root $WORK; try_files /body.txt =404; }
         location = /big { root $WORK; try_files /big.txt =404; }
+        # The same 100 B answered in one segment, head and body in one write (as most
+        # application servers answer small responses); the file locations above write the
+        # head and then the body.
+        location = /one { default_type text/plain; return 200 "$(cat "$WORK/body.txt")"; }
         # Reads the whole request body before answering (mirror does), so a slow body
         # reaches the upstream through the proxies (bench/slow.sh).
         location /slow { root $WORK; mirror /mirror; try_files /body.txt =404; }
@@ -105,6 +109,11 @@ http {
             proxy_set_header Connection "";
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
             proxy_buffering off;
+            # What a careful operator sets for 64 KB responses (the 4 KiB default costs
+            # nginx a read and a write per 4 KiB).
+            proxy_buffer_size 64k;
+            proxy_buffers 4 64k;
+            proxy_busy_buffers_size 128k;
         }
     }
 }

@@ -9,9 +9,11 @@
 #   BASE=REV bench/suite.sh ...            also proxyd built from REV ("base"), interleaved
 #                                          with the rest: before and after in one run
 #
-# Workloads: keep-alive 100 B responses (1 and 2 workers / threads), keep-alive 64 KB
-# responses, a new connection per request; idle memory with IDLE (default 5000) connections
-# that each sent one request. Installs nginx, haproxy and wrk from Debian when missing.
+# Workloads: keep-alive 100 B responses (1 and 2 workers / threads) from two upstream
+# shapes, a file (nginx writes the head, then the body: "file") and a `return 200` (head and
+# body in one segment: "one"); keep-alive 64 KB responses; a new connection per request;
+# idle memory with IDLE (default 5000) connections that each sent one request. nginx in
+# front has 64 KB proxy buffers (what a careful operator sets for that shape). Installs nginx, haproxy and wrk from Debian when missing.
 # Listens on 127.0.0.1 ports 18090-18094.
 set -euo pipefail
 
@@ -121,6 +123,7 @@ accept_split() {
 echo "suite: $ROUNDS rounds x ${SECS}s, wrk -t1 -c$CONNS, $(nproc) cores, $(date -u +%F)"
 start_all 1
 run ka100 /
+run ka100one /one
 run ka64k /big
 run close / -H "Connection: close"
 declare -A IDLEMEM
@@ -128,15 +131,18 @@ for name in "${PROXIES[@]}"; do IDLEMEM[$name]=$(idle_memory "$name"); done
 stop_proxies
 start_all 2
 run ka100x2 /
+run ka100x2one /one
 declare -A SPLIT
 for name in "${PROXIES[@]}"; do SPLIT[$name]=$(accept_split "$name"); done
 stop_proxies
 
 declare -A M C
 printf "\n%-22s %-8s %10s %8s %8s %12s\n" workload proxy "req/s" "p50 ms" "p99 ms" "CPU us/req"
-for w in ka100 ka100x2 ka64k close; do
+WORKLOADS="ka100 ka100one ka100x2 ka100x2one ka64k close"
+for w in $WORKLOADS; do
     case $w in
-        ka100) label="keep-alive 100 B" ;; ka100x2) label="keep-alive 100 B, 2w" ;;
+        ka100) label="keep-alive 100 B, file" ;; ka100one) label="keep-alive 100 B, one" ;;
+        ka100x2) label="ka 100 B, file, 2w" ;; ka100x2one) label="ka 100 B, one, 2w" ;;
         ka64k) label="keep-alive 64 KB" ;; close) label="new conn per request" ;;
     esac
     for name in "${PROXIES[@]}"; do
@@ -148,14 +154,14 @@ for w in ka100 ka100x2 ka64k close; do
 done
 
 echo
-for w in ka100 ka100x2 ka64k close; do
+for w in $WORKLOADS; do
     awk -v w=$w -v p="${M[$w,proxyd]:-0}" -v n="${M[$w,nginx]:-1}" -v h="${M[$w,haproxy]:-1}" \
         -v cp="${C[$w,proxyd]:-0}" -v cn="${C[$w,nginx]:-1}" -v ch="${C[$w,haproxy]:-1}" \
-        'BEGIN { printf "%-8s req/s proxyd/nginx %.2f  proxyd/haproxy %.2f   CPU/req proxyd/nginx %.2f  proxyd/haproxy %.2f\n",
+        'BEGIN { printf "%-10s req/s proxyd/nginx %.2f  proxyd/haproxy %.2f   CPU/req proxyd/nginx %.2f  proxyd/haproxy %.2f\n",
                  w, p / n, p / h, cp / cn, cp / ch }'
     if [ -n "${BASE_BIN:-}" ]; then
         awk -v w=$w -v p="${M[$w,proxyd]:-0}" -v b="${M[$w,base]:-1}" -v cp="${C[$w,proxyd]:-0}" -v cb="${C[$w,base]:-1}" \
-            'BEGIN { printf "%-8s req/s proxyd/base  %.2f  CPU/req proxyd/base %.2f\n", w, p / b, cp / cb }'
+            'BEGIN { printf "%-10s req/s proxyd/base  %.2f  CPU/req proxyd/base %.2f\n", w, p / b, cp / cb }'
     fi
 done
 echo
