@@ -9,6 +9,8 @@
 #   bench/profile.sh [SECONDS]                 keep-alive
 #   CLOSE=1 bench/profile.sh [SECONDS]         a new connection per request
 #   BODY_SIZE=65536 bench/profile.sh           other response sizes (default 100)
+#   URL_PATH=/one bench/profile.sh             the upstream answering in one segment
+#                                              (`return 200`; / is a file: head, then body)
 set -euo pipefail
 SECS=${1:-5}
 UP_PORT=18090 PROXYD_PORT=18091 NGINX_PORT=18092 HAPROXY_PORT=18093
@@ -53,7 +55,7 @@ echo "profile: wrk -t1 -c50 ${SECS}s, ${extra[*]:-keep-alive}, ${BODY_SIZE:-100}
 printf "\n%-8s %8s | %-33s | %-33s | %-33s | %s\n" proxy "req/s" "proxy: usr sys us/req, csw/req" \
     "upstream: usr sys us/req, csw/req" "wrk: usr sys us/req, csw/req" "TCP segments/req"
 for name in proxyd nginx haproxy; do
-    url="http://127.0.0.1:$(port_of "$name")/"
+    url="http://127.0.0.1:$(port_of "$name")${URL_PATH:-/}"
     # shellcheck disable=SC2046
     set -- $(worker_pids "$name")
     wrk -t1 -c50 -d1s "${extra[@]}" "$url" >/dev/null
@@ -84,7 +86,7 @@ echo "(csw: voluntary + involuntary context switches)"
 echo
 echo "system calls per request (strace -c on the proxy's workers):"
 for name in proxyd nginx haproxy; do
-    url="http://127.0.0.1:$(port_of "$name")/"
+    url="http://127.0.0.1:$(port_of "$name")${URL_PATH:-/}"
     args=()
     for p in $(worker_pids "$name"); do args+=(-p "$p"); done
     strace -c -f "${args[@]}" -o "$WORK/strace-$name" 2>/dev/null &
