@@ -15,21 +15,48 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
 pub struct ErrorPages {
-    /// (first status, last status, file), as written.
-    entries: Vec<(u16, u16, PathBuf)>,
+    entries: Vec<Page>,
+}
+
+/// One entry: the statuses it covers, its file, and the file's type (from its name, found
+/// here once rather than per error).
+#[derive(Debug, Clone)]
+pub struct Page {
+    first: u16,
+    last: u16,
+    pub file: PathBuf,
+    pub content_type: &'static str,
+}
+
+/// Shown by `-T` as written: (first status, last status, file).
+impl Serialize for Page {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.first, self.last, &self.file).serialize(s)
+    }
 }
 
 impl ErrorPages {
-    /// The file that answers `status`, if any.
-    pub fn find(&self, status: u16) -> Option<&Path> {
+    /// The page that answers `status`, if any.
+    pub fn find(&self, status: u16) -> Option<&Page> {
         self.entries
             .iter()
-            .find(|(lo, hi, _)| (*lo..=*hi).contains(&status))
-            .map(|(_, _, p)| p.as_path())
+            .find(|p| (p.first..=p.last).contains(&status))
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+/// An error page's type, by its file name's extension.
+fn content_type(path: &Path) -> &'static str {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext.to_ascii_lowercase().as_str() {
+        "html" | "htm" => "text/html",
+        "txt" => "text/plain",
+        "json" => "application/json",
+        "xml" => "application/xml",
+        _ => "application/octet-stream",
     }
 }
 
@@ -96,7 +123,11 @@ impl Validator {
                     .push(err(format!("cannot open {}: {e}", path.display())));
                 continue;
             }
-            if let Some((a, b, _)) = out.entries.iter().find(|(a, b, _)| lo <= *b && *a <= hi) {
+            let taken = out.entries.iter().find(|p| lo <= p.last && p.first <= hi);
+            if let Some(Page {
+                first: a, last: b, ..
+            }) = taken
+            {
                 self.errors.push(err(format!(
                     "overlaps the entry for {a}-{b} (a status has one page)"
                 )));
@@ -111,7 +142,12 @@ impl Validator {
                     )));
                 }
             }
-            out.entries.push((lo, hi, path));
+            out.entries.push(Page {
+                first: lo,
+                last: hi,
+                content_type: content_type(&path),
+                file: path,
+            });
         }
         out
     }

@@ -12,7 +12,6 @@ use crate::http::headers::Headers;
 use crate::http::local;
 use crate::worker::filters::{self, Answer, Verdict};
 use std::borrow::Cow;
-use std::path::Path;
 
 impl Exchange {
     /// Writes an error page (no response filters: like nginx's `add_header` without
@@ -28,11 +27,11 @@ impl Exchange {
         close: bool,
     ) {
         let cfg = w.env.cfg.clone();
-        if let Some(path) = cfg.server[self.server].error_pages.find(status) {
-            match open_page(path) {
+        if let Some(page) = cfg.server[self.server].error_pages.find(status) {
+            match open_page(&page.file) {
                 Ok((file, len)) => {
                     let mut fields = std::mem::take(&mut w.env.scratch.headers);
-                    let ctype = [("Content-Type".to_string(), content_type(path).into())];
+                    let ctype = [("Content-Type".to_string(), page.content_type.into())];
                     self.answer_fields(w, &mut fields, &ctype);
                     self.write_answer_head(w, out, status, &fields, len as usize, close);
                     w.env.scratch.headers = fields;
@@ -45,7 +44,7 @@ impl Exchange {
                 }
                 Err(e) => log::error!(
                     "error page {} for status {status} cannot be opened ({e}); the built-in page goes out",
-                    path.display()
+                    page.file.display()
                 ),
             }
         }
@@ -130,17 +129,5 @@ pub fn error_answer(status: u16) -> Answer<'static> {
         status,
         headers: Cow::Owned(local::error_headers()),
         body: local::error_page(status).into(),
-    }
-}
-
-/// An error page's type, by its file name's extension.
-fn content_type(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    match ext.to_ascii_lowercase().as_str() {
-        "html" | "htm" => "text/html",
-        "txt" => "text/plain",
-        "json" => "application/json",
-        "xml" => "application/xml",
-        _ => "application/octet-stream",
     }
 }

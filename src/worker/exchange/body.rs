@@ -42,6 +42,19 @@ impl Source {
         }
     }
 
+    /// It has bytes for the taker now (what `out` would offer as bytes, a pipe or a
+    /// file), without pulling them.
+    pub fn waiting(&self, driver: &Driver) -> bool {
+        match self {
+            Source::None => false,
+            Source::Bytes { data, pos } => *pos < data.len(),
+            Source::File(f) => f.has_more(),
+            Source::Upstream => {
+                matches!(driver.output(), Output::Bytes { .. } | Output::Pipe { .. })
+            }
+        }
+    }
+
     /// `n` bytes of what `out` offered were taken.
     pub fn took(&mut self, driver: &mut Driver, n: usize) {
         match self {
@@ -57,20 +70,7 @@ impl Exchange {
     /// Body bytes are ready for the client now (what `body_out` would offer as bytes, a
     /// pipe or a file), without pulling them.
     pub fn body_waiting(&self) -> bool {
-        if let Some(stage) = self.stage.as_deref() {
-            if stage.holds() {
-                return true;
-            }
-        }
-        match &self.body {
-            Source::None => false,
-            Source::Bytes { data, pos } => *pos < data.len(),
-            Source::File(f) => f.has_more(),
-            Source::Upstream => matches!(
-                self.driver.output(),
-                Output::Bytes { .. } | Output::Pipe { .. }
-            ),
-        }
+        self.stage.as_deref().is_some_and(|s| s.holds()) || self.body.waiting(&self.driver)
     }
 
     /// What the body has for the client now, through the body stage when there is one

@@ -57,8 +57,8 @@ pub struct Stage {
     /// Output for the client, written from `at`.
     out: Vec<u8>,
     at: usize,
-    /// Between two transforms.
-    scratch: Vec<u8>,
+    /// Between two transforms (kept, so a pull allocates nothing once they have grown).
+    scratch: [Vec<u8>; 2],
     state: State,
 }
 
@@ -69,7 +69,7 @@ impl Stage {
             framing,
             out: Vec::new(),
             at: 0,
-            scratch: Vec::new(),
+            scratch: [Vec::new(), Vec::new()],
             state: State::Open,
         }
     }
@@ -136,10 +136,9 @@ impl Stage {
 
     /// Runs `input` through the transforms into `out`, framed.
     fn run(&mut self, input: &[u8], end: bool) -> io::Result<()> {
-        let mut data = std::mem::take(&mut self.scratch);
+        let [mut data, mut next] = std::mem::take(&mut self.scratch);
         data.clear();
         data.extend_from_slice(input);
-        let mut next = Vec::new();
         for t in &mut self.transforms {
             next.clear();
             t.run(&data, end, &mut next)?;
@@ -155,7 +154,7 @@ impl Stage {
                 self.out.extend_from_slice(&data);
             }
         }
-        self.scratch = data;
+        self.scratch = [data, next];
         Ok(())
     }
 

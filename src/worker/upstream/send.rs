@@ -58,7 +58,8 @@ impl Driver {
         let body_left = |b: &Option<&mut Buf>| b.as_ref().is_some_and(|b| !b.pending().is_empty());
         let mut body = body;
         let moved = self.send(body.as_deref_mut());
-        if trip.body_done && !body_left(&body) {
+        // Only while sending: afterwards the head's deadline is set already.
+        if matches!(self.phase, Phase::Sending { .. }) && trip.body_done && !body_left(&body) {
             let read_timeout = self
                 .upstream
                 .and_then(|u| w.env.cfg.upstream.get(u))
