@@ -130,7 +130,10 @@ impl Directory<'_> {
             });
         }
         for (&i, &slot) in new.iter().zip(&avail) {
-            self.0.clear(slot);
+            // A slot never named holds nothing (and clearing it would back its pages).
+            if self.0.entry(slot).used.load(Acquire) != 0 {
+                self.0.clear(slot);
+            }
             self.0
                 .entry(slot)
                 .set(names[i].as_bytes(), hash(names[i].as_bytes()));

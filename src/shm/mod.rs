@@ -5,6 +5,8 @@
 //! ```text
 //! header | directory: slots x Entry | health: slots x Health
 //!        | counter blocks: (blocks + 1) x slots x Counters   (the last block: retired totals)
+//!        | worker stats: (blocks + 1) x WorkerStats
+//!        | written: (blocks + 1) x slots bits   (which slots' counters a block ever wrote)
 //! ```
 //!
 //! A slot is one named thing (an upstream, a peer); the directory (`directory.rs`, written by
@@ -14,7 +16,10 @@
 //! master folds a dead worker's block into the retired totals so that a sum never goes
 //! backwards. Health is written by any worker (and later by the health-check helper) with
 //! atomic operations. Pages are only backed when touched, so a large capacity costs address
-//! space, not memory.
+//! space, not memory; and since reading a page of a memfd backs it as writing does, nobody
+//! reads the counters of a slot whose `written` bit is clear in that block: a node of 5,000
+//! sites holds counter pages only for what carried traffic, in the blocks of workers that
+//! ran.
 
 mod address;
 pub mod codes;
@@ -35,7 +40,7 @@ pub use region::{Refused, Region};
 
 const MAGIC: [u8; 8] = *b"PROXYDSH";
 /// Bumped whenever the layout changes: a region of another layout is never read.
-const VERSION: u32 = 5;
+const VERSION: u32 = 6;
 /// Bytes of a name kept in its entry (longer names are told apart by their hash too).
 const NAME_BYTES: usize = 104;
 
@@ -257,19 +262,42 @@ pub struct View {
 unsafe impl Send for View {}
 unsafe impl Sync for View {}
 
-fn offsets(slots: u32, blocks: u32) -> (usize, usize, usize, usize) {
-    let dir = std::mem::size_of::<Header>();
-    let health = dir + slots as usize * std::mem::size_of::<Entry>();
-    let counters = health + slots as usize * std::mem::size_of::<Health>();
-    let workers =
-        counters + (blocks as usize + 1) * slots as usize * std::mem::size_of::<Counters>();
-    (dir, health, counters, workers)
+/// Where each part of the region starts (bytes from the base).
+struct Layout {
+    dir: usize,
+    health: usize,
+    counters: usize,
+    workers: usize,
+    written: usize,
+    end: usize,
 }
 
-/// Where the region ends: the worker stats follow the counter blocks.
+/// 64-bit words of one block's `written` bits.
+fn words(slots: u32) -> usize {
+    (slots as usize).div_ceil(64)
+}
+
+fn layout(slots: u32, blocks: u32) -> Layout {
+    let (slots_n, blocks_n) = (slots as usize, blocks as usize + 1);
+    let dir = std::mem::size_of::<Header>();
+    let health = dir + slots_n * std::mem::size_of::<Entry>();
+    let counters = health + slots_n * std::mem::size_of::<Health>();
+    let workers = counters + blocks_n * slots_n * std::mem::size_of::<Counters>();
+    let written = workers + blocks_n * std::mem::size_of::<WorkerStats>();
+    let end = written + blocks_n * words(slots) * 8;
+    Layout {
+        dir,
+        health,
+        counters,
+        workers,
+        written,
+        end,
+    }
+}
+
+/// Where the region ends.
 fn region_len(slots: u32, blocks: u32) -> usize {
-    let (_, _, _, workers) = offsets(slots, blocks);
-    workers + (blocks as usize + 1) * std::mem::size_of::<WorkerStats>()
+    layout(slots, blocks).end
 }
 
 impl View {
@@ -297,39 +325,98 @@ impl View {
     }
 
     pub(crate) fn entry(&self, slot: u32) -> &Entry {
-        let (dir, _, _, _) = offsets(self.slots, self.blocks);
-        self.at(dir, slot as usize, self.slots as usize)
+        self.at(
+            layout(self.slots, self.blocks).dir,
+            slot as usize,
+            self.slots as usize,
+        )
     }
 
     pub fn health(&self, slot: u32) -> &Health {
-        let (_, health, _, _) = offsets(self.slots, self.blocks);
-        self.at(health, slot as usize, self.slots as usize)
+        self.at(
+            layout(self.slots, self.blocks).health,
+            slot as usize,
+            self.slots as usize,
+        )
     }
 
     /// Counters of `slot` in `block` (`blocks()` is the retired totals).
+    /// Reading them backs their pages: readers ask `written` first.
     fn counters(&self, block: u32, slot: u32) -> &Counters {
-        let (_, _, counters, _) = offsets(self.slots, self.blocks);
         let i = block as usize * self.slots as usize + slot as usize;
         assert!(slot < self.slots);
         self.at(
-            counters,
+            layout(self.slots, self.blocks).counters,
             i,
             (self.blocks as usize + 1) * self.slots as usize,
         )
     }
 
+    /// The word of `block`'s `written` bits holding `slot`'s, and the bit.
+    fn written_word(&self, block: u32, slot: u32) -> (&AtomicU64, u64) {
+        assert!(slot < self.slots);
+        let per = words(self.slots);
+        let i = block as usize * per + slot as usize / 64;
+        let word = self.at(
+            layout(self.slots, self.blocks).written,
+            i,
+            (self.blocks as usize + 1) * per,
+        );
+        (word, 1 << (slot % 64))
+    }
+
+    /// Whether `block` ever wrote `slot`'s counters since they were last folded or cleared
+    /// (when not, they are all zero and their page may not even be backed).
+    fn written(&self, block: u32, slot: u32) -> bool {
+        let (w, bit) = self.written_word(block, slot);
+        w.load(Acquire) & bit != 0
+    }
+
+    fn mark_written(&self, block: u32, slot: u32) {
+        let (w, bit) = self.written_word(block, slot);
+        if w.load(Relaxed) & bit == 0 {
+            w.fetch_or(bit, Release);
+        }
+    }
+
+    fn unmark_written(&self, block: u32, slot: u32) {
+        let (w, bit) = self.written_word(block, slot);
+        w.fetch_and(!bit, Release);
+    }
+
+    /// The counters of `slot` in `block` that hold something: the blocks in `blocks` that
+    /// wrote it.
+    fn written_in<'a>(
+        &'a self,
+        slot: u32,
+        blocks: impl Iterator<Item = u32> + 'a,
+    ) -> impl Iterator<Item = &'a Counters> + 'a {
+        blocks
+            .filter(move |&b| self.written(b, slot))
+            .map(move |b| self.counters(b, slot))
+    }
+
+    /// Every block and the retired totals (only their `written` bits are read for slots
+    /// they never counted: a few bytes per block, not a page of counters).
+    fn counted_blocks(&self) -> impl Iterator<Item = u32> {
+        0..=self.blocks
+    }
+
     /// The client-connection stats of worker block `block` (`blocks()`: retired totals).
     pub fn worker_stats(&self, block: u32) -> &WorkerStats {
-        let (_, _, _, workers) = offsets(self.slots, self.blocks);
-        self.at(workers, block as usize, self.blocks as usize + 1)
+        self.at(
+            layout(self.slots, self.blocks).workers,
+            block as usize,
+            self.blocks as usize + 1,
+        )
     }
 
     /// Request-level totals of `slot` over the blocks in `live` and the retired totals.
     /// Only the blocks given are read: a free block's pages are never touched.
     pub fn traffic(&self, slot: u32, live: &[u32]) -> Traffic {
         let mut t = Traffic::default();
-        for &b in live.iter().chain(std::iter::once(&self.blocks)) {
-            let c = self.counters(b, slot);
+        let blocks = live.iter().copied().chain(std::iter::once(self.blocks));
+        for c in self.written_in(slot, blocks) {
             for (i, v) in c.classes.iter().enumerate() {
                 t.classes[i] += v.load(Relaxed);
             }
@@ -391,8 +478,7 @@ impl View {
             probes: 0,
             down_for_ms: 0,
         };
-        for b in 0..=self.blocks {
-            let c = self.counters(b, slot);
+        for c in self.written_in(slot, self.counted_blocks()) {
             t.requests += c.requests.load(Relaxed);
             t.failures += c.failures.load(Relaxed);
             t.active += c.active.load(Relaxed);
@@ -410,9 +496,10 @@ impl View {
     /// Folds a dead worker's block into the retired totals and clears it for the next
     /// worker. Master only, after the worker was reaped (so nobody writes the block).
     pub fn retire(&self, block: u32) {
-        // Only named slots: touching the others would back their pages with memory.
-        for s in (0..self.slots).filter(|&s| self.entry(s).used.load(Relaxed) != 0) {
+        // Only slots this block wrote: touching the others would back their pages.
+        for s in (0..self.slots).filter(|&s| self.written(block, s)) {
             let c = self.counters(block, s);
+            self.mark_written(self.blocks, s);
             let r = self.counters(self.blocks, s);
             let (req, fail) = (c.requests.swap(0, Relaxed), c.failures.swap(0, Relaxed));
             let retries = c.retries.swap(0, Relaxed);
@@ -449,6 +536,7 @@ impl View {
                 let node = &self.health(s).active;
                 let _ = node.fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(gone)));
             }
+            self.unmark_written(block, s);
         }
     }
 
@@ -485,8 +573,8 @@ impl View {
     pub fn take_retry(&self, slot: u32, percent: u32, now_ms: u64) -> bool {
         let h = self.health(slot);
         let requests = || {
-            (0..=self.blocks)
-                .map(|b| self.counters(b, slot).requests.load(Relaxed))
+            self.written_in(slot, self.counted_blocks())
+                .map(|c| c.requests.load(Relaxed))
                 .sum::<u64>()
         };
         let start = h.window_start.load(Relaxed);
@@ -510,7 +598,12 @@ impl View {
     /// Forgets everything about `slot` (master only, when the directory gives it to a new
     /// name no live generation knows).
     pub(crate) fn clear(&self, slot: u32) {
-        for b in 0..=self.blocks {
+        let blocks: Vec<u32> = self
+            .counted_blocks()
+            .filter(|&b| self.written(b, slot))
+            .collect();
+        for b in blocks {
+            self.unmark_written(b, slot);
             let c = self.counters(b, slot);
             c.requests.store(0, Relaxed);
             c.failures.store(0, Relaxed);
@@ -563,21 +656,27 @@ impl Block {
         &self.view
     }
 
+    /// This block's counters of `slot`, marked written (once) so that readers look at them.
+    fn mine(&self, slot: u32) -> &Counters {
+        self.view.mark_written(self.block, slot);
+        self.view.counters(self.block, slot)
+    }
+
     pub fn request(&self, slot: u32) {
-        bump(&self.view.counters(self.block, slot).requests, 1);
+        bump(&self.mine(slot).requests, 1);
     }
 
     pub fn failure(&self, slot: u32) {
-        bump(&self.view.counters(self.block, slot).failures, 1);
+        bump(&self.mine(slot).failures, 1);
     }
 
     pub fn retry(&self, slot: u32) {
-        bump(&self.view.counters(self.block, slot).retries, 1);
+        bump(&self.mine(slot).retries, 1);
     }
 
     /// A response with `status` (of a server or route: sent; of an upstream or peer: got).
     pub fn status(&self, slot: u32, status: u16) {
-        let c = self.view.counters(self.block, slot);
+        let c = self.mine(slot);
         if let Some(i) = codes::class(status) {
             bump(&c.classes[i], 1);
         }
@@ -587,7 +686,7 @@ impl Block {
     }
 
     pub fn bytes(&self, slot: u32, received: u64, sent: u64) {
-        let c = self.view.counters(self.block, slot);
+        let c = self.mine(slot);
         bump(&c.bytes_in, received as i64);
         bump(&c.bytes_out, sent as i64);
     }
@@ -595,7 +694,7 @@ impl Block {
     /// One observation of `d` in histogram `h` of `slot`.
     pub fn observe(&self, slot: u32, h: Hist, d: std::time::Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
-        let hist = &self.view.counters(self.block, slot).hist[h as usize];
+        let hist = &self.mine(slot).hist[h as usize];
         if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
             bump(&hist.buckets[i], 1);
         }
@@ -605,7 +704,10 @@ impl Block {
 
     /// This worker's idle pooled connections to the peer in `slot`.
     pub fn set_idle(&self, slot: u32, n: u64) {
-        let idle = &self.view.counters(self.block, slot).idle;
+        if n == 0 && !self.view.written(self.block, slot) {
+            return;
+        }
+        let idle = &self.mine(slot).idle;
         if idle.load(Relaxed) != n {
             idle.store(n, Relaxed);
         }
@@ -623,7 +725,7 @@ impl Block {
         } else {
             node.fetch_sub(by.unsigned_abs(), Relaxed);
         }
-        bump(&self.view.counters(self.block, slot).active, by);
+        bump(&self.mine(slot).active, by);
     }
 }
 

@@ -98,6 +98,12 @@ impl Region {
         self.view
     }
 
+    /// Bytes of the region backed by memory (the memfd's allocated blocks).
+    #[cfg(test)]
+    pub fn backed_bytes(&self) -> u64 {
+        std::os::unix::fs::MetadataExt::blocks(&self.file.metadata().expect("memfd")) * 512
+    }
+
     /// The memfd, for handing the region to a new master.
     pub fn fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.file)
@@ -130,9 +136,9 @@ impl View {
             to_e.len.store(from_e.len.load(Relaxed), Relaxed);
             to_e.hash.store(from_e.hash.load(Relaxed), Relaxed);
             to_e.used.store(1, Release);
+            self.mark_written(self.blocks, to);
             let r = self.counters(self.blocks, to);
-            for b in 0..=old.blocks {
-                let c = old.counters(b, s);
+            for c in old.written_in(s, 0..=old.blocks) {
                 let add = |to: &AtomicU64, from: &AtomicU64| {
                     to.fetch_add(from.load(Relaxed), Relaxed);
                 };
@@ -210,6 +216,34 @@ mod tests {
         // SAFETY: the region's memfd is open for as long as `r`.
         let fd = unsafe { BorrowedFd::borrow_raw(r.fd()) };
         fd.try_clone_to_owned().unwrap()
+    }
+
+    /// A node of many names backs counter pages only for what counted something: naming,
+    /// summing, recycling and retiring read the `written` bits, not the counters.
+    #[test]
+    fn counters_nobody_wrote_are_never_backed() {
+        use crate::shm::Directory;
+        use std::collections::HashSet;
+        let r = Region::create(100_000, 64).unwrap();
+        let v = r.view();
+        let names: Vec<String> = (0..50_000).map(|i| format!("n{i}")).collect();
+        let slots = Directory(&v).assign(&names, &HashSet::new()).unwrap();
+        assert!(v.claim(0, 1));
+        v.block(0).request(slots[7]);
+        v.block(0).set_idle(slots[8], 0);
+        for &s in &slots {
+            let _ = v.totals(s, 0);
+            let _ = v.traffic(s, &[0]);
+        }
+        v.retire(0);
+        assert_eq!(v.totals(slots[7], 0).requests, 1);
+        // Recycling every name: the old ones are cleared (only the one that counted).
+        let other: Vec<String> = (0..50_000).map(|i| format!("m{i}")).collect();
+        Directory(&v).assign(&other, &HashSet::new()).unwrap();
+        let backed = r.backed_bytes();
+        // Directory and health of 100,000 slots are 32 MB; one block of counters alone
+        // would be 77 MB, all of them 5 GB.
+        assert!(backed < 40 << 20, "{backed} bytes backed");
     }
 
     #[test]
