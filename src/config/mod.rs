@@ -78,7 +78,9 @@ pub(crate) fn escape_controls(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// `Default` is an empty placeholder, never served: what a forked worker leaves in place of
+/// the config it takes (`std::mem::take`) rather than clones.
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Config {
     /// Things `-t` reports without refusing the config (a route that can never match).
     #[serde(skip)]
@@ -131,9 +133,10 @@ pub struct Config {
     pub listeners: Vec<SocketAddr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(into = "String")]
 pub enum LogTarget {
+    #[default]
     Stderr,
     Stdout,
     File(PathBuf),
@@ -149,7 +152,7 @@ impl From<LogTarget> for String {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct ErrorLog {
     pub path: LogTarget,
     pub level: String,
@@ -473,7 +476,7 @@ pub struct Outlier {
     pub max_ejected_percent: u32,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct SharedMemory {
     /// Names (upstreams and peers) it can hold.
     pub slots: u32,

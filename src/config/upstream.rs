@@ -147,7 +147,13 @@ impl Validator {
             upstream.push(Upstream {
                 slot: 0,
                 name,
-                ring: std::sync::Arc::new(super::ring::Ring::build(&peers)),
+                // Only the hash balancers walk a ring (160 points per peer and weight).
+                ring: std::sync::Arc::new(match balance {
+                    super::Balance::IpHash | super::Balance::Hash(_) => {
+                        super::ring::Ring::build(&peers)
+                    }
+                    _ => super::ring::Ring::default(),
+                }),
                 peers,
                 balance,
                 hash_key,

@@ -53,14 +53,31 @@ impl Master {
             .iter()
             .map(|fd| fd.map(|fd| unsafe { File::from_raw_fd(fd) }))
             .collect();
+        // Taken, not cloned: this process never returns to the master's code, and a clone
+        // would copy every server, route and upstream into the worker's private memory,
+        // where the fork shares the master's pages until someone writes them.
+        let cfg = std::mem::take(cfg);
+        self.shed_configs();
         worker::run(worker::WorkerSetup {
-            cfg: cfg.clone(),
+            cfg,
             generation,
             listeners,
             channel,
             access_logs,
             shared: self.shared.region.view().block(block),
         })
+    }
+
+    /// In a forked child: frees the master's other configs (the serving one, when this
+    /// worker is of a reload's new generation) and gives their pages back. Kept, they would
+    /// become this worker's private memory the moment the master frees its own copy after
+    /// the reload, and stay so for the worker's whole life.
+    fn shed_configs(&mut self) {
+        drop(std::mem::take(&mut self.cfg));
+        if let Some(p) = self.pending.as_mut() {
+            drop(std::mem::take(&mut p.cfg));
+        }
+        super::trim_heap();
     }
 
     /// In a forked child: wipes the copies of the admin token and password hashes it

@@ -372,9 +372,9 @@ impl Master {
             log::info!("{e}; trying again every second (the old master still has it)");
             m.admin.retry_at = Some(Instant::now() + Duration::from_secs(1));
         }
-        let mut cfg = m.cfg.clone();
-        for i in 0..cfg.worker_processes {
-            m.spawn(&mut cfg, generation, i, None)
+        trim_heap();
+        for i in 0..m.cfg.worker_processes {
+            m.spawn_current(generation, i)
                 .map_err(|e| format!("cannot start worker: {e}"))?;
         }
         m.start_helper();
@@ -486,6 +486,14 @@ impl Master {
     }
 
     // ---- workers ------------------------------------------------------------------
+
+    /// Forks one worker of the serving config (`self.cfg`, lent to `spawn` for the fork).
+    fn spawn_current(&mut self, generation: u64, index: usize) -> io::Result<()> {
+        let mut cfg = std::mem::take(&mut self.cfg);
+        let r = self.spawn(&mut cfg, generation, index, None);
+        self.cfg = cfg;
+        r
+    }
 
     /// Forks one worker of `generation` running `cfg`.
     /// `cfg` is the caller's own copy: the child wipes its secrets there too.
@@ -689,9 +697,8 @@ impl Master {
         self.respawn.retain(|(_, t)| *t > now);
         if self.stop.is_none() {
             for index in due {
-                let mut cfg = self.cfg.clone();
                 let gen = self.generation;
-                if let Err(e) = self.spawn(&mut cfg, gen, index, None) {
+                if let Err(e) = self.spawn_current(gen, index) {
                     log::error!("cannot respawn worker: {e}");
                     self.schedule_respawn(index);
                 }
@@ -857,4 +864,17 @@ fn write_pid_file(cfg: &Config) -> Result<(), String> {
             let _ = std::fs::remove_file(&tmp);
             format!("cannot write pid file {}: {e}", cfg.pid_file.display())
         })
+}
+
+/// Gives the heap's free pages back to the kernel. Loading a config frees as much as it
+/// keeps (the file's text, the parser's tree, the raw tables), wiped by `scrub` and so
+/// dirty; without this the master would hold them, and every worker forked after would
+/// share them and copy them as its allocator reused them. Called once a config is loaded
+/// and once an old one is dropped.
+pub(super) fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: glibc's malloc_trim only returns unused memory of its own arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }

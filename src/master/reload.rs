@@ -128,6 +128,7 @@ impl Master {
                 return Err(e.to_string());
             }
         };
+        super::trim_heap();
         for i in 0..cfg.worker_processes {
             if let Err(e) = self.spawn(&mut cfg, generation, i, Some(&access_logs)) {
                 self.kill_generation(generation);
@@ -217,6 +218,7 @@ impl Master {
         }
         crate::logging::set_level(&p.cfg.error_log.level);
         self.cfg = p.cfg;
+        super::trim_heap();
         // The new config's OCSP responses: when the first goes stale.
         self.staples_check_at = std::time::Instant::now();
         // The helper checks the new generation's peers (their health stays in shared memory).
