@@ -44,8 +44,8 @@ http {
         location = /big { root $WORK; try_files /big.txt =404; }
         # The same 100 B answered in one segment, head and body in one write (as most
         # application servers answer small responses); the file locations above write the
-        # head and then the body.
-        location = /one { default_type text/plain; return 200 "$(cat "$WORK/body.txt")"; }
+        # head and then the body. Only for bodies nginx takes inline (up to 4 KiB).
+        $([ "$2" -le 4096 ] && echo "location = /one { default_type text/plain; return 200 \"$(cat "$WORK/body.txt")\"; }")
         # Reads the whole request body before answering (mirror does), so a slow body
         # reaches the upstream through the proxies (bench/slow.sh).
         location /slow { root $WORK; mirror /mirror; try_files /body.txt =404; }

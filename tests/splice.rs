@@ -92,6 +92,43 @@ fn large_bodies_arrive_intact() {
     assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
 }
 
+/// A response head is read in bites of 4 KiB while a body may follow to be spliced: heads
+/// around and past that size, with bodies below and above the splice threshold, arrive whole.
+#[test]
+fn heads_larger_than_a_head_read_arrive_whole() {
+    let up = RawUpstream::start(|r| {
+        let mut parts = r.path().trim_start_matches('/').split('/');
+        let pad: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let n: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let mut head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nX-Pad: {}\r\nX-End: yes\r\n\r\n",
+            "p".repeat(pad)
+        )
+        .into_bytes();
+        head.extend(body(n));
+        vec![Reply::Bytes(head)]
+    });
+    let p = Proxyd::start(1, &conf(&up.addr()));
+    let mut c = Client::connect(&p.addr()).unwrap();
+    for pad in [3000, 4000, 4096, 4097, 9000, 15000] {
+        for n in [10, 20_000, 65_536, 300_000] {
+            let r = c
+                .request("GET", &format!("/{pad}/{n}"), Body::None)
+                .unwrap();
+            assert_eq!(r.status, 200, "/{pad}/{n}");
+            assert_eq!(r.header("x-pad").map(str::len), Some(pad), "/{pad}/{n}");
+            assert_eq!(r.header("x-end"), Some("yes"), "/{pad}/{n}");
+            assert_eq!(r.len as usize, n, "length of /{pad}/{n}");
+            assert_eq!(
+                r.sum,
+                checksum(body(n).into_iter()),
+                "content of /{pad}/{n}"
+            );
+        }
+    }
+    assert!(p.unexpected_errors(&[]).is_empty(), "{}", p.error_log());
+}
+
 #[test]
 fn bytes_after_a_spliced_body_never_reach_the_next_client() {
     let forged = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged";

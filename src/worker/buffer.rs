@@ -180,11 +180,17 @@ impl Buf {
 
     /// One read into the free space; Ok(0) means end of stream (or no room: check has_room).
     pub fn read_from(&mut self, r: &mut impl Read) -> io::Result<usize> {
-        if self.make_room() == 0 {
+        self.read_at_most(r, usize::MAX)
+    }
+
+    /// One read of at most `limit` bytes into the free space.
+    pub fn read_at_most(&mut self, r: &mut impl Read, limit: usize) -> io::Result<usize> {
+        let room = self.make_room().min(limit);
+        if room == 0 {
             return Ok(0);
         }
         loop {
-            match r.read(&mut self.data[self.end..]) {
+            match r.read(&mut self.data[self.end..self.end + room]) {
                 Ok(n) => {
                     self.end += n;
                     return Ok(n);
@@ -250,6 +256,17 @@ mod tests {
         assert!(b.is_empty());
         pool.put(b);
         assert_eq!(pool.free.len(), 1);
+    }
+
+    #[test]
+    fn a_read_takes_at_most_its_limit() {
+        let mut pool = BufPool::default();
+        let mut b = pool.get(BUF_SIZE);
+        let data = vec![7u8; 10_000];
+        let mut src: &[u8] = &data;
+        assert_eq!(b.read_at_most(&mut src, 4096).unwrap(), 4096);
+        assert_eq!(b.read_at_most(&mut src, usize::MAX).unwrap(), 10_000 - 4096);
+        assert_eq!(b.unparsed().len(), 10_000);
     }
 
     #[test]

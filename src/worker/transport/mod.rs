@@ -573,12 +573,18 @@ impl Transport {
 
     /// One read into `buf`. Ok(0) is end of stream (or no room: check `has_room` first).
     pub fn read_into(&mut self, buf: &mut Buf) -> io::Result<usize> {
+        self.read_into_at_most(buf, usize::MAX)
+    }
+
+    /// `read_into`, taking at most `limit` bytes from a plain socket (a TLS one decrypts
+    /// what it has).
+    pub fn read_into_at_most(&mut self, buf: &mut Buf, limit: usize) -> io::Result<usize> {
         if !self.is_plain() {
             return self.read_tls_into(buf);
         }
-        let room = buf.make_room();
+        let room = buf.make_room().min(limit);
         let hup = self.ready.hup;
-        match buf.read_from(self.tcp_mut()) {
+        match buf.read_at_most(self.tcp_mut(), limit) {
             Ok(n) => {
                 if n > 0 && n < room && !hup {
                     self.ready.r = false;

@@ -27,6 +27,10 @@ pub enum Read {
     Failed(Failure),
 }
 
+/// The most one read takes while a response head is awaited (see `read`): most heads are
+/// far smaller, and a larger one takes several reads.
+const HEAD_READ: usize = 4096;
+
 /// How the peer's side of the connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum End {
@@ -119,7 +123,15 @@ impl Driver {
                 self.drop_empty_resp(w);
                 return Read::Quiet(progress);
             }
-            match conn.stream.read_into(buf) {
+            // A head is read in small bites where the body may be spliced: what the first
+            // read takes past the head is copied in and out again, where a splice would move
+            // it without a copy (a 16 KiB read of a 64 KiB response copied 16 KiB twice).
+            let limit = if awaiting && plain_client {
+                HEAD_READ
+            } else {
+                usize::MAX
+            };
+            match conn.stream.read_into_at_most(buf, limit) {
                 Ok(0) => return self.eof(w, owner, trip, End::Closed),
                 Ok(n) => {
                     if let Phase::Sending { head, .. } | Phase::AwaitingHead { head, .. } =
