@@ -209,6 +209,33 @@ mod tests {
         assert_eq!(v.totals(s, 0).requests, 3);
     }
 
+    /// A worker that counted only bytes (every status it passed on had no class, a 600 say)
+    /// leaves them in the retired totals when it is reaped, not behind in its block, where
+    /// they would surface under the slot's next name.
+    #[test]
+    fn a_retired_block_leaves_nothing_for_the_next_name() {
+        let r = Region::create(1, 2).unwrap();
+        let v = r.view();
+        let d = Directory(&v);
+        let s = d.assign(&names(&["a"]), &HashSet::new()).unwrap()[0];
+        v.block(0).bytes(s, 100, 200);
+        v.block(0).status(s, 600);
+        v.retire(0);
+        let t = v.traffic(s, &[]);
+        assert_eq!(
+            (t.bytes_in, t.bytes_out),
+            (100, 200),
+            "kept in the retired totals"
+        );
+        // The name goes; its slot is recycled for "b", which starts from zero, also once a
+        // worker in the same block counts for it.
+        let b = d.assign(&names(&["b"]), &HashSet::new()).unwrap()[0];
+        assert_eq!(b, s);
+        v.block(0).bytes(b, 1, 2);
+        let t = v.traffic(b, &[0]);
+        assert_eq!((t.bytes_in, t.bytes_out), (1, 2));
+    }
+
     #[test]
     fn long_names_are_told_apart() {
         let r = Region::create(4, 1).unwrap();

@@ -501,32 +501,31 @@ impl View {
             let c = self.counters(block, s);
             self.mark_written(self.blocks, s);
             let r = self.counters(self.blocks, s);
-            let (req, fail) = (c.requests.swap(0, Relaxed), c.failures.swap(0, Relaxed));
-            let retries = c.retries.swap(0, Relaxed);
-            if req | fail | retries != 0 {
-                r.requests.fetch_add(req, Relaxed);
-                r.failures.fetch_add(fail, Relaxed);
-                r.retries.fetch_add(retries, Relaxed);
+            // Every field, whatever else the block counted: its `written` bit is cleared
+            // below, and what stayed behind would surface under the slot's next name.
+            let fold = |from: &AtomicU64, to: &AtomicU64| {
+                let v = from.swap(0, Relaxed);
+                if v != 0 {
+                    to.fetch_add(v, Relaxed);
+                }
+            };
+            fold(&c.requests, &r.requests);
+            fold(&c.failures, &r.failures);
+            fold(&c.retries, &r.retries);
+            fold(&c.bytes_in, &r.bytes_in);
+            fold(&c.bytes_out, &r.bytes_out);
+            for (from, to) in c.classes.iter().zip(r.classes.iter()) {
+                fold(from, to);
             }
-            if c.classes.iter().any(|v| v.load(Relaxed) != 0) {
-                for (from, to) in c.classes.iter().zip(r.classes.iter()) {
-                    to.fetch_add(from.swap(0, Relaxed), Relaxed);
-                }
-                for (from, to) in c.codes.iter().zip(r.codes.iter()) {
-                    to.fetch_add(from.swap(0, Relaxed), Relaxed);
-                }
-                r.bytes_in.fetch_add(c.bytes_in.swap(0, Relaxed), Relaxed);
-                r.bytes_out.fetch_add(c.bytes_out.swap(0, Relaxed), Relaxed);
+            for (from, to) in c.codes.iter().zip(r.codes.iter()) {
+                fold(from, to);
             }
             for (from, to) in c.hist.iter().zip(r.hist.iter()) {
-                if from.count.load(Relaxed) == 0 {
-                    continue;
-                }
                 for (a, b) in from.buckets.iter().zip(to.buckets.iter()) {
-                    b.fetch_add(a.swap(0, Relaxed), Relaxed);
+                    fold(a, b);
                 }
-                to.count.fetch_add(from.count.swap(0, Relaxed), Relaxed);
-                to.sum_us.fetch_add(from.sum_us.swap(0, Relaxed), Relaxed);
+                fold(&from.count, &to.count);
+                fold(&from.sum_us, &to.sum_us);
             }
             c.idle.store(0, Relaxed);
             // Connections of a dead process are gone: the gauge is not carried over, and

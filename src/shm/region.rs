@@ -136,9 +136,10 @@ impl View {
             to_e.len.store(from_e.len.load(Relaxed), Relaxed);
             to_e.hash.store(from_e.hash.load(Relaxed), Relaxed);
             to_e.used.store(1, Release);
-            self.mark_written(self.blocks, to);
             let r = self.counters(self.blocks, to);
             for c in old.written_in(s, 0..=old.blocks) {
+                // Only names that counted something: the others' pages stay unbacked.
+                self.mark_written(self.blocks, to);
                 let add = |to: &AtomicU64, from: &AtomicU64| {
                     to.fetch_add(from.load(Relaxed), Relaxed);
                 };
