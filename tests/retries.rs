@@ -148,7 +148,8 @@ fn configured_statuses_and_timeouts_are_retried_after_a_backoff() {
 }
 
 /// Both peers down (503) and every GET retried: without a budget each request would cost
-/// two; the budget (20 %, at least 10 per 10 s window) allows 10 retries for 50 requests.
+/// two; the budget (20 % of the upstream's requests, retries included, at least 10 per 10 s
+/// window) allows 12 retries for 50 requests (12 of 62).
 #[test]
 fn the_budget_caps_retries_during_an_outage() {
     let a = unavailable();
@@ -165,10 +166,31 @@ fn the_budget_caps_retries_during_an_outage() {
     assert!(s.iter().all(|&s| s == 503));
     let sent = a.requests().len() + b.requests().len();
     eprintln!("50 requests in an outage reached the peers {sent} times");
-    assert_eq!(sent, 60, "50 requests and 10 retries");
+    assert_eq!(sent, 62, "50 requests and 12 retries");
     assert!(p
         .error_log()
         .contains("retry budget of upstream \"app\" spent"));
+}
+
+/// The budget is a share of the upstream's requests (`budget_percent`), not only its
+/// floor of 10: at 100 % every one of 50 failing GETs is retried once (to the other peer).
+#[test]
+fn the_budget_is_a_share_of_the_upstreams_requests() {
+    let a = unavailable();
+    let b = unavailable();
+    let p = Proxyd::start(
+        2,
+        &conf(
+            &[a.addr(), b.addr()],
+            "retry = { on = [\"503\"], backoff = \"1ms\", budget_percent = 100 }",
+            "",
+        ),
+    );
+    let s = statuses(&p, "GET", 50);
+    assert!(s.iter().all(|&s| s == 503));
+    let sent = a.requests().len() + b.requests().len();
+    assert_eq!(sent, 100, "50 requests and 50 retries");
+    assert!(!p.error_log().contains("retry budget"), "{}", p.error_log());
 }
 
 /// A peer that went away leaves stale connections in the pool: the request that finds one

@@ -59,6 +59,8 @@ impl Driver {
                 continue;
             };
             w.env.shared.request(slot);
+            // The upstream's own count is what its retry budget is a share of.
+            w.env.shared.request(group.slot);
             self.attempts += 1;
             trip.record.start_attempt(peer, addr, w.env.now);
             // The request goes out from its start on the new connection (a write that failed
