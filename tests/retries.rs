@@ -147,50 +147,35 @@ fn configured_statuses_and_timeouts_are_retried_after_a_backoff() {
     );
 }
 
+/// An outage of both peers (503) under `retry`: 50 GETs, all answered 503. Returns how
+/// many requests reached the peers, and the error log.
+fn outage(retry: &str) -> (usize, String) {
+    let a = unavailable();
+    let b = unavailable();
+    let p = Proxyd::start(2, &conf(&[a.addr(), b.addr()], retry, ""));
+    let s = statuses(&p, "GET", 50);
+    assert!(s.iter().all(|&s| s == 503));
+    (a.requests().len() + b.requests().len(), p.error_log())
+}
+
 /// Both peers down (503) and every GET retried: without a budget each request would cost
 /// two; the budget (20 % of the upstream's requests, retries included, at least 10 per 10 s
 /// window) allows 12 retries for 50 requests (12 of 62).
 #[test]
 fn the_budget_caps_retries_during_an_outage() {
-    let a = unavailable();
-    let b = unavailable();
-    let p = Proxyd::start(
-        2,
-        &conf(
-            &[a.addr(), b.addr()],
-            "retry = { on = [\"503\"], backoff = \"1ms\" }",
-            "",
-        ),
-    );
-    let s = statuses(&p, "GET", 50);
-    assert!(s.iter().all(|&s| s == 503));
-    let sent = a.requests().len() + b.requests().len();
+    let (sent, log) = outage("retry = { on = [\"503\"], backoff = \"1ms\" }");
     eprintln!("50 requests in an outage reached the peers {sent} times");
     assert_eq!(sent, 62, "50 requests and 12 retries");
-    assert!(p
-        .error_log()
-        .contains("retry budget of upstream \"app\" spent"));
+    assert!(log.contains("retry budget of upstream \"app\" spent"));
 }
 
 /// The budget is a share of the upstream's requests (`budget_percent`), not only its
 /// floor of 10: at 100 % every one of 50 failing GETs is retried once (to the other peer).
 #[test]
 fn the_budget_is_a_share_of_the_upstreams_requests() {
-    let a = unavailable();
-    let b = unavailable();
-    let p = Proxyd::start(
-        2,
-        &conf(
-            &[a.addr(), b.addr()],
-            "retry = { on = [\"503\"], backoff = \"1ms\", budget_percent = 100 }",
-            "",
-        ),
-    );
-    let s = statuses(&p, "GET", 50);
-    assert!(s.iter().all(|&s| s == 503));
-    let sent = a.requests().len() + b.requests().len();
+    let (sent, log) = outage("retry = { on = [\"503\"], backoff = \"1ms\", budget_percent = 100 }");
     assert_eq!(sent, 100, "50 requests and 50 retries");
-    assert!(!p.error_log().contains("retry budget"), "{}", p.error_log());
+    assert!(!log.contains("retry budget"), "{log}");
 }
 
 /// A peer that went away leaves stale connections in the pool: the request that finds one

@@ -148,6 +148,28 @@ pub struct Counters {
     hist: [Histogram; HISTS],
 }
 
+impl Counters {
+    /// Every cumulative counter of the slot (not the gauges `active` and `idle`), in one
+    /// fixed order: folding, copying and clearing walk this, so none can miss a field.
+    fn cumulative(&self) -> impl Iterator<Item = &AtomicU64> {
+        [
+            &self.requests,
+            &self.failures,
+            &self.retries,
+            &self.bytes_in,
+            &self.bytes_out,
+        ]
+        .into_iter()
+        .chain(&self.classes)
+        .chain(&self.codes)
+        .chain(
+            self.hist
+                .iter()
+                .flat_map(|h| h.buckets.iter().chain([&h.count, &h.sum_us])),
+        )
+    }
+}
+
 /// What a slot's histograms measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hist {
@@ -503,29 +525,11 @@ impl View {
             let r = self.counters(self.blocks, s);
             // Every field, whatever else the block counted: its `written` bit is cleared
             // below, and what stayed behind would surface under the slot's next name.
-            let fold = |from: &AtomicU64, to: &AtomicU64| {
+            for (from, to) in c.cumulative().zip(r.cumulative()) {
                 let v = from.swap(0, Relaxed);
                 if v != 0 {
                     to.fetch_add(v, Relaxed);
                 }
-            };
-            fold(&c.requests, &r.requests);
-            fold(&c.failures, &r.failures);
-            fold(&c.retries, &r.retries);
-            fold(&c.bytes_in, &r.bytes_in);
-            fold(&c.bytes_out, &r.bytes_out);
-            for (from, to) in c.classes.iter().zip(r.classes.iter()) {
-                fold(from, to);
-            }
-            for (from, to) in c.codes.iter().zip(r.codes.iter()) {
-                fold(from, to);
-            }
-            for (from, to) in c.hist.iter().zip(r.hist.iter()) {
-                for (a, b) in from.buckets.iter().zip(to.buckets.iter()) {
-                    fold(a, b);
-                }
-                fold(&from.count, &to.count);
-                fold(&from.sum_us, &to.sum_us);
             }
             c.idle.store(0, Relaxed);
             // Connections of a dead process are gone: the gauge is not carried over, and
@@ -604,18 +608,8 @@ impl View {
         for b in blocks {
             self.unmark_written(b, slot);
             let c = self.counters(b, slot);
-            c.requests.store(0, Relaxed);
-            c.failures.store(0, Relaxed);
-            c.active.store(0, Relaxed);
-            c.retries.store(0, Relaxed);
-            let gauges = [&c.bytes_in, &c.bytes_out, &c.idle];
-            for v in c.classes.iter().chain(&c.codes).chain(gauges) {
+            for v in c.cumulative().chain([&c.active, &c.idle]) {
                 v.store(0, Relaxed);
-            }
-            for h in &c.hist {
-                for v in h.buckets.iter().chain([&h.count, &h.sum_us]) {
-                    v.store(0, Relaxed);
-                }
             }
         }
         let h = self.health(slot);

@@ -5,10 +5,7 @@
 use super::{region_len, Header, View, MAGIC, VERSION};
 use memmap2::MmapMut;
 use std::io;
-use std::sync::atomic::{
-    AtomicU64,
-    Ordering::{Relaxed, Release},
-};
+use std::sync::atomic::Ordering::{Relaxed, Release};
 
 /// The region as the master owns it. The memfd stays open so that a binary upgrade can hand
 /// the same pages to the new master (`adopt`).
@@ -140,26 +137,8 @@ impl View {
             for c in old.written_in(s, 0..=old.blocks) {
                 // Only names that counted something: the others' pages stay unbacked.
                 self.mark_written(self.blocks, to);
-                let add = |to: &AtomicU64, from: &AtomicU64| {
+                for (to, from) in r.cumulative().zip(c.cumulative()) {
                     to.fetch_add(from.load(Relaxed), Relaxed);
-                };
-                add(&r.requests, &c.requests);
-                add(&r.failures, &c.failures);
-                add(&r.retries, &c.retries);
-                add(&r.bytes_in, &c.bytes_in);
-                add(&r.bytes_out, &c.bytes_out);
-                for (to, from) in r.classes.iter().zip(c.classes.iter()) {
-                    add(to, from);
-                }
-                for (to, from) in r.codes.iter().zip(c.codes.iter()) {
-                    add(to, from);
-                }
-                for (to, from) in r.hist.iter().zip(c.hist.iter()) {
-                    for (x, y) in to.buckets.iter().zip(from.buckets.iter()) {
-                        add(x, y);
-                    }
-                    add(&to.count, &from.count);
-                    add(&to.sum_us, &from.sum_us);
                 }
             }
             let (h, oh) = (self.health(to), old.health(s));
