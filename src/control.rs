@@ -16,15 +16,19 @@ pub struct Reply {
     pub message: String,
 }
 
-/// Longest reply message. The master writes replies without blocking, so a reply must fit
-/// in the socket buffer; longer ones (a reload with thousands of errors) are cut at a line
-/// with a count of what was left out.
-pub const MAX_MESSAGE: usize = 48 * 1024;
+/// Longest reply message: a status of tens of thousands of sites fits. The master sends a
+/// long reply as the socket drains; longer ones (a reload with a flood of errors) are cut
+/// at a line with a count of what was left out.
+pub const MAX_MESSAGE: usize = 64 << 20;
+/// Longest error message: errors are read by a person (all of them are in the error log),
+/// so a reload with thousands of errors shows the first screenfuls and how many more.
+pub const MAX_ERROR: usize = 48 * 1024;
 
 impl Reply {
     pub fn line(&self) -> Vec<u8> {
-        let mut v = if self.message.len() > MAX_MESSAGE {
-            let mut end = MAX_MESSAGE;
+        let max = if self.ok { MAX_MESSAGE } else { MAX_ERROR };
+        let mut v = if self.message.len() > max {
+            let mut end = max;
             while !self.message.is_char_boundary(end) {
                 end -= 1;
             }

@@ -451,3 +451,61 @@ fn public_metrics_on_a_big_config_stay_bounded() {
     .0 == 200));
     drop(stalled);
 }
+
+/// `proxyctl status --json` on 3,000 upstreams: megabytes, more than a socket buffer. The
+/// master sends it as the socket drains, while a client that asked and never reads waits
+/// aside without holding anyone else up; asking again and again (the JSON or the text)
+/// does not grow the master.
+#[test]
+fn status_json_of_thousands_of_upstreams_arrives_whole() {
+    let dead = free_port();
+    let mut body = String::new();
+    for i in 0..3000 {
+        body.push_str(&format!(
+            "[[upstream]]\nname = \"upstream-number-{i}\"\npeers = [\"127.0.0.1:{dead}\"]\n\n"
+        ));
+    }
+    body.push_str("[[server]]\nlisten = \"127.0.0.1:{port}\"\n[[server.route]]\npath = \"/\"\nupstream = \"upstream-number-0\"\n");
+    let p = Proxyd::start_with(1, "", &body);
+    let pid_file = p.dir.path().join("proxyd.pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let sock = proxyd::config::control_socket_for_pid_file(std::path::Path::new(pid_file));
+    // Asks and never reads.
+    let mut stalled = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    stalled.write_all(b"status json\n").unwrap();
+
+    let ask = || {
+        let out = proxyctl(&["-p", pid_file, "status", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let ups = v["upstreams"].as_array().unwrap();
+        assert_eq!(ups.len(), 3000);
+        assert!(ups.iter().any(|u| u["name"] == "upstream-number-2999"));
+        out.stdout.len()
+    };
+    let size = ask();
+    assert!(size > 1 << 20, "{size} bytes");
+    let base = rss_kib(p.pid());
+    for _ in 0..10 {
+        ask();
+        assert!(p.status().contains("upstream-number-2999"));
+    }
+    let grown = rss_kib(p.pid()).saturating_sub(base);
+    // One reply's worth is the bound: what a status builds goes back before it is sent
+    // (the reply's own buffer may still be on its way out).
+    assert!(
+        grown < size as u64 / 1024,
+        "the master grew by {grown} KiB over 10 statuses of {} KiB",
+        size / 1024
+    );
+    // The stalled one's reply waits, cut short by nothing: it reads it whole, late.
+    let mut all = Vec::new();
+    stalled.read_to_end(&mut all).unwrap();
+    let reply: serde_json::Value = serde_json::from_slice(&all).unwrap();
+    assert_eq!(reply["ok"], true);
+    assert!(p.status().contains("generation: 1"));
+}

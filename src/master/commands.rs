@@ -1,11 +1,45 @@
 //! The control socket side of the master: accept `proxyctl` connections, read one
 //! command line, act, and reply with one JSON line.
 
-use super::{ControlClient, Life, Master, Stop, WorkerProc, CLIENT_BASE};
+use super::{Life, Master, Stop, WorkerProc, CLIENT_BASE};
 use crate::control::Reply;
+use mio::net::UnixStream;
 use mio::{Interest, Token};
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// Replies longer than this give their buffer back to the kernel once sent.
+const TRIM_AFTER: usize = 1 << 20;
+/// Longest a reply may wait for `proxyctl` to read it before the connection is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) struct ControlClient {
+    pub(super) stream: UnixStream,
+    pub(super) state: ClientState,
+}
+
+/// Where a control connection is.
+pub(super) enum ClientState {
+    /// Reading its command line.
+    Reading(Vec<u8>),
+    /// The command was taken; its reply comes when it is done (reload, upgrade).
+    Waiting,
+    /// Sending the reply: `out[at..]` is left, then `then`.
+    Sending {
+        out: Vec<u8>,
+        at: usize,
+        then: AfterReply,
+        deadline: Instant,
+    },
+    /// Replied and held open until the master exits, which `proxyctl quit` waits for.
+    Holding,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum AfterReply {
+    Close,
+    Hold,
+}
 
 impl Master {
     pub(super) fn accept_control(&mut self) {
@@ -25,7 +59,7 @@ impl Master {
                     {
                         entry.insert(ControlClient {
                             stream,
-                            input: Vec::new(),
+                            state: ClientState::Reading(Vec::new()),
                         });
                     }
                 }
@@ -40,9 +74,23 @@ impl Master {
     }
 
     pub(super) fn on_control_client(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        match c.state {
+            ClientState::Reading(_) => self.read_command(key),
+            ClientState::Sending { .. } => self.send_reply(key),
+            ClientState::Waiting | ClientState::Holding => {}
+        }
+    }
+
+    fn read_command(&mut self, key: usize) {
         let mut buf = [0u8; 256];
         let cmd = loop {
             let Some(c) = self.clients.get_mut(key) else {
+                return;
+            };
+            let ClientState::Reading(input) = &mut c.state else {
                 return;
             };
             match c.stream.read(&mut buf) {
@@ -51,13 +99,13 @@ impl Master {
                     return;
                 }
                 Ok(n) => {
-                    c.input.extend_from_slice(&buf[..n]);
-                    if c.input.len() > 1024 {
+                    input.extend_from_slice(&buf[..n]);
+                    if input.len() > 1024 {
                         self.drop_client(key);
                         return;
                     }
-                    if let Some(pos) = c.input.iter().position(|&b| b == b'\n') {
-                        break String::from_utf8_lossy(&c.input[..pos]).trim().to_string();
+                    if let Some(pos) = input.iter().position(|&b| b == b'\n') {
+                        break String::from_utf8_lossy(&input[..pos]).trim().to_string();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -69,6 +117,7 @@ impl Master {
             }
         };
         if let Some(c) = self.clients.get_mut(key) {
+            c.state = ClientState::Waiting;
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
         if cmd.starts_with("status") {
@@ -183,25 +232,107 @@ impl Master {
         gens
     }
 
-    /// Replies and closes the client connection.
+    /// Replies and closes the client connection once the reply is sent.
     pub(super) fn reply(&mut self, key: usize, ok: bool, message: String) {
-        if let Some(mut c) = self.clients.try_remove(key) {
-            let _ = c.stream.write_all(&Reply { ok, message }.line());
-            let _ = self.poll.registry().deregister(&mut c.stream);
-        }
+        let line = Reply { ok, message }.line();
+        self.start_reply(key, line, AfterReply::Close);
     }
 
     /// Replies and keeps the connection open until the master exits.
     pub(super) fn reply_keep(&mut self, key: usize, message: &str) {
-        if let Some(c) = self.clients.get_mut(key) {
-            let _ = c.stream.write_all(
-                &Reply {
-                    ok: true,
-                    message: message.into(),
+        let line = Reply {
+            ok: true,
+            message: message.into(),
+        }
+        .line();
+        self.start_reply(key, line, AfterReply::Hold);
+    }
+
+    fn start_reply(&mut self, key: usize, out: Vec<u8>, then: AfterReply) {
+        // What the command built on its way to the reply (a status of thousands of sites
+        // passes through tens of megabytes of JSON values and table cells) goes back to the
+        // kernel now, before the client has its answer; the master would otherwise keep
+        // it until the next reload.
+        super::trim_heap();
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        c.state = ClientState::Sending {
+            out,
+            at: 0,
+            then,
+            deadline: Instant::now() + SEND_TIMEOUT,
+        };
+        self.send_reply(key);
+    }
+
+    /// Writes what the socket takes; a reply longer than the socket buffer (a status of
+    /// thousands of sites) waits for it to drain rather than being cut.
+    fn send_reply(&mut self, key: usize) {
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let ClientState::Sending { out, at, then, .. } = &mut c.state else {
+            return;
+        };
+        while *at < out.len() {
+            match c.stream.write(&out[*at..]) {
+                Ok(0) => break,
+                Ok(n) => *at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // Registered for writing now (a command's client was deregistered
+                    // once read); this registration is edge-triggered, so one call is
+                    // enough until the buffer drains.
+                    let token = Token(CLIENT_BASE + key);
+                    let reg = self.poll.registry();
+                    if reg
+                        .reregister(&mut c.stream, token, Interest::WRITABLE)
+                        .or_else(|_| reg.register(&mut c.stream, token, Interest::WRITABLE))
+                        .is_err()
+                    {
+                        self.drop_client(key);
+                    }
+                    return;
                 }
-                .line(),
-            );
-            self.exit_waiters.push(key);
+                Err(_) => break,
+            }
+        }
+        let big = out.len() > TRIM_AFTER;
+        match *then {
+            AfterReply::Close => self.drop_client(key),
+            AfterReply::Hold => c.state = ClientState::Holding,
+        }
+        if big {
+            super::trim_heap();
+        }
+    }
+
+    /// The earliest time a reply stops waiting for its reader.
+    pub(super) fn control_deadline(&self) -> Option<Instant> {
+        self.clients
+            .iter()
+            .filter_map(|(_, c)| match c.state {
+                ClientState::Sending { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Drops the connections whose reply was not read in time.
+    pub(super) fn control_timers(&mut self) {
+        let now = Instant::now();
+        let late: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                matches!(c.state, ClientState::Sending { deadline, .. } if deadline <= now)
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in late {
+            log::warn!("control client did not read its reply in time; dropped");
+            self.drop_client(key);
         }
     }
 

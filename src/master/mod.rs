@@ -12,6 +12,7 @@ mod admin_origin;
 mod api;
 mod child;
 mod commands;
+use commands::ControlClient;
 mod hasher;
 mod helper;
 mod history;
@@ -155,11 +156,6 @@ pub(super) enum Stop {
     Fast,
 }
 
-pub(super) struct ControlClient {
-    pub(super) stream: UnixStream,
-    pub(super) input: Vec<u8>,
-}
-
 pub struct Master {
     pub(super) cfg: Config,
     pub(super) generation: u64,
@@ -173,8 +169,6 @@ pub struct Master {
     pub(super) respawn: Vec<(usize, Instant)>,
     pub(super) pending: Option<PendingReload>,
     pub(super) stop: Option<(Stop, Instant)>,
-    /// Control clients waiting for the master to exit (quit/stop).
-    pub(super) exit_waiters: Vec<usize>,
     pub(super) poll: Poll,
     pub(super) wake_rx: UnixStream,
     pub(super) _wake_tx: UnixStream,
@@ -334,7 +328,6 @@ impl Master {
             respawn: Vec::new(),
             pending: None,
             stop: None,
-            exit_waiters: Vec::new(),
             poll,
             wake_rx,
             _wake_tx: wake_tx,
@@ -438,6 +431,7 @@ impl Master {
         d.extend(self.helper.respawn_at);
         d.extend(self.admin.deadline());
         d.extend(self.admin.retry_at);
+        d.extend(self.control_deadline());
         d.extend(self.sweep_at);
         d.extend(self.hasher_restart_at());
         d.push(self.tickets_rotate_at);
@@ -661,6 +655,7 @@ impl Master {
 
     fn handle_timers(&mut self) {
         self.helper_timers();
+        self.control_timers();
         self.sweep_orphans();
         self.admin_timers();
         if self.admin.retry_at.is_some_and(|t| t <= Instant::now()) {
