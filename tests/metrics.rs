@@ -509,3 +509,41 @@ fn status_json_of_thousands_of_upstreams_arrives_whole() {
     assert_eq!(reply["ok"], true);
     assert!(p.status().contains("generation: 1"));
 }
+
+/// The connection gauges follow the connections after traffic stops: a worker that goes
+/// quiet right after a burst still wakes to count them (they are counted once a second),
+/// rather than showing the burst until its next event.
+#[test]
+fn connection_gauges_settle_when_traffic_stops() {
+    let up = Upstream::start("up");
+    let admin = free_port();
+    let p = Proxyd::start(1, &conf(&up, free_port(), admin, ""));
+    let gauge = |state: &str| {
+        let m = parse(&admin_get(admin, "/metrics", Some(TOKEN)).1);
+        value(&m, "proxyd_connections", &[("state", state)])
+    };
+    // Five keep-alive connections, each after one answered request: idle ("waiting").
+    let mut conns = Vec::new();
+    for _ in 0..5 {
+        let mut s = TcpStream::connect(p.addr()).unwrap();
+        s.write_all(b"GET /fixed HTTP/1.1\r\nHost: site.test\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = s.read(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 204"));
+        conns.push(s);
+    }
+    // (the admin listener is the master's: these scrapes wake no worker)
+    assert!(
+        wait_until(Duration::from_secs(10), || gauge("waiting") == 5.0),
+        "waiting: {}",
+        gauge("waiting")
+    );
+    drop(conns);
+    assert!(
+        wait_until(Duration::from_secs(10), || gauge("waiting") == 0.0),
+        "waiting: {}",
+        gauge("waiting")
+    );
+    assert_eq!(gauge("reading") + gauge("writing"), 0.0);
+}

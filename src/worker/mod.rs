@@ -76,6 +76,8 @@ use upstream::Owner;
 
 /// Longest a buffered access-log line waits.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Longest the gauges stay stale after the last event (they are counted once a second).
+const GAUGES_EVERY: Duration = Duration::from_millis(1000);
 const CHANNEL: Token = Token(usize::MAX - 1);
 /// Listening socket k has token `LISTENER_BASE - k`.
 const LISTENER_BASE: usize = usize::MAX - 2;
@@ -120,6 +122,16 @@ struct Worker {
     channel: OwnedFd,
     /// When "worker_connections are not enough" was last logged (once a second at most).
     reuse_logged: Option<Instant>,
+    gauges: Gauges,
+}
+
+/// Whether the gauges in shared memory still describe the sessions. They are counted when
+/// the clock ticks, which needs a wakeup: a worker that went quiet right after a burst
+/// would otherwise show the burst's `writing` until its next event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gauges {
+    Published,
+    Stale,
 }
 
 /// Runs the worker until it is told to stop (or the master dies). Returns the exit code.
@@ -174,6 +186,7 @@ impl Worker {
             channel: s.channel,
 
             reuse_logged: None,
+            gauges: Gauges::Stale,
         })
     }
 
@@ -198,6 +211,8 @@ impl Worker {
                     // Buffered access-log lines and spans go out within a second even when
                     // idle (and a collector that stays silent is given up on in time).
                     Some(next.map_or(FLUSH_EVERY, |n| n.min(FLUSH_EVERY)))
+                } else if self.gauges == Gauges::Stale {
+                    Some(next.map_or(GAUGES_EVERY, |n| n.min(GAUGES_EVERY)))
                 } else {
                     next
                 }
@@ -212,9 +227,13 @@ impl Worker {
             if self.ctx.env.clock.tick() {
                 self.ctx.sinks.access.flush();
                 self.publish_gauges();
+                self.gauges = Gauges::Published;
                 if let Some(e) = &mut self.ctx.sinks.exporter {
                     e.flush(&self.ctx.env.registry, self.ctx.env.now);
                 }
+            }
+            if !events.is_empty() {
+                self.gauges = Gauges::Stale;
             }
             for ev in events.iter() {
                 let t = ev.token();
@@ -473,6 +492,7 @@ impl Worker {
     fn expire_timers(&mut self) {
         let now = self.ctx.env.now;
         while let Some((at, key, id)) = self.ctx.env.timers.pop_due(now) {
+            self.gauges = Gauges::Stale;
             let slot = slot_of(key);
             match Kind::of(key) {
                 Kind::Client => {
