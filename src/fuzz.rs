@@ -217,3 +217,102 @@ pub fn chunked(data: &[u8]) {
         assert_eq!(reframe(&once), once);
     }
 }
+
+/// HTTP/2 frames: the decoder on arbitrary bytes, whole and grown a piece at a time (as a
+/// connection sees them arrive), and every frame written back decoding to itself.
+pub fn h2_frames(data: &[u8]) {
+    use crate::http::h2::frame::{self, Frame, SettingsFrame};
+    use crate::http::h2::settings::{MAX_FRAME_SIZE_LIMIT, MIN_FRAME_SIZE};
+    let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
+    let max = (MIN_FRAME_SIZE << (cfg & 7)).min(MAX_FRAME_SIZE_LIMIT);
+    let piece = usize::from(cfg >> 3).max(1);
+    let frames = |upto: usize| {
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            match frame::decode(&data[at..upto], max) {
+                Ok(Some((f, n))) => {
+                    assert!(n >= frame::HEADER_LEN && at + n <= upto);
+                    out.push(format!("{f:?}"));
+                    at += n;
+                }
+                Ok(None) => return (out, at, None),
+                Err(e) => return (out, at, Some(e)),
+            }
+        }
+    };
+    let (whole, used, err) = frames(data.len());
+    // A prefix yields a prefix of the frames, and the error only once its frame is in
+    // (an oversized frame's header is enough).
+    let mut upto = 0;
+    while upto < data.len() {
+        upto = (upto + piece).min(data.len());
+        let (some, _, e) = frames(upto);
+        assert_eq!(some[..], whole[..some.len()]);
+        if e.is_some() {
+            assert_eq!(e, err);
+            assert_eq!(some.len(), whole.len());
+        }
+    }
+    // Each frame written back decodes to the same frame (padding and priority aside).
+    let mut at = 0;
+    while at < used {
+        let Ok(Some((f, n))) = frame::decode(&data[at..used], max) else {
+            panic!("decoded once already");
+        };
+        at += n;
+        let mut out = Vec::new();
+        match f {
+            Frame::Data {
+                stream,
+                data,
+                end_stream,
+                ..
+            } => {
+                frame::write_data_head(&mut out, stream, data.len(), end_stream);
+                out.extend_from_slice(data);
+            }
+            Frame::Headers {
+                stream,
+                block,
+                end_stream,
+                end_headers: true,
+                ..
+            } => frame::write_headers(&mut out, stream, block, end_stream, max),
+            Frame::Settings(SettingsFrame::Ack) => frame::write_settings_ack(&mut out),
+            Frame::Settings(s) => frame::write_settings(&mut out, &s.params().collect::<Vec<_>>()),
+            Frame::Ping { ack, data } => frame::write_ping(&mut out, ack, data),
+            Frame::GoAway {
+                last_stream,
+                code,
+                debug,
+            } => frame::write_goaway(&mut out, last_stream, code, debug),
+            Frame::RstStream { stream, code } => frame::write_rst_stream(&mut out, stream, code),
+            Frame::WindowUpdate { stream, increment } => {
+                frame::write_window_update(&mut out, stream, increment)
+            }
+            _ => continue,
+        }
+        let Ok(Some((again, m))) = frame::decode(&out, max) else {
+            panic!("{f:?} written back does not decode");
+        };
+        assert_eq!(m, out.len());
+        let normal = |f: Frame| match f {
+            Frame::Data {
+                stream,
+                data,
+                end_stream,
+                ..
+            } => format!("data {stream} {data:?} {end_stream}"),
+            Frame::Headers {
+                stream,
+                block,
+                end_stream,
+                end_headers,
+                ..
+            } => format!("headers {stream} {block:?} {end_stream} {end_headers}"),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(normal(again), normal(f));
+    }
+}

@@ -30,3 +30,8 @@ fn response_head_corpus() {
 fn chunked_corpus() {
     assert!(replay("chunked", proxyd::fuzz::chunked) > 0);
 }
+
+#[test]
+fn h2_frames_corpus() {
+    assert!(replay("h2_frames", proxyd::fuzz::h2_frames) > 0);
+}

@@ -1,7 +1,9 @@
-//! HTTP/1.x codecs. Everything here is sans I/O: functions take bytes and return parsed
-//! heads, framing decisions or bytes to send.
+//! HTTP codecs: HTTP/1.x heads and body framing, and HTTP/2 frames (`h2`). Everything
+//! here is sans I/O: functions take bytes and return parsed heads, frames, framing
+//! decisions or bytes to send.
 
 pub mod body;
+pub mod h2;
 #[doc(hidden)]
 pub mod headers;
 pub mod local;
