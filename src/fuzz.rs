@@ -316,3 +316,39 @@ pub fn h2_frames(data: &[u8]) {
         assert_eq!(normal(again), normal(f));
     }
 }
+
+/// HPACK: blocks of arbitrary bytes through one decoder (its table carries over, as on a
+/// connection); whatever decodes, encoded again and decoded by a second pair, comes back
+/// the same; the decoded list never passes its limit.
+pub fn hpack(data: &[u8]) {
+    use crate::http::h2::hpack::{field_cost, Decoder, Encoder, Fits};
+    let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
+    let max_list = 64 << (cfg & 15);
+    let block_len = usize::from(cfg >> 4) * 8 + 1;
+    let mut d = Decoder::default();
+    let (mut e2, mut d2) = (Encoder::default(), Decoder::default());
+    for block in data.chunks(block_len) {
+        let mut got: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut cost = 0;
+        let r = d.decode(block, max_list, |n, v| {
+            cost += field_cost(n, v);
+            got.push((n.to_vec(), v.to_vec()));
+        });
+        assert!(cost <= max_list);
+        assert!(d.table_size() <= crate::http::h2::hpack::DEFAULT_TABLE_SIZE);
+        match r {
+            Ok(Fits::Whole) => {}
+            Ok(Fits::TooLarge) => continue,
+            // The connection ends with COMPRESSION_ERROR: nothing after is decoded.
+            Err(_) => return,
+        }
+        let mut out = Vec::new();
+        e2.encode(got.iter().map(|(n, v)| (&n[..], &v[..])), &mut out);
+        let mut again = Vec::new();
+        let r2 = d2.decode(&out, usize::MAX, |n, v| {
+            again.push((n.to_vec(), v.to_vec()))
+        });
+        assert_eq!(r2, Ok(Fits::Whole));
+        assert_eq!(again, got);
+    }
+}

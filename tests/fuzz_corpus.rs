@@ -35,3 +35,8 @@ fn chunked_corpus() {
 fn h2_frames_corpus() {
     assert!(replay("h2_frames", proxyd::fuzz::h2_frames) > 0);
 }
+
+#[test]
+fn hpack_corpus() {
+    assert!(replay("hpack", proxyd::fuzz::hpack) > 0);
+}
