@@ -1,11 +1,14 @@
 //! HTTP/2 (RFC 9113), sans I/O: the frame layer (`frame`: one frame in, one typed frame
 //! out, every per-frame rule of section 6 checked), header compression (`hpack`, RFC
-//! 7541) and the settings both ends announce (`settings`). Nothing here reads a socket or knows a route: the session above feeds
+//! 7541), the settings both ends announce (`settings`), flow-control windows (`flow`)
+//! and the life of one stream (`stream`). Nothing here reads a socket or knows a route: the session above feeds
 //! bytes in and writes the bytes these functions produce.
 
+pub mod flow;
 pub mod frame;
 pub mod hpack;
 pub mod settings;
+pub mod stream;
 
 /// What a client sends first on every HTTP/2 connection (RFC 9113 3.4), before its
 /// SETTINGS. On a plain listener its first bytes tell h2c with prior knowledge from
