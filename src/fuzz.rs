@@ -319,9 +319,11 @@ pub fn h2_frames(data: &[u8]) {
 
 /// HPACK: blocks of arbitrary bytes through one decoder (its table carries over, as on a
 /// connection); whatever decodes, encoded again and decoded by a second pair, comes back
-/// the same; the decoded list never passes its limit.
+/// the same; the decoded list never passes its limit; one taken as a request is written
+/// as exactly one HTTP/1.1 head.
 pub fn hpack(data: &[u8]) {
     use crate::http::h2::hpack::{field_cost, Decoder, Encoder, Fits};
+    use crate::http::h2::message::Kind;
     let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
     let max_list = 64 << (cfg & 15);
     let block_len = usize::from(cfg >> 4) * 8 + 1;
@@ -341,6 +343,22 @@ pub fn hpack(data: &[u8]) {
             Ok(Fits::TooLarge) => continue,
             // The connection ends with COMPRESSION_ERROR: nothing after is decoded.
             Err(_) => return,
+        }
+        // A list that passes as a request becomes exactly one HTTP/1.1 head: the strict
+        // parser finds it whole and ending where it ends (nothing smuggled after it).
+        let mut list = crate::http::h2::message::HeaderList::default();
+        for (n, v) in &got {
+            list.push(n, v);
+        }
+        let mut head = Vec::new();
+        if let Ok(Kind::Normal | Kind::ExtendedConnect) =
+            crate::http::h2::message::request_head(&list, cfg & 1 == 1, &mut head)
+        {
+            match request::parse(&head, &Limits::default()) {
+                Ok(Some(h)) => assert_eq!(h.head_len, head.len()),
+                Ok(None) => panic!("a written head is incomplete: {head:?}"),
+                Err(_) => {}
+            }
         }
         let mut out = Vec::new();
         e2.encode(got.iter().map(|(n, v)| (&n[..], &v[..])), &mut out);

@@ -1,12 +1,13 @@
 //! HTTP/2 (RFC 9113), sans I/O: the frame layer (`frame`: one frame in, one typed frame
 //! out, every per-frame rule of section 6 checked), header compression (`hpack`, RFC
 //! 7541), the settings both ends announce (`settings`), flow-control windows (`flow`)
-//! and the life of one stream (`stream`). Nothing here reads a socket or knows a route: the session above feeds
+//! the life of one stream (`stream`), and what a request's header list means (`message`). Nothing here reads a socket or knows a route: the session above feeds
 //! bytes in and writes the bytes these functions produce.
 
 pub mod flow;
 pub mod frame;
 pub mod hpack;
+pub mod message;
 pub mod settings;
 pub mod stream;
 
