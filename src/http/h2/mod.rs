@@ -1,9 +1,16 @@
-//! HTTP/2 (RFC 9113), sans I/O: the frame layer (`frame`: one frame in, one typed frame
-//! out, every per-frame rule of section 6 checked), header compression (`hpack`, RFC
-//! 7541), the settings both ends announce (`settings`), flow-control windows (`flow`)
-//! the life of one stream (`stream`), and what a request's header list means (`message`). Nothing here reads a socket or knows a route: the session above feeds
-//! bytes in and writes the bytes these functions produce.
+//! HTTP/2 (RFC 9113), sans I/O, in the pieces a connection is built from:
+//! - `frame`: one frame in, one typed frame out, every per-frame rule of section 6;
+//! - `block`: header blocks arriving in pieces, capped before decoding;
+//! - `hpack`: header compression (RFC 7541);
+//! - `settings`: what each end announced;
+//! - `flow`: flow-control windows;
+//! - `stream`: the life of one stream;
+//! - `message`: what a request's header list means, as the HTTP/1.1 head the proxy parses.
+//!
+//! Nothing here reads a socket or knows a route: the session above feeds bytes in and
+//! writes the bytes these functions produce.
 
+pub mod block;
 pub mod flow;
 pub mod frame;
 pub mod hpack;
