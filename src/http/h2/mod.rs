@@ -5,12 +5,16 @@
 //! - `settings`: what each end announced;
 //! - `flow`: flow-control windows;
 //! - `stream`: the life of one stream;
-//! - `message`: what a request's header list means, as the HTTP/1.1 head the proxy parses.
+//! - `message`: what a request's header list means, as the HTTP/1.1 head the proxy parses;
+//! - `flood`: the per-connection abuse budgets;
+//! - `conn`: the server side of a connection, built from all of the above.
 //!
 //! Nothing here reads a socket or knows a route: the session above feeds bytes in and
 //! writes the bytes these functions produce.
 
 pub mod block;
+pub mod conn;
+pub mod flood;
 pub mod flow;
 pub mod frame;
 pub mod hpack;
