@@ -370,3 +370,81 @@ pub fn hpack(data: &[u8]) {
         assert_eq!(again, got);
     }
 }
+
+/// An HTTP/2 server connection fed arbitrary frames after a valid preface, in pieces,
+/// answering every request it passes up and using every body octet: it never panics,
+/// never takes more than it was given, ends every connection error with GOAWAY, and
+/// sends at most a few octets for each one received.
+pub fn h2_conn(data: &[u8]) {
+    use crate::http::h2::conn::{Conn, Handler, Limits};
+    use crate::http::h2::message::{HeaderList, Kind};
+    use crate::http::h2::{frame, ErrorCode, PREFACE};
+    #[derive(Default)]
+    struct Up {
+        requests: Vec<u32>,
+        used: Vec<(u32, usize)>,
+    }
+    impl Handler for Up {
+        fn request(&mut self, stream: u32, head: &[u8], _: Kind, _: bool) {
+            assert!(head.ends_with(b"\r\n\r\n"));
+            self.requests.push(stream);
+        }
+        fn data(&mut self, stream: u32, data: &[u8], _: bool) {
+            self.used.push((stream, data.len()));
+        }
+        fn trailers(&mut self, _: u32, _: &HeaderList) {}
+        fn reset(&mut self, _: u32, _: ErrorCode) {}
+        fn writable(&mut self, _: u32) {}
+    }
+    let (cfg, data) = data.split_first().map_or((0, data), |(c, d)| (*c, d));
+    let limits = Limits {
+        max_concurrent_streams: u32::from(cfg & 7) + 1,
+        max_header_list_size: 256 << (cfg >> 6),
+        initial_window: 1000,
+    };
+    let piece = usize::from((cfg >> 3) & 7) * 7 + 1;
+    let mut c = Conn::new(limits);
+    let mut input = PREFACE.to_vec();
+    frame::write_settings(&mut input, &[]);
+    input.extend_from_slice(data);
+    let mut up = Up::default();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut sent = c.out.len();
+    c.out.clear();
+    for chunk in input.chunks(piece) {
+        buf.extend_from_slice(chunk);
+        match c.receive(&buf, 1_000, &mut up) {
+            Ok(n) => {
+                assert!(n <= buf.len());
+                buf.drain(..n);
+            }
+            Err(e) => {
+                let mut at = 0;
+                let mut last = None;
+                while let Ok(Some((f, n))) = frame::decode(&c.out[at..], 1 << 24) {
+                    at += n;
+                    last = Some(format!("{f:?}"));
+                }
+                assert!(
+                    last.as_deref().is_some_and(|l| l.starts_with("GoAway")),
+                    "{e:?} ended without GOAWAY: {last:?}"
+                );
+                return;
+            }
+        }
+        for (stream, n) in up.used.drain(..) {
+            c.consumed(stream, n);
+        }
+        for stream in up.requests.drain(..) {
+            c.send_head(stream, [(&b":status"[..], &b"200"[..])], false);
+            c.send_data(stream, b"ok", true);
+        }
+        sent += c.out.len();
+        c.out.clear();
+        assert!(
+            sent <= 4 * input.len() + 4096,
+            "{sent} octets sent for {}",
+            input.len()
+        );
+    }
+}

@@ -40,3 +40,8 @@ fn h2_frames_corpus() {
 fn hpack_corpus() {
     assert!(replay("hpack", proxyd::fuzz::hpack) > 0);
 }
+
+#[test]
+fn h2_conn_corpus() {
+    assert!(replay("h2_conn", proxyd::fuzz::h2_conn) > 0);
+}

@@ -14,7 +14,7 @@ use super::hpack::{self, Fits};
 use super::message::{self, HeaderList, Kind};
 use super::settings::{Settings, DEFAULT_WINDOW, MIN_FRAME_SIZE};
 use super::stream::{Closed, Incoming, State, Verdict};
-use super::{ErrorCode, H2Error, MAX_ID, PREFACE};
+use super::{ErrorCode, H2Error, PREFACE};
 use std::collections::{HashMap, VecDeque};
 
 /// Closed streams remembered, so a late frame on one gets the answer its way of closing
@@ -194,7 +194,18 @@ impl Conn {
             used = PREFACE.len();
             self.phase = Phase::FirstSettings;
         }
-        while let Some((f, n)) = frame::decode(&buf[used..], MIN_FRAME_SIZE)? {
+        loop {
+            let (f, n) = match frame::decode(&buf[used..], MIN_FRAME_SIZE) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(H2Error::Stream { stream, code, .. }) => {
+                    // Only a whole frame is found wrong for one stream: skip it.
+                    used += frame::HEADER_LEN + frame_len(&buf[used..]);
+                    self.reset(stream, code);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             used += n;
             if self.phase == Phase::FirstSettings {
                 if !matches!(f, Frame::Settings(SettingsFrame::Params(_))) {
@@ -523,7 +534,6 @@ impl Conn {
     pub fn reset(&mut self, stream: u32, code: ErrorCode) {
         frame::write_rst_stream(&mut self.out, stream, code);
         self.close(stream, Closed::ResetLocal);
-        self.last_id = self.last_id.max(stream.min(MAX_ID));
     }
 
     /// Forgets a stream, remembering how it closed.
@@ -607,6 +617,12 @@ impl Conn {
             }
         }
     }
+}
+
+/// The payload length in a frame header at the start of `buf` (which holds it whole).
+fn frame_len(buf: &[u8]) -> usize {
+    buf.first_chunk::<{ frame::HEADER_LEN }>()
+        .map_or(0, |h| frame::Head::parse(h).len as usize)
 }
 
 /// Decodes a block into `fields`; a block the decoder cannot take ends the connection.

@@ -324,3 +324,18 @@ fn floods_end_the_connection_with_enhance_your_calm() {
         ErrorCode::Protocol
     );
 }
+
+#[test]
+fn a_frame_wrong_for_one_stream_resets_that_stream_only() {
+    let (mut c, mut h) = open(Limits::default());
+    sent(&mut c);
+    let mut b = Vec::new();
+    frame::write_head(&mut b, 4, frame::PRIORITY, 0, 3);
+    b.extend_from_slice(&[0; 4]);
+    write_ping(&mut b, false, [2; 8]);
+    assert_eq!(feed(&mut c, &b, &mut h), Ok(b.len()));
+    assert_eq!(
+        sent(&mut c),
+        ["RST_STREAM 3 FRAME_SIZE_ERROR", "PING ack=true"]
+    );
+}
