@@ -14,7 +14,10 @@ use super::hpack::{self, Fits};
 use super::message::{self, HeaderList, Kind};
 use super::settings::{Settings, DEFAULT_WINDOW, MIN_FRAME_SIZE};
 use super::stream::{Closed, Incoming, State, Verdict};
-use super::{ErrorCode, H2Error, PREFACE};
+use super::{ErrorCode, H2Error, MAX_ID, PREFACE};
+
+/// The payload of the PING that follows a draining GOAWAY.
+const DRAIN_PING: [u8; 8] = *b"proxyd-d";
 use std::collections::{HashMap, VecDeque};
 
 /// Closed streams remembered, so a late frame on one gets the answer its way of closing
@@ -69,6 +72,10 @@ enum Phase {
     /// The preface arrived; the client's first frame must be SETTINGS.
     FirstSettings,
     Open,
+    /// A graceful close (RFC 9113 6.8): GOAWAY with the largest id went out with a PING
+    /// behind it. Streams the client opened before it saw the GOAWAY are still taken,
+    /// until the PING's ACK shows it has; then the real GOAWAY follows.
+    Draining,
     /// GOAWAY was sent (or received): streams above `last` are not taken.
     Closing {
         last: u32,
@@ -237,14 +244,18 @@ impl Conn {
                 self.flood.hit(Abuse::Settings, now_ms, max_streams)?;
                 self.settings(s, h)?;
             }
-            Frame::Ping { ack: true, .. } => {}
+            Frame::Ping { ack: true, data } => {
+                if data == DRAIN_PING && self.phase == Phase::Draining {
+                    self.go_away(ErrorCode::NoError);
+                }
+            }
             Frame::Ping { ack: false, data } => {
                 self.flood.hit(Abuse::Ping, now_ms, max_streams)?;
                 frame::write_ping(&mut self.out, true, data);
             }
             Frame::GoAway { .. } => {
                 // The client will open no more streams; those in progress finish.
-                if let Phase::Open = self.phase {
+                if let Phase::Open | Phase::Draining = self.phase {
                     self.phase = Phase::Closing { last: self.last_id };
                 }
             }
@@ -545,6 +556,23 @@ impl Conn {
         self.recent.push_back((stream, how));
     }
 
+    /// Starts a graceful close (a reload's old generation draining): the client is told
+    /// to open no more streams, and the streams in progress finish. `is_finished` says
+    /// when the connection may close.
+    pub fn drain(&mut self) {
+        if matches!(self.phase, Phase::Draining | Phase::Closing { .. }) {
+            return;
+        }
+        frame::write_goaway(&mut self.out, MAX_ID, ErrorCode::NoError, b"");
+        frame::write_ping(&mut self.out, false, DRAIN_PING);
+        self.phase = Phase::Draining;
+    }
+
+    /// Whether GOAWAY went out with its final stream id and no stream is left.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.phase, Phase::Closing { .. }) && self.active() == 0
+    }
+
     /// Sends GOAWAY: no stream above the last one opened will be processed.
     pub fn go_away(&mut self, code: ErrorCode) {
         let last = match self.phase {
@@ -576,6 +604,15 @@ impl Conn {
         if end_stream {
             self.ended(stream);
         }
+    }
+
+    /// Sends trailers, which end the response (gRPC's status is in them).
+    pub fn send_trailers<'a>(
+        &mut self,
+        stream: u32,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) {
+        self.send_head(stream, fields, true);
     }
 
     /// How many body octets `stream` may send now (both windows, and one frame).

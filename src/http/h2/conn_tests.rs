@@ -339,3 +339,48 @@ fn a_frame_wrong_for_one_stream_resets_that_stream_only() {
         ["RST_STREAM 3 FRAME_SIZE_ERROR", "PING ack=true"]
     );
 }
+
+#[test]
+fn a_drain_takes_streams_in_flight_then_sends_the_real_goaway() {
+    let (mut c, mut h) = open(Limits::default());
+    let mut cl = Client::new();
+    cl.bytes.clear();
+    cl.get(1, "/a", true);
+    feed(&mut c, &cl.bytes, &mut h).unwrap();
+    sent(&mut c);
+    c.drain();
+    assert_eq!(
+        sent(&mut c),
+        ["GOAWAY 2147483647 NO_ERROR", "PING ack=false"]
+    );
+    // Sent before the client saw the GOAWAY: still taken.
+    cl.bytes.clear();
+    cl.get(3, "/b", true);
+    feed(&mut c, &cl.bytes, &mut h).unwrap();
+    assert_eq!(h.0.len(), 2);
+    // The PING comes back: the real last stream id.
+    let mut b = Vec::new();
+    write_ping(&mut b, true, DRAIN_PING);
+    feed(&mut c, &b, &mut h).unwrap();
+    assert_eq!(sent(&mut c), ["GOAWAY 3 NO_ERROR"]);
+    // Later streams are not taken; those in progress finish, then the connection may go.
+    cl.bytes.clear();
+    cl.get(5, "/c", true);
+    feed(&mut c, &cl.bytes, &mut h).unwrap();
+    assert_eq!(h.0.len(), 2);
+    assert!(!c.is_finished());
+    for s in [1, 3] {
+        c.send_head(s, [(&b":status"[..], &b"200"[..])], false);
+        c.send_trailers(s, [(&b"grpc-status"[..], &b"0"[..])]);
+    }
+    assert_eq!(
+        sent(&mut c),
+        [
+            "HEADERS 1 end=false",
+            "HEADERS 1 end=true",
+            "HEADERS 3 end=false",
+            "HEADERS 3 end=true"
+        ]
+    );
+    assert!(c.is_finished());
+}
