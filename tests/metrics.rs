@@ -390,6 +390,18 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
     assert!(top.wait().unwrap().success());
 }
 
+/// `n` upstreams of one dead peer each, and a server routing to the first.
+fn many_upstreams(n: usize, dead: u16) -> String {
+    let mut body = String::new();
+    for i in 0..n {
+        body.push_str(&format!(
+            "[[upstream]]\nname = \"upstream-number-{i}\"\npeers = [\"127.0.0.1:{dead}\"]\n\n"
+        ));
+    }
+    body.push_str("[[server]]\nlisten = \"127.0.0.1:{port}\"\n[[server.route]]\npath = \"/\"\nupstream = \"upstream-number-0\"\n");
+    body
+}
+
 /// Public /metrics on a big config: 2,000 upstreams make megabytes of text. Clients that ask
 /// and never read cost the master a bounded piece each, not the text each (it held 64 copies
 /// of 15 MB); past a few of them public scrapes get 503 while a client with the token is
@@ -399,13 +411,7 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
 fn public_metrics_on_a_big_config_stay_bounded() {
     let admin = free_port();
     let dead = free_port();
-    let mut body = String::new();
-    for i in 0..2000 {
-        body.push_str(&format!(
-            "[[upstream]]\nname = \"upstream-number-{i}\"\npeers = [\"127.0.0.1:{dead}\"]\n\n"
-        ));
-    }
-    body.push_str("[[server]]\nlisten = \"127.0.0.1:{port}\"\n[[server.route]]\npath = \"/\"\nupstream = \"upstream-number-0\"\n");
+    let body = many_upstreams(2000, dead);
     let p = Proxyd::start_with(
         1,
         &format!("admin = {{ listen = \"127.0.0.1:{admin}\", token = \"{TOKEN}\", public_metrics = true }}"),
@@ -459,13 +465,7 @@ fn public_metrics_on_a_big_config_stay_bounded() {
 #[test]
 fn status_json_of_thousands_of_upstreams_arrives_whole() {
     let dead = free_port();
-    let mut body = String::new();
-    for i in 0..3000 {
-        body.push_str(&format!(
-            "[[upstream]]\nname = \"upstream-number-{i}\"\npeers = [\"127.0.0.1:{dead}\"]\n\n"
-        ));
-    }
-    body.push_str("[[server]]\nlisten = \"127.0.0.1:{port}\"\n[[server.route]]\npath = \"/\"\nupstream = \"upstream-number-0\"\n");
+    let body = many_upstreams(3000, dead);
     let p = Proxyd::start_with(1, "", &body);
     let pid_file = p.dir.path().join("proxyd.pid");
     let pid_file = pid_file.to_str().unwrap();

@@ -9,7 +9,7 @@
 use super::block::Assembly;
 use super::flood::{Abuse, Flood};
 use super::flow::{Credit, Window};
-use super::frame::{self, Frame, SettingsFrame};
+use super::frame::{self, Frame, Priority, SettingsFrame};
 use super::hpack::{self, Fits};
 use super::message::{self, HeaderList, Kind};
 use super::settings::{Settings, DEFAULT_WINDOW, MIN_FRAME_SIZE};
@@ -327,19 +327,12 @@ impl Conn {
             }
             Frame::Headers { .. } => {
                 if let Some(c) = self.blocks.headers(&f, max_list)? {
-                    let (stream, end_stream, priority) = (c.stream, c.end_stream, c.priority);
-                    let fits = decode(&mut self.decoder, &mut self.fields, c.block, max_list)?;
                     if c.block.is_empty() {
                         self.flood.hit(Abuse::Empty, now_ms, max_streams)?;
                     }
-                    if priority.is_some_and(|p| p.dependency == stream) {
-                        return Err(H2Error::stream(
-                            stream,
-                            ErrorCode::Protocol,
-                            "stream depends on itself",
-                        ));
-                    }
-                    self.headers(stream, end_stream, fits, now_ms, h)?;
+                    let fits = decode(&mut self.decoder, &mut self.fields, c.block, max_list)?;
+                    let (stream, end_stream, priority) = (c.stream, c.end_stream, c.priority);
+                    self.block_done(stream, end_stream, priority, fits, now_ms, h)?;
                 } else if let Frame::Headers { block: &[], .. } = f {
                     self.flood.hit(Abuse::Empty, now_ms, max_streams)?;
                 }
@@ -349,17 +342,10 @@ impl Conn {
                     self.flood.hit(Abuse::Empty, now_ms, max_streams)?;
                 }
                 if let Some(c) = self.blocks.continuation(&f, max_list)? {
-                    let (stream, end_stream, priority) = (c.stream, c.end_stream, c.priority);
                     let fits = decode(&mut self.decoder, &mut self.fields, c.block, max_list)?;
+                    let (stream, end_stream, priority) = (c.stream, c.end_stream, c.priority);
                     self.blocks.release();
-                    if priority.is_some_and(|p| p.dependency == stream) {
-                        return Err(H2Error::stream(
-                            stream,
-                            ErrorCode::Protocol,
-                            "stream depends on itself",
-                        ));
-                    }
-                    self.headers(stream, end_stream, fits, now_ms, h)?;
+                    self.block_done(stream, end_stream, priority, fits, now_ms, h)?;
                 }
             }
             Frame::PushPromise { .. } => {
@@ -371,6 +357,28 @@ impl Conn {
             Frame::Unknown { .. } => {}
         }
         Ok(())
+    }
+
+    /// A complete header block on `stream`, decoded into `self.fields`, with the
+    /// priority its HEADERS carried.
+    fn block_done(
+        &mut self,
+        stream: u32,
+        end_stream: bool,
+        priority: Option<Priority>,
+        fits: Fits,
+        now_ms: u64,
+        h: &mut impl Handler,
+    ) -> Result<(), H2Error> {
+        // Checked only now: the block had to go through the decoder first (4.3).
+        if priority.is_some_and(|p| p.dependency == stream) {
+            return Err(H2Error::stream(
+                stream,
+                ErrorCode::Protocol,
+                "stream depends on itself",
+            ));
+        }
+        self.headers(stream, end_stream, fits, now_ms, h)
     }
 
     /// A complete header block on `stream`, decoded into `self.fields`.

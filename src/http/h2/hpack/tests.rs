@@ -1,6 +1,7 @@
 use super::*;
 
-fn hex(s: &str) -> Vec<u8> {
+/// Octets from hex digits, spaces ignored (as RFC 7541's examples are printed).
+pub(super) fn hex(s: &str) -> Vec<u8> {
     let s: String = s.split_whitespace().collect();
     (0..s.len())
         .step_by(2)
