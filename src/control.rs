@@ -25,6 +25,7 @@ pub const MAX_MESSAGE: usize = 64 << 20;
 pub const MAX_ERROR: usize = 48 * 1024;
 
 impl Reply {
+    /// The reply as one JSON line, cut to what its reader takes.
     pub fn line(&self) -> Vec<u8> {
         let max = if self.ok { MAX_MESSAGE } else { MAX_ERROR };
         let mut v = if self.message.len() > max {
@@ -32,12 +33,19 @@ impl Reply {
             while !self.message.is_char_boundary(end) {
                 end -= 1;
             }
-            let cut = self.message[..end].rfind('\n').unwrap_or(0);
-            let left = self.message[cut..]
-                .lines()
-                .filter(|l| !l.is_empty())
-                .count();
-            let message = format!("{}\n... and {left} more lines", &self.message[..cut]);
+            // At the last whole line that fits; a first line longer than all of it (an
+            // error quoting a huge value) is cut within, so its file:line stays.
+            let message = match self.message[..end].rfind('\n') {
+                Some(cut) => {
+                    let left = self.message[cut..]
+                        .lines()
+                        .filter(|l| !l.is_empty())
+                        .count();
+                    let s = if left == 1 { "" } else { "s" };
+                    format!("{}\n... and {left} more line{s}", &self.message[..cut])
+                }
+                None => format!("{}...", &self.message[..end]),
+            };
             serde_json::to_vec(&Reply {
                 ok: self.ok,
                 message,
@@ -78,4 +86,30 @@ pub fn request(socket: &Path, cmd: &str, wait: Duration) -> Result<Reply, String
         let _ = r.read_line(&mut rest);
     }
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut(message: String) -> String {
+        let line = Reply { ok: false, message }.line();
+        let r: Reply = serde_json::from_slice(&line).unwrap();
+        r.message
+    }
+
+    #[test]
+    fn a_long_error_is_cut_at_a_line_or_within_its_first_line() {
+        let many: String = (0..5000).map(|i| format!("f.toml:{i}: bad\n")).collect();
+        let m = cut(many);
+        assert!(m.starts_with("f.toml:0: bad\n"));
+        assert!(m.ends_with("more lines"), "{}", &m[m.len() - 40..]);
+        assert!(m.len() <= MAX_ERROR + 40);
+        let one = format!("f.toml:15:12: unknown upstream \"{}\"", "N".repeat(60_000));
+        let m = cut(one);
+        assert!(m.starts_with("f.toml:15:12: unknown upstream"));
+        assert!(m.ends_with("..."));
+        let two = format!("{}\n{}", "x".repeat(MAX_ERROR - 10), "y".repeat(100));
+        assert!(cut(two).ends_with("... and 1 more line"));
+    }
 }

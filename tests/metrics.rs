@@ -547,3 +547,75 @@ fn connection_gauges_settle_when_traffic_stops() {
     );
     assert_eq!(gauge("reading") + gauge("writing"), 0.0);
 }
+
+/// The control socket against clients that hold it: past 64 connections more are closed
+/// at once; one that never finishes its command line is dropped after 10 s; replies that
+/// nobody reads stop being built past 64 MiB waiting (3,000 upstreams: 2 MB each), with a
+/// short refusal instead, so the master's memory stays bounded; through all of it a
+/// well-behaved `proxyctl` is answered.
+#[test]
+fn control_clients_that_hold_the_socket_are_bounded() {
+    use std::os::unix::net::UnixStream;
+    let p = Proxyd::start_with(1, "", &many_upstreams(3000, free_port()));
+    let pid_file = p.dir.path().join("proxyd.pid");
+    let sock = proxyd::config::control_socket_for_pid_file(&pid_file);
+    // 63 never finish their line; the 64th is proxyctl's, and is answered.
+    let mut idle = Vec::new();
+    for _ in 0..63 {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(b"sta").unwrap();
+        idle.push(s);
+    }
+    assert!(p.status().contains("generation: 1"));
+    // With 64 held, a 65th is closed at once, unanswered.
+    let extra = UnixStream::connect(&sock).unwrap();
+    let mut over = UnixStream::connect(&sock).unwrap();
+    over.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = over.write_all(b"status\n");
+    let mut got = Vec::new();
+    assert_eq!(
+        over.read_to_end(&mut got).map(|_| got.len()).unwrap_or(0),
+        0
+    );
+    drop(extra);
+    // The idle ones are dropped after their 10 s.
+    for s in &mut idle {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+    }
+    assert!(std::fs::read_to_string(p.dir.path().join("error.log"))
+        .unwrap()
+        .contains("control client did not send its command in time"));
+    // 40 ask for the big status and never read: the replies waiting stop at 64 MiB.
+    let base = rss_kib(p.pid());
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(b"status json\n").unwrap();
+        stalled.push(s);
+    }
+    assert!(p.status().contains("generation: 1"));
+    let grown = rss_kib(p.pid()).saturating_sub(base);
+    assert!(grown < 150 << 10, "the master grew by {grown} KiB");
+    let (mut whole, mut refused) = (0, 0);
+    for mut s in stalled {
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&all).unwrap();
+        if v["ok"] == true {
+            whole += 1;
+        } else {
+            assert!(
+                v["message"].as_str().unwrap().contains("too many replies"),
+                "{v}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(
+        whole >= 10 && refused >= 1,
+        "{whole} whole, {refused} refused"
+    );
+}

@@ -12,6 +12,15 @@ use std::time::{Duration, Instant};
 const TRIM_AFTER: usize = 1 << 20;
 /// Longest a reply may wait for `proxyctl` to read it before the connection is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a client may take to send its command line.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most control connections at once; more are closed as they come (the master's file
+/// descriptors are for workers and listeners first).
+const MAX_CLIENTS: usize = 64;
+/// Most reply octets waiting for their readers, over every client; a long reply that
+/// would pass it is refused with a short one, so clients that ask and never read cannot
+/// pin the master's memory.
+const MAX_PENDING: usize = 64 << 20;
 
 pub(crate) struct ControlClient {
     pub(super) stream: UnixStream,
@@ -21,7 +30,10 @@ pub(crate) struct ControlClient {
 /// Where a control connection is.
 pub(super) enum ClientState {
     /// Reading its command line.
-    Reading(Vec<u8>),
+    Reading { input: Vec<u8>, deadline: Instant },
+    /// Its command is read and waits its turn: the master runs one command per loop
+    /// turn, so signals, workers and timers are seen between two costly statuses.
+    Queued { cmd: String, since: Instant },
     /// The command was taken; its reply comes when it is done (reload, upgrade).
     Waiting,
     /// Sending the reply: `out[at..]` is left, then `then`.
@@ -46,6 +58,10 @@ impl Master {
         loop {
             match self.control.accept() {
                 Ok((mut stream, _)) => {
+                    if self.clients.len() >= MAX_CLIENTS {
+                        log::warn!("control connection closed: {MAX_CLIENTS} are open already");
+                        continue;
+                    }
                     let entry = self.clients.vacant_entry();
                     if self
                         .poll
@@ -59,7 +75,10 @@ impl Master {
                     {
                         entry.insert(ControlClient {
                             stream,
-                            state: ClientState::Reading(Vec::new()),
+                            state: ClientState::Reading {
+                                input: Vec::new(),
+                                deadline: Instant::now() + READ_TIMEOUT,
+                            },
                         });
                     }
                 }
@@ -78,9 +97,9 @@ impl Master {
             return;
         };
         match c.state {
-            ClientState::Reading(_) => self.read_command(key),
+            ClientState::Reading { .. } => self.read_command(key),
             ClientState::Sending { .. } => self.send_reply(key),
-            ClientState::Waiting | ClientState::Holding => {}
+            ClientState::Queued { .. } | ClientState::Waiting | ClientState::Holding => {}
         }
     }
 
@@ -90,7 +109,7 @@ impl Master {
             let Some(c) = self.clients.get_mut(key) else {
                 return;
             };
-            let ClientState::Reading(input) = &mut c.state else {
+            let ClientState::Reading { input, .. } = &mut c.state else {
                 return;
             };
             match c.stream.read(&mut buf) {
@@ -117,13 +136,46 @@ impl Master {
             }
         };
         if let Some(c) = self.clients.get_mut(key) {
-            c.state = ClientState::Waiting;
+            c.state = ClientState::Queued {
+                cmd,
+                since: Instant::now(),
+            };
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
+    }
+
+    /// Runs the command that has waited longest, if any (one per master loop turn).
+    pub(super) fn run_control_command(&mut self) {
+        let Some(key) = self
+            .clients
+            .iter()
+            .filter_map(|(k, c)| match c.state {
+                ClientState::Queued { since, .. } => Some((since, k)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, k)| k)
+        else {
+            return;
+        };
+        let Some(c) = self.clients.get_mut(key) else {
+            return;
+        };
+        let cmd = match std::mem::replace(&mut c.state, ClientState::Waiting) {
+            ClientState::Queued { cmd, .. } => cmd,
+            _ => return,
+        };
+        // A client that asked and hung up is not worth a status of thousands of sites.
+        if hung_up(&c.stream) {
+            self.drop_client(key);
+            return;
+        }
+        // Escaped: the line is the client's bytes, and the log is read on terminals.
+        let shown = cmd.escape_debug();
         if cmd.starts_with("status") {
-            log::debug!("control command \"{cmd}\"");
+            log::debug!("control command \"{shown}\"");
         } else {
-            crate::notice!("control command \"{cmd}\"");
+            crate::notice!("control command \"{shown}\"");
         }
         match cmd.as_str() {
             "reload" => self.begin_reload(Some(key)),
@@ -142,6 +194,9 @@ impl Master {
             },
             "status" => {
                 let msg = self.status();
+                // What the status built (tens of megabytes of JSON values and table cells
+                // at thousands of sites) goes back to the kernel before the reply goes out.
+                super::trim_heap();
                 self.reply(key, true, msg)
             }
             // What the admin API's status, upstreams and traffic say, in one JSON object
@@ -153,6 +208,8 @@ impl Master {
                     "traffic": self.api_traffic(),
                 });
                 let msg = v.to_string();
+                drop(v);
+                super::trim_heap();
                 if msg.len() > crate::control::MAX_MESSAGE {
                     let why = format!(
                         "the status is {} bytes, more than the control socket carries ({}); use the admin API (GET /api/status, /api/upstreams)",
@@ -248,12 +305,14 @@ impl Master {
         self.start_reply(key, line, AfterReply::Hold);
     }
 
-    fn start_reply(&mut self, key: usize, out: Vec<u8>, then: AfterReply) {
-        // What the command built on its way to the reply (a status of thousands of sites
-        // passes through tens of megabytes of JSON values and table cells) goes back to the
-        // kernel now, before the client has its answer; the master would otherwise keep
-        // it until the next reload.
-        super::trim_heap();
+    fn start_reply(&mut self, key: usize, mut out: Vec<u8>, then: AfterReply) {
+        if out.len() > 64 << 10 && self.pending_bytes() + out.len() > MAX_PENDING {
+            out = Reply {
+                ok: false,
+                message: "too many replies are waiting to be read; try again".into(),
+            }
+            .line();
+        }
         let Some(c) = self.clients.get_mut(key) else {
             return;
         };
@@ -308,30 +367,51 @@ impl Master {
         }
     }
 
-    /// The earliest time a reply stops waiting for its reader.
+    /// Reply octets not yet read, over every client.
+    fn pending_bytes(&self) -> usize {
+        self.clients
+            .iter()
+            .map(|(_, c)| match &c.state {
+                ClientState::Sending { out, at, .. } => out.len() - at,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// When the control clients next need the loop: at once for a queued command, else
+    /// the earliest read or send deadline.
     pub(super) fn control_deadline(&self) -> Option<Instant> {
         self.clients
             .iter()
             .filter_map(|(_, c)| match c.state {
-                ClientState::Sending { deadline, .. } => Some(deadline),
+                ClientState::Queued { since, .. } => Some(since),
+                ClientState::Reading { deadline, .. } | ClientState::Sending { deadline, .. } => {
+                    Some(deadline)
+                }
                 _ => None,
             })
             .min()
     }
 
-    /// Drops the connections whose reply was not read in time.
+    /// Drops the connections that did not send their command, or read their reply, in
+    /// time.
     pub(super) fn control_timers(&mut self) {
         let now = Instant::now();
-        let late: Vec<usize> = self
+        let late: Vec<(usize, &str)> = self
             .clients
             .iter()
-            .filter(|(_, c)| {
-                matches!(c.state, ClientState::Sending { deadline, .. } if deadline <= now)
+            .filter_map(|(k, c)| match c.state {
+                ClientState::Reading { deadline, .. } if deadline <= now => {
+                    Some((k, "send its command"))
+                }
+                ClientState::Sending { deadline, .. } if deadline <= now => {
+                    Some((k, "read its reply"))
+                }
+                _ => None,
             })
-            .map(|(k, _)| k)
             .collect();
-        for key in late {
-            log::warn!("control client did not read its reply in time; dropped");
+        for (key, what) in late {
+            log::warn!("control client did not {what} in time; dropped");
             self.drop_client(key);
         }
     }
@@ -341,6 +421,22 @@ impl Master {
             let _ = self.poll.registry().deregister(&mut c.stream);
         }
     }
+}
+
+/// Whether the peer of a control connection closed it (a read would see end of file).
+fn hung_up(s: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = 0u8;
+    // SAFETY: a one-octet peek into a live local, on a socket this side owns.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0
 }
 
 /// Open sockets of a worker other than its master channel: its client and upstream

@@ -405,6 +405,7 @@ impl Master {
                 }
             }
             self.handle_signals();
+            self.run_control_command();
             if std::mem::take(&mut self.api_reload) {
                 self.begin_reload(None);
             }
