@@ -252,6 +252,11 @@ impl Worker {
                     self.on_conn_event(t.0, readable, writable, hup);
                 }
             }
+            // Work done without an event (queued exchanges, a listener's backlog) moves
+            // sessions too.
+            if !self.ctx.env.again.is_empty() || self.accept_pending() {
+                self.gauges = Gauges::Stale;
+            }
             for (slot, id) in std::mem::take(&mut self.ctx.env.again) {
                 if self.sessions.get(slot).is_some_and(|s| s.id == id) {
                     self.drive(slot);
