@@ -315,13 +315,7 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
     }
     let pid_file = p.dir.path().join("proxyd.pid");
     let pid_file = pid_file.to_str().unwrap();
-    let out = proxyctl(&["-p", pid_file, "status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (v, _) = status_json(pid_file);
     assert_eq!(v["status"]["generation"], 1);
     assert_eq!(v["status"]["workers"].as_array().unwrap().len(), 2);
     assert_eq!(v["traffic"]["requests"], 7);
@@ -388,6 +382,20 @@ fn proxyctl_status_json_and_top_show_the_same_numbers() {
     }
     assert!(quit, "proxyctl top did not quit on q");
     assert!(top.wait().unwrap().success());
+}
+
+/// `proxyctl status --json`, parsed, and its size.
+fn status_json(pid_file: &str) -> (serde_json::Value, usize) {
+    let out = proxyctl(&["-p", pid_file, "status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        serde_json::from_slice(&out.stdout).unwrap(),
+        out.stdout.len(),
+    )
 }
 
 /// `n` upstreams of one dead peer each, and a server routing to the first.
@@ -475,17 +483,11 @@ fn status_json_of_thousands_of_upstreams_arrives_whole() {
     stalled.write_all(b"status json\n").unwrap();
 
     let ask = || {
-        let out = proxyctl(&["-p", pid_file, "status", "--json"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (v, size) = status_json(pid_file);
         let ups = v["upstreams"].as_array().unwrap();
         assert_eq!(ups.len(), 3000);
         assert!(ups.iter().any(|u| u["name"] == "upstream-number-2999"));
-        out.stdout.len()
+        size
     };
     let size = ask();
     assert!(size > 1 << 20, "{size} bytes");
