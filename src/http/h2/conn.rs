@@ -319,9 +319,15 @@ impl Conn {
                     self.credit(0, flow_len);
                     return Ok(());
                 };
-                s.recv.received(flow_len).map_err(|_| {
-                    H2Error::stream(stream, ErrorCode::FlowControl, "DATA beyond the window")
-                })?;
+                if s.recv.received(flow_len).is_err() {
+                    // The stream is reset; its octets still go back to the connection.
+                    self.credit(0, flow_len);
+                    return Err(H2Error::stream(
+                        stream,
+                        ErrorCode::FlowControl,
+                        "DATA beyond the window",
+                    ));
+                }
                 self.credit(stream, padding);
                 h.data(stream, data, end_stream);
             }
