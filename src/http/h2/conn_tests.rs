@@ -113,12 +113,16 @@ fn feed(c: &mut Conn, bytes: &[u8], h: &mut Seen) -> Result<usize, H2Error> {
     c.receive(bytes, 1_000, h)
 }
 
-fn open(limits: Limits) -> (Conn, Seen) {
+/// A connection past its preface and SETTINGS (what the server sent for them taken),
+/// and the client that opened it, with nothing more to send yet.
+fn open(limits: Limits) -> (Conn, Seen, Client) {
     let mut c = Conn::new(limits);
     let mut h = Seen::default();
-    let hello = Client::new();
-    assert_eq!(feed(&mut c, &hello.bytes, &mut h), Ok(hello.bytes.len()));
-    (c, h)
+    let mut cl = Client::new();
+    assert_eq!(feed(&mut c, &cl.bytes, &mut h), Ok(cl.bytes.len()));
+    sent(&mut c);
+    cl.bytes.clear();
+    (c, h, cl)
 }
 
 #[test]
@@ -154,10 +158,7 @@ fn a_wrong_preface_or_first_frame_ends_the_connection() {
 
 #[test]
 fn a_request_is_answered_on_its_stream() {
-    let (mut c, mut h) = open(Limits::default());
-    sent(&mut c);
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     cl.get(1, "/x?y", true);
     feed(&mut c, &cl.bytes, &mut h).unwrap();
     assert_eq!(h.0, ["request 1 Normal GET /x?y HTTP/1.1 end=true"]);
@@ -182,10 +183,7 @@ fn request_bodies_are_credited_back_only_once_passed_on() {
         max_concurrent_streams: 2,
         ..Limits::default()
     };
-    let (mut c, mut h) = open(limits);
-    sent(&mut c);
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(limits);
     let mut block = Vec::new();
     cl.enc.encode(
         [
@@ -226,10 +224,7 @@ fn streams_past_the_limit_are_refused() {
         max_concurrent_streams: 2,
         ..Limits::default()
     };
-    let (mut c, mut h) = open(limits);
-    sent(&mut c);
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(limits);
     cl.get(1, "/1", true).get(3, "/3", true).get(5, "/5", true);
     feed(&mut c, &cl.bytes, &mut h).unwrap();
     assert_eq!(h.0.len(), 2);
@@ -238,10 +233,7 @@ fn streams_past_the_limit_are_refused() {
 
 #[test]
 fn malformed_requests_are_reset_and_never_reach_the_handler() {
-    let (mut c, mut h) = open(Limits::default());
-    sent(&mut c);
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     cl.request(1, &[("Upper", "x")], true)
         .request(3, &[("connection", "close")], true)
         .request(5, &[("x", "ok")], true);
@@ -255,17 +247,13 @@ fn malformed_requests_are_reset_and_never_reach_the_handler() {
 
 #[test]
 fn stream_ids_must_rise_and_be_odd() {
-    let (mut c, mut h) = open(Limits::default());
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     cl.get(2, "/", true);
     assert_eq!(
         feed(&mut c, &cl.bytes, &mut h).unwrap_err().code(),
         ErrorCode::Protocol
     );
-    let (mut c, mut h) = open(Limits::default());
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     cl.get(5, "/", true).get(3, "/", true);
     assert_eq!(
         feed(&mut c, &cl.bytes, &mut h).unwrap_err().code(),
@@ -275,10 +263,7 @@ fn stream_ids_must_rise_and_be_odd() {
 
 #[test]
 fn frames_after_the_clients_reset_get_stream_closed() {
-    let (mut c, mut h) = open(Limits::default());
-    sent(&mut c);
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     cl.get(1, "/", false)
         .raw(|b| write_rst_stream(b, 1, ErrorCode::Cancel))
         .raw(|b| {
@@ -294,9 +279,7 @@ fn frames_after_the_clients_reset_get_stream_closed() {
 #[test]
 fn floods_end_the_connection_with_enhance_your_calm() {
     // Rapid reset: open and cancel, again and again.
-    let (mut c, mut h) = open(Limits::default());
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     for i in 0..500u32 {
         let id = 2 * i + 1;
         cl.get(id, "/", false)
@@ -308,7 +291,7 @@ fn floods_end_the_connection_with_enhance_your_calm() {
     assert!(requests <= 129, "{requests}");
     assert!(sent(&mut c).last().unwrap().ends_with("ENHANCE_YOUR_CALM"));
     // PING flood.
-    let (mut c, mut h) = open(Limits::default());
+    let (mut c, mut h, _) = open(Limits::default());
     let mut b = Vec::new();
     for _ in 0..1000 {
         write_ping(&mut b, false, [1; 8]);
@@ -323,7 +306,7 @@ fn floods_end_the_connection_with_enhance_your_calm() {
         .count();
     assert_eq!(acks, 100);
     // Header blocks interleaved with other frames.
-    let (mut c, mut h) = open(Limits::default());
+    let (mut c, mut h, _) = open(Limits::default());
     let mut b = Vec::new();
     frame::write_head(&mut b, 0, frame::HEADERS, 0, 1);
     write_ping(&mut b, false, [1; 8]);
@@ -335,8 +318,7 @@ fn floods_end_the_connection_with_enhance_your_calm() {
 
 #[test]
 fn a_frame_wrong_for_one_stream_resets_that_stream_only() {
-    let (mut c, mut h) = open(Limits::default());
-    sent(&mut c);
+    let (mut c, mut h, _) = open(Limits::default());
     let mut b = Vec::new();
     frame::write_head(&mut b, 4, frame::PRIORITY, 0, 3);
     b.extend_from_slice(&[0; 4]);
@@ -350,9 +332,7 @@ fn a_frame_wrong_for_one_stream_resets_that_stream_only() {
 
 #[test]
 fn a_drain_takes_streams_in_flight_then_sends_the_real_goaway() {
-    let (mut c, mut h) = open(Limits::default());
-    let mut cl = Client::new();
-    cl.bytes.clear();
+    let (mut c, mut h, mut cl) = open(Limits::default());
     cl.get(1, "/a", true);
     feed(&mut c, &cl.bytes, &mut h).unwrap();
     sent(&mut c);
